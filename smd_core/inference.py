@@ -1,0 +1,220 @@
+"""Dense inference at any output resolution with memory independent of that resolution.
+
+`Predictor.predict` pads like the reference test pipeline (top and right, edge mode, to a multiple of 64),
+encodes once, queries every output pixel in chunks of `chunk_points` and removes the padding.
+
+Units: unlike the reference (whose disparity stays in input-image pixels whatever the output size),
+`DensePrediction.disparity` is in pixels of the OUTPUT grid, i.e. multiplied by
+`disparity_scale = W_out / W_network_input`, so it pairs directly with the output grid's intrinsics
+(Z = f_out * B / d_out). Divide by `disparity_scale` for the reference's values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from smd_core.model.mixture import uncertainty
+from smd_core.model.network import SMDNet
+
+_MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
+
+
+@dataclasses.dataclass
+class DensePrediction:
+    """Dense maps, each float32 (H_out, W_out).
+
+    disparity: selected mode (highest density), output-grid px. uncertainty: std of the selected mode in
+    output-grid px (sqrt(2) * Laplacian scale; zeros for a standard head). mu0/mu1: mode disparities (px),
+    sigma0/sigma1: Laplacian scales (px), pi0/pi1: weights (bimodal only; sigma0 also holds the unimodal scale).
+    """
+
+    disparity: np.ndarray
+    uncertainty: np.ndarray
+    disparity_scale: float
+    mu0: np.ndarray | None = None
+    mu1: np.ndarray | None = None
+    sigma0: np.ndarray | None = None
+    sigma1: np.ndarray | None = None
+    pi0: np.ndarray | None = None
+    pi1: np.ndarray | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def pad_amounts(size: int, multiple: int) -> int:
+    """Padding that brings `size` up to a multiple of `multiple` (0 if it already is)."""
+    return (-size) % multiple
+
+
+def as_bgr(image: np.ndarray, name: str) -> np.ndarray:
+    """Validate an 8-bit image (H, W), (H, W, 1) or (H, W, 3) and return (H, W, 3) uint8 BGR."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 (0..255), got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be (H, W, 3) BGR or (H, W) gray, got shape {image.shape}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"{name} is too small: {image.shape}")
+    return image
+
+
+class Predictor:
+    """Dense disparity + uncertainty from an `SMDNet`.
+
+    Args:
+        model: the network (its device is changed to `device`).
+        device: torch device; default: the model's current device.
+        chunk_points: query points per chunk; bounds memory whatever the output size.
+        pad_multiple: pad the network input to a multiple of this (64 for the published backbones).
+        autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; ignored on CPU.
+        projection_budget_mb: largest size of the pre-projected feature maps (see `SMDHead.project`);
+            above it, features are sampled and multiplied per point instead (same result, slower).
+    """
+
+    def __init__(
+        self,
+        model: SMDNet,
+        *,
+        device: str | torch.device | None = None,
+        chunk_points: int = 200_000,
+        pad_multiple: int = 64,
+        autocast_dtype: torch.dtype | None = None,
+        projection_budget_mb: float = 1024.0,
+    ) -> None:
+        if chunk_points < 1:
+            raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+        if pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+        if autocast_dtype not in (None, torch.float16, torch.bfloat16):
+            raise ValueError(f"autocast_dtype must be None, torch.float16 or torch.bfloat16, got {autocast_dtype}")
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.chunk_points = int(chunk_points)
+        self.pad_multiple = int(pad_multiple)
+        self.autocast_dtype = autocast_dtype
+        self.projection_budget_bytes = projection_budget_mb * 2**20
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is not None and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=self.autocast_dtype)
+        return contextlib.nullcontext()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def predict(
+        self,
+        left_bgr: np.ndarray,
+        right_bgr: np.ndarray,
+        *,
+        output_size: tuple[int, int] | None = None,
+        scale: float | None = None,
+        input_scale: float = 1.0,
+    ) -> DensePrediction:
+        """Dense prediction for one rectified pair.
+
+        left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) gray). The network sees them resized by
+        `input_scale`. The output grid is `output_size` = (H_out, W_out), or (H, W) * `scale`, or (H, W);
+        any size works, not only integer factors of the input.
+        """
+        left = as_bgr(left_bgr, "left image")
+        right = as_bgr(right_bgr, "right image")
+        if left.shape != right.shape:
+            raise ValueError(f"left and right images differ in size: {left.shape} vs {right.shape}")
+        h, w = left.shape[:2]
+        if output_size is not None and scale is not None:
+            raise ValueError("give output_size or scale, not both")
+        if scale is not None:
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(f"scale must be a positive number, got {scale}")
+            output_size = (max(2, round(h * scale)), max(2, round(w * scale)))
+        h_out, w_out = (int(v) for v in (output_size or (h, w)))
+        if h_out < 2 or w_out < 2:
+            raise ValueError(f"output_size must be at least 2x2, got {(h_out, w_out)}")
+        if not (math.isfinite(input_scale) and input_scale > 0):
+            raise ValueError(f"input_scale must be a positive number, got {input_scale}")
+
+        t0 = time.perf_counter()
+        if input_scale != 1.0:
+            hn, wn = max(2, round(h * input_scale)), max(2, round(w * input_scale))
+            interp = cv2.INTER_AREA if input_scale < 1 else cv2.INTER_LINEAR
+            left = cv2.resize(left, (wn, hn), interpolation=interp)
+            right = cv2.resize(right, (wn, hn), interpolation=interp)
+        hn, wn = left.shape[:2]
+        top, rightpad = pad_amounts(hn, self.pad_multiple), pad_amounts(wn, self.pad_multiple)
+        pair = np.stack([left, right])
+        pair = np.pad(pair, ((0, 0), (top, 0), (0, rightpad), (0, 0)), mode="edge")
+        tensor = torch.from_numpy(pair).to(self.device).permute(0, 3, 1, 2).float()
+        hp, wp = hn + top, wn + rightpad
+        sy, sx = h_out / hn, w_out / wn
+        # The padded image's output grid, in which query points live (reference: (Hp*s, Wp*s)).
+        grid_size = (hp * sy, wp * sx)
+
+        model = self.model
+        with torch.inference_mode(), self._autocast():
+            features = model.encode(tensor[0:1], tensor[1:2])
+            self._sync()
+            t1 = time.perf_counter()
+            pixels = sum(f.shape[-2] * f.shape[-1] for f in features)
+            rows = model.mlp.projected_rows()
+            n = h_out * w_out
+            if n > pixels and pixels * rows * 4 <= self.projection_budget_bytes:
+                features = model.project(features)
+            maps = self._query_dense(features, (h_out, w_out), top * sy, grid_size)
+            self._sync()
+        t2 = time.perf_counter()
+        return self._assemble(maps, (h_out, w_out), sx, {"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0})
+
+    def _query_dense(
+        self, features: object, out_hw: tuple[int, int], y_offset: float, grid_size: tuple[float, float]
+    ) -> dict[str, np.ndarray]:
+        h_out, w_out = out_hw
+        n = h_out * w_out
+        maps: dict[str, np.ndarray] = {}
+        for start in range(0, n, self.chunk_points):
+            idx = torch.arange(start, min(n, start + self.chunk_points), device=self.device)
+            ys = torch.div(idx, w_out, rounding_mode="floor")
+            xs = idx - ys * w_out
+            points = torch.stack([xs.float(), ys.float() + y_offset]).unsqueeze(0)
+            pred = self.model.query(features, points, grid_size)
+            fields = pred.fields()
+            fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind="sigma")
+            if pred.sigma is not None:
+                fields["sigma0"] = fields.pop("sigma")
+            for name, value in fields.items():
+                if name not in maps:
+                    maps[name] = np.empty(n, dtype=np.float32)
+                maps[name][start : start + idx.numel()] = value[0].float().cpu().numpy()
+        return {k: v.reshape(h_out, w_out) for k, v in maps.items()}
+
+    def _assemble(
+        self, maps: dict[str, np.ndarray], out_hw: tuple[int, int], sx: float, timings: dict[str, float]
+    ) -> DensePrediction:
+        max_disp = float(self.model.config.max_disp)
+        # Disparity is horizontal: it scales with the output grid's width.
+        for name in ("disparity", "mu0", "mu1", "uncertainty"):
+            if name in maps:
+                maps[name] *= sx
+        for name in ("sigma0", "sigma1"):
+            if name in maps:
+                maps[name] *= max_disp * sx
+        extra = {k: maps.get(k) for k in _MIXTURE_FIELDS}
+        return DensePrediction(
+            disparity=maps["disparity"],
+            uncertainty=maps["uncertainty"],
+            disparity_scale=sx,
+            timings=timings,
+            **extra,
+        )

@@ -1,0 +1,221 @@
+"""SMDNet = stereo backbone + SMD head; checkpoint reading and writing.
+
+Checkpoints:
+- published SMD-Nets files: `{"state_dict", ["optimizer", "epoch", "learning_rate"]}` or a bare state dict,
+  keys `stereo_network.*` and `mlp.conv0..4`; backbone, output and max_disp are inferred from the keys and
+  shapes unless given;
+- ours: `{"format": "smd_ros", "version": 1, "model_config": {...}, "state_dict": ..., ...}` so the model
+  rebuilds itself from the file alone.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from smd_core.config import OUTPUT_CHANNELS, ModelConfig, from_dict, to_dict
+from smd_core.model.backbones import build_backbone
+from smd_core.model.head import ProjectedFeatures, SMDHead, normalize_points, sample_maps, sample_sum
+from smd_core.model.mixture import Prediction, activate
+
+CHECKPOINT_FORMAT = "smd_ros"
+CHECKPOINT_VERSION = 1
+# Head input width C as a function of max_disp for the published backbones (parity README).
+_PUBLISHED_WIDTH = {"psmnet": (32, 4), "hsmnet": (352, 16)}  # C = base + max_disp / div
+
+
+class SMDNet(nn.Module):
+    """Backbone (`stereo_network`) + SMD head (`mlp`), the published state-dict layout."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.stereo_network = build_backbone(config.backbone, max_disp=config.max_disp, **config.backbone_options)
+        c = int(self.stereo_network.feature_channels)
+        self.mlp = SMDHead(c, config.head_widths, config.out_channels)
+
+    def encode(self, left: Tensor, right: Tensor) -> list[Tensor]:
+        """left, right: (B, 3, H, W) float BGR in 0..255, H and W multiples of 64 -> feature maps (B, C_i, h_i, w_i)."""
+        if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
+            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
+        return list(self.stereo_network(left, right))
+
+    def project(self, features: list[Tensor]) -> ProjectedFeatures:
+        """Pre-multiply the maps by the head's feature weights; pass the result to `query` (dense inference)."""
+        return self.mlp.project(features)
+
+    def query_raw(
+        self, features: list[Tensor] | ProjectedFeatures, points: Tensor, output_size: tuple[float, float]
+    ) -> Tensor:
+        """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid."""
+        grid = normalize_points(points, output_size)
+        if isinstance(features, ProjectedFeatures):
+            return self.mlp.forward_projected(sample_sum(features.maps, grid))
+        return self.mlp(sample_maps(features, grid))
+
+    def query(
+        self, features: list[Tensor] | ProjectedFeatures, points: Tensor, output_size: tuple[float, float]
+    ) -> Prediction:
+        """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
+        raw = self.query_raw(features, points, output_size)
+        return activate(raw.float(), self.config.output, self.config.max_disp)
+
+    def forward(self, left: Tensor, right: Tensor, points: Tensor, output_size: tuple[float, float]) -> Prediction:
+        return self.query(self.encode(left, right), points, output_size)
+
+
+def build_model(config: ModelConfig) -> SMDNet:
+    """A freshly initialised SMDNet for `config`."""
+    return SMDNet(config)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
+    """Write an smd_ros checkpoint atomically (temp file in the same folder + rename).
+
+    `model` may be wrapped (DDP); its `config` is stored as `model_config`. `extra` entries (optimizer
+    state, step, train config, ...) must be plain tensors / containers so `weights_only` loads work.
+    """
+    path = Path(path)
+    net = model.module if hasattr(model, "module") else model
+    if not isinstance(net, SMDNet):
+        raise TypeError(f"save_checkpoint needs an SMDNet, got {type(net).__name__}")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": to_dict(net.config),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        **extra,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load(weights_only=True) with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/corrupt/pickled files
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a dict (state_dict or checkpoint), got {type(data).__name__}")
+    return data
+
+
+def _state_dict_of(data: dict[str, Any], path: Path) -> dict[str, Tensor]:
+    sd = data.get("state_dict", data)
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
+        raise ValueError(f"{path}: no state_dict of tensors found (top-level keys: {sorted(data)[:10]})")
+    # Files saved from (Distributed)DataParallel prefix every key with "module.".
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+
+
+def infer_config(state_dict: dict[str, Tensor], *, path: str | Path = "<state_dict>") -> ModelConfig:
+    """Backbone, output and max_disp of a published SMD-Nets state dict, from its keys and shapes."""
+    keys = state_dict.keys()
+    if any(k.startswith("stereo_network.feature_extraction.firstconv") for k in keys):
+        backbone = "psmnet"
+    elif any(k.startswith("stereo_network.feature_extraction.convbnrelu1_1") for k in keys):
+        backbone = "hsmnet"
+    else:
+        raise ValueError(f"{path}: cannot tell the backbone from its keys (not PSMNet or HSMNet); pass backbone=")
+    convs = sorted(
+        (k for k in keys if k.startswith("mlp.conv") and k.endswith(".weight")), key=lambda k: int(k[8:].split(".")[0])
+    )
+    if not convs:
+        raise ValueError(f"{path}: no SMD head weights (mlp.conv*.weight) found")
+    k_out = state_dict[convs[-1]].shape[0]
+    outputs = {v: k for k, v in OUTPUT_CHANNELS.items()}
+    if k_out not in outputs:
+        raise ValueError(f"{path}: last head layer has {k_out} outputs; expected 1, 2 or 5")
+    widths = tuple(int(state_dict[k].shape[0]) for k in convs[:-1])
+    c = int(state_dict[convs[0]].shape[1])
+    base, div = _PUBLISHED_WIDTH[backbone]
+    return ModelConfig(backbone=backbone, output=outputs[k_out], max_disp=(c - base) * div, head_widths=widths)
+
+
+def _check_override(path: Path, name: str, given: Any, found: Any) -> None:
+    if given is not None and given != found:
+        raise ValueError(f"{path}: {name}={given!r} was requested but the checkpoint holds a {name}={found!r} model")
+
+
+def load_model(
+    path: str | Path,
+    *,
+    backbone: str | None = None,
+    output: str | None = None,
+    max_disp: int | None = None,
+    device: str | torch.device = "cpu",
+) -> SMDNet:
+    """Load a published SMD-Nets checkpoint or one of ours; returns the model in eval mode on `device`.
+
+    backbone ("psmnet"/"hsmnet", case-insensitive), output ("standard"/"unimodal"/"bimodal") and max_disp
+    (256 for the published models) are inferred from the file when not given; a given value that
+    contradicts the file raises ValueError naming the file.
+    """
+    path = Path(path)
+    data = read_checkpoint(path)
+    sd = _state_dict_of(data, path)
+    backbone = backbone.lower() if backbone else None
+    output = output.lower() if output else None
+    if data.get("format") == CHECKPOINT_FORMAT:
+        try:
+            config = from_dict(ModelConfig, data["model_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid model_config: {exc}") from exc
+        _check_override(path, "backbone", backbone, config.backbone)
+        _check_override(path, "output", output, config.output)
+        _check_override(path, "max_disp", max_disp, config.max_disp)
+    else:
+        try:
+            config = infer_config(sd, path=path)
+        except ValueError:
+            if backbone is None:
+                raise
+            config = ModelConfig(backbone=backbone, output=output or "bimodal", max_disp=max_disp or 256)
+        _check_override(path, "backbone", backbone, config.backbone)
+        _check_override(path, "output", output, config.output)
+        _check_override(path, "max_disp", max_disp, config.max_disp)
+    model = SMDNet(config)
+    load_state_dict_checked(model, sd, path=path)
+    return model.to(torch.device(device)).eval()
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: dict[str, Tensor], *, path: str | Path) -> None:
+    """Strict load whose error names the file and lists missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        def head(items: list[str]) -> str:
+            return ", ".join(items[:5]) + (f" ... (+{len(items) - 5})" if len(items) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys [{head(missing)}]")
+        if unexpected:
+            parts.append(f"unexpected keys [{head(unexpected)}]")
+        if shapes:
+            parts.append(f"shape mismatches [{head(shapes)}]")
+        raise ValueError(f"{path}: checkpoint does not match the model: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
