@@ -1,0 +1,94 @@
+"""`smd predict`: dense disparity + uncertainty for one stereo pair, written as PNGs and .npy maps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from smd_core import viz
+from smd_core.inference import Predictor
+from smd_core.model.network import load_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA raises ValueError."""
+    name = name.lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+def default_checkpoint() -> Path:
+    """The bundled model, or a clear error when this install ships none."""
+    try:
+        from smd_core.weights import default_checkpoint as bundled
+    except ImportError as exc:
+        raise FileNotFoundError("no bundled model in this install; pass --checkpoint") from exc
+    return bundled()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 BGR; ValueError naming the file when it cannot be read."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read image {path}")
+    return img
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("left", help="left rectified image")
+    parser.add_argument("right", help="right rectified image")
+    parser.add_argument("--checkpoint", default=None, help="published SMD-Nets or smd_ros checkpoint (default: bundled)")
+    parser.add_argument("--backbone", default=None, help="psmnet|hsmnet (published checkpoints; default: inferred)")
+    parser.add_argument("--output", dest="output_repr", default=None, help="standard|unimodal|bimodal (default: inferred)")
+    parser.add_argument("--out", default="predict_out", help="output folder")
+    parser.add_argument("--scale", type=float, default=None, help="output scale factor (any float > 0)")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="output size")
+    parser.add_argument("--input-scale", type=float, default=1.0, help="resize the images before the network")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
+    parser.add_argument("--chunk-points", type=int, default=200_000, help="query points per chunk (memory bound)")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    model = load_model(ckpt, backbone=args.backbone, output=args.output_repr, device=device)
+    predictor = Predictor(model, device=device, chunk_points=args.chunk_points)
+    left, right = read_image(args.left), read_image(args.right)
+    pred = predictor.predict(
+        left, right, output_size=tuple(args.size) if args.size else None, scale=args.scale, input_scale=args.input_scale
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "disparity.npy", pred.disparity)
+    np.save(out / "uncertainty.npy", pred.uncertainty)
+    for name in ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1"):
+        value = getattr(pred, name)
+        if value is not None:
+            np.save(out / f"{name}.npy", value)
+    cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity))
+    cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty))
+    info = {
+        "checkpoint": str(ckpt),
+        "model": {"backbone": model.config.backbone, "output": model.config.output, "max_disp": model.config.max_disp},
+        "device": str(device),
+        "input_size": list(left.shape[:2]),
+        "output_size": list(pred.disparity.shape),
+        "disparity_units": "output-grid pixels",
+        "disparity_scale": pred.disparity_scale,
+        "timings_s": pred.timings,
+    }
+    (out / "prediction.json").write_text(json.dumps(info, indent=2))
+    h, w = pred.disparity.shape
+    print(f"{ckpt.name}: {w}x{h} disparity {np.nanmin(pred.disparity):.2f}..{np.nanmax(pred.disparity):.2f} px "
+          f"in {pred.timings['total_s']:.2f} s on {device} -> {out}/")
+    return 0

@@ -1,0 +1,182 @@
+"""SMDNet, checkpoint I/O and the dense Predictor, on a tiny stand-in backbone (fast, no fixtures needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import smd_core
+from smd_core.config import ModelConfig
+from smd_core.inference import Predictor
+from smd_core.model import backbones
+from smd_core.model.head import SMDHead, normalize_points, sample_maps, sample_sum
+from smd_core.model.network import SMDNet, load_model, save_checkpoint
+
+
+class TinyBackbone(nn.Module):
+    """Two maps at 1/4 and 1/8 resolution, enough to exercise sampling, projection and padding."""
+
+    def __init__(self, *, max_disp: int = 64) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(6, 8, 4, stride=4)
+        self.b = nn.Conv2d(6, 4, 8, stride=8)
+        self.feature_channels = 12
+
+    def forward(self, left, right):
+        x = torch.cat([left, right], 1) / 255.0
+        return [self.a(x), self.b(x)]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    module = type("M", (), {"TinyBackbone": TinyBackbone})
+    monkeypatch.setitem(backbones._REGISTRY, "light", ("tiny_test_module", "TinyBackbone"))
+    monkeypatch.setattr(backbones.importlib, "import_module", lambda name: module)
+    torch.manual_seed(0)
+    return ModelConfig(backbone="light", output="bimodal", max_disp=64, head_widths=(32, 16))
+
+
+def pair(h=50, w=70, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (h, w, 3), dtype=np.uint8), rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_head_layer_names_and_projection_equivalence():
+    head = SMDHead(96, (1024, 512, 256, 128), 5)
+    shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    assert shapes["conv0.weight"] == (1024, 96, 1) and shapes["conv1.weight"] == (512, 1120, 1)
+    assert shapes["conv4.weight"] == (5, 224, 1)
+    maps = [torch.randn(2, 64, 8, 16), torch.randn(2, 32, 4, 8)]
+    pts = torch.rand(2, 2, 300) * torch.tensor([[[63.0], [31.0]]])
+    grid = normalize_points(pts, (32, 64))
+    direct = head(sample_maps(maps, grid))
+    fast = head.forward_projected(sample_sum(head.project(maps).maps, grid))
+    assert torch.allclose(direct, fast, atol=1e-4)
+
+
+def test_normalize_points_follows_reference_and_validates():
+    pts = torch.tensor([[[0.0, 9.0, 20.0], [0.0, 4.0, -3.0]]])
+    grid = normalize_points(pts, (5, 10))
+    assert grid.shape == (1, 1, 3, 2)
+    assert torch.allclose(grid[0, 0], torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]]))
+    with pytest.raises(ValueError, match="points"):
+        normalize_points(torch.zeros(1, 3, 4), (5, 10))
+    with pytest.raises(ValueError, match="output_size"):
+        normalize_points(pts, (1, 10))
+
+
+def test_checkpoint_round_trip_rebuilds_from_file(tiny, tmp_path):
+    model = SMDNet(tiny)
+    path = save_checkpoint(tmp_path / "m.pt", model, step=3)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temp file
+    loaded = load_model(path)
+    assert loaded.config == tiny and not loaded.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    with pytest.raises(ValueError, match="output='standard' was requested"):
+        load_model(path, output="standard")
+
+
+def test_bad_checkpoints_raise_errors_naming_the_file(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_model(tmp_path / "nope.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="corrupt.pt.*not a readable"):
+        load_model(bad)
+    path = save_checkpoint(tmp_path / "m.pt", SMDNet(tiny))
+    data = torch.load(path, weights_only=True)
+    data["state_dict"]["mlp.conv0.weight"] = torch.zeros(3, 3, 1)
+    del data["state_dict"]["mlp.conv1.bias"]
+    data["state_dict"]["extra.weight"] = torch.zeros(1)
+    torch.save(data, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match=r"mismatch.pt.*missing keys \[mlp.conv1.bias\].*unexpected.*shape"):
+        load_model(tmp_path / "mismatch.pt")
+    torch.save({"state_dict": {"foo": torch.zeros(1)}}, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match="unknown.pt: cannot tell the backbone"):
+        load_model(tmp_path / "unknown.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="expected a dict"):
+        load_model(tmp_path / "list.pt")
+    torch.save({"epoch": 1}, tmp_path / "nosd.pt")
+    with pytest.raises(ValueError, match="no state_dict"):
+        load_model(tmp_path / "nosd.pt")
+
+
+@pytest.mark.parametrize("size", [(50, 70), (64, 128), (77, 131), (100, 140), (33, 41)])
+def test_predictor_any_output_size(tiny, size):
+    model = SMDNet(tiny)
+    left, right = pair()
+    pred = Predictor(model, chunk_points=999).predict(left, right, output_size=size)
+    assert pred.disparity.shape == size and pred.uncertainty.shape == size and pred.pi0.shape == size
+    assert np.isfinite(pred.disparity).all() and (pred.disparity >= 0).all()
+    assert pred.disparity_scale == pytest.approx(size[1] / 70)
+    assert np.allclose(pred.pi0 + pred.pi1, 1.0)
+    assert ((pred.disparity == pred.mu0) | (pred.disparity == pred.mu1)).all()
+
+
+def test_predictor_matches_pointwise_query_and_is_chunk_invariant(tiny):
+    model = SMDNet(tiny).eval()
+    left, right = pair(64, 64)
+    a = Predictor(model, chunk_points=100_000).predict(left, right, scale=2.0)
+    b = Predictor(model, chunk_points=517, projection_budget_mb=0).predict(left, right, scale=2.0)
+    assert np.allclose(a.disparity, b.disparity, atol=1e-3)
+    # Direct query at the same pixel positions (no padding at 64x64): values / disparity_scale.
+    t = torch.from_numpy(np.stack([left, right])).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        feats = model.encode(t[:1], t[1:])
+        ys, xs = np.mgrid[0:128, 0:128]
+        pts = torch.tensor(np.stack([xs.ravel(), ys.ravel()]), dtype=torch.float32)[None]
+        ref = model.query(feats, pts, (128, 128)).disparity[0].numpy().reshape(128, 128)
+    assert np.allclose(a.disparity / 2.0, ref, atol=1e-3)
+
+
+def test_predictor_padding_matches_reference_depad(tiny):
+    """Non-multiple-of-64 input: our output equals the padded-grid prediction with the padding cut off."""
+    model = SMDNet(tiny).eval()
+    left, right = pair(50, 70)
+    pred = Predictor(model).predict(left, right)
+    padded = [np.pad(im, ((14, 0), (0, 58), (0, 0)), mode="edge") for im in (left, right)]
+    full = Predictor(model).predict(*padded)
+    assert np.allclose(pred.disparity, full.disparity[14:, :70], atol=1e-4)
+
+
+def test_predictor_input_validation(tiny):
+    p = Predictor(SMDNet(tiny))
+    left, right = pair()
+    with pytest.raises(ValueError, match="differ in size"):
+        p.predict(left, right[:-1])
+    with pytest.raises(ValueError, match="uint8"):
+        p.predict(left.astype(np.float32), right)
+    with pytest.raises(ValueError, match="shape"):
+        p.predict(left[..., :2], right[..., :2])
+    with pytest.raises(ValueError, match="not both"):
+        p.predict(left, right, output_size=(10, 10), scale=2.0)
+    with pytest.raises(ValueError, match="scale"):
+        p.predict(left, right, scale=float("nan"))
+    with pytest.raises(ValueError, match="input_scale"):
+        p.predict(left, right, input_scale=0)
+    with pytest.raises(ValueError, match="at least 2x2"):
+        p.predict(left, right, output_size=(1, 5))
+    with pytest.raises(ValueError, match="chunk_points"):
+        Predictor(SMDNet(tiny), chunk_points=0)
+    gray = p.predict(left[..., 0], right[..., 0], input_scale=0.5)
+    assert gray.disparity.shape == left.shape[:2]
+
+
+def test_public_api_exports():
+    for name in ("load_model", "build_model", "Predictor", "save_checkpoint", "ModelConfig"):
+        assert hasattr(smd_core, name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available on this machine")
+def test_predictor_on_cuda_matches_cpu(tiny):
+    model = SMDNet(tiny).eval()
+    left, right = pair(64, 96)
+    cpu = Predictor(model, device="cpu").predict(left, right)
+    gpu = Predictor(model, device="cuda").predict(left, right)
+    assert np.abs(cpu.disparity - gpu.disparity).max() < 0.01
+    half = Predictor(model, device="cuda", autocast_dtype=torch.float16).predict(left, right)
+    assert np.isfinite(half.disparity).all()
