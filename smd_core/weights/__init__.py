@@ -1,0 +1,27 @@
+"""Weights shipped inside the package (installed as package data; see MODEL_CARD.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+DEFAULT_NAME = "light_bimodal.pt"
+STANDARD_NAME = "light_standard.pt"
+
+
+def bundled(name: str) -> Path:
+    path = WEIGHTS_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"bundled weights {name} are not in this install ({WEIGHTS_DIR}); "
+                                "pass a checkpoint path explicitly")
+    return path
+
+
+def default_checkpoint() -> Path:
+    """The bundled light bimodal model, the default of the node and the CLI."""
+    return bundled(DEFAULT_NAME)
+
+
+def standard_checkpoint() -> Path:
+    """The bundled light standard (L1) model, trained with the same recipe, for comparisons."""
+    return bundled(STANDARD_NAME)
