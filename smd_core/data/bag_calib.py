@@ -1,0 +1,238 @@
+"""Stereo calibration from a pair of CameraInfo messages: checks, rectification maps, depth -> disparity.
+
+ROS conventions (REP 104, sensor_msgs/CameraInfo): K, D describe the raw camera, R rotates it into the
+rectified frame and P (3x4) projects rectified points. For the right camera of a horizontal pair
+P_right[0, 3] = -fx * B, so the baseline is B = -P_right[0, 3] / P_right[0, 0] (with the left camera the
+reference, P_left[0, 3] = 0). Images on `image_rect` topics come with the same CameraInfo as the raw ones, so
+their intrinsics are P[:, :3], not K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+PLUMB_BOB_MODELS = ("plumb_bob", "rational_polynomial", "")
+FISHEYE_MODELS = ("equidistant", "fisheye")
+
+
+@dataclasses.dataclass
+class CameraModel:
+    """One camera's CameraInfo as arrays: K (3,3), D (n,), R (3,3), P (3,4), raw image size."""
+
+    width: int
+    height: int
+    k: np.ndarray
+    d: np.ndarray
+    r: np.ndarray
+    p: np.ndarray
+    distortion_model: str = "plumb_bob"
+    frame_id: str = ""
+
+    @classmethod
+    def from_msg(cls, msg: Any) -> CameraModel:
+        return cls(
+            width=int(msg.width), height=int(msg.height),
+            k=np.asarray(msg.k, np.float64).reshape(3, 3), d=np.asarray(msg.d, np.float64).reshape(-1),
+            r=np.asarray(msg.r, np.float64).reshape(3, 3), p=np.asarray(msg.p, np.float64).reshape(3, 4),
+            distortion_model=str(msg.distortion_model), frame_id=str(msg.header.frame_id),
+        )
+
+    def same_as(self, other: CameraModel, tol: float = 1e-9) -> bool:
+        """True when both describe the same calibration (size, model and all matrices)."""
+        return (
+            (self.width, self.height, self.distortion_model) == (other.width, other.height, other.distortion_model)
+            and self.d.shape == other.d.shape
+            and all(np.allclose(a, b, rtol=0, atol=tol) for a, b in
+                    ((self.k, other.k), (self.d, other.d), (self.r, other.r), (self.p, other.p)))
+        )
+
+    def rotation_deg(self) -> float:
+        """Angle (degrees) of R; 0 when the rectification rotation is the identity."""
+        cos = (np.trace(self.r) - 1.0) / 2.0
+        return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+
+    def has_distortion(self) -> bool:
+        return bool(np.any(np.abs(self.d) > 1e-12))
+
+    def rectify_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """cv2.remap maps (H, W) float32 taking raw images to the rectified grid of P (same size)."""
+        size = (self.width, self.height)
+        model = self.distortion_model.lower()
+        if model in FISHEYE_MODELS:
+            d = np.zeros(4) if self.d.size == 0 else self.d[:4]
+            return cv2.fisheye.initUndistortRectifyMap(self.k, d, self.r, self.p[:, :3], size, cv2.CV_32FC1)
+        if model not in PLUMB_BOB_MODELS:
+            raise ValueError(
+                f"camera_info distortion_model {self.distortion_model!r} is not supported for --rectify; "
+                f"supported: plumb_bob, rational_polynomial, equidistant"
+            )
+        return cv2.initUndistortRectifyMap(self.k, self.d, self.r, self.p, size, cv2.CV_32FC1)
+
+
+@dataclasses.dataclass
+class StereoCalibration:
+    """A rectified horizontal stereo pair: shared intrinsics from P, baseline B (metres, > 0).
+
+    `doffs` = cx_right - cx_left (px) is non-zero only when the two rectified principal points differ;
+    then disparity = f * B / Z - doffs.
+    """
+
+    left: CameraModel
+    right: CameraModel
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    baseline: float
+    doffs: float
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_models(cls, left: CameraModel, right: CameraModel) -> StereoCalibration:
+        """Validate that P_left / P_right describe a rectified horizontal pair; ValueError if they cannot."""
+        warnings: list[str] = []
+        pl, pr = left.p, right.p
+        if not np.any(pl[:, :3]) or not np.any(pr[:, :3]):
+            raise ValueError(
+                "camera_info P is all zeros: the cameras are not calibrated "
+                f"(P_left={pl.reshape(-1).tolist()}, P_right={pr.reshape(-1).tolist()})"
+            )
+        fx, fy = float(pl[0, 0]), float(pl[1, 1])
+        if fx <= 0 or fy <= 0:
+            raise ValueError(f"camera_info P_left has non-positive focal lengths fx={fx}, fy={fy}")
+        if (left.width, left.height) != (right.width, right.height):
+            raise ValueError(
+                f"left and right camera_info sizes differ: {left.width}x{left.height} vs "
+                f"{right.width}x{right.height}"
+            )
+        if not (math.isclose(pr[0, 0], fx, rel_tol=1e-6) and math.isclose(pr[1, 1], fy, rel_tol=1e-6)):
+            raise ValueError(
+                f"P_left and P_right have different focal lengths ({fx}, {fy}) vs ({pr[0, 0]}, {pr[1, 1]}): "
+                "not a rectified stereo pair"
+            )
+        if abs(pr[1, 3]) > 1e-9 * max(1.0, fx) or abs(pl[1, 3]) > 1e-9 * max(1.0, fx):
+            raise ValueError(
+                f"P has a vertical translation (P_left[1,3]={pl[1, 3]}, P_right[1,3]={pr[1, 3]}): vertical "
+                "stereo is not supported"
+            )
+        if abs(pr[1, 2] - pl[1, 2]) > 1e-6:
+            raise ValueError(
+                f"rectified principal points differ vertically (cy {pl[1, 2]} vs {pr[1, 2]}): rows would not "
+                "correspond"
+            )
+        # Baseline relative to the left camera; P_left[0, 3] is 0 in the usual left-reference setup.
+        baseline = float((pl[0, 3] - pr[0, 3]) / fx)
+        if baseline <= 0:
+            raise ValueError(
+                f"baseline from P is {baseline:.6g} m (P_left[0,3]={pl[0, 3]}, P_right[0,3]={pr[0, 3]}, fx={fx}): "
+                "must be positive. Are the left and right topics swapped?"
+            )
+        if pl[0, 3] != 0:
+            warnings.append(f"P_left[0,3]={pl[0, 3]:.6g}: the left camera is not the reference of P")
+        doffs = float(pr[0, 2] - pl[0, 2])
+        if abs(doffs) > 1e-6:
+            warnings.append(f"rectified principal points differ by doffs={doffs:.4g} px; disparity = f*B/Z - doffs")
+        return cls(left, right, fx, fy, float(pl[0, 2]), float(pl[1, 2]), baseline, doffs, warnings)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the rectified images."""
+        return self.left.width, self.left.height
+
+    def rectification_notes(self) -> list[str]:
+        """Hints that the infos describe raw cameras (non-identity R or distortion), for images not rectified here."""
+        notes = []
+        for side, cam in (("left", self.left), ("right", self.right)):
+            angle = cam.rotation_deg()
+            if angle > 0.05 or cam.has_distortion():
+                notes.append(
+                    f"{side} camera_info has R rotating {angle:.2f} deg and D={np.round(cam.d, 4).tolist()}: "
+                    "it describes the raw camera. The images are taken to be rectified already (intrinsics from "
+                    "P); pass --rectify if the image topics carry raw images"
+                )
+        return notes
+
+    def depth_to_disparity(
+        self, depth_m: np.ndarray, *, min_depth: float = 0.0, max_depth: float = math.inf
+    ) -> np.ndarray:
+        """(H, W) depth in metres (NaN/0 invalid) -> float32 disparity px, 0 where invalid or out of range.
+
+        d = fx * B / Z - doffs, computed in float64 so conversion adds no error beyond the depth's own.
+        """
+        z = depth_m.astype(np.float64)
+        valid = np.isfinite(z) & (z > 0) & (z >= min_depth) & (z <= max_depth)
+        disparity = np.zeros(z.shape, np.float64)
+        disparity[valid] = self.fx * self.baseline / z[valid] - self.doffs
+        disparity[disparity <= 0] = 0.0
+        return disparity.astype(np.float32)
+
+    def rectify_depth(self, depth_m: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+        """Depth registered to the RAW left image -> depth along the rectified left optical axis, (H, W).
+
+        Depth is resampled with nearest neighbour (interpolating across an object edge invents depth), and
+        Z is re-expressed in the rotated frame: a rectified pixel's ray r = ((x-cx)/fx, (y-cy)/fy, 1) is
+        R^T r in the raw frame, so Z_rect = Z_raw / (R^T r)_z.
+        """
+        sampled = cv2.remap(depth_m.astype(np.float32), map_x, map_y, cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
+        height, width = sampled.shape
+        xs = (np.arange(width, dtype=np.float64) - self.cx) / self.fx
+        ys = (np.arange(height, dtype=np.float64) - self.cy) / self.fy
+        r = self.left.r  # raw -> rectified
+        # z-component of R^T r, i.e. column 2 of R dotted with r.
+        raw_z = r[0, 2] * xs[None, :] + r[1, 2] * ys[:, None] + r[2, 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (sampled / raw_z).astype(np.float32)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """What calib.yaml stores: rectified intrinsics K, baseline, size, and the source CameraInfos."""
+        k = [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]]
+        return {
+            "width": self.left.width,
+            "height": self.left.height,
+            "K": k,
+            "fx": self.fx,
+            "fy": self.fy,
+            "cx": self.cx,
+            "cy": self.cy,
+            "baseline": self.baseline,
+            "doffs": self.doffs,
+            "disparity_to_depth": "Z = fx * baseline / (disparity + doffs)",
+            "P_left": self.left.p.tolist(),
+            "P_right": self.right.p.tolist(),
+            "raw": {
+                side: {
+                    "frame_id": cam.frame_id, "distortion_model": cam.distortion_model,
+                    "K": cam.k.tolist(), "D": cam.d.tolist(), "R": cam.r.tolist(),
+                }
+                for side, cam in (("left", self.left), ("right", self.right))
+            },
+        }
+
+
+def vertical_misalignment(left: np.ndarray, right: np.ndarray, max_features: int = 1000) -> tuple[float, int]:
+    """Median |dy| (px) of ORB matches between a stereo pair, and the number of matches used.
+
+    In a rectified pair corresponding points share a row, so anything beyond ~1 px means the images are
+    not rectified (or not a matching pair). Returns (nan, 0) when too few features match to tell.
+    """
+    def gray(img: np.ndarray) -> np.ndarray:
+        return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+    orb = cv2.ORB_create(nfeatures=max_features, edgeThreshold=15, patchSize=15)
+    kp_l, des_l = orb.detectAndCompute(gray(left), None)
+    kp_r, des_r = orb.detectAndCompute(gray(right), None)
+    if des_l is None or des_r is None or len(kp_l) < 8 or len(kp_r) < 8:
+        return float("nan"), 0
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(des_l, des_r)
+    # Keep plausible stereo matches: the right point lies left of the left point (positive disparity).
+    dys = [abs(kp_l[m.queryIdx].pt[1] - kp_r[m.trainIdx].pt[1]) for m in matches
+           if kp_l[m.queryIdx].pt[0] - kp_r[m.trainIdx].pt[0] > -1.0]
+    if len(dys) < 8:
+        return float("nan"), len(dys)
+    return float(np.median(dys)), len(dys)
