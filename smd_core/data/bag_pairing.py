@@ -1,0 +1,157 @@
+"""Which messages become training frames: stamp pairing, time window, stride, frame cap, validation split.
+
+Pure functions on integer nanosecond stamps, so each rule is testable without a bag. Every message that
+does not become a frame is counted under a reason, so the tool can say exactly where data went.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+
+
+@dataclasses.dataclass
+class PairedFrame:
+    """One stereo pair of a bag: header stamps (ns) of left, right and ground truth (None without)."""
+
+    bag: int
+    left_ns: int
+    right_ns: int
+    gt_ns: int | None = None
+    split: str = "train"
+
+
+@dataclasses.dataclass
+class PairingResult:
+    frames: list[PairedFrame]
+    dropped: Counter  # reason -> number of left images (or right images, for "right image without left")
+
+
+def _dedupe(stamps: Sequence[int], topic: str, dropped: Counter) -> list[int]:
+    """Sorted unique stamps; repeats of a stamp on one topic are dropped (a driver republishing a frame)."""
+    ordered = sorted(stamps)
+    unique = [s for i, s in enumerate(ordered) if i == 0 or s != ordered[i - 1]]
+    if len(unique) != len(ordered):
+        dropped[f"duplicate stamp on {topic}"] += len(ordered) - len(unique)
+    return unique
+
+
+def _nearest(sorted_stamps: Sequence[int], stamp: int) -> tuple[int, int] | None:
+    """(index, |difference|) of the stamp nearest `stamp`, None if there are none."""
+    if not sorted_stamps:
+        return None
+    i = bisect.bisect_left(sorted_stamps, stamp)
+    candidates = [j for j in (i - 1, i) if 0 <= j < len(sorted_stamps)]
+    j = min(candidates, key=lambda k: abs(sorted_stamps[k] - stamp))
+    return j, abs(sorted_stamps[j] - stamp)
+
+
+def pair_stamps(
+    bag: int,
+    left: Sequence[int],
+    right: Sequence[int],
+    gt: Sequence[int] | None,
+    *,
+    tolerance_ns: int,
+    topics: tuple[str, str, str | None] = ("left", "right", "ground truth"),
+) -> PairingResult:
+    """Pair each left stamp with the nearest right stamp within `tolerance_ns`, one-to-one.
+
+    Closest pairs win: candidate (left, nearest right) pairs are accepted in order of increasing time
+    difference, so when two left images want the same right image the better-synchronized one gets it.
+    Ground truth (if `gt` is given) is the nearest gt stamp within tolerance, and a pair without one is
+    dropped, since a training frame needs its label. Frames come back sorted by left stamp.
+    """
+    if tolerance_ns < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance_ns} ns")
+    left_topic, right_topic, gt_topic = topics
+    dropped: Counter = Counter()
+    lefts = _dedupe(left, left_topic, dropped)
+    rights = _dedupe(right, right_topic, dropped)
+    gts = None if gt is None else _dedupe(gt, gt_topic or "ground truth", dropped)
+    tol_ms = tolerance_ns / 1e6
+
+    candidates = []
+    for li, stamp in enumerate(lefts):
+        near = _nearest(rights, stamp)
+        if near is None or near[1] > tolerance_ns:
+            dropped[f"no right image within {tol_ms:g} ms"] += 1
+        else:
+            candidates.append((near[1], li, near[0]))
+    candidates.sort()
+    used_right: set[int] = set()
+    pairs = []
+    for _, li, ri in candidates:
+        if ri in used_right:
+            dropped["its right image is paired with a closer left image"] += 1
+            continue
+        used_right.add(ri)
+        pairs.append((li, ri))
+    unpaired_right = len(rights) - len(used_right)
+    if unpaired_right:
+        dropped["right image without a left image"] += unpaired_right
+
+    frames = []
+    for li, ri in sorted(pairs):
+        gt_ns = None
+        if gts is not None:
+            near = _nearest(gts, lefts[li])
+            if near is None or near[1] > tolerance_ns:
+                dropped[f"no ground truth ({gt_topic}) within {tol_ms:g} ms"] += 1
+                continue
+            gt_ns = gts[near[0]]
+        frames.append(PairedFrame(bag, lefts[li], rights[ri], gt_ns))
+    return PairingResult(frames, dropped)
+
+
+def select_window(
+    frames: list[PairedFrame], start_s: float | None, end_s: float | None, dropped: Counter
+) -> list[PairedFrame]:
+    """Keep frames whose left stamp lies in [first + start_s, first + end_s), `first` being the bag's
+    first paired frame; seconds relative to the recording are what people read off a bag player."""
+    if not frames or (start_s is None and end_s is None):
+        return frames
+    first = frames[0].left_ns
+    low = first + round((start_s or 0.0) * 1e9)
+    high = None if end_s is None else first + round(end_s * 1e9)
+    kept = [f for f in frames if f.left_ns >= low and (high is None or f.left_ns < high)]
+    if len(kept) != len(frames):
+        dropped["outside the time window"] += len(frames) - len(kept)
+    return kept
+
+
+def apply_stride(frames: list[PairedFrame], stride: int, dropped: Counter) -> list[PairedFrame]:
+    """Every `stride`-th frame, starting with the first."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    kept = frames[::stride]
+    if len(kept) != len(frames):
+        dropped[f"stride {stride}"] += len(frames) - len(kept)
+    return kept
+
+
+def assign_splits(frames: list[PairedFrame], val_fraction: float, blocks: int) -> None:
+    """Mark whole time blocks as validation, in place.
+
+    The frame sequence (bags in order, time order within) is cut into `blocks` contiguous blocks of
+    near-equal length and round(val_fraction * blocks) of them, spread evenly, become validation. Random
+    frame-level splits would put near-duplicate neighbouring frames on both sides and flatter validation.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if blocks < 2:
+        raise ValueError(f"val blocks must be >= 2, got {blocks}")
+    for f in frames:
+        f.split = "train"
+    n = len(frames)
+    if val_fraction == 0.0 or n < 2:
+        return
+    blocks = min(blocks, n)
+    n_val = min(blocks - 1, max(1, round(val_fraction * blocks)))
+    # Evenly spread block indices, e.g. 10 blocks, 2 val -> blocks 2 and 7.
+    val_blocks = {int((k + 0.5) * blocks / n_val) for k in range(n_val)}
+    for i, frame in enumerate(frames):
+        if i * blocks // n in val_blocks:
+            frame.split = "val"
