@@ -1,0 +1,192 @@
+"""Stereo geometry in pure NumPy: disparity <-> depth <-> 3-D points for a rectified pinhole pair.
+
+Conventions (those of ROS `image_geometry` / `stereo_image_proc`):
+- disparity d = u_left - u_right in pixels of the grid the intrinsics describe;
+- depth Z = fx * B / (d + doffs) with B the baseline (metres) and doffs = cx_right - cx_left (0 for the
+  usual rectification with identical principal points);
+- X = (u - cx) * Z / fx, Y = (v - cy) * Z / fy in the left optical frame (x right, y down, z forward),
+  with (u, v) the integer pixel coordinates of the grid.
+Everything is vectorized over whole maps; nothing loops over pixels in Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+__all__ = [
+    "StereoCamera",
+    "depth_to_disparity",
+    "disparity_bounds",
+    "disparity_to_depth",
+    "disparity_to_points",
+    "scale_principal_point",
+    "validity_mask",
+]
+
+
+def scale_principal_point(c: float, scale: float) -> float:
+    """Principal point on a grid resized by `scale`, pixel-centre convention.
+
+    Pixel centres sit at integer coordinates and a resize maps the image's outer edges (-0.5 and N - 0.5)
+    onto each other, as `cv2.resize` does: c' = (c + 0.5) * scale - 0.5.
+    """
+    return (c + 0.5) * scale - 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class StereoCamera:
+    """Intrinsics of the left rectified camera on a pixel grid of `width` x `height`, and the stereo baseline.
+
+    fx, fy, cx, cy: pixels. baseline: metres (> 0). doffs: cx_right - cx_left in pixels.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    baseline: float
+    width: int
+    height: int
+    doffs: float = 0.0
+
+    def __post_init__(self) -> None:
+        values = {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy, "baseline": self.baseline,
+                  "doffs": self.doffs}
+        bad = {k: v for k, v in values.items() if not math.isfinite(float(v))}
+        if bad:
+            raise ValueError(f"camera parameters must be finite, got {bad}")
+        if self.fx <= 0 or self.fy <= 0:
+            raise ValueError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
+        if self.baseline <= 0:
+            raise ValueError(f"baseline must be positive (metres), got {self.baseline}")
+        if int(self.width) < 1 or int(self.height) < 1:
+            raise ValueError(f"grid size must be positive, got {self.width}x{self.height}")
+
+    @property
+    def focal_baseline(self) -> float:
+        """fx * B (pixel metres): depth = focal_baseline / (d + doffs)."""
+        return self.fx * self.baseline
+
+    def scaled(self, width: int, height: int) -> StereoCamera:
+        """The same cameras described on a `width` x `height` grid covering the same field of view.
+
+        Use it for outputs at another resolution than the input (super-resolution, downscaled network input);
+        a disparity measured on that grid pairs with these intrinsics.
+        """
+        width, height = int(width), int(height)
+        if width < 1 or height < 1:
+            raise ValueError(f"grid size must be positive, got {width}x{height}")
+        sx, sy = width / self.width, height / self.height
+        return StereoCamera(
+            fx=self.fx * sx, fy=self.fy * sy,
+            cx=scale_principal_point(self.cx, sx), cy=scale_principal_point(self.cy, sy),
+            baseline=self.baseline, width=width, height=height,
+            # doffs is a difference of principal points: the -0.5 offsets cancel.
+            doffs=self.doffs * sx,
+        )
+
+
+def _check_map(name: str, arr: np.ndarray, camera: StereoCamera | None = None) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) map, got shape {arr.shape}")
+    if camera is not None and arr.shape != (camera.height, camera.width):
+        raise ValueError(f"{name} is {arr.shape[1]}x{arr.shape[0]} but the camera grid is "
+                         f"{camera.width}x{camera.height}")
+    return arr
+
+
+def disparity_to_depth(
+    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None, invalid: float = np.nan
+) -> np.ndarray:
+    """Depth (metres) float32 (H, W) from disparity (H, W) px; `invalid` where d + doffs <= 0, non-finite,
+    or `valid` (bool (H, W)) is False."""
+    d = _check_map("disparity", disparity, camera).astype(np.float32, copy=False)
+    denom = d + np.float32(camera.doffs)
+    ok = np.isfinite(denom) & (denom > 0)
+    if valid is not None:
+        ok &= _check_map("valid", valid, camera).astype(bool, copy=False)
+    depth = np.full(d.shape, invalid, dtype=np.float32)
+    np.divide(np.float32(camera.focal_baseline), denom, out=depth, where=ok)
+    return depth
+
+
+def depth_to_disparity(depth: np.ndarray, camera: StereoCamera, *, invalid: float = 0.0) -> np.ndarray:
+    """Inverse of `disparity_to_depth`: d = fx * B / Z - doffs, float32 (H, W); `invalid` where Z <= 0 or
+    non-finite."""
+    z = _check_map("depth", depth, camera).astype(np.float32, copy=False)
+    ok = np.isfinite(z) & (z > 0)
+    disp = np.full(z.shape, invalid, dtype=np.float32)
+    np.divide(np.float32(camera.focal_baseline), z, out=disp, where=ok)
+    disp[ok] -= np.float32(camera.doffs)
+    return disp
+
+
+def disparity_to_points(
+    disparity: np.ndarray,
+    camera: StereoCamera,
+    *,
+    valid: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """3-D points float32 (H, W, 3) = (X, Y, Z) in metres, left optical frame; NaN where invalid.
+
+    X = (u - cx) Z / fx, Y = (v - cy) Z / fy, Z = fx B / (d + doffs) at integer pixel (u, v).
+    out: optional float32 (H, W, C >= 3) buffer; the points go to out[..., :3] (e.g. straight into a
+    point-cloud buffer that holds colour in its last channel), and that view is returned.
+    """
+    depth = disparity_to_depth(disparity, camera, valid=valid, invalid=np.nan)
+    h, w = depth.shape
+    if out is None:
+        out = np.empty((h, w, 3), dtype=np.float32)
+    elif out.dtype != np.float32 or out.ndim != 3 or out.shape[:2] != (h, w) or out.shape[2] < 3:
+        raise ValueError(f"out must be float32 ({h}, {w}, >=3), got {out.dtype} {out.shape}")
+    # Broadcast one row of (u - cx)/fx and one column of (v - cy)/fy instead of full coordinate grids.
+    xs = ((np.arange(w, dtype=np.float32) - np.float32(camera.cx)) / np.float32(camera.fx))[None, :]
+    ys = ((np.arange(h, dtype=np.float32) - np.float32(camera.cy)) / np.float32(camera.fy))[:, None]
+    np.multiply(depth, xs, out=out[..., 0])
+    np.multiply(depth, ys, out=out[..., 1])
+    out[..., 2] = depth
+    return out[..., :3]
+
+
+def disparity_bounds(
+    camera: StereoCamera, *, min_depth: float = 0.0, max_depth: float = math.inf, max_disparity: float = math.inf
+) -> tuple[float, float]:
+    """(lowest, highest) disparity whose depth lies in [min_depth, max_depth] and that is <= max_disparity.
+
+    The lowest is never below the disparity at infinity (-doffs, i.e. d + doffs > 0).
+    """
+    if not (min_depth >= 0 and max_depth > 0 and max_depth >= min_depth):
+        raise ValueError(f"need 0 <= min_depth <= max_depth and max_depth > 0, got {min_depth}, {max_depth}")
+    low = -camera.doffs if math.isinf(max_depth) else camera.focal_baseline / max_depth - camera.doffs
+    high = math.inf if min_depth == 0 else camera.focal_baseline / min_depth - camera.doffs
+    return low, min(high, float(max_disparity))
+
+
+def validity_mask(
+    disparity: np.ndarray,
+    camera: StereoCamera,
+    *,
+    uncertainty: np.ndarray | None = None,
+    max_uncertainty: float = 0.0,
+    min_depth: float = 0.0,
+    max_depth: float = math.inf,
+) -> np.ndarray:
+    """bool (H, W): finite disparity with positive depth inside [min_depth, max_depth] and, when
+    `max_uncertainty` > 0, a finite `uncertainty` (H, W, px) <= max_uncertainty."""
+    d = _check_map("disparity", disparity, camera)
+    low, high = disparity_bounds(camera, min_depth=min_depth, max_depth=max_depth)
+    denom = d + np.float32(camera.doffs)
+    with np.errstate(invalid="ignore"):
+        # d + doffs > 0 keeps points in front of the camera even when max_depth is infinite.
+        ok = np.isfinite(d) & (denom > 0) & (d >= low) & (d <= high)
+        if max_uncertainty > 0:
+            if uncertainty is None:
+                raise ValueError("max_uncertainty > 0 needs an uncertainty map")
+            u = _check_map("uncertainty", uncertainty, camera)
+            ok &= np.isfinite(u) & (u <= max_uncertainty)
+    return ok

@@ -1,0 +1,305 @@
+"""Pure conversions between ROS messages and arrays; no node, no I/O, nothing per pixel in Python.
+
+In: `stereo_images` (two sensor_msgs/Image -> two BGR uint8 arrays), `stereo_camera` (two CameraInfo ->
+`smd_core.geometry.StereoCamera`). Out: `disparity_msg` (stereo_msgs/DisparityImage), `float_image_msg`
+(32FC1 Image), `cloud_msg` (PointCloud2 from one structured array), `camera_info_msg` (CameraInfo for an
+output grid). Bad input raises `InputError`, a ValueError whose `kind` names the problem (for counters
+and throttled logs).
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
+from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
+
+from smd_core.geometry import StereoCamera, disparity_bounds, disparity_to_points
+from smd_ros.ros_libs import CvBridge, point_cloud2
+
+__all__ = [
+    "CLOUD_FIELDS_RGB",
+    "CLOUD_FIELDS_XYZ",
+    "SUPPORTED_ENCODINGS",
+    "InputError",
+    "camera_info_msg",
+    "cloud_msg",
+    "disparity_msg",
+    "float_image_msg",
+    "output_grid",
+    "pack_rgb",
+    "stereo_camera",
+    "stereo_images",
+]
+
+# encoding -> (bytes per channel, channels)
+SUPPORTED_ENCODINGS: dict[str, tuple[int, int]] = {
+    "mono8": (1, 1), "mono16": (2, 1), "bgr8": (1, 3), "rgb8": (1, 3), "bgra8": (1, 4), "rgba8": (1, 4),
+}
+_TO_BGR = {"mono8": cv2.COLOR_GRAY2BGR, "mono16": cv2.COLOR_GRAY2BGR, "rgb8": cv2.COLOR_RGB2BGR,
+           "bgra8": cv2.COLOR_BGRA2BGR, "rgba8": cv2.COLOR_RGBA2BGR}
+
+CLOUD_FIELDS_XYZ = [
+    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+]
+# PCL's convention: `rgb` is a FLOAT32 field whose bits are the uint32 0x00RRGGBB.
+CLOUD_FIELDS_RGB = [*CLOUD_FIELDS_XYZ, PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1)]
+
+_bridge = CvBridge()
+
+
+class InputError(ValueError):
+    """A message that cannot be processed; `kind` is a short stable key such as "encoding" or "calibration"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Images in
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _image_array(msg: Image, name: str) -> np.ndarray:
+    enc = msg.encoding
+    if enc not in SUPPORTED_ENCODINGS:
+        raise InputError("encoding", f"{name}: unsupported encoding {enc!r}; supported: "
+                         f"{', '.join(SUPPORTED_ENCODINGS)}")
+    size, channels = SUPPORTED_ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h < 2 or w < 2:
+        raise InputError("empty", f"{name}: empty image ({w}x{h})")
+    if step < w * size * channels:
+        raise InputError("empty", f"{name}: step {step} < width {w} x {size * channels} bytes ({enc})")
+    if len(msg.data) < h * step:
+        raise InputError("empty", f"{name}: {len(msg.data)} data bytes, expected height {h} x step {step}")
+    return _bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
+
+
+def _to_bgr(image: np.ndarray, encoding: str, shift: int) -> np.ndarray:
+    if encoding == "mono16":
+        image = (image >> shift).astype(np.uint8) if shift else image.astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    code = _TO_BGR.get(encoding)
+    return np.ascontiguousarray(image) if code is None else cv2.cvtColor(image, code)
+
+
+def stereo_images(left: Image, right: Image) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) as (H, W, 3) BGR uint8, validated.
+
+    mono16 pairs are brought to 8 bits with one right shift shared by both images (the smallest that fits the
+    brighter one), so 12-bit sensors keep their contrast and left/right stay photometrically consistent.
+    """
+    lim = _image_array(left, "left image")
+    rim = _image_array(right, "right image")
+    if lim.shape[:2] != rim.shape[:2]:
+        raise InputError("size_mismatch", f"left image is {lim.shape[1]}x{lim.shape[0]} but right image is "
+                         f"{rim.shape[1]}x{rim.shape[0]}")
+    peak = max((int(im.max()) for im, m in ((lim, left), (rim, right)) if m.encoding == "mono16"), default=0)
+    shift = max(0, peak.bit_length() - 8)
+    return _to_bgr(lim, left.encoding, shift), _to_bgr(rim, right.encoding, shift)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Calibration in
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _image_size_of(info: CameraInfo) -> tuple[int, int]:
+    """(width, height) of the images this CameraInfo describes, taking binning and ROI into account."""
+    bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
+    w = int(info.roi.width) if info.roi.width else int(info.width)
+    h = int(info.roi.height) if info.roi.height else int(info.height)
+    return w // bx, h // by
+
+
+def stereo_camera(left_info: CameraInfo, right_info: CameraInfo, width: int, height: int) -> StereoCamera:
+    """The rectified stereo camera of images `width` x `height` from the two CameraInfo messages.
+
+    Uses the projection matrices P (rectified images): fx, fy, cx, cy from the left P, baseline
+    B = -P_right[0, 3] / P_right[0, 0] (the DisparityImage `t`), doffs = cx_right - cx_left. Binning and ROI
+    are applied as `image_geometry` does.
+    """
+    for name, info in (("left", left_info), ("right", right_info)):
+        if int(info.width) == 0 or int(info.height) == 0:
+            raise InputError("calibration", f"{name} camera_info has no size ({info.width}x{info.height}): "
+                             "is the camera calibrated?")
+        got = _image_size_of(info)
+        if got != (width, height):
+            raise InputError("info_size", f"{name} camera_info describes {got[0]}x{got[1]} images but the images "
+                             f"are {width}x{height}")
+    pl = np.asarray(left_info.p, dtype=np.float64)
+    pr = np.asarray(right_info.p, dtype=np.float64)
+    if not (np.isfinite(pl).all() and np.isfinite(pr).all()):
+        raise InputError("calibration", f"camera_info P holds non-finite values: left {pl.tolist()}, "
+                         f"right {pr.tolist()}")
+    fx, fy, cx, cy = pl[0], pl[5], pl[2], pl[6]
+    fx_r, cx_r, tx_r = pr[0], pr[2], pr[3]
+    if fx <= 0 or fy <= 0 or fx_r <= 0:
+        raise InputError("calibration", f"focal length must be positive: left fx={fx}, fy={fy}, right fx={fx_r} "
+                         "(an all-zero P means an uncalibrated camera)")
+    if not math.isclose(fx, fx_r, rel_tol=1e-3):
+        raise InputError("calibration", f"left and right focal lengths differ ({fx} vs {fx_r}): the images are "
+                         "not a rectified pair")
+    baseline = -tx_r / fx_r
+    if not baseline > 0:
+        raise InputError("calibration", f"baseline must be positive, got {baseline} m from right P[0,3]={tx_r} "
+                         "(zero: right P lacks the translation; negative: left and right swapped?)")
+    # Binning/ROI: image_geometry's convention (subtract the ROI offset, divide by the binning).
+    bx, by = max(1, int(left_info.binning_x)), max(1, int(left_info.binning_y))
+    ox, oy = int(left_info.roi.x_offset), int(left_info.roi.y_offset)
+    ox_r = int(right_info.roi.x_offset)
+    return StereoCamera(
+        fx=fx / bx, fy=fy / by, cx=(cx - ox) / bx, cy=(cy - oy) / by, baseline=baseline,
+        width=width, height=height, doffs=((cx_r - ox_r) - (cx - ox)) / bx,
+    )
+
+
+def output_grid(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) of the output grid for images `width` x `height` and an output scale."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"output scale must be a positive number, got {scale}")
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Messages out
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _byte_array(arr: np.ndarray) -> array.array:
+    # One copy into the message's own buffer; assigning an array.array skips rclpy's per-element checks.
+    data = array.array("B")
+    data.frombytes(np.ascontiguousarray(arr).data.cast("B"))
+    return data
+
+
+def float_image_msg(header: Header, image: np.ndarray) -> Image:
+    """32FC1 sensor_msgs/Image holding float32 (H, W) `image`."""
+    if image.ndim != 2:
+        raise ValueError(f"expected an (H, W) map, got shape {image.shape}")
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    msg = Image(header=header, height=img.shape[0], width=img.shape[1], encoding="32FC1",
+                is_bigendian=sys.byteorder == "big", step=img.shape[1] * 4)
+    msg.data = _byte_array(img)
+    return msg
+
+
+def _valid_window(valid: np.ndarray) -> RegionOfInterest:
+    rows = np.flatnonzero(valid.any(axis=1))
+    if rows.size == 0:
+        return RegionOfInterest()
+    cols = np.flatnonzero(valid[rows[0] : rows[-1] + 1].any(axis=0))
+    return RegionOfInterest(x_offset=int(cols[0]), y_offset=int(rows[0]), width=int(cols[-1] - cols[0] + 1),
+                            height=int(rows[-1] - rows[0] + 1))
+
+
+def disparity_msg(
+    header: Header,
+    disparity: np.ndarray,
+    valid: np.ndarray,
+    camera: StereoCamera,
+    *,
+    max_disparity: float,
+    min_depth: float = 0.0,
+    max_depth: float = math.inf,
+) -> DisparityImage:
+    """stereo_msgs/DisparityImage for float32 (H, W) `disparity` on `camera`'s grid.
+
+    f, t: focal length (px) and baseline (m). min/max_disparity: the range a valid pixel can take (the network's
+    range `max_disparity`, narrowed by the depth range). Invalid pixels (`valid` False) hold
+    min_disparity - 1, below the range as the message defines, so consumers such as stereo_image_proc's
+    point_cloud node treat them as missing. delta_d: the disparity is continuous, so the float32 spacing at
+    max_disparity. valid_window: bounding box of the valid pixels.
+    """
+    low, high = disparity_bounds(camera, min_depth=min_depth, max_depth=max_depth, max_disparity=max_disparity)
+    low = max(0.0, low)
+    invalid_value = np.float32(low - 1.0)
+    image = np.where(valid, disparity, invalid_value).astype(np.float32, copy=False)
+    msg = DisparityImage(header=header, f=float(camera.fx), t=float(camera.baseline),
+                         min_disparity=float(low), max_disparity=float(high),
+                         delta_d=float(np.spacing(np.float32(high))), valid_window=_valid_window(valid))
+    msg.image = float_image_msg(header, image)
+    return msg
+
+
+def pack_rgb(bgr: np.ndarray) -> np.ndarray:
+    """float32 (H, W) whose bits are the uint32 0x00RRGGBB of a BGR uint8 (H, W, 3) image.
+
+    The top byte is 0, never 0xFF: an all-ones exponent would make the float a NaN, and readers that skip NaN
+    points would drop the point.
+    """
+    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
+        raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {bgr.dtype} {bgr.shape}")
+    h, w = bgr.shape[:2]
+    quad = np.zeros((h, w, 4), dtype=np.uint8)
+    # The bytes of a native uint32 0x00RRGGBB: B, G, R, 0 on little-endian machines, 0, R, G, B on big-endian.
+    if sys.byteorder == "little":
+        quad[..., :3] = bgr
+    else:
+        quad[..., 1:] = bgr[..., ::-1]
+    return quad.view(np.float32)[..., 0]
+
+
+def cloud_msg(
+    header: Header,
+    disparity: np.ndarray,
+    valid: np.ndarray,
+    camera: StereoCamera,
+    *,
+    colors_bgr: np.ndarray | None = None,
+    organized: bool = True,
+) -> PointCloud2:
+    """PointCloud2 of the points of `disparity` (H, W) px on `camera`'s grid, left optical frame.
+
+    Fields x, y, z (float32, metres) and, with `colors_bgr` (H, W, 3) uint8, a packed `rgb`. The cloud is built
+    from one structured array: organized -> height H, width W, NaN x/y/z where not `valid`; otherwise one row of
+    the valid points only (is_dense).
+    """
+    h, w = disparity.shape
+    fields = CLOUD_FIELDS_XYZ if colors_bgr is None else CLOUD_FIELDS_RGB
+    buf = np.empty((h, w, len(fields)), dtype=np.float32)
+    disparity_to_points(disparity, camera, valid=valid, out=buf)
+    if colors_bgr is not None:
+        if colors_bgr.shape[:2] != (h, w):
+            raise ValueError(f"colors are {colors_bgr.shape[1]}x{colors_bgr.shape[0]}, the grid is {w}x{h}")
+        buf[..., 3] = pack_rgb(colors_bgr)
+    dtype = point_cloud2.dtype_from_fields(fields)
+    points = buf.view(dtype).reshape(-1) if organized else buf[valid].view(dtype).reshape(-1)
+    cloud = point_cloud2.create_cloud(header, fields, points)
+    # Set the layout here rather than passing a 2-D array: create_cloud swaps height and width for 2-D input
+    # in some distributions.
+    if organized:
+        cloud.height, cloud.width = h, w
+    else:
+        cloud.height, cloud.width = 1, int(points.shape[0])
+    cloud.row_step = cloud.point_step * cloud.width
+    cloud.is_dense = not organized
+    return cloud
+
+
+def camera_info_msg(header: Header, template: CameraInfo, camera: StereoCamera) -> CameraInfo:
+    """CameraInfo of the left rectified camera on `camera`'s grid (for outputs at another resolution).
+
+    Distortion is zero and R is the template's (the images are rectified); K and P hold the grid's intrinsics,
+    P[0,3] = 0 (left camera); binning and ROI are reset because the grid is the whole output image.
+    """
+    k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return CameraInfo(header=header, height=camera.height, width=camera.width,
+                      distortion_model=template.distortion_model or "plumb_bob", d=[0.0] * 5,
+                      k=k, r=list(template.r), p=p)
+
+
+def header_copy(header: Header, frame_id: str | None = None) -> Header:
+    """A copy of `header` (same stamp), optionally with another frame."""
+    return Header(stamp=header.stamp, frame_id=header.frame_id if frame_id is None else frame_id)
