@@ -1,0 +1,437 @@
+"""Stereo datasets on disk, as frame sources.
+
+Every class here is a `torch.utils.data.Dataset` whose item is a full frame dict:
+
+    "left", "right": BGR uint8 (H, W, 3);
+    "disp_left": float32 (H, W) disparity in pixels of these images, 0 = invalid;
+    "disp_right": float32 (H, W), only when the dataset has right-view disparity for every frame
+        (`has_right_disparity`);
+    "name": str, a stable identifier (e.g. "00003/00042", "000010_10", "Motorcycle-perfect").
+
+`frame(i, lazy=True)` may return memory maps (`.raw` images, `.npy` disparities) and unsanitised
+disparity so that a training crop reads only its box (`sampling.make_training_sample` cleans it).
+
+Layouts:
+
+- `ListDataset`: a text file with lines `left right disp_left [disp_right]`, paths relative to the
+  list file's folder (or to `root` when given), absolute paths allowed; disparity `.npy` (float32 px),
+  `.pfm` or `.png` (16-bit KITTI, /256); blank lines and `#` comments ignored.
+- `KITTI2015Dataset`: `root/[training/]image_2/XXXXXX_10.png`, `image_3/`, `disp_occ_0/` (or `disp_noc_0/`
+  with `disparity="noc"`); KITTI 2012's `colored_0/colored_1/disp_occ` layout is accepted too.
+- `MiddleburyDataset`: scene folders with `im0.png`, `im1.png`, `disp0.pfm` (or MiddEval3's
+  `disp0GT.pfm`) and, when present in all scenes, `disp1.pfm`; inf marks invalid pixels.
+- `SceneFlowDataset`: `.../frames_cleanpass/.../left/XXXX.png` (or `frames_finalpass`) with
+  `.../disparity/.../left/XXXX.pfm` beside it, and `right/` for both; FlyingThings3D, Monkaa and Driving
+  all follow this; `split` keeps paths containing that folder name (e.g. "TRAIN", "TEST").
+- `UnrealStereo4KDataset`: `root/0000S/Image0|Image1/NNNNN.png` (4-channel PNG, alpha dropped) or the
+  `.raw` conversion the SMD-Nets README recommends (headerless BGR 2160x3840), `Disp0|Disp1/NNNNN.npy`
+  (float32 at full 4K pixel scale); an official split file (4 columns relative to `root`) may select
+  the frames; a listed `.png` that is missing is looked up as `.raw` and vice versa.
+- `UnrealStereo4KQuarterDataset`: the quarter-resolution release (960x540 images, JPG or PNG, and NPY
+  disparities) in the same folder layout. Whether its NPYs are stored at quarter resolution and/or in
+  quarter-resolution pixels is detected from the data, not assumed: a disparity map k times wider than
+  the image is resampled to the image grid, and the value scale is chosen among the candidates
+  (1 / k and 1, or 1 and 1 / 4 for maps of the image's size) by which one makes the right image,
+  warped with the disparity, match the left image best (`detect_disparity_scale`). Pass
+  `disparity_scale` to override.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from smd_core.data.io import read_disparity, read_image, sanitize_disparity
+
+__all__ = [
+    "FrameEntry",
+    "FrameDataset",
+    "ListDataset",
+    "KITTI2015Dataset",
+    "MiddleburyDataset",
+    "SceneFlowDataset",
+    "UnrealStereo4KDataset",
+    "UnrealStereo4KQuarterDataset",
+    "read_list_file",
+    "detect_disparity_scale",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameEntry:
+    """Paths of one stereo frame."""
+
+    left: Path
+    right: Path
+    disp_left: Path
+    disp_right: Path | None
+    name: str
+
+
+class FrameDataset(Dataset):
+    """Base class: a fixed list of `FrameEntry`; item i is `frame(i)` (see module docstring)."""
+
+    def __init__(self, entries: Sequence[FrameEntry], *, limit: int = 0, raw_shape: tuple[int, int] | None = None):
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self.entries = list(entries)[: limit or None]
+        if not self.entries:
+            raise ValueError(f"{type(self).__name__}: no frames found")
+        self.raw_shape = tuple(raw_shape) if raw_shape else None
+        self.has_right_disparity = all(e.disp_right is not None for e in self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.frame(index)
+
+    def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
+        """Frame dict for entry `index`; `lazy=True` allows memory maps and unsanitised disparities."""
+        e = self.entries[index]
+        out: dict[str, Any] = {
+            "left": read_image(e.left, raw_shape=self.raw_shape, mmap=lazy),
+            "right": read_image(e.right, raw_shape=self.raw_shape, mmap=lazy),
+            "disp_left": read_disparity(e.disp_left, mmap=lazy, sanitize=not lazy),
+        }
+        if self.has_right_disparity:
+            assert e.disp_right is not None
+            out["disp_right"] = read_disparity(e.disp_right, mmap=lazy, sanitize=not lazy)
+        out["name"] = e.name
+        self._check_shapes(out, e)
+        return out
+
+    @staticmethod
+    def _check_shapes(frame: dict[str, Any], e: FrameEntry) -> None:
+        shape = frame["disp_left"].shape[:2]
+        for key in ("left", "right", "disp_right"):
+            if key in frame and frame[key].shape[:2] != shape:
+                raise ValueError(f"{e.name}: {key} has size {frame[key].shape[:2]} but disp_left has {shape} "
+                                 f"({e.left}, {e.disp_left})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# List files
+# ----------------------------------------------------------------------------------------------------
+
+
+def _name_from(path: Path, base: Path) -> str:
+    try:
+        rel = path.relative_to(base)
+    except ValueError:
+        rel = Path(path.name)
+    return str(rel.with_suffix("")).replace(os.sep, "/")
+
+
+def read_list_file(path: str | Path, *, root: str | Path | None = None) -> list[FrameEntry]:
+    """Parse `left right disp_left [disp_right]` lines; relative paths are resolved against `root`
+    (default: the list file's folder). Files must exist."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"list file not found: {p}")
+    base = Path(root) if root else p.parent
+    entries = []
+    for lineno, raw in enumerate(p.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        cols = line.split()
+        if len(cols) not in (3, 4):
+            raise ValueError(f"{p}:{lineno}: expected 'left right disp_left [disp_right]', got {len(cols)} columns")
+        paths = [Path(c) if Path(c).is_absolute() else base / c for c in cols]
+        for q in paths:
+            if not q.is_file():
+                raise FileNotFoundError(f"{p}:{lineno}: no such file {q}")
+        entries.append(FrameEntry(paths[0], paths[1], paths[2], paths[3] if len(paths) == 4 else None,
+                                  _name_from(paths[0], base)))
+    if not entries:
+        raise ValueError(f"{p}: no entries")
+    return entries
+
+
+class ListDataset(FrameDataset):
+    """Frames listed in a text file (see `read_list_file`)."""
+
+    def __init__(self, list_file: str | Path, *, root: str | Path | None = None, limit: int = 0,
+                 raw_shape: tuple[int, int] | None = None) -> None:
+        super().__init__(read_list_file(list_file, root=root), limit=limit, raw_shape=raw_shape)
+
+
+# ----------------------------------------------------------------------------------------------------
+# KITTI 2015 / 2012
+# ----------------------------------------------------------------------------------------------------
+
+
+class KITTI2015Dataset(FrameDataset):
+    """KITTI stereo 2015 (or 2012) frames with ground truth: the `_10` pairs of `split` ("training")."""
+
+    def __init__(self, root: str | Path, *, split: str = "training", disparity: str = "occ", limit: int = 0) -> None:
+        r = Path(root)
+        if disparity not in ("occ", "noc"):
+            raise ValueError(f"KITTI disparity must be 'occ' or 'noc', got {disparity!r}")
+        folder = r / split if split and (r / split).is_dir() else r
+        if (folder / "image_2").is_dir():
+            left_dir, right_dir, disp_dir = "image_2", "image_3", f"disp_{disparity}_0"
+        elif (folder / "colored_0").is_dir():  # KITTI 2012
+            left_dir, right_dir, disp_dir = "colored_0", "colored_1", f"disp_{disparity}"
+        else:
+            raise FileNotFoundError(f"{folder}: no KITTI image_2/ (2015) or colored_0/ (2012) folder")
+        if not (folder / disp_dir).is_dir():
+            raise FileNotFoundError(f"{folder / disp_dir}: no ground-truth folder (the testing split has none)")
+        entries = []
+        for left in sorted((folder / left_dir).glob("*_10.png")):
+            right, disp = folder / right_dir / left.name, folder / disp_dir / left.name
+            if not right.is_file() or not disp.is_file():
+                raise FileNotFoundError(f"KITTI frame {left.stem}: missing {right if not right.is_file() else disp}")
+            entries.append(FrameEntry(left, right, disp, None, left.stem))
+        super().__init__(entries, limit=limit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Middlebury 2014 (and MiddEval3)
+# ----------------------------------------------------------------------------------------------------
+
+
+class MiddleburyDataset(FrameDataset):
+    """Middlebury scenes: every folder under `root` (or `root` itself) holding im0.png, im1.png, disp0*.pfm."""
+
+    def __init__(self, root: str | Path, *, limit: int = 0) -> None:
+        r = Path(root)
+        if not r.is_dir():
+            raise FileNotFoundError(f"Middlebury root not found: {r}")
+        scenes = [r] if (r / "im0.png").is_file() else sorted(p.parent for p in r.glob("*/im0.png"))
+        entries = []
+        for scene in scenes:
+            disp = next((scene / n for n in ("disp0.pfm", "disp0GT.pfm") if (scene / n).is_file()), None)
+            if disp is None or not (scene / "im1.png").is_file():
+                continue  # a scene without ground truth (e.g. MiddEval3 test) is not usable here
+            disp1 = next((scene / n for n in ("disp1.pfm", "disp1GT.pfm") if (scene / n).is_file()), None)
+            entries.append(FrameEntry(scene / "im0.png", scene / "im1.png", disp, disp1, scene.name))
+        if not entries:
+            raise FileNotFoundError(f"{r}: no Middlebury scene with im0.png, im1.png and disp0.pfm / disp0GT.pfm")
+        super().__init__(entries, limit=limit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# SceneFlow
+# ----------------------------------------------------------------------------------------------------
+
+
+class SceneFlowDataset(FrameDataset):
+    """SceneFlow (FlyingThings3D / Monkaa / Driving): frames_<pass>pass/.../left/*.png + disparity/.../*.pfm."""
+
+    def __init__(self, root: str | Path, *, pass_name: str = "clean", split: str = "", limit: int = 0) -> None:
+        r = Path(root)
+        if pass_name not in ("clean", "final"):
+            raise ValueError(f"SceneFlow pass must be 'clean' or 'final', got {pass_name!r}")
+        if not r.is_dir():
+            raise FileNotFoundError(f"SceneFlow root not found: {r}")
+        frames_dir = f"frames_{pass_name}pass"
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(r):
+            dirnames.sort()
+            d = Path(dirpath)
+            if d.name != "left" or frames_dir not in d.parts:
+                continue
+            rel = d.relative_to(r)
+            if split and split not in rel.parts:
+                continue
+            parts = list(d.parts)
+            k = len(parts) - 1 - parts[::-1].index(frames_dir)
+            disp_dir = Path(*parts[:k], "disparity", *parts[k + 1 :])
+            for fname in sorted(f for f in filenames if f.lower().endswith((".png", ".webp"))):
+                left = d / fname
+                right = d.parent / "right" / fname
+                stem = Path(fname).stem
+                disp_l = disp_dir / f"{stem}.pfm"
+                disp_r = disp_dir.parent / "right" / f"{stem}.pfm"
+                missing = right if not right.is_file() else disp_l
+                if not missing.is_file():
+                    raise FileNotFoundError(f"SceneFlow frame {left}: missing {missing}")
+                entries.append(FrameEntry(left, right, disp_l, disp_r if disp_r.is_file() else None,
+                                          _name_from(left, r)))
+        if not entries:
+            raise FileNotFoundError(f"{r}: no SceneFlow frames under {frames_dir}/.../left/"
+                                    + (f" in split {split!r}" if split else ""))
+        super().__init__(entries, limit=limit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# UnrealStereo4K
+# ----------------------------------------------------------------------------------------------------
+
+
+def _with_fallback(path: Path, extensions: Sequence[str]) -> Path:
+    """`path` if it exists, else the first existing sibling with one of `extensions`."""
+    if path.is_file():
+        return path
+    for ext in extensions:
+        alt = path.with_suffix(ext)
+        if alt.is_file():
+            return alt
+    raise FileNotFoundError(f"no such file: {path} (also tried {', '.join(extensions)})")
+
+
+_Row = tuple[Path, Path, Path, Path | None]
+
+
+def _unreal_scan(root: Path, image_exts: Sequence[str]) -> list[_Row]:
+    out = []
+    for scene in sorted(p for p in root.iterdir() if p.is_dir() and (p / "Image0").is_dir()):
+        for left in sorted(f for f in (scene / "Image0").iterdir() if f.suffix.lower() in image_exts):
+            right = _with_fallback(scene / "Image1" / left.name, image_exts)
+            disp_l = scene / "Disp0" / f"{left.stem}.npy"
+            disp_r = scene / "Disp1" / f"{left.stem}.npy"
+            if not disp_l.is_file():
+                raise FileNotFoundError(f"UnrealStereo4K frame {left}: missing {disp_l}")
+            out.append((left, right, disp_l, disp_r if disp_r.is_file() else None))
+    return out
+
+
+def _unreal_split(root: Path, split_file: Path, image_exts: Sequence[str]) -> list[_Row]:
+    if not split_file.is_file():
+        raise FileNotFoundError(f"split file not found: {split_file}")
+    out = []
+    for lineno, raw in enumerate(split_file.read_text().splitlines(), start=1):
+        cols = raw.split("#", 1)[0].split()
+        if not cols:
+            continue
+        if len(cols) not in (3, 4):
+            raise ValueError(f"{split_file}:{lineno}: expected 'Image0 Image1 Disp0 [Disp1]' paths, got {len(cols)}")
+        left = _with_fallback(root / cols[0], image_exts)
+        right = _with_fallback(root / cols[1], image_exts)
+        disp_l = root / cols[2]
+        if not disp_l.is_file():
+            raise FileNotFoundError(f"{split_file}:{lineno}: no such file {disp_l}")
+        disp_r = root / cols[3] if len(cols) == 4 else None
+        if disp_r is not None and not disp_r.is_file():
+            raise FileNotFoundError(f"{split_file}:{lineno}: no such file {disp_r}")
+        out.append((left, right, disp_l, disp_r))
+    return out
+
+
+def _unreal_entries(root: Path, split_file: str | Path | None, image_exts: Sequence[str]) -> list[FrameEntry]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"UnrealStereo4K root not found: {root}")
+    rows = _unreal_split(root, Path(split_file), image_exts) if split_file else _unreal_scan(root, image_exts)
+    entries = []
+    for left, right, disp_l, disp_r in rows:
+        name = f"{left.parent.parent.name}/{left.stem}"
+        entries.append(FrameEntry(left, right, disp_l, disp_r, name))
+    return entries
+
+
+class UnrealStereo4KDataset(FrameDataset):
+    """Full-resolution UnrealStereo4K (3840x2160 PNG or `.raw`, NPY disparity at 4K scale)."""
+
+    def __init__(self, root: str | Path, *, split_file: str | Path | None = None, limit: int = 0,
+                 raw_shape: tuple[int, int] | None = None) -> None:
+        super().__init__(_unreal_entries(Path(root), split_file, (".png", ".raw")), limit=limit, raw_shape=raw_shape)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+def detect_disparity_scale(
+    left: np.ndarray,
+    right: np.ndarray,
+    disp: np.ndarray,
+    candidates: Sequence[float] = (1.0, 0.25),
+    *,
+    max_points: int = 50000,
+    seed: int = 0,
+) -> float:
+    """The factor s among `candidates` for which right(x - s * disp, y) best matches left(x, y).
+
+    left, right: (H, W, 3) images; disp: (H, W) on the same grid (0 = invalid). Compares grey levels
+    at up to `max_points` valid pixels whose match stays inside the image for every candidate (median
+    absolute difference, robust to occlusions). Raises ValueError when no pixel qualifies.
+    """
+    if not candidates:
+        raise ValueError("candidates must not be empty")
+    d = sanitize_disparity(disp)
+    if d.shape != left.shape[:2] or d.shape != right.shape[:2]:
+        raise ValueError(f"images {left.shape[:2]}, {right.shape[:2]} and disparity {d.shape} must share a grid")
+    H, W = d.shape
+    ys, xs = np.nonzero(d > 0)
+    vals = d[ys, xs]
+    keep = np.ones(xs.size, bool)
+    for s in candidates:
+        xr = xs - s * vals
+        keep &= (xr >= 0) & (xr <= W - 1)
+    ys, xs, vals = ys[keep], xs[keep], vals[keep]
+    if xs.size == 0:
+        raise ValueError("no valid disparity whose match lies inside the image for every candidate scale")
+    if xs.size > max_points:
+        pick = np.random.default_rng(seed).choice(xs.size, max_points, replace=False)
+        ys, xs, vals = ys[pick], xs[pick], vals[pick]
+    gl, gr = _grey(left), _grey(right)
+    ref = gl[ys, xs]
+    costs = []
+    for s in candidates:
+        xr = xs - s * vals
+        x0 = np.clip(np.floor(xr).astype(np.intp), 0, W - 2)
+        f = (xr - x0).astype(np.float32)
+        warped = gr[ys, x0] * (1 - f) + gr[ys, x0 + 1] * f
+        costs.append(float(np.median(np.abs(warped - ref))))
+    return float(candidates[int(np.argmin(costs))])
+
+
+class UnrealStereo4KQuarterDataset(FrameDataset):
+    """Quarter-resolution UnrealStereo4K (960x540); disparity grid and scale detected (module docstring)."""
+
+    def __init__(self, root: str | Path, *, split_file: str | Path | None = None, limit: int = 0,
+                 disparity_scale: float | None = None) -> None:
+        super().__init__(_unreal_entries(Path(root), split_file, (".jpg", ".jpeg", ".png")), limit=limit)
+        if disparity_scale is not None and not disparity_scale > 0:
+            raise ValueError(f"disparity_scale must be > 0, got {disparity_scale}")
+        self.disparity_scale = disparity_scale
+        if self.disparity_scale is None:
+            self.disparity_scale = self._detect_scale()
+
+    def _load(self, index: int) -> tuple[dict[str, Any], int]:
+        """Images, raw disparities resampled to the image grid, and the grid ratio k (disp width / image width)."""
+        e = self.entries[index]
+        left, right = read_image(e.left), read_image(e.right)
+        h, w = left.shape[:2]
+        frame: dict[str, Any] = {"left": left, "right": right}
+        ratio = 1
+        for key, path in (("disp_left", e.disp_left), ("disp_right", e.disp_right)):
+            if key == "disp_right" and not self.has_right_disparity:
+                continue
+            assert path is not None
+            d = read_disparity(path)
+            dh, dw = d.shape
+            if (dh, dw) != (h, w):
+                k = dw / w
+                if abs(k - round(k)) > 1e-6 or round(k) < 1 or dh != round(k) * h:
+                    raise ValueError(f"{e.name}: disparity {d.shape} is not an integer multiple of image {(h, w)}")
+                ratio = int(round(k))
+                # Nearest neighbour: never blends disparities across depth edges.
+                d = cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST)
+            frame[key] = d
+        frame["name"] = e.name
+        return frame, ratio
+
+    def _detect_scale(self) -> float:
+        frame, ratio = self._load(0)
+        candidates = (1.0 / ratio, 1.0) if ratio > 1 else (1.0, 0.25)
+        return detect_disparity_scale(frame["left"], frame["right"], frame["disp_left"], candidates)
+
+    def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
+        frame, _ = self._load(index)
+        s = float(self.disparity_scale or 1.0)
+        for key in ("disp_left", "disp_right"):
+            if key in frame and s != 1.0:
+                frame[key] = frame[key] * np.float32(s)
+        self._check_shapes(frame, self.entries[index])
+        return frame
+

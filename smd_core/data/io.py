@@ -1,0 +1,263 @@
+"""Readers and writers for stereo images and disparity maps.
+
+Conventions shared by every reader here:
+
+- images come back as BGR uint8 (H, W, 3), whatever is on disk (grey, BGRA, 16-bit, `.raw`);
+- disparities come back as float32 (H, W) in pixels with 0 meaning "no ground truth"
+  (`sanitize_disparity` maps inf / NaN / negative values to 0: Middlebury marks invalid pixels with
+  inf, KITTI with 0).
+
+Formats:
+
+- PFM (`read_pfm` / `write_pfm`): text header `Pf` (grey) or `PF` (colour), `width height`, then a
+  scale whose sign gives the byte order (negative = little-endian), then float32 rows stored
+  bottom-up.
+- KITTI disparity PNG (`read_kitti_disparity` / `write_kitti_disparity`): uint16, disparity * 256,
+  0 = invalid.
+- NPY: float32 disparity in pixels (UnrealStereo4K, our synthetic sets, `smd bag2dataset`).
+- UnrealStereo4K `.raw` images: the SMD-Nets README suggests converting the 8 Mpx 4-channel PNGs to
+  headerless uint8 files, `cv2.imread(png, -1)` with the alpha channel dropped, i.e. BGR
+  (2160, 3840, 3) in C order. The shape is not stored; `read_image` infers it from the file size
+  (16:9 frames) unless `raw_shape` is given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".raw")
+DISPARITY_EXTENSIONS = (".npy", ".pfm", ".png")
+
+PathLike = str | Path
+
+
+def _require_file(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------------
+
+
+def infer_raw_shape(num_bytes: int, channels: int = 3) -> tuple[int, int]:
+    """(H, W) of a headerless uint8 image of `num_bytes` bytes, assuming a 16:9 frame (UnrealStereo4K)."""
+    if num_bytes <= 0 or num_bytes % channels:
+        raise ValueError(f"a raw image of {num_bytes} bytes is not a whole number of {channels}-channel pixels")
+    pixels = num_bytes // channels
+    # H * W = pixels with W = 16 H / 9  ->  H = 3 * sqrt(pixels / 16).
+    h = round(3 * math.sqrt(pixels / 16.0))
+    if h <= 0 or h % 9 or h * (16 * h // 9) != pixels:
+        raise ValueError(
+            f"cannot infer the shape of a raw image with {pixels} pixels: not a 16:9 frame; pass raw_shape=(H, W)"
+        )
+    return h, 16 * h // 9
+
+
+def read_raw_image(path: PathLike, shape: tuple[int, int] | None = None, *, mmap: bool = False) -> np.ndarray:
+    """Headerless BGR uint8 image (H, W, 3) in C order; `mmap=True` maps it (cropping reads only the crop)."""
+    p = _require_file(path)
+    size = p.stat().st_size
+    h, w = shape if shape is not None else infer_raw_shape(size)
+    if h * w * 3 != size:
+        raise ValueError(f"{p}: {size} bytes do not hold a ({h}, {w}, 3) uint8 image ({h * w * 3} bytes)")
+    if mmap:
+        return np.memmap(p, dtype=np.uint8, mode="r", shape=(h, w, 3))
+    return np.fromfile(p, dtype=np.uint8).reshape(h, w, 3)
+
+
+def write_raw_image(path: PathLike, image: np.ndarray) -> None:
+    """Write a BGR uint8 (H, W, 3) image as headerless bytes (the SMD-Nets `.raw` layout)."""
+    image = as_bgr_u8(image)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.ascontiguousarray(image).tofile(str(path))
+
+
+def as_bgr_u8(image: np.ndarray) -> np.ndarray:
+    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3)."""
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        # Full 16-bit range onto 8 bits (x / 257 maps 65535 to 255 exactly).
+        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        if not np.issubdtype(img.dtype, np.floating):
+            raise ValueError(f"unsupported image dtype {img.dtype}")
+        img = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return cv2.cvtColor(img.reshape(img.shape[0], img.shape[1]), cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    raise ValueError(f"unsupported image shape {img.shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+
+
+def read_image(path: PathLike, *, raw_shape: tuple[int, int] | None = None, mmap: bool = False) -> np.ndarray:
+    """Read an image file as BGR uint8 (H, W, 3); `.raw` files are headerless BGR (see module docstring)."""
+    p = _require_file(path)
+    if p.suffix.lower() == ".raw":
+        return read_raw_image(p, raw_shape, mmap=mmap)
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{p}: not a readable image")
+    return as_bgr_u8(img)
+
+
+def write_image(path: PathLike, image: np.ndarray) -> None:
+    """Write a BGR uint8 image (PNG/JPG/... by extension, `.raw` as headerless bytes)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() == ".raw":
+        write_raw_image(p, image)
+        return
+    if not cv2.imwrite(str(p), as_bgr_u8(image)):
+        raise ValueError(f"{p}: OpenCV could not write an image with this extension")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Disparity
+# ----------------------------------------------------------------------------------------------------
+
+
+def sanitize_disparity(disp: np.ndarray) -> np.ndarray:
+    """float32 copy with inf / NaN / negative values set to 0 (= invalid)."""
+    d = np.array(disp, dtype=np.float32, copy=True)
+    d[~np.isfinite(d) | (d < 0)] = 0.0
+    return d
+
+
+_PFM_TOKEN = re.compile(rb"\S+")
+
+
+def read_pfm(path: PathLike) -> np.ndarray:
+    """PFM file -> float32 array (H, W) for `Pf`, (H, W, 3) for `PF`, top row first. Values untouched."""
+    p = _require_file(path)
+    data = p.read_bytes()
+    # Header: four whitespace-separated tokens, the last followed by exactly one whitespace byte.
+    tokens: list[bytes] = []
+    pos = 0
+    while len(tokens) < 4:
+        m = _PFM_TOKEN.search(data, pos)
+        if m is None:
+            raise ValueError(f"{p}: truncated PFM header")
+        tokens.append(m.group())
+        pos = m.end()
+    pos += 1
+    kind, w_tok, h_tok, scale_tok = tokens
+    if kind not in (b"PF", b"Pf"):
+        raise ValueError(f"{p}: not a PFM file (magic {kind[:8]!r}, expected b'PF' or b'Pf')")
+    try:
+        width, height, scale = int(w_tok), int(h_tok), float(scale_tok)
+    except ValueError:
+        raise ValueError(f"{p}: malformed PFM header {b' '.join(tokens)!r}") from None
+    if width <= 0 or height <= 0 or scale == 0:
+        raise ValueError(f"{p}: invalid PFM header (width={width}, height={height}, scale={scale})")
+    channels = 3 if kind == b"PF" else 1
+    count = width * height * channels
+    if len(data) - pos < 4 * count:
+        raise ValueError(f"{p}: PFM data has {len(data) - pos} bytes, expected {4 * count}")
+    # The sign of the scale encodes the byte order: negative = little-endian.
+    dtype = np.dtype("<f4" if scale < 0 else ">f4")
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos).astype(np.float32)
+    shape = (height, width, 3) if channels == 3 else (height, width)
+    # Rows are stored bottom-up.
+    return np.ascontiguousarray(np.flipud(arr.reshape(shape)))
+
+
+def write_pfm(path: PathLike, array: np.ndarray, *, scale: float = 1.0, little_endian: bool = True) -> None:
+    """Write a float (H, W) or (H, W, 3) array as PFM (rows bottom-up; negative scale = little-endian)."""
+    arr = np.asarray(array, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"PFM holds (H, W) or (H, W, 3) arrays, got shape {arr.shape}")
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0 (its sign is set by little_endian), got {scale}")
+    kind = b"PF" if arr.ndim == 3 else b"Pf"
+    h, w = arr.shape[:2]
+    header = kind + b"\n" + f"{w} {h}\n".encode() + f"{-scale if little_endian else scale}\n".encode()
+    body = np.flipud(arr).astype("<f4" if little_endian else ">f4").tobytes()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(header + body)
+
+
+def read_kitti_disparity(path: PathLike) -> np.ndarray:
+    """KITTI 16-bit PNG disparity -> float32 (H, W) px (value / 256, 0 = invalid)."""
+    p = _require_file(path)
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{p}: not a readable PNG")
+    if img.dtype != np.uint16 or img.ndim != 2:
+        raise ValueError(f"{p}: a disparity PNG must be single-channel uint16, got {img.dtype} {img.shape}")
+    return img.astype(np.float32) / 256.0
+
+
+def write_kitti_disparity(path: PathLike, disp: np.ndarray) -> None:
+    """float disparity (H, W) px -> KITTI 16-bit PNG (round(d * 256), 0 = invalid, max 255.996)."""
+    d = sanitize_disparity(disp)
+    if d.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got {d.shape}")
+    q = np.clip(np.round(d * 256.0), 0, 65535).astype(np.uint16)
+    # A tiny positive disparity must not turn into the invalid marker.
+    q[(d > 0) & (q == 0)] = 1
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(p), q):
+        raise ValueError(f"{p}: could not write a 16-bit PNG")
+
+
+def read_disparity(path: PathLike, *, mmap: bool = False, sanitize: bool = True) -> np.ndarray:
+    """Disparity file (.npy float px, .pfm, .png KITTI 16-bit) -> float32 (H, W), 0 = invalid.
+
+    `mmap=True` memory-maps `.npy` files (cropping then reads only the crop); it implies
+    `sanitize=False` for them, so call `sanitize_disparity` on the crop.
+    """
+    p = _require_file(path)
+    ext = p.suffix.lower()
+    if ext == ".npy":
+        d = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if mmap:
+            if d.ndim == 3 and d.shape[2] == 1:
+                d = d[:, :, 0]
+            if d.ndim != 2:
+                raise ValueError(f"{p}: disparity must be (H, W), got {d.shape}")
+            return d
+    elif ext == ".pfm":
+        d = read_pfm(p)
+    elif ext == ".png":
+        d = read_kitti_disparity(p)
+    else:
+        raise ValueError(f"{p}: unsupported disparity format {ext!r}; expected one of {DISPARITY_EXTENSIONS}")
+    d = np.asarray(d)
+    if d.ndim == 3 and d.shape[2] == 1:
+        d = d[:, :, 0]
+    if d.ndim != 2:
+        raise ValueError(f"{p}: disparity must be (H, W), got {d.shape}")
+    return sanitize_disparity(d) if sanitize else d.astype(np.float32, copy=False)
+
+
+def write_disparity(path: PathLike, disp: np.ndarray) -> None:
+    """Write float32 disparity (H, W) px by extension: .npy, .pfm (invalid -> inf), .png (KITTI)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    d = sanitize_disparity(disp)
+    if d.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got {d.shape}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if ext == ".npy":
+        np.save(p, d)
+    elif ext == ".pfm":
+        write_pfm(p, np.where(d > 0, d, np.inf).astype(np.float32))
+    elif ext == ".png":
+        write_kitti_disparity(p, d)
+    else:
+        raise ValueError(f"{p}: unsupported disparity format {ext!r}; expected one of {DISPARITY_EXTENSIONS}")

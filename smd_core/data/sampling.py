@@ -1,0 +1,285 @@
+"""From full-resolution stereo frames to SMD-Nets training samples (lib/data/Loader.py semantics).
+
+`make_training_sample(frame, cfg, augment, rng)`:
+
+1. random crop of `cfg.crop_size` = (crop_h, crop_w) at GROUND-TRUTH resolution (the same box in both
+   views; frames smaller than the crop are padded with black and invalid disparity);
+2. images resized to the network input (crop_h / aspect_ratio, crop_w / aspect_ratio) with
+   cv2.INTER_AREA (the disparity stays at full resolution: SMD-Nets supervises a continuous function
+   at GT resolution from a lower-resolution input);
+3. disparity converted to network-input pixels: labels = GT / aspect_ratio;
+4. augmentation (`augment.augment_pair`: colour, left-right flip with view swap, up-down flip);
+5. `num_points` query points at sub-pixel positions of the GT crop grid, each labelled with the
+   disparity of its nearest GT pixel; invalid pixels (0) are never drawn. Strategies:
+   - "random": uniform over valid pixels;
+   - "dda" (depth-discontinuity aware): half of the points (or all edge pixels, if fewer) inside the
+     depth edges of the crop, the rest outside. Edges: pixels whose disparity (network px) differs
+     by more than `edge_threshold` (1 px) from a 4-neighbour, dilated with a `dilation` x `dilation`
+     (10 x 10) square, as the reference's `get_boundaries`.
+   Points are drawn without replacement while there are enough valid pixels, then padded to exactly
+   `num_points` by resampling valid ones, so batches stack. A point is its pixel centre plus a uniform
+   offset in [-0.5, 0.5) (clipped to the grid), so every point lies in [0, crop_w - 1] x
+   [0, crop_h - 1] and its nearest pixel is the one whose label it carries.
+
+A sample (all tensors, so `torch.utils.data.default_collate` works):
+    "left", "right": float32 (3, h, w) BGR 0..255, h = crop_h / aspect_ratio, w = crop_w / aspect_ratio;
+    "points": float32 (2, N) (x, y) in the GT crop grid (pixel centres at integers);
+    "labels": float32 (N,) disparity in network-input pixels (GT / aspect_ratio), > 0 unless the crop
+        had no valid pixel at all (then all 0, which the loss ignores);
+    "output_size": int64 (2,) = [crop_h, crop_w];
+    "disp" (only with cfg.dense_labels): float32 (crop_h, crop_w) labels grid, 0 = invalid;
+    "name": str.
+
+Randomness comes from a NumPy Generator passed in; `torch_seeded_generator()` derives one from
+torch's global RNG, which DataLoader seeds per worker (NumPy's global RNG is not reseeded in workers,
+so drawing from it would repeat augmentations across workers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from smd_core.data.augment import AugmentConfig, augment_pair
+from smd_core.data.io import as_bgr_u8, sanitize_disparity
+
+SAMPLING_STRATEGIES = ("random", "dda")
+
+
+@dataclasses.dataclass
+class SampleConfig:
+    """How a training sample is cut from a frame (see module docstring)."""
+
+    crop_size: tuple[int, int] = (512, 512)
+    aspect_ratio: float = 1.0
+    num_points: int = 50000
+    strategy: str = "dda"
+    edge_threshold: float = 1.0
+    dilation: int = 10
+    dense_labels: bool = False
+    # Crops without a single valid pixel are redrawn up to this many times.
+    crop_tries: int = 10
+
+    def __post_init__(self) -> None:
+        crop = tuple(int(v) for v in self.crop_size)
+        if len(crop) != 2 or min(crop) <= 0:
+            raise ValueError(f"crop_size must be (height, width) > 0, got {self.crop_size}")
+        self.crop_size = crop
+        if not self.aspect_ratio > 0:
+            raise ValueError(f"aspect_ratio must be > 0, got {self.aspect_ratio}")
+        _ = self.network_size  # validates divisibility
+        if int(self.num_points) <= 0:
+            raise ValueError(f"num_points must be > 0, got {self.num_points}")
+        self.strategy = str(self.strategy).lower()
+        if self.strategy not in SAMPLING_STRATEGIES:
+            raise ValueError(f"sampling strategy must be one of {SAMPLING_STRATEGIES}, got {self.strategy!r}")
+        if self.edge_threshold < 0 or self.dilation < 0 or self.crop_tries < 1:
+            raise ValueError(f"need edge_threshold >= 0, dilation >= 0, crop_tries >= 1; got "
+                             f"{self.edge_threshold}, {self.dilation}, {self.crop_tries}")
+
+    @property
+    def network_size(self) -> tuple[int, int]:
+        """(h, w) of the network input: crop_size / aspect_ratio, which must be whole numbers."""
+        out = []
+        for v in self.crop_size:
+            s = v / float(self.aspect_ratio)
+            if abs(s - round(s)) > 1e-6 or round(s) < 1:
+                raise ValueError(f"crop_size {self.crop_size} / aspect_ratio {self.aspect_ratio} must be whole "
+                                 f"numbers of pixels (got {s})")
+            out.append(int(round(s)))
+        return out[0], out[1]
+
+
+def torch_seeded_generator() -> np.random.Generator:
+    """NumPy Generator seeded from torch's global RNG (seeded per DataLoader worker / by torch.manual_seed)."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+
+def random_crop_box(height: int, width: int, crop_h: int, crop_w: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left (y, x) of a uniformly random crop; 0 along an axis where the frame is not larger."""
+    y = int(rng.integers(0, height - crop_h + 1)) if height > crop_h else 0
+    x = int(rng.integers(0, width - crop_w + 1)) if width > crop_w else 0
+    return y, x
+
+
+def crop(array: np.ndarray, y: int, x: int, h: int, w: int, fill: float = 0) -> np.ndarray:
+    """array[y:y+h, x:x+w] as a new contiguous array, padded with `fill` where the box leaves the array.
+
+    Works on memory maps without reading outside the box.
+    """
+    H, W = array.shape[:2]
+    out = np.full((h, w) + array.shape[2:], fill, dtype=array.dtype)
+    y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
+    if y1 > y0 and x1 > x0:
+        out[y0 - y : y1 - y, x0 - x : x1 - x] = array[y0:y1, x0:x1]
+    return out
+
+
+def depth_edges(disp: np.ndarray, threshold: float = 1.0, dilation: int = 10) -> np.ndarray:
+    """bool (H, W): pixels whose disparity differs by > threshold from a 4-neighbour, dilated by a square.
+
+    Both pixels of a differing pair are marked; the kernel is `dilation` x `dilation` (the reference's
+    `get_boundaries`); dilation 0 disables dilation.
+    """
+    d = np.asarray(disp, dtype=np.float32)
+    if d.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got {d.shape}")
+    edges = np.zeros(d.shape, bool)
+    dx = np.abs(d[:, 1:] - d[:, :-1]) > threshold
+    edges[:, 1:] |= dx
+    edges[:, :-1] |= dx
+    dy = np.abs(d[1:] - d[:-1]) > threshold
+    edges[1:] |= dy
+    edges[:-1] |= dy
+    if dilation > 0 and edges.any():
+        edges = cv2.dilate(edges.astype(np.uint8), np.ones((dilation, dilation), np.uint8)) > 0
+    return edges
+
+
+def _choose(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k entries of `candidates`: without replacement while possible, then padded by resampling."""
+    n = candidates.size
+    if k <= 0 or n == 0:
+        return candidates[:0]
+    if n >= k:
+        return candidates[rng.choice(n, size=k, replace=False)]
+    return np.concatenate([candidates, candidates[rng.integers(0, n, size=k - n)]])
+
+
+def sample_points(
+    labels: np.ndarray,
+    num_points: int,
+    rng: np.random.Generator,
+    *,
+    strategy: str = "random",
+    edge_threshold: float = 1.0,
+    dilation: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query points on a label grid (H, W) (0 = invalid): (points float32 (2, N) (x, y), labels float32 (N,)).
+
+    See the module docstring for the strategies; N is always `num_points`. With no valid pixel the
+    points are uniform and all labels 0.
+    """
+    grid = np.asarray(labels, dtype=np.float32)
+    if grid.ndim != 2:
+        raise ValueError(f"labels must be (H, W), got {grid.shape}")
+    if num_points <= 0:
+        raise ValueError(f"num_points must be > 0, got {num_points}")
+    strategy = strategy.lower()
+    if strategy not in SAMPLING_STRATEGIES:
+        raise ValueError(f"sampling strategy must be one of {SAMPLING_STRATEGIES}, got {strategy!r}")
+    H, W = grid.shape
+    flat = grid.reshape(-1)
+    valid = flat > 0
+    if not valid.any():
+        pts = np.stack([rng.uniform(0, W - 1, num_points), rng.uniform(0, H - 1, num_points)]).astype(np.float32)
+        return pts, np.zeros(num_points, np.float32)
+    if strategy == "random":
+        idx = _choose(np.flatnonzero(valid), num_points, rng)
+    else:
+        edges = depth_edges(grid, edge_threshold, dilation).reshape(-1)
+        on_edge = np.flatnonzero(valid & edges)
+        off_edge = np.flatnonzero(valid & ~edges)
+        if off_edge.size == 0:
+            n_edge = num_points
+        else:
+            n_edge = min(num_points // 2, on_edge.size)
+        idx = np.concatenate([_choose(on_edge, n_edge, rng), _choose(off_edge, num_points - n_edge, rng)])
+    iy, ix = np.divmod(idx, W)
+    # Offsets in [-0.5, 0.5) keep the chosen pixel the nearest one; clipping keeps points on the grid.
+    x = np.clip(ix + rng.random(idx.size) - 0.5, 0.0, W - 1.0)
+    y = np.clip(iy + rng.random(idx.size) - 0.5, 0.0, H - 1.0)
+    return np.stack([x, y]).astype(np.float32), flat[idx].astype(np.float32)
+
+
+def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    h, w = size_hw
+    if image.shape[:2] == (h, w):
+        return image
+    # INTER_AREA averages when shrinking (no aliasing); it is bilinear-like when enlarging.
+    interp = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=interp)
+
+
+def make_training_sample(
+    frame: Mapping[str, Any],
+    cfg: SampleConfig,
+    augment: AugmentConfig | None,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """One training sample from a frame {"left", "right" (H, W, 3), "disp_left", optional "disp_right" (H, W)}.
+
+    Image arrays may be memory maps and disparities unsanitised (inf / NaN / negative = invalid):
+    only the crop is read and cleaned. See the module docstring for the steps and the output.
+    """
+    left_full, right_full = frame["left"], frame["right"]
+    disp_full = frame["disp_left"]
+    disp_right_full = frame.get("disp_right")
+    H, W = disp_full.shape[:2]
+    for key in ("left", "right"):
+        if frame[key].shape[:2] != (H, W):
+            raise ValueError(f"{frame.get('name', 'frame')}: {key} image {frame[key].shape[:2]} and disparity "
+                             f"{(H, W)} must have the same size")
+    if disp_right_full is not None and disp_right_full.shape[:2] != (H, W):
+        raise ValueError(f"disp_right {disp_right_full.shape[:2]} must match disp_left {(H, W)}")
+    ch, cw = cfg.crop_size
+    ar = float(cfg.aspect_ratio)
+    for _ in range(cfg.crop_tries):
+        y, x = random_crop_box(H, W, ch, cw, rng)
+        disp = sanitize_disparity(crop(disp_full, y, x, ch, cw))
+        if (disp > 0).any():
+            break
+    disp_right = None if disp_right_full is None else sanitize_disparity(crop(disp_right_full, y, x, ch, cw))
+    net_hw = cfg.network_size
+    left = _resize(as_bgr_u8(crop(left_full, y, x, ch, cw)), net_hw).astype(np.float32)
+    right = _resize(as_bgr_u8(crop(right_full, y, x, ch, cw)), net_hw).astype(np.float32)
+    # Disparity in network-input pixels: the network sees images 1 / aspect_ratio as wide.
+    labels_grid = disp / np.float32(ar) if ar != 1.0 else disp
+    labels_right = None if disp_right is None else (disp_right / np.float32(ar) if ar != 1.0 else disp_right)
+    if augment is not None:
+        left, right, labels_grid, labels_right = augment_pair(left, right, labels_grid, labels_right, rng, augment)
+    points, labels = sample_points(labels_grid, int(cfg.num_points), rng, strategy=cfg.strategy,
+                                   edge_threshold=cfg.edge_threshold, dilation=cfg.dilation)
+    sample: dict[str, Any] = {
+        "left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
+        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
+        "points": torch.from_numpy(points),
+        "labels": torch.from_numpy(labels),
+        "output_size": torch.tensor([ch, cw], dtype=torch.int64),
+        "name": str(frame.get("name", "")),
+    }
+    if cfg.dense_labels:
+        sample["disp"] = torch.from_numpy(np.ascontiguousarray(labels_grid, dtype=np.float32))
+    return sample
+
+
+class TrainingDataset(Dataset):
+    """Training samples from a frame source (any object with `__len__` and `frame(index, lazy=True)`).
+
+    Item i is `make_training_sample(frames.frame(i, lazy=True), ...)` with a Generator from
+    `torch_seeded_generator()`: deterministic under `torch.manual_seed` (and the per-worker seeds of
+    DataLoader), different at every call otherwise.
+    """
+
+    def __init__(self, frames: Any, sample_config: SampleConfig, augment_config: AugmentConfig | None = None) -> None:
+        if len(frames) == 0:
+            raise ValueError(f"{type(frames).__name__} holds no frames")
+        self.frames = frames
+        self.sample_config = sample_config
+        self.augment_config = augment_config
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        """Item `index` drawn with an explicit Generator."""
+        return make_training_sample(self.frames.frame(index, lazy=True), self.sample_config, self.augment_config, rng)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.sample(index, torch_seeded_generator())
