@@ -10,6 +10,7 @@ and throttled logs).
 from __future__ import annotations
 
 import array
+import dataclasses
 import math
 import sys
 
@@ -19,7 +20,13 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOf
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from smd_core.geometry import StereoCamera, disparity_bounds, disparity_to_points
+from smd_core.geometry import (
+    StereoCamera,
+    disparity_bounds,
+    disparity_to_depth,
+    disparity_to_points,
+    validity_mask,
+)
 from smd_ros.ros_libs import CvBridge, point_cloud2
 
 __all__ = [
@@ -27,6 +34,7 @@ __all__ = [
     "CLOUD_FIELDS_XYZ",
     "SUPPORTED_ENCODINGS",
     "InputError",
+    "StereoOutputs",
     "camera_info_msg",
     "cloud_msg",
     "disparity_msg",
@@ -35,6 +43,7 @@ __all__ = [
     "pack_rgb",
     "stereo_camera",
     "stereo_images",
+    "stereo_outputs",
 ]
 
 # encoding -> (bytes per channel, channels)
@@ -303,3 +312,64 @@ def camera_info_msg(header: Header, template: CameraInfo, camera: StereoCamera) 
 def header_copy(header: Header, frame_id: str | None = None) -> Header:
     """A copy of `header` (same stamp), optionally with another frame."""
     return Header(stamp=header.stamp, frame_id=header.frame_id if frame_id is None else frame_id)
+
+
+@dataclasses.dataclass
+class StereoOutputs:
+    """The messages for one frame (None where not requested) and how many points are valid."""
+
+    disparity: DisparityImage
+    uncertainty: Image
+    points: PointCloud2
+    depth: Image | None
+    camera_info: CameraInfo | None
+    valid_points: int
+
+
+def stereo_outputs(
+    header: Header,
+    disparity: np.ndarray,
+    uncertainty: np.ndarray,
+    camera: StereoCamera,
+    *,
+    max_disparity: float,
+    left_bgr: np.ndarray | None = None,
+    left_info: CameraInfo | None = None,
+    max_uncertainty: float = 0.0,
+    mask_disparity_by_uncertainty: bool = False,
+    min_depth: float = 0.0,
+    max_depth: float = math.inf,
+    organized: bool = True,
+    publish_depth: bool = False,
+) -> StereoOutputs:
+    """Every output message of one frame from the dense maps on `camera`'s grid.
+
+    disparity, uncertainty: float32 (H, W) in output-grid px (the selected mode and its standard deviation).
+    left_bgr: the left image (any size; resized to the grid) to colour the cloud, or None for x, y, z only.
+    left_info: the input left CameraInfo; given, a CameraInfo for the grid is included (for outputs whose size
+    differs from the input). Validity: finite disparity in front of the camera, inside the depth range; the
+    cloud and depth also drop pixels above `max_uncertainty` (> 0), the disparity only with
+    `mask_disparity_by_uncertainty`.
+    """
+    geometric = validity_mask(disparity, camera, min_depth=min_depth, max_depth=max_depth)
+    if max_uncertainty > 0:
+        with np.errstate(invalid="ignore"):
+            confident = geometric & np.isfinite(uncertainty) & (uncertainty <= max_uncertainty)
+    else:
+        confident = geometric
+    disp_valid = confident if mask_disparity_by_uncertainty else geometric
+    colors = None
+    if left_bgr is not None:
+        h, w = disparity.shape
+        colors = left_bgr if left_bgr.shape[:2] == (h, w) else cv2.resize(left_bgr, (w, h),
+                                                                          interpolation=cv2.INTER_LINEAR)
+    return StereoOutputs(
+        disparity=disparity_msg(header, disparity, disp_valid, camera, max_disparity=max_disparity,
+                                min_depth=min_depth, max_depth=max_depth),
+        uncertainty=float_image_msg(header, uncertainty),
+        points=cloud_msg(header, disparity, confident, camera, colors_bgr=colors, organized=organized),
+        depth=float_image_msg(header, disparity_to_depth(disparity, camera, valid=confident)) if publish_depth
+        else None,
+        camera_info=camera_info_msg(header, left_info, camera) if left_info is not None else None,
+        valid_points=int(np.count_nonzero(confident)),
+    )

@@ -1,0 +1,279 @@
+"""ROS parameters <-> one typed `NodeConfig`.
+
+Every field of `NodeConfig` is one node parameter of the same name. Its metadata holds the description, the
+allowed range or choices and when a change takes effect:
+- "live": applied to the next frame (thresholds, scales, output options);
+- "reload": needs the model to be loaded again (checkpoint, backbone, device, ...);
+- "restart": changes the subscriptions (synchronization, QoS).
+`declare_parameters(node)` declares them all with `ParameterDescriptor`s (description, ranges, constraints)
+and returns the config; `updated_config(config, changes)` validates run-time changes for the node's
+parameter callback and refuses, saying why, those that need a reload or a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
+
+__all__ = [
+    "DEVICE_PATTERN",
+    "NodeConfig",
+    "declare_parameters",
+    "describe",
+    "parameter_descriptors",
+    "resolve_checkpoint",
+    "resolve_device",
+    "updated_config",
+]
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+LIVE, RELOAD, RESTART = "live", "reload", "restart"
+
+
+def _p(default: Any, description: str, apply: str, *, lo: float | None = None, hi: float | None = None,
+       choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"description": description, "apply": apply, "range": (lo, hi) if lo is not None else None,
+            "choices": choices}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeConfig:
+    """Configuration of the stereo node; one field per ROS parameter (see `config/stereo.yaml`)."""
+
+    # Model: changing these needs a model reload.
+    checkpoint: str = _p("", "Model checkpoint (.pth/.pt): a published SMD-Nets checkpoint or one written by "
+                         "`smd train`. Empty: the model bundled with the package.", RELOAD)
+    backbone: str = _p("", "Backbone of a published checkpoint (psmnet, hsmnet, light); empty: inferred from the "
+                       "checkpoint.", RELOAD, choices=("", *BACKBONE_NAMES))
+    output: str = _p("", "Output representation of a published checkpoint (standard, unimodal, bimodal); empty: "
+                     "inferred from the checkpoint.", RELOAD, choices=("", *OUTPUT_NAMES))
+    max_disparity: int = _p(0, "The network's maximum disparity in input pixels (256 for the published models); "
+                            "0: read from the checkpoint.", RELOAD, lo=0, hi=1024)
+    device: str = _p("auto", "Torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.", RELOAD)
+    device_fallback: bool = _p(True, "When CUDA is requested but absent: true = warn and run on the CPU, "
+                               "false = exit with an error.", RELOAD)
+    half_precision: bool = _p(False, "Run the network in float16 autocast (CUDA only; ignored with a warning on "
+                              "the CPU).", RELOAD)
+    # Inference: live.
+    input_scale: float = _p(1.0, "Resize factor applied to the images before the network (< 1 is faster; "
+                            "SMD-Nets keeps the aspect ratio).", LIVE, lo=0.1, hi=2.0)
+    output_scale: float = _p(1.0, "Output grid size relative to the input images (any float >= 1: super-resolved "
+                             "disparity, uncertainty, depth and cloud).", LIVE, lo=1.0, hi=8.0)
+    chunk_points: int = _p(200_000, "Output pixels queried per network call; bounds memory whatever the output "
+                           "size.", LIVE, lo=1_000, hi=50_000_000)
+    # Validity: live.
+    max_uncertainty: float = _p(0.0, "Pixels whose uncertainty (standard deviation of the selected mode, output px) "
+                                "exceeds this are left out of the cloud (and the depth); 0 disables.", LIVE,
+                                lo=0.0, hi=1000.0)
+    mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty invalid in the "
+                                             "published disparity.", LIVE)
+    min_depth: float = _p(0.0, "Nearest valid depth in metres (0: no limit).", LIVE, lo=0.0, hi=10_000.0)
+    max_depth: float = _p(0.0, "Farthest valid depth in metres (0: no limit).", LIVE, lo=0.0, hi=10_000.0)
+    # Outputs: live.
+    use_color: bool = _p(True, "Add the left image's colour to the cloud as a packed `rgb` field.", LIVE)
+    organized_cloud: bool = _p(True, "true: organized cloud (height = rows, width = cols, NaN for invalid "
+                               "points); false: a dense list of the valid points only.", LIVE)
+    publish_depth: bool = _p(False, "Also publish `depth` (32FC1, metres, NaN invalid; REP 118).", LIVE)
+    # Inputs: changing these needs a restart (they shape the subscriptions).
+    approximate_sync: bool = _p(False, "Synchronize the four inputs approximately (stamps within sync_slop) "
+                                "instead of exactly.", RESTART)
+    sync_slop: float = _p(0.01, "Largest stamp difference in seconds for approximate synchronization.", RESTART,
+                          lo=0.0, hi=10.0)
+    queue_size: int = _p(5, "Messages kept per input while waiting for a synchronized set.", RESTART,
+                         lo=1, hi=100)
+    sensor_data_qos: bool = _p(True, "Subscribe with the sensor-data QoS (best effort, REP 2003); false: the "
+                               "system default QoS (reliable).", RESTART)
+    # Reporting: live.
+    report_period: float = _p(5.0, "Seconds between latency/rate/drop log lines and /diagnostics messages.", LIVE,
+                              lo=0.1, hi=3600.0)
+
+    def __post_init__(self) -> None:
+        errors = validation_errors(self)
+        if errors:
+            raise ValueError("invalid node parameters: " + "; ".join(errors))
+
+    @property
+    def depth_range(self) -> tuple[float, float]:
+        """(min_depth, max_depth) with 0 = no limit mapped to (0, inf)."""
+        return self.min_depth, (math.inf if self.max_depth == 0 else self.max_depth)
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(NodeConfig)}
+
+
+def validation_errors(cfg: NodeConfig) -> list[str]:
+    """Every problem with `cfg`, each naming the parameter and its value."""
+    errors: list[str] = []
+    for name, f in FIELDS.items():
+        value, tp = getattr(cfg, name), _python_type(f)
+        accepted = (int, float) if tp is float else tp
+        if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
+            errors.append(f"{name} must be {tp.__name__}, got {value!r}")
+            continue
+        if tp is float and not math.isfinite(value):
+            errors.append(f"{name} must be finite, got {value!r}")
+            continue
+        rng, choices = f.metadata["range"], f.metadata["choices"]
+        if rng is not None and not (rng[0] <= value <= rng[1]):
+            errors.append(f"{name}={value!r} is outside [{rng[0]}, {rng[1]}]")
+        if choices is not None and value not in choices:
+            errors.append(f"{name}={value!r} is not one of {list(choices)}")
+    if errors:
+        return errors
+    if not DEVICE_PATTERN.match(cfg.device):
+        errors.append(f"device={cfg.device!r} is not auto, cpu, cuda or cuda:N")
+    if cfg.max_disparity % 16:
+        errors.append(f"max_disparity={cfg.max_disparity} must be 0 or a multiple of 16")
+    if cfg.max_depth and cfg.max_depth <= cfg.min_depth:
+        errors.append(f"max_depth={cfg.max_depth} must be 0 (no limit) or greater than min_depth={cfg.min_depth}")
+    return errors
+
+
+def _python_type(f: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[f.type] if isinstance(f.type, str) else f.type
+
+
+def parameter_descriptors() -> dict[str, Any]:
+    """name -> rcl_interfaces/ParameterDescriptor (type, description, range, constraints)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {str: ParameterType.PARAMETER_STRING, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, bool: ParameterType.PARAMETER_BOOL}
+    out = {}
+    for name, f in FIELDS.items():
+        tp = _python_type(f)
+        constraints = []
+        if f.metadata["choices"] is not None:
+            constraints.append("one of: " + ", ".join(repr(c) for c in f.metadata["choices"]))
+        if name == "device":
+            constraints.append("auto, cpu, cuda or cuda:N")
+        constraints.append({LIVE: "changeable at run time",
+                            RELOAD: "changing it needs a model reload: restart the node",
+                            RESTART: "changing it needs new subscriptions: restart the node"}[f.metadata["apply"]])
+        # Float parameters accept integers too (`-p output_scale:=2`); `NodeConfig` converts and validates them.
+        desc = ParameterDescriptor(name=name, type=types[tp], description=f.metadata["description"],
+                                   additional_constraints="; ".join(constraints), dynamic_typing=tp is float)
+        rng = f.metadata["range"]
+        if rng is not None and tp is float:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]), step=0.0)]
+        elif rng is not None and tp is int:
+            desc.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]), step=1)]
+        out[name] = desc
+    return out
+
+
+def config_from_mapping(values: Mapping[str, Any]) -> NodeConfig:
+    """NodeConfig from {name: value}; integers are accepted for float parameters; unknown names raise."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown node parameters {unknown}; known: {sorted(FIELDS)}")
+    kwargs = {}
+    for name, value in values.items():
+        tp = _python_type(FIELDS[name])
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kwargs[name] = value
+    return NodeConfig(**kwargs)
+
+
+def declare_parameters(node: Any) -> NodeConfig:
+    """Declare every parameter on `node` (values from overrides / params files) and return the config.
+
+    Raises ValueError listing every invalid value.
+    """
+    from rclpy.exceptions import ParameterException
+
+    values = {}
+    for name, desc in parameter_descriptors().items():
+        try:
+            param = node.declare_parameter(name, FIELDS[name].default, desc)
+        except ParameterException as exc:  # a value of the wrong type or outside the descriptor's range
+            raise ValueError(f"invalid node parameter {name}: {exc}") from exc
+        values[name] = param.value
+    return config_from_mapping(values)
+
+
+def updated_config(config: NodeConfig, changes: Iterable[tuple[str, Any]]) -> tuple[NodeConfig | None, str]:
+    """Apply run-time parameter changes [(name, value)]; returns (new config, "") or (None, reason).
+
+    Changes of "reload"/"restart" parameters are refused with a reason that says so (setting the current value
+    again is accepted), as are unknown names and invalid values.
+    """
+    values = dataclasses.asdict(config)
+    for name, value in changes:
+        f = FIELDS.get(name)
+        if f is None:
+            return None, f"unknown parameter {name!r}"
+        if value == values[name]:
+            continue
+        apply = f.metadata["apply"]
+        if apply == RELOAD:
+            return None, (f"{name} needs a model reload: restart the node with {name}:={value!r} "
+                          f"(the running model keeps {name}={values[name]!r})")
+        if apply == RESTART:
+            return None, f"{name} shapes the subscriptions: restart the node with {name}:={value!r}"
+        values[name] = value
+    try:
+        return config_from_mapping(values), ""
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def describe(config: NodeConfig) -> str:
+    """One line with every parameter value (for the start-up log)."""
+    return ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(config).items())
+
+
+def resolve_checkpoint(value: str) -> Path:
+    """The checkpoint file for parameter value `value` ("" = the bundled model); FileNotFoundError if none."""
+    if not value:
+        try:
+            from smd_core.weights import default_checkpoint
+        except ImportError as exc:
+            raise FileNotFoundError("checkpoint is empty (meaning the bundled model) but smd_core.weights is not "
+                                    "importable; set the `checkpoint` parameter to a file") from exc
+        try:
+            return Path(default_checkpoint())
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"checkpoint is empty (meaning the bundled model) but no model is bundled "
+                                    f"with this install ({exc}); set the `checkpoint` parameter to a file") from exc
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    return path
+
+
+def resolve_device(requested: str, *, fallback: bool, cuda_available: bool | None = None) -> tuple[str, str]:
+    """(torch device string, warning or "") for the `device` parameter.
+
+    auto -> cuda when available, else cpu. cuda/cuda:N when CUDA is absent (or N out of range): cpu with a
+    warning if `fallback`, else RuntimeError.
+    """
+    if not DEVICE_PATTERN.match(requested):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {requested!r}")
+    count = 0
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+        count = torch.cuda.device_count() if cuda_available else 0
+    elif cuda_available:
+        count = 1 << 16  # the caller only says "available"; do not check the index
+    if requested == "cpu":
+        return "cpu", ""
+    if requested == "auto":
+        return ("cuda", "") if cuda_available else ("cpu", "")
+    index = int(requested.split(":")[1]) if ":" in requested else 0
+    if cuda_available and index < count:
+        return requested, ""
+    why = "CUDA is not available" if not cuda_available else f"there is no CUDA device {index} ({count} found)"
+    if not fallback:
+        raise RuntimeError(f"device={requested!r} requested but {why} (device_fallback is false)")
+    return "cpu", f"device={requested!r} requested but {why}: running on the CPU (set device_fallback:=false to fail)"

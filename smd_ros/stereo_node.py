@@ -1,0 +1,415 @@
+"""The SMD-Nets stereo node: synchronized rectified stereo in; disparity, uncertainty, point cloud out.
+
+Topics (relative, so a namespace and remaps place them; the names of `stereo_image_proc`):
+- in:  left/image_rect, right/image_rect, left/camera_info, right/camera_info (message_filters sync);
+- out: disparity (stereo_msgs/DisparityImage), uncertainty (32FC1 px), points2 (PointCloud2, left optical
+  frame), depth (32FC1 m, with publish_depth), camera_info (when the output grid differs from the input),
+  /diagnostics (diagnostic_msgs/DiagnosticArray).
+
+Never behind the camera: the synchronizer's callback only stores the newest set in a one-slot mailbox (a set
+still waiting there is dropped and counted); a worker thread runs the network and publishes; the executor only
+moves messages, parameters and timers. Bad input is logged (throttled, per kind of problem) and skipped.
+
+Run: `ros2 run smd_ros stereo_node --ros-args -p checkpoint:=/path/model.pth` or
+`python -m smd_ros.stereo_node --ros-args ...`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data, qos_profile_system_default
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from stereo_msgs.msg import DisparityImage
+
+from smd_ros import messages
+from smd_ros.messages import InputError
+from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
+from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
+
+try:
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+except ImportError:  # diagnostics are optional: the node runs without the package
+    DiagnosticArray = None
+
+__all__ = ["FrameSet", "LatestSlot", "StereoNode", "ThrottledLog", "main"]
+
+# A stamp this far behind the newest accepted one is a clock reset (bag loop, simulation restart), not an
+# out-of-order frame: accept it and start over instead of rejecting every frame from now on.
+TIME_JUMP_RESET_S = 2.0
+# Warn when images keep arriving but no synchronized set is formed for this long (missing/mismatched info).
+NO_SYNC_WARN_S = 3.0
+
+
+class CheckpointError(RuntimeError):
+    """The model could not be loaded; the message names the file."""
+
+
+@dataclasses.dataclass
+class FrameSet:
+    """One synchronized input set and when it arrived (time.monotonic())."""
+
+    left: Image
+    right: Image
+    left_info: CameraInfo
+    right_info: CameraInfo
+    received: float
+
+
+class LatestSlot:
+    """A one-item mailbox: `put` replaces (and returns) any item not yet taken; `take` waits for one."""
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: Any) -> Any:
+        """Store `item`; returns the stale item it replaced (None if the slot was empty)."""
+        with self._cond:
+            old, self._item = self._item, item
+            self._cond.notify()
+            return old
+
+    def take(self, timeout: float | None = None) -> Any:
+        """The stored item (emptying the slot), or None on timeout or after `close`."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return int(self._item is not None)
+
+
+class ThrottledLog:
+    """At most one log line per `key` per `period` seconds; suppressed repeats are counted into the next line."""
+
+    def __init__(self, logger: Any, period: float = 5.0, clock: Any = time.monotonic) -> None:
+        self.logger, self.period, self.clock = logger, period, clock
+        self._last: dict[str, float] = {}
+        self._suppressed: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, level: str, key: str, message: str) -> bool:
+        """Log `message` at `level` ("info"/"warning"/"error") unless `key` logged recently; True if logged."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period:
+                self._suppressed[key] += 1
+                return False
+            self._last[key] = now
+            repeats = self._suppressed.pop(key, 0)
+        suffix = f" ({repeats} more since the last report)" if repeats else ""
+        getattr(self.logger, level)(message + suffix)
+        return True
+
+
+class Stats:
+    """Counters and the latencies of the current report window (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.window: list[tuple[float, float, float]] = []  # (latency s, model s, overhead s)
+        self.window_start = time.monotonic()
+
+    def add(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[key] += n
+
+    def frame(self, latency: float, model: float, overhead: float) -> None:
+        with self.lock:
+            self.counts["published"] += 1
+            self.window.append((latency, model, overhead))
+
+    def snapshot(self) -> tuple[dict[str, int], list[tuple[float, float, float]], float]:
+        """(counters, window entries, window seconds), starting a new window."""
+        with self.lock:
+            now = time.monotonic()
+            out = dict(self.counts), self.window, now - self.window_start
+            self.window, self.window_start = [], now
+            return out
+
+
+class StereoNode(Node):
+    """See the module docstring. Raises CheckpointError / ValueError / RuntimeError when it cannot start."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__("stereo_node", **node_kwargs)
+        log = self.get_logger()
+        self.config: NodeConfig = declare_parameters(self)
+        self.throttled = ThrottledLog(log, period=self.config.report_period)
+        self.stats = Stats()
+        self._first_frame_logged = False
+        self._last_stamp: int | None = None
+        self._last_sync = time.monotonic()
+        self._last_image = 0.0
+        self._last_report = time.monotonic()
+        self.predictor, self.model_max_disp = self._load_model()
+
+        sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_system_default
+        pub_qos = qos_profile_system_default
+        self.pub_disparity = self.create_publisher(DisparityImage, "disparity", pub_qos)
+        self.pub_uncertainty = self.create_publisher(Image, "uncertainty", pub_qos)
+        self.pub_points = self.create_publisher(PointCloud2, "points2", pub_qos)
+        self.pub_depth = self.create_publisher(Image, "depth", pub_qos)
+        self.pub_info = self.create_publisher(CameraInfo, "camera_info", pub_qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10) if DiagnosticArray else None
+
+        # message_filters.Subscriber defaults to reliable depth 10, which never matches a best-effort camera:
+        # always pass the QoS explicitly.
+        self.subscribers = [
+            message_filters.Subscriber(self, Image, "left/image_rect", qos_profile=sub_qos),
+            message_filters.Subscriber(self, Image, "right/image_rect", qos_profile=sub_qos),
+            message_filters.Subscriber(self, CameraInfo, "left/camera_info", qos_profile=sub_qos),
+            message_filters.Subscriber(self, CameraInfo, "right/camera_info", qos_profile=sub_qos),
+        ]
+        if self.config.approximate_sync:
+            self.sync = message_filters.ApproximateTimeSynchronizer(
+                self.subscribers, self.config.queue_size, self.config.sync_slop)
+        else:
+            self.sync = message_filters.TimeSynchronizer(self.subscribers, self.config.queue_size)
+        self.sync.registerCallback(self._on_set)
+        # Raw arrivals of the left image, to tell "no camera" from "images but no synchronized set".
+        self.subscribers[0].registerCallback(self._on_left_image)
+
+        self.slot = LatestSlot()
+        self._stop = threading.Event()
+        self.worker = threading.Thread(target=self._work, name="smd_inference", daemon=True)
+        self.worker.start()
+        self.add_on_set_parameters_callback(self._on_parameters)
+        self.timer = self.create_timer(0.5, self._on_timer)
+        sync = f"approximate (slop {self.config.sync_slop} s)" if self.config.approximate_sync else "exact"
+        log.info(f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
+                 f"({'sensor-data' if self.config.sensor_data_qos else 'system-default'} QoS, {sync} sync, "
+                 f"queue {self.config.queue_size}); libraries: {BACKENDS}")
+
+    # ---------------------------------------------------------------------------------------------- start-up
+
+    def _load_model(self) -> tuple[Any, int]:
+        import torch
+
+        import smd_core
+
+        log = self.get_logger()
+        cfg = self.config
+        device, warning = resolve_device(cfg.device, fallback=cfg.device_fallback)
+        if warning:
+            log.warning(warning)
+        path = resolve_checkpoint(cfg.checkpoint)
+        t0 = time.monotonic()
+        try:
+            model = smd_core.load_model(path, backbone=cfg.backbone or None, output=cfg.output or None,
+                                        max_disp=cfg.max_disparity or None, device=device)
+        except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
+            raise CheckpointError(f"failed to load checkpoint {path}: {exc}") from exc
+        autocast = None
+        if cfg.half_precision:
+            if torch.device(device).type == "cuda":
+                autocast = torch.float16
+            else:
+                log.warning("half_precision is ignored on the CPU")
+        predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast)
+        mc = model.config
+        n_params = sum(p.numel() for p in model.parameters())
+        gpu = f" ({torch.cuda.get_device_name(torch.device(device))})" if torch.device(device).type == "cuda" else ""
+        log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s: backbone {mc.backbone}, output {mc.output}, "
+                 f"max_disp {mc.max_disp}, {n_params / 1e6:.1f} M parameters, device {device}{gpu}"
+                 f"{', float16 autocast' if autocast else ''}")
+        log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of 64), outputs = "
+                 f"images x {cfg.output_scale}; the sizes are logged at the first frame")
+        log.info(f"parameters: {describe(cfg)}")
+        return predictor, mc.max_disp
+
+    # ---------------------------------------------------------------------------------------------- executor side
+
+    def _on_left_image(self, msg: Image) -> None:
+        self._last_image = time.monotonic()
+
+    def _on_set(self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo) -> None:
+        """Synchronizer callback: store the newest set and return at once (inference runs on the worker)."""
+        now = time.monotonic()
+        self._last_sync = now
+        self.stats.add("received")
+        stamp = stamp_ns(left)
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            if (self._last_stamp - stamp) * 1e-9 < TIME_JUMP_RESET_S:
+                self.stats.add("rejected")
+                self.stats.add("rejected_out_of_order")
+                self.throttled("warning", "out_of_order",
+                               f"dropping out-of-order set: stamp {stamp * 1e-9:.6f} is not newer than "
+                               f"{self._last_stamp * 1e-9:.6f}")
+                return
+            self.get_logger().warning(f"time jumped back by {(self._last_stamp - stamp) * 1e-9:.1f} s "
+                                      "(bag loop or simulation restart?): starting over")
+        self._last_stamp = stamp
+        if self.slot.put(FrameSet(left, right, left_info, right_info, now)) is not None:
+            self.stats.add("dropped_stale")
+
+    def _on_parameters(self, params: list[Any]) -> SetParametersResult:
+        new, reason = updated_config(self.config, [(p.name, p.value) for p in params])
+        if new is None:
+            self.get_logger().warning(f"parameter change refused: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
+        changed = {k: v for k, v in dataclasses.asdict(new).items() if getattr(self.config, k) != v}
+        self.config = new  # one reference swap: the worker reads a consistent snapshot per frame
+        self.throttled.period = new.report_period
+        if changed:
+            self.get_logger().info(f"parameters changed: {changed}")
+        return SetParametersResult(successful=True)
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        if self._last_image and now - self._last_image < 1.0 and now - self._last_sync > NO_SYNC_WARN_S:
+            self.stats.add("no_sync_warnings")
+            self.throttled("warning", "no_sync",
+                           f"images arrive but no synchronized set for {now - self._last_sync:.0f} s: are "
+                           "left/camera_info and right/camera_info published with the images' stamps"
+                           f"{' (within sync_slop)' if self.config.approximate_sync else ' (exact sync)'}?")
+        if now - self._last_report >= self.config.report_period:
+            self._last_report = now
+            self._report()
+
+    def _report(self) -> None:
+        counts, window, seconds = self.stats.snapshot()
+        n = len(window)
+        lat = np.array([w[0] for w in window]) if n else np.zeros(0)
+        rate = n / seconds if seconds > 0 else 0.0
+        summary = {
+            "rate_hz": f"{rate:.2f}",
+            "latency_mean_ms": f"{lat.mean() * 1e3:.1f}" if n else "nan",
+            "latency_max_ms": f"{lat.max() * 1e3:.1f}" if n else "nan",
+            "model_mean_ms": f"{np.mean([w[1] for w in window]) * 1e3:.1f}" if n else "nan",
+            "overhead_mean_ms": f"{np.mean([w[2] for w in window]) * 1e3:.1f}" if n else "nan",
+            "queued": str(len(self.slot)),
+        }
+        for key in ("received", "published", "dropped_stale", "rejected", "errors"):
+            summary[key] = str(counts.get(key, 0))
+        for key, value in sorted(counts.items()):
+            if key.startswith("rejected_"):
+                summary[key] = str(value)
+        if counts.get("received", 0):
+            self.get_logger().info(
+                f"{rate:.1f} Hz, latency {summary['latency_mean_ms']} ms mean / {summary['latency_max_ms']} ms max "
+                f"(model {summary['model_mean_ms']} ms, node {summary['overhead_mean_ms']} ms); received "
+                f"{summary['received']}, published {summary['published']}, dropped stale {summary['dropped_stale']}, "
+                f"rejected {summary['rejected']}, errors {summary['errors']}")
+        if self.pub_diag is None:
+            return
+        level, message = DiagnosticStatus.OK, "ok"
+        if counts.get("errors", 0) or counts.get("rejected", 0):
+            level, message = DiagnosticStatus.WARN, "bad input or inference errors (see the counters and the log)"
+        if not counts.get("received", 0):
+            level, message = DiagnosticStatus.WARN, "no synchronized input yet"
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: stereo", message=message,
+                                  hardware_id=str(self.predictor.device),
+                                  values=[KeyValue(key=k, value=v) for k, v in summary.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
+
+    # ---------------------------------------------------------------------------------------------- worker side
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            frame = self.slot.take(timeout=0.2)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except InputError as exc:
+                self.stats.add("rejected")
+                self.stats.add(f"rejected_{exc.kind}")
+                self.throttled("warning", f"input_{exc.kind}", f"skipping frame: {exc}")
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                # Inference or conversion failed on an input we did not foresee: keep the node alive.
+                self.stats.add("errors")
+                self.throttled("error", "inference", f"frame failed ({type(exc).__name__}): {exc}")
+
+    def _process(self, frame: FrameSet) -> None:
+        cfg = self.config
+        t0 = time.monotonic()
+        left, right = messages.stereo_images(frame.left, frame.right)
+        h, w = left.shape[:2]
+        camera_in = messages.stereo_camera(frame.left_info, frame.right_info, w, h)
+        w_out, h_out = messages.output_grid(w, h, cfg.output_scale)
+        camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
+        self.predictor.chunk_points = cfg.chunk_points
+        t1 = time.monotonic()
+        pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=cfg.input_scale)
+        t2 = time.monotonic()
+        min_depth, max_depth = cfg.depth_range
+        header = frame.left.header
+        out = messages.stereo_outputs(
+            header, pred.disparity, pred.uncertainty, camera,
+            max_disparity=self.model_max_disp * pred.disparity_scale,
+            left_bgr=left if cfg.use_color else None,
+            left_info=frame.left_info if (w_out, h_out) != (w, h) else None,
+            max_uncertainty=cfg.max_uncertainty, mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
+            min_depth=min_depth, max_depth=max_depth, organized=cfg.organized_cloud, publish_depth=cfg.publish_depth,
+        )
+        self.pub_disparity.publish(out.disparity)
+        self.pub_uncertainty.publish(out.uncertainty)
+        self.pub_points.publish(out.points)
+        if out.depth is not None:
+            self.pub_depth.publish(out.depth)
+        if out.camera_info is not None:
+            self.pub_info.publish(out.camera_info)
+        t3 = time.monotonic()
+        self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
+        if not self._first_frame_logged:
+            self._first_frame_logged = True
+            hn, wn = max(2, round(h * cfg.input_scale)), max(2, round(w * cfg.input_scale))
+            self.get_logger().info(
+                f"first frame: images {w}x{h} ({frame.left.encoding}), network {wn}x{hn}, outputs {w_out}x{h_out}, "
+                f"frame '{header.frame_id}'; {out.valid_points} valid points; model {1e3 * (t2 - t1):.0f} ms, "
+                f"node {1e3 * ((t1 - t0) + (t3 - t2)):.0f} ms")
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self.slot.close()
+        if self.worker.is_alive():
+            self.worker.join(timeout=30.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point (`ros2 run smd_ros stereo_node`); returns the exit status."""
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = StereoNode()
+            except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+                rclpy.logging.get_logger("stereo_node").fatal(f"cannot start: {exc}")
+                return 1
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
