@@ -123,9 +123,9 @@ class FrameDataset(Dataset):
 
 
 def _name_from(path: Path, base: Path) -> str:
-    try:
-        rel = path.relative_to(base)
-    except ValueError:
+    """`path` relative to `base` without extension ("scene/left/0006"), or its stem if outside `base`."""
+    rel = Path(os.path.relpath(os.path.normpath(path), os.path.normpath(base)))
+    if rel.parts and rel.parts[0] == os.pardir:
         rel = Path(path.name)
     return str(rel.with_suffix("")).replace(os.sep, "/")
 
@@ -145,7 +145,7 @@ def read_list_file(path: str | Path, *, root: str | Path | None = None) -> list[
         cols = line.split()
         if len(cols) not in (3, 4):
             raise ValueError(f"{p}:{lineno}: expected 'left right disp_left [disp_right]', got {len(cols)} columns")
-        paths = [Path(c) if Path(c).is_absolute() else base / c for c in cols]
+        paths = [Path(os.path.normpath(c if Path(c).is_absolute() else base / c)) for c in cols]
         for q in paths:
             if not q.is_file():
                 raise FileNotFoundError(f"{p}:{lineno}: no such file {q}")

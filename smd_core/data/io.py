@@ -118,8 +118,12 @@ def write_image(path: PathLike, image: np.ndarray) -> None:
     if p.suffix.lower() == ".raw":
         write_raw_image(p, image)
         return
-    if not cv2.imwrite(str(p), as_bgr_u8(image)):
-        raise ValueError(f"{p}: OpenCV could not write an image with this extension")
+    try:
+        ok = cv2.imwrite(str(p), as_bgr_u8(image))
+    except cv2.error as exc:  # OpenCV raises for unknown extensions
+        raise ValueError(f"{p}: OpenCV cannot write this image format ({exc.err})") from None
+    if not ok:
+        raise ValueError(f"{p}: OpenCV could not write the image")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,6 +215,8 @@ def write_kitti_disparity(path: PathLike, disp: np.ndarray) -> None:
     q[(d > 0) & (q == 0)] = 1
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() != ".png":
+        raise ValueError(f"{p}: a KITTI disparity file must be a .png")
     if not cv2.imwrite(str(p), q):
         raise ValueError(f"{p}: could not write a 16-bit PNG")
 
