@@ -218,7 +218,7 @@ def test_write_dataset_and_cli(tmp_path) -> None:
                               preview=2)
     lines = list_path.read_text().split("\n")
     assert lines[0] == "left/000000.png right/000000.png disp_left/000000.npy disp_right/000000.npy"
-    assert (tmp_path / "set" / "preview.jpg").is_file()
+    assert (tmp_path / "set" / "preview.png").is_file()
     ref = render_scene((2, 2), height=40, width=56, max_disparity=10)
     assert np.array_equal(cv2.imread(str(tmp_path / "set" / "left" / "000002.png")), ref.left)
     assert np.array_equal(np.load(tmp_path / "set" / "disp_right" / "000002.npy"), ref.disp_right)
@@ -234,6 +234,6 @@ def test_write_dataset_and_cli(tmp_path) -> None:
                               "--seed", "3", "--max-disparity", "8", "--no-photometric", "--preview", "0"])
     assert synthetic.run(args) == 0
     assert len((tmp_path / "cli" / "train.txt").read_text().split()) == 8
-    assert not (tmp_path / "cli" / "preview.jpg").exists()
+    assert not (tmp_path / "cli" / "preview.png").exists()
     d = np.load(tmp_path / "cli" / "disp_left" / "000001.npy")
     assert d.shape == (32, 48) and d.max() <= 8.0 + 1e-4

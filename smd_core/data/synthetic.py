@@ -145,9 +145,10 @@ class _Polygon(_Shape):
         return float(x0), float(y0), float(x1), float(y1)
 
     def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        verts = self.vertices
-        dist2 = np.full(x.shape, np.inf)
-        inside = np.zeros(x.shape, bool)
+        verts = self.vertices.tolist()  # Python floats keep float32 inputs in float32
+        shape = np.broadcast_shapes(x.shape, y.shape)
+        dist2 = np.full(shape, np.inf, np.float32)
+        inside = np.zeros(shape, bool)
         for i in range(len(verts)):
             (xa, ya), (xb, yb) = verts[i], verts[(i + 1) % len(verts)]
             ex, ey = xb - xa, yb - ya
@@ -578,40 +579,44 @@ def _render_view(posed_layers: list[_Posed], H: int, W: int, view: str) -> tuple
         x0, y0, x1, y1 = box
         xs = np.arange(x0, x1, dtype=np.float64)[None, :]
         ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+        # Disparity in float64 (the ground truth); appearance in float32 (1e-4 px is plenty for textures).
         if view == "left":
-            X = np.broadcast_to(xs, (y1 - y0, x1 - x0))
-            d = p.a * X + p.b * ys + p.c
+            d = p.a * xs + (p.b * ys + p.c)
+            lx = np.broadcast_to((xs - p.shift[0]).astype(np.float32), d.shape)
         else:
             # Closed-form inverse of x_r = x - d(x, y) for a plane; d_R = x - x_r.
-            X = (xs + p.b * ys + p.c) / (1.0 - p.a)
+            X = (xs + (p.b * ys + p.c)) / (1.0 - p.a)
             d = X - xs
-        Y = np.broadcast_to(ys, X.shape)
+            lx = (X - p.shift[0]).astype(np.float32)
+        ly = (ys - p.shift[1]).astype(np.float32)
         layer = p.layer
-        lx, ly = X - p.shift[0], Y - p.shift[1]
-        if layer.shape is None:
-            alpha = np.ones(X.shape, np.float32)
-        else:
-            sd = layer.shape.sdf(lx, ly)
-            # Box-filter coverage of a pixel by a straight edge at signed distance sd.
-            alpha = np.clip(0.5 - sd, 0.0, 1.0).astype(np.float32)
         z = zbuf[y0:y1, x0:x1]
         front = d > z
-        hit = front & (alpha >= 0.5)
-        z[hit] = d[hit]
-        ids[y0:y1, x0:x1][hit] = layer.ident
-        cover = alpha * front
-        if not cover.any():
+        cover: np.ndarray | None = None
+        if layer.shape is None:
+            hit = front
+        else:
+            sd = layer.shape.sdf(lx, ly)
+            hit = front & (sd <= 0)
+            # Box-filter coverage of a pixel by a straight edge at signed distance sd.
+            cover = np.clip(np.float32(0.5) - sd, 0.0, 1.0).astype(np.float32) * front
+        np.copyto(z, d, where=hit)
+        np.copyto(ids[y0:y1, x0:x1], layer.ident, where=hit)
+        if not (front if cover is None else cover).any():
             continue
         m = layer.tex_affine
-        ox, oy = lx - layer.origin[0], ly - layer.origin[1]
-        map_x = (m[0, 0] * ox + m[0, 1] * oy + m[0, 2]).astype(np.float32)
-        map_y = (m[1, 0] * ox + m[1, 1] * oy + m[1, 2]).astype(np.float32)
+        ox, oy = lx - np.float32(layer.origin[0]), ly - np.float32(layer.origin[1])
+        map_x = m[0, 0] * ox + m[0, 1] * oy + m[0, 2]
+        map_y = m[1, 0] * ox + m[1, 1] * oy + m[1, 2]
         tex = cv2.remap(layer.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        rx, ry = layer.ref
-        shade = 1.0 + layer.shading[0] * (lx - rx) + layer.shading[1] * (ly - ry)
-        tex *= np.clip(shade, 0.5, 1.5).astype(np.float32)[..., None]
+        gx, gy = (np.float32(g) for g in layer.shading)
+        shade = np.float32(1.0) + gx * (lx - np.float32(layer.ref[0])) + gy * (ly - np.float32(layer.ref[1]))
+        tex *= np.clip(shade, 0.5, 1.5)[..., None]
         c = colour[y0:y1, x0:x1]
-        c += cover[..., None] * (tex - c)
+        if cover is None:
+            np.copyto(c, tex, where=front[..., None])
+        else:
+            c += cover[..., None] * (tex - c)
     return colour, zbuf, ids
 
 
@@ -836,7 +841,7 @@ def write_dataset(
     List lines are `left/000000.png right/000000.png disp_left/000000.npy disp_right/000000.npy`
     (relative to `out_dir`), the format `kind: list` datasets read. Scene i equals
     `render_scene((seed, i), ...)`. With `preview` > 0 a contact sheet of the first frames is written
-    to `preview.jpg`. Returns the list file's path.
+    to `preview.png`. Returns the list file's path.
     """
     from tqdm import tqdm
 
@@ -865,7 +870,7 @@ def write_dataset(
     if sheet:
         from smd_core import viz
 
-        cv2.imwrite(str(out / "preview.jpg"), viz.contact_sheet(sheet, cols=4))
+        cv2.imwrite(str(out / "preview.png"), viz.contact_sheet(sheet, cols=4))
     return list_path
 
 
@@ -891,7 +896,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--textures", nargs="+", default=list(TEXTURE_KINDS), choices=TEXTURE_KINDS)
     parser.add_argument("--no-photometric", action="store_true", help="identical camera responses in both views")
     parser.add_argument("--list-name", default="train.txt", help="name of the list file written in --out")
-    parser.add_argument("--preview", type=int, default=4, help="frames in preview.jpg (0: none)")
+    parser.add_argument("--preview", type=int, default=4, help="frames in preview.png (0: none)")
 
 
 def run(args: argparse.Namespace) -> int:
