@@ -187,7 +187,8 @@ class _Capsule(_Shape):
 
 @dataclasses.dataclass
 class _Wire(_Shape):
-    """A thin sagging cable y = y_mid + slope (x - x_mid) + sag (1 - ((x - x_mid) / half)^2)... for x in [x0, x1]."""
+    """A thin cable between x0 and x1: y(x) = y_mid + slope (x - x_mid) + sag (1 - t^2), t = (x - x_mid) / half
+    (image y grows downwards: the middle hangs `sag` px below the chord through the ends)."""
 
     x0: float
     x1: float
@@ -199,8 +200,8 @@ class _Wire(_Shape):
     def _curve(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xm, half = 0.5 * (self.x0 + self.x1), 0.5 * (self.x1 - self.x0)
         t = (x - xm) / half
-        y = self.y_mid + self.slope * (x - xm) - self.sag * (1.0 - t * t)
-        dy = self.slope + 2.0 * self.sag * t / half
+        y = self.y_mid + self.slope * (x - xm) + self.sag * (1.0 - t * t)
+        dy = self.slope - 2.0 * self.sag * t / half
         return y, dy
 
     def bounds(self) -> tuple[float, float, float, float]:
