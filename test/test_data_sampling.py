@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from smd_core.config import from_dict
+from smd_core.config import from_dict, to_dict
 from smd_core.data import DataConfig, build_dataset, io
 from smd_core.data.augment import AugmentConfig, augment_pair, color_augment, flip_lr_swap, flip_ud
 from smd_core.data.datasets import ListDataset
@@ -265,6 +265,7 @@ def test_data_config_from_yaml_dict_and_validation() -> None:
     assert cfg.kind == "synthetic" and cfg.crop_size == (64, 96) and cfg.sampling == "random"
     assert cfg.sample_config().network_size == (32, 48)
     assert DataConfig(augment=False).augment_config() is None
+    assert from_dict(DataConfig, to_dict(cfg)) == cfg  # survives checkpoints / YAML
     for bad in ({"kind": "kitti"}, {"sampling": "edges"}, {"kind": "list"}, {"kind": "kitti2015"},
                 {"crop_size": (30, 40), "aspect_ratio": 4}, {"raw_shape": (1, 2, 3)}, {"limit": -1},
                 {"num_samples": 0}, {"gamma_range": (2.0, 1.0)}, {"num_points": 0}):
