@@ -78,8 +78,6 @@ class Predictor:
         chunk_points: query points per chunk; bounds memory whatever the output size.
         pad_multiple: pad the network input to a multiple of this (64 for the published backbones).
         autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; ignored on CPU.
-        projection_budget_mb: largest size of the pre-projected feature maps (see `SMDHead.project`);
-            above it, features are sampled and multiplied per point instead (same result, slower).
     """
 
     def __init__(
@@ -90,7 +88,6 @@ class Predictor:
         chunk_points: int = 200_000,
         pad_multiple: int = 64,
         autocast_dtype: torch.dtype | None = None,
-        projection_budget_mb: float = 1024.0,
     ) -> None:
         if chunk_points < 1:
             raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
@@ -103,7 +100,6 @@ class Predictor:
         self.chunk_points = int(chunk_points)
         self.pad_multiple = int(pad_multiple)
         self.autocast_dtype = autocast_dtype
-        self.projection_budget_bytes = projection_budget_mb * 2**20
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is not None and self.device.type == "cuda":
@@ -164,14 +160,9 @@ class Predictor:
 
         model = self.model
         with torch.inference_mode(), self._autocast():
-            features = model.encode(tensor[0:1], tensor[1:2])
+            features = model.prepare(model.encode(tensor[0:1], tensor[1:2]))
             self._sync()
             t1 = time.perf_counter()
-            pixels = sum(f.shape[-2] * f.shape[-1] for f in features)
-            rows = model.mlp.projected_rows()
-            n = h_out * w_out
-            if n > pixels and pixels * rows * 4 <= self.projection_budget_bytes:
-                features = model.project(features)
             maps = self._query_dense(features, (h_out, w_out), top * sy, grid_size)
             self._sync()
         t2 = time.perf_counter()

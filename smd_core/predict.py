@@ -47,9 +47,11 @@ def read_image(path: str | Path) -> np.ndarray:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("left", help="left rectified image")
     parser.add_argument("right", help="right rectified image")
-    parser.add_argument("--checkpoint", default=None, help="published SMD-Nets or smd_ros checkpoint (default: bundled)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="published SMD-Nets or smd_ros checkpoint (default: bundled)")
     parser.add_argument("--backbone", default=None, help="psmnet|hsmnet (published checkpoints; default: inferred)")
-    parser.add_argument("--output", dest="output_repr", default=None, help="standard|unimodal|bimodal (default: inferred)")
+    parser.add_argument("--output", dest="output_repr", default=None,
+                        help="standard|unimodal|bimodal (default: inferred)")
     parser.add_argument("--out", default="predict_out", help="output folder")
     parser.add_argument("--scale", type=float, default=None, help="output scale factor (any float > 0)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="output size")

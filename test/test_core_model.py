@@ -11,12 +11,12 @@ import smd_core
 from smd_core.config import ModelConfig
 from smd_core.inference import Predictor
 from smd_core.model import backbones
-from smd_core.model.head import SMDHead, normalize_points, sample_maps, sample_sum
+from smd_core.model.head import SMDHead, flatten_maps, gather_bilinear, normalize_points, sample_maps
 from smd_core.model.network import SMDNet, load_model, save_checkpoint
 
 
 class TinyBackbone(nn.Module):
-    """Two maps at 1/4 and 1/8 resolution, enough to exercise sampling, projection and padding."""
+    """Two maps at 1/4 and 1/8 resolution, enough to exercise sampling and padding."""
 
     def __init__(self, *, max_disp: int = 64) -> None:
         super().__init__()
@@ -43,7 +43,7 @@ def pair(h=50, w=70, seed=0):
     return rng.integers(0, 255, (h, w, 3), dtype=np.uint8), rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 
 
-def test_head_layer_names_and_projection_equivalence():
+def test_head_layer_names_and_points_major_path_equivalence():
     head = SMDHead(96, (1024, 512, 256, 128), 5)
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     assert shapes["conv0.weight"] == (1024, 96, 1) and shapes["conv1.weight"] == (512, 1120, 1)
@@ -52,8 +52,14 @@ def test_head_layer_names_and_projection_equivalence():
     pts = torch.rand(2, 2, 300) * torch.tensor([[[63.0], [31.0]]])
     grid = normalize_points(pts, (32, 64))
     direct = head(sample_maps(maps, grid))
-    fast = head.forward_projected(sample_sum(head.project(maps).maps, grid))
+    gathered = gather_bilinear(flatten_maps(maps), grid)  # (B, N, C)
+    assert torch.allclose(gathered.transpose(1, 2), sample_maps(maps, grid), atol=1e-5)
+    fast = head.forward_points(gathered).transpose(1, 2)
     assert torch.allclose(direct, fast, atol=1e-4)
+    # Points outside the map read zeros, as grid_sample's zero padding.
+    edge = torch.tensor([[[-0.7, 63.5, 30.0], [5.0, 31.2, -0.6]]]).repeat(2, 1, 1)
+    g = normalize_points(edge, (32, 64))
+    assert torch.allclose(gather_bilinear(flatten_maps(maps), g).transpose(1, 2), sample_maps(maps, g), atol=1e-5)
 
 
 def test_normalize_points_follows_reference_and_validates():
@@ -121,7 +127,7 @@ def test_predictor_matches_pointwise_query_and_is_chunk_invariant(tiny):
     model = SMDNet(tiny).eval()
     left, right = pair(64, 64)
     a = Predictor(model, chunk_points=100_000).predict(left, right, scale=2.0)
-    b = Predictor(model, chunk_points=517, projection_budget_mb=0).predict(left, right, scale=2.0)
+    b = Predictor(model, chunk_points=517).predict(left, right, scale=2.0)
     assert np.allclose(a.disparity, b.disparity, atol=1e-3)
     # Direct query at the same pixel positions (no padding at 64x64): values / disparity_scale.
     t = torch.from_numpy(np.stack([left, right])).permute(0, 3, 1, 2).float()

@@ -32,29 +32,55 @@ def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor
 
 def sample_maps(maps: list[Tensor], grid: Tensor) -> Tensor:
     """Bilinearly sample each map (B, C_i, h_i, w_i) at `grid` (B, 1, N, 2); concatenated -> (B, sum C_i, N)."""
-    out = [F.grid_sample(m, grid.to(m.dtype), mode="bilinear", padding_mode="zeros", align_corners=False) for m in maps]
+    out = [F.grid_sample(m, grid.to(m.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+           for m in maps]
     return torch.cat(out, dim=1).squeeze(2) if len(out) > 1 else out[0].squeeze(2)
 
 
-def sample_sum(maps: list[Tensor], grid: Tensor) -> Tensor:
-    """Bilinearly sample same-width maps (B, R, h_i, w_i) at `grid` (B, 1, N, 2) and sum them -> (B, R, N)."""
-    out = None
-    for m in maps:
-        s = F.grid_sample(m, grid.to(m.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-        out = s if out is None else out.add_(s)
-    assert out is not None
-    return out.squeeze(2)
+def flatten_maps(maps: list[Tensor]) -> FlatMaps:
+    """Backbone maps [(B, C_i, h_i, w_i)] -> channels-last FlatMaps, done once per encode for dense queries."""
+    return FlatMaps([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]) for m in maps],
+                    [(int(m.shape[2]), int(m.shape[3])) for m in maps])
+
+
+def gather_bilinear(flat: FlatMaps, grid: Tensor) -> Tensor:
+    """Sample channels-last maps at `grid` (B, 1, N, 2) -> (B, N, sum C_i).
+
+    Same values as `F.grid_sample(bilinear, zeros, align_corners=False)`, but gathering whole channel rows:
+    measured 10x faster than grid_sample on CPU for the head's 96-368 channels, where grid_sample's
+    per-channel loop dominated dense inference.
+    """
+    g = grid[:, 0]  # (B, N, 2)
+    b, n = g.shape[0], g.shape[1]
+    out = []
+    for m, (h, w) in zip(flat.maps, flat.sizes, strict=True):
+        x = ((g[..., 0] + 1.0) * w - 1.0) * 0.5
+        y = ((g[..., 1] + 1.0) * h - 1.0) * 0.5
+        x0f, y0f = torch.floor(x), torch.floor(y)
+        fx, fy = (x - x0f).to(m.dtype), (y - y0f).to(m.dtype)
+        x0, y0 = x0f.long(), y0f.long()
+        rows = m.reshape(-1, m.shape[-1])  # (B * h * w, C)
+        base = (torch.arange(b, device=g.device) * (h * w)).view(b, 1)
+        acc = None
+        for dy, dx, wt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            idx = (yi.clamp(0, h - 1) * w + xi.clamp(0, w - 1) + base).reshape(-1)
+            term = rows.index_select(0, idx).view(b, n, -1) * (wt * inside).unsqueeze(-1)
+            acc = term if acc is None else acc + term
+        out.append(acc)
+    return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
 
 
 @dataclasses.dataclass
-class ProjectedFeatures:
-    """Backbone maps already multiplied by every layer's feature weights (see `SMDHead.project`).
-
-    `maps[i]` is (B, R, h_i, w_i) with R = widths[0] + sum(widths[1:]) + K: the rows of conv0 and of each
-    later layer's skip block, without biases (grid_sample's zero padding must not zero a bias).
-    """
+class FlatMaps:
+    """Channels-last backbone maps: `maps[i]` is (B, h_i * w_i, C_i), `sizes[i]` = (h_i, w_i)."""
 
     maps: list[Tensor]
+    sizes: list[tuple[int, int]]
+
+
+_BLOCK_ROWS = 16384
 
 
 class SMDHead(nn.Module):
@@ -82,42 +108,30 @@ class SMDHead(nn.Module):
                 y = torch.sin(y)
         return y
 
-    # Fast path for dense queries. grid_sample and the feature part of every layer are linear, so
-    # W @ sample(F) == sample(W @ F): project the (small) feature maps once, then each point only costs
-    # sampling plus the hidden-to-hidden products. Exact up to float rounding.
-    def _feature_weights(self) -> Tensor:
-        """(R, C): conv0's weights stacked over the skip (feature) columns of each later layer."""
-        c = self.in_channels
-        blocks = [self.layers[0].weight[:, :, 0]]
-        blocks += [conv.weight[:, -c:, 0] for conv in self.layers[1:]]
-        return torch.cat(blocks, dim=0)
+    def forward_points(self, features: Tensor) -> Tensor:
+        """Sampled features (B, N, C) -> raw outputs (B, N, K); equals `forward` in points-major layout.
 
-    def projected_rows(self) -> int:
-        return sum(self.widths[1:])
-
-    def project(self, maps: list[Tensor]) -> ProjectedFeatures:
-        """Backbone maps [(B, C_i, h_i, w_i)] -> ProjectedFeatures with maps (B, R, h_i, w_i)."""
-        w = self._feature_weights()
-        out, start = [], 0
-        for m in maps:
-            wi = w[:, start : start + m.shape[1]].to(m.dtype)
-            out.append(torch.einsum("rc,bchw->brhw", wi, m))
-            start += m.shape[1]
-        if start != self.in_channels:
-            raise ValueError(f"feature maps carry {start} channels, the head expects {self.in_channels}")
-        return ProjectedFeatures(out)
-
-    def forward_projected(self, projected: Tensor) -> Tensor:
-        """Sampled projected features (B, R, N) -> raw outputs (B, K, N); equals forward(sampled features)."""
+        Points-major rows make every layer one GEMM; the skip inputs of all layers come from a single
+        product with the stacked feature weights, so nothing is concatenated per layer.
+        """
+        b, n, c = features.shape
+        if not torch.is_grad_enabled() and b * n > _BLOCK_ROWS:
+            # Blocks keep the widest activations (rows x 1024) cache-sized: measured 1.4x faster than
+            # one 131k-row pass on 2 CPU cores.
+            flat = features.reshape(b * n, c)
+            out = [self.forward_points(flat[i : i + _BLOCK_ROWS].unsqueeze(0)) for i in range(0, b * n, _BLOCK_ROWS)]
+            return torch.cat(out, dim=1).view(b, n, -1)
+        x = features.reshape(b * n, c)
         layers = self.layers
-        sizes = self.widths[1:]
-        parts = torch.split(projected, sizes, dim=1)
-        y = torch.sin(parts[0] + layers[0].bias.view(1, -1, 1).to(projected.dtype))
+        w_feat = torch.cat([layers[0].weight[:, :, 0]] + [conv.weight[:, -c:, 0] for conv in layers[1:]], dim=0)
+        bias = torch.cat([conv.bias for conv in layers])
+        skip = torch.addmm(bias.to(x.dtype), x, w_feat.t().to(x.dtype))
+        parts = torch.split(skip, self.widths[1:], dim=1)
+        inplace = not torch.is_grad_enabled()
+        y = torch.sin_(parts[0].contiguous()) if inplace else torch.sin(parts[0])
         for i in range(1, len(layers)):
-            conv = layers[i]
-            hid = conv.weight.shape[1] - self.in_channels
-            w = conv.weight[:, :hid, 0].to(y.dtype)
-            y = torch.matmul(w, y).add_(parts[i]).add_(conv.bias.view(1, -1, 1).to(y.dtype))
+            hid = layers[i].weight.shape[1] - c
+            y = torch.addmm(parts[i], y, layers[i].weight[:, :hid, 0].t().to(y.dtype))
             if i < len(layers) - 1:
-                y = torch.sin_(y) if not y.requires_grad else torch.sin(y)
-        return y
+                y = torch.sin_(y) if inplace else torch.sin(y)
+        return y.view(b, n, -1)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from smd_core.config import OUTPUT_CHANNELS, ModelConfig, from_dict, to_dict
 from smd_core.model.backbones import build_backbone
-from smd_core.model.head import ProjectedFeatures, SMDHead, normalize_points, sample_maps, sample_sum
+from smd_core.model.head import FlatMaps, SMDHead, flatten_maps, gather_bilinear, normalize_points
 from smd_core.model.mixture import Prediction, activate
 
 CHECKPOINT_FORMAT = "smd_ros"
@@ -45,21 +45,20 @@ class SMDNet(nn.Module):
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         return list(self.stereo_network(left, right))
 
-    def project(self, features: list[Tensor]) -> ProjectedFeatures:
-        """Pre-multiply the maps by the head's feature weights; pass the result to `query` (dense inference)."""
-        return self.mlp.project(features)
+    def prepare(self, features: list[Tensor]) -> FlatMaps:
+        """Channels-last copy of the maps, made once per encode; pass it to `query` for many chunks."""
+        return flatten_maps(features)
 
     def query_raw(
-        self, features: list[Tensor] | ProjectedFeatures, points: Tensor, output_size: tuple[float, float]
+        self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
     ) -> Tensor:
         """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid."""
-        grid = normalize_points(points, output_size)
-        if isinstance(features, ProjectedFeatures):
-            return self.mlp.forward_projected(sample_sum(features.maps, grid))
-        return self.mlp(sample_maps(features, grid))
+        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
+        sampled = gather_bilinear(flat, normalize_points(points, output_size))  # (B, N, C)
+        return self.mlp.forward_points(sampled).transpose(1, 2)
 
     def query(
-        self, features: list[Tensor] | ProjectedFeatures, points: Tensor, output_size: tuple[float, float]
+        self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
     ) -> Prediction:
         """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
         raw = self.query_raw(features, points, output_size)
