@@ -22,6 +22,7 @@ __all__ = [
     "disparity_bounds",
     "disparity_to_depth",
     "disparity_to_points",
+    "disparity_to_xyz",
     "scale_principal_point",
     "validity_mask",
 ]
@@ -125,32 +126,30 @@ def depth_to_disparity(depth: np.ndarray, camera: StereoCamera, *, invalid: floa
     return disp
 
 
+def disparity_to_xyz(
+    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, Y, Z) as three contiguous float32 (H, W) maps in metres, left optical frame; NaN where invalid.
+
+    X = (u - cx) Z / fx, Y = (v - cy) Z / fy, Z = fx B / (d + doffs) at integer pixel (u, v). Planar maps are
+    cheap to compute; interleave them only once, where a message needs it.
+    """
+    z = disparity_to_depth(disparity, camera, valid=valid, invalid=np.nan)
+    h, w = z.shape
+    # One row of (u - cx)/fx and one column of (v - cy)/fy, broadcast, instead of full coordinate grids.
+    xs = ((np.arange(w, dtype=np.float32) - np.float32(camera.cx)) / np.float32(camera.fx))[None, :]
+    ys = ((np.arange(h, dtype=np.float32) - np.float32(camera.cy)) / np.float32(camera.fy))[:, None]
+    return z * xs, z * ys, z
+
+
 def disparity_to_points(
-    disparity: np.ndarray,
-    camera: StereoCamera,
-    *,
-    valid: np.ndarray | None = None,
-    out: np.ndarray | None = None,
+    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
 ) -> np.ndarray:
     """3-D points float32 (H, W, 3) = (X, Y, Z) in metres, left optical frame; NaN where invalid.
 
-    X = (u - cx) Z / fx, Y = (v - cy) Z / fy, Z = fx B / (d + doffs) at integer pixel (u, v).
-    out: optional float32 (H, W, C >= 3) buffer; the points go to out[..., :3] (e.g. straight into a
-    point-cloud buffer that holds colour in its last channel), and that view is returned.
+    See `disparity_to_xyz` for the formulas.
     """
-    depth = disparity_to_depth(disparity, camera, valid=valid, invalid=np.nan)
-    h, w = depth.shape
-    if out is None:
-        out = np.empty((h, w, 3), dtype=np.float32)
-    elif out.dtype != np.float32 or out.ndim != 3 or out.shape[:2] != (h, w) or out.shape[2] < 3:
-        raise ValueError(f"out must be float32 ({h}, {w}, >=3), got {out.dtype} {out.shape}")
-    # Broadcast one row of (u - cx)/fx and one column of (v - cy)/fy instead of full coordinate grids.
-    xs = ((np.arange(w, dtype=np.float32) - np.float32(camera.cx)) / np.float32(camera.fx))[None, :]
-    ys = ((np.arange(h, dtype=np.float32) - np.float32(camera.cy)) / np.float32(camera.fy))[:, None]
-    np.multiply(depth, xs, out=out[..., 0])
-    np.multiply(depth, ys, out=out[..., 1])
-    out[..., 2] = depth
-    return out[..., :3]
+    return np.stack(disparity_to_xyz(disparity, camera, valid=valid), axis=-1)
 
 
 def disparity_bounds(

@@ -340,10 +340,13 @@ def _create_cloud(
     height, width = (1, points.shape[0]) if points.ndim == 1 else points.shape
     data = array.array("B")
     data.frombytes(np.ascontiguousarray(points).data.cast("B"))
-    return PointCloud2(
+    cloud = PointCloud2(
         header=header, height=int(height), width=int(width), is_dense=False, is_bigendian=sys.byteorder == "big",
-        fields=list(fields), point_step=dtype.itemsize, row_step=dtype.itemsize * int(width), data=data,
+        fields=list(fields), point_step=dtype.itemsize, row_step=dtype.itemsize * int(width),
     )
+    # Through the property, not the constructor: the constructor copies the buffer once more.
+    cloud.data = data
+    return cloud
 
 
 def _read_points(

@@ -4,6 +4,7 @@ Topics (relative, so a namespace and remaps place them; the names of `stereo_ima
 - in:  left/image_rect, right/image_rect, left/camera_info, right/camera_info (message_filters sync);
 - out: disparity (stereo_msgs/DisparityImage), uncertainty (32FC1 px), points2 (PointCloud2, left optical
   frame), depth (32FC1 m, with publish_depth), camera_info (when the output grid differs from the input),
+  disparity_image (the DisparityImage's 32FC1 image, for rviz; only built when subscribed),
   /diagnostics (diagnostic_msgs/DiagnosticArray).
 
 Never behind the camera: the synchronizer's callback only stores the newest set in a one-slot mailbox (a set
@@ -164,11 +165,13 @@ class StereoNode(Node):
         self._last_sync = time.monotonic()
         self._last_image = 0.0
         self._last_report = time.monotonic()
+        self._last_counts: dict[str, int] = {}
         self.predictor, self.model_max_disp = self._load_model()
 
         sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_system_default
         pub_qos = qos_profile_system_default
         self.pub_disparity = self.create_publisher(DisparityImage, "disparity", pub_qos)
+        self.pub_disparity_image = self.create_publisher(Image, "disparity_image", pub_qos)
         self.pub_uncertainty = self.create_publisher(Image, "uncertainty", pub_qos)
         self.pub_points = self.create_publisher(PointCloud2, "points2", pub_qos)
         self.pub_depth = self.create_publisher(Image, "depth", pub_qos)
@@ -304,10 +307,11 @@ class StereoNode(Node):
         }
         for key in ("received", "published", "dropped_stale", "rejected", "errors"):
             summary[key] = str(counts.get(key, 0))
-        for key, value in sorted(counts.items()):
-            if key.startswith("rejected_"):
-                summary[key] = str(value)
-        if counts.get("received", 0):
+        # Per-kind counters (rejected_<kind>, no_sync_warnings) as they appear.
+        summary.update({key: str(value) for key, value in sorted(counts.items()) if key not in summary})
+        # Log only when something happened since the last report; /diagnostics gets every report.
+        if counts != self._last_counts:
+            self._last_counts = counts
             self.get_logger().info(
                 f"{rate:.1f} Hz, latency {summary['latency_mean_ms']} ms mean / {summary['latency_max_ms']} ms max "
                 f"(model {summary['model_mean_ms']} ms, node {summary['overhead_mean_ms']} ms); received "
@@ -368,6 +372,8 @@ class StereoNode(Node):
             min_depth=min_depth, max_depth=max_depth, organized=cfg.organized_cloud, publish_depth=cfg.publish_depth,
         )
         self.pub_disparity.publish(out.disparity)
+        if self.pub_disparity_image.get_subscription_count():
+            self.pub_disparity_image.publish(out.disparity.image)
         self.pub_uncertainty.publish(out.uncertainty)
         self.pub_points.publish(out.points)
         if out.depth is not None:

@@ -13,6 +13,7 @@ from smd_core.geometry import (
     disparity_bounds,
     disparity_to_depth,
     disparity_to_points,
+    disparity_to_xyz,
     scale_principal_point,
     validity_mask,
 )
@@ -67,16 +68,12 @@ def test_depth_disparity_round_trip():
     np.testing.assert_allclose(d[:, 3], 80 * 0.12 / 2.0 - 1.5)
 
 
-def test_points_into_a_wider_buffer():
+def test_planar_xyz_equals_points():
     disp = np.full((4, 6), 10.0, np.float32)
-    buf = np.full((4, 6, 4), 7.0, np.float32)
-    view = disparity_to_points(disp, CAM, out=buf)
-    np.testing.assert_array_equal(view, disparity_to_points(disp, CAM))
-    assert (buf[..., 3] == 7.0).all()
-    with pytest.raises(ValueError, match="out must be"):
-        disparity_to_points(disp, CAM, out=np.empty((4, 6, 2), np.float32))
-    with pytest.raises(ValueError, match="out must be"):
-        disparity_to_points(disp, CAM, out=np.empty((4, 6, 3), np.float64))
+    disp[0, 0] = 0.0
+    x, y, z = disparity_to_xyz(disp, CAM)
+    assert all(a.flags.c_contiguous and a.dtype == np.float32 and a.shape == (4, 6) for a in (x, y, z))
+    np.testing.assert_array_equal(np.dstack([x, y, z]), disparity_to_points(disp, CAM))
 
 
 def test_scaled_intrinsics_describe_the_same_rays_and_depths():

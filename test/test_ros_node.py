@@ -1,0 +1,333 @@
+"""The stereo node as its own process over real rclpy/DDS (loopback-only profile, private domain id).
+
+One node process (parity checkpoint, 64x128 synthetic pairs) serves the checks in this module, in order:
+outputs and their agreement with `smd_core.Predictor` and the geometry; run-time parameters; every bad input
+followed by a good frame; a 30 Hz burst against the slow CPU model. Start-up failures use short-lived processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("stereo_msgs.msg")
+
+from ros_helpers import (  # noqa: E402
+    PARITY_CHECKPOINT,
+    Harness,
+    NodeProcess,
+    camera_infos,
+    image_msg,
+    node_command,
+    node_env,
+    stamp_of,
+    wait_until,
+)
+
+pytestmark = pytest.mark.ros
+
+H, W = 64, 128
+FX, BASELINE = 100.0, 0.2
+_stamps = itertools.count()
+
+
+def next_stamp() -> float:
+    # 0.1 s apart: far more than float rounding, far less than the node's clock-reset threshold.
+    return 100.0 + 0.1 * next(_stamps)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    from smd_core.data.synthetic import render_scene
+
+    return render_scene(3, height=H, width=W, max_disparity=16.0)
+
+
+def good_set(frame, t):
+    li, ri = camera_infos(W, H, t, fx=FX, baseline=BASELINE)
+    return image_msg(frame.left, "bgr8", t), image_msg(frame.right, "bgr8", t), li, ri
+
+
+@pytest.fixture(scope="module")
+def stereo(ros_env, tmp_path_factory, parity_dir):
+    node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cpu", "report_period": 0.5},
+                       ros_env, tmp_path_factory.mktemp("stereo_node"))
+    harness = Harness()
+    try:
+        harness.wait_connected(node)
+        yield node, harness
+    finally:
+        harness.close()
+        rc = node.stop()
+    assert rc == 0, f"node did not shut down cleanly ({rc}):\n{node.log()}"
+
+
+def run_frame(stereo, frame, topics=("disparity", "uncertainty", "points2")):
+    node, harness = stereo
+    t = next_stamp()
+    harness.publish(*good_set(frame, t))
+    return t, harness.wait_outputs(t, topics, timeout=90, node=node)
+
+
+def as_array(img) -> np.ndarray:
+    assert img.encoding == "32FC1" and img.step == img.width * 4
+    return np.frombuffer(img.data, np.float32).reshape(img.height, img.width)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def test_outputs_match_predictor_and_geometry(stereo, frame):
+    import torch
+    from sensor_msgs.msg import Image, PointCloud2
+    from stereo_msgs.msg import DisparityImage
+
+    import smd_core
+    from smd_core.geometry import StereoCamera, disparity_to_points
+    from smd_ros.messages import pack_rgb
+    from smd_ros.ros_libs import point_cloud2
+
+    node, _ = stereo
+    t, out = run_frame(stereo, frame)
+    disp_msg, unc_msg, cloud = out["disparity"], out["uncertainty"], out["points2"]
+    assert isinstance(disp_msg, DisparityImage) and isinstance(unc_msg, Image) and isinstance(cloud, PointCloud2)
+    for msg in (disp_msg, disp_msg.image, unc_msg, cloud):
+        assert stamp_of(msg) == pytest.approx(t, abs=1e-9) and msg.header.frame_id == "left_optical"
+    disp, unc = as_array(disp_msg.image), as_array(unc_msg)
+    assert disp.shape == unc.shape == (H, W)
+    assert disp_msg.f == pytest.approx(FX) and disp_msg.t == pytest.approx(BASELINE)
+    assert disp_msg.min_disparity == 0.0 and disp_msg.max_disparity == pytest.approx(256.0)
+    assert 0 < disp_msg.delta_d < 1e-3
+
+    # The node's disparity is the dense predictor's on the same input.
+    model = smd_core.load_model(PARITY_CHECKPOINT, device="cpu")
+    with torch.inference_mode():
+        pred = smd_core.Predictor(model, device="cpu").predict(frame.left, frame.right)
+    valid = disp >= disp_msg.min_disparity
+    assert valid.mean() > 0.99, "the parity model predicts positive disparities almost everywhere"
+    np.testing.assert_allclose(disp[valid], pred.disparity[valid], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(unc, pred.uncertainty, rtol=1e-4, atol=1e-3)
+    win = disp_msg.valid_window
+    assert win.width > 0 and win.x_offset + win.width <= W and win.y_offset + win.height <= H
+
+    # Organized cloud: rows x cols, the points of the published disparity through the camera geometry.
+    assert (cloud.height, cloud.width, cloud.point_step) == (H, W, 16) and not cloud.is_dense
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
+    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W, height=H)
+    want = disparity_to_points(disp, camera, valid=valid)
+    got = np.dstack([pts["x"], pts["y"], pts["z"]])
+    np.testing.assert_allclose(got[valid], want[valid], rtol=1e-5)
+    assert np.isnan(got[~valid]).all()
+    np.testing.assert_array_equal(pts["rgb"], pack_rgb(frame.left))
+
+    log = node.log()
+    assert "device cpu" in log and "backbone psmnet" in log and str(PARITY_CHECKPOINT) in log
+    assert f"first frame: images {W}x{H}" in log and f"outputs {W}x{H}" in log
+
+
+def test_runtime_parameters(stereo, frame):
+    node, harness = stereo
+    results = harness.set_parameters("/stereo_node", {"output_scale": 1.5, "organized_cloud": False,
+                                                      "publish_depth": True})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    refused = harness.set_parameters("/stereo_node", {"checkpoint": "/tmp/other.pth"})
+    assert not refused[0].successful and "model reload" in refused[0].reason
+    refused = harness.set_parameters("/stereo_node", {"queue_size": 2})
+    assert not refused[0].successful and "restart" in refused[0].reason
+
+    t, out = run_frame(stereo, frame, ("disparity", "uncertainty", "points2", "depth", "camera_info"))
+    h2, w2 = 96, 192
+    assert as_array(out["disparity"].image).shape == as_array(out["uncertainty"]).shape == (h2, w2)
+    info = out["camera_info"]
+    assert (info.width, info.height) == (w2, h2) and stamp_of(info) == pytest.approx(t)
+    assert info.k[0] == pytest.approx(FX * 1.5) and info.k[2] == pytest.approx(((W - 1) / 2 + 0.5) * 1.5 - 0.5)
+    assert out["disparity"].f == pytest.approx(FX * 1.5)
+    depth = as_array(out["depth"])
+    cloud = out["points2"]
+    n_valid = int(np.isfinite(depth).sum())
+    assert cloud.is_dense and cloud.height == 1 and cloud.width == n_valid > 0
+    # Depth agrees with the (super-resolved) disparity and the scaled focal length.
+    disp = as_array(out["disparity"].image)
+    ok = np.isfinite(depth)
+    np.testing.assert_allclose(depth[ok], FX * 1.5 * BASELINE / disp[ok], rtol=1e-5)
+
+    # An uncertainty threshold below every pixel's empties the cloud and the depth, not the disparity.
+    results = harness.set_parameters("/stereo_node", {"max_uncertainty": 1e-3})
+    assert results[0].successful
+    t, out = run_frame(stereo, frame, ("disparity", "points2", "depth"))
+    assert out["points2"].width == 0 and np.isnan(as_array(out["depth"])).all()
+    assert (as_array(out["disparity"].image) > 0).mean() > 0.99
+
+    results = harness.set_parameters("/stereo_node", {"output_scale": 1.0, "organized_cloud": True,
+                                                      "publish_depth": False, "max_uncertainty": 0.0})
+    assert all(r.successful for r in results)
+    assert "parameters changed" in node.log() and "parameter change refused" in node.log()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def make_bad(case: str, frame, t: float):
+    left, right, li, ri = good_set(frame, t)
+    if case == "encoding_float_nan":
+        left = image_msg(np.full((H, W), np.nan, np.float32), "32FC1", t)
+    elif case == "encoding_yuv":
+        left.encoding = "yuv422"
+    elif case == "size_mismatch":
+        right = image_msg(frame.right[:, : W - 8].copy(), "bgr8", t)
+    elif case == "info_size":
+        li.width = ri.width = W * 2
+    elif case == "zero_focal":
+        li.p = [0.0] * 12
+        ri.p = [0.0] * 12
+    elif case == "zero_baseline":
+        ri.p[3] = 0.0
+    elif case == "nonfinite_calibration":
+        li.p[0] = ri.p[0] = float("inf")
+        ri.p[3] = float("nan")
+    elif case == "empty_image":
+        left.height = left.width = left.step = 0
+        left.data = []
+    elif case == "truncated_image":
+        right.data = right.data[: len(right.data) // 2]
+    return left, right, li, ri
+
+
+BAD_CASES = [
+    ("encoding_float_nan", "rejected_encoding", "unsupported encoding '32FC1'"),
+    ("encoding_yuv", "rejected_encoding", "unsupported encoding"),
+    ("size_mismatch", "rejected_size_mismatch", "but right image is"),
+    ("info_size", "rejected_info_size", "camera_info describes"),
+    ("zero_focal", "rejected_calibration", "focal length must be positive"),
+    ("zero_baseline", "rejected_calibration", "baseline must be positive"),
+    ("nonfinite_calibration", "rejected_calibration", "non-finite"),
+    ("empty_image", "rejected_empty", "empty image"),
+    ("truncated_image", "rejected_empty", "data bytes"),
+    ("out_of_order", "rejected_out_of_order", "out-of-order"),
+    ("missing_camera_info", "no_sync_warnings", "no synchronized set"),
+]
+
+
+@pytest.mark.parametrize("case, counter, log_text", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_input_is_skipped_and_the_next_good_frame_published(stereo, frame, case, counter, log_text):
+    node, harness = stereo
+    # Counters come with /diagnostics every 0.5 s; start from a report newer than the last good frame.
+    n = len(harness.diagnostics)
+    wait_until(lambda: len(harness.diagnostics) > n, 10, "a fresh diagnostics report")
+    before = harness.counter(counter)
+    if case == "out_of_order":
+        t_bad = max(harness.stamps()) - 0.05
+        harness.publish(*good_set(frame, t_bad))
+    elif case == "missing_camera_info":
+        t_bad = next_stamp()
+        left, right, _, _ = good_set(frame, t_bad)
+        # Images alone, for longer than the node's no-sync warning delay.
+        end = time.monotonic() + 60
+        while harness.counter(counter) <= before and time.monotonic() < end:
+            harness.publish(left, right, None, None)
+            time.sleep(0.2)
+    else:
+        t_bad = next_stamp()
+        harness.publish(*make_bad(case, frame, t_bad))
+    wait_until(lambda: harness.counter(counter) > before, 60, f"counter {counter} to grow")
+    assert node.alive()
+    t, out = run_frame(stereo, frame)
+    assert set(out) == {"disparity", "uncertainty", "points2"}
+    assert not harness.outputs_at(t_bad, ("disparity", "uncertainty", "points2")), "bad input produced output"
+    assert log_text in node.log()
+
+
+# ------------------------------------------------------------------------------------------------ real time
+
+
+def test_30hz_input_with_slow_model_drops_stale_sets(stereo, frame):
+    node, harness = stereo
+    wait_until(lambda: harness.latest_counters(), 10, "diagnostics")
+    dropped_before = harness.counter("dropped_stale")
+    published_before = len(harness.stamps())
+    sets = [good_set(frame, next_stamp()) for _ in range(45)]
+    period = 1 / 30
+    start = time.monotonic()
+    for i, msgs in enumerate(sets):
+        harness.publish(*msgs)
+        time.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
+    stop = time.monotonic()
+    last = stamp_of(sets[-1][0])
+    # The newest set is never dropped: once the burst ends the node finishes with it (or one just before it if
+    # the transport lost the very last messages) and then goes quiet.
+    wait_until(lambda: any(s >= stamp_of(sets[-3][0]) - 1e-6 for s in harness.stamps()), 90, "the newest set")
+    time.sleep(3.0)
+    with harness.lock:
+        burst = [(rt, stamp_of(m)) for rt, m in harness.received["disparity"][published_before:]]
+    stamps = [s for _, s in burst]
+    assert len(stamps) < len(sets) / 2, "a slow model cannot keep up with 30 Hz: most sets must be dropped"
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps[-1] >= stamp_of(sets[-3][0]) - 1e-6 and stamps[-1] <= last + 1e-6
+    # No backlog: after the input stops, at most the frame in progress and the one waiting in the slot follow.
+    assert sum(rt > stop for rt, _ in burst) <= 2
+    wait_until(lambda: harness.counter("dropped_stale") > dropped_before, 10, "dropped_stale in diagnostics")
+    counters = harness.latest_counters()
+    assert int(counters["queued"]) <= 1
+    assert int(counters["dropped_stale"]) - dropped_before >= len(sets) - len(stamps) - 5
+    assert node.alive()
+
+
+# ------------------------------------------------------------------------------------------------ start-up failures
+
+
+def run_to_exit(params, ros_env, tmp_path, timeout=120):
+    proc = subprocess.run(node_command(params), env=node_env(ros_env, tmp_path), capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_missing_checkpoint_is_a_clear_fatal_error(ros_env, tmp_path):
+    missing = tmp_path / "no_such_model.pth"
+    rc, log = run_to_exit({"checkpoint": str(missing), "device": "cpu"}, ros_env, tmp_path)
+    assert rc == 1 and "cannot start" in log and str(missing) in log, (rc, log)
+
+
+def test_corrupt_checkpoint_is_a_clear_fatal_error(ros_env, tmp_path):
+    bad = tmp_path / "corrupt.pth"
+    bad.write_bytes(b"this is not a checkpoint")
+    rc, log = run_to_exit({"checkpoint": str(bad), "device": "cpu"}, ros_env, tmp_path)
+    assert rc == 1 and f"failed to load checkpoint {bad}" in log, (rc, log)
+
+
+def test_invalid_parameter_is_a_clear_fatal_error(ros_env, tmp_path):
+    rc, log = run_to_exit({"checkpoint": str(PARITY_CHECKPOINT), "output_scale": 0.5}, ros_env, tmp_path)
+    assert rc == 1 and "output_scale" in log, (rc, log)
+
+
+def test_cuda_requested_but_absent(ros_env, tmp_path, parity_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc, log = run_to_exit({"checkpoint": str(PARITY_CHECKPOINT), "device": "cuda", "device_fallback": False},
+                          ros_env, tmp_path)
+    assert rc == 1 and "CUDA is not available" in log and "device_fallback is false" in log, (rc, log)
+    node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cuda"}, ros_env, tmp_path, "fallback")
+    try:
+        log = node.wait_log("loaded in", 120)
+        assert "running on the CPU" in log and "device cpu" in log
+    finally:
+        assert node.stop() == 0
+
+
+def test_bundled_default_when_absent(ros_env, tmp_path):
+    from smd_core.weights import default_checkpoint
+
+    try:
+        default_checkpoint()
+    except FileNotFoundError:
+        rc, log = run_to_exit({"device": "cpu"}, ros_env, tmp_path)
+        assert rc == 1 and "no model is bundled" in log, (rc, log)
+    else:
+        pytest.skip("a bundled model exists (the node starts with it; covered by the demo)")
