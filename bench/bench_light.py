@@ -31,11 +31,12 @@ from smd_core import ModelConfig, Predictor, build_model
 # name -> (ModelConfig keyword arguments). "recommended" is the one documented in
 # smd_core/model/backbones/light.py and configs/light_synthetic.yaml.
 PRESETS: dict[str, dict] = {
-    "recommended": {"max_disp": 128, "head_widths": (64, 32, 16), "backbone_options": {}},
-    "no-half": {"max_disp": 128, "head_widths": (64, 32, 16), "backbone_options": {"image_features": [8, 0]}},
-    "small": {"max_disp": 128, "head_widths": (32, 32, 16), "backbone_options": {"image_features": [8, 0]}},
+    "recommended": {"max_disp": 128, "head_widths": (48, 24, 12), "backbone_options": {}},
+    "head-64": {"max_disp": 128, "head_widths": (64, 32, 16), "backbone_options": {}},
+    "full-dist": {"max_disp": 128, "head_widths": (64, 32, 16), "backbone_options": {"cost_channels": 0}},
+    "no-half": {"max_disp": 128, "head_widths": (48, 24, 12), "backbone_options": {"image_features": [8, 0]}},
+    "max192": {"max_disp": 192, "head_widths": (48, 24, 12), "backbone_options": {}},
     "wide-head": {"max_disp": 128, "head_widths": (128, 64, 32), "backbone_options": {}},
-    "max192": {"max_disp": 192, "head_widths": (64, 32, 16), "backbone_options": {}},
 }
 
 
@@ -89,7 +90,8 @@ def main() -> int:
     ap.add_argument("--chunk-points", type=int, default=16384)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--presets", nargs="+", default=["recommended", "no-half", "small"], choices=sorted(PRESETS))
+    ap.add_argument("--presets", nargs="+", default=["recommended", "head-64", "full-dist", "no-half"],
+                    choices=sorted(PRESETS))
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -21,27 +21,33 @@ def test_shapes_for_several_sizes(h: int, w: int, max_disp: int) -> None:
     net = LightStereo(max_disp=max_disp).eval()
     with torch.no_grad():
         out = net(*images(2, h, w))
-    d4 = max_disp // 4
-    assert [tuple(o.shape) for o in out] == [(2, d4 + 1 + 8, h // 4, w // 4), (2, 8, h // 2, w // 2)]
+    assert [tuple(o.shape) for o in out] == [(2, 16 + 1 + 8, h // 4, w // 4), (2, 8, h // 2, w // 2)]
     assert net.feature_channels == sum(o.shape[1] for o in out)
+    # The whole distribution when not compressed: it sums to one; the soft-argmin channel follows it.
+    net = LightStereo(max_disp=max_disp, cost_channels=0).eval()
+    with torch.no_grad():
+        out = net(*images(2, h, w))
+    d4 = max_disp // 4
+    assert out[0].shape[1] == net.feature_channels - 8 == d4 + 1 + 8
     prob, disp = out[0][:, :d4], out[0][:, d4]
     torch.testing.assert_close(prob.sum(1), torch.ones(2, h // 4, w // 4))
     assert float(disp.min()) >= 0 and float(disp.max()) <= 1  # soft-argmin / max_disp
 
 
 def test_without_half_map_and_options() -> None:
-    net = LightStereo(max_disp=64, widths=(8, 16), groups=4, agg_widths=(16, 16, 16), image_features=(4, 0))
+    net = LightStereo(max_disp=64, widths=(8, 16), groups=4, agg_widths=(16, 16, 16), image_features=(4, 0),
+                      cost_channels=0)
     out = net(*images(1, 64, 64))
     assert len(out) == 1 and out[0].shape[1] == net.feature_channels == 16 + 1 + 4
-    net = LightStereo(max_disp=64, image_features=(0, 0))
-    assert net.feature_channels == 17 and len(net(*images(1, 64, 64))) == 1
+    net = LightStereo(max_disp=64, image_features=(0, 0), cost_channels=5)
+    assert net.feature_channels == 6 and len(net(*images(1, 64, 64))) == 1
 
 
 def test_parameter_budget_and_registry() -> None:
     net = build_backbone("light", max_disp=192)
     assert isinstance(net, LightStereo)
     assert sum(p.numel() for p in net.parameters()) <= 3_000_000
-    model = build_model(ModelConfig(backbone="light", max_disp=128, head_widths=(64, 32, 16)))
+    model = build_model(ModelConfig(backbone="light", max_disp=128, head_widths=(48, 24, 12)))
     assert sum(p.numel() for p in model.parameters()) <= 3_000_000
     assert model.mlp.in_channels == model.stereo_network.feature_channels
 
@@ -108,6 +114,8 @@ def test_bad_arguments() -> None:
         LightStereo(agg_widths=(0, 8, 8))
     with pytest.raises(ValueError, match="image_features"):
         LightStereo(image_features=(-1, 0))
+    with pytest.raises(ValueError, match="cost_channels"):
+        LightStereo(cost_channels=-1)
     net = LightStereo(max_disp=32)
     with pytest.raises(ValueError, match="multiple of 16"):
         net(*images(1, 40, 64))

@@ -9,31 +9,35 @@ Pipeline (all 2D; no 3D convolution anywhere):
    features, predicting one logit per hypothesis; a learned per-group mix of the raw correlation is added
    to the logits so the matching signal reaches the output from the first training step.
 4. Outputs for the SMD head:
-   - 1/4 map: softmax over the D4 hypotheses (a disparity distribution), its soft-argmin disparity divided
-     by max_disp, and `image_features[0]` channels of left-image features;
+   - 1/4 map: the softmax over the D4 hypotheses (a disparity distribution), linearly compressed to
+     `cost_channels` channels (or whole when 0), its soft-argmin disparity divided by max_disp, and
+     `image_features[0]` channels of left-image features;
    - 1/2 map (when `image_features[1]` > 0): left-image features from the stem, for sharp object edges.
 
 Why a distribution rather than a disparity: the head samples these maps bilinearly at continuous points.
 Next to a depth edge the sample is a blend of the two sides; a blend of two distributions is a bimodal
-distribution the bimodal head can split into its two modes (SMD-Nets' argument), whereas a blend of two
-disparities is a flying pixel. The soft-argmin channel makes the unimodal case easy to learn quickly.
+distribution (and a linear code of it a blend of the two codes) that the bimodal head can split into its
+two modes (SMD-Nets' argument), whereas a blend of two disparities is a flying pixel. The soft-argmin
+channel makes the unimodal case quick to learn.
 
 Input: left/right (B, 3, H, W) float BGR in 0..255 (the `Predictor` pads H, W to multiples of 64; this
-module needs multiples of 16). Output: [(B, D4 + 1 + f4, H/4, W/4), (B, f2, H/2, W/2)] (the second map only
-when f2 > 0); `feature_channels` = D4 + 1 + f4 + f2.
+module needs multiples of 16). Output: [(B, D + 1 + f4, H/4, W/4), (B, f2, H/2, W/2)] (the second map only
+when f2 > 0) where D = `cost_channels`, or D4 when that is 0; `feature_channels` = D + 1 + f4 + f2.
 
-Recommended configuration (640x480 on 2 CPU cores, dense bimodal output at scale 1; measured by
-bench/bench_light.py, see its table):
+Recommended configuration (640x480 on 2 CPU cores, dense bimodal output at scale 1; bench/bench_light.py
+prints the speed table):
 
     model:
       backbone: light
       output: bimodal
-      max_disp: 128
-      head_widths: [64, 32, 16]
-      backbone_options: {}        # the defaults below
+      max_disp: 128            # D4 = 32 hypotheses; the synthetic scenes go up to 64 px
+      head_widths: [48, 24, 12]
+      backbone_options: {}     # the defaults below
 
-Defaults: widths (16, 32), groups 8, agg_widths (32, 48, 64), image_features (8, 8): 0.2 M parameters,
-C = 32 + 1 + 8 + 8 = 49 head input channels at max_disp 128.
+Defaults: widths (16, 32), groups 8, agg_widths (32, 48, 64), image_features (8, 8), cost_channels 16:
+about 0.19 M backbone parameters and C = 16 + 1 + 8 + 8 = 33 head input channels. The per-point head cost
+grows with C x sum(head_widths), so C and the head are kept small: at 307 k queries per frame the head,
+not the backbone, is most of the time.
 """
 
 from __future__ import annotations
@@ -158,6 +162,9 @@ class LightStereo(nn.Module):
         groups: correlation groups; must divide widths[1].
         agg_widths: channels of the aggregation U-Net at 1/4, 1/8 and 1/16.
         image_features: left-image feature channels handed to the head at 1/4 and 1/2 (0 drops the 1/2 map).
+        cost_channels: 0 hands the head the whole distribution over the D4 hypotheses; > 0 compresses it
+            linearly (1x1 convolution) to this many channels first. Linear, so a blend of two distributions
+            stays a blend of their codes; fewer channels make every dense query cheaper.
     """
 
     def __init__(
@@ -168,6 +175,7 @@ class LightStereo(nn.Module):
         groups: int = 8,
         agg_widths: Sequence[int] = (32, 48, 64),
         image_features: Sequence[int] = (8, 8),
+        cost_channels: int = 16,
     ) -> None:
         super().__init__()
         if int(max_disp) <= 0 or int(max_disp) % COST_STRIDE:
@@ -179,6 +187,8 @@ class LightStereo(nn.Module):
             raise ValueError(f"widths and agg_widths must be positive, got {self.widths}, {self.agg_widths}")
         if self.image_features[0] < 0 or self.image_features[1] < 0:
             raise ValueError(f"image_features must be >= 0, got {self.image_features}")
+        if int(cost_channels) < 0:
+            raise ValueError(f"cost_channels must be >= 0, got {cost_channels}")
         if int(groups) <= 0 or self.widths[1] % int(groups):
             raise ValueError(f"groups must be a positive divisor of widths[1]={self.widths[1]}, got {groups}")
         self.max_disp = int(max_disp)
@@ -196,7 +206,9 @@ class LightStereo(nn.Module):
         self.correlation_mix = nn.Parameter(torch.full((self.groups,), 1.0 / self.groups))
         self.quarter_out = nn.Conv2d(self.widths[1], f4, 1) if f4 else None
         self.half_out = nn.Conv2d(self.widths[0], f2, 3, padding=1) if f2 else None
-        self.feature_channels = self.num_disp + 1 + f4 + f2
+        self.cost_channels = int(cost_channels)
+        self.cost_out = nn.Conv2d(self.num_disp, self.cost_channels, 1) if self.cost_channels else None
+        self.feature_channels = (self.cost_channels or self.num_disp) + 1 + f4 + f2
         # Disparity of each hypothesis, in input pixels, for the soft-argmin.
         self.register_buffer("hypotheses", torch.arange(self.num_disp, dtype=torch.float32) * COST_STRIDE,
                              persistent=False)
@@ -215,7 +227,10 @@ class LightStereo(nn.Module):
         return logits, half[:b], lq
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right (B, 3, H, W) BGR 0..255 -> [(B, D4 + 1 + f4, H/4, W/4), (B, f2, H/2, W/2) if f2]."""
+        """left, right (B, 3, H, W) BGR 0..255 -> [(B, D + 1 + f4, H/4, W/4), (B, f2, H/2, W/2) if f2].
+
+        D = D4 (the distribution) or `cost_channels` (its linear code).
+        """
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         h, w = left.shape[-2:]
@@ -224,7 +239,7 @@ class LightStereo(nn.Module):
         logits, half, quarter = self.cost_logits(left, right)
         prob = torch.softmax(logits, dim=1)
         disparity = torch.einsum("bdhw,d->bhw", prob, self.hypotheses.to(prob.dtype)).unsqueeze(1)
-        maps = [prob, disparity / self.max_disp]
+        maps = [prob if self.cost_out is None else self.cost_out(prob), disparity / self.max_disp]
         if self.quarter_out is not None:
             maps.append(self.quarter_out(quarter))
         out = [torch.cat(maps, dim=1)]
