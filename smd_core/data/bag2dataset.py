@@ -43,7 +43,7 @@ import yaml
 from tqdm import tqdm
 
 from smd_core.data import bag_messages as bm
-from smd_core.data.bag_calib import CameraModel, StereoCalibration, vertical_misalignment
+from smd_core.data.bag_calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
 from smd_core.data.bag_pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
 from smd_core.data.bag_reader import BagError, BagReadError, BagSource, describe_topics
 
@@ -58,6 +58,7 @@ OWN_ENTRIES = ("left", "right", "disp", "conf", "train.txt", "val.txt", "calib.y
 NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "check_rectification")
 # Largest median vertical offset (px) of feature matches tolerated in a "rectified" pair.
 MAX_VERTICAL_OFFSET_PX = 1.0
+RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
 MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
 
 
@@ -458,7 +459,8 @@ class _FrameWriter:
             self.maps = {"left": calib.left.rectify_maps(), "right": calib.right.rectify_maps()}
         self.warned: set[str] = set()
         self.warnings: list[str] = []
-        self.vertical_offsets: list[float] = []
+        self.matches: list[np.ndarray] = []  # point matches of the first few pairs (rectification check)
+        self.image_size = calib.size
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self.warned:
@@ -525,10 +527,9 @@ class _FrameWriter:
         if left.shape[:2] != right.shape[:2]:
             raise BagError(f"{where}: left image is {left.shape[1]}x{left.shape[0]} but right image is "
                            f"{right.shape[1]}x{right.shape[0]}")
-        if options.check_rectification and not options.rectify and len(self.vertical_offsets) < 3:
-            offset, matches = vertical_misalignment(left, right)
-            if matches:
-                self.vertical_offsets.append(offset)
+        if options.check_rectification and not options.rectify and len(self.matches) < RECTIFICATION_CHECK_FRAMES:
+            self.matches.append(stereo_matches(left, right))
+            self.image_size = (left.shape[1], left.shape[0])
         outputs: dict[str, bytes] = {}
         files = frame.files(options)
         outputs[files["left"]] = _png_bytes(left)
@@ -726,13 +727,13 @@ def convert(
         bar.close()
 
     report.warnings.extend(writer.warnings)
-    if writer.vertical_offsets:
-        offset = float(np.median(writer.vertical_offsets))
+    if writer.matches:
+        offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.image_size)
         if offset > MAX_VERTICAL_OFFSET_PX:
             report.warnings.append(
-                f"the images do not look rectified: matching features differ by {offset:.1f} px vertically "
-                f"(median over {len(writer.vertical_offsets)} frames). Pass --rectify if the topics carry raw "
-                "images, or check the left/right topics"
+                f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
+                f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
+                "topics carry raw images, or check that left and right are a rectified pair"
             )
     done = [f for f in frames if f.done(out, options)]
     report.incomplete = len(frames) - len(done)

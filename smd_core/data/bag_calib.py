@@ -215,24 +215,60 @@ class StereoCalibration:
         }
 
 
-def vertical_misalignment(left: np.ndarray, right: np.ndarray, max_features: int = 1000) -> tuple[float, int]:
-    """Median |dy| (px) of ORB matches between a stereo pair, and the number of matches used.
+def stereo_matches(left: np.ndarray, right: np.ndarray, max_corners: int = 400) -> np.ndarray:
+    """(N, 4) float32 rows (x_left, y_left, x_right, y_right) of reliable point matches.
 
-    In a rectified pair corresponding points share a row, so anything beyond ~1 px means the images are
-    not rectified (or not a matching pair). Returns (nan, 0) when too few features match to tell.
+    Corners tracked left -> right with pyramidal Lucas-Kanade (sub-pixel, handles large disparities) and
+    kept only when tracking back lands within 0.5 px of the start and the disparity is not negative.
     """
     def gray(img: np.ndarray) -> np.ndarray:
         return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 
-    orb = cv2.ORB_create(nfeatures=max_features, edgeThreshold=15, patchSize=15)
-    kp_l, des_l = orb.detectAndCompute(gray(left), None)
-    kp_r, des_r = orb.detectAndCompute(gray(right), None)
-    if des_l is None or des_r is None or len(kp_l) < 8 or len(kp_r) < 8:
+    gl, gr = gray(left), gray(right)
+    p0 = cv2.goodFeaturesToTrack(gl, maxCorners=max_corners, qualityLevel=0.01, minDistance=4, blockSize=5)
+    if p0 is None:
+        return np.zeros((0, 4), np.float32)
+    lk = {"winSize": (15, 15), "maxLevel": 4}
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(gl, gr, p0, None, **lk)
+    pb, st2, _ = cv2.calcOpticalFlowPyrLK(gr, gl, p1, None, **lk)
+    p0, p1, pb = (a.reshape(-1, 2) for a in (p0, p1, pb))
+    ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (np.linalg.norm(pb - p0, axis=1) < 0.5)
+    ok &= p0[:, 0] - p1[:, 0] > -1.0
+    return np.hstack([p0[ok], p1[ok]]).astype(np.float32)
+
+
+def vertical_misalignment(
+    matches: np.ndarray, size: tuple[int, int], *, threshold: float = 0.5, min_inliers: int = 20,
+    iterations: int = 300,
+) -> tuple[float, int]:
+    """Typical vertical offset (px) between matched points of a stereo pair, and the inlier count.
+
+    In a rectified pair matches share a row. An unrectified pair shows a smooth vertical offset field (shift,
+    rotation, scale), so dy = a + b x + c y is fitted with RANSAC (deterministic) and the median |dy| of
+    the model over the inliers is returned. Returns (nan, inliers) when fewer than `min_inliers` matches, or
+    under half of them, agree on a model: weak texture then says nothing either way.
+    matches: (N, 4) rows (x_left, y_left, x_right, y_right); size: (width, height).
+    """
+    n = len(matches)
+    if n < max(3, min_inliers):
         return float("nan"), 0
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(des_l, des_r)
-    # Keep plausible stereo matches: the right point lies left of the left point (positive disparity).
-    dys = [abs(kp_l[m.queryIdx].pt[1] - kp_r[m.trainIdx].pt[1]) for m in matches
-           if kp_l[m.queryIdx].pt[0] - kp_r[m.trainIdx].pt[0] > -1.0]
-    if len(dys) < 8:
-        return float("nan"), len(dys)
-    return float(np.median(dys)), len(dys)
+    width, height = size
+    x, y = matches[:, 0].astype(np.float64), matches[:, 1].astype(np.float64)
+    dy = (matches[:, 3] - matches[:, 1]).astype(np.float64)
+    design = np.stack([np.ones(n), x / width, y / height], axis=1)
+    rng = np.random.default_rng(0)
+    best = np.zeros(n, bool)
+    for _ in range(iterations):
+        idx = rng.choice(n, 3, replace=False)
+        try:
+            coef = np.linalg.solve(design[idx], dy[idx])
+        except np.linalg.LinAlgError:
+            continue
+        inliers = np.abs(design @ coef - dy) < threshold
+        if inliers.sum() > best.sum():
+            best = inliers
+    count = int(best.sum())
+    if count < min_inliers or count < 0.5 * n:
+        return float("nan"), count
+    coef, *_ = np.linalg.lstsq(design[best], dy[best], rcond=None)
+    return float(np.median(np.abs(design[best] @ coef))), count

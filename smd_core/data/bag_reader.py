@@ -326,6 +326,8 @@ def _scan_sqlite(path: Path, channels_out: dict[str, str]) -> Iterator[RawMessag
             if not rows:
                 return
             for row_id, topic_id, timestamp, blob in rows:
+                if row_id <= last_id:  # a damaged b-tree can lead a seek backwards: stop, do not loop
+                    raise _Truncated(f"message rows out of order after row {last_id} (damaged index)")
                 last_id = row_id
                 if topic_id in topics:
                     topic, msgtype = topics[topic_id]

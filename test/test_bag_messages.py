@@ -1,0 +1,164 @@
+"""Image / CameraInfo / DisparityImage messages <-> arrays (smd_core.data.bag_messages), through real CDR."""
+
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from smd_core.data import bag_messages as bm
+
+STAMP = 1_700_000_123_456_789_012
+
+
+def roundtrip(msg):
+    """Serialize to CDR and back, as a bag does."""
+    return bm.deserialize(bm.serialize(msg), msg.__msgtype__)
+
+
+@pytest.fixture
+def bgr() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "8UC3"])
+def test_colour_encodings_decode_to_bgr(bgr, encoding):
+    msg = roundtrip(bm.image_message(bgr, STAMP, "cam", encoding))
+    assert msg.encoding == encoding
+    np.testing.assert_array_equal(bm.decode_image(msg), bgr)
+
+
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"])
+def test_bayer_patterns_match_their_colours(encoding):
+    # A flat colour survives mosaicking + demosaicking exactly (away from the border) only when the
+    # ROS pattern name and OpenCV's conversion code agree.
+    flat = np.zeros((8, 8, 3), np.uint8)
+    flat[:] = (30, 120, 220)
+    msg = roundtrip(bm.image_message(flat, STAMP, "cam", encoding))
+    assert msg.encoding == encoding
+    out = bm.decode_image(msg)
+    np.testing.assert_array_equal(out[2:-2, 2:-2], flat[2:-2, 2:-2])
+
+
+def test_mono_16bit_float_and_yuv():
+    mono = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    np.testing.assert_array_equal(bm.decode_image(roundtrip(bm.image_message(mono, STAMP, "c"))), mono)
+    deep = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
+    out = bm.decode_image(roundtrip(bm.image_message(deep, STAMP, "c")))
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, deep)
+    depth = np.linspace(0.5, 9.5, 12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(bm.decode_image(roundtrip(bm.image_message(depth, STAMP, "c"))), depth)
+    # UYVY: a grey frame (U = V = 128) decodes to grey.
+    uyvy = np.full((2, 4, 2), 128, np.uint8)
+    uyvy[..., 1] = 100
+    msg = bm.image_message(uyvy, STAMP, "c", "yuv422")
+    out = bm.decode_image(roundtrip(msg))
+    assert out.shape == (2, 4, 3) and np.ptp(out) <= 1
+
+
+def test_row_padding_and_big_endian_are_honoured():
+    values = np.array([[1, 2, 3], [400, 500, 60000]], np.uint16)
+    msg = bm.image_message(values, STAMP, "c")
+    # Big-endian rows padded to 8 bytes, as some drivers send them.
+    rows = [np.concatenate([r.astype(">u2").view(np.uint8), np.zeros(2, np.uint8)]) for r in values]
+    msg.data = np.concatenate(rows)
+    msg.step = 8
+    msg.is_bigendian = 1
+    np.testing.assert_array_equal(bm.decode_image(roundtrip(msg)), values)
+
+
+def test_short_data_and_unknown_encoding_raise():
+    msg = bm.image_message(np.zeros((4, 4), np.uint8), STAMP, "c")
+    msg.encoding = "nv12"
+    with pytest.raises(bm.EncodingError, match="unsupported image encoding 'nv12'.*supported: mono8"):
+        bm.decode_image(roundtrip(msg))
+    msg = bm.image_message(np.zeros((4, 4), np.uint8), STAMP, "c")
+    msg.data = msg.data[:10]
+    with pytest.raises(ValueError, match="too short"):
+        bm.decode_image(msg)
+    with pytest.raises(bm.EncodingError, match="cannot encode"):
+        bm.image_message(np.zeros((2, 2, 3), np.uint8), STAMP, "c", "mono16")
+
+
+def test_compressed_png_is_lossless_and_jpeg_close(bgr):
+    png = roundtrip(bm.compressed_image_message(bgr, STAMP, "c", "png"))
+    assert png.format == "bgr8; png compressed bgr8"
+    np.testing.assert_array_equal(bm.decode_image(png), bgr)
+    smooth = cv2.GaussianBlur(np.repeat(np.repeat(bgr, 8, 0), 8, 1), (9, 9), 3)
+    jpeg = roundtrip(bm.compressed_image_message(smooth, STAMP, "c", "jpeg", jpeg_quality=95))
+    assert np.abs(bm.decode_image(jpeg).astype(int) - smooth).mean() < 3
+    with pytest.raises(ValueError, match="'png' or 'jpeg'"):
+        bm.compressed_image_message(bgr, STAMP, "c", "gif")
+
+
+def test_compressed_errors():
+    msg = bm.compressed_image_message(np.zeros((4, 4), np.uint8), STAMP, "c", "png")
+    msg.format = "theora"
+    with pytest.raises(bm.EncodingError, match="unsupported CompressedImage format 'theora'"):
+        bm.decode_image(msg)
+    msg.format = "png"
+    msg.data = np.frombuffer(b"not a png at all", np.uint8)
+    with pytest.raises(ValueError, match="could not decode CompressedImage"):
+        bm.decode_image(msg)
+
+
+def test_compressed_depth_16_and_32_bit():
+    mm = np.array([[0, 1000, 2500], [65535, 10, 300]], np.uint16)
+    msg = roundtrip(bm.compressed_depth_message(mm, STAMP, "c"))
+    assert msg.format == "16UC1; compressedDepth"
+    assert bm.depth_encoding_of(msg) == "16UC1"
+    np.testing.assert_array_equal(bm.decode_image(msg), mm)
+    metres = bm.depth_to_metres(bm.decode_image(msg), "/d")
+    assert np.isnan(metres[0, 0]) and metres[0, 1] == pytest.approx(1.0)
+    # 32FC1 compressedDepth (image_transport): inverse depth quantized as v = A / Z + B.
+    quant_a, quant_b = 100.0, 10.0
+    z = np.array([[1.0, 2.0], [4.0, 0.0]], np.float32)
+    v = np.where(z > 0, quant_a / np.where(z > 0, z, 1) + quant_b, 0).astype(np.uint16)
+    ok, png = cv2.imencode(".png", v)
+    assert ok
+    msg.format = "32FC1; compressedDepth"
+    msg.data = np.concatenate([np.frombuffer(struct.pack("<iff", 0, quant_a, quant_b), np.uint8), png.ravel()])
+    depth = bm.decode_image(roundtrip(msg))
+    np.testing.assert_allclose(depth[:, :][z > 0], z[z > 0], rtol=1e-6)
+    assert np.isnan(depth[1, 1])
+
+
+def test_depth_to_metres_units_and_invalid():
+    np.testing.assert_allclose(bm.depth_to_metres(np.array([[1500]], np.uint16), "/d"), [[1.5]])
+    out = bm.depth_to_metres(np.array([[np.inf, -1.0, 2.0]], np.float32), "/d")
+    assert np.isnan(out[0, :2]).all() and out[0, 2] == 2.0
+    with pytest.raises(bm.EncodingError, match="32FC1.*16UC1"):
+        bm.depth_to_metres(np.zeros((2, 2), np.uint8), "/d")
+    with pytest.raises(bm.EncodingError, match="float32 image cannot be a camera image"):
+        bm.to_uint8_image(np.zeros((2, 2), np.float32), "/left")
+    assert bm.to_uint8_image(np.array([[65535, 0]], np.uint16), "/left").tolist() == [[255, 0]]
+
+
+def test_header_stamp_fast_path_matches_deserialization(bgr):
+    for msg in (
+        bm.image_message(bgr, STAMP, "left"),
+        bm.compressed_image_message(bgr, STAMP, "left"),
+        bm.camera_info_message(stamp_ns=STAMP, frame_id="l", width=10, height=6, k=np.eye(3), d=np.zeros(5),
+                               r=np.eye(3), p=np.eye(3, 4)),
+        bm.disparity_image_message(np.ones((6, 10), np.float32), stamp_ns=STAMP, frame_id="l", focal=1, baseline=1),
+    ):
+        raw = bm.serialize(msg)
+        assert bm.header_stamp_ns(raw, msg.__msgtype__) == STAMP
+        assert bm.stamp_to_ns(bm.deserialize(raw, msg.__msgtype__).header.stamp) == STAMP
+    with pytest.raises(ValueError, match="non-negative"):
+        bm.header(-1, "x")
+
+
+def test_disparity_image_invalid_pixels_become_zero():
+    d = np.array([[5.0, -1.0, np.nan], [300.0, 0.5, 40.0]], np.float32)
+    msg = roundtrip(bm.disparity_image_message(d, stamp_ns=STAMP, frame_id="l", focal=500, baseline=0.1,
+                                               min_disparity=1.0, max_disparity=256.0))
+    out = bm.decode_disparity(msg, "/disparity")
+    np.testing.assert_array_equal(out, [[5.0, 0.0, 0.0], [0.0, 0.0, 40.0]])
+    msg.image.encoding = "16UC1"
+    with pytest.raises(bm.EncodingError, match="must be 32FC1"):
+        bm.decode_disparity(msg, "/disparity")

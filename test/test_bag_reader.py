@@ -1,0 +1,169 @@
+"""Reading and writing real rosbag2 recordings (smd_core.data.bag_reader / bag_writer), damaged ones too."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rosbags.highlevel import AnyReader
+
+from smd_core.data import bag_messages as bm
+from smd_core.data.bag_reader import BagError, BagReadError, BagSource, describe_topics
+from smd_core.data.bag_writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
+
+H, W = 24, 32
+
+
+def tiny_frames(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.integers(0, 256, (H, W, 3), dtype=np.uint8), rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+         np.full((H, W), 4.0 + i, np.float32))
+        for i in range(n)
+    ]
+
+
+def storage_file(bag: Path) -> Path:
+    (only,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    return only
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("split_every", [None, 3])
+def test_written_bags_read_back_with_rosbags_and_bagsource(tmp_path, storage, split_every):
+    bag = tmp_path / "rec"
+    summary = write_stereo_bag(bag, tiny_frames(7), storage=storage, depth="32FC1", disparity=True,
+                               split_every=split_every, fps=20.0)
+    assert summary["frames"] == 7 and summary["stamps"][1] - summary["stamps"][0] == 50_000_000
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert len(meta["relative_file_paths"]) == (3 if split_every else 1)
+    assert meta["message_count"] == 7 * 6
+    # The independent reference reader agrees on topics, types and content.
+    with AnyReader([bag]) as reader:
+        types = {c.topic: c.msgtype for c in reader.connections}
+        assert types == {
+            DEFAULT_TOPICS["left_image"]: bm.IMAGE, DEFAULT_TOPICS["right_image"]: bm.IMAGE,
+            DEFAULT_TOPICS["left_info"]: bm.CAMERA_INFO, DEFAULT_TOPICS["right_info"]: bm.CAMERA_INFO,
+            DEFAULT_TOPICS["depth"]: bm.IMAGE, DEFAULT_TOPICS["disparity"]: bm.DISPARITY_IMAGE,
+        }
+        conns = [c for c in reader.connections if c.topic == "/left/depth"]
+        depths = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    assert len(depths) == 7
+    camera = summary["camera"]
+    np.testing.assert_allclose(bm.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
+
+    source = BagSource(bag)
+    assert not source.recovered and source.storage == storage
+    assert len(source.files) == (3 if split_every else 1)
+    topics = source.topics()
+    assert topics["/left/image_rect"].count == 7 and topics["/disparity"].msgtype == bm.DISPARITY_IMAGE
+    stamps = [bm.header_stamp_ns(m.data, m.msgtype) for m in source.messages({"/right/image_rect"})]
+    assert stamps == summary["stamps"]
+    assert re.search(r"/left/camera_info +sensor_msgs/msg/CameraInfo  \(7 msgs\)", describe_topics(topics))
+
+
+def test_single_storage_file_and_folder_without_metadata(tmp_path):
+    bag = tmp_path / "rec"
+    write_stereo_bag(bag, tiny_frames(4), storage="mcap")
+    direct = BagSource(storage_file(bag))
+    assert direct.files == [storage_file(bag)] and direct.topics()["/left/image_rect"].count == 4
+    # A recording killed before metadata.yaml was written: read the storage files directly.
+    (bag / "metadata.yaml").unlink()
+    source = BagSource(bag)
+    assert source.recovered
+    assert sum(1 for _ in source.messages({"/left/image_rect"})) == 4
+
+
+def test_not_a_bag(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bag not found"):
+        BagSource(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="no rosbag2 storage files"):
+        BagSource(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(BagError, match="not a rosbag2 storage file"):
+        BagSource(tmp_path / "notes.txt")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a_0.mcap").write_bytes(b"")
+    (mixed / "a_1.db3").write_bytes(b"")
+    with pytest.raises(BagError, match="mixes storage formats"):
+        BagSource(mixed)
+    bag = tmp_path / "rec"
+    write_stereo_bag(bag, tiny_frames(2))
+    storage_file(bag).unlink()
+    with pytest.raises(BagError, match="listed in metadata.yaml are missing"):
+        BagSource(bag)
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_truncated_recording_yields_everything_before_the_cut(tmp_path, storage):
+    bag = tmp_path / "rec"
+    summary = write_stereo_bag(bag, tiny_frames(30), storage=storage)
+    data = storage_file(bag)
+    os.truncate(data, int(data.stat().st_size * 0.6))
+    source = BagSource(bag)
+    assert source.recovered and source.damaged_reason
+    assert 0 < source.topics()["/left/image_rect"].count < 30
+    got = []
+    with pytest.raises(BagReadError) as info:
+        for msg in source.messages({"/left/image_rect"}):
+            got.append(bm.header_stamp_ns(msg.data, msg.msgtype))
+    err = info.value
+    # Every message before the cut arrives intact and in order; the error says how far it got.
+    assert len(got) >= 10 and got == summary["stamps"][: len(got)]
+    assert err.messages_read == len(got) and err.last_time_ns == got[-1]
+    assert f"read {len(got)} messages" in str(err) and "recording is damaged" in str(err)
+    first = next(iter(BagSource(bag).messages({"/left/image_rect"})))
+    np.testing.assert_array_equal(bm.decode_image(bm.deserialize(first.data, first.msgtype)), tiny_frames(30)[0][0])
+
+
+def test_corruption_inside_a_healthy_looking_sqlite_file(tmp_path):
+    bag = tmp_path / "rec"
+    write_stereo_bag(bag, tiny_frames(40), storage="sqlite3")
+    data = storage_file(bag)
+    with open(data, "r+b") as fh:
+        fh.seek(int(data.stat().st_size * 0.7))
+        fh.write(b"\xff" * 2000)
+    source = BagSource(bag)
+    count = 0
+    with pytest.raises(BagReadError, match="recording is damaged") as info:
+        for _ in source.messages():
+            count += 1
+    assert 0 < count < 40 * 4 and info.value.messages_read == count
+
+
+def test_writer_refuses_misuse(tmp_path):
+    with pytest.raises(ValueError, match="storage must be one of"):
+        StereoBagWriter(tmp_path / "x", storage="bag")
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(FileExistsError, match="never overwrite"):
+        StereoBagWriter(tmp_path / "exists")
+    with pytest.raises(RuntimeError, match="not open"):
+        StereoBagWriter(tmp_path / "closed").write("/t", StereoCamera.default(4, 4).camera_info("left", 0))
+    with StereoBagWriter(tmp_path / "typed") as writer:
+        writer.write("/t", StereoCamera.default(4, 4).camera_info("left", 0))
+        with pytest.raises(ValueError, match="already carries sensor_msgs/msg/CameraInfo"):
+            writer.write("/t", bm.image_message(np.zeros((4, 4), np.uint8), 0, "x"))
+    frames = tiny_frames(2)
+    bad_args = [
+        ({"fps": 0}, "fps must be positive"), ({"depth": "mono8"}, "depth must be None"),
+        ({"compressed": "gif"}, "compressed must be"), ({"split_every": 0}, "split_every must be positive"),
+        ({"topics": {"leftt": "/x"}}, "unknown topic keys"),
+        ({"camera": StereoCamera.default(10, 10)}, "size 32x24 != camera 10x10"),
+    ]
+    for i, (kwargs, message) in enumerate(bad_args):
+        with pytest.raises(ValueError, match=message):
+            write_stereo_bag(tmp_path / f"bad{i}", frames, **kwargs)
+    with pytest.raises(ValueError, match="need frames with disp_left"):
+        write_stereo_bag(tmp_path / "nodisp", [(frames[0][0], frames[0][1])], depth="16UC1")
+    with pytest.raises(ValueError, match="sizes differ"):
+        write_stereo_bag(tmp_path / "sizes", [(frames[0][0], frames[0][1][:10])])
+    with pytest.raises(ValueError, match="image size must be positive"):
+        StereoCamera.default(0, 10)
+    with pytest.raises(ValueError, match="side must be"):
+        StereoCamera.default(4, 4).camera_info("middle", 0)
