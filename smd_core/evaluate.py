@@ -1,0 +1,430 @@
+"""`smd eval`: score a checkpoint on a dataset; EPE, bad-1/2/3, SEE, bleeding rate, density, time per frame.
+
+    smd eval --checkpoint CKPT --data synthetic:1000:50 [--scale S] [--input-scale S] [--out DIR]
+    smd eval --checkpoint CKPT --data list:/data/val.txt            (or just /data/val.txt)
+    smd eval --checkpoint CKPT --data kitti2015:/data/kitti --data-option limit=20
+    smd eval --checkpoint CKPT --data configs/light_synthetic.yaml  (its val_data, else its data section)
+
+`--data` forms: `synthetic:SEED:N` (N procedural frames `render_scene((SEED, i))`, 640x480, disparity
+up to 64 px unless `--data-option height=... width=... max_disparity=...` says otherwise), a list file
+(`left right disp_left [disp_right]`), a YAML file, or `KIND:ROOT` for the other `DataConfig` kinds.
+Held-out synthetic sets: training uses `data.seed` (0 by default) and so scenes `(0, i)`; any other seed
+gives scenes never seen in training. The project's held-out set is `synthetic:1000:50`.
+
+Resolution. Frames are scored at their ground truth's resolution. The network sees the images resized by
+`--input-scale`; the head is queried on a grid `--scale` times the image size. When that grid differs from
+the ground truth (`--scale` != 1), the prediction is resized to it with nearest-neighbour sampling and its
+values multiplied by the width ratio (`metrics.resize_disparity`); nearest, because bilinear resampling
+would itself create flying pixels at every edge. Ground truth beyond the model's range (max_disp in
+network pixels, i.e. max_disp / input_scale in image pixels) is not scored, as in SMD-Nets.
+
+Outputs (with `--out DIR`): `DIR/report.json` (settings, summary, per-frame metrics and timings) and for
+the first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty,
+flying pixels) plus `DIR/overview.png`, a contact sheet with one row per frame.
+
+Summary statistics: `metrics` is the mean over frames of each frame's value (SMD-Nets' convention; frames
+where a metric is undefined, e.g. no edges, are skipped); `pooled` weighs every pixel equally instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from smd_core import metrics as M
+from smd_core import viz
+from smd_core.config import apply_overrides, from_dict, to_dict
+from smd_core.inference import DensePrediction, Predictor
+from smd_core.model.network import SMDNet
+
+METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
+HELD_OUT_SEED = 1000
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------
+
+
+def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
+    """`--data` string (+ `key=value` DataConfig overrides) -> `smd_core.data.DataConfig`; see the module docstring."""
+    from smd_core.data import DATASET_KINDS, DataConfig
+
+    spec = str(spec).strip()
+    if not spec:
+        raise ValueError("--data is empty")
+    data: dict[str, Any]
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        parts = rest.split(":") if rest else []
+        if len(parts) != 2:
+            raise ValueError(f"synthetic data is 'synthetic:SEED:N', got {spec!r}")
+        try:
+            seed, num = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise ValueError(f"synthetic data is 'synthetic:SEED:N' with integers, got {spec!r}") from None
+        data = {"kind": "synthetic", "seed": seed, "num_samples": num}
+    elif kind in DATASET_KINDS and rest:
+        data = {"kind": kind, "split": rest} if kind == "list" else {"kind": kind, "root": rest}
+    else:
+        path = Path(spec)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            if not path.is_file():
+                raise FileNotFoundError(f"data config not found: {path}")
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+            # A training config: evaluate on its validation data, else its training data; else a DataConfig.
+            if "data" in loaded or "val_data" in loaded:
+                section = loaded.get("val_data") or loaded.get("data")
+            else:
+                section = loaded
+            if not isinstance(section, dict):
+                raise ValueError(f"{path}: the data section must be a mapping, got {section!r}")
+            data = dict(section)
+        elif path.suffix.lower() == ".txt" or path.is_file():
+            if not path.is_file():
+                raise FileNotFoundError(f"list file not found: {path}")
+            data = {"kind": "list", "split": str(path)}
+        else:
+            raise ValueError(f"cannot read --data {spec!r}: expected synthetic:SEED:N, a list file, a YAML file or "
+                             f"KIND:ROOT with KIND one of {DATASET_KINDS}")
+    apply_overrides(data, options)
+    # Evaluation reads full frames; augmentation settings are irrelevant but must not be invalid.
+    return from_dict(DataConfig, data)
+
+
+def load_frames(spec: str, options: Sequence[str] = ()) -> Any:
+    """The evaluation frames (`build_dataset(cfg, train=False)`) for a `--data` spec."""
+    from smd_core.data import build_dataset
+
+    return build_dataset(parse_data_spec(spec, options), train=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Scoring
+# ----------------------------------------------------------------------------------------------------
+
+
+def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = None,
+                valid: np.ndarray | None = None, **metric_options: Any) -> dict[str, float]:
+    """Metrics of one prediction against its ground truth (see `metrics.compute_metrics`).
+
+    `pred` may be at another resolution than `gt`; it is resized to it (nearest, values scaled by the
+    width ratio). Ground truth above `max_disp` (ground-truth pixels) is not scored.
+    """
+    gt = np.asarray(gt, dtype=np.float32)
+    if gt.ndim != 2:
+        raise ValueError(f"ground truth must be (H, W), got shape {gt.shape}")
+    pred = M.resize_disparity(pred, gt.shape)
+    mask = M.valid_mask(gt, valid=valid, max_disp=max_disp)
+    return M.compute_metrics(pred, gt, valid=mask, **metric_options)
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(sum(vals) / len(vals)) if vals else math.nan
+
+
+def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Frame-mean and pixel-pooled summaries of `score_frame` results (+ `time_s` when present)."""
+    if not per_frame:
+        raise ValueError("summarize needs at least one frame")
+    out: dict[str, Any] = {"frames": len(per_frame)}
+    out["metrics"] = {k: _nanmean(f.get(k, math.nan) for f in per_frame) for k in METRIC_KEYS}
+
+    def ratio(num: float, den: float) -> float:
+        return num / den if den else math.nan
+
+    n_valid = sum(f["n_valid"] for f in per_frame)
+    pooled = {"epe": ratio(sum(f["epe"] * f["n_valid"] for f in per_frame if f["n_valid"]), n_valid)}
+    for k in ("bad1", "bad2", "bad3"):
+        pooled[k] = ratio(sum(f[k] * f["n_valid"] for f in per_frame if f["n_valid"]), n_valid)
+    pooled["see"] = ratio(sum(f["see"] * f["n_edges"] for f in per_frame if f["n_edges"]),
+                          sum(f["n_edges"] for f in per_frame))
+    pooled["bleeding"] = 100.0 * ratio(sum(f["n_flying"] for f in per_frame), sum(f["n_band"] for f in per_frame))
+    pooled["density"] = 100.0 * ratio(n_valid, sum(f["n_gt"] for f in per_frame))
+    out["pooled"] = pooled
+    times = [f["time_s"] for f in per_frame if "time_s" in f]
+    if times:
+        mean = sum(times) / len(times)
+        out["timing"] = {"mean_s": mean, "median_s": statistics.median(times), "min_s": min(times),
+                         "fps": 1.0 / mean if mean > 0 else math.inf}
+        for key in ("encode_s", "query_s"):
+            vals = [f[key] for f in per_frame if key in f]
+            if vals:
+                out["timing"][key] = sum(vals) / len(vals)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pictures
+# ----------------------------------------------------------------------------------------------------
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "frame"
+
+
+def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, *, max_disp: float | None = None,
+                     edge_threshold: float = 1.0, band_radius: int = 3, tolerance: float = 1.0) -> np.ndarray:
+    """BGR picture of the edge band (yellow) and its flying pixels (red) over the dimmed left image."""
+    pred = M.resize_disparity(pred, gt.shape)
+    band, flying = M.bleeding_map(pred, gt, valid=M.valid_mask(gt, max_disp=max_disp), radius=band_radius,
+                                  edge_threshold=edge_threshold, tolerance=tolerance)
+    if left is None:
+        base = np.zeros((*gt.shape, 3), np.uint8)
+    else:
+        base = left
+        if left.shape[:2] != gt.shape:
+            base = cv2.resize(left, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_AREA)
+        base = (base.astype(np.float32) * 0.4).astype(np.uint8)
+    base[band] = (0, 200, 255)
+    base[flying] = (0, 0, 255)
+    return base
+
+
+def frame_pictures(pred: DensePrediction | np.ndarray, gt: np.ndarray, left: np.ndarray | None = None, *,
+                   max_disp: float | None = None, uncertainty: np.ndarray | None = None,
+                   **options: Any) -> dict[str, np.ndarray]:
+    """Colored BGR pictures of one frame at ground-truth resolution: disparity, gt, error, uncertainty, bleeding.
+
+    `options`: edge_threshold, band_radius, tolerance (as `metrics.compute_metrics`; see_radius is ignored).
+    """
+    options = {k: v for k, v in options.items() if k != "see_radius"}
+    disp = pred.disparity if isinstance(pred, DensePrediction) else np.asarray(pred, np.float32)
+    if uncertainty is None and isinstance(pred, DensePrediction) and np.any(pred.uncertainty):
+        uncertainty = pred.uncertainty
+    disp = M.resize_disparity(disp, gt.shape)
+    valid = M.valid_mask(gt, max_disp=max_disp)
+    vmax = float(np.percentile(gt[valid], 99.5)) if valid.any() else None
+    pics = {
+        "disparity": viz.colorize_disparity(disp, vmin=0.0, vmax=vmax),
+        "gt": viz.colorize_disparity(np.where(valid, gt, np.nan), vmin=0.0, vmax=vmax),
+        "error": viz.colorize_error(np.abs(disp - gt), vmax=3.0, valid=valid),
+        "bleeding": bleeding_picture(disp, gt, left, max_disp=max_disp, **options),
+    }
+    if uncertainty is not None:
+        u = np.asarray(uncertainty, np.float32)
+        if u.shape != gt.shape:
+            u = cv2.resize(u, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+        pics["uncertainty"] = viz.colorize_uncertainty(u)
+    return pics
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"could not write {path}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation loop
+# ----------------------------------------------------------------------------------------------------
+
+
+def _frame_count(frames: Any) -> int | None:
+    try:
+        return len(frames)
+    except TypeError:
+        return None
+
+
+def _iterate(frames: Any) -> Iterable[Mapping[str, Any]]:
+    # Datasets with __getitem__/__len__ but no __iter__ iterate via the index protocol anyway; being explicit
+    # avoids relying on IndexError to stop.
+    n = _frame_count(frames)
+    if n is not None and hasattr(frames, "__getitem__") and not isinstance(frames, Mapping):
+        return (frames[i] for i in range(n))
+    return iter(frames)
+
+
+def evaluate(
+    model_or_predictor: SMDNet | Predictor,
+    frames: Iterable[Mapping[str, Any]],
+    *,
+    scale: float = 1.0,
+    input_scale: float = 1.0,
+    out_dir: str | Path | None = None,
+    images: int = 8,
+    progress: bool = True,
+    metric_options: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the Predictor over `frames` and score every frame; returns the report (also written when `out_dir`).
+
+    frames: iterable (or dataset) of dicts with "left", "right" (H, W, 3) uint8 BGR, "disp_left" (H, W) float32
+        ground truth in pixels of those images (0 = invalid) and optionally "name".
+    scale: output grid relative to the images (the head is queried on (H, W) * scale; scored at (H, W)).
+    input_scale: resize the images by this before the network (SMD-Nets runs UnrealStereo4K at 0.25).
+    out_dir: write report.json, images/ for the first `images` frames and overview.png there.
+    metric_options: keyword arguments of `metrics.compute_metrics` (edge_threshold, see_radius, band_radius,
+        tolerance).
+    extra: entries copied into the report (e.g. checkpoint path, data spec).
+    """
+    from tqdm import tqdm
+
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    if not (math.isfinite(input_scale) and input_scale > 0):
+        raise ValueError(f"input_scale must be a positive number, got {input_scale}")
+    if images < 0:
+        raise ValueError(f"images must be >= 0, got {images}")
+    if isinstance(model_or_predictor, Predictor):
+        predictor = model_or_predictor
+    elif isinstance(model_or_predictor, SMDNet):
+        predictor = Predictor(model_or_predictor)
+    else:
+        raise TypeError(f"evaluate needs an SMDNet or a Predictor, got {type(model_or_predictor).__name__}")
+    config = predictor.model.config
+    options = dict(metric_options or {})
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and images:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+
+    per_frame: list[dict[str, Any]] = []
+    sheet_rows: list[list[np.ndarray]] = []
+    bar = tqdm(_iterate(frames), total=_frame_count(frames), desc="eval", unit="frame", disable=not progress)
+    for index, frame in enumerate(bar):
+        name = str(frame.get("name", f"frame_{index:06d}"))
+        if "disp_left" not in frame or frame["disp_left"] is None:
+            raise ValueError(f"frame {name!r} has no ground truth (disp_left); cannot evaluate it")
+        gt = np.asarray(frame["disp_left"], dtype=np.float32)
+        left = frame["left"]
+        if gt.shape != tuple(left.shape[:2]):
+            raise ValueError(f"frame {name!r}: ground truth {gt.shape} and image {left.shape[:2]} differ in size")
+        t0 = time.perf_counter()
+        pred = predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
+        elapsed = time.perf_counter() - t0
+        # The model cannot output more than max_disp network pixels = max_disp / input_scale image pixels.
+        max_gt = config.max_disp / input_scale
+        row = {"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options), "time_s": elapsed,
+               "encode_s": pred.timings.get("encode_s", math.nan), "query_s": pred.timings.get("query_s", math.nan)}
+        per_frame.append(row)
+        bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in per_frame):.2f}",
+                        bleed=f"{_nanmean(f['bleeding'] for f in per_frame):.1f}%")
+        if out is not None and index < images:
+            pics = frame_pictures(pred, gt, left, max_disp=max_gt, **options)
+            stem = f"{index:04d}_{_safe_name(name)}"
+            for kind, img in pics.items():
+                _write_png(out / "images" / f"{stem}_{kind}.png", img)
+            tiles = [viz.label(left, name), viz.label(pics["gt"], "ground truth"),
+                     viz.label(pics["disparity"], f"EPE {row['epe']:.2f}"),
+                     viz.label(pics["error"], f"bad-3 {row['bad3']:.1f}%"),
+                     viz.label(pics["bleeding"], f"bleeding {row['bleeding']:.1f}%")]
+            if "uncertainty" in pics:
+                tiles.append(viz.label(pics["uncertainty"], "uncertainty"))
+            sheet_rows.append(tiles)
+    bar.close()
+    if not per_frame:
+        raise ValueError("no frames to evaluate")
+
+    report: dict[str, Any] = {
+        **dict(extra or {}),
+        "model_config": to_dict(config),
+        "scale": scale,
+        "input_scale": input_scale,
+        "device": str(predictor.device),
+        "metric_options": {"edge_threshold": 1.0, "see_radius": 1, "band_radius": 3, "tolerance": 1.0, **options},
+        **summarize(per_frame),
+        "per_frame": per_frame,
+    }
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
+        if sheet_rows:
+            cols = max(len(r) for r in sheet_rows)
+            tiles = [t for r in sheet_rows for t in (r + [np.zeros_like(r[0])] * (cols - len(r)))]
+            _write_png(out / "overview.png", viz.contact_sheet(tiles, cols=cols, width=320))
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_summary(report: Mapping[str, Any]) -> str:
+    """A short human-readable table of a report's frame-mean metrics and timing."""
+    m = report["metrics"]
+    t = report.get("timing", {})
+    cells = [("EPE", f"{m['epe']:.3f}"), ("bad-1 %", f"{m['bad1']:.2f}"), ("bad-2 %", f"{m['bad2']:.2f}"),
+             ("bad-3 %", f"{m['bad3']:.2f}"), ("SEE", f"{m['see']:.3f}"), ("bleeding %", f"{m['bleeding']:.2f}"),
+             ("density %", f"{m['density']:.1f}"), ("s/frame", f"{t.get('mean_s', math.nan):.3f}")]
+    widths = [max(len(a), len(b)) for a, b in cells]
+    head = "  ".join(a.rjust(w) for (a, _), w in zip(cells, widths, strict=True))
+    body = "  ".join(b.rjust(w) for (_, b), w in zip(cells, widths, strict=True))
+    return f"{report['frames']} frames\n{head}\n{body}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None,
+                        help="published SMD-Nets or smd_ros checkpoint (default: bundled)")
+    parser.add_argument("--data", default=f"synthetic:{HELD_OUT_SEED}:50",
+                        help="synthetic:SEED:N | LIST.txt | CONFIG.yaml | KIND:ROOT (default: %(default)s)")
+    parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="DataConfig override, e.g. height=240 (repeatable)")
+    parser.add_argument("--scale", type=float, default=1.0, help="output grid / image size (scored at GT size)")
+    parser.add_argument("--input-scale", type=float, default=1.0, help="resize the images before the network")
+    parser.add_argument("--out", default=None, help="write report.json, images/ and overview.png here")
+    parser.add_argument("--images", type=int, default=8, help="frames to draw pictures of (with --out)")
+    parser.add_argument("--backbone", default=None, help="psmnet|hsmnet for published checkpoints (default: inferred)")
+    parser.add_argument("--output", dest="output_repr", default=None,
+                        help="standard|unimodal|bimodal (default: inferred)")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
+    parser.add_argument("--chunk-points", type=int, default=None,
+                        help="query points per chunk (default: 16384 on CPU, 200000 on CUDA)")
+    parser.add_argument("--edge-threshold", type=float, default=1.0, help="GT jump (px) that makes a depth edge")
+    parser.add_argument("--band-radius", type=int, default=3, help="edge band radius (px) for the bleeding rate")
+    parser.add_argument("--tolerance", type=float, default=1.0, help="bleeding: distance (px) to either side")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from smd_core.model.network import load_model
+    from smd_core.predict import default_checkpoint, resolve_device
+
+    device = resolve_device(args.device)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
+    # Small chunks keep the head's activations in CPU caches; on CUDA large chunks keep the GPU busy.
+    chunk = args.chunk_points or (200_000 if device.type == "cuda" else 16_384)
+    predictor = Predictor(model, device=device, chunk_points=chunk)
+    frames = load_frames(args.data, args.data_option)
+    with torch.inference_mode():
+        report = evaluate(
+            predictor, frames, scale=args.scale, input_scale=args.input_scale, out_dir=args.out, images=args.images,
+            progress=not args.no_progress,
+            metric_options={"edge_threshold": args.edge_threshold, "band_radius": args.band_radius,
+                            "tolerance": args.tolerance},
+            extra={"checkpoint": str(checkpoint), "data": args.data, "data_options": list(args.data_option)},
+        )
+    print(format_summary(report))
+    if args.out:
+        print(f"report: {Path(args.out) / 'report.json'}")
+    return 0

@@ -1,0 +1,219 @@
+"""`smd eval` and `evaluate()`: data specs, scoring at ground-truth resolution, reports and pictures, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smd_core import ModelConfig, Predictor, build_model, save_checkpoint
+from smd_core.evaluate import evaluate, format_summary, load_frames, parse_data_spec, score_frame, summarize
+from smd_core.inference import DensePrediction
+
+TINY = ModelConfig(backbone="light", output="bimodal", max_disp=32, head_widths=(8,),
+                   backbone_options={"widths": [8, 16], "agg_widths": [8, 8, 8], "image_features": [4, 4],
+                                     "cost_channels": 4})
+SMALL = ["height=64", "width=96", "max_disparity=16"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny tensors: threading buys nothing and, on a busy machine, costs OpenMP barrier waits.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(TINY).eval()
+
+
+class OraclePredictor(Predictor):
+    """Returns the ground truth (looked up by the left image) times `factor`, at the requested output size."""
+
+    def __init__(self, model: torch.nn.Module, frames: list[dict], factor: float = 1.0) -> None:
+        super().__init__(model)
+        self.lookup = {f["left"].tobytes(): f["disp_left"] for f in frames}
+        self.factor = factor
+
+    def predict(self, left_bgr, right_bgr, *, output_size=None, scale=None, input_scale=1.0) -> DensePrediction:
+        gt = self.lookup[left_bgr.tobytes()] * self.factor
+        h, w = gt.shape
+        if scale is not None and scale != 1.0:
+            import cv2
+
+            gt = cv2.resize(gt, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_NEAREST_EXACT) * scale
+        return DensePrediction(disparity=gt.astype(np.float32), uncertainty=np.ones_like(gt, np.float32),
+                               disparity_scale=1.0, timings={"encode_s": 0.0, "query_s": 0.0, "total_s": 0.0})
+
+
+def frames_small(n: int = 2) -> list[dict]:
+    return [load_frames(f"synthetic:1000:{n}", SMALL).frame(i) for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------- data specs
+
+
+def test_parse_synthetic_and_kinds(tmp_path: Path) -> None:
+    cfg = parse_data_spec("synthetic:7:3", ["height=32", "width=64"])
+    assert (cfg.kind, cfg.seed, cfg.num_samples, cfg.height, cfg.width) == ("synthetic", 7, 3, 32, 64)
+    assert parse_data_spec("kitti2015:/data/kitti").root == "/data/kitti"
+    lst = tmp_path / "val.txt"
+    lst.write_text("")
+    assert parse_data_spec(str(lst)).split == str(lst)
+    assert parse_data_spec(f"list:{lst}").kind == "list"
+    for bad in ("synthetic:1", "synthetic:a:2", "synthetic", "nonsense-without-file"):
+        with pytest.raises(ValueError):
+            parse_data_spec(bad)
+    with pytest.raises(ValueError, match="empty"):
+        parse_data_spec("  ")
+    with pytest.raises(FileNotFoundError):
+        parse_data_spec(str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="num_samples"):
+        parse_data_spec("synthetic:1:0")
+
+
+def test_parse_yaml_sections(tmp_path: Path) -> None:
+    train_cfg = tmp_path / "train.yaml"
+    train_cfg.write_text("data: {kind: synthetic, seed: 0}\nval_data: {kind: synthetic, seed: 5, num_samples: 4}\n")
+    cfg = parse_data_spec(str(train_cfg))
+    assert (cfg.seed, cfg.num_samples) == (5, 4)
+    only_data = tmp_path / "d.yaml"
+    only_data.write_text("data: {kind: synthetic, seed: 3}\nval_data: null\n")
+    assert parse_data_spec(str(only_data)).seed == 3
+    plain = tmp_path / "p.yml"
+    plain.write_text("kind: synthetic\nseed: 9\n")
+    assert parse_data_spec(str(plain), ["num_samples=2"]).num_samples == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        parse_data_spec(str(bad))
+    bad.write_text("data: 3\n")
+    with pytest.raises(ValueError, match="data section"):
+        parse_data_spec(str(bad))
+    with pytest.raises(FileNotFoundError):
+        parse_data_spec(str(tmp_path / "none.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def test_score_frame_resizes_to_gt_and_respects_range() -> None:
+    gt = np.full((4, 8), 6.0, np.float32)
+    gt[0, 0] = 40.0  # beyond a max_disp of 32: not scored
+    half = np.full((2, 4), 3.0, np.float32)  # half-resolution prediction of 6 px -> 3 px in its own grid
+    m = score_frame(half, gt, max_disp=32.0)
+    assert m["epe"] == 0.0 and m["n_gt"] == 31 and m["density"] == 100.0
+    m = score_frame(half + 0.5, gt)  # +0.5 at half width = +1 px at full width; all 32 pixels now
+    assert m["epe"] == pytest.approx((31 * 1.0 + 33.0) / 32)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        score_frame(half, np.zeros((2, 2, 2)))
+
+
+def test_summarize_mean_and_pooled() -> None:
+    a = {"epe": 1.0, "bad1": 10.0, "bad2": 0.0, "bad3": 0.0, "see": 2.0, "bleeding": 50.0, "density": 100.0,
+         "n_valid": 10, "n_gt": 10, "n_edges": 2, "n_band": 4, "n_flying": 2, "time_s": 0.5}
+    b = {"epe": 3.0, "bad1": 40.0, "bad2": 20.0, "bad3": 0.0, "see": math.nan, "bleeding": math.nan,
+         "density": 50.0, "n_valid": 30, "n_gt": 60, "n_edges": 0, "n_band": 0, "n_flying": 0, "time_s": 1.5}
+    s = summarize([a, b])
+    assert s["frames"] == 2
+    assert s["metrics"]["epe"] == 2.0 and s["metrics"]["see"] == 2.0 and s["metrics"]["bleeding"] == 50.0
+    assert s["metrics"]["density"] == 75.0
+    assert s["pooled"]["epe"] == pytest.approx((10 * 1 + 30 * 3) / 40)
+    assert s["pooled"]["bad1"] == pytest.approx((100 + 1200) / 40)
+    assert s["pooled"]["bleeding"] == 50.0 and s["pooled"]["density"] == pytest.approx(100 * 40 / 70)
+    assert s["timing"]["mean_s"] == 1.0 and s["timing"]["fps"] == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        summarize([])
+
+
+# ---------------------------------------------------------------------------------------------- evaluate()
+
+
+def test_evaluate_oracle_is_perfect_and_writes_pictures(tiny_model, tmp_path: Path) -> None:
+    frames = frames_small(2)
+    report = evaluate(OraclePredictor(tiny_model, frames), frames, out_dir=tmp_path, images=1, progress=False)
+    m = report["metrics"]
+    assert m["epe"] == 0.0 and m["bad1"] == 0.0 and m["see"] == 0.0 and m["bleeding"] == 0.0
+    assert m["density"] == 100.0 and report["frames"] == 2 and len(report["per_frame"]) == 2
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["metrics"]["epe"] == 0.0 and saved["model_config"]["backbone"] == "light"
+    names = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert [n.split("_")[-1] for n in names] == ["bleeding.png", "disparity.png", "error.png", "gt.png",
+                                                 "uncertainty.png"]
+    assert names[0].startswith("0000_synthetic_1000_000000")
+    import cv2
+
+    overview = cv2.imread(str(tmp_path / "overview.png"))
+    assert overview is not None and overview.shape[1] == 6 * 320
+
+
+def test_evaluate_lower_output_scale_is_scored_at_gt_size(tiny_model) -> None:
+    frames = frames_small(1)
+    report = evaluate(OraclePredictor(tiny_model, frames), frames, scale=0.5, progress=False)
+    # Nearest-neighbour halving then doubling keeps flat regions exact; only edges can move.
+    assert report["metrics"]["epe"] < 1.0 and report["metrics"]["density"] == 100.0
+    biased = evaluate(OraclePredictor(tiny_model, frames, factor=1.1), frames, progress=False)
+    gt = frames[0]["disp_left"]
+    valid = (gt > 0) & (gt <= 32)
+    assert biased["metrics"]["epe"] == pytest.approx(float(np.mean(0.1 * gt[valid])), rel=1e-5)
+
+
+def test_evaluate_real_model_any_scale(tiny_model, tmp_path: Path) -> None:
+    frames = load_frames("synthetic:1000:1", SMALL)
+    report = evaluate(tiny_model, frames, scale=0.75, progress=False, out_dir=tmp_path, images=0)
+    assert set(report["metrics"]) == {"epe", "bad1", "bad2", "bad3", "see", "bleeding", "density"}
+    assert report["metrics"]["density"] == 100.0 and report["timing"]["mean_s"] > 0
+    assert not (tmp_path / "images").exists() and (tmp_path / "report.json").is_file()
+    # Strict JSON: NaN/inf become null.
+    json.loads((tmp_path / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert "EPE" in format_summary(report)
+
+
+def test_evaluate_errors(tiny_model) -> None:
+    frames = frames_small(1)
+    with pytest.raises(ValueError, match="no ground truth"):
+        evaluate(tiny_model, [{"left": frames[0]["left"], "right": frames[0]["right"], "name": "x"}], progress=False)
+    bad_size = dict(frames[0], disp_left=np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="differ in size"):
+        evaluate(tiny_model, [bad_size], progress=False)
+    with pytest.raises(ValueError, match="no frames"):
+        evaluate(tiny_model, [], progress=False)
+    with pytest.raises(ValueError, match="scale"):
+        evaluate(tiny_model, frames, scale=0.0, progress=False)
+    with pytest.raises(ValueError, match="input_scale"):
+        evaluate(tiny_model, frames, input_scale=float("nan"), progress=False)
+    with pytest.raises(ValueError, match="images"):
+        evaluate(tiny_model, frames, images=-1, progress=False)
+    with pytest.raises(TypeError, match="SMDNet or a Predictor"):
+        evaluate(object(), frames, progress=False)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_on_a_list_dataset(tiny_model, tmp_path: Path, capsys) -> None:
+    from smd_core.cli import main
+    from smd_core.data.synthetic import write_dataset
+
+    ckpt = save_checkpoint(tmp_path / "tiny.pth", tiny_model)
+    lst = write_dataset(tmp_path / "set", 1, seed=1000, height=64, width=96, max_disparity=16.0, progress=False,
+                        preview=0)
+    out = tmp_path / "eval"
+    rc = main(["eval", "--checkpoint", str(ckpt), "--data", str(lst), "--out", str(out), "--device", "cpu",
+               "--no-progress", "--images", "1", "--band-radius", "2"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 1 and report["checkpoint"] == str(ckpt) and report["data"] == str(lst)
+    assert report["metric_options"]["band_radius"] == 2
+    assert (out / "overview.png").is_file()
+    printed = capsys.readouterr().out
+    assert "bleeding %" in printed and "report.json" in printed
