@@ -1,6 +1,6 @@
 """`smd eval`: score a checkpoint on a dataset; EPE, bad-1/2/3, SEE, bleeding rate, density, time per frame.
 
-    smd eval --checkpoint CKPT --data synthetic:1000:50 [--scale S] [--input-scale S] [--out DIR]
+    smd eval --checkpoint CKPT --data synthetic:9000:50 [--scale S] [--input-scale S] [--out DIR]
     smd eval --checkpoint CKPT --data list:/data/val.txt            (or just /data/val.txt)
     smd eval --checkpoint CKPT --data kitti2015:/data/kitti --data-option limit=20
     smd eval --checkpoint CKPT --data configs/light_synthetic.yaml  (its val_data, else its data section)
@@ -8,8 +8,10 @@
 `--data` forms: `synthetic:SEED:N` (N procedural frames `render_scene((SEED, i))`, 640x480, disparity
 up to 64 px unless `--data-option height=... width=... max_disparity=...` says otherwise), a list file
 (`left right disp_left [disp_right]`), a YAML file, or `KIND:ROOT` for the other `DataConfig` kinds.
-Held-out synthetic sets: training uses `data.seed` (0 by default) and so scenes `(0, i)`; any other seed
-gives scenes never seen in training. The project's held-out set is `synthetic:1000:50`.
+Held-out synthetic sets: scene i of seed S is `render_scene((S, i))`, both for `smd synth --seed S` and for
+`DataConfig(kind="synthetic", seed=S)`, so a seed that training never used gives scenes it never saw. The
+light model trains on `smd synth --seed 1000` (scenes (1000, i)); the project's held-out set is
+`synthetic:9000:50` (the default of `--data`).
 
 Resolution. Frames are scored at their ground truth's resolution. The network sees the images resized by
 `--input-scale`; the head is queried on a grid `--scale` times the image size. When that grid differs from
@@ -49,7 +51,7 @@ from smd_core.inference import DensePrediction, Predictor
 from smd_core.model.network import SMDNet
 
 METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
-HELD_OUT_SEED = 1000
+HELD_OUT_SEED = 9000
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -56,10 +56,22 @@ class OraclePredictor(Predictor):
 
 
 def frames_small(n: int = 2) -> list[dict]:
-    return [load_frames(f"synthetic:1000:{n}", SMALL).frame(i) for i in range(n)]
+    return [load_frames(f"synthetic:9000:{n}", SMALL).frame(i) for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------- data specs
+
+
+def test_default_data_is_held_out() -> None:
+    import argparse
+
+    from smd_core.evaluate import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    spec = parser.parse_args([]).data
+    # The light model trains on `smd synth --seed 1000` (configs/light_synthetic.yaml): never evaluate on it.
+    assert spec == "synthetic:9000:50" and parse_data_spec(spec).seed != 1000
 
 
 def test_parse_synthetic_and_kinds(tmp_path: Path) -> None:
@@ -149,7 +161,7 @@ def test_evaluate_oracle_is_perfect_and_writes_pictures(tiny_model, tmp_path: Pa
     names = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert [n.split("_")[-1] for n in names] == ["bleeding.png", "disparity.png", "error.png", "gt.png",
                                                  "uncertainty.png"]
-    assert names[0].startswith("0000_synthetic_1000_000000")
+    assert names[0].startswith("0000_synthetic_9000_000000")
     import cv2
 
     overview = cv2.imread(str(tmp_path / "overview.png"))
@@ -168,7 +180,7 @@ def test_evaluate_lower_output_scale_is_scored_at_gt_size(tiny_model) -> None:
 
 
 def test_evaluate_real_model_any_scale(tiny_model, tmp_path: Path) -> None:
-    frames = load_frames("synthetic:1000:1", SMALL)
+    frames = load_frames("synthetic:9000:1", SMALL)
     report = evaluate(tiny_model, frames, scale=0.75, progress=False, out_dir=tmp_path, images=0)
     assert set(report["metrics"]) == {"epe", "bad1", "bad2", "bad3", "see", "bleeding", "density"}
     assert report["metrics"]["density"] == 100.0 and report["timing"]["mean_s"] > 0
@@ -205,7 +217,7 @@ def test_cli_on_a_list_dataset(tiny_model, tmp_path: Path, capsys) -> None:
     from smd_core.data.synthetic import write_dataset
 
     ckpt = save_checkpoint(tmp_path / "tiny.pth", tiny_model)
-    lst = write_dataset(tmp_path / "set", 1, seed=1000, height=64, width=96, max_disparity=16.0, progress=False,
+    lst = write_dataset(tmp_path / "set", 1, seed=9000, height=64, width=96, max_disparity=16.0, progress=False,
                         preview=0)
     out = tmp_path / "eval"
     rc = main(["eval", "--checkpoint", str(ckpt), "--data", str(lst), "--out", str(out), "--device", "cpu",
