@@ -76,7 +76,8 @@ def epe(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> fl
     return _mean(np.abs(p[mask] - g[mask]))
 
 
-def bad_pixel_rate(pred: np.ndarray, gt: np.ndarray, threshold: float, valid: np.ndarray | None = None) -> float:
+def bad_pixel_rate(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, *,
+                   threshold: float = 3.0) -> float:
     """Percentage of valid pixels with |pred - gt| > threshold px (NaN if none)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")

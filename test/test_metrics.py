@@ -22,12 +22,13 @@ def test_epe_and_bad_by_hand() -> None:
     gt = np.array([[1.0, 2.0], [3.0, 0.0]], np.float32)
     pred = np.array([[1.5, 4.5], [3.0, 99.0]], np.float32)  # errors 0.5, 2.5, 0 (last pixel has no gt)
     assert M.epe(pred, gt) == pytest.approx(1.0)
-    assert M.bad_pixel_rate(pred, gt, 0.4) == pytest.approx(200 / 3)
-    assert M.bad_pixel_rate(pred, gt, 2.0) == pytest.approx(100 / 3)
-    assert M.bad_pixel_rate(pred, gt, 3.0) == 0.0
+    assert M.bad_pixel_rate(pred, gt, threshold=0.4) == pytest.approx(200 / 3)
+    assert M.bad_pixel_rate(pred, gt, threshold=2.0) == pytest.approx(100 / 3)
+    assert M.bad_pixel_rate(pred, gt) == 0.0  # default threshold 3 px
     # An extra mask narrows the evaluated pixels.
     only_first = np.array([[True, False], [False, False]])
     assert M.epe(pred, gt, valid=only_first) == pytest.approx(0.5)
+    assert M.bad_pixel_rate(pred, gt, only_first, threshold=0.4) == 100.0
 
 
 def test_invalid_predictions_and_density() -> None:
@@ -43,7 +44,7 @@ def test_empty_masks_give_nan() -> None:
     gt = np.zeros((3, 3), np.float32)
     pred = np.ones((3, 3), np.float32)
     assert math.isnan(M.epe(pred, gt))
-    assert math.isnan(M.bad_pixel_rate(pred, gt, 1.0))
+    assert math.isnan(M.bad_pixel_rate(pred, gt, threshold=1.0))
     assert math.isnan(M.density(pred, gt))
     assert math.isnan(M.soft_edge_error(pred, gt))
     assert math.isnan(M.bleeding_rate(pred, gt))
@@ -127,7 +128,7 @@ def test_compute_metrics_matches_single_functions() -> None:
     m = M.compute_metrics(pred, gt)
     assert m["epe"] == pytest.approx(M.epe(pred, gt))
     for t in (1, 2, 3):
-        assert m[f"bad{t}"] == pytest.approx(M.bad_pixel_rate(pred, gt, t))
+        assert m[f"bad{t}"] == pytest.approx(M.bad_pixel_rate(pred, gt, threshold=t))
     assert m["see"] == pytest.approx(M.soft_edge_error(pred, gt))
     assert m["bleeding"] == pytest.approx(M.bleeding_rate(pred, gt))
     assert m["density"] == pytest.approx(M.density(pred, gt))
@@ -161,7 +162,7 @@ def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="valid mask shape"):
         M.epe(a, a, valid=np.ones((3, 3), bool))
     with pytest.raises(ValueError, match="threshold"):
-        M.bad_pixel_rate(a, a, -1)
+        M.bad_pixel_rate(a, a, threshold=-1)
     with pytest.raises(ValueError, match="threshold"):
         M.depth_edges(a, threshold=float("nan"))
     with pytest.raises(ValueError, match="radius"):
