@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import shutil
+import struct
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from typing import Any
 import cv2
 import numpy as np
 import yaml
+from rosbags.serde import SerdeError
 from tqdm import tqdm
 
 from smd_core.data import bag_messages as bm
@@ -60,6 +62,8 @@ NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "chec
 MAX_VERTICAL_OFFSET_PX = 1.0
 RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
 MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
+# A message whose bytes are garbage (bit rot, a bad disk block inside an otherwise readable file).
+CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, UnicodeDecodeError)
 
 
 class DatasetExistsError(BagError):
@@ -174,6 +178,7 @@ class ConversionReport:
     written: int = 0
     reused: int = 0
     incomplete: int = 0
+    corrupt: dict[str, str] = dataclasses.field(default_factory=dict)  # frame id -> why it was skipped
     dropped: Counter = dataclasses.field(default_factory=Counter)
     bags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -191,7 +196,8 @@ class ConversionReport:
                 lines.append(f"    DAMAGED: {bag['damaged']['message']}")
         lines.append(f"dataset {self.out}: {self.frames} frames (train {self.train}, val {self.val}); "
                      f"written now {self.written}, already there {self.reused}"
-                     + (f", incomplete {self.incomplete}" if self.incomplete else ""))
+                     + (f", incomplete {self.incomplete}" if self.incomplete else "")
+                     + (f", skipped as corrupt {len(self.corrupt)}" if self.corrupt else ""))
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -645,8 +651,8 @@ def convert(
             info["damaged"] = {
                 "reason": scan.damage.reason, "messages_read": scan.damage.messages_read,
                 "last_log_time_ns": last, "seconds_read": seconds,
-                "message": (f"damaged ({scan.damage.reason}); readable up to {seconds:.2f} s into the recording "
-                            f"({scan.damage.messages_read} messages on the converted topics)"),
+                "message": (f"recording is damaged ({scan.damage.reason}); readable up to {seconds:.2f} s into the "
+                            f"recording ({scan.damage.messages_read} messages on the converted topics)"),
             }
         bag_info.append(info)
         report.dropped.update(result.dropped)
@@ -697,6 +703,7 @@ def convert(
     bar = tqdm(total=len(frames), initial=report.reused, desc="convert", unit="frame",
                disable=not options.progress)
     since_manifest = 0
+    corrupt: dict[int, str] = {}
 
     def save_manifest(status: str) -> None:
         _write_json(out / MANIFEST, _manifest(options, fingerprint, identity, report, calib, frames, created, status))
@@ -706,7 +713,7 @@ def convert(
             bag_todo = [f for f in todo if f.pair.bag == scan.index]
             if not bag_todo:
                 continue
-            for frame, parts in _collect(scan, bag_todo, options):
+            for frame, parts in _collect(scan, bag_todo, options, corrupt):
                 if parts is None:
                     continue  # cut off by damage; counted below
                 writer.write(frame, parts, _where(scan, frame))
@@ -735,8 +742,11 @@ def convert(
                 f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
                 "topics carry raw images, or check that left and right are a rectified pair"
             )
+    for index, why in sorted(corrupt.items()):
+        report.corrupt[frames[index].name] = why
+        report.warnings.append(f"skipped frame {frames[index].name}: {why}")
     done = [f for f in frames if f.done(out, options)]
-    report.incomplete = len(frames) - len(done)
+    report.incomplete = len(frames) - len(done) - len(corrupt)
     _write_lists(out, done, options)
     _write_preview(out, done, options)
     damaged = [b for b in bag_info if b.get("damaged")]
@@ -753,9 +763,10 @@ def convert(
     return report
 
 
-def _collect(scan: BagScan, frames: list[_Frame], options: Bag2DatasetOptions):  # noqa: ANN202
+def _collect(scan: BagScan, frames: list[_Frame], options: Bag2DatasetOptions, corrupt: dict[int, str]):  # noqa: ANN202
     """Pass 2 over one bag: yields (frame, {"left": msg, "right": msg[, "gt": msg]}) as frames complete,
-    in recording order, and (frame, None) for frames the damaged end of the recording cut off."""
+    in recording order, and (frame, None) for frames the damaged end of the recording cut off or whose
+    message does not deserialize (those are added to `corrupt`: frame index -> why)."""
     roles = {"left": options.left_image, "right": options.right_image}
     if options.gt_topic:
         roles["gt"] = options.gt_topic
@@ -774,8 +785,16 @@ def _collect(scan: BagScan, frames: list[_Frame], options: Bag2DatasetOptions): 
             targets = wanted.pop((role, stamp), None)
             if not targets:
                 continue
-            decoded = bm.deserialize(bytes(msg.data), msg.msgtype)
+            try:
+                decoded = bm.deserialize(bytes(msg.data), msg.msgtype)
+            except CORRUPT_MESSAGE_ERRORS as err:
+                for f in targets:
+                    corrupt[f.index] = f"{msg.topic} message at stamp {stamp} does not deserialize ({err})"
+                    pending.pop(f.index, None)
+                continue
             for f in targets:
+                if f.index in corrupt:
+                    continue
                 parts = pending.setdefault(f.index, {})
                 parts[role] = decoded
                 if len(parts) == len(roles):
@@ -833,7 +852,7 @@ def _manifest(
         "bags": report.bags,
         "calibration": calib.to_yaml_dict(),
         "counts": {"frames": report.frames, "train": report.train, "val": report.val,
-                   "incomplete": report.incomplete, "dropped": dict(report.dropped)},
+                   "incomplete": report.incomplete, "corrupt": report.corrupt, "dropped": dict(report.dropped)},
         "warnings": report.warnings,
         "frames": [f.to_json(options) for f in frames],
     }

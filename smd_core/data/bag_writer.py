@@ -138,18 +138,21 @@ class StereoBagWriter:
 
     def write(self, topic: str, msg: Any, log_time_ns: int | None = None) -> None:
         """Serialize and write `msg`; the log (receive) time defaults to its header stamp."""
+        if log_time_ns is None:
+            log_time_ns = bm.stamp_to_ns(msg.header.stamp)
+        self.write_raw(topic, msg.__msgtype__, bm.serialize(msg), log_time_ns)
+
+    def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
+        """Write already-serialized CDR bytes of type `msgtype` (e.g. to reproduce a corrupt message)."""
         if self._writer is None:
             raise RuntimeError("StereoBagWriter is not open (use it as a context manager)")
-        msgtype = msg.__msgtype__
         known = self._topic_types.get(topic)
         if known is not None and known != msgtype:
             raise ValueError(f"topic {topic} already carries {known}, cannot also write {msgtype}")
         if topic not in self._connections:
             self._topic_types[topic] = msgtype
             self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=bm.TYPESTORE)
-        if log_time_ns is None:
-            log_time_ns = bm.stamp_to_ns(msg.header.stamp)
-        self._writer.write(self._connections[topic], int(log_time_ns), bm.serialize(msg))
+        self._writer.write(self._connections[topic], int(log_time_ns), data)
 
     def split(self) -> None:
         """Close the current storage file and continue in a new one."""
