@@ -24,6 +24,12 @@ Outputs (with `--out DIR`): `DIR/report.json` (settings, summary, per-frame metr
 the first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty,
 flying pixels) plus `DIR/overview.png`, a contact sheet with one row per frame.
 
+Python API (the demo scores the node's outputs with the same code):
+    report = evaluate(model_or_predictor, frames, scale=1.0, out_dir=None)   # runs the Predictor
+    row = score_frame(pred_disparity, gt, max_disp=...)   # one prediction, any resolution -> metrics dict
+    summary = summarize(rows)                            # frame means, pooled values, timing
+    pictures = frame_pictures(pred_or_dense_prediction, gt, left)   # name -> BGR image
+
 Summary statistics: `metrics` is the mean over frames of each frame's value (SMD-Nets' convention; frames
 where a metric is undefined, e.g. no edges, are skipped); `pooled` weighs every pixel equally instead.
 """

@@ -209,6 +209,21 @@ def test_evaluate_errors(tiny_model) -> None:
         evaluate(object(), frames, progress=False)  # type: ignore[arg-type]
 
 
+def test_frame_pictures_plain_arrays() -> None:
+    from smd_core.evaluate import frame_pictures
+
+    gt = np.full((8, 12), 4.0, np.float32)
+    gt[:, 6:] = 9.0
+    pics = frame_pictures(np.full((4, 6), 3.0, np.float32), gt)  # half resolution, no image, no uncertainty
+    assert sorted(pics) == ["bleeding", "disparity", "error", "gt"]
+    assert all(p.shape == (8, 12, 3) and p.dtype == np.uint8 for p in pics.values())
+    # Flying pixels (6 px at full resolution: neither 4 nor 9) are drawn red in the band.
+    assert (pics["bleeding"][:, 5] == (0, 0, 255)).all()
+    pics = frame_pictures(gt, gt, np.zeros((8, 12, 3), np.uint8), uncertainty=np.ones((4, 6), np.float32),
+                          see_radius=1, band_radius=1)
+    assert pics["uncertainty"].shape == (8, 12, 3) and not (pics["bleeding"] == (0, 0, 255)).all(-1).any()
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
