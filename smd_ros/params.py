@@ -88,8 +88,8 @@ class NodeConfig:
                           lo=0.0, hi=10.0)
     queue_size: int = _p(5, "Messages kept per input while waiting for a synchronized set.", RESTART,
                          lo=1, hi=100)
-    sensor_data_qos: bool = _p(True, "Subscribe with the sensor-data QoS (best effort, REP 2003); false: the "
-                               "system default QoS (reliable).", RESTART)
+    sensor_data_qos: bool = _p(True, "Subscribe with the sensor-data QoS (best effort, REP 2003); false: ROS's "
+                               "default QoS (reliable, keep last 10).", RESTART)
     # Reporting: live.
     report_period: float = _p(5.0, "Seconds between latency/rate/drop log lines and /diagnostics messages.", LIVE,
                               lo=0.1, hi=3600.0)

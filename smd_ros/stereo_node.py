@@ -29,7 +29,7 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data, qos_profile_system_default
+from rclpy.qos import qos_profile_default, qos_profile_sensor_data, qos_profile_system_default
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
@@ -168,7 +168,10 @@ class StereoNode(Node):
         self._last_counts: dict[str, int] = {}
         self.predictor, self.model_max_disp = self._load_model()
 
-        sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_system_default
+        # sensor_data_qos:=false means ROS's default profile (reliable, keep last 10), the one most publishers use.
+        # Not the RMW's "system default": for a Fast DDS reader that is best effort, which would make the switch
+        # a no-op.
+        sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_default
         pub_qos = qos_profile_system_default
         self.pub_disparity = self.create_publisher(DisparityImage, "disparity", pub_qos)
         self.pub_disparity_image = self.create_publisher(Image, "disparity_image", pub_qos)
@@ -203,7 +206,7 @@ class StereoNode(Node):
         self.timer = self.create_timer(0.5, self._on_timer)
         sync = f"approximate (slop {self.config.sync_slop} s)" if self.config.approximate_sync else "exact"
         log.info(f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
-                 f"({'sensor-data' if self.config.sensor_data_qos else 'system-default'} QoS, {sync} sync, "
+                 f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
                  f"queue {self.config.queue_size}); libraries: {BACKENDS}")
 
     # ---------------------------------------------------------------------------------------------- start-up

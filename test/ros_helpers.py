@@ -104,11 +104,13 @@ def node_env(ros_env: dict[str, str], log_dir: Path) -> dict[str, str]:
 class NodeProcess:
     """`python -m smd_ros.stereo_node` as a child process, its output in a log file."""
 
-    def __init__(self, params: dict[str, Any], ros_env: dict[str, str], log_dir: Path, name: str = "node") -> None:
+    def __init__(self, params: dict[str, Any], ros_env: dict[str, str], log_dir: Path, name: str = "node",
+                 namespace: str = "") -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(node_command(params), env=node_env(ros_env, log_dir), stdout=self._log,
+        extra = ["-r", f"__ns:=/{namespace}"] if namespace else []
+        self.proc = subprocess.Popen(node_command(params, extra), env=node_env(ros_env, log_dir), stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=REPO)
 
     def log(self) -> str:

@@ -126,6 +126,16 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     assert np.isnan(got[~valid]).all()
     np.testing.assert_array_equal(pts["rgb"], pack_rgb(frame.left))
 
+    # The disparity is the mode with the highest density pi / sigma, never the mixture mean.
+    mode = np.where(pred.pi0 / pred.sigma0 > pred.pi1 / pred.sigma1, pred.mu0, pred.mu1)
+    np.testing.assert_allclose(disp[valid], mode[valid], rtol=1e-4, atol=1e-3)
+
+    # Inputs use the sensor-data QoS (best effort), passed explicitly to message_filters.Subscriber.
+    from rclpy.qos import ReliabilityPolicy
+
+    infos = stereo[1].node.get_subscriptions_info_by_topic("/left/image_rect")
+    assert infos and all(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
+
     log = node.log()
     assert "device cpu" in log and "backbone psmnet" in log and str(PARITY_CHECKPOINT) in log
     assert f"first frame: images {W}x{H}" in log and f"outputs {W}x{H}" in log
@@ -158,14 +168,17 @@ def test_runtime_parameters(stereo, frame):
     np.testing.assert_allclose(depth[ok], FX * 1.5 * BASELINE / disp[ok], rtol=1e-5)
 
     # An uncertainty threshold below every pixel's empties the cloud and the depth, not the disparity.
-    results = harness.set_parameters("/stereo_node", {"max_uncertainty": 1e-3})
-    assert results[0].successful
+    # A half-size network input keeps the output grid (images x output_scale).
+    results = harness.set_parameters("/stereo_node", {"max_uncertainty": 1e-3, "input_scale": 0.5})
+    assert all(r.successful for r in results)
     t, out = run_frame(stereo, frame, ("disparity", "points2", "depth"))
     assert out["points2"].width == 0 and np.isnan(as_array(out["depth"])).all()
+    assert as_array(out["disparity"].image).shape == (h2, w2)
     assert (as_array(out["disparity"].image) > 0).mean() > 0.99
 
     results = harness.set_parameters("/stereo_node", {"output_scale": 1.0, "organized_cloud": True,
-                                                      "publish_depth": False, "max_uncertainty": 0.0})
+                                                      "publish_depth": False, "max_uncertainty": 0.0,
+                                                      "input_scale": 1.0})
     assert all(r.successful for r in results)
     assert "parameters changed" in node.log() and "parameter change refused" in node.log()
 
@@ -243,6 +256,16 @@ def test_bad_input_is_skipped_and_the_next_good_frame_published(stereo, frame, c
     assert log_text in node.log()
 
 
+def test_clock_jump_back_starts_over(stereo, frame):
+    """A stamp far in the past (a looping bag, a restarted simulation) is a new start, not an old frame."""
+    node, harness = stereo
+    t_back = max(harness.stamps()) - 30.0
+    harness.publish(*good_set(frame, t_back))
+    harness.wait_outputs(t_back, timeout=90, node=node)
+    assert "time jumped back" in node.log()
+    run_frame(stereo, frame)  # and later stamps still work
+
+
 # ------------------------------------------------------------------------------------------------ real time
 
 
@@ -276,6 +299,31 @@ def test_30hz_input_with_slow_model_drops_stale_sets(stereo, frame):
     assert int(counters["queued"]) <= 1
     assert int(counters["dropped_stale"]) - dropped_before >= len(sets) - len(stamps) - 5
     assert node.alive()
+
+
+def test_approximate_sync_and_reliable_qos(ros_env, tmp_path, frame, parity_dir):
+    """approximate_sync pairs camera_info stamped a little off the images; sensor_data_qos:=false is reliable."""
+    from rclpy.qos import ReliabilityPolicy
+
+    node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cpu", "approximate_sync": True,
+                        "sync_slop": 0.02, "sensor_data_qos": False, "use_color": False}, ros_env, tmp_path, "approx",
+                       namespace="approx")  # apart from the module's node
+    harness = Harness(namespace="approx")
+    try:
+        harness.wait_connected(node)
+        infos = harness.node.get_subscriptions_info_by_topic("/approx/right/camera_info")
+        assert infos and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+        t = 500.0
+        left, right, _, _ = good_set(frame, t)
+        li, ri = camera_infos(W, H, t + 0.01, fx=FX, baseline=BASELINE)
+        harness.publish(left, right, li, ri)
+        out = harness.wait_outputs(t, timeout=90, node=node)
+        assert [f.name for f in out["points2"].fields] == ["x", "y", "z"]
+        assert "approximate (slop 0.02 s)" in node.log()
+    finally:
+        harness.close()
+        rc = node.stop()
+    assert rc == 0, node.log()
 
 
 # ------------------------------------------------------------------------------------------------ start-up failures
@@ -318,7 +366,8 @@ def test_cuda_requested_but_absent(ros_env, tmp_path, parity_dir):
         log = node.wait_log("loaded in", 120)
         assert "running on the CPU" in log and "device cpu" in log
     finally:
-        assert node.stop() == 0
+        rc = node.stop()
+    assert rc == 0, node.log()
 
 
 def test_bundled_default_when_absent(ros_env, tmp_path):
