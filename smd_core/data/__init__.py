@@ -179,7 +179,12 @@ def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset:
                                 max_disparity=cfg.max_disparity, render_options=options)
     assert root is not None or cfg.kind == "list"
     if cfg.kind == "list":
-        return ListDataset(cfg.split, root=root, limit=cfg.limit, raw_shape=raw_shape)
+        split = Path(cfg.split)
+        # A relative list file is looked up in `root` first, so `data.root=DIR` alone selects DIR/train.txt
+        # of a dataset folder (as `smd bag2dataset` writes them).
+        if root is not None and not split.is_absolute() and (root / split).is_file():
+            split = root / split
+        return ListDataset(split, root=root, limit=cfg.limit, raw_shape=raw_shape)
     assert root is not None
     if cfg.kind == "kitti2015":
         return KITTI2015Dataset(root, split=cfg.split or "training", disparity=cfg.kitti_disparity, limit=cfg.limit)
