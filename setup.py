@@ -10,7 +10,10 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=["smd_core", "smd_core.*", "smd_ros", "smd_ros.*"]),
-    package_data={"smd_core": ["weights/*.pt", "weights/*.md"], "smd_ros": ["data/*"]},
+    package_data={
+        "smd_core": ["weights/*.pt", "weights/*.md"],
+        "smd_ros": ["data/*.npz", "data/sample_stereo/*"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
