@@ -241,6 +241,14 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
+def default_chunk_points(device: Any) -> int:
+    """Query chunk size: small on CPUs (the head's activations stay in cache, about 2x faster than 200k-point
+    chunks), large on GPUs (enough work per kernel launch)."""
+    import torch
+
+    return 200_000 if torch.device(device).type == "cuda" else 16_384
+
+
 def _frame_count(frames: Any) -> int | None:
     try:
         return len(frames)
@@ -266,6 +274,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     images: int = 8,
     progress: bool = True,
+    warmup: bool = True,
     metric_options: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -276,6 +285,8 @@ def evaluate(
     scale: output grid relative to the images (the head is queried on (H, W) * scale; scored at (H, W)).
     input_scale: resize the images by this before the network (SMD-Nets runs UnrealStereo4K at 0.25).
     out_dir: write report.json, images/ for the first `images` frames and overview.png there.
+    warmup: run the first frame once untimed first, so one-off costs (allocator, kernel selection) do not
+        count as time per frame.
     metric_options: keyword arguments of `metrics.compute_metrics` (edge_threshold, see_radius, band_radius,
         tolerance).
     extra: entries copied into the report (e.g. checkpoint path, data spec).
@@ -291,7 +302,8 @@ def evaluate(
     if isinstance(model_or_predictor, Predictor):
         predictor = model_or_predictor
     elif isinstance(model_or_predictor, SMDNet):
-        predictor = Predictor(model_or_predictor)
+        device = next(model_or_predictor.parameters()).device
+        predictor = Predictor(model_or_predictor, chunk_points=default_chunk_points(device))
     else:
         raise TypeError(f"evaluate needs an SMDNet or a Predictor, got {type(model_or_predictor).__name__}")
     config = predictor.model.config
@@ -311,6 +323,8 @@ def evaluate(
         left = frame["left"]
         if gt.shape != tuple(left.shape[:2]):
             raise ValueError(f"frame {name!r}: ground truth {gt.shape} and image {left.shape[:2]} differ in size")
+        if warmup and index == 0:
+            predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
         t0 = time.perf_counter()
         pred = predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
         elapsed = time.perf_counter() - t0
@@ -420,8 +434,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
-    # Small chunks keep the head's activations in CPU caches; on CUDA large chunks keep the GPU busy.
-    chunk = args.chunk_points or (200_000 if device.type == "cuda" else 16_384)
+    chunk = args.chunk_points or default_chunk_points(device)
     predictor = Predictor(model, device=device, chunk_points=chunk)
     frames = load_frames(args.data, args.data_option)
     with torch.inference_mode():
