@@ -921,8 +921,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="pair by header stamps (default) or by recording time")
     sel.add_argument("--stride", type=int, default=d.stride, help="keep every N-th pair")
     sel.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    sel.add_argument("--start", type=float, default=None, metavar="SEC", help="skip the first SEC of each bag")
-    sel.add_argument("--end", type=float, default=None, metavar="SEC", help="stop SEC after each bag's start")
+    sel.add_argument("--start", type=float, default=None, metavar="SEC",
+                     help="skip the first SEC of each bag (from its first stereo pair)")
+    sel.add_argument("--end", type=float, default=None, metavar="SEC",
+                     help="stop SEC after each bag's first stereo pair")
     sel.add_argument("--val-fraction", type=float, default=d.val_fraction,
                      help=f"fraction of frames for val.txt, in whole time blocks (default {d.val_fraction})")
     sel.add_argument("--val-blocks", type=int, default=d.val_blocks,
@@ -930,9 +932,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     geo = parser.add_argument_group("geometry and labels")
     geo.add_argument("--rectify", action="store_true", help="rectify raw images with camera_info K, D, R, P")
     geo.add_argument("--no-rectification-check", dest="check_rectification", action="store_false",
-                     help="skip the feature-based check that unrectified-looking pairs trigger a warning")
-    geo.add_argument("--min-depth", type=float, default=d.min_depth, metavar="M")
-    geo.add_argument("--max-depth", type=float, default=None, metavar="M")
+                     help="skip checking that matched points of the first pairs share rows (warns otherwise)")
+    geo.add_argument("--min-depth", type=float, default=d.min_depth, metavar="M",
+                     help="depth below this (metres) is invalid (default: only 0 / NaN are)")
+    geo.add_argument("--max-depth", type=float, default=None, metavar="M",
+                     help="depth beyond this (metres) is invalid (default: no limit)")
     geo.add_argument("--pseudo-max-uncertainty", type=float, default=d.pseudo_max_uncertainty, metavar="PX",
                      help=f"keep pixels whose selected-mode std is below this (default {d.pseudo_max_uncertainty})")
     geo.add_argument("--pseudo-lr-tolerance", type=float, default=d.pseudo_lr_tolerance, metavar="PX",
