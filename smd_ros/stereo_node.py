@@ -160,7 +160,7 @@ class StereoNode(Node):
         self.config: NodeConfig = declare_parameters(self)
         self.throttled = ThrottledLog(log, period=self.config.report_period)
         self.stats = Stats()
-        self._first_frame_logged = False
+        self._geometry: tuple | None = None
         self._last_stamp: int | None = None
         self._last_sync = time.monotonic()
         self._last_image = 0.0
@@ -385,11 +385,15 @@ class StereoNode(Node):
             self.pub_info.publish(out.camera_info)
         t3 = time.monotonic()
         self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
-        if not self._first_frame_logged:
-            self._first_frame_logged = True
-            hn, wn = max(2, round(h * cfg.input_scale)), max(2, round(w * cfg.input_scale))
+        hn, wn = max(2, round(h * cfg.input_scale)), max(2, round(w * cfg.input_scale))
+        geometry = (w, h, wn, hn, w_out, h_out, frame.left.encoding)
+        if geometry != self._geometry:
+            # At the first frame and whenever the images or the scales change.
+            first = self._geometry is None
+            self._geometry = geometry
             self.get_logger().info(
-                f"first frame: images {w}x{h} ({frame.left.encoding}), network {wn}x{hn}, outputs {w_out}x{h_out}, "
+                f"{'first frame' if first else 'resolution changed'}: images {w}x{h} ({frame.left.encoding}), "
+                f"network {wn}x{hn}, outputs {w_out}x{h_out}, "
                 f"frame '{header.frame_id}'; {out.valid_points} valid points; model {1e3 * (t2 - t1):.0f} ms, "
                 f"node {1e3 * ((t1 - t0) + (t3 - t2)):.0f} ms")
 

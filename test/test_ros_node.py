@@ -180,7 +180,9 @@ def test_runtime_parameters(stereo, frame):
                                                       "publish_depth": False, "max_uncertainty": 0.0,
                                                       "input_scale": 1.0})
     assert all(r.successful for r in results)
-    assert "parameters changed" in node.log() and "parameter change refused" in node.log()
+    log = node.log()
+    assert "parameters changed" in log and "parameter change refused" in log
+    assert f"resolution changed: images {W}x{H} (bgr8), network {W // 2}x{H // 2}, outputs 192x96" in log
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -361,10 +363,12 @@ def test_cuda_requested_but_absent(ros_env, tmp_path, parity_dir):
     rc, log = run_to_exit({"checkpoint": str(PARITY_CHECKPOINT), "device": "cuda", "device_fallback": False},
                           ros_env, tmp_path)
     assert rc == 1 and "CUDA is not available" in log and "device_fallback is false" in log, (rc, log)
-    node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cuda"}, ros_env, tmp_path, "fallback")
+    node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cuda", "half_precision": True}, ros_env,
+                       tmp_path, "fallback")
     try:
         log = node.wait_log("loaded in", 120)
         assert "running on the CPU" in log and "device cpu" in log
+        assert "half_precision is ignored on the CPU" in log
     finally:
         rc = node.stop()
     assert rc == 0, node.log()
