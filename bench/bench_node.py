@@ -163,6 +163,7 @@ def main() -> int:
     steps.close()
     time.sleep(0.5)
     executor.shutdown()
+    spinner.join(timeout=5.0)
     pub_node.destroy_node()
     sub_node.destroy_node()
     rclpy.try_shutdown()
