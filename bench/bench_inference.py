@@ -84,7 +84,7 @@ def main() -> int:
                 return 1
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"  {bb} x{s:g} done in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
-    print(f"| backbone | scale | points | encode s | query s | points/s | vs reference | peak MB |")
+    print("| backbone | scale | points | encode s | query s | points/s | vs reference | peak MB |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['backbone']} | {r['scale']:g} | {r['points']:,} | {r['encode_s']:.2f} | {r['query_s']:.2f} | "

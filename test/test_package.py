@@ -27,7 +27,8 @@ def test_colcon_build_installs_package(tmp_path):
     share = tmp_path / "install" / "smd_ros" / "share" / "smd_ros"
     lib = tmp_path / "install" / "smd_ros" / "lib" / "smd_ros"
     assert (share / "package.xml").is_file()
-    assert (tmp_path / "install" / "smd_ros" / "share" / "ament_index" / "resource_index" / "packages" / "smd_ros").exists()
+    index = tmp_path / "install" / "smd_ros" / "share" / "ament_index" / "resource_index" / "packages"
+    assert (index / "smd_ros").exists()
     for exe in ("stereo_node", "smd", "bag2dataset"):
         assert (lib / exe).is_file(), f"missing executable {exe}"
     for rel in ("launch/stereo.launch.py", "config/stereo.yaml", "config/smd.rviz", "config/loopback_fastdds.xml"):
