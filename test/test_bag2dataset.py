@@ -405,6 +405,17 @@ def test_mismatched_sizes(tmp_path, sequence):
         convert([tmp_path / "c"], tmp_path / "dc", options())
 
 
+def test_uncalibrated_camera_and_nothing_to_convert(tmp_path, sequence):
+    camera = StereoCamera.default(W, H)
+    camera.fx = camera.fy = 0.0  # an uncalibrated driver publishes zero focal lengths
+    write_stereo_bag(tmp_path / "a", sequence[:2], camera=camera)
+    with pytest.raises(BagError, match="/right/camera_info: camera_info P_left has non-positive focal"):
+        convert([tmp_path / "a"], tmp_path / "da", options())
+    write_stereo_bag(tmp_path / "b", sequence[:2], start_ns=DEFAULT_START_NS)
+    with pytest.raises(BagError, match="no frames to convert: 2 outside the time window"):
+        convert([tmp_path / "b"], tmp_path / "db", options(start=5.0))
+
+
 def test_differently_calibrated_bags_and_changing_camera_info(tmp_path, sequence):
     write_stereo_bag(tmp_path / "a", sequence[:2], camera=StereoCamera.default(W, H, baseline=0.1))
     write_stereo_bag(tmp_path / "b", sequence[2:4], camera=StereoCamera.default(W, H, baseline=0.2))

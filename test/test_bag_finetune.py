@@ -96,6 +96,7 @@ def test_finetuned_checkpoint_loads_through_the_node_config_and_predicts(finetun
 
 
 @pytest.mark.ros
+@pytest.mark.slow
 def test_node_runs_the_finetuned_checkpoint(finetuned, ros_env, tmp_path):
     pytest.importorskip("rclpy")
     pytest.importorskip("stereo_msgs.msg")

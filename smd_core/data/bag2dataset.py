@@ -608,7 +608,10 @@ def convert(
 
     # Pass 1: stamps and calibration.
     scans = [scan_bag(i, s, options) for i, s in enumerate(sources)]
-    calib = StereoCalibration.from_models(scans[0].left_info, scans[0].right_info)
+    try:
+        calib = StereoCalibration.from_models(scans[0].left_info, scans[0].right_info)
+    except ValueError as err:
+        raise BagError(f"{scans[0].source.path}: {options.left_info} / {options.right_info}: {err}") from err
     report.warnings.extend(calib.warnings)
     if not options.rectify:
         report.warnings.extend(calib.rectification_notes())
@@ -663,8 +666,9 @@ def convert(
     report.train = sum(f.pair.split == "train" for f in frames)
     report.val = report.frames - report.train
     if not frames:
-        raise BagError("no frames to convert: " + "; ".join(f"{n} {r}" for r, n in report.dropped.items())
-                       + (" (no messages at all)" if not report.dropped else ""))
+        damage = "".join(f"; {b['path']}: {b['damaged']['message']}" for b in bag_info if b.get("damaged"))
+        raise BagError("no frames to convert: " + ("; ".join(f"{n} {r}" for r, n in report.dropped.items())
+                                                   or "no stereo pairs at all") + damage)
     if not options.has_labels:
         report.warnings.append("no ground truth (--depth, --disparity or --pseudo-labels): the lists have no "
                                "disparity column and are not usable for supervised training")
