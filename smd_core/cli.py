@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     cmd_parser = argparse.ArgumentParser(prog=f"smd {argv[0]}", description=SUBCOMMANDS[argv[0]][1])
     module.add_arguments(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
+    # Intermixed: `smd train --config C --init CKPT key=value` works with overrides anywhere.
+    args = cmd_parser.parse_intermixed_args(argv[1:])
     return int(module.run(args) or 0)
 
 
