@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -35,7 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(cmd_parser)
     # Intermixed: `smd train --config C --init CKPT key=value` works with overrides anywhere.
     args = cmd_parser.parse_intermixed_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, FileNotFoundError, TimeoutError) as exc:
+        # Bad input is the user's to fix: one clear line, no traceback (SMD_DEBUG=1 shows it).
+        if os.environ.get("SMD_DEBUG"):
+            raise
+        print(f"smd {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"smd {argv[0]}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
