@@ -11,6 +11,9 @@ wall time (the 1-minute load average is printed too): it barely moves under load
 machine 2 threads run a frame in a bit more than half of it.
 Finally it prints the recommended `model:` section for a training config.
 
+On a busy machine (load above the core count) 2 OpenMP threads can be slower than 1: every parallel region
+waits for a descheduled thread. Compare with `--threads 1` there.
+
 The Predictor's `chunk_points` matters a lot on CPUs: 16k-point chunks keep the head's intermediate
 activations in cache and run about twice as fast as 200k-point chunks.
 """
@@ -40,7 +43,8 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def measure(preset: dict, *, size: tuple[int, int], device: str, chunk: int, repeats: int) -> dict:
+def measure(preset: dict, *, size: tuple[int, int], device: str, chunk: int, repeats: int,
+            scale: float = 1.0) -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(backbone="light", output="bimodal", **preset)
     model = build_model(cfg)
@@ -51,10 +55,10 @@ def measure(preset: dict, *, size: tuple[int, int], device: str, chunk: int, rep
     left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
     right = np.roll(left, -8, axis=1)
     predictor = Predictor(model, device=torch.device(device), chunk_points=chunk)
-    predictor.predict(left, right, scale=1.0)  # warm-up: allocator, oneDNN primitive caches
+    predictor.predict(left, right, scale=scale)  # warm-up: allocator, oneDNN primitive caches
     best: dict | None = None
     for _ in range(repeats):
-        out = predictor.predict(left, right, scale=1.0)
+        out = predictor.predict(left, right, scale=scale)
         if best is None or out.timings["total_s"] < best["total_s"]:
             best = dict(out.timings)
     assert best is not None
@@ -63,14 +67,21 @@ def measure(preset: dict, *, size: tuple[int, int], device: str, chunk: int, rep
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cpu1 = float("inf")
+        cpu1 = enc1 = float("inf")
+        pad_h = (-h) % predictor.pad_multiple
+        x = torch.zeros(2, 3, h + pad_h, w + (-w) % predictor.pad_multiple, device=predictor.device)
         for _ in range(repeats):
             c0 = time.process_time()
-            predictor.predict(left, right, scale=1.0)
+            predictor.predict(left, right, scale=scale)
             cpu1 = min(cpu1, time.process_time() - c0)
+            with torch.inference_mode():
+                c0 = time.process_time()
+                model.encode(x[:1], x[1:])
+                enc1 = min(enc1, time.process_time() - c0)
     finally:
         torch.set_num_threads(threads)
     best["cpu1_s"] = cpu1
+    best["cpu1_backbone_s"] = enc1
     return {
         "params_m": params / 1e6,
         "backbone_params_m": backbone_params / 1e6,
@@ -92,24 +103,27 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--presets", nargs="+", default=["recommended", "head-64", "full-dist", "no-half"],
                     choices=sorted(PRESETS))
+    ap.add_argument("--scales", nargs="+", type=float, default=[1.0], help="output scales (1 = one query per pixel)")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device={args.device} threads={args.threads} input={args.size[0]}x{args.size[1]} "
-          f"(dense bimodal, scale 1) chunk={args.chunk_points} load_avg_1min={load:.2f} cores={os.cpu_count()}")
-    header = (f"{'preset':<12} {'params':>7} {'C':>4} {'encode ms':>10} {'query ms':>9} {'total ms':>9} "
-              f"{'fps':>6} {'1-thread CPU ms':>16}")
+          f"(dense bimodal) chunk={args.chunk_points} load_avg_1min={load:.2f} cores={os.cpu_count()}")
+    header = (f"{'preset':<16} {'params':>7} {'C':>4} {'encode ms':>10} {'query ms':>9} {'total ms':>9} "
+              f"{'fps':>6} {'1-thread CPU ms':>16} {'of which backbone':>18}")
     print(header)
     print("-" * len(header))
     rows = []
-    for name in args.presets:
+    for name, scale in [(n, s) for n in args.presets for s in args.scales]:
         r = measure(PRESETS[name], size=tuple(args.size), device=args.device, chunk=args.chunk_points,
-                    repeats=args.repeats)
-        r["preset"] = name
+                    repeats=args.repeats, scale=scale)
+        r["preset"], r["scale"] = name, scale
         rows.append(r)
-        print(f"{name:<12} {r['params_m']:>6.2f}M {r['C']:>4} {1e3 * r['encode_s']:>10.1f} {1e3 * r['query_s']:>9.1f} "
-              f"{1e3 * r['total_s']:>9.1f} {r['fps']:>6.2f} {1e3 * r['cpu1_s']:>16.1f}", flush=True)
+        label = name if scale == 1.0 else f"{name}@{scale:g}"
+        print(f"{label:<16} {r['params_m']:>6.2f}M {r['C']:>4} {1e3 * r['encode_s']:>10.1f} {1e3 * r['query_s']:>9.1f} "
+              f"{1e3 * r['total_s']:>9.1f} {r['fps']:>6.2f} {1e3 * r['cpu1_s']:>16.1f} "
+              f"{1e3 * r['cpu1_backbone_s']:>18.1f}", flush=True)
     print("\nRecommended model section (configs/light_synthetic.yaml):")
     rec = PRESETS["recommended"]
     section = {"backbone": "light", "output": "bimodal", "max_disp": rec["max_disp"],

@@ -38,6 +38,20 @@ Defaults: widths (16, 32), groups 8, agg_widths (32, 48, 64), image_features (8,
 about 0.19 M backbone parameters and C = 16 + 1 + 8 + 8 = 33 head input channels. The per-point head cost
 grows with C x sum(head_widths), so C and the head are kept small: at 307 k queries per frame the head,
 not the backbone, is most of the time.
+
+Measured (bench/bench_light.py, 640x480, dense bimodal, 16k-point chunks, single-thread CPU time per
+frame on this project's shared 2-core AMD EPYC machine; +-10 % between runs):
+
+    configuration                         C    total ms   backbone ms
+    recommended (head 48-24-12)          33     ~450        ~105
+    recommended, output scale 0.5        33     ~220        ~110
+    head 64-32-16                        33     ~470-550    ~100-120
+    whole distribution (cost_channels 0) 49     ~500-590    ~100
+    no 1/2 map (image_features (8, 0))   25     ~370-410    ~85-95
+    head 128-64-32                       33     ~730-840    ~90
+
+Two threads on an idle machine take a bit more than half the single-thread time (about 250-270 ms, i.e.
+roughly 4 fps, for the recommended configuration); the shared machine was never idle enough to confirm it.
 """
 
 from __future__ import annotations
