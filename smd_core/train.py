@@ -638,14 +638,24 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None,
     returns the last checkpoint's path.
     """
     rt = setup_runtime(cfg)
-    device = rt.device
+    saved_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, rt, resume, on_step)
+    finally:
+        # A process-wide setting: give it back (train may be called from a larger program or a test run).
+        torch.set_num_threads(saved_threads)
+
+
+def _train(cfg: TrainConfig, rt: Runtime, resume: str | Path | None,
+           on_step: Callable[[int, float], None] | None) -> TrainResult:
+    device = rt.device
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     use_amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not use_amp:
-        warnings.warn("amp=true is ignored on the CPU (mixed precision is used on CUDA only)", stacklevel=2)
+        warnings.warn("amp=true is ignored on the CPU (mixed precision is used on CUDA only)", stacklevel=3)
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model).to(device)
