@@ -535,30 +535,42 @@ def _output_size(batch: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def disparity_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """EPE (px) and bad-1/2/3 (% of pixels off by more than 1/2/3 px) where gt > 0 and finite.
+    """Per-frame metrics with their pixel counts: epe, bad1/2/3 (%), and where `smd_core.metrics` is
+    available also the soft edge error "see" and the "bleeding" rate (%), as `smd eval` reports them.
 
-    Uses `smd_core.metrics` when that module provides `epe` and `bad_pixel_rate`, so validation
-    numbers match `smd eval`; otherwise the same definitions computed here.
+    Returned counts ("n_valid", "n_edges", "n_band", "n_flying") let callers pool frames by pixels.
     """
-    valid = np.isfinite(gt) & (gt > 0)
-    if not valid.any():
-        return {}
     try:
-        from smd_core import metrics as _metrics
+        from smd_core.metrics import compute_metrics
     except ImportError:
-        _metrics = None  # type: ignore[assignment]
-    if _metrics is not None and hasattr(_metrics, "epe") and hasattr(_metrics, "bad_pixel_rate"):
-        out = {"epe": float(_metrics.epe(pred, gt, valid))}
-        for t in (1, 2, 3):
-            out[f"bad{t}"] = float(_metrics.bad_pixel_rate(pred, gt, valid, threshold=float(t)))
-        return out
+        compute_metrics = None  # type: ignore[assignment]
+    if compute_metrics is not None:
+        return {k: float(v) for k, v in compute_metrics(pred, gt).items()}
+    valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred)
     err = np.abs(pred[valid] - gt[valid])
-    return {"epe": float(err.mean()), **{f"bad{t}": float((err > t).mean() * 100.0) for t in (1, 2, 3)}}
+    out = {"n_valid": float(err.size), "epe": float(err.mean()) if err.size else math.nan}
+    out.update({f"bad{t}": float((err > t).mean() * 100.0) if err.size else math.nan for t in (1, 2, 3)})
+    return out
+
+
+def pool_metrics(frames: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Pixel-weighted means over frames: epe/bad by valid pixels, see by edge pixels, bleeding by band pixels."""
+    out: dict[str, float] = {}
+    weights = {"epe": "n_valid", "bad1": "n_valid", "bad2": "n_valid", "bad3": "n_valid", "see": "n_edges"}
+    for key, weight in weights.items():
+        pairs = [(m[key], m[weight]) for m in frames if key in m and m.get(weight, 0) > 0 and math.isfinite(m[key])]
+        total = sum(w for _, w in pairs)
+        if total > 0:
+            out[key] = sum(v * w for v, w in pairs) / total
+    band = sum(m.get("n_band", 0.0) for m in frames)
+    if band > 0:
+        out["bleeding"] = 100.0 * sum(m.get("n_flying", 0.0) for m in frames) / band
+    return out
 
 
 def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.device,
              logger: Logger | None = None, step: int = 0) -> dict[str, float]:
-    """Dense validation on full frames (`build_dataset(val_data, train=False)`), pixel-weighted means.
+    """Dense validation on full frames (`build_dataset(val_data, train=False)`), pooled over pixels.
 
     As at test time in SMD-Nets: the network sees the images downscaled by the val set's
     `aspect_ratio`, the prediction is queried on the full ground-truth grid, and compared with the GT
@@ -571,19 +583,14 @@ def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.dev
     assert cfg.val_data is not None
     n = min(len(frames), cfg.val_samples) if cfg.val_samples else len(frames)  # type: ignore[arg-type]
     predictor = Predictor(model, device=device)
-    sums: dict[str, float] = {}
-    count = 0
+    per_frame: list[dict[str, float]] = []
     try:
         for i in range(n):
             frame = frames[i]
             gt = np.asarray(frame["disp_left"], dtype=np.float32)
             dense = predictor.predict(frame["left"], frame["right"], output_size=gt.shape[:2],
                                       input_scale=1.0 / float(cfg.val_data.aspect_ratio))
-            m = disparity_metrics(dense.disparity, gt)
-            pixels = int((np.isfinite(gt) & (gt > 0)).sum())
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v * pixels
-            count += pixels if m else 0
+            per_frame.append(disparity_metrics(dense.disparity, gt))
             if logger is not None and logger.enabled and i < cfg.val_images:
                 valid = np.isfinite(gt) & (gt > 0)
                 vmax = float(gt[valid].max()) if valid.any() else None
@@ -593,7 +600,7 @@ def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.dev
                 logger.image(step, f"val_{i}/error", viz.colorize_error(np.abs(dense.disparity - gt), valid=valid))
     finally:
         model.train()
-    return {k: v / count for k, v in sums.items()} if count else {}
+    return pool_metrics(per_frame)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -780,9 +787,8 @@ def _train(cfg: TrainConfig, rt: Runtime, resume: str | Path | None,
                 if val_frames is not None and step % cfg.val_every == 0:
                     validation = validate(model, val_frames, cfg, device, logger, step)
                     logger.scalars(step, {f"val/{k}": v for k, v in validation.items()})
-                    if "epe" in validation:
-                        progress.write(f"step {step}: val EPE {validation['epe']:.3f} px, "
-                                       f"bad3 {validation['bad3']:.2f}%")
+                    if validation:
+                        progress.write(f"step {step}: val " + ", ".join(f"{k} {v:.3f}" for k, v in validation.items()))
                 if step % cfg.ckpt_every == 0 or step == cfg.steps:
                     last_ckpt = save(step) or last_ckpt
                 if step >= cfg.steps:

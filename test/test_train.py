@@ -391,8 +391,9 @@ def test_validation_logs_scalars_and_images(tmp_path: Path) -> None:
     val = {"kind": "synthetic", "height": 32, "width": 64, "num_samples": 2, "max_disparity": 16.0, "seed": 9}
     cfg = tiny_config(tmp_path, steps=2, val_data=val, val_every=2, val_samples=2, val_images=1)
     result = train(cfg)
-    assert set(result.validation) == {"epe", "bad1", "bad2", "bad3"}
+    assert {"epe", "bad1", "bad2", "bad3", "see", "bleeding"} <= set(result.validation)
     assert 0 < result.validation["epe"] < 32 and 0 <= result.validation["bad3"] <= 100
+    assert 0 <= result.validation["bleeding"] <= 100
     lines = [json.loads(x) for x in (Path(cfg.log_dir) / "metrics.jsonl").read_text().splitlines()]
     assert any("val/epe" in x for x in lines) and any("train/loss" in x for x in lines)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -401,6 +402,17 @@ def test_validation_logs_scalars_and_images(tmp_path: Path) -> None:
     events.Reload()
     assert {"val_0/left", "val_0/disparity", "val_0/uncertainty", "val_0/error"} <= set(events.Tags()["images"])
     assert {"train/loss", "train/lr", "val/epe"} <= set(events.Tags()["scalars"])
+
+
+def test_pool_metrics_weights_by_pixels() -> None:
+    from smd_core.train import pool_metrics
+
+    frames = [{"epe": 1.0, "bad3": 10.0, "n_valid": 100, "see": 2.0, "n_edges": 10, "n_band": 20, "n_flying": 2},
+              {"epe": 3.0, "bad3": 30.0, "n_valid": 300, "see": 4.0, "n_edges": 30, "n_band": 20, "n_flying": 6}]
+    pooled = pool_metrics(frames)
+    assert pooled["epe"] == pytest.approx(2.5) and pooled["bad3"] == pytest.approx(25.0)
+    assert pooled["see"] == pytest.approx(3.5) and pooled["bleeding"] == pytest.approx(20.0)
+    assert pool_metrics([]) == {}
 
 
 def test_runs_without_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
