@@ -133,3 +133,13 @@ def test_uncertainty_kinds():
     uni = activate(torch.zeros(1, 2, 2), "unimodal", 10.0)
     assert mixture.uncertainty(uni, max_disp=10.0).allclose(torch.full((1, 2), math.sqrt(2) * 0.5 * 10))
     assert mixture.uncertainty(uni, max_disp=10.0, kind="entropy").allclose(torch.full((1, 2), 1.0))
+
+
+def test_coarse_disparity_adds_an_l1_term():
+    pred = activate(torch.zeros(1, 1, 2, dtype=torch.float64), "standard", 10.0)  # disparity 5 px
+    target = torch.tensor([[5.0, 8.0]], dtype=torch.float64)
+    base = mixture.loss(pred, target, output="standard", max_disp=10.0).item()
+    assert base == pytest.approx(0.15)
+    pred.coarse = torch.tensor([[6.0, 8.0]], dtype=torch.float64)
+    got = mixture.loss(pred, target, output="standard", max_disp=10.0).item()
+    assert got == pytest.approx(base + mixture.COARSE_WEIGHT * 0.05)

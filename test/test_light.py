@@ -132,3 +132,21 @@ def test_bad_arguments() -> None:
         net(*images(1, 40, 64))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         net(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 32))
+
+
+def test_training_prediction_carries_the_backbone_disparity_only_in_training():
+    import smd_core
+    from smd_core.config import ModelConfig
+
+    model = smd_core.build_model(ModelConfig(backbone="light", output="bimodal", max_disp=64, head_widths=(16, 8)))
+    left = torch.rand(2, 3, 64, 96) * 255
+    points = torch.rand(2, 2, 50) * torch.tensor([[[95.0], [63.0]]])
+    model.train()
+    pred = model(left, left.flip(-1), points, (64, 96))
+    assert pred.coarse is not None and pred.coarse.shape == (2, 50)
+    loss = smd_core.model.mixture.loss(pred, torch.full((2, 50), 10.0), output="bimodal", max_disp=64)
+    loss.backward()
+    assert model.stereo_network.correlation_mix.grad is not None
+    model.eval()
+    with torch.no_grad():
+        assert model(left, left, points, (64, 96)).coarse is None

@@ -20,6 +20,9 @@ from torch import Tensor
 
 # The reference clamps Laplacian scales to [1e-2, 1] (1e-3 is its Gaussian value).
 SIGMA_EPS = 1e-2
+# Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
+# published backbones have none, so their loss is exactly the reference's.
+COARSE_WEIGHT = 1.0
 UNCERTAINTY_KINDS = ("sigma", "std", "entropy")
 
 
@@ -35,6 +38,8 @@ class Prediction:
     pi0: Tensor | None = None
     pi1: Tensor | None = None
     sigma: Tensor | None = None
+    # Training only: the backbone's own disparity estimate at the points (px), when it has one.
+    coarse: Tensor | None = None
 
     @property
     def output(self) -> str:
@@ -105,6 +110,7 @@ def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float) -> T
     pred: Prediction with (B, N) fields in the units of `activate` (mu in px); target: (B, N) disparity
     in network-input pixels. Labels are divided by max_disp and kept where 0 < y <= 1.
     bimodal: mixture NLL; unimodal: |mu - y| / b + log b; standard: L1 (all in units of max_disp).
+    Plus COARSE_WEIGHT * L1 of `pred.coarse` when set (a backbone's own disparity, in training).
     """
     if target.shape != pred.disparity.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != prediction shape {tuple(pred.disparity.shape)}")
@@ -125,7 +131,10 @@ def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float) -> T
         per_point = (pred.disparity / max_disp - y).abs()
     else:
         raise ValueError(f"output must be standard, unimodal or bimodal, got {output!r}")
-    return per_point[valid].mean()
+    total = per_point[valid].mean()
+    if pred.coarse is not None:
+        total = total + COARSE_WEIGHT * (pred.coarse / max_disp - y).abs()[valid].mean()
+    return total
 
 
 def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Tensor:

@@ -62,7 +62,13 @@ class SMDNet(nn.Module):
     ) -> Prediction:
         """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
         raw = self.query_raw(features, points, output_size)
-        return activate(raw.float(), self.config.output, self.config.max_disp)
+        pred = activate(raw.float(), self.config.output, self.config.max_disp)
+        coarse = getattr(self.stereo_network, "coarse_disparity", None)
+        if self.training and coarse is not None and not isinstance(features, FlatMaps):
+            # Backbones with their own disparity estimate get it supervised too (see mixture.loss).
+            grid = normalize_points(points, output_size)
+            pred.coarse = gather_bilinear(flatten_maps([coarse(features)]), grid)[..., 0].float()
+        return pred
 
     def forward(self, left: Tensor, right: Tensor, points: Tensor, output_size: tuple[float, float]) -> Prediction:
         return self.query(self.encode(left, right), points, output_size)
