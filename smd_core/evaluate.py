@@ -20,8 +20,10 @@ values multiplied by the width ratio (`metrics.resize_disparity`); nearest, beca
 would itself create flying pixels at every edge. Ground truth beyond the model's range (max_disp in
 network pixels, i.e. max_disp / input_scale in image pixels) is not scored, as in SMD-Nets.
 
-Outputs (with `--out DIR`): `DIR/report.json` (settings, summary, per-frame metrics and timings) and for
-the first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty,
+Report (returned by `evaluate`, and `DIR/report.json` with `--out DIR`): settings (model_config, scale,
+input_scale, device, metric_options, and `extra`), `summary` (`summarize`: frames, metrics, pooled, timing)
+and `per_frame` (one `score_frame` dict + name and timings per frame). Pictures (with `--out`): for the
+first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty,
 flying pixels) plus `DIR/overview.png`, a contact sheet with one row per frame.
 
 Python API (the demo scores the node's outputs with the same code):
@@ -358,7 +360,7 @@ def evaluate(
         "input_scale": input_scale,
         "device": str(predictor.device),
         "metric_options": {"edge_threshold": 1.0, "see_radius": 1, "band_radius": 3, "tolerance": 1.0, **options},
-        **summarize(per_frame),
+        "summary": summarize(per_frame),
         "per_frame": per_frame,
     }
     if out is not None:
@@ -385,16 +387,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def format_summary(report: Mapping[str, Any]) -> str:
-    """A short human-readable table of a report's frame-mean metrics and timing."""
-    m = report["metrics"]
-    t = report.get("timing", {})
+    """A short human-readable table of a report's (or a `summarize` result's) frame-mean metrics and timing."""
+    summary = report.get("summary", report)
+    m = summary["metrics"]
+    t = summary.get("timing", {})
     cells = [("EPE", f"{m['epe']:.3f}"), ("bad-1 %", f"{m['bad1']:.2f}"), ("bad-2 %", f"{m['bad2']:.2f}"),
              ("bad-3 %", f"{m['bad3']:.2f}"), ("SEE", f"{m['see']:.3f}"), ("bleeding %", f"{m['bleeding']:.2f}"),
              ("density %", f"{m['density']:.1f}"), ("s/frame", f"{t.get('mean_s', math.nan):.3f}")]
     widths = [max(len(a), len(b)) for a, b in cells]
     head = "  ".join(a.rjust(w) for (a, _), w in zip(cells, widths, strict=True))
     body = "  ".join(b.rjust(w) for (_, b), w in zip(cells, widths, strict=True))
-    return f"{report['frames']} frames\n{head}\n{body}"
+    return f"{summary['frames']} frames\n{head}\n{body}"
 
 
 # ----------------------------------------------------------------------------------------------------

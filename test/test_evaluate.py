@@ -153,11 +153,11 @@ def test_summarize_mean_and_pooled() -> None:
 def test_evaluate_oracle_is_perfect_and_writes_pictures(tiny_model, tmp_path: Path) -> None:
     frames = frames_small(2)
     report = evaluate(OraclePredictor(tiny_model, frames), frames, out_dir=tmp_path, images=1, progress=False)
-    m = report["metrics"]
+    m = report["summary"]["metrics"]
     assert m["epe"] == 0.0 and m["bad1"] == 0.0 and m["see"] == 0.0 and m["bleeding"] == 0.0
-    assert m["density"] == 100.0 and report["frames"] == 2 and len(report["per_frame"]) == 2
+    assert m["density"] == 100.0 and report["summary"]["frames"] == 2 and len(report["per_frame"]) == 2
     saved = json.loads((tmp_path / "report.json").read_text())
-    assert saved["metrics"]["epe"] == 0.0 and saved["model_config"]["backbone"] == "light"
+    assert saved["summary"]["metrics"]["epe"] == 0.0 and saved["model_config"]["backbone"] == "light"
     names = sorted(p.name for p in (tmp_path / "images").iterdir())
     assert [n.split("_")[-1] for n in names] == ["bleeding.png", "disparity.png", "error.png", "gt.png",
                                                  "uncertainty.png"]
@@ -172,22 +172,23 @@ def test_evaluate_lower_output_scale_is_scored_at_gt_size(tiny_model) -> None:
     frames = frames_small(1)
     report = evaluate(OraclePredictor(tiny_model, frames), frames, scale=0.5, progress=False)
     # Nearest-neighbour halving then doubling keeps flat regions exact; only edges can move.
-    assert report["metrics"]["epe"] < 1.0 and report["metrics"]["density"] == 100.0
+    assert report["summary"]["metrics"]["epe"] < 1.0 and report["summary"]["metrics"]["density"] == 100.0
     biased = evaluate(OraclePredictor(tiny_model, frames, factor=1.1), frames, progress=False)
     gt = frames[0]["disp_left"]
     valid = (gt > 0) & (gt <= 32)
-    assert biased["metrics"]["epe"] == pytest.approx(float(np.mean(0.1 * gt[valid])), rel=1e-5)
+    assert biased["summary"]["metrics"]["epe"] == pytest.approx(float(np.mean(0.1 * gt[valid])), rel=1e-5)
 
 
 def test_evaluate_real_model_any_scale(tiny_model, tmp_path: Path) -> None:
     frames = load_frames("synthetic:9000:1", SMALL)
     report = evaluate(tiny_model, frames, scale=0.75, progress=False, out_dir=tmp_path, images=0)
-    assert set(report["metrics"]) == {"epe", "bad1", "bad2", "bad3", "see", "bleeding", "density"}
-    assert report["metrics"]["density"] == 100.0 and report["timing"]["mean_s"] > 0
+    summary = report["summary"]
+    assert set(summary["metrics"]) == {"epe", "bad1", "bad2", "bad3", "see", "bleeding", "density"}
+    assert summary["metrics"]["density"] == 100.0 and summary["timing"]["mean_s"] > 0
     assert not (tmp_path / "images").exists() and (tmp_path / "report.json").is_file()
     # Strict JSON: NaN/inf become null.
     json.loads((tmp_path / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
-    assert "EPE" in format_summary(report)
+    assert "EPE" in format_summary(report) and format_summary(report) == format_summary(summary)
 
 
 def test_evaluate_errors(tiny_model) -> None:
@@ -239,7 +240,7 @@ def test_cli_on_a_list_dataset(tiny_model, tmp_path: Path, capsys) -> None:
                "--no-progress", "--images", "1", "--band-radius", "2"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["frames"] == 1 and report["checkpoint"] == str(ckpt) and report["data"] == str(lst)
+    assert report["summary"]["frames"] == 1 and report["checkpoint"] == str(ckpt) and report["data"] == str(lst)
     assert report["metric_options"]["band_radius"] == 2
     assert (out / "overview.png").is_file()
     printed = capsys.readouterr().out
