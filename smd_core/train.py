@@ -249,7 +249,8 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         indices = list(super().__iter__())[self.skip :]
-        return iter([(i, sample_seed(self.seed, self.epoch, i)) for i in indices])
+        epoch = self.epoch
+        return ((i, sample_seed(self.seed, epoch, i)) for i in indices)
 
     def __len__(self) -> int:
         return max(super().__len__() - self.skip, 0)
@@ -434,6 +435,8 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    # True when setup_runtime started the process group (and so train() ends it).
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -464,11 +467,13 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(cfg.device, local_rank)
+    owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30),
                                 **({"device_id": device} if device.type == "cuda" else {}))
-    return Runtime(device=device, rank=rank, world_size=world, local_rank=local_rank)
+        owns = True
+    return Runtime(device=device, rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -646,20 +651,26 @@ def train(cfg: TrainConfig, *, resume: str | Path | None = None,
     """
     rt = setup_runtime(cfg)
     saved_threads = torch.get_num_threads()
+    saved_deterministic = torch.are_deterministic_algorithms_enabled()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
     try:
         return _train(cfg, rt, resume, on_step)
     finally:
-        # A process-wide setting: give it back (train may be called from a larger program or a test run).
+        # Process-wide settings: give them back (train may be called from a larger program or a test run).
         torch.set_num_threads(saved_threads)
+        torch.use_deterministic_algorithms(saved_deterministic)
+        # A process group left alive at interpreter exit can abort the process ("terminate called
+        # without an active exception") while gloo's threads are torn down: end the one we started.
+        if rt.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, rt: Runtime, resume: str | Path | None,
            on_step: Callable[[int, float], None] | None) -> TrainResult:
     device = rt.device
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
     use_amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not use_amp:
         warnings.warn("amp=true is ignored on the CPU (mixed precision is used on CUDA only)", stacklevel=3)
@@ -869,6 +880,4 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"smd train: finished at step {result.step}, last loss {result.last_loss:.4f}, "
               f"checkpoint {result.checkpoint}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
     return 0
