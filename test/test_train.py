@@ -388,6 +388,7 @@ def test_cli_train_resume_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_validation_logs_scalars_and_images(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the [train] extra (tensorboard) is not installed")
     val = {"kind": "synthetic", "height": 32, "width": 64, "num_samples": 2, "max_disparity": 16.0, "seed": 9}
     cfg = tiny_config(tmp_path, steps=2, val_data=val, val_every=2, val_samples=2, val_images=1)
     result = train(cfg)
