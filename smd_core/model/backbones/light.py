@@ -217,7 +217,10 @@ class LightStereo(nn.Module):
         self.aggregation = Aggregation(self.groups * self.num_disp, self.widths[1], self.agg_widths,  # type: ignore[arg-type]
                                        self.num_disp)
         # Per-group weights turning the raw correlation into a logit per hypothesis (a 1x1x1 Conv3d).
-        self.correlation_mix = nn.Parameter(torch.full((self.groups,), 1.0 / self.groups))
+        self.match = nn.Conv2d(self.widths[1], self.widths[1], 1)
+        # Cosine correlations lie in [-1, 1]: start with logits spanning about +-4 so the initial
+        # distribution already favours the best match.
+        self.correlation_mix = nn.Parameter(torch.full((self.groups,), 4.0 / self.groups))
         self.quarter_out = nn.Conv2d(self.widths[1], f4, 1) if f4 else None
         self.half_out = nn.Conv2d(self.widths[0], f2, 3, padding=1) if f2 else None
         self.cost_channels = int(cost_channels)
@@ -232,8 +235,15 @@ class LightStereo(nn.Module):
         b = left.shape[0]
         x = (torch.cat([left, right], dim=0) - self.mean) / self.std
         half, quarter = self.features(x)
-        lq, rq = quarter[:b], quarter[b:]
-        volume = groupwise_correlation(lq, rq, self.num_disp, self.groups)
+        lq = quarter[:b]
+        # Matching features: a linear map of the (ReLU, non-negative) pyramid output, normalised per group so
+        # the correlation is a cosine. Measured: correlating the non-negative features directly, the cost
+        # distribution had not learnt to match after 1000 steps (soft-argmin EPE 13 px on held-out scenes).
+        m = self.match(quarter)
+        n, c, h, w = m.shape
+        m = F.normalize(m.view(n, self.groups, c // self.groups, h, w), dim=2) * (c // self.groups) ** 0.5
+        m = m.view(n, c, h, w)
+        volume = groupwise_correlation(m[:b], m[b:], self.num_disp, self.groups)
         # Direct path: a learned mix of the groups' correlations is added to the aggregated logits.
         direct = torch.einsum("g,bgdhw->bdhw", self.correlation_mix.to(volume.dtype),
                               volume.view(b, self.groups, self.num_disp, *volume.shape[-2:]))
