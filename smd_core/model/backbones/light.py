@@ -39,19 +39,21 @@ about 0.19 M backbone parameters and C = 16 + 1 + 8 + 8 = 33 head input channels
 grows with C x sum(head_widths), so C and the head are kept small: at 307 k queries per frame the head,
 not the backbone, is most of the time.
 
-Measured (bench/bench_light.py, 640x480, dense bimodal, 16k-point chunks, single-thread CPU time per
-frame on this project's shared 2-core AMD EPYC machine; +-10 % between runs):
+Measured (bench/bench_light.py, 640x480, dense bimodal, 16k-point chunks, OMP_WAIT_POLICY=PASSIVE) on this
+project's shared 2-core AMD EPYC machine while two training runs kept it at load ~4, so wall times are
+upper bounds; single-thread CPU time is the load-independent figure (+-10 % between runs):
 
-    configuration                         C    total ms   backbone ms
-    recommended (head 48-24-12)          33     ~450        ~105
-    recommended, output scale 0.5        33     ~220        ~110
-    head 64-32-16                        33     ~470-550    ~100-120
-    whole distribution (cost_channels 0) 49     ~500-590    ~100
-    no 1/2 map (image_features (8, 0))   25     ~370-410    ~85-95
-    head 128-64-32                       33     ~730-840    ~90
+    configuration                         C    1-thread CPU ms (backbone)   2 threads, load ~4: ms (fps)
+    recommended (head 48-24-12)          33        385-450 (105-140)           407 (2.5)
+    recommended, output scale 0.5        33        170-220 (110-130)           198 (5.1)
+    no 1/2 map (image_features (8, 0))   25        370-410 (85-140)            371 (2.7)
+    head 64-32-16                        33        470-550 (100-120)
+    whole distribution (cost_channels 0) 49        500-590 (100)
+    head 128-64-32                       33        730-840 (90)
 
-Two threads on an idle machine take a bit more than half the single-thread time (about 250-270 ms, i.e.
-roughly 4 fps, for the recommended configuration); the shared machine was never idle enough to confirm it.
+On an idle 2-core machine two threads should take a bit more than half the single-thread time (about
+220-250 ms, 4-4.5 fps, for the recommended configuration); the shared machine was never idle enough to
+confirm it. With OpenMP's default spinning wait policy, two threads on a busy machine took 8.3 s per frame.
 """
 
 from __future__ import annotations
