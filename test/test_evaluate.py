@@ -245,3 +245,13 @@ def test_cli_on_a_list_dataset(tiny_model, tmp_path: Path, capsys) -> None:
     assert (out / "overview.png").is_file()
     printed = capsys.readouterr().out
     assert "bleeding %" in printed and "report.json" in printed
+
+
+def test_cli_reports_bad_input(tiny_model, tmp_path: Path, capsys) -> None:
+    from smd_core.cli import main
+
+    ckpt = save_checkpoint(tmp_path / "tiny.pth", tiny_model)
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", "bogus-spec", "--device", "cpu"]) == 2
+    assert "cannot read --data 'bogus-spec'" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pth"), "--device", "cpu"]) == 2
+    assert "missing.pth" in capsys.readouterr().err
