@@ -80,17 +80,16 @@ def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
     bridge = CvBridge()
     frames: dict[int, dict[str, Any]] = {}
     for raw in BagSource(bag).messages(set(topics)):
-        if True:
-            msg = deserialize_message(bytes(raw.data), types[raw.msgtype])
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            key = topics[raw.topic]
-            if isinstance(msg, CompressedImage):
-                value: Any = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-            elif isinstance(msg, Image):
-                value = bridge.imgmsg_to_cv2(msg, "bgr8")
-            else:
-                value = msg
-            frames.setdefault(stamp, {"stamp_ns": stamp})[key] = value
+        msg = deserialize_message(bytes(raw.data), types[raw.msgtype])
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        key = topics[raw.topic]
+        if isinstance(msg, CompressedImage):
+            value: Any = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        elif isinstance(msg, Image):
+            value = bridge.imgmsg_to_cv2(msg, "bgr8")
+        else:
+            value = msg
+        frames.setdefault(stamp, {"stamp_ns": stamp})[key] = value
     complete = [f for _, f in sorted(frames.items()) if len(f) == 5]
     return complete[:limit] if limit > 0 else complete
 

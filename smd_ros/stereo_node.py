@@ -156,6 +156,10 @@ class StereoNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("stereo_node", **node_kwargs)
+        # First, so that destroy_node works on a node interrupted (Ctrl-C) half-way through start-up.
+        self.slot = LatestSlot()
+        self._stop = threading.Event()
+        self.worker = threading.Thread(target=self._work, name="smd_inference", daemon=True)
         log = self.get_logger()
         self.config: NodeConfig = declare_parameters(self)
         self.throttled = ThrottledLog(log, period=self.config.report_period)
@@ -198,9 +202,6 @@ class StereoNode(Node):
         # Raw arrivals of the left image, to tell "no camera" from "images but no synchronized set".
         self.subscribers[0].registerCallback(self._on_left_image)
 
-        self.slot = LatestSlot()
-        self._stop = threading.Event()
-        self.worker = threading.Thread(target=self._work, name="smd_inference", daemon=True)
         self.worker.start()
         self.add_on_set_parameters_callback(self._on_parameters)
         self.timer = self.create_timer(0.5, self._on_timer)

@@ -117,8 +117,8 @@ def test_node_runs_the_finetuned_checkpoint(finetuned, ros_env, tmp_path):
         harness.wait_connected(node)
         t = 50.0
         li, ri = camera_infos(W, H, t, fx=calib["fx"], cx=calib["cx"], cy=calib["cy"], baseline=calib["baseline"])
-        harness.publish(image_msg(left, "bgr8", t), image_msg(right, "bgr8", t), li, ri)
-        out = harness.wait_outputs(t, ("disparity",), timeout=90, node=node)
+        out = harness.send((image_msg(left, "bgr8", t), image_msg(right, "bgr8", t), li, ri), t, ("disparity",),
+                           node=node)
     finally:
         harness.close()
         rc = node.stop()

@@ -70,8 +70,7 @@ def stereo(ros_env, tmp_path_factory, parity_dir):
 def run_frame(stereo, frame, topics=("disparity", "uncertainty", "points2")):
     node, harness = stereo
     t = next_stamp()
-    harness.publish(*good_set(frame, t))
-    return t, harness.wait_outputs(t, topics, timeout=90, node=node)
+    return t, harness.send(good_set(frame, t), t, topics, node=node)
 
 
 def as_array(img) -> np.ndarray:
@@ -262,8 +261,7 @@ def test_clock_jump_back_starts_over(stereo, frame):
     """A stamp far in the past (a looping bag, a restarted simulation) is a new start, not an old frame."""
     node, harness = stereo
     t_back = max(harness.stamps()) - 30.0
-    harness.publish(*good_set(frame, t_back))
-    harness.wait_outputs(t_back, timeout=90, node=node)
+    harness.send(good_set(frame, t_back), t_back, node=node)
     assert "time jumped back" in node.log()
     run_frame(stereo, frame)  # and later stamps still work
 
@@ -318,8 +316,7 @@ def test_approximate_sync_and_reliable_qos(ros_env, tmp_path, frame, parity_dir)
         t = 500.0
         left, right, _, _ = good_set(frame, t)
         li, ri = camera_infos(W, H, t + 0.01, fx=FX, baseline=BASELINE)
-        harness.publish(left, right, li, ri)
-        out = harness.wait_outputs(t, timeout=90, node=node)
+        out = harness.send((left, right, li, ri), t, node=node)
         assert [f.name for f in out["points2"].fields] == ["x", "y", "z"]
         assert "approximate (slop 0.02 s)" in node.log()
     finally:

@@ -74,3 +74,14 @@ def test_stats_windows():
     assert window == [(0.5, 0.4, 0.01)] and seconds >= 0
     counts, window, _ = stats.snapshot()
     assert counts["published"] == 1 and window == []  # counters are cumulative, the window restarts
+
+
+def test_ctrl_c_during_start_up_exits_cleanly(monkeypatch, ros_env):
+    """SIGINT while the model loads: rclpy's shutdown destroys the half-built node, which must not raise."""
+    from smd_ros import stereo_node
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stereo_node.StereoNode, "_load_model", interrupted)
+    assert stereo_node.main(["stereo_node", "--ros-args", "-p", "device:=cpu"]) == 0
