@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +44,17 @@ def ros_env() -> dict[str, str]:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # node + test process share 2 cores: no spinning threads
     os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION", "ROS_DOMAIN_ID")})
     return env
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test (`pytestmark = pytest.mark.usefixtures("one_thread")`).
+
+    Tiny tensors: threading buys nothing and, on a busy machine, costs OpenMP barrier waits.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
