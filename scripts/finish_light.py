@@ -1,8 +1,9 @@
 """Last step of scripts/train_light.sh: ship the light models and write their model card.
 
-    python scripts/finish_light.py [--frames 50] [--runs runs]
+    python scripts/finish_light.py [--frames 50] [--bimodal-run DIR] [--standard-run DIR]
 
-Takes the newest checkpoint of runs/light_synthetic and runs/light_synthetic_standard, writes slim copies
+Takes the newest checkpoint of the two runs (default runs/light_synthetic and runs/light_synthetic_standard;
+scripts/train_light.sh passes its stage-2 runs), writes slim copies
 (weights + model and training config, no optimizer state) to smd_core/weights/, evaluates both on the
 held-out synthetic set (seed 9000, never used in training) and writes smd_core/weights/MODEL_CARD.md.
 """
@@ -31,22 +32,33 @@ def ship(run: Path, name: str) -> tuple[Path, dict]:
     step, path = ckpts[-1]
     data = read_checkpoint(path)
     model = load_model(path)
-    out = save_checkpoint(WEIGHTS_DIR / name, model, train_config=data.get("train_config", {}), step=int(step))
-    return out, {"step": int(step), "source": str(path), "train_config": data.get("train_config", {})}
+    tc = data.get("train_config", {})
+    out = save_checkpoint(WEIGHTS_DIR / name, model, train_config=tc, step=int(step))
+    return out, {"step": int(step), "source": str(path), "train_config": tc, "stages": stages(tc)}
+
+
+def stages(tc: dict) -> list[dict]:
+    """The training stages behind a train config, oldest first: each {steps, lr}, following `init` back."""
+    out = [{"steps": tc.get("steps"), "lr": tc.get("optim", {}).get("lr")}]
+    init = tc.get("init")
+    if init and Path(init).is_file():
+        out = stages(read_checkpoint(init).get("train_config", {})) + out
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=50)
-    ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--bimodal-run", type=Path, default=Path("runs/light_synthetic"))
+    ap.add_argument("--standard-run", type=Path, default=Path("runs/light_synthetic_standard"))
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {}
-    for run, name, label in ((args.runs / "light_synthetic", DEFAULT_NAME, "bimodal"),
-                             (args.runs / "light_synthetic_standard", STANDARD_NAME, "standard")):
+    for run, name, label in ((args.bimodal_run, DEFAULT_NAME, "bimodal"),
+                             (args.standard_run, STANDARD_NAME, "standard")):
         path, info = ship(run, name)
         report = evaluate(load_model(path), load_frames(HELD_OUT.format(n=args.frames)),
-                          out_dir=args.runs / f"heldout_{label}", images=4)
+                          out_dir=run.parent / f"heldout_{label}", images=4)
         results[label] = {"file": path.name, "size_mb": path.stat().st_size / 2**20, **info,
                           "summary": report["summary"]}
         print(label, json.dumps(flat(report["summary"])))
@@ -64,6 +76,12 @@ def flat(summary: dict) -> dict:
 
 def _fmt(v: object) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def recipe_steps(stage_list: list[dict]) -> str:
+    """'3600 steps' or '3600 steps (peak lr 0.001), then 4000 steps from those weights (peak lr 0.0005)'."""
+    parts = [f"{s['steps']} steps (peak lr {s['lr']})" for s in stage_list]
+    return ", then ".join(parts[:1] + [p.replace(" steps", " steps from those weights", 1) for p in parts[1:]])
 
 
 def write_card(results: dict, frames: int) -> None:
@@ -87,15 +105,15 @@ about 0.2 M parameters) + SMD head with widths {tc.get('model', {}).get('head_wi
 {tc.get('model', {}).get('max_disp')}. Input BGR 0..255, any size (padded to multiples of 64).
 
 **Data.** Procedural stereo scenes from `smd_core.data.synthetic` with exact disparity (slanted background,
-polygons, ellipses, thin structures, textures from noise / gradients / scikit-image images, photometric
+polygons, ellipses, thin structures, textures from noise / gradients / periodic stripes and checkers / scikit-image images, photometric
 differences between the views): 800 scenes at 640x480, disparity up to 64 px, seeds (1000, i).
 Held-out: `synthetic:9000:{frames}` ({frames} scenes of seed 9000, never seen in training).
 
 **Recipe.** `bash scripts/train_light.sh` = `smd synth` + `smd train --config configs/light_synthetic.yaml`
 (and `configs/light_synthetic_standard.yaml`) on CPU, the two runs side by side with one thread each:
 crops {tc.get('data', {}).get('crop_size')}, {tc.get('data', {}).get('num_points')} DDA points per crop, batch
-{tc.get('batch_size')}, Adam lr {tc.get('optim', {}).get('lr')} cosine to {tc.get('optim', {}).get('min_lr')},
-{tc.get('steps')} steps.
+{tc.get('batch_size')}, Adam with cosine schedules down to lr {tc.get('optim', {}).get('min_lr')}:
+{recipe_steps(results["bimodal"]["stages"])}.
 
 **Held-out metrics** (`smd eval --checkpoint smd_core/weights/... --data synthetic:9000:{frames}`; EPE and SEE in
 px, bad-x and bleeding in %, time per 640x480 frame in s on this machine's CPU):
