@@ -4,9 +4,10 @@
 # on the held-out synthetic set and copies the weights into smd_core/weights/.
 #   bash scripts/train_light.sh [STEPS [STAGE2_STEPS]]    (default: the configs' steps, then 5000)
 # Stage 1 runs the configs' cosine schedule from scratch; stage 2 starts again from its last weights
-# (`--init`: fresh Adam state, a second cosine cycle from a lower peak), because on this machine's time
-# budget the loss was still falling steadily when stage 1's learning rate reached its floor.
-# STAGE2_STEPS=0 skips stage 2. On 2 idle cores: stage 1 about 45 min, stage 2 about 55 min.
+# (`--init`: fresh Adam state, a second cosine cycle from a lower peak). Measured: stage 1's loss fell
+# steadily while its learning rate was high and flattened only as it decayed; stage 2 took the bimodal
+# model's held-out bad-3 from 21.8 % to 13.6 % (EPE 4.65 -> 3.24 px) within the 2-hour CPU budget.
+# STAGE2_STEPS=0 skips stage 2. On 2 cores: stage 1 took 45 min, stage 2 53 min (both runs side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
