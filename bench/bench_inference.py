@@ -1,7 +1,7 @@
 """Inference benchmark: encode time, query throughput and peak memory per backbone and output scale.
 
     python bench/bench_inference.py [--device cpu|cuda] [--backbones psmnet hsmnet] [--scales 1 2 4 8]
-                                    [--size 256 512] [--checkpoint-dir ../shared/parity]
+                                    [--size 256 512] [--checkpoint-dir ../shared/parity] [--repeats 2]
 
 Weights are random unless a parity checkpoint folder is given (speed does not depend on them).
 Each configuration runs in its own process so the peak resident memory (CPU) is its own; on CUDA the
@@ -22,7 +22,8 @@ from pathlib import Path
 REFERENCE_POINTS_PER_S = 131072 / 3.66
 
 
-def measure(backbone: str, scale: float, size: tuple[int, int], device: str, chunk: int, ckpt: str | None) -> dict:
+def measure(backbone: str, scale: float, size: tuple[int, int], device: str, chunk: int, ckpt: str | None,
+            repeats: int = 2) -> dict:
     import numpy as np
     import torch
 
@@ -43,7 +44,7 @@ def measure(backbone: str, scale: float, size: tuple[int, int], device: str, chu
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     best = None
-    for _ in range(2):
+    for _ in range(repeats):
         out = pred.predict(left, right, scale=scale)
         if best is None or out.timings["total_s"] < best["total_s"]:
             best = out.timings
@@ -62,6 +63,7 @@ def main() -> int:
     ap.add_argument("--size", nargs=2, type=int, default=[256, 512])
     ap.add_argument("--chunk-points", type=int, default=200_000)
     ap.add_argument("--checkpoint-dir", default=None, help="folder with psm_bimodal_s1/ and hsm_bimodal_s1/")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs per configuration (the best is kept)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -76,7 +78,7 @@ def main() -> int:
             ckpt = str(Path(args.checkpoint_dir) / f"{bb[:3]}_bimodal_s1" / "checkpoint.pth")
         for s in args.scales:
             cfg = {"backbone": bb, "scale": s, "size": args.size, "device": args.device,
-                   "chunk": args.chunk_points, "ckpt": ckpt}
+                   "chunk": args.chunk_points, "ckpt": ckpt, "repeats": args.repeats}
             t = time.perf_counter()
             proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True)
             if proc.returncode:
