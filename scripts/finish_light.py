@@ -105,7 +105,8 @@ about 0.2 M parameters) + SMD head with widths {tc.get('model', {}).get('head_wi
 {tc.get('model', {}).get('max_disp')}. Input BGR 0..255, any size (padded to multiples of 64).
 
 **Data.** Procedural stereo scenes from `smd_core.data.synthetic` with exact disparity (slanted background,
-polygons, ellipses, thin structures, textures from noise / gradients / periodic stripes and checkers / scikit-image images, photometric
+polygons, ellipses, thin structures, textures from noise / gradients / periodic stripes and checkers /
+scikit-image images, photometric
 differences between the views): 800 scenes at 640x480, disparity up to 64 px, seeds (1000, i).
 Held-out: `synthetic:9000:{frames}` ({frames} scenes of seed 9000, never seen in training).
 

@@ -172,23 +172,27 @@ class Predictor:
         self, features: object, out_hw: tuple[int, int], y_offset: float, grid_size: tuple[float, float]
     ) -> dict[str, np.ndarray]:
         h_out, w_out = out_hw
-        n = h_out * w_out
+        # Blocks of whole rows (or of one row's columns when a row alone exceeds chunk_points): at most
+        # chunk_points queries each, on a grid so the features are sampled separably (SMDNet.query_grid).
+        cols = min(w_out, self.chunk_points)
+        rows = max(1, self.chunk_points // w_out)
         maps: dict[str, np.ndarray] = {}
-        for start in range(0, n, self.chunk_points):
-            idx = torch.arange(start, min(n, start + self.chunk_points), device=self.device)
-            ys = torch.div(idx, w_out, rounding_mode="floor")
-            xs = idx - ys * w_out
-            points = torch.stack([xs.float(), ys.float() + y_offset]).unsqueeze(0)
-            pred = self.model.query(features, points, grid_size)
-            fields = pred.fields()
-            fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind="sigma")
-            if pred.sigma is not None:
-                fields["sigma0"] = fields.pop("sigma")
-            for name, value in fields.items():
-                if name not in maps:
-                    maps[name] = np.empty(n, dtype=np.float32)
-                maps[name][start : start + idx.numel()] = value[0].float().cpu().numpy()
-        return {k: v.reshape(h_out, w_out) for k, v in maps.items()}
+        for r0 in range(0, h_out, rows):
+            r1 = min(h_out, r0 + rows)
+            ys = torch.arange(r0, r1, device=self.device, dtype=torch.float32) + y_offset
+            for c0 in range(0, w_out, cols):
+                c1 = min(w_out, c0 + cols)
+                xs = torch.arange(c0, c1, device=self.device, dtype=torch.float32)
+                pred = self.model.query_grid(features, xs, ys, grid_size)
+                fields = pred.fields()
+                fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind="sigma")
+                if pred.sigma is not None:
+                    fields["sigma0"] = fields.pop("sigma")
+                for name, value in fields.items():
+                    if name not in maps:
+                        maps[name] = np.empty((h_out, w_out), dtype=np.float32)
+                    maps[name][r0:r1, c0:c1] = value[0].float().cpu().numpy().reshape(r1 - r0, c1 - c0)
+        return maps
 
     def _assemble(
         self, maps: dict[str, np.ndarray], out_hw: tuple[int, int], sx: float, timings: dict[str, float]

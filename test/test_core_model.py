@@ -11,7 +11,15 @@ import smd_core
 from smd_core.config import ModelConfig
 from smd_core.inference import Predictor
 from smd_core.model import backbones
-from smd_core.model.head import SMDHead, flatten_maps, gather_bilinear, normalize_points, sample_maps
+from smd_core.model.head import (
+    SMDHead,
+    flatten_maps,
+    gather_bilinear,
+    gather_grid,
+    normalize_coords,
+    normalize_points,
+    sample_maps,
+)
 from smd_core.model.network import SMDNet, load_model, save_checkpoint
 
 
@@ -60,6 +68,25 @@ def test_head_layer_names_and_points_major_path_equivalence():
     edge = torch.tensor([[[-0.7, 63.5, 30.0], [5.0, 31.2, -0.6]]]).repeat(2, 1, 1)
     g = normalize_points(edge, (32, 64))
     assert torch.allclose(gather_bilinear(flatten_maps(maps), g).transpose(1, 2), sample_maps(maps, g), atol=1e-5)
+
+
+def test_grid_sampling_equals_pointwise_sampling():
+    """gather_grid on columns x rows = gather_bilinear on every (x, y) of that grid, borders and outside included."""
+    maps = [torch.randn(2, 24, 8, 16), torch.randn(2, 8, 16, 32)]
+    xs = torch.tensor([-3.0, 0.0, 0.4, 17.5, 62.9, 63.0, 70.0])
+    ys = torch.tensor([0.0, 0.3, 15.5, 31.0, 31.7, -1.0])
+    size = (32, 64)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)]).unsqueeze(0).repeat(2, 1, 1)
+    flat = flatten_maps(maps)
+    pointwise = gather_bilinear(flat, normalize_points(pts, size))
+    grid = gather_grid(flat, normalize_coords(xs, size[1]), normalize_coords(ys, size[0]))
+    assert grid.shape == pointwise.shape == (2, len(ys) * len(xs), 32)
+    assert torch.allclose(grid, pointwise, atol=1e-5)
+    with pytest.raises(ValueError, match="1-D"):
+        gather_grid(flat, xs[None], ys)
+    with pytest.raises(ValueError, match="larger than 1"):
+        normalize_coords(xs, 1)
 
 
 def test_normalize_points_follows_reference_and_validates():
@@ -129,6 +156,8 @@ def test_predictor_matches_pointwise_query_and_is_chunk_invariant(tiny):
     a = Predictor(model, chunk_points=100_000).predict(left, right, scale=2.0)
     b = Predictor(model, chunk_points=517).predict(left, right, scale=2.0)
     assert np.allclose(a.disparity, b.disparity, atol=1e-3)
+    c = Predictor(model, chunk_points=50).predict(left, right, scale=2.0)  # blocks of a row's columns
+    assert np.allclose(a.disparity, c.disparity, atol=1e-3) and np.allclose(a.uncertainty, c.uncertainty, atol=1e-3)
     # Direct query at the same pixel positions (no padding at 64x64): values / disparity_scale.
     t = torch.from_numpy(np.stack([left, right])).permute(0, 3, 1, 2).float()
     with torch.no_grad():

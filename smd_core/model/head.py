@@ -72,6 +72,55 @@ def gather_bilinear(flat: FlatMaps, grid: Tensor) -> Tensor:
     return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
 
 
+def normalize_coords(coords: Tensor, size: float) -> Tensor:
+    """Pixel coordinates (any shape) along one axis of an output grid of `size` pixels -> [-1, 1].
+
+    The 1-D form of `normalize_points`: clamp(2 c / (size - 1) - 1, -1, 1).
+    """
+    if float(size) <= 1:
+        raise ValueError(f"output grid size must be larger than 1, got {size}")
+    return (coords * (2.0 / (float(size) - 1.0)) - 1.0).clamp(-1.0, 1.0)
+
+
+def _axis_taps(g: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bilinear taps along one axis of length n for normalized coordinates g (M,), align_corners=False:
+    (index0, index1) clamped into range and (weight0, weight1), zero where the tap falls outside (zeros padding)."""
+    u = ((g + 1.0) * n - 1.0) * 0.5
+    i0f = torch.floor(u)
+    f = (u - i0f).to(dtype)
+    i0 = i0f.long()
+    i1 = i0 + 1
+    w0 = (1 - f) * ((i0 >= 0) & (i0 < n))
+    w1 = f * ((i1 >= 0) & (i1 < n))
+    return i0.clamp(0, n - 1), i1.clamp(0, n - 1), w0, w1
+
+
+def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor) -> Tensor:
+    """Sample channels-last maps on the Cartesian grid of normalized columns gx (W,) and rows gy (R,).
+
+    Returns (B, R * W, sum C_i), row-major: the same values as `gather_bilinear` at every (gx[j], gy[i]), since
+    a bilinear weight is the product of one weight per axis. Interpolating rows first and then columns costs
+    2 R (w_i + W) C_i multiply-adds instead of 4 R W C_i gathers: for dense 640x480 queries of the light model
+    on 2 CPU cores, 120-140 ms instead of 320-340 ms (the pointwise gather was 2/3 of the query time).
+    """
+    if gx.dim() != 1 or gy.dim() != 1:
+        raise ValueError(f"gx and gy must be 1-D, got shapes {tuple(gx.shape)} and {tuple(gy.shape)}")
+    out = []
+    for m, (h, w) in zip(flat.maps, flat.sizes, strict=True):
+        b, c = m.shape[0], m.shape[-1]
+        grid = m.view(b, h, w, c)
+        y0, y1, wy0, wy1 = _axis_taps(gy, h, m.dtype)
+        x0, x1, wx0, wx1 = _axis_taps(gx, w, m.dtype)
+        rows = grid.index_select(1, y0).mul_(wy0.view(1, -1, 1, 1)).addcmul_(grid.index_select(1, y1),
+                                                                             wy1.view(1, -1, 1, 1))
+        # Column weights spelled out as (W, C): broadcasting a (W, 1) weight over the few channels of the
+        # innermost dimension was measured 3.6x slower on CPU.
+        ex0, ex1 = (wt.view(-1, 1).expand(-1, c).contiguous() for wt in (wx0, wx1))
+        cols = rows.index_select(2, x0).mul_(ex0).addcmul_(rows.index_select(2, x1), ex1)
+        out.append(cols.reshape(b, -1, c))
+    return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
+
+
 @dataclasses.dataclass
 class FlatMaps:
     """Channels-last backbone maps: `maps[i]` is (B, h_i * w_i, C_i), `sizes[i]` = (h_i, w_i)."""

@@ -20,7 +20,15 @@ from torch import Tensor, nn
 
 from smd_core.config import OUTPUT_CHANNELS, ModelConfig, from_dict, to_dict
 from smd_core.model.backbones import build_backbone
-from smd_core.model.head import FlatMaps, SMDHead, flatten_maps, gather_bilinear, normalize_points
+from smd_core.model.head import (
+    FlatMaps,
+    SMDHead,
+    flatten_maps,
+    gather_bilinear,
+    gather_grid,
+    normalize_coords,
+    normalize_points,
+)
 from smd_core.model.mixture import Prediction, activate
 
 CHECKPOINT_FORMAT = "smd_ros"
@@ -69,6 +77,16 @@ class SMDNet(nn.Module):
             grid = normalize_points(points, output_size)
             pred.coarse = gather_bilinear(flatten_maps([coarse(features)]), grid)[..., 0].float()
         return pred
+
+    def query_grid(
+        self, features: list[Tensor] | FlatMaps, xs: Tensor, ys: Tensor, output_size: tuple[float, float]
+    ) -> Prediction:
+        """`query` on the grid of columns xs (W,) x rows ys (R,) (pixels of `output_size`), fields (B, R * W)
+        row-major; the dense path of `Predictor` (separable sampling, see `gather_grid`)."""
+        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
+        sampled = gather_grid(flat, normalize_coords(xs, output_size[1]), normalize_coords(ys, output_size[0]))
+        raw = self.mlp.forward_points(sampled).transpose(1, 2)
+        return activate(raw.float(), self.config.output, self.config.max_disp)
 
     def forward(self, left: Tensor, right: Tensor, points: Tensor, output_size: tuple[float, float]) -> Prediction:
         return self.query(self.encode(left, right), points, output_size)
