@@ -51,9 +51,12 @@ upper bounds; single-thread CPU time is the load-independent figure (+-10 % betw
     whole distribution (cost_channels 0) 49        500-590 (100)
     head 128-64-32                       33        730-840 (90)
 
-On an idle 2-core machine two threads should take a bit more than half the single-thread time (about
-220-250 ms, 4-4.5 fps, for the recommended configuration); the shared machine was never idle enough to
-confirm it. With OpenMP's default spinning wait policy, two threads on a busy machine took 8.3 s per frame.
+Measured later on the idle machine (load < 1, bench/bench_light.py): two threads barely beat one. The
+recommended configuration took 493 ms per frame (2.0 fps: encode 171, query 323) with the pointwise
+feature gather, and 328-379 ms (2.6-3.0 fps: encode 136-157, query 192-225) since dense queries sample the
+maps separably (`head.gather_grid`); at output scale 0.5, 228 ms (4.4 fps). The 4 fps target at output
+scale 1 is not reached: the head's MLP (about 130 ms for 307 k points) and the backbone are what is left.
+With OpenMP's default spinning wait policy, two threads on a busy machine took 8.3 s per frame.
 """
 
 from __future__ import annotations
