@@ -130,7 +130,7 @@ class FeatureExtraction(nn.Module):
         skip = self.layer4(self.layer3(raw))  # (B, 128, H/4, W/4)
         size = skip.shape[-2:]
         # Concatenation order (coarse pyramid levels last) is what lastconv's weights expect. The reference
-        # called F.upsample(mode="bilinear") without align_corners, which modern PyTorch runs as
+        # called the removed upsample function (bilinear) without align_corners, which modern PyTorch runs as
         # align_corners=False; the parity fixtures confirm it.
         pyramid = [
             F.interpolate(getattr(self, f"branch{i}")(skip), size=size, mode="bilinear", align_corners=False)
