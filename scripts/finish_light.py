@@ -96,7 +96,7 @@ def write_card(results: dict, frames: int) -> None:
                         ("standard", "standard (L1), same backbone and budget, for comparison")))
     card = f"""# Bundled light models (smd_core/weights)
 
-| file | head | size | steps |
+| file | head | size | steps (last stage) |
 |---|---|---|---|
 {files}
 

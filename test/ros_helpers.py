@@ -225,8 +225,8 @@ class Harness:
 
         The first set after `wait_connected` can be lost: our writer has matched the node's best-effort
         reader, but the reader may not have matched the writer yet (seen in a full-suite run on a loaded
-        machine: a fresh node's first set never arrived in 90 s). A repeat of an already accepted set is dropped by the
-        node as out of order, so resending never produces a second output.
+        machine: a fresh node's first set never arrived in 90 s). A repeat of an already accepted set is
+        dropped by the node as out of order, so resending never produces a second output.
         """
         end = time.monotonic() + timeout
         while True:

@@ -14,6 +14,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def normalize_coords(coords: Tensor, size: float) -> Tensor:
+    """Pixel coordinates (any shape) along one axis of an output grid of `size` pixels -> [-1, 1].
+
+    The 1-D form of `normalize_points`: clamp(2 c / (size - 1) - 1, -1, 1).
+    """
+    if float(size) <= 1:
+        raise ValueError(f"output grid size must be larger than 1, got {size}")
+    return (coords * (2.0 / (float(size) - 1.0)) - 1.0).clamp(-1.0, 1.0)
+
+
 def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor:
     """Pixel coordinates (B, 2, N) as (x, y) in an output grid (H_out, W_out) -> grid_sample grid (B, 1, N, 2).
 
@@ -25,8 +35,7 @@ def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor
     h_out, w_out = float(output_size[0]), float(output_size[1])
     if h_out <= 1 or w_out <= 1:
         raise ValueError(f"output_size must be larger than 1x1, got {output_size}")
-    scale = points.new_tensor([2.0 / (w_out - 1.0), 2.0 / (h_out - 1.0)]).view(1, 2, 1)
-    grid = (points * scale - 1.0).clamp(-1.0, 1.0)
+    grid = torch.stack([normalize_coords(points[:, 0], w_out), normalize_coords(points[:, 1], h_out)], dim=1)
     return grid.transpose(1, 2).unsqueeze(1)
 
 
@@ -70,16 +79,6 @@ def gather_bilinear(flat: FlatMaps, grid: Tensor) -> Tensor:
             acc = term if acc is None else acc + term
         out.append(acc)
     return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
-
-
-def normalize_coords(coords: Tensor, size: float) -> Tensor:
-    """Pixel coordinates (any shape) along one axis of an output grid of `size` pixels -> [-1, 1].
-
-    The 1-D form of `normalize_points`: clamp(2 c / (size - 1) - 1, -1, 1).
-    """
-    if float(size) <= 1:
-        raise ValueError(f"output grid size must be larger than 1, got {size}")
-    return (coords * (2.0 / (float(size) - 1.0)) - 1.0).clamp(-1.0, 1.0)
 
 
 def _axis_taps(g: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
