@@ -1,0 +1,143 @@
+"""The classical matcher: OpenCV semi-global matching, as `stereo_image_proc` runs it, and its hole filling.
+
+One implementation serves the guided backbone (its input), `smd eval --baseline sgbm|sgbm_fill` and the
+demo's comparison panel, so every comparison with SGBM uses the same matcher with the same parameters.
+
+Disparity here is in input pixels, float32 (H, W); holes (pixels SGBM rejects: uniqueness, left-right
+check, speckle filter, no match in range) are NaN in `disparity` and False in `valid` — marked, not guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "hh": cv2.STEREO_SGBM_MODE_HH,
+         "3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY, "hh4": cv2.STEREO_SGBM_MODE_HH4}
+
+
+@dataclasses.dataclass
+class SGBMConfig:
+    """Parameters of `cv2.StereoSGBM` (names as in OpenCV and stereo_image_proc).
+
+    `num_disparities` 0 means "from the model's max_disp" (rounded up to a multiple of 16); P1/P2 0 mean
+    OpenCV's recommended 8 * cn * block^2 and 32 * cn * block^2 for a 1-channel (gray) input.
+    `pad_left`: pad both images on the left by num_disparities columns so SGBM also matches the leftmost
+    columns (OpenCV leaves them invalid); what it finds there is as good as the image allows.
+    """
+
+    mode: str = "3way"
+    block_size: int = 5
+    num_disparities: int = 0
+    min_disparity: int = 0
+    p1: int = 0
+    p2: int = 0
+    uniqueness_ratio: int = 10
+    disp12_max_diff: int = 1
+    pre_filter_cap: int = 31
+    speckle_window_size: int = 100
+    speckle_range: int = 2
+    pad_left: bool = True
+
+    def __post_init__(self) -> None:
+        self.mode = str(self.mode).lower()
+        if self.mode not in MODES:
+            raise ValueError(f"sgbm mode must be one of {sorted(MODES)}, got {self.mode!r}")
+        if self.block_size < 1 or self.block_size % 2 == 0:
+            raise ValueError(f"sgbm block_size must be odd and >= 1, got {self.block_size}")
+        if self.num_disparities < 0 or self.num_disparities % 16:
+            raise ValueError(f"sgbm num_disparities must be 0 (from max_disp) or a multiple of 16, "
+                             f"got {self.num_disparities}")
+        for name in ("p1", "p2", "uniqueness_ratio", "disp12_max_diff", "pre_filter_cap",
+                     "speckle_window_size", "speckle_range", "min_disparity"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"sgbm {name} must be >= 0, got {getattr(self, name)}")
+        if self.p2 and self.p1 and self.p2 <= self.p1:
+            raise ValueError(f"sgbm needs p2 > p1, got p1={self.p1}, p2={self.p2}")
+
+    def disparities_for(self, max_disp: int) -> int:
+        """numDisparities used for a model whose range is [0, max_disp]."""
+        if self.num_disparities:
+            return self.num_disparities
+        return int(-(-int(max_disp) // 16) * 16)
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+
+
+def make_matcher(config: SGBMConfig, num_disparities: int) -> cv2.StereoSGBM:
+    """The cv2 matcher for `config` (gray input)."""
+    area = config.block_size * config.block_size
+    return cv2.StereoSGBM_create(
+        minDisparity=config.min_disparity,
+        numDisparities=num_disparities,
+        blockSize=config.block_size,
+        P1=config.p1 or 8 * area,
+        P2=config.p2 or 32 * area,
+        disp12MaxDiff=config.disp12_max_diff,
+        preFilterCap=config.pre_filter_cap,
+        uniquenessRatio=config.uniqueness_ratio,
+        speckleWindowSize=config.speckle_window_size,
+        speckleRange=config.speckle_range,
+        mode=MODES[config.mode],
+    )
+
+
+def sgbm_disparity(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
+    """SGBM disparity (H, W) float32 in px of the inputs; NaN where SGBM found no valid match.
+
+    left, right: (H, W, 3) BGR or (H, W) gray uint8 of the same size.
+    """
+    if left.shape != right.shape:
+        raise ValueError(f"left and right differ in size: {left.shape} vs {right.shape}")
+    if left.dtype != np.uint8 or right.dtype != np.uint8:
+        raise ValueError(f"sgbm needs uint8 images, got {left.dtype} and {right.dtype}")
+    gl, gr = _to_gray(left), _to_gray(right)
+    d = config.disparities_for(max_disp)
+    pad = d + config.min_disparity if config.pad_left else 0
+    if pad:
+        gl = cv2.copyMakeBorder(gl, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
+        gr = cv2.copyMakeBorder(gr, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
+    raw = make_matcher(config, d).compute(gl, gr)[:, pad:]
+    out = raw.astype(np.float32) / 16.0
+    # OpenCV marks rejected pixels with (minDisparity - 1) * 16.
+    out[raw < config.min_disparity * 16] = np.nan
+    return out
+
+
+def fill_background(disparity: np.ndarray) -> np.ndarray:
+    """Row-wise background fill of NaN holes: each hole takes the smaller (farther) of the valid values
+    that bound it in its row (the one bound at a row's end); rows with no valid pixel become 0.
+
+    This is the usual hole filling for block matchers: occlusion holes sit beside foreground edges and
+    belong to the background. disparity: (H, W) float32 with NaN holes -> (H, W) float32, no NaN.
+    """
+    if disparity.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got shape {disparity.shape}")
+    d = np.asarray(disparity, dtype=np.float32)
+    valid = np.isfinite(d)
+    h, w = d.shape
+    cols = np.arange(w)[None, :]
+    # Index of the nearest valid pixel on the left / right of every pixel (-1 / w when there is none).
+    left_idx = np.maximum.accumulate(np.where(valid, cols, -1), axis=1)
+    right_idx = np.minimum.accumulate(np.where(valid, cols, w)[:, ::-1], axis=1)[:, ::-1]
+    rows = np.arange(h)[:, None]
+    big = np.float32(np.inf)
+    from_left = np.where(left_idx >= 0, d[rows, np.clip(left_idx, 0, w - 1)], big)
+    from_right = np.where(right_idx < w, d[rows, np.clip(right_idx, 0, w - 1)], big)
+    filled = np.where(valid, d, np.minimum(from_left, from_right))
+    return np.where(np.isfinite(filled), filled, 0.0).astype(np.float32)
+
+
+def sgbm_fill(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
+    """SGBM followed by `fill_background`: a dense (H, W) float32 disparity, the classical baseline."""
+    return fill_background(sgbm_disparity(left, right, config, max_disp))
