@@ -18,7 +18,7 @@ import yaml
 
 T = TypeVar("T")
 
-BACKBONE_NAMES = ("psmnet", "hsmnet", "light")
+BACKBONE_NAMES = ("psmnet", "hsmnet", "light", "sgbm_guided")
 OUTPUT_NAMES = ("standard", "unimodal", "bimodal")
 # Raw channels the head predicts per output representation (SMD-Nets, Sec. 3.2).
 OUTPUT_CHANNELS = {"standard": 1, "unimodal": 2, "bimodal": 5}

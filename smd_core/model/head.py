@@ -120,6 +120,29 @@ def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor) -> Tensor:
     return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
 
 
+def _nearest_index(g: Tensor, n: int) -> Tensor:
+    """Nearest map index (clamped: border padding) of normalized coordinates g, align_corners=False."""
+    return torch.floor(((g + 1.0) * n - 1.0) * 0.5 + 0.5).long().clamp(0, n - 1)
+
+
+def gather_nearest(flat: FlatMaps, grid: Tensor) -> Tensor:
+    """Nearest-neighbour sample of ONE single-channel channels-last map at `grid` (B, 1, N, 2) -> (B, N).
+
+    For values that must never be blended across an edge (a residual backbone's disparity).
+    """
+    (m,), ((h, w),) = flat.maps, flat.sizes
+    g = grid[:, 0]
+    idx = _nearest_index(g[..., 1], h) * w + _nearest_index(g[..., 0], w)  # (B, N)
+    return m[..., 0].gather(1, idx)
+
+
+def gather_nearest_grid(flat: FlatMaps, gx: Tensor, gy: Tensor) -> Tensor:
+    """`gather_nearest` on the grid of normalized columns gx (W,) x rows gy (R,) -> (B, R * W), row-major."""
+    (m,), ((h, w),) = flat.maps, flat.sizes
+    grid = m.view(m.shape[0], h, w)
+    return grid.index_select(1, _nearest_index(gy, h)).index_select(2, _nearest_index(gx, w)).flatten(1)
+
+
 @dataclasses.dataclass
 class FlatMaps:
     """Channels-last backbone maps: `maps[i]` is (B, h_i * w_i, C_i), `sizes[i]` = (h_i, w_i)."""

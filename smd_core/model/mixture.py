@@ -24,6 +24,8 @@ SIGMA_EPS = 1e-2
 # published backbones have none, so their loss is exactly the reference's.
 COARSE_WEIGHT = 1.0
 UNCERTAINTY_KINDS = ("sigma", "std", "entropy")
+# Residual backbones: one unit of raw head output moves a mode by this fraction of max_disp.
+RESIDUAL_SCALE = 1.0 / 16.0
 
 
 @dataclasses.dataclass
@@ -61,10 +63,12 @@ def select_mode(mu0: Tensor, mu1: Tensor, sigma0: Tensor, sigma1: Tensor, pi0: T
     return torch.where(pi0 / sigma0 > pi1 / sigma1, mu0, mu1)
 
 
-def activate(raw: Tensor, output: str, max_disp: float) -> Prediction:
+def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = None) -> Prediction:
     """Raw head outputs (B, K, N) -> Prediction with fields (B, N).
 
     K = 5 (bimodal: mu0, mu1, sigma0, sigma1, pi0), 2 (unimodal: mu, b) or 1 (standard).
+    Disparities are sigmoid(raw) * max_disp, or, with `base` (B, N) px (a residual backbone's own
+    disparity at the points), base + raw * RESIDUAL_SCALE * max_disp clamped to [0, max_disp].
     """
     expected = {"standard": 1, "unimodal": 2, "bimodal": 5}
     if output not in expected:
@@ -72,11 +76,20 @@ def activate(raw: Tensor, output: str, max_disp: float) -> Prediction:
     if raw.dim() != 3 or raw.shape[1] != expected[output]:
         raise ValueError(f"{output} head needs raw outputs (B, {expected[output]}, N), got {tuple(raw.shape)}")
     act = torch.sigmoid(raw)
+    if base is None:
+        def disp(k: int) -> Tensor:
+            return act[:, k] * max_disp
+    else:
+        if base.shape != raw[:, 0].shape:
+            raise ValueError(f"base must be (B, N) = {tuple(raw[:, 0].shape)}, got {tuple(base.shape)}")
+
+        def disp(k: int) -> Tensor:
+            return (base + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
     if output == "standard":
-        return Prediction(disparity=act[:, 0] * max_disp)
+        return Prediction(disparity=disp(0))
     if output == "unimodal":
-        return Prediction(disparity=act[:, 0] * max_disp, sigma=act[:, 1])
-    mu0, mu1 = act[:, 0] * max_disp, act[:, 1] * max_disp
+        return Prediction(disparity=disp(0), sigma=act[:, 1])
+    mu0, mu1 = disp(0), disp(1)
     sigma0 = act[:, 2].clamp(SIGMA_EPS, 1.0)
     sigma1 = act[:, 3].clamp(SIGMA_EPS, 1.0)
     pi0 = act[:, 4]

@@ -26,6 +26,8 @@ from smd_core.model.head import (
     flatten_maps,
     gather_bilinear,
     gather_grid,
+    gather_nearest,
+    gather_nearest_grid,
     normalize_coords,
     normalize_points,
 )
@@ -46,6 +48,15 @@ class SMDNet(nn.Module):
         self.stereo_network = build_backbone(config.backbone, max_disp=config.max_disp, **config.backbone_options)
         c = int(self.stereo_network.feature_channels)
         self.mlp = SMDHead(c, config.head_widths, config.out_channels)
+        # Residual backbones return their own disparity (B, 1, H, W) px as the last map: not a head input,
+        # sampled nearest-neighbour, and the head's modes are offsets from it (`mixture.activate`).
+        self.residual = bool(getattr(self.stereo_network, "residual", False))
+
+    def _split(self, features: list[Tensor] | FlatMaps) -> tuple[FlatMaps, FlatMaps | None]:
+        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
+        if not self.residual:
+            return flat, None
+        return FlatMaps(flat.maps[:-1], flat.sizes[:-1]), FlatMaps(flat.maps[-1:], flat.sizes[-1:])
 
     def encode(self, left: Tensor, right: Tensor) -> list[Tensor]:
         """left, right: (B, 3, H, W) float BGR in 0..255, H and W multiples of 64 -> feature maps (B, C_i, h_i, w_i)."""
@@ -59,18 +70,21 @@ class SMDNet(nn.Module):
 
     def query_raw(
         self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
-    ) -> Tensor:
-        """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid."""
-        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
-        sampled = gather_bilinear(flat, normalize_points(points, output_size))  # (B, N, C)
-        return self.mlp.forward_points(sampled).transpose(1, 2)
+    ) -> tuple[Tensor, Tensor | None]:
+        """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid, and the
+        residual base disparity (B, N) px there (None for non-residual backbones)."""
+        head_maps, base_map = self._split(features)
+        grid = normalize_points(points, output_size)
+        sampled = gather_bilinear(head_maps, grid)  # (B, N, C)
+        base = None if base_map is None else gather_nearest(base_map, grid).float()
+        return self.mlp.forward_points(sampled).transpose(1, 2), base
 
     def query(
         self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
     ) -> Prediction:
         """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
-        raw = self.query_raw(features, points, output_size)
-        pred = activate(raw.float(), self.config.output, self.config.max_disp)
+        raw, base = self.query_raw(features, points, output_size)
+        pred = activate(raw.float(), self.config.output, self.config.max_disp, base)
         coarse = getattr(self.stereo_network, "coarse_disparity", None)
         if self.training and coarse is not None and not isinstance(features, FlatMaps):
             # Backbones with their own disparity estimate get it supervised too (see mixture.loss).
@@ -83,10 +97,11 @@ class SMDNet(nn.Module):
     ) -> Prediction:
         """`query` on the grid of columns xs (W,) x rows ys (R,) (pixels of `output_size`), fields (B, R * W)
         row-major; the dense path of `Predictor` (separable sampling, see `gather_grid`)."""
-        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
-        sampled = gather_grid(flat, normalize_coords(xs, output_size[1]), normalize_coords(ys, output_size[0]))
-        raw = self.mlp.forward_points(sampled).transpose(1, 2)
-        return activate(raw.float(), self.config.output, self.config.max_disp)
+        head_maps, base_map = self._split(features)
+        gx, gy = normalize_coords(xs, output_size[1]), normalize_coords(ys, output_size[0])
+        raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy)).transpose(1, 2)
+        base = None if base_map is None else gather_nearest_grid(base_map, gx, gy).float()
+        return activate(raw.float(), self.config.output, self.config.max_disp, base)
 
     def forward(self, left: Tensor, right: Tensor, points: Tensor, output_size: tuple[float, float]) -> Prediction:
         return self.query(self.encode(left, right), points, output_size)

@@ -18,6 +18,7 @@ _REGISTRY = {
     "psmnet": ("smd_core.model.backbones.psmnet", "PSMNet"),
     "hsmnet": ("smd_core.model.backbones.hsmnet", "HSMNet"),
     "light": ("smd_core.model.backbones.light", "LightStereo"),
+    "sgbm_guided": ("smd_core.model.backbones.guided", "SGBMGuided"),
 }
 
 
@@ -30,5 +31,5 @@ def backbone_class(name: str) -> type[nn.Module]:
 
 
 def build_backbone(name: str, *, max_disp: int, **options: Any) -> nn.Module:
-    """Build backbone `name` ("psmnet", "hsmnet", "light"; case-insensitive)."""
+    """Build backbone `name` ("psmnet", "hsmnet", "light", "sgbm_guided"; case-insensitive)."""
     return backbone_class(name)(max_disp=max_disp, **options)

@@ -1,0 +1,150 @@
+"""SGBMGuided: the SMD head on top of OpenCV SGBM (after Neural Disparity Refinement, Aleotti et al. 2021).
+
+SGBM (`smd_core.classical`, parameters in `backbone_options["sgbm"]`, so a checkpoint reproduces its own
+inputs) supplies sharp matches with no domain gap; a small 2D U-Net over the left image and SGBM's
+channels learns to keep them, repair outliers, fill holes from image edges, and hand the head features
+with which it picks the foreground or background mode at every boundary.
+
+Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 16):
+1. SGBM on the gray pair -> disparity with NaN holes; holes filled row-wise from the background side.
+2. Guide channels at full resolution: normalised left image (3), filled disparity / max_disp (1),
+   validity (1), |left - right warped by the filled disparity| (1).
+3. U-Net (1/2 .. 1/16) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
+   full-resolution map (`features[2]` ch, one conv over the guide channels) for exact edges.
+4. The filled SGBM disparity itself, (B, 1, H, W) in px, as the last map: `residual = True` tells SMDNet
+   to sample it with nearest-neighbour (never blended across an edge) and to read the head's mode
+   outputs as offsets from it (`mixture.activate(..., base=...)`).
+
+Output: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4), (B, 1, H, W) base]; `feature_channels` =
+f1 + f2 + f4 (the base is not a head input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
+from smd_core.config import from_dict
+from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_relu
+
+SIZE_MULTIPLE = 16
+
+
+def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> tuple[Tensor, Tensor]:
+    """SGBM for a batch: (B, 3, H, W) BGR 0..255 -> filled disparity (B, 1, H, W) px and validity (B, 1, H, W).
+
+    Runs on the CPU (OpenCV) whatever the tensors' device; results come back on that device.
+    """
+    pairs = torch.stack([left, right], 1).detach().round().clamp(0, 255).to("cpu", torch.uint8)
+    pairs = pairs.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (B, 2, H, W, 3)
+    filled, valid = [], []
+    for lb, rb in pairs:
+        d = sgbm_disparity(lb, rb, config, max_disp)
+        valid.append(np.isfinite(d))
+        filled.append(fill_background(d))
+    to = {"device": left.device, "dtype": left.dtype}
+    return (torch.from_numpy(np.stack(filled)[:, None]).to(**to),
+            torch.from_numpy(np.stack(valid)[:, None]).to(**to))
+
+
+def warp_right(right_gray: Tensor, disparity: Tensor) -> Tensor:
+    """Right image (B, 1, H, W) sampled at x - disparity (B, 1, H, W): the left view it predicts."""
+    b, _, h, w = right_gray.shape
+    xs = torch.arange(w, device=right_gray.device, dtype=right_gray.dtype).view(1, 1, w) - disparity[:, 0]
+    ys = torch.arange(h, device=right_gray.device, dtype=right_gray.dtype).view(1, h, 1).expand(b, h, w)
+    grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], dim=-1)
+    return F.grid_sample(right_gray, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class _Up(nn.Module):
+    """Upsample the coarser map, add a 1x1 lateral of the skip, conv: (B, cin, h, w) -> (B, cout, 2h, 2w)."""
+
+    def __init__(self, cin: int, cskip: int, cout: int) -> None:
+        super().__init__()
+        self.top = nn.Conv2d(cin, cout, 1, bias=False)
+        self.lat = nn.Conv2d(cskip, cout, 1, bias=False)
+        self.conv = conv_bn_relu(cout, cout)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        up = F.interpolate(self.top(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(F.relu(up + self.lat(skip)))
+
+
+class SGBMGuided(nn.Module):
+    """SGBM + a small U-Net for the SMD head (see the module docstring).
+
+    Args:
+        max_disp: largest disparity in input pixels (SGBM's numDisparities follow it unless set in `sgbm`).
+        sgbm: SGBMConfig fields (mode, block_size, p1, p2, uniqueness_ratio, ...); stored in checkpoints.
+        widths: U-Net channels at 1/2, 1/4, 1/8, 1/16.
+        features: head channels at 1/2, 1/4 and full resolution (f2, f4, f1).
+    """
+
+    guide_channels = 6
+    residual = True
+    size_multiple = SIZE_MULTIPLE
+
+    def __init__(
+        self,
+        *,
+        max_disp: int = 128,
+        sgbm: Mapping[str, Any] | None = None,
+        widths: Sequence[int] = (16, 24, 32, 48),
+        features: Sequence[int] = (16, 8, 8),
+    ) -> None:
+        super().__init__()
+        self.max_disp = int(max_disp)
+        self.sgbm = from_dict(SGBMConfig, dict(sgbm or {}))
+        self.widths = _pair(widths, "widths", 4)
+        self.features = _pair(features, "features", 3)
+        if min(self.widths) <= 0 or min(self.features) <= 0:
+            raise ValueError(f"widths and features must be positive, got {self.widths}, {self.features}")
+        c1, c2, c3, c4 = self.widths
+        f2, f4, f1 = self.features
+        g = self.guide_channels
+        self.register_buffer("mean", torch.tensor(_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_BGR_STD).view(1, 3, 1, 1), persistent=False)
+        self.enc2 = nn.Sequential(conv_bn_relu(g, c1, 3, 2), conv_bn_relu(c1, c1))
+        self.enc4 = nn.Sequential(conv_bn_relu(c1, c2, 3, 2), conv_bn_relu(c2, c2))
+        self.enc8 = nn.Sequential(conv_bn_relu(c2, c3, 3, 2), conv_bn_relu(c3, c3))
+        self.enc16 = nn.Sequential(conv_bn_relu(c3, c4, 3, 2), conv_bn_relu(c4, c4))
+        self.dec8 = _Up(c4, c3, c3)
+        self.dec4 = _Up(c3, c2, c2)
+        self.dec2 = _Up(c2, c1, c1)
+        self.out4 = nn.Conv2d(c2, f4, 1)
+        self.out2 = nn.Conv2d(c1, f2, 1)
+        self.out1 = nn.Conv2d(g, f1, 3, padding=1)
+        self.feature_channels = f1 + f2 + f4
+
+    def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+        """Guide channels (B, 6, H, W) and the filled SGBM disparity (B, 1, H, W) px."""
+        filled, valid = sgbm_guide(left, right, self.sgbm, self.max_disp)
+        weights = torch.tensor([0.114, 0.587, 0.299], device=left.device, dtype=left.dtype).view(1, 3, 1, 1)
+        gl = (left * weights).sum(1, keepdim=True) / 255.0
+        gr = (right * weights).sum(1, keepdim=True) / 255.0
+        photo = (gl - warp_right(gr, filled)).abs()
+        x = torch.cat([(left - self.mean) / self.std, filled / self.max_disp, valid, photo], dim=1)
+        return x, filled
+
+    def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
+        """left, right (B, 3, H, W) BGR 0..255 -> [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4),
+        (B, 1, H, W) filled SGBM disparity in px]."""
+        if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
+            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
+        h, w = left.shape[-2:]
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+            raise ValueError(f"image size must be a multiple of {SIZE_MULTIPLE}, got {h}x{w}")
+        x, filled = self.guide(left, right)
+        e2 = self.enc2(x)
+        e4 = self.enc4(e2)
+        e8 = self.enc8(e4)
+        d8 = self.dec8(self.enc16(e8), e8)
+        d4 = self.dec4(d8, e4)
+        d2 = self.dec2(d4, e2)
+        return [self.out1(x), self.out2(d2), self.out4(d4), filled]

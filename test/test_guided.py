@@ -1,0 +1,138 @@
+"""The SGBM-guided backbone: shapes, holes marked, SGBM parameters stored in the checkpoint, residual
+modes with a nearest-neighbour base, every output size, and a short training run that lowers its loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smd_core import Predictor, load_model
+from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
+from smd_core.config import ModelConfig, from_dict
+from smd_core.data.synthetic import render_scene
+from smd_core.model.backbones.guided import SGBMGuided, warp_right
+from smd_core.model.mixture import RESIDUAL_SCALE, activate
+from smd_core.model.network import build_model, save_checkpoint
+
+TINY = {"widths": [8, 8, 8, 8], "features": [4, 4, 4]}
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return render_scene(9001, height=64, width=112, max_disparity=16.0)
+
+
+def tensors(frame) -> tuple[torch.Tensor, torch.Tensor]:
+    pair = torch.from_numpy(np.stack([frame.left, frame.right])).permute(0, 3, 1, 2).float()
+    return pair[0:1], pair[1:2]
+
+
+def tiny_model(output: str = "bimodal", **sgbm: object) -> torch.nn.Module:
+    options = dict(TINY, sgbm=dict(sgbm))
+    return build_model(ModelConfig(backbone="sgbm_guided", output=output, max_disp=32, head_widths=(8,),
+                                   backbone_options=options)).eval()
+
+
+def test_shapes_and_channels(frame) -> None:
+    model = tiny_model()
+    left, right = tensors(frame)
+    maps = model.encode(left, right)
+    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 112), (1, 4, 32, 56), (1, 4, 16, 28), (1, 1, 64, 112)]
+    assert model.stereo_network.feature_channels == 12 == model.mlp.in_channels
+
+
+def test_guide_marks_holes_and_fills_from_the_background(frame) -> None:
+    net = tiny_model().stereo_network
+    left, right = tensors(frame)
+    guide, filled = net.guide(left, right)
+    raw = sgbm_disparity(frame.left, frame.right, net.sgbm, 32)
+    holes = ~np.isfinite(raw)
+    assert holes.any() and not holes.all()
+    np.testing.assert_array_equal(guide[0, 4].numpy(), (~holes).astype(np.float32))  # validity channel
+    np.testing.assert_allclose(filled[0, 0].numpy(), fill_background(raw))
+    np.testing.assert_allclose(guide[0, 3].numpy(), fill_background(raw) / 32, rtol=1e-6)
+
+
+def test_warp_right_with_true_disparity_reproduces_left() -> None:
+    rng = np.random.default_rng(0)
+    right = torch.from_numpy(rng.random((1, 1, 8, 40), dtype=np.float32))
+    left = torch.zeros_like(right)
+    left[..., 3:] = right[..., :-3]  # left x matches right x - 3
+    warped = warp_right(right, torch.full_like(right, 3.0))
+    torch.testing.assert_close(warped[..., 3:], left[..., 3:])
+
+
+def test_sgbm_parameters_round_trip_through_the_checkpoint(tmp_path: Path, frame) -> None:
+    model = tiny_model(block_size=7, uniqueness_ratio=3, speckle_window_size=0, mode="sgbm")
+    path = save_checkpoint(tmp_path / "g.pth", model)
+    loaded = load_model(path)
+    assert loaded.stereo_network.sgbm == SGBMConfig(block_size=7, uniqueness_ratio=3, speckle_window_size=0,
+                                                    mode="sgbm")
+    left, right = tensors(frame)
+    with torch.inference_mode():
+        for a, b in zip(model.encode(left, right), loaded.encode(left, right), strict=True):
+            torch.testing.assert_close(a, b)
+    # Another SGBM setting gives other inputs: the checkpoint's parameters are what is used.
+    other = tiny_model().stereo_network.guide(left, right)[1]
+    assert not torch.equal(other, loaded.stereo_network.guide(left, right)[1])
+
+
+def test_residual_modes_start_at_the_unblended_sgbm_disparity(frame) -> None:
+    model = tiny_model()
+    last = model.mlp.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    pred = Predictor(model, pad_multiple=16).predict(frame.left, frame.right)
+    filled = fill_background(sgbm_disparity(frame.left, frame.right, model.stereo_network.sgbm, 32))
+    # Zero offsets: both modes are exactly SGBM's pixel (nearest sampling never blends across an edge).
+    np.testing.assert_allclose(pred.mu0, filled, atol=1e-5)
+    np.testing.assert_allclose(pred.disparity, filled, atol=1e-5)
+
+
+def test_activate_with_base_is_an_offset_clamped_to_the_range() -> None:
+    raw = torch.tensor([[[0.0, 1.0, -100.0]], [[0.0, 0.0, 0.0]]]).transpose(0, 1)  # (1, 2, 3): unimodal
+    base = torch.tensor([[10.0, 10.0, 10.0]])
+    pred = activate(raw, "unimodal", 64, base)
+    torch.testing.assert_close(pred.disparity, torch.tensor([[10.0, 10.0 + 64 * RESIDUAL_SCALE, 0.0]]))
+    with pytest.raises(ValueError, match="base must be"):
+        activate(raw, "unimodal", 64, base[:, :2])
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.7])
+def test_any_output_size(frame, scale: float) -> None:
+    pred = Predictor(tiny_model(), pad_multiple=16).predict(frame.left, frame.right, scale=scale)
+    assert pred.disparity.shape == (round(64 * scale), round(112 * scale))
+    assert np.isfinite(pred.disparity).all() and np.isfinite(pred.uncertainty).all()
+
+
+def test_standard_head_and_bad_options(frame) -> None:
+    pred = Predictor(tiny_model("standard"), pad_multiple=16).predict(frame.left, frame.right)
+    assert pred.mu0 is None and np.isfinite(pred.disparity).all()
+    with pytest.raises(ValueError, match="positive"):
+        SGBMGuided(max_disp=32, widths=(8, 8, 8, 0))
+    with pytest.raises(ValueError, match="bogus"):
+        SGBMGuided(max_disp=32, sgbm={"bogus": 1})
+    with pytest.raises(ValueError, match="multiple of 16"):
+        tiny_model().encode(torch.zeros(1, 3, 40, 64), torch.zeros(1, 3, 40, 64))
+
+
+@pytest.mark.slow
+def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
+    from smd_core.train import TrainConfig, train
+
+    cfg = from_dict(TrainConfig, {
+        "model": {"backbone": "sgbm_guided", "output": "bimodal", "max_disp": 32, "head_widths": [16, 16],
+                  "backbone_options": TINY},
+        "data": {"kind": "synthetic", "height": 64, "width": 128, "crop_size": [64, 128], "num_points": 512,
+                 "num_samples": 1, "max_disparity": 16.0, "augment": False},
+        "steps": 40, "batch_size": 1, "num_workers": 0, "threads": 1, "device": "cpu",
+        "log_dir": str(tmp_path / "run"), "ckpt_every": 100, "log_every": 1, "progress": False,
+        "optim": {"lr": 3e-3},
+    })
+    result = train(cfg)
+    first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
+    assert last < first - 0.3, (first, last)
