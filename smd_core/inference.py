@@ -76,7 +76,8 @@ class Predictor:
         model: the network (its device is changed to `device`).
         device: torch device; default: the model's current device.
         chunk_points: query points per chunk; bounds memory whatever the output size.
-        pad_multiple: pad the network input to a multiple of this (64 for the published backbones).
+        pad_multiple: pad the network input to a multiple of this; default: the backbone's `size_multiple`
+            where it declares one (16 for sgbm_guided), else 64 (the published backbones' test pipeline).
         autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; ignored on CPU.
     """
 
@@ -86,11 +87,13 @@ class Predictor:
         *,
         device: str | torch.device | None = None,
         chunk_points: int = 200_000,
-        pad_multiple: int = 64,
+        pad_multiple: int | None = None,
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         if chunk_points < 1:
             raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+        if pad_multiple is None:
+            pad_multiple = int(getattr(model.stereo_network, "size_multiple", 64))
         if pad_multiple < 1:
             raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
         if autocast_dtype not in (None, torch.float16, torch.bfloat16):

@@ -86,7 +86,7 @@ def test_residual_modes_start_at_the_unblended_sgbm_disparity(frame) -> None:
     with torch.no_grad():
         last.weight.zero_()
         last.bias.zero_()
-    pred = Predictor(model, pad_multiple=16).predict(frame.left, frame.right)
+    pred = Predictor(model).predict(frame.left, frame.right)
     filled = fill_background(sgbm_disparity(frame.left, frame.right, model.stereo_network.sgbm, 32))
     # Zero offsets: both modes are exactly SGBM's pixel (nearest sampling never blends across an edge).
     np.testing.assert_allclose(pred.mu0, filled, atol=1e-5)
@@ -104,13 +104,13 @@ def test_activate_with_base_is_an_offset_clamped_to_the_range() -> None:
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 1.7])
 def test_any_output_size(frame, scale: float) -> None:
-    pred = Predictor(tiny_model(), pad_multiple=16).predict(frame.left, frame.right, scale=scale)
+    pred = Predictor(tiny_model()).predict(frame.left, frame.right, scale=scale)
     assert pred.disparity.shape == (round(64 * scale), round(112 * scale))
     assert np.isfinite(pred.disparity).all() and np.isfinite(pred.uncertainty).all()
 
 
 def test_standard_head_and_bad_options(frame) -> None:
-    pred = Predictor(tiny_model("standard"), pad_multiple=16).predict(frame.left, frame.right)
+    pred = Predictor(tiny_model("standard")).predict(frame.left, frame.right)
     assert pred.mu0 is None and np.isfinite(pred.disparity).all()
     with pytest.raises(ValueError, match="positive"):
         SGBMGuided(max_disp=32, widths=(8, 8, 8, 0))
@@ -136,3 +136,21 @@ def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
     result = train(cfg)
     first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
     assert last < first - 0.3, (first, last)
+
+
+def test_predictor_pads_to_the_backbones_multiple() -> None:
+    assert Predictor(tiny_model()).pad_multiple == 16
+    light = build_model(ModelConfig(backbone="light", max_disp=32, head_widths=(8,),
+                                    backbone_options={"widths": [8, 8], "groups": 4, "agg_widths": [8, 8, 8]}))
+    assert Predictor(light).pad_multiple == 64 and Predictor(light, pad_multiple=32).pad_multiple == 32
+
+
+@pytest.mark.parametrize("widths", [(8, 8), (4, 8, 8, 8, 8)])
+def test_any_number_of_levels(widths: tuple[int, ...]) -> None:
+    net = SGBMGuided(max_disp=32, widths=widths, features=(4, 4, 4)).eval()
+    assert net.size_multiple == 2 ** len(widths)
+    x = torch.rand(1, 3, 64, 128) * 255
+    maps = net(x, x)
+    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 128), (1, 4, 32, 64), (1, 4, 16, 32), (1, 1, 64, 128)]
+    with pytest.raises(ValueError, match=f"multiple of {net.size_multiple}"):
+        net(x[..., :50], x[..., :50])

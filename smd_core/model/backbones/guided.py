@@ -5,11 +5,11 @@ inputs) supplies sharp matches with no domain gap; a small 2D U-Net over the lef
 channels learns to keep them, repair outliers, fill holes from image edges, and hand the head features
 with which it picks the foreground or background mode at every boundary.
 
-Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 16):
+Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** len(widths)):
 1. SGBM on the gray pair -> disparity with NaN holes; holes filled row-wise from the background side.
 2. Guide channels at full resolution: normalised left image (3), filled disparity / max_disp (1),
    validity (1), |left - right warped by the filled disparity| (1).
-3. U-Net (1/2 .. 1/16) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
+3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
    full-resolution map (`features[2]` ch, one conv over the guide channels) for exact edges.
 4. The filled SGBM disparity itself, (B, 1, H, W) in px, as the last map: `residual = True` tells SMDNet
    to sample it with nearest-neighbour (never blended across an edge) and to read the head's mode
@@ -32,8 +32,6 @@ from torch import Tensor, nn
 from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.config import from_dict
 from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_relu
-
-SIZE_MULTIPLE = 16
 
 
 def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> tuple[Tensor, Tensor]:
@@ -82,43 +80,43 @@ class SGBMGuided(nn.Module):
     Args:
         max_disp: largest disparity in input pixels (SGBM's numDisparities follow it unless set in `sgbm`).
         sgbm: SGBMConfig fields (mode, block_size, p1, p2, uniqueness_ratio, ...); stored in checkpoints.
-        widths: U-Net channels at 1/2, 1/4, 1/8, 1/16.
+        widths: U-Net channels at 1/2, 1/4, 1/8, ... (one level per entry; inputs must be multiples of
+            2 ** len(widths)).
         features: head channels at 1/2, 1/4 and full resolution (f2, f4, f1).
     """
 
     guide_channels = 6
     residual = True
-    size_multiple = SIZE_MULTIPLE
 
     def __init__(
         self,
         *,
         max_disp: int = 128,
         sgbm: Mapping[str, Any] | None = None,
-        widths: Sequence[int] = (16, 24, 32, 48),
+        widths: Sequence[int] = (16, 32, 48, 64, 96),
         features: Sequence[int] = (16, 8, 8),
     ) -> None:
         super().__init__()
         self.max_disp = int(max_disp)
         self.sgbm = from_dict(SGBMConfig, dict(sgbm or {}))
-        self.widths = _pair(widths, "widths", 4)
+        self.widths = tuple(int(v) for v in widths)
         self.features = _pair(features, "features", 3)
-        if min(self.widths) <= 0 or min(self.features) <= 0:
-            raise ValueError(f"widths and features must be positive, got {self.widths}, {self.features}")
-        c1, c2, c3, c4 = self.widths
+        if len(self.widths) < 2 or min(self.widths) <= 0 or min(self.features) <= 0:
+            raise ValueError(f"widths (two or more levels from 1/2 down) and features must be positive, "
+                             f"got {self.widths}, {self.features}")
         f2, f4, f1 = self.features
         g = self.guide_channels
+        self.size_multiple = 2 ** len(self.widths)
         self.register_buffer("mean", torch.tensor(_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_BGR_STD).view(1, 3, 1, 1), persistent=False)
-        self.enc2 = nn.Sequential(conv_bn_relu(g, c1, 3, 2), conv_bn_relu(c1, c1))
-        self.enc4 = nn.Sequential(conv_bn_relu(c1, c2, 3, 2), conv_bn_relu(c2, c2))
-        self.enc8 = nn.Sequential(conv_bn_relu(c2, c3, 3, 2), conv_bn_relu(c3, c3))
-        self.enc16 = nn.Sequential(conv_bn_relu(c3, c4, 3, 2), conv_bn_relu(c4, c4))
-        self.dec8 = _Up(c4, c3, c3)
-        self.dec4 = _Up(c3, c2, c2)
-        self.dec2 = _Up(c2, c1, c1)
-        self.out4 = nn.Conv2d(c2, f4, 1)
-        self.out2 = nn.Conv2d(c1, f2, 1)
+        # Level i runs at 1/2^(i+1) with widths[i] channels; decoders climb back to 1/2.
+        ins = (g, *self.widths[:-1])
+        self.encoders = nn.ModuleList(nn.Sequential(conv_bn_relu(cin, cout, 3, 2), conv_bn_relu(cout, cout))
+                                      for cin, cout in zip(ins, self.widths, strict=True))
+        self.decoders = nn.ModuleList(_Up(self.widths[i + 1], self.widths[i], self.widths[i])
+                                      for i in reversed(range(len(self.widths) - 1)))
+        self.out4 = nn.Conv2d(self.widths[1], f4, 1)
+        self.out2 = nn.Conv2d(self.widths[0], f2, 1)
         self.out1 = nn.Conv2d(g, f1, 3, padding=1)
         self.feature_channels = f1 + f2 + f4
 
@@ -138,13 +136,15 @@ class SGBMGuided(nn.Module):
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         h, w = left.shape[-2:]
-        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            raise ValueError(f"image size must be a multiple of {SIZE_MULTIPLE}, got {h}x{w}")
+        if h % self.size_multiple or w % self.size_multiple:
+            raise ValueError(f"image size must be a multiple of {self.size_multiple}, got {h}x{w}")
         x, filled = self.guide(left, right)
-        e2 = self.enc2(x)
-        e4 = self.enc4(e2)
-        e8 = self.enc8(e4)
-        d8 = self.dec8(self.enc16(e8), e8)
-        d4 = self.dec4(d8, e4)
-        d2 = self.dec2(d4, e2)
+        skips, y = [], x
+        for enc in self.encoders:
+            y = enc(y)
+            skips.append(y)
+        levels = [y]  # coarsest first; the decoders climb to 1/2
+        for dec, skip in zip(self.decoders, reversed(skips[:-1]), strict=True):
+            levels.append(dec(levels[-1], skip))
+        d2, d4 = levels[-1], levels[-2]
         return [self.out1(x), self.out2(d2), self.out4(d4), filled]
