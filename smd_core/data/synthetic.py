@@ -2,12 +2,15 @@
 
 A scene is a stack of layers in the LEFT camera's pixel frame. Each layer has
 
-- a shape (ellipse, ring, box, star polygon, pole, sagging wire; the background has none and covers
-  everything), given by a signed distance function in left-image pixels;
+- a shape (ellipse, box, star polygon; see-through ring, spoked wheel, fence / grid / window frame,
+  perforated plate; thin pole, sagging wire; the background has none and covers everything), given by a
+  signed distance function in left-image pixels. The see-through and thin shapes are where matchers
+  produce flying pixels, so scenes contain plenty of them;
 - a disparity plane d(x, y) = a x + b y + c (left-image pixels; slanted or fronto-parallel);
-- an appearance: a texture image (multi-scale noise, gradient, stripes, or a crop of one of the images
-  bundled with scikit-image) addressed through an affine map of the left coordinates, times a smooth
-  shading ramp.
+- an appearance: a texture image addressed through an affine map of the left coordinates, times a smooth
+  shading ramp. Natural textures dominate (crops of the photographs bundled with scikit-image, 1/f
+  noise, wood, woven cloth, multi-scale noise); periodic stripes / checkers and near-textureless
+  gradients are a minority (TEXTURE_WEIGHTS).
 
 Both views are rendered by forward geometry, so both disparity maps are exact:
 
@@ -55,15 +58,35 @@ __all__ = [
     "add_arguments",
     "run",
     "TEXTURE_KINDS",
+    "TEXTURE_WEIGHTS",
+    "SHAPE_WEIGHTS",
+    "SHAPE_KINDS",
+    "THIN_WEIGHTS",
 ]
 
-TEXTURE_KINDS = ("noise", "gradient", "stripes", "image")
+TEXTURE_KINDS = ("image", "pink", "wood", "fabric", "noise", "stripes", "gradient")
+# Relative frequency of each kind (renormalised over the kinds a caller allows): natural textures
+# (photos, 1/f noise, wood, cloth, multi-scale noise) dominate, as in the world; periodic stripes /
+# checkers and near-textureless gradients are a minority, about 8 % each.
+TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8,
+                   "gradient": 0.8}
+# Foreground shapes and their relative frequency; the see-through ones (ring, wheel, fence, perforated)
+# show the background through holes, where matchers produce flying pixels.
+SHAPE_WEIGHTS = {"ellipse": 2.0, "box": 2.0, "polygon": 2.0, "ring": 1.2, "wheel": 0.8, "fence": 1.2,
+                 "perforated": 0.6}
+# Thin structures (a few pixels wide at 480 px height).
+SHAPE_KINDS = tuple(SHAPE_WEIGHTS)
+THIN_WEIGHTS = {"pole": 0.6, "wire": 0.4}
+# Shapes too thin for a photo crop to read as texture.
+_THIN_SHAPES = ("pole", "wire", "wheel", "fence")
 # Images bundled with scikit-image (no download needed); used as texture crops.
 _SKIMAGE_TEXTURES = (
     "astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins",
     "moon", "page", "text", "clock", "hubble_deep_field", "immunohistochemistry", "cell",
 )
 _texture_cache: dict[str, np.ndarray] = {}
+# Gaussian sigma (texture pixels) applied to every texture.
+_TEXTURE_BLUR = 0.7
 
 
 @dataclasses.dataclass
@@ -217,6 +240,94 @@ class _Wire(_Shape):
         return np.maximum(d, np.maximum(self.x0 - x, x - self.x1))
 
 
+@dataclasses.dataclass
+class _Lattice(_Shape):
+    """A rotated rectangle of bars with see-through gaps: fence pickets (no rails), grids, window frames.
+
+    Local coordinates (u, v) = rotation by `theta` about the centre; bars run along v every `pitch_u`
+    (half-width `bar_u`) and, when `pitch_v` > 0, along u every `pitch_v`; an optional frame of width
+    `frame` closes the border.
+    """
+
+    cx: float
+    cy: float
+    hw: float
+    hh: float
+    theta: float
+    pitch_u: float
+    bar_u: float
+    pitch_v: float = 0.0
+    bar_v: float = 0.0
+    frame: float = 0.0
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        c, s = abs(math.cos(self.theta)), abs(math.sin(self.theta))
+        ex, ey = self.hw * c + self.hh * s, self.hw * s + self.hh * c
+        return self.cx - ex, self.cy - ey, self.cx + ex, self.cy + ey
+
+    def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        c, s = np.float32(math.cos(self.theta)), np.float32(math.sin(self.theta))
+        dx, dy = x - np.float32(self.cx), y - np.float32(self.cy)
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        rect = np.maximum(np.abs(u) - np.float32(self.hw), np.abs(v) - np.float32(self.hh))
+        pu = np.float32(self.pitch_u)
+        bars = np.abs(u - pu * np.round(u / pu)) - np.float32(self.bar_u)
+        if self.pitch_v > 0:
+            pv = np.float32(self.pitch_v)
+            bars = np.minimum(bars, np.abs(v - pv * np.round(v / pv)) - np.float32(self.bar_v))
+        if self.frame > 0:
+            bars = np.minimum(bars, -rect - np.float32(self.frame))
+        return np.maximum(rect, bars)
+
+
+@dataclasses.dataclass
+class _Perforated(_Lattice):
+    """A rotated plate with a square lattice of round holes of radius `hole` every `pitch_u`."""
+
+    hole: float = 0.0
+
+    def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        c, s = np.float32(math.cos(self.theta)), np.float32(math.sin(self.theta))
+        dx, dy = x - np.float32(self.cx), y - np.float32(self.cy)
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        rect = np.maximum(np.abs(u) - np.float32(self.hw), np.abs(v) - np.float32(self.hh))
+        p = np.float32(self.pitch_u)
+        du, dv = u - p * np.round(u / p), v - p * np.round(v / p)
+        holes = np.sqrt(du * du + dv * dv) - np.float32(self.hole)
+        return np.maximum(rect, -holes)
+
+
+@dataclasses.dataclass
+class _Wheel(_Shape):
+    """A rim of width `rim` and outer radius `radius`, `spokes` straight spokes (half-width `spoke`) and a hub."""
+
+    cx: float
+    cy: float
+    radius: float
+    rim: float
+    spokes: int
+    spoke: float
+    hub: float
+    phase: float
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        r = self.radius
+        return self.cx - r, self.cy - r, self.cx + r, self.cy + r
+
+    def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        dx, dy = x - np.float32(self.cx), y - np.float32(self.cy)
+        r = np.sqrt(dx * dx + dy * dy)
+        mid = np.float32(self.radius - 0.5 * self.rim)
+        d = np.minimum(np.abs(r - mid) - np.float32(0.5 * self.rim), r - np.float32(self.hub))
+        if self.spokes > 0:
+            step = 2.0 * math.pi / self.spokes
+            a = np.arctan2(dy, dx) - np.float32(self.phase)
+            off = a - np.float32(step) * np.round(a / np.float32(step))  # angle to the nearest spoke
+            # Distance to that spoke's ray (the centre side is covered by the hub).
+            d = np.minimum(d, r * np.abs(np.sin(off)) - np.float32(self.spoke))
+        return np.maximum(d, r - np.float32(self.radius))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Textures
 # ----------------------------------------------------------------------------------------------------
@@ -236,8 +347,18 @@ def _skimage_texture(name: str) -> np.ndarray:
             img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGR)
         else:
             img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-        _texture_cache[name] = img.astype(np.float32)
+        # The same slight blur as procedural textures: sharp print and coin edges would only alias.
+        _texture_cache[name] = cv2.GaussianBlur(img.astype(np.float32), (0, 0), _TEXTURE_BLUR)
     return _texture_cache[name]
+
+
+def _skimage_grey(name: str) -> np.ndarray:
+    """(H, W, 1) float32 0..1 luminance of `_skimage_texture(name)` (cached), for re-tinting."""
+    key = name + ":grey"
+    if key not in _texture_cache:
+        grey = cv2.cvtColor(_skimage_texture(name).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        _texture_cache[key] = grey.astype(np.float32)[..., None] / 255.0
+    return _texture_cache[key]
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -301,6 +422,98 @@ def _stripes_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return tex.astype(np.float32)
 
 
+def _pink_field(rng: np.random.Generator, h: int, w: int, alpha: float) -> np.ndarray:
+    """(h, w) float32 zero-mean, unit-std noise with amplitude spectrum 1 / f**alpha (alpha 1: natural images)."""
+    import scipy.fft
+
+    # Synthesised on an FFT-friendly size and cropped (a prime side makes the transform several times slower).
+    fh, fw = scipy.fft.next_fast_len(h, real=True), scipy.fft.next_fast_len(w, real=True)
+    spec = scipy.fft.rfft2(rng.standard_normal((fh, fw), dtype=np.float32))
+    fy = np.fft.fftfreq(fh).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(fw).astype(np.float32)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    f[0, 0] = 1.0 / max(fh, fw)
+    spec *= f ** np.float32(-alpha)
+    field = scipy.fft.irfft2(spec, s=(fh, fw))[:h, :w]
+    return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def _lerp(c0: np.ndarray, c1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Colour c0 where t = 0 and c1 where t = 1: (h, w) weights -> (h, w, 3)."""
+    return c0 + t[..., None] * (c1 - c0)
+
+
+def _pink_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """1/f noise (the spectrum of natural images) in luminance, with a slower second field varying the hue."""
+    h, w = max(h, 2), max(w, 2)
+    lum = _pink_field(rng, h, w, rng.uniform(0.8, 1.4))
+    hue = _pink_field(rng, h, w, rng.uniform(1.3, 2.0))
+    t = np.clip(0.5 + rng.uniform(0.15, 0.3) * lum, 0.0, 1.0)
+    tex = _lerp(_random_colour(rng), _random_colour(rng), t)
+    tex = _lerp(tex, _random_colour(rng), np.clip(0.25 * hue + 0.2, 0.0, 0.5))
+    tex += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal((h, w, 1), dtype=np.float32)
+    return tex.astype(np.float32)
+
+
+def _wood_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(early wood, late wood) BGR: warm browns mostly, sometimes stained in any colour."""
+    if rng.random() < 0.25:
+        light = _random_colour(rng)
+    else:
+        hsv = np.array([[[rng.uniform(6, 22), rng.uniform(80, 200), rng.uniform(120, 240)]]], np.float32)
+        light = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).reshape(3).astype(np.float32)
+    return light, light * np.float32(rng.uniform(0.4, 0.75))
+
+
+def _wood_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Growth rings (distance to a far-off pith, warped by smooth noise) plus fine grain streaks along them."""
+    h, w = max(h, 2), max(w, 2)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang = rng.uniform(0, math.pi) if rng.random() < 0.3 else rng.uniform(-0.3, 0.3)
+    c, s = np.float32(math.cos(ang)), np.float32(math.sin(ang))
+    u, v = c * xx + s * yy, -s * xx + c * yy  # u along the grain
+    v0 = rng.uniform(-3.0, 3.0) * max(h, w)
+    r = np.sqrt((v - v0) ** 2 + (np.float32(rng.uniform(0.02, 0.25)) * u) ** 2)
+    period = rng.uniform(5.0, 30.0)
+    r += np.float32(rng.uniform(0.3, 1.5) * period) * _pink_field(rng, h, w, 1.8)
+    ring = (r / np.float32(period)) % 1.0
+    t = ring ** np.float32(rng.uniform(1.5, 4.0))
+    # Grain: noise stretched along u (sampled at u / stretch), i.e. thin streaks parallel to the rings.
+    small = _pink_field(rng, max(h, w) // 4 + 8, max(h, w) + 8, 0.6)
+    gu = (u / np.float32(rng.uniform(12.0, 40.0))) % np.float32(small.shape[1] - 1)
+    gv = (v % np.float32(small.shape[0] * 4 - 8)) / np.float32(4.0)
+    grain = cv2.remap(small, gu, gv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    t = np.clip(t + np.float32(rng.uniform(0.05, 0.2)) * grain, 0.0, 1.0)
+    light, dark = _wood_colours(rng)
+    tex = _lerp(light, dark, t)
+    tex += np.float32(rng.uniform(1.0, 3.0)) * rng.standard_normal((h, w, 1), dtype=np.float32)
+    return tex.astype(np.float32)
+
+
+def _fabric_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Woven cloth: warp and weft threads in a plain or twill weave, per-thread tone and smooth folds."""
+    h, w = max(h, 2), max(w, 2)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang = rng.uniform(0, math.pi)
+    c, s = np.float32(math.cos(ang)), np.float32(math.sin(ang))
+    p = np.float32(rng.uniform(4.0, 12.0))
+    u, v = (c * xx + s * yy) / p, (-s * xx + c * yy) / p
+    iu, iv = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    n = int(rng.choice([2, 3, 4]))  # 2: plain weave; 3, 4: twill
+    warp_up = ((iu + iv) % n) < (1 if n == 2 else n // 2)
+    # Thread profile across the thread: bright in the middle, dark at its edges.
+    prof = np.where(warp_up, np.sin(np.float32(math.pi) * (u - iu)), np.sin(np.float32(math.pi) * (v - iv)))
+    tone_u, tone_v = (np.float32(rng.uniform(0.02, 0.12)) * rng.standard_normal(97).astype(np.float32)
+                      for _ in range(2))
+    tone = np.where(warp_up, tone_u[iu % 97], tone_v[iv % 97])
+    shade = 0.55 + 0.45 * prof + tone + np.float32(rng.uniform(0.05, 0.15)) * _pink_field(rng, h, w, 1.6)
+    c_warp = _random_colour(rng)
+    c_weft = c_warp if rng.random() < 0.5 else _random_colour(rng)
+    tex = np.where(warp_up[..., None], c_warp, c_weft) * np.clip(shade, 0.2, 1.3)[..., None]
+    tex += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal((h, w, 1), dtype=np.float32)
+    return tex.astype(np.float32)
+
+
 def _make_texture(
     rng: np.random.Generator, kind: str, h: int, w: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -311,7 +524,7 @@ def _make_texture(
         tex = _skimage_texture(name)
         if tex.shape[2] == 3 and rng.random() < 0.5:
             # Re-tint, so the same photo does not always carry the same colours.
-            grey = cv2.cvtColor(tex.astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)[..., None] / 255.0
+            grey = _skimage_grey(name)
             tex = _random_colour(rng) * (1.0 - grey) + _random_colour(rng) * grey
         th, tw = tex.shape[:2]
         scale = rng.uniform(0.5, 1.6)
@@ -324,10 +537,13 @@ def _make_texture(
     cap = 768
     f = max(1.0, max(h, w) / cap)
     gh, gw = max(int(h / f), 2), max(int(w / f), 2)
-    maker = {"noise": _noise_texture, "gradient": _gradient_texture, "stripes": _stripes_texture}
+    maker = {"noise": _noise_texture, "gradient": _gradient_texture, "stripes": _stripes_texture,
+             "pink": _pink_texture, "wood": _wood_texture, "fabric": _fabric_texture}
     if kind not in maker:
         raise ValueError(f"unknown texture kind {kind!r}; expected one of {TEXTURE_KINDS}")
-    tex = maker[kind](rng, gh, gw)
+    # A camera integrates light over its pixels: texture detail finer than about a pixel would only alias
+    # (and make the two views differ by more than the resampling of a real lens image does).
+    tex = cv2.GaussianBlur(maker[kind](rng, gh, gw), (0, 0), _TEXTURE_BLUR)
     return tex, np.array([[1.0 / f, 0.0, 0.0], [0.0, 1.0 / f, 0.0]], np.float32)
 
 
@@ -403,6 +619,7 @@ class _SceneOptions:
     ground_plane: bool | None
     textures: tuple[str, ...]
     max_slope: float
+    shapes: tuple[str, ...] = SHAPE_KINDS
 
 
 def _options(
@@ -415,6 +632,7 @@ def _options(
     ground_plane: bool | None,
     textures: tuple[str, ...] | list[str] | str,
     max_slope: float,
+    shapes: tuple[str, ...] | list[str] | str | None = None,
 ) -> _SceneOptions:
     if int(height) < 8 or int(width) < 8:
         raise ValueError(f"height and width must be >= 8, got {height}x{width}")
@@ -433,8 +651,12 @@ def _options(
         raise ValueError(f"textures must be a non-empty subset of {TEXTURE_KINDS}, got {kinds}")
     if not 0 <= max_slope < 0.9:
         raise ValueError(f"max_slope must be in [0, 0.9), got {max_slope}")
+    shape_kinds = SHAPE_KINDS if shapes is None else (shapes,) if isinstance(shapes, str) else tuple(shapes)
+    bad = [k for k in shape_kinds if k not in SHAPE_KINDS]
+    if not shape_kinds or bad:
+        raise ValueError(f"shapes must be a non-empty subset of {SHAPE_KINDS}, got {shape_kinds}")
     return _SceneOptions(int(height), int(width), float(max_disparity), lo, num_objects, num_thin, ground_plane,
-                         kinds, float(max_slope))
+                         kinds, float(max_slope), shape_kinds)
 
 
 def _background_disparity(layers: list[_Layer], x: float, y: float) -> float:
@@ -446,6 +668,65 @@ def _background_disparity(layers: list[_Layer], x: float, y: float) -> float:
     )
 
 
+def _weighted_choice(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
+    """One key of `weights`, drawn with probability proportional to its value (one uniform draw)."""
+    keys = list(weights)
+    cum = np.cumsum([weights[k] for k in keys])
+    return keys[min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(keys) - 1)]
+
+
+def _random_shape(rng: np.random.Generator, kind: str, cx: float, cy: float, H: int, W: int, hi: float) -> _Shape:
+    """A random shape of `kind` (a key of SHAPE_WEIGHTS or THIN_WEIGHTS) centred near (cx, cy)."""
+    unit = min(H, W)
+    px = unit / 480.0  # sizes of thin parts are given at 480 px and scaled
+    if kind in ("ellipse", "ring"):
+        rx, ry = rng.uniform(0.04, 0.22, size=2) * unit
+        hole = (rng.uniform(0.3, 0.7) if rng.random() < 0.5 else rng.uniform(0.7, 0.92)) if kind == "ring" else 0.0
+        return _Ellipse(cx, cy, rx, ry, rng.uniform(0, math.pi), hole)
+    if kind == "box":
+        hw, hh = rng.uniform(0.04, 0.25, size=2) * unit
+        ang = rng.uniform(-0.5, 0.5) if rng.random() < 0.7 else rng.uniform(0, math.pi)
+        c, s = math.cos(ang), math.sin(ang)
+        corners = np.array([[-hw, -hh], [hw, -hh], [hw, hh], [-hw, hh]])
+        return _Polygon(corners @ np.array([[c, s], [-s, c]]) + [cx, cy])
+    if kind == "polygon":
+        n = int(rng.integers(3, 10))
+        ang = np.sort(rng.uniform(0, 2 * math.pi, size=n))
+        r = rng.uniform(0.05, 0.22) * unit * rng.uniform(0.45, 1.0, size=n)
+        return _Polygon(np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], axis=1))
+    if kind == "wheel":
+        radius = rng.uniform(0.06, 0.25) * unit
+        rim = max(rng.uniform(0.03, 0.15) * radius, 0.7)
+        spoke = max(rng.uniform(0.6, 3.0) * px, 0.4)
+        return _Wheel(cx, cy, radius, rim, int(rng.integers(3, 17)), spoke, max(rng.uniform(0.05, 0.2) * radius, 1.0),
+                      rng.uniform(0, 2 * math.pi))
+    if kind in ("fence", "perforated"):
+        hw, hh = rng.uniform(0.08, 0.4, size=2) * unit
+        ang = rng.uniform(-0.25, 0.25) if rng.random() < 0.7 else rng.uniform(0, math.pi)
+        # Bars / holes counted across the object (scale-free), at least 4 px apart so that holes stay visible.
+        pitch = max(2.0 * hw / math.exp(rng.uniform(math.log(3.0), math.log(20.0))), 4.0)
+        if kind == "perforated":
+            hole = pitch * rng.uniform(0.2, 0.42)
+            return _Perforated(cx, cy, hw, hh, ang, pitch, 0.0, hole=hole)
+        bar = float(np.clip(rng.uniform(0.6, 6.0) * px, 0.45, 0.35 * pitch))
+        style = rng.random()  # pickets only, a grid, or pickets with rails and a frame
+        pitch_v = 0.0
+        if style >= 0.4:
+            pitch_v = max(pitch * rng.uniform(0.6, 1.6) if style < 0.75 else hh * rng.uniform(0.5, 1.0), 4.0)
+        frame = bar * rng.uniform(1.0, 3.0) if style >= 0.75 else 0.0
+        return _Lattice(cx, cy, hw, hh, ang, pitch, bar, pitch_v, bar, frame)
+    if kind == "pole":
+        radius = rng.uniform(0.6, 5.0) * px
+        top, bottom = rng.uniform(-0.2, 0.5) * H, rng.uniform(0.6, 1.2) * H
+        lean = rng.uniform(-0.15, 0.15) * (bottom - top)
+        return _Capsule(cx, top, cx + lean, bottom, radius)
+    if kind == "wire":
+        x0, x1 = rng.uniform(-0.3, 0.3) * W, rng.uniform(0.7, 1.3) * W + hi
+        return _Wire(x0, x1, rng.uniform(0.05, 0.8) * H, rng.uniform(-0.15, 0.15),
+                     rng.uniform(0.0, 0.12) * H, rng.uniform(0.5, 1.8) * px)
+    raise ValueError(f"unknown shape kind {kind!r}; expected one of {sorted({**SHAPE_WEIGHTS, **THIN_WEIGHTS})}")
+
+
 def _build_scene(rng: np.random.Generator, opt: _SceneOptions, motion: float) -> list[_Layer]:
     H, W = opt.height, opt.width
     lo, hi = opt.min_disparity, opt.max_disparity
@@ -454,7 +735,7 @@ def _build_scene(rng: np.random.Generator, opt: _SceneOptions, motion: float) ->
     layers: list[_Layer] = []
 
     def texture_for(h: float, w: float, kinds: tuple[str, ...] = opt.textures) -> tuple[np.ndarray, np.ndarray]:
-        kind = kinds[int(rng.integers(len(kinds)))]
+        kind = _weighted_choice(rng, {k: TEXTURE_WEIGHTS[k] for k in kinds})
         return _make_texture(rng, kind, int(math.ceil(h)) + 4, int(math.ceil(w)) + 4)
 
     def shading() -> tuple[float, float]:
@@ -496,36 +777,12 @@ def _build_scene(rng: np.random.Generator, opt: _SceneOptions, motion: float) ->
                              shading()))
 
     n_obj = int(rng.integers(5, 15)) if opt.num_objects is None else opt.num_objects
-    n_thin = int(rng.integers(0, 4)) if opt.num_thin is None else opt.num_thin
-    kinds = ["ellipse", "ring", "box", "polygon"]
-    specs = [kinds[int(rng.integers(len(kinds)))] for _ in range(n_obj)]
-    specs += [("pole" if rng.random() < 0.6 else "wire") for _ in range(n_thin)]
+    n_thin = int(rng.integers(1, 5)) if opt.num_thin is None else opt.num_thin
+    specs = [_weighted_choice(rng, {k: SHAPE_WEIGHTS[k] for k in opt.shapes}) for _ in range(n_obj)]
+    specs += [_weighted_choice(rng, THIN_WEIGHTS) for _ in range(n_thin)]
     for kind in specs:
         cx, cy = rng.uniform(-0.1 * W, 1.1 * W), rng.uniform(-0.1 * H, 1.1 * H)
-        shape: _Shape
-        if kind in ("ellipse", "ring"):
-            rx, ry = rng.uniform(0.04, 0.22, size=2) * unit
-            shape = _Ellipse(cx, cy, rx, ry, rng.uniform(0, math.pi), rng.uniform(0.3, 0.7) if kind == "ring" else 0.0)
-        elif kind == "box":
-            hw, hh = rng.uniform(0.04, 0.25, size=2) * unit
-            ang = rng.uniform(-0.5, 0.5) if rng.random() < 0.7 else rng.uniform(0, math.pi)
-            c, s = math.cos(ang), math.sin(ang)
-            corners = np.array([[-hw, -hh], [hw, -hh], [hw, hh], [-hw, hh]])
-            shape = _Polygon(corners @ np.array([[c, s], [-s, c]]) + [cx, cy])
-        elif kind == "polygon":
-            n = int(rng.integers(3, 10))
-            ang = np.sort(rng.uniform(0, 2 * math.pi, size=n))
-            r = rng.uniform(0.05, 0.22) * unit * rng.uniform(0.45, 1.0, size=n)
-            shape = _Polygon(np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], axis=1))
-        elif kind == "pole":
-            radius = rng.uniform(0.6, 5.0) * unit / 480.0
-            top, bottom = rng.uniform(-0.2, 0.5) * H, rng.uniform(0.6, 1.2) * H
-            lean = rng.uniform(-0.15, 0.15) * (bottom - top)
-            shape = _Capsule(cx, top, cx + lean, bottom, radius)
-        else:  # wire
-            x0, x1 = rng.uniform(-0.3, 0.3) * W, rng.uniform(0.7, 1.3) * W + hi
-            shape = _Wire(x0, x1, rng.uniform(0.05, 0.8) * H, rng.uniform(-0.15, 0.15),
-                          rng.uniform(0.0, 0.12) * H, rng.uniform(0.5, 1.8) * unit / 480.0)
+        shape = _random_shape(rng, kind, cx, cy, H, W, hi)
         x0, y0, x1, y1 = shape.bounds()
         hw, hh = (x1 - x0) / 2, (y1 - y0) / 2
         # Mostly in front of the background at the object's centre; sometimes anywhere, so objects also
@@ -537,7 +794,7 @@ def _build_scene(rng: np.random.Generator, opt: _SceneOptions, motion: float) ->
         spread = abs(a) * hw + abs(b) * hh
         # Photos make poor textures for a few-pixel-wide structure.
         tk = opt.textures
-        if kind in ("pole", "wire"):
+        if kind in _THIN_SHAPES:
             tk = tuple(k for k in opt.textures if k != "image") or opt.textures
         tex, aff = texture_for(y1 - y0, x1 - x0, tk)
         layers.append(_Layer(len(layers), shape, ((x0 + x1) / 2, (y0 + y1) / 2), d, (a, b), tex, aff,
@@ -706,6 +963,7 @@ def render_scene(
     textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
     max_slope: float = 0.15,
     photometric: bool = True,
+    shapes: tuple[str, ...] | list[str] | str | None = None,
 ) -> SyntheticFrame:
     """Render one random stereo pair; the same `seed` always gives the same arrays.
 
@@ -714,15 +972,16 @@ def render_scene(
         height, width: image size in pixels.
         max_disparity, min_disparity: every disparity (both views) lies in [min, max];
             min defaults to 5 % of max.
-        num_objects: foreground shapes (ellipses, rings, boxes, polygons); default random 5..14.
-        num_thin: thin structures (poles, wires); default random 0..3.
+        num_objects: foreground shapes (drawn from `shapes` with SHAPE_WEIGHTS); default random 5..14.
+        num_thin: thin structures (poles, wires); default random 1..4.
         ground_plane: add a ground plane slanting towards the camera; default random (p = 0.5).
         textures: subset of TEXTURE_KINDS to draw from.
         max_slope: largest |d disparity / d x| (and / d y) of object planes.
         photometric: apply gain / gamma / blur / noise differences between the views.
+        shapes: subset of SHAPE_KINDS for the foreground objects; None: all of them.
     """
     opt = _options(height, width, max_disparity, min_disparity, num_objects, num_thin, ground_plane, textures,
-                   max_slope)
+                   max_slope, shapes)
     rng = _generator(seed)
     layers = _build_scene(rng, opt, motion=0.0)
     ph = _photometric(rng) if photometric else None
@@ -752,7 +1011,7 @@ def render_sequence(
     photometric = bool(options.pop("photometric", True))
     opt = _options(height, width, max_disparity, options.pop("min_disparity", None), options.pop("num_objects", None),
                    options.pop("num_thin", None), options.pop("ground_plane", None),
-                   options.pop("textures", TEXTURE_KINDS), options.pop("max_slope", 0.15))
+                   options.pop("textures", TEXTURE_KINDS), options.pop("max_slope", 0.15), options.pop("shapes", None))
     if options:
         raise ValueError(f"unknown options {sorted(options)}")
     rng = _generator(seed)
@@ -799,7 +1058,7 @@ class SyntheticDataset(Dataset):
         _options(height, width, max_disparity, self.render_kwargs.get("min_disparity"),
                  self.render_kwargs.get("num_objects"), self.render_kwargs.get("num_thin"),
                  self.render_kwargs.get("ground_plane"), self.render_kwargs.get("textures", TEXTURE_KINDS),
-                 self.render_kwargs.get("max_slope", 0.15))
+                 self.render_kwargs.get("max_slope", 0.15), self.render_kwargs.get("shapes"))
         self.sample_config = sample_config
         self.augment_config = augment_config
 
@@ -895,6 +1154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-disparity", type=float, default=64.0, help="largest disparity in pixels")
     parser.add_argument("--min-disparity", type=float, default=None, help="smallest disparity (default 5%% of max)")
     parser.add_argument("--textures", nargs="+", default=list(TEXTURE_KINDS), choices=TEXTURE_KINDS)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPE_KINDS), choices=SHAPE_KINDS,
+                        help="foreground object kinds")
     parser.add_argument("--no-photometric", action="store_true", help="identical camera responses in both views")
     parser.add_argument("--list-name", default="train.txt", help="name of the list file written in --out")
     parser.add_argument("--preview", type=int, default=4, help="frames in preview.png (0: none)")
@@ -905,6 +1166,7 @@ def run(args: argparse.Namespace) -> int:
     path = write_dataset(
         args.out, args.num, seed=args.seed, height=args.height, width=args.width,
         max_disparity=args.max_disparity, min_disparity=args.min_disparity, textures=tuple(args.textures),
+        shapes=tuple(args.shapes),
         photometric=not args.no_photometric, list_name=args.list_name, preview=args.preview,
     )
     print(f"wrote {args.num} pairs; list file: {path}")
