@@ -11,6 +11,8 @@ import torch
 
 from smd_core.data import synthetic
 from smd_core.data.synthetic import SyntheticDataset, render_scene, render_sequence, write_dataset
+from smd_core.data.synthetic.scene import weighted_choice
+from smd_core.data.synthetic.shapes import Lattice, Perforated, Shape, Wheel, random_shape
 
 H, W, MAXD = 96, 128, 20.0
 
@@ -226,6 +228,10 @@ def test_dataset_frames_and_samples() -> None:
         SyntheticDataset(0)
     with pytest.raises(ValueError):
         SyntheticDataset(2, render_options={"textures": ("bogus",)})
+    with pytest.raises(ValueError, match="unknown render_options"):
+        SyntheticDataset(2, render_options={"num_object": 3})
+    assert SyntheticDataset(1, height=32, width=48, render_options={"photometric": False, "shapes": "fence"})[0][
+        "left"].shape == (32, 48, 3)
     ds.sample_config = SampleConfig(crop_size=(32, 48), num_points=100)
     torch.manual_seed(0)
     s = ds[0]
@@ -337,16 +343,16 @@ def test_thin_structures_are_thin_and_in_front() -> None:
 def test_texture_and_shape_mix() -> None:
     """Weighted choice follows the weights; natural textures dominate, periodic / textureless are a minority."""
     rng = np.random.default_rng(0)
-    draws = [synthetic._weighted_choice(rng, synthetic.TEXTURE_WEIGHTS) for _ in range(20000)]
+    draws = [weighted_choice(rng, synthetic.TEXTURE_WEIGHTS) for _ in range(20000)]
     total = sum(synthetic.TEXTURE_WEIGHTS.values())
     for kind, weight in synthetic.TEXTURE_WEIGHTS.items():
         assert abs(draws.count(kind) / len(draws) - weight / total) < 0.015, kind
     natural = sum(draws.count(k) for k in ("image", "pink", "wood", "fabric", "noise")) / len(draws)
     assert natural > 0.75
     assert 0.03 < draws.count("stripes") / len(draws) < 0.15 and 0.03 < draws.count("gradient") / len(draws) < 0.15
-    assert synthetic._weighted_choice(rng, {"fence": 1.0}) == "fence"
+    assert weighted_choice(rng, {"fence": 1.0}) == "fence"
     with pytest.raises(ValueError, match="unknown shape kind"):
-        synthetic._random_shape(rng, "blob", 0.0, 0.0, 32, 32, 8.0)
+        random_shape(rng, "blob", 0.0, 0.0, 32, 32, 8.0)
     with pytest.raises(ValueError, match="shapes must be"):
         render_scene(0, height=32, width=32, shapes=("blob",))
     with pytest.raises(ValueError, match="shapes must be"):
@@ -354,12 +360,12 @@ def test_texture_and_shape_mix() -> None:
 
 
 @pytest.mark.parametrize("shape", [
-    synthetic._Lattice(0.0, 0.0, 30.0, 20.0, 0.3, 8.0, 1.0, 10.0, 1.5, 2.0),
-    synthetic._Lattice(0.0, 0.0, 30.0, 20.0, -0.1, 6.0, 1.2),
-    synthetic._Perforated(0.0, 0.0, 30.0, 20.0, 0.5, 9.0, 0.0, hole=3.0),
-    synthetic._Wheel(0.0, 0.0, 25.0, 2.0, 7, 1.0, 3.0, 0.4),
+    Lattice(0.0, 0.0, 30.0, 20.0, 0.3, 8.0, 1.0, 10.0, 1.5, 2.0),
+    Lattice(0.0, 0.0, 30.0, 20.0, -0.1, 6.0, 1.2),
+    Perforated(0.0, 0.0, 30.0, 20.0, 0.5, 9.0, 0.0, hole=3.0),
+    Wheel(0.0, 0.0, 25.0, 2.0, 7, 1.0, 3.0, 0.4),
 ])
-def test_new_shape_sdfs_are_distance_like(shape: synthetic._Shape) -> None:
+def test_new_shape_sdfs_are_distance_like(shape: Shape) -> None:
     """Anti-aliasing takes coverage from the signed distance: it must be 1-Lipschitz (never steeper than a
     true distance), negative on the material, positive in the holes, and inside the bounds."""
     x0, y0, x1, y1 = shape.bounds()
