@@ -11,6 +11,8 @@ import torch
 
 from smd_core.data import synthetic
 from smd_core.data.synthetic import SyntheticDataset, render_scene, render_sequence, write_dataset
+from smd_core.data.synthetic.scene import weighted_choice
+from smd_core.data.synthetic.shapes import Lattice, Perforated, Shape, Wheel, random_shape
 
 H, W, MAXD = 96, 128, 20.0
 
@@ -33,13 +35,34 @@ def _warp(image: np.ndarray, x: np.ndarray) -> np.ndarray:
     return cv2.remap(image.astype(np.float32), x.astype(np.float32), ys, cv2.INTER_LINEAR)
 
 
+def _clean_match_mask(f: synthetic.SyntheticFrame) -> np.ndarray:
+    """Left pixels visible in the right view, away from layer edges in BOTH views (mixed, anti-aliased pixels:
+    behind a fence the right-view match of a background pixel is often next to a bar)."""
+    h, w = f.disp_left.shape
+    x_r = np.arange(w)[None, :] - f.disp_left
+    x0 = np.clip(np.floor(x_r).astype(int), 0, w - 2)
+    rows = np.arange(h)[:, None]
+    edges_r = _near_edges(f.instance_right)
+    clean_r = ~edges_r[rows, x0] & ~edges_r[rows, x0 + 1]
+    return ~f.occlusion_left & ~_near_edges(f.instance_left) & clean_r & (x_r >= 0) & (x_r <= w - 1)
+
+
+def _warp_errors(f: synthetic.SyntheticFrame, mask: np.ndarray) -> tuple[float, float]:
+    """Mean |left - right warped by disp_left| on `mask`, and the same with the disparity 1 px off."""
+    x_r = np.arange(f.disp_left.shape[1])[None, :] - f.disp_left
+    left = f.left.astype(np.float32)
+    e = np.abs(_warp(f.right, x_r) - left).mean(axis=2)[mask]
+    e1 = np.abs(_warp(f.right, x_r - 1.0) - left).mean(axis=2)[mask]
+    return float(e.mean()), float(e1.mean())
+
+
 def test_right_view_warped_by_left_disparity_reproduces_left_view() -> None:
     errors, shifted = [], []
     for seed in range(8):
         f = render_scene(seed, height=H, width=W, max_disparity=MAXD, photometric=False)
         x_r = np.arange(W)[None, :] - f.disp_left
-        mask = ~f.occlusion_left & ~_near_edges(f.instance_left) & (x_r >= 0) & (x_r <= W - 1)
-        assert mask.mean() > 0.3
+        mask = _clean_match_mask(f)
+        assert mask.mean() > 0.2
         left = f.left.astype(np.float32)
         e = np.abs(_warp(f.right, x_r) - left).mean(axis=2)[mask]
         # Control: a disparity 1 px off must match clearly worse.
@@ -205,6 +228,10 @@ def test_dataset_frames_and_samples() -> None:
         SyntheticDataset(0)
     with pytest.raises(ValueError):
         SyntheticDataset(2, render_options={"textures": ("bogus",)})
+    with pytest.raises(ValueError, match="unknown render_options"):
+        SyntheticDataset(2, render_options={"num_object": 3})
+    assert SyntheticDataset(1, height=32, width=48, render_options={"photometric": False, "shapes": "fence"})[0][
+        "left"].shape == (32, 48, 3)
     ds.sample_config = SampleConfig(crop_size=(32, 48), num_points=100)
     torch.manual_seed(0)
     s = ds[0]
@@ -237,3 +264,120 @@ def test_write_dataset_and_cli(tmp_path) -> None:
     assert not (tmp_path / "cli" / "preview.png").exists()
     d = np.load(tmp_path / "cli" / "disp_left" / "000001.npy")
     assert d.shape == (32, 48) and d.max() <= 8.0 + 1e-4
+
+
+@pytest.mark.parametrize("kind", ["ring", "wheel", "fence", "perforated"])
+def test_see_through_shapes_show_the_background_and_warp_exactly(kind: str) -> None:
+    """Each see-through shape shows the wall through its holes, and both the shape and what is seen through it
+    obey the ground truth: the right view warped by disp_left reproduces the left view, disp_right agrees."""
+    h, w = 120, 160
+    seen_through, errors, shifted = 0, [], []
+    for seed in range(4):
+        f = render_scene(seed, height=h, width=w, max_disparity=MAXD, photometric=False, shapes=(kind,),
+                         num_objects=2, num_thin=0, ground_plane=False)
+        ids = f.instance_left
+        for ident in (1, 2):
+            ys, xs = np.nonzero(ids == ident)
+            if xs.size < 50:
+                continue
+            box = np.zeros(ids.shape, bool)
+            box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+            # Wall pixels inside the shape's own extent and bordered by it on both sides of a row: holes.
+            inner = box & (ids == 0)
+            rows_with_shape = [(ids[y, : x] == ident).any() and (ids[y, x + 1:] == ident).any()
+                               for y, x in zip(*np.nonzero(inner), strict=True)]
+            seen_through += int(np.sum(rows_with_shape))
+            mask = _clean_match_mask(f) & box
+            if mask.sum() < 30:
+                continue
+            e, e1 = _warp_errors(f, mask)
+            assert e < 3.0, (kind, seed, ident, e)
+            errors.append(e)
+            shifted.append(e1)
+        # Disparity of the two views agrees at the match wherever both right neighbours show the same layer.
+        x_r = np.arange(w)[None, :] - f.disp_left.astype(np.float64)
+        x0 = np.clip(np.floor(x_r).astype(int), 0, w - 2)
+        rows = np.arange(h)[:, None]
+        same = (~f.occlusion_left & (x_r >= 0) & (x_r <= w - 2) & (f.instance_right[rows, x0] == ids)
+                & (f.instance_right[rows, x0 + 1] == ids))
+        t = x_r - x0
+        d_r = f.disp_right[rows, x0] * (1 - t) + f.disp_right[rows, x0 + 1] * t
+        assert np.abs(d_r - f.disp_left)[same].max() < 1e-3
+    assert seen_through > 100, kind
+    assert errors and np.mean(errors) < 0.5 * np.mean(shifted), (kind, errors, shifted)
+
+
+@pytest.mark.parametrize("kind", ["pink", "wood", "fabric", "image"])
+def test_natural_textures_warp_exactly(kind: str) -> None:
+    errors, shifted = [], []
+    for seed in range(4):
+        f = render_scene(seed, height=H, width=W, max_disparity=MAXD, photometric=False, textures=(kind,),
+                         num_objects=4, num_thin=1)
+        mask = _clean_match_mask(f)
+        assert mask.mean() > 0.2
+        e, e1 = _warp_errors(f, mask)
+        assert e < 3.0, (kind, seed, e)
+        errors.append(e)
+        shifted.append(e1)
+    # Textured enough that a disparity 1 px off is clearly visible.
+    assert np.mean(errors) < 0.5 * np.mean(shifted), (kind, errors, shifted)
+
+
+def test_thin_structures_are_thin_and_in_front() -> None:
+    """Poles and wires are a few pixels wide at 240 px height."""
+    widths = []
+    for seed in range(3):
+        f = render_scene(seed, height=240, width=320, num_objects=0, num_thin=3, ground_plane=False,
+                         photometric=False)
+        for ident in range(1, 4):
+            m = f.instance_left == ident
+            if m.sum() < 20:
+                continue
+            # Width across the structure: pixels per row (poles) or per column (wires), whichever is smaller.
+            per_row = m.sum(axis=1)[m.any(axis=1)]
+            per_col = m.sum(axis=0)[m.any(axis=0)]
+            widths.append(min(np.median(per_row), np.median(per_col)))
+    assert widths and max(widths) <= 6, widths
+
+
+def test_texture_and_shape_mix() -> None:
+    """Weighted choice follows the weights; natural textures dominate, periodic / textureless are a minority."""
+    rng = np.random.default_rng(0)
+    draws = [weighted_choice(rng, synthetic.TEXTURE_WEIGHTS) for _ in range(20000)]
+    total = sum(synthetic.TEXTURE_WEIGHTS.values())
+    for kind, weight in synthetic.TEXTURE_WEIGHTS.items():
+        assert abs(draws.count(kind) / len(draws) - weight / total) < 0.015, kind
+    natural = sum(draws.count(k) for k in ("image", "pink", "wood", "fabric", "noise")) / len(draws)
+    assert natural > 0.75
+    assert 0.03 < draws.count("stripes") / len(draws) < 0.15 and 0.03 < draws.count("gradient") / len(draws) < 0.15
+    assert weighted_choice(rng, {"fence": 1.0}) == "fence"
+    with pytest.raises(ValueError, match="unknown shape kind"):
+        random_shape(rng, "blob", 0.0, 0.0, 32, 32, 8.0)
+    with pytest.raises(ValueError, match="shapes must be"):
+        render_scene(0, height=32, width=32, shapes=("blob",))
+    with pytest.raises(ValueError, match="shapes must be"):
+        render_scene(0, height=32, width=32, shapes=())
+
+
+@pytest.mark.parametrize("shape", [
+    Lattice(0.0, 0.0, 30.0, 20.0, 0.3, 8.0, 1.0, 10.0, 1.5, 2.0),
+    Lattice(0.0, 0.0, 30.0, 20.0, -0.1, 6.0, 1.2),
+    Perforated(0.0, 0.0, 30.0, 20.0, 0.5, 9.0, 0.0, hole=3.0),
+    Wheel(0.0, 0.0, 25.0, 2.0, 7, 1.0, 3.0, 0.4),
+])
+def test_new_shape_sdfs_are_distance_like(shape: Shape) -> None:
+    """Anti-aliasing takes coverage from the signed distance: it must be 1-Lipschitz (never steeper than a
+    true distance), negative on the material, positive in the holes, and inside the bounds."""
+    x0, y0, x1, y1 = shape.bounds()
+    ys, xs = np.mgrid[y0 - 5:y1 + 5:0.25, x0 - 5:x1 + 5:0.25].astype(np.float32)
+    d = shape.sdf(xs, ys)
+    assert d.dtype == np.float32 and d.shape == xs.shape
+    inside = d <= 0
+    assert 0.05 < inside.mean() < 0.9  # material and holes (or outside) both present
+    assert (xs[inside] >= x0 - 1e-3).all() and (xs[inside] <= x1 + 1e-3).all()
+    assert (ys[inside] >= y0 - 1e-3).all() and (ys[inside] <= y1 + 1e-3).all()
+    # Holes: points inside the bounds' interior with positive distance.
+    core = (np.abs(xs - (x0 + x1) / 2) < 0.3 * (x1 - x0)) & (np.abs(ys - (y0 + y1) / 2) < 0.3 * (y1 - y0))
+    assert (d[core] > 0.5).any()
+    grad = max(np.abs(np.diff(d, axis=0)).max(), np.abs(np.diff(d, axis=1)).max()) / 0.25
+    assert grad <= 1.0 + 1e-2, grad

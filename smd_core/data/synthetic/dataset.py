@@ -1,0 +1,136 @@
+"""Scenes as a dataset: `SyntheticDataset` (rendered on the fly) and `write_dataset` (PNG + NPY + list file)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from smd_core.data.synthetic.render import render_scene
+from smd_core.data.synthetic.scene import SCENE_OPTION_NAMES, scene_options
+
+
+class SyntheticDataset(Dataset):
+    """`num_samples` procedural scenes rendered on the fly; scene i is `render_scene((seed, i), ...)`.
+
+    With `sample_config` None, item i is a full frame dict {"left", "right" (H, W, 3) uint8,
+    "disp_left", "disp_right" (H, W) float32, "occlusion_left" (H, W) bool, "name"}. Otherwise it is a training sample
+    (see `smd_core.data.sampling.make_training_sample`) drawn from that frame: the scene is fixed per
+    index, the crop / points / augmentation are random (NumPy generator seeded from torch's RNG, so
+    DataLoader workers and `torch.manual_seed` control them).
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        seed: int = 0,
+        height: int = 480,
+        width: int = 640,
+        max_disparity: float = 64.0,
+        render_options: Mapping[str, Any] | None = None,
+        sample_config: Any = None,
+        augment_config: Any = None,
+    ) -> None:
+        if num_samples <= 0:
+            raise ValueError(f"num_samples must be > 0, got {num_samples}")
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.render_kwargs: dict[str, Any] = dict(render_options or {})
+        self.render_kwargs.update(height=int(height), width=int(width), max_disparity=float(max_disparity))
+        # Fail early on bad options rather than inside a DataLoader worker.
+        scene = {k: v for k, v in self.render_kwargs.items() if k not in ("height", "width", "max_disparity")}
+        scene.pop("photometric", None)
+        unknown = sorted(set(scene) - set(SCENE_OPTION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown render_options {unknown}; expected some of {SCENE_OPTION_NAMES} or photometric")
+        scene_options(height, width, max_disparity, **scene)
+        self.sample_config = sample_config
+        self.augment_config = augment_config
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
+        """Full frame `index` (rendered; `lazy` is accepted for interface parity and ignored)."""
+        if not -self.num_samples <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        index %= self.num_samples
+        f = render_scene((self.seed, index), **self.render_kwargs)
+        return {"left": f.left, "right": f.right, "disp_left": f.disp_left, "disp_right": f.disp_right,
+                "occlusion_left": f.occlusion_left, "name": f"synthetic_{self.seed}_{index:06d}"}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        frame = self.frame(index)
+        if self.sample_config is None:
+            return frame
+        from smd_core.data.sampling import make_training_sample, torch_seeded_generator
+
+        return make_training_sample(frame, self.sample_config, self.augment_config, torch_seeded_generator())
+
+
+def write_dataset(
+    out_dir: str | Path,
+    num: int,
+    *,
+    seed: int = 0,
+    height: int = 480,
+    width: int = 640,
+    max_disparity: float = 64.0,
+    list_name: str = "train.txt",
+    progress: bool = True,
+    preview: int = 4,
+    **render_options: Any,
+) -> Path:
+    """Write `num` scenes as left/, right/ PNG, disp_left/, disp_right/ NPY (float32 px) and a list file.
+
+    List lines are `left/000000.png right/000000.png disp_left/000000.npy disp_right/000000.npy`
+    (relative to `out_dir`), the format `kind: list` datasets read. Scene i equals
+    `render_scene((seed, i), ...)`. With `preview` > 0 a contact sheet of the first frames is written
+    to `preview.png`. Returns the list file's path.
+    """
+    from tqdm import tqdm
+
+    if num <= 0:
+        raise ValueError(f"num must be > 0, got {num}")
+    out = Path(out_dir)
+    for sub in ("left", "right", "disp_left", "disp_right"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    dataset = SyntheticDataset(num, seed=seed, height=height, width=width, max_disparity=max_disparity,
+                               render_options=render_options)
+    lines: list[str] = []
+    sheet: list[np.ndarray] = []
+    for i in tqdm(range(num), desc="synth", unit="pair", disable=not progress):
+        f = dataset.frame(i)
+        name = f"{i:06d}"
+        for key, ext in (("left", "png"), ("right", "png")):
+            if not cv2.imwrite(str(out / key / f"{name}.{ext}"), f[key]):
+                raise OSError(f"could not write {out / key / f'{name}.{ext}'}")
+        np.save(out / "disp_left" / f"{name}.npy", f["disp_left"])
+        np.save(out / "disp_right" / f"{name}.npy", f["disp_right"])
+        lines.append(f"left/{name}.png right/{name}.png disp_left/{name}.npy disp_right/{name}.npy")
+        if i < preview:
+            sheet.extend(_preview_tiles(f, max_disparity))
+    list_path = out / list_name
+    list_path.write_text("\n".join(lines) + "\n")
+    if sheet:
+        from smd_core import viz
+
+        cv2.imwrite(str(out / "preview.png"), viz.contact_sheet(sheet, cols=4))
+    return list_path
+
+
+def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.ndarray]:
+    from smd_core import viz
+
+    return [
+        viz.label(frame["left"], "left"),
+        viz.label(frame["right"], "right"),
+        viz.label(viz.colorize_disparity(frame["disp_left"], vmin=0.0, vmax=max_disparity), "disp left"),
+        viz.label(viz.colorize_disparity(frame["disp_right"], vmin=0.0, vmax=max_disparity), "disp right"),
+    ]
+
