@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Recipe of the bundled default model (smd_core/weights/MODEL_CARD.md): renders the synthetic training set
+# once, trains the SGBM-guided bimodal and standard (L1) models side by side (one core each), then
+# `scripts/ship_models.py guided` evaluates both against SGBM and SGBM+fill on the held-out set and copies
+# the weights into smd_core/weights/.
+#   bash scripts/train_guided.sh [STEPS]          (default: the configs' steps)
+# Interrupted? Run the same command again: finished runs are skipped and `--resume` continues the others
+# exactly where their last checkpoint stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+DATA=${SMD_DATA:-data}
+RUNS=${SMD_RUNS:-runs}
+STEPS=${1:-}
+extra=()
+[ -n "$STEPS" ] && extra+=("steps=$STEPS")
+# 600 scenes with disparities up to 64 px and 200 up to 128 px (the model's whole range).
+if [ ! -f "$DATA/synth_guided/train.txt" ]; then
+  smd synth --out "$DATA/synth_guided/d64" --num 600 --height 480 --width 640 --seed 1000 --max-disparity 64
+  smd synth --out "$DATA/synth_guided/d128" --num 200 --height 480 --width 640 --seed 2000 --max-disparity 120
+  for part in d64 d128; do sed "s#\([^ ]*\)#$part/\1#g" "$DATA/synth_guided/$part/train.txt"; done \
+    > "$DATA/synth_guided/train.txt"
+fi
+export OMP_NUM_THREADS=1   # two runs on two cores: one thread each avoids oversubscription
+declare -A CONFIG=([guided_synthetic]=configs/guided_synthetic.yaml
+                   [guided_synthetic_standard]=configs/guided_synthetic_standard.yaml)
+finished() { [ -f "$(printf '%s/checkpoints/step_%08d.pth' "$1" "$2")" ]; }
+for run in "${!CONFIG[@]}"; do
+  steps=${STEPS:-$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["steps"])' "${CONFIG[$run]}")}
+  finished "$RUNS/$run" "$steps" && continue
+  resume=()
+  ls "$RUNS/$run/checkpoints"/step_*.pth > /dev/null 2>&1 && resume=(--resume "$RUNS/$run/checkpoints")
+  smd train --config "${CONFIG[$run]}" "data.split=$DATA/synth_guided/train.txt" "log_dir=$RUNS/$run" \
+    "${extra[@]}" "${resume[@]}" > "runs_${run}.log" 2>&1 &
+done
+wait
+python scripts/ship_models.py guided --bimodal-run "$RUNS/guided_synthetic" \
+  --standard-run "$RUNS/guided_synthetic_standard"
