@@ -7,8 +7,8 @@ with which it picks the foreground or background mode at every boundary.
 
 Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** len(widths)):
 1. SGBM on the gray pair -> disparity with NaN holes; holes filled row-wise from the background side.
-2. Guide channels at full resolution: normalised left image (3), filled disparity / max_disp (1),
-   validity (1), |left - right warped by the filled disparity| (1).
+2. Guide channels at full resolution (`SGBMGuided.guide`): normalised left image, filled disparity and
+   its local foreground / background candidates, validity, and the photometric error of each candidate.
 3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
    full-resolution map (`features[2]` ch, one conv over the guide channels) for exact edges.
 4. The filled SGBM disparity itself, (B, 1, H, W) in px, as the last map: `residual = True` tells SMDNet
@@ -32,6 +32,9 @@ from torch import Tensor, nn
 from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.config import from_dict
 from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_relu
+
+# (rows, columns) of the window whose max / min disparity are the foreground / background candidates.
+CANDIDATE_WINDOW = (5, 9)
 
 
 def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> tuple[Tensor, Tensor]:
@@ -85,7 +88,7 @@ class SGBMGuided(nn.Module):
         features: head channels at 1/2, 1/4 and full resolution (f2, f4, f1).
     """
 
-    guide_channels = 6
+    guide_channels = 10
     residual = True
 
     def __init__(
@@ -121,13 +124,23 @@ class SGBMGuided(nn.Module):
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide channels (B, 6, H, W) and the filled SGBM disparity (B, 1, H, W) px."""
+        """Guide channels (B, 10, H, W) and the filled SGBM disparity (B, 1, H, W) px.
+
+        Channels: normalised left BGR (3); filled disparity, and its local maximum and minimum over a
+        `CANDIDATE_WINDOW` (the foreground and background candidates at a boundary), / max_disp (3);
+        validity (1); |left - right warped| by each of the three disparities (3), which tell at every pixel
+        which candidate the images support (block matchers fatten foreground edges by about half a block).
+        """
         filled, valid = sgbm_guide(left, right, self.sgbm, self.max_disp)
+        kh, kw = CANDIDATE_WINDOW
+        fg = F.max_pool2d(filled, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
+        bg = -F.max_pool2d(-filled, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
         weights = torch.tensor([0.114, 0.587, 0.299], device=left.device, dtype=left.dtype).view(1, 3, 1, 1)
         gl = (left * weights).sum(1, keepdim=True) / 255.0
         gr = (right * weights).sum(1, keepdim=True) / 255.0
-        photo = (gl - warp_right(gr, filled)).abs()
-        x = torch.cat([(left - self.mean) / self.std, filled / self.max_disp, valid, photo], dim=1)
+        photo = [(gl - warp_right(gr, d)).abs() for d in (filled, fg, bg)]
+        x = torch.cat([(left - self.mean) / self.std, filled / self.max_disp, fg / self.max_disp,
+                       bg / self.max_disp, valid, *photo], dim=1)
         return x, filled
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
