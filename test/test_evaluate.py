@@ -389,3 +389,22 @@ def test_cli_baselines_without_and_with_a_checkpoint(tiny_model, tmp_path: Path,
     ):
         assert main(["eval", "--data", str(lst), "--device", "cpu", *argv]) == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_cli_baselines_only_search_the_bundled_models_range(tmp_path: Path) -> None:
+    from smd_core.cli import main
+    from smd_core.data.synthetic import write_dataset
+    from smd_core.weights import default_checkpoint
+
+    if not default_checkpoint().is_file():
+        pytest.skip("the bundled weights are not in this checkout")
+    import smd_core
+
+    max_disp = smd_core.load_model(default_checkpoint()).config.max_disp
+    lst = write_dataset(tmp_path / "set", 1, seed=9000, height=64, width=96, max_disparity=16.0, progress=False,
+                        preview=0)
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", "none", "--baseline", "sgbm", "--data", str(lst), "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["max_disp_px"] == max_disp and report["baselines"]["sgbm"]["num_disparities"] >= max_disp
