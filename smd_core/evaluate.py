@@ -4,6 +4,8 @@
     smd eval --checkpoint CKPT --data list:/data/val.txt            (or just /data/val.txt)
     smd eval --checkpoint CKPT --data kitti2015:/data/kitti --data-option limit=20
     smd eval --checkpoint CKPT --data configs/light_synthetic.yaml  (its val_data, else its data section)
+    smd eval --checkpoint CKPT --baseline sgbm,sgbm_fill [--sgbm block_size=7]   (model and SGBM side by side)
+    smd eval --checkpoint none --baseline sgbm --data ... [--max-disp 128]      (baselines only)
 
 `--data` forms: `synthetic:SEED:N` (N procedural frames `render_scene((SEED, i))`, 640x480, disparity
 up to 64 px unless `--data-option height=... width=... max_disparity=...` says otherwise), a list file
@@ -20,11 +22,20 @@ values multiplied by the width ratio (`metrics.resize_disparity`); nearest, beca
 would itself create flying pixels at every edge. Ground truth beyond the model's range (max_disp in
 network pixels, i.e. max_disp / input_scale in image pixels) is not scored, as in SMD-Nets.
 
+Baselines (`--baseline`, `smd_core.baselines`): the one SGBM of `smd_core.classical` (stereo_image_proc's
+parameters, `--sgbm key=value` overrides `SGBMConfig` fields) raw (`sgbm`: holes are errors in the
+all-pixel figures, and its figures on its matched pixels are reported beside them with its valid fraction)
+and with the row-wise background fill (`sgbm_fill`), on the same frames at ground-truth resolution,
+searching the model's range (numDisparities = `SGBMConfig.disparities_for(max_disp / input_scale)`).
+
 Report (returned by `evaluate`, and `DIR/report.json` with `--out DIR`): settings (model_config, scale,
-input_scale, device, metric_options, and `extra`), `summary` (`summarize`: frames, metrics, pooled, timing)
-and `per_frame` (one `score_frame` dict + name and timings per frame). Pictures (with `--out`): for the
-first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty,
-flying pixels) plus `DIR/overview.png`, a contact sheet with one row per frame.
+input_scale, max_disp_px, device, metric_options, and `extra`), `summary` (`summarize`: frames, metrics,
+pooled, timing) and `per_frame` (one `score_frame` dict + name and timings per frame) for the model (absent
+without one), and `baselines`: name -> {sgbm_config, num_disparities, summary, per_frame; for `sgbm` also
+valid_pixels (a summary) and valid_fraction (%)}. Pictures (with `--out`): for the
+first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty, with
+colour bars in px, and flying pixels; `*_sgbm_*` for the baselines) plus `DIR/overview.png`, a contact
+sheet with one row per frame.
 
 Python API (the demo scores the node's outputs with the same code):
     report = evaluate(model_or_predictor, frames, scale=1.0, out_dir=None)   # runs the Predictor
@@ -41,20 +52,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
 from smd_core import metrics as M
 from smd_core import viz
+from smd_core.baselines import BASELINES, parse_baselines, run_baselines, score_baseline, sgbm_config
+from smd_core.classical import SGBMConfig
 from smd_core.config import apply_overrides, from_dict, to_dict
+from smd_core.eval_report import (  # noqa: F401  bleeding_picture, frame_pictures: public API of this module
+    bleeding_picture,
+    format_summary,
+    frame_pictures,
+    write_frame_pictures,
+    write_png,
+)
 from smd_core.inference import DensePrediction, Predictor
 from smd_core.model.network import SMDNet
 
@@ -179,66 +197,6 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Pictures
-# ----------------------------------------------------------------------------------------------------
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "frame"
-
-
-def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, *, max_disp: float | None = None,
-                     edge_threshold: float = 1.0, band_radius: int = 3, tolerance: float = 1.0) -> np.ndarray:
-    """BGR picture of the edge band (yellow) and its flying pixels (red) over the dimmed left image."""
-    pred = M.resize_disparity(pred, gt.shape)
-    band, flying = M.bleeding_map(pred, gt, valid=M.valid_mask(gt, max_disp=max_disp), radius=band_radius,
-                                  edge_threshold=edge_threshold, tolerance=tolerance)
-    if left is None:
-        base = np.zeros((*gt.shape, 3), np.uint8)
-    else:
-        base = left
-        if left.shape[:2] != gt.shape:
-            base = cv2.resize(left, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_AREA)
-        base = (base.astype(np.float32) * 0.4).astype(np.uint8)
-    base[band] = (0, 200, 255)
-    base[flying] = (0, 0, 255)
-    return base
-
-
-def frame_pictures(pred: DensePrediction | np.ndarray, gt: np.ndarray, left: np.ndarray | None = None, *,
-                   max_disp: float | None = None, uncertainty: np.ndarray | None = None,
-                   **options: Any) -> dict[str, np.ndarray]:
-    """Colored BGR pictures of one frame at ground-truth resolution: disparity, gt, error, uncertainty, bleeding.
-
-    `options`: edge_threshold, band_radius, tolerance (as `metrics.compute_metrics`; see_radius is ignored).
-    """
-    options = {k: v for k, v in options.items() if k != "see_radius"}
-    disp = pred.disparity if isinstance(pred, DensePrediction) else np.asarray(pred, np.float32)
-    if uncertainty is None and isinstance(pred, DensePrediction) and np.any(pred.uncertainty):
-        uncertainty = pred.uncertainty
-    disp = M.resize_disparity(disp, gt.shape)
-    valid = M.valid_mask(gt, max_disp=max_disp)
-    vmax = float(np.percentile(gt[valid], 99.5)) if valid.any() else None
-    pics = {
-        "disparity": viz.colorize_disparity(disp, vmin=0.0, vmax=vmax),
-        "gt": viz.colorize_disparity(np.where(valid, gt, np.nan), vmin=0.0, vmax=vmax),
-        "error": viz.colorize_error(np.abs(disp - gt), vmax=3.0, valid=valid),
-        "bleeding": bleeding_picture(disp, gt, left, max_disp=max_disp, **options),
-    }
-    if uncertainty is not None:
-        u = np.asarray(uncertainty, np.float32)
-        if u.shape != gt.shape:
-            u = cv2.resize(u, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
-        pics["uncertainty"] = viz.colorize_uncertainty(u)
-    return pics
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
-
-
-# ----------------------------------------------------------------------------------------------------
 # Evaluation loop
 # ----------------------------------------------------------------------------------------------------
 
@@ -267,8 +225,49 @@ def _iterate(frames: Any) -> Iterable[Mapping[str, Any]]:
     return iter(frames)
 
 
+def _as_predictor(model_or_predictor: SMDNet | Predictor | None) -> Predictor | None:
+    if model_or_predictor is None or isinstance(model_or_predictor, Predictor):
+        return model_or_predictor
+    if isinstance(model_or_predictor, SMDNet):
+        device = next(model_or_predictor.parameters()).device
+        return Predictor(model_or_predictor, chunk_points=default_chunk_points(device))
+    raise TypeError(f"evaluate needs an SMDNet or a Predictor (or None with baselines), "
+                    f"got {type(model_or_predictor).__name__}")
+
+
+def _score_range(predictor: Predictor | None, input_scale: float, scale: float, max_disp: float | None) -> float:
+    """The scored disparity range in image pixels (also SGBM's search range)."""
+    if predictor is None:
+        if max_disp is None or not (math.isfinite(max_disp) and max_disp > 0):
+            raise ValueError(f"without a model, max_disp (image pixels) must be a positive number, got {max_disp}")
+        if scale != 1.0 or input_scale != 1.0:
+            raise ValueError(f"scale and input_scale apply to a model; without one they must be 1, "
+                             f"got scale={scale}, input_scale={input_scale}")
+        return float(max_disp)
+    # The model cannot output more than max_disp network pixels = max_disp / input_scale image pixels.
+    model_range = predictor.model.config.max_disp / input_scale
+    if max_disp is not None and not math.isclose(max_disp, model_range):
+        raise ValueError(f"max_disp={max_disp} differs from the model's range ({model_range:g} image pixels: "
+                         f"max_disp {predictor.model.config.max_disp} / input_scale {input_scale}); leave it unset")
+    return model_range
+
+
+def _model_frame(predictor: Predictor, frame: Mapping[str, Any], name: str, gt: np.ndarray, *, first: bool,
+                 warmup: bool, scale: float, input_scale: float, max_gt: float,
+                 options: Mapping[str, Any]) -> tuple[dict[str, Any], DensePrediction]:
+    left, right = frame["left"], frame["right"]
+    if warmup and first:
+        predictor.predict(left, right, scale=scale, input_scale=input_scale)
+    t0 = time.perf_counter()
+    pred = predictor.predict(left, right, scale=scale, input_scale=input_scale)
+    elapsed = time.perf_counter() - t0
+    row = {"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options), "time_s": elapsed,
+           "encode_s": pred.timings.get("encode_s", math.nan), "query_s": pred.timings.get("query_s", math.nan)}
+    return row, pred
+
+
 def evaluate(
-    model_or_predictor: SMDNet | Predictor,
+    model_or_predictor: SMDNet | Predictor | None,
     frames: Iterable[Mapping[str, Any]],
     *,
     scale: float = 1.0,
@@ -279,9 +278,14 @@ def evaluate(
     warmup: bool = True,
     metric_options: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    baselines: str | Sequence[str] = (),
+    sgbm: SGBMConfig | None = None,
+    max_disp: float | None = None,
 ) -> dict[str, Any]:
-    """Run the Predictor over `frames` and score every frame; returns the report (also written when `out_dir`).
+    """Run the Predictor (and the baselines) over `frames` and score every frame; returns the report (also
+    written when `out_dir`).
 
+    model_or_predictor: the model, or None to score only `baselines`.
     frames: iterable (or dataset) of dicts with "left", "right" (H, W, 3) uint8 BGR, "disp_left" (H, W) float32
         ground truth in pixels of those images (0 = invalid) and optionally "name".
     scale: output grid relative to the images (the head is queried on (H, W) * scale; scored at (H, W)).
@@ -292,6 +296,11 @@ def evaluate(
     metric_options: keyword arguments of `metrics.compute_metrics` (edge_threshold, see_radius, band_radius,
         tolerance).
     extra: entries copied into the report (e.g. checkpoint path, data spec).
+    baselines: names from `smd_core.baselines.BASELINES` (or comma lists), scored on the same frames; see
+        that module for how SGBM's holes are scored.
+    sgbm: the baselines' `SGBMConfig` (default: stereo_image_proc's parameters).
+    max_disp: the scored range in image pixels; only without a model (with one it is the model's max_disp /
+        input_scale, and a different value is an error).
     """
     from tqdm import tqdm
 
@@ -301,20 +310,19 @@ def evaluate(
         raise ValueError(f"input_scale must be a positive number, got {input_scale}")
     if images < 0:
         raise ValueError(f"images must be >= 0, got {images}")
-    if isinstance(model_or_predictor, Predictor):
-        predictor = model_or_predictor
-    elif isinstance(model_or_predictor, SMDNet):
-        device = next(model_or_predictor.parameters()).device
-        predictor = Predictor(model_or_predictor, chunk_points=default_chunk_points(device))
-    else:
-        raise TypeError(f"evaluate needs an SMDNet or a Predictor, got {type(model_or_predictor).__name__}")
-    config = predictor.model.config
+    names = parse_baselines(baselines)
+    predictor = _as_predictor(model_or_predictor)
+    if predictor is None and not names:
+        raise ValueError("evaluate needs a model, at least one baseline, or both")
+    max_gt = _score_range(predictor, input_scale, scale, max_disp)
+    sgbm = sgbm or SGBMConfig()
     options = dict(metric_options or {})
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and images:
         (out / "images").mkdir(parents=True, exist_ok=True)
 
     per_frame: list[dict[str, Any]] = []
+    base_rows: dict[str, list[dict[str, Any]]] = {b: [] for b in names}
     sheet_rows: list[list[np.ndarray]] = []
     bar = tqdm(_iterate(frames), total=_frame_count(frames), desc="eval", unit="frame", disable=not progress)
     for index, frame in enumerate(bar):
@@ -325,52 +333,62 @@ def evaluate(
         left = frame["left"]
         if gt.shape != tuple(left.shape[:2]):
             raise ValueError(f"frame {name!r}: ground truth {gt.shape} and image {left.shape[:2]} differ in size")
-        if warmup and index == 0:
-            predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
-        t0 = time.perf_counter()
-        pred = predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
-        elapsed = time.perf_counter() - t0
-        # The model cannot output more than max_disp network pixels = max_disp / input_scale image pixels.
-        max_gt = config.max_disp / input_scale
-        row = {"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options), "time_s": elapsed,
-               "encode_s": pred.timings.get("encode_s", math.nan), "query_s": pred.timings.get("query_s", math.nan)}
-        per_frame.append(row)
-        bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in per_frame):.2f}",
-                        bleed=f"{_nanmean(f['bleeding'] for f in per_frame):.1f}%")
+        model = None
+        if predictor is not None:
+            row, pred = _model_frame(predictor, frame, name, gt, first=index == 0, warmup=warmup, scale=scale,
+                                     input_scale=input_scale, max_gt=max_gt, options=options)
+            per_frame.append(row)
+            model = (pred, row)
+        done: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
+        for b, (disp, seconds) in run_baselines(names, left, frame["right"], sgbm, max_gt).items():
+            base_rows[b].append({"name": name, **score_baseline(b, disp, gt, max_disp=max_gt, **options),
+                                 "time_s": seconds})
+            done[b] = (disp, base_rows[b][-1])
+        first_rows = per_frame or base_rows[names[0]]
+        bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in first_rows):.2f}",
+                        bleed=f"{_nanmean(f['bleeding'] for f in first_rows):.1f}%")
         if out is not None and index < images:
-            pics = frame_pictures(pred, gt, left, max_disp=max_gt, **options)
-            stem = f"{index:04d}_{_safe_name(name)}"
-            for kind, img in pics.items():
-                _write_png(out / "images" / f"{stem}_{kind}.png", img)
-            tiles = [viz.label(left, name), viz.label(pics["gt"], "ground truth"),
-                     viz.label(pics["disparity"], f"EPE {row['epe']:.2f}"),
-                     viz.label(pics["error"], f"bad-3 {row['bad3']:.1f}%"),
-                     viz.label(pics["bleeding"], f"bleeding {row['bleeding']:.1f}%")]
-            if "uncertainty" in pics:
-                tiles.append(viz.label(pics["uncertainty"], "uncertainty"))
-            sheet_rows.append(tiles)
+            sheet_rows.append(write_frame_pictures(out, index, name, left, gt, max_gt, options, model, done))
     bar.close()
-    if not per_frame:
+    if not per_frame and not any(base_rows.values()):
         raise ValueError("no frames to evaluate")
 
     report: dict[str, Any] = {
         **dict(extra or {}),
-        "model_config": to_dict(config),
+        "model_config": to_dict(predictor.model.config) if predictor is not None else None,
         "scale": scale,
         "input_scale": input_scale,
-        "device": str(predictor.device),
+        "max_disp_px": max_gt,
+        "device": str(predictor.device) if predictor is not None else "cpu",
         "metric_options": {"edge_threshold": 1.0, "see_radius": 1, "band_radius": 3, "tolerance": 1.0, **options},
-        "summary": summarize(per_frame),
-        "per_frame": per_frame,
     }
+    if predictor is not None:
+        report["summary"] = summarize(per_frame)
+        report["per_frame"] = per_frame
+    if names:
+        report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
         if sheet_rows:
             cols = max(len(r) for r in sheet_rows)
             tiles = [t for r in sheet_rows for t in (r + [np.zeros_like(r[0])] * (cols - len(r)))]
-            _write_png(out / "overview.png", viz.contact_sheet(tiles, cols=cols, width=320))
+            write_png(out / "overview.png", viz.contact_sheet(tiles, cols=cols, width=320))
     return report
+
+
+def _baseline_report(name: str, rows: Sequence[Mapping[str, Any]], config: SGBMConfig,
+                     max_disp: float) -> dict[str, Any]:
+    """One baseline's report entry: settings, `summary` (all pixels), for `sgbm` also `valid_pixels` (the
+    summary on its matched pixels) and `valid_fraction` (% of scored pixels it matched), and `per_frame`."""
+    entry: dict[str, Any] = {"sgbm_config": to_dict(config),
+                             "num_disparities": config.disparities_for(math.ceil(max_disp)),
+                             "summary": summarize(rows)}
+    if name == "sgbm":
+        entry["valid_pixels"] = summarize([r["valid_pixels"] for r in rows])
+        entry["valid_fraction"] = entry["valid_pixels"]["pooled"]["density"]
+    entry["per_frame"] = list(rows)
+    return entry
 
 
 def _jsonable(value: Any) -> Any:
@@ -386,20 +404,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def format_summary(report: Mapping[str, Any]) -> str:
-    """A short human-readable table of a report's (or a `summarize` result's) frame-mean metrics and timing."""
-    summary = report.get("summary", report)
-    m = summary["metrics"]
-    t = summary.get("timing", {})
-    cells = [("EPE", f"{m['epe']:.3f}"), ("bad-1 %", f"{m['bad1']:.2f}"), ("bad-2 %", f"{m['bad2']:.2f}"),
-             ("bad-3 %", f"{m['bad3']:.2f}"), ("SEE", f"{m['see']:.3f}"), ("bleeding %", f"{m['bleeding']:.2f}"),
-             ("density %", f"{m['density']:.1f}"), ("s/frame", f"{t.get('mean_s', math.nan):.3f}")]
-    widths = [max(len(a), len(b)) for a, b in cells]
-    head = "  ".join(a.rjust(w) for (a, _), w in zip(cells, widths, strict=True))
-    body = "  ".join(b.rjust(w) for (_, b), w in zip(cells, widths, strict=True))
-    return f"{summary['frames']} frames\n{head}\n{body}"
-
-
 # ----------------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------------
@@ -407,7 +411,15 @@ def format_summary(report: Mapping[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
-                        help="published SMD-Nets or smd_ros checkpoint (default: bundled)")
+                        help="published SMD-Nets or smd_ros checkpoint (default: bundled; 'none': baselines only)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="NAME[,NAME]",
+                        help=f"also score a classical baseline on the same frames: {' | '.join(BASELINES)} "
+                             "(repeatable or comma list)")
+    parser.add_argument("--sgbm", action="append", default=[], metavar="KEY=VALUE",
+                        help="SGBMConfig override for the baselines, e.g. block_size=7 (repeatable)")
+    parser.add_argument("--max-disp", type=float, default=None,
+                        help="scored range and SGBM's search range in image px, only with --checkpoint none "
+                             "(default: the bundled model's max_disp)")
     parser.add_argument("--data", default=f"synthetic:{HELD_OUT_SEED}:50",
                         help="synthetic:SEED:N | LIST.txt | CONFIG.yaml | KIND:ROOT (default: %(default)s)")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
@@ -434,11 +446,26 @@ def run(args: argparse.Namespace) -> int:
     from smd_core.model.network import load_model
     from smd_core.predict import default_checkpoint, resolve_device
 
+    baselines = parse_baselines(args.baseline)
+    sgbm = sgbm_config(args.sgbm)
+    if args.sgbm and not baselines:
+        raise ValueError(f"--sgbm {args.sgbm} needs --baseline ({' | '.join(BASELINES)})")
     device = resolve_device(args.device)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
-    model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
-    chunk = args.chunk_points or default_chunk_points(device)
-    predictor = Predictor(model, device=device, chunk_points=chunk)
+    no_model = args.checkpoint is not None and args.checkpoint.lower() == "none"
+    if no_model and not baselines:
+        raise ValueError("--checkpoint none scores baselines only: give --baseline "
+                         f"({' | '.join(BASELINES)})")
+    if args.max_disp is not None and not no_model:
+        raise ValueError(f"--max-disp {args.max_disp:g} applies only with --checkpoint none; with a model the "
+                         "range is its max_disp")
+    predictor, checkpoint, max_disp = None, None, args.max_disp
+    if no_model:
+        if max_disp is None:
+            max_disp = float(load_model(default_checkpoint(), device="cpu").config.max_disp)
+    else:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+        model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
+        predictor = Predictor(model, device=device, chunk_points=args.chunk_points or default_chunk_points(device))
     frames = load_frames(args.data, args.data_option)
     with torch.inference_mode():
         report = evaluate(
@@ -446,7 +473,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             metric_options={"edge_threshold": args.edge_threshold, "band_radius": args.band_radius,
                             "tolerance": args.tolerance},
-            extra={"checkpoint": str(checkpoint), "data": args.data, "data_options": list(args.data_option)},
+            extra={"checkpoint": str(checkpoint) if checkpoint else None, "data": args.data,
+                   "data_options": list(args.data_option)},
+            baselines=baselines, sgbm=sgbm, max_disp=max_disp,
         )
     print(format_summary(report))
     if args.out:

@@ -22,6 +22,9 @@ the (2 radius + 3)^2 window, wide enough to reach across the edge from anywhere 
 local background (minimum) and from the pixel's own gt. A bimodal head that picks a mode lands on one
 side; a regression that averages the two sides leaves points floating between them. The pixel's own gt
 is included so that a correct prediction where three surfaces meet is never counted as bleeding.
+
+Flying points (the demo's counts on point clouds) are the same thing: `bleeding_map`'s flying pixels of
+the disparity the cloud was made from, with pixels that have no point (NaN) excluded.
 """
 
 from __future__ import annotations

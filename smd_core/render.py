@@ -74,3 +74,39 @@ def render_cloud(
         win = z[inside] <= zbuf[lin]
         flat[lin[win]] = colors[inside][win]
     return img
+
+
+def boundary_windows(score: np.ndarray, size: tuple[int, int], count: int = 3) -> list[tuple[int, int, int, int]]:
+    """Up to `count` non-overlapping windows (y0, x0, h, w) of `size` = (h, w) inside `score` (H, W) with the
+    highest sums of `score`, chosen greedily; windows whose sum is 0 are not returned.
+
+    The demo picks the object boundaries to zoom into with `score` = flying points of all methods.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"score must be (H, W), got shape {s.shape}")
+    h, w = int(size[0]), int(size[1])
+    if not (0 < h <= s.shape[0] and 0 < w <= s.shape[1]):
+        raise ValueError(f"window size {size} must be positive and fit in the score map {s.shape}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    # sums[y, x] = score[y:y+h, x:x+w].sum(), from the integral image.
+    ii = np.pad(s.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = ii[h:, w:] - ii[:-h, w:] - ii[h:, :-w] + ii[:-h, :-w]
+    windows: list[tuple[int, int, int, int]] = []
+    for _ in range(count):
+        y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        if not sums[y, x] > 0:
+            break
+        windows.append((int(y), int(x), h, w))
+        # No later window may overlap this one: its top-left corner must be a full window away.
+        sums[max(0, y - h + 1) : y + h, max(0, x - w + 1) : x + w] = -np.inf
+    return windows
+
+
+def window_fov(window_width: float, fx: float, margin: float = 1.6) -> float:
+    """Horizontal field of view (degrees) that frames `window_width` image pixels of a camera with focal
+    length `fx` (pixels), widened by `margin` so the side view's depth spread stays in the picture."""
+    if not (window_width > 0 and fx > 0 and margin > 0):
+        raise ValueError(f"window_width, fx and margin must be positive, got {window_width}, {fx}, {margin}")
+    return min(170.0, margin * math.degrees(2.0 * math.atan(window_width / (2.0 * fx))))

@@ -6,10 +6,13 @@
    decoding its JPEG images to `sensor_msgs/Image` as `image_transport` would;
 3. receives every `disparity`, `uncertainty` and `points2` output and scores the disparity against the
    recording's ground truth (EPE, bad-3, soft edge error, bleeding rate);
-4. runs the standard (L1) light model offline on the same frames for comparison, and writes `demo_out/`:
-   per-frame colorized disparity / uncertainty / error PNGs, a side view of the node's point cloud next to
-   the standard head's (flying pixels show as streaks behind object edges), a contact sheet of all frames
-   and `summary.json`.
+4. runs the standard (L1) light model and the classical baselines (`smd_core.baselines`: SGBM as
+   stereo_image_proc runs it, and SGBM + row-wise background fill) offline on the same frames for
+   comparison, and writes `demo_out/`: per-frame colorized disparity / uncertainty / error PNGs with colour
+   bars (px), `cloud_comparison.png` (side views of the node's point cloud, the standard head's, SGBM's and
+   the ground truth's, plus zoomed views of the boundaries with the most flying points, each labelled with
+   its count: `smd_ros.demo_pictures`), a contact sheet of all frames and `summary.json` (frame means of
+   each method; SGBM's holes count as errors, its `valid_pixels` figures are on its matched pixels).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from tqdm import tqdm
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
-CLOUD_VIEW = {"yaw_deg": 40.0, "pitch_deg": -12.0}
+METRIC_KEYS = ("epe", "bad2", "bad3", "see", "bleeding")
+BASELINE_NAMES = ("sgbm", "sgbm_fill")
 
 
 def find_config(name: str) -> Path:
@@ -166,14 +170,15 @@ def float_image_from_msg(msg: Any) -> np.ndarray:
     return np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.step // 4)[:, : msg.width].copy()
 
 
-def cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray]:
-    """PointCloud2 with x, y, z, rgb -> points (N, 3) float and colors (N, 3) BGR uint8 (NaN points dropped)."""
+def organized_cloud(msg: Any) -> tuple[np.ndarray, np.ndarray]:
+    """PointCloud2 with x, y, z, rgb -> points (H, W, 3) float (NaN = no point) and colors (H, W, 3) BGR uint8
+    in the cloud's own layout (height x width; an unorganized cloud is one row)."""
     from smd_ros.ros_libs import point_cloud2
 
-    pts = point_cloud2.read_points(msg, field_names=("x", "y", "z", "rgb"), skip_nans=True)
-    pts = np.asarray(pts)
-    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=-1).astype(np.float64).reshape(-1, 3)
-    rgb = np.ascontiguousarray(pts["rgb"]).astype(np.float32).view(np.uint32).reshape(-1)
+    pts = np.asarray(point_cloud2.read_points(msg, field_names=("x", "y", "z", "rgb"), skip_nans=False))
+    h, w = int(msg.height), int(msg.width)
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=-1).astype(np.float64).reshape(h, w, 3)
+    rgb = np.ascontiguousarray(pts["rgb"]).astype(np.float32).view(np.uint32).reshape(h, w)
     bgr = np.stack([rgb & 255, (rgb >> 8) & 255, (rgb >> 16) & 255], axis=-1).astype(np.uint8)
     return xyz, bgr
 
@@ -290,8 +295,8 @@ def run(args: argparse.Namespace) -> int:
                 proc.kill()
     wall = time.monotonic() - t_start
     summary = _report(args, frames, sent, outputs, out, wall)
-    print(json.dumps({k: summary[k] for k in ("frames_in", "frames_out", "latency_ms", "bimodal", "standard")},
-                     indent=1))
+    print(json.dumps({k: summary[k] for k in ("frames_in", "frames_out", "latency_ms", "bimodal", "standard",
+                                              "sgbm", "sgbm_fill")}, indent=1))
     print(f"smd demo: pictures and summary.json in {out}/")
     return 0 if summary["frames_out"] > 0 else 1
 
@@ -321,31 +326,46 @@ def _iter_received(frames: list[dict[str, Any]], outputs: dict[str, dict[int, tu
             yield i, frame, outputs["disparity"][s], outputs["uncertainty"][s][1], outputs["points2"][s][1]
 
 
+def _node_max_disp(args: argparse.Namespace) -> float:
+    """max_disp of the node's model (SGBM searches the same range)."""
+    import smd_core
+    from smd_ros.params import resolve_checkpoint
+
+    return float(smd_core.load_model(resolve_checkpoint(args.checkpoint or ""), device="cpu").config.max_disp)
+
+
 def _report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[float],
             outputs: dict[str, dict[int, tuple[float, Any]]], out: Path, wall: float) -> dict[str, Any]:
     from smd_core import viz
-    from smd_core.geometry import disparity_to_points
+    from smd_core.baselines import run_baselines, score_baseline
+    from smd_core.classical import SGBMConfig
     from smd_core.metrics import compute_metrics
-    from smd_core.render import render_cloud
-    from smd_ros.messages import stereo_camera
 
     gt_all = load_ground_truth(args.ground_truth) if str(args.ground_truth) and Path(args.ground_truth).is_file() \
         else None
     standard = _standard_predictor(args)
+    sgbm, max_disp = SGBMConfig(), _node_max_disp(args)
     received = list(_iter_received(frames, outputs))
     rows, std_rows, latencies, sheet = [], [], [], []
+    base_rows: dict[str, list[dict[str, Any]]] = {"sgbm": [], "sgbm_fill": []}
     compare_index = received[len(received) // 2][0] if received else -1
+    clouds: dict[str, Any] = {}
     for i, frame, (t_recv, dmsg), umsg, cmsg in tqdm(received, desc="score", unit="frame"):
         latencies.append((t_recv - sent[i]) * 1000.0)
         disp = disparity_from_msg(dmsg)
         unc = float_image_from_msg(umsg)
         row: dict[str, Any] = {"frame": i, "stamp_ns": frame["stamp_ns"], "latency_ms": latencies[-1]}
-        pictures = [frame["left"], viz.colorize_disparity(disp, 0, 64), viz.colorize_uncertainty(unc, 4.0)]
+        pictures = [frame["left"], viz.colorize_disparity(disp, 0, 64, unit="px"),
+                    viz.colorize_uncertainty(unc, 4.0, unit="px")]
         labels = [f"#{i} left", "disparity", "uncertainty"]
         gt = gt_all[i] if gt_all is not None and i < len(gt_all) else None
+        base = run_baselines(BASELINE_NAMES, frame["left"], frame["right"], sgbm, max_disp) \
+            if gt is not None or i == compare_index else {}
         if gt is not None:
             row.update(compute_metrics(disp, gt))
-            err = viz.colorize_error(np.abs(disp - gt), 3.0, valid=(gt > 0) & (disp > 0))
+            for name, (bdisp, seconds) in base.items():
+                base_rows[name].append({**score_baseline(name, bdisp, gt, max_disp=None), "time_s": seconds})
+            err = viz.colorize_error(np.abs(disp - gt), 3.0, valid=(gt > 0) & (disp > 0), unit="px")
             pictures.append(err)
             labels.append(f"error EPE {row['epe']:.2f}")
             cv2.imwrite(str(out / "frames" / f"{i:03d}_error.png"), err)
@@ -358,22 +378,28 @@ def _report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[f
             if gt is not None:
                 std_rows.append(compute_metrics(std_disp, gt))
         if i == compare_index:
-            _compare_clouds(out, frame, cmsg, std_disp, gt, render_cloud, disparity_to_points, stereo_camera, viz)
+            clouds = _compare_clouds(out, frame, disp, cmsg, std_disp, base["sgbm"][0], gt)
         rows.append(row)
     if sheet:
         cols = len(sheet[0][0])
         tiles = [p for pics, _ in sheet for p in pics]
         names = [n for _, labels in sheet for n in labels]
         cv2.imwrite(str(out / "contact_sheet.png"), viz.contact_sheet(tiles, cols, width=320, labels=names))
-    metrics_keys = ("epe", "bad3", "see", "bleeding")
     summary = {
         "frames_in": len(frames),
         "frames_out": len(received),
         "frames_dropped": len(frames) - len(received),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
-        "bimodal": {k: _mean(rows, k) for k in metrics_keys},
-        "standard": {k: _mean(std_rows, k) for k in metrics_keys} if std_rows else None,
-        "units": {"epe": "px", "bad3": "%", "see": "px", "bleeding": "% of edge-band pixels"},
+        "bimodal": {k: _mean(rows, k) for k in METRIC_KEYS},
+        "standard": {k: _mean(std_rows, k) for k in METRIC_KEYS} if std_rows else None,
+        **_baseline_summary(base_rows),
+        "units": {"epe": "px", "bad2": "%", "bad3": "%", "see": "px", "bleeding": "% of edge-band pixels",
+                  "density": "% of ground-truth pixels", "time_s": "s"},
+        "sgbm_settings": {"num_disparities": sgbm.disparities_for(int(max_disp)), "mode": sgbm.mode,
+                          "block_size": sgbm.block_size,
+                          "holes": "all-pixel figures count every hole as an error (smd_core.baselines); "
+                                   "valid_pixels: on SGBM's matched pixels, density = its valid fraction"},
+        "cloud_comparison": clouds or None,
         "wall_s": wall,
         "rate": args.rate,
         "bag": str(args.bag),
@@ -383,18 +409,34 @@ def _report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[f
     return summary
 
 
-def _compare_clouds(out: Path, frame: dict[str, Any], cmsg: Any, std_disp: np.ndarray | None,
-                    gt: np.ndarray | None, render_cloud: Any, disparity_to_points: Any, stereo_camera: Any,
-                    viz: Any) -> None:
-    """Side views of the node's cloud, the standard head's and the ground truth's, from one viewpoint."""
-    h, w = frame["left"].shape[:2]
+def _baseline_summary(base_rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """summary.json's `sgbm` (all pixels, holes as errors, + `valid_pixels`) and `sgbm_fill` frame means."""
+    if not base_rows["sgbm"]:
+        return {"sgbm": None, "sgbm_fill": None}
+    sgbm = {k: _mean(base_rows["sgbm"], k) for k in (*METRIC_KEYS, "time_s")}
+    sgbm["valid_pixels"] = {k: _mean([r["valid_pixels"] for r in base_rows["sgbm"]], k)
+                            for k in (*METRIC_KEYS, "density")}
+    return {"sgbm": sgbm, "sgbm_fill": {k: _mean(base_rows["sgbm_fill"], k) for k in (*METRIC_KEYS, "time_s")}}
+
+
+def _compare_clouds(out: Path, frame: dict[str, Any], disp: np.ndarray, cmsg: Any, std_disp: np.ndarray | None,
+                    sgbm_disp: np.ndarray, gt: np.ndarray | None) -> dict[str, Any]:
+    """cloud_comparison.png: the node's cloud, the standard head's, SGBM's (holes dropped) and the ground
+    truth's, side by side and zoomed into boundaries (`smd_ros.demo_pictures`); returns its figures."""
+    from smd_ros.demo_pictures import Cloud, cloud_from_disparity, compare_clouds, flying_points
+    from smd_ros.messages import stereo_camera
+
+    left = frame["left"]
+    h, w = left.shape[:2]
     camera = stereo_camera(frame["left_info"], frame["right_info"], w, h)
-    xyz, bgr = cloud_arrays(cmsg)
-    center = np.median(xyz, axis=0) if len(xyz) else None
-    panels = [viz.label(render_cloud(xyz, bgr, center=center, **CLOUD_VIEW), "SMD bimodal (node)")]
-    colors = frame["left"].reshape(-1, 3)
-    for name, disp in (("standard L1 head", std_disp), ("ground truth", gt)):
-        if disp is not None:
-            pts = disparity_to_points(np.where(disp > 0, disp, np.nan).astype(np.float32), camera).reshape(-1, 3)
-            panels.append(viz.label(render_cloud(pts, colors, center=center, **CLOUD_VIEW), name))
-    cv2.imwrite(str(out / "cloud_comparison.png"), np.concatenate(panels, axis=1))
+    xyz, bgr = organized_cloud(cmsg)
+    node_flying = None
+    if xyz.shape[:2] == disp.shape:
+        # The node's points are its disparity's pixels that it kept (confidence filter): count only those.
+        node_flying = flying_points(np.where(np.isfinite(xyz).all(axis=2), disp, np.nan), gt)
+    clouds = [Cloud("SMD bimodal (node)", xyz, bgr, node_flying)]
+    if std_disp is not None:
+        clouds.append(cloud_from_disparity("standard L1 head", std_disp, left, camera, gt))
+    clouds.append(cloud_from_disparity("SGBM", sgbm_disp, left, camera, gt))
+    truth = cloud_from_disparity("ground truth", gt, left, camera, None) if gt is not None else None
+    return compare_clouds(out / "cloud_comparison.png", left, clouds, camera, truth)

@@ -210,12 +210,14 @@ def test_frame_pictures_plain_arrays() -> None:
     gt[:, 6:] = 9.0
     pics = frame_pictures(np.full((4, 6), 3.0, np.float32), gt)  # half resolution, no image, no uncertainty
     assert sorted(pics) == ["bleeding", "disparity", "error", "gt"]
-    assert all(p.shape == (8, 12, 3) and p.dtype == np.uint8 for p in pics.values())
+    # The map at ground-truth size, then a colour bar (or the bleeding legend) on its right.
+    assert all(p.shape[0] == 8 and p.shape[1] > 12 and p.dtype == np.uint8 for p in pics.values())
     # Flying pixels (6 px at full resolution: neither 4 nor 9) are drawn red in the band.
     assert (pics["bleeding"][:, 5] == (0, 0, 255)).all()
     pics = frame_pictures(gt, gt, np.zeros((8, 12, 3), np.uint8), uncertainty=np.ones((4, 6), np.float32),
                           see_radius=1, band_radius=1)
-    assert pics["uncertainty"].shape == (8, 12, 3) and not (pics["bleeding"] == (0, 0, 255)).all(-1).any()
+    assert pics["uncertainty"].shape[:2] == (8, pics["uncertainty"].shape[1]) and pics["uncertainty"].shape[1] > 12
+    assert not (pics["bleeding"][:, :12] == (0, 0, 255)).all(-1).any()
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -248,3 +250,161 @@ def test_cli_reports_bad_input(tiny_model, tmp_path: Path, capsys) -> None:
     assert "cannot read --data 'bogus-spec'" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pth"), "--device", "cpu"]) == 2
     assert "missing.pth" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+
+
+def test_sgbm_baseline_counts_holes_as_errors_and_reports_its_valid_pixels() -> None:
+    from smd_core.classical import SGBMConfig, sgbm_disparity
+    from smd_core.metrics import compute_metrics, edge_band
+
+    frames = frames_small(2)
+    report = evaluate(None, frames, baselines=["sgbm"], max_disp=16, progress=False)
+    assert "summary" not in report and report["model_config"] is None and report["max_disp_px"] == 16
+    entry = report["baselines"]["sgbm"]
+    assert entry["num_disparities"] == 16 and entry["sgbm_config"]["block_size"] == SGBMConfig().block_size
+    assert entry["summary"]["metrics"]["density"] == 100.0  # every ground-truth pixel is scored
+    assert 30.0 < entry["valid_fraction"] < 100.0
+    assert entry["valid_fraction"] == entry["valid_pixels"]["pooled"]["density"]
+    near_zero = 0
+    for frame, row in zip(frames, entry["per_frame"], strict=True):
+        gt = frame["disp_left"]
+        d = sgbm_disparity(frame["left"], frame["right"], SGBMConfig(), 16)
+        ok = (gt > 0) & (gt <= 16)
+        holes = ok & ~np.isfinite(d)
+        assert holes.any()
+        # Valid-pixel figures: the metrics on SGBM's matched pixels only.
+        valid = compute_metrics(d, gt, valid=ok)
+        assert row["valid_pixels"]["epe"] == pytest.approx(valid["epe"])
+        assert row["valid_pixels"]["n_valid"] == np.count_nonzero(ok & np.isfinite(d))
+        # All-pixel figures: each hole is one more bad pixel, even where its ground truth is near 0 ...
+        near_zero += np.count_nonzero(gt[holes] < 1)
+        for key in ("bad1", "bad3"):
+            n_bad_valid = valid[key] * valid["n_valid"] / 100
+            assert row[key] * row["n_valid"] / 100 == pytest.approx(n_bad_valid + holes.sum())
+        # ... one more flying pixel where it lies in the edge band, and disparity 0 in EPE.
+        band_holes = np.count_nonzero(edge_band(gt, valid=ok) & holes)
+        assert band_holes and row["n_flying"] == valid["n_flying"] + band_holes
+        assert row["bleeding"] == pytest.approx(100 * row["n_flying"] / row["n_band"])
+        both = ok & np.isfinite(d)
+        assert row["epe"] == pytest.approx((np.abs(d - gt)[both].sum() + gt[holes].sum()) / ok.sum(), rel=1e-5)
+        assert row["n_valid"] == ok.sum() and row["time_s"] > 0
+    assert near_zero  # holes that disparity 0 alone would have scored as good pixels
+
+
+def test_sgbm_fill_baseline_is_dense_and_keeps_sgbm_matches() -> None:
+    from smd_core.classical import SGBMConfig, sgbm_disparity, sgbm_fill
+    from smd_core.metrics import compute_metrics
+
+    frames = frames_small(1)
+    report = evaluate(None, frames, baselines="sgbm_fill", max_disp=16, progress=False)
+    entry = report["baselines"]["sgbm_fill"]
+    assert list(report["baselines"]) == ["sgbm_fill"] and "valid_pixels" not in entry
+    gt = frames[0]["disp_left"]
+    filled = sgbm_fill(frames[0]["left"], frames[0]["right"], SGBMConfig(), 16)
+    raw = sgbm_disparity(frames[0]["left"], frames[0]["right"], SGBMConfig(), 16)
+    assert np.array_equal(filled[np.isfinite(raw)], raw[np.isfinite(raw)])
+    expected = compute_metrics(filled, gt, valid=(gt > 0) & (gt <= 16))
+    assert entry["summary"]["metrics"]["epe"] == pytest.approx(expected["epe"])
+    assert entry["summary"]["metrics"]["density"] == 100.0
+
+
+def test_model_and_baselines_side_by_side(tiny_model, tmp_path: Path) -> None:
+    frames = frames_small(1)
+    report = evaluate(tiny_model, frames, baselines=["sgbm,sgbm_fill", "sgbm"], progress=False, out_dir=tmp_path,
+                      images=1)
+    # The model's figures stay where scripts (finish_light.py) read them.
+    assert report["summary"]["frames"] == 1 and len(report["per_frame"]) == 1
+    assert list(report["baselines"]) == ["sgbm", "sgbm_fill"]
+    # SGBM searches the model's range (max_disp 32 network px at input scale 1).
+    assert report["baselines"]["sgbm"]["num_disparities"] == 32 and report["max_disp_px"] == 32
+    table = format_summary(report).splitlines()
+    assert table[0] == "1 frames" and table[1].split()[0] == "method"
+    assert [r.split("  ")[0].strip() for r in table[2:]] == ["model", "sgbm (holes = errors)", "sgbm (valid pixels)",
+                                                              "sgbm_fill"]
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["baselines"]["sgbm"]["valid_pixels"]["frames"] == 1
+    names = {p.name.split("_", 4)[-1] for p in (tmp_path / "images").iterdir()}
+    assert {"sgbm_disparity.png", "sgbm_fill_bleeding.png", "disparity.png", "gt.png"} <= names
+    import cv2
+
+    # One overview row: left, gt, model (disparity, error, bleeding, uncertainty), 3 tiles per baseline.
+    assert cv2.imread(str(tmp_path / "overview.png")).shape[1] == 12 * 320
+
+
+def test_baseline_errors(tiny_model) -> None:
+    from smd_core.baselines import parse_baselines, sgbm_config
+
+    frames = frames_small(1)
+    assert parse_baselines(["sgbm_fill, SGBM", "sgbm-fill"]) == ["sgbm_fill", "sgbm"]
+    with pytest.raises(ValueError, match="unknown baseline 'sgm'; choose from sgbm, sgbm_fill"):
+        evaluate(tiny_model, frames, baselines=["sgm"], progress=False)
+    with pytest.raises(ValueError, match="a model, at least one baseline"):
+        evaluate(None, frames, progress=False)
+    with pytest.raises(ValueError, match="max_disp"):
+        evaluate(None, frames, baselines=["sgbm"], progress=False)
+    with pytest.raises(ValueError, match="differs from the model's range"):
+        evaluate(tiny_model, frames, baselines=["sgbm"], max_disp=64, progress=False)
+    with pytest.raises(ValueError, match="without one they must be 1"):
+        evaluate(None, frames, baselines=["sgbm"], max_disp=16, scale=0.5, progress=False)
+    with pytest.raises(TypeError, match="or None with baselines"):
+        evaluate("model", frames, progress=False)  # type: ignore[arg-type]
+    assert sgbm_config(["block_size=7", "mode=hh"]).block_size == 7
+    with pytest.raises(ValueError, match="unknown keys \\['blocksize'\\]"):
+        sgbm_config(["blocksize=7"])
+    with pytest.raises(ValueError, match="odd"):
+        sgbm_config(["block_size=4"])
+
+
+def test_cli_baselines_without_and_with_a_checkpoint(tiny_model, tmp_path: Path, capsys) -> None:
+    from smd_core.cli import main
+    from smd_core.data.synthetic import write_dataset
+
+    lst = write_dataset(tmp_path / "set", 1, seed=9000, height=64, width=96, max_disparity=16.0, progress=False,
+                        preview=0)
+    out = tmp_path / "eval"
+    rc = main(["eval", "--checkpoint", "none", "--baseline", "sgbm", "--baseline", "sgbm_fill", "--data", str(lst),
+               "--max-disp", "16", "--sgbm", "block_size=7", "--out", str(out), "--no-progress", "--images", "0"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["checkpoint"] is None and "summary" not in report
+    assert report["baselines"]["sgbm"]["sgbm_config"]["block_size"] == 7
+    assert report["baselines"]["sgbm_fill"]["num_disparities"] == 16
+    printed = capsys.readouterr().out
+    assert "sgbm (valid pixels)" in printed and "sgbm_fill" in printed and "model" not in printed
+
+    ckpt = save_checkpoint(tmp_path / "tiny.pth", tiny_model)
+    rc = main(["eval", "--checkpoint", str(ckpt), "--baseline", "sgbm_fill", "--data", str(lst), "--out", str(out),
+               "--device", "cpu", "--no-progress", "--images", "0"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["frames"] == 1 and report["baselines"]["sgbm_fill"]["num_disparities"] == 32
+    capsys.readouterr()
+    for argv, message in (
+        (["--baseline", "bogus"], "unknown baseline 'bogus'"),
+        (["--sgbm", "block_size=7"], "needs --baseline"),
+        (["--checkpoint", "none"], "baselines only"),
+        (["--max-disp", "16", "--baseline", "sgbm"], "only with --checkpoint none"),
+    ):
+        assert main(["eval", "--data", str(lst), "--device", "cpu", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_cli_baselines_only_search_the_bundled_models_range(tmp_path: Path) -> None:
+    from smd_core.cli import main
+    from smd_core.data.synthetic import write_dataset
+    from smd_core.weights import default_checkpoint
+
+    if not default_checkpoint().is_file():
+        pytest.skip("the bundled weights are not in this checkout")
+    import smd_core
+
+    max_disp = smd_core.load_model(default_checkpoint()).config.max_disp
+    lst = write_dataset(tmp_path / "set", 1, seed=9000, height=64, width=96, max_disparity=16.0, progress=False,
+                        preview=0)
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoint", "none", "--baseline", "sgbm", "--data", str(lst), "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["max_disp_px"] == max_disp and report["baselines"]["sgbm"]["num_disparities"] >= max_disp

@@ -1,0 +1,122 @@
+"""Classical baselines scored beside the model (`smd eval --baseline`, the demo): the one SGBM of
+`smd_core.classical`, raw and with its row-wise background fill.
+
+- `sgbm`: OpenCV SGBM as `stereo_image_proc` runs it, holes (NaN) kept. Two sets of figures:
+  * all pixels: every hole is an error: a bad pixel at every threshold, a flying pixel where it lies in
+    the edge band, and, in EPE and SEE, the error of disparity 0 (what a consumer that needs a depth
+    at every pixel gets from a matcher with no answer);
+  * `valid_pixels`: the same metrics on the pixels SGBM did match; their `density` is SGBM's valid
+    fraction of the scored ground-truth pixels.
+- `sgbm_fill`: SGBM + `classical.fill_background` (each hole takes the farther of its row neighbours):
+  dense, scored once.
+
+SGBM runs on the images at ground-truth resolution with numDisparities from the disparity range being
+scored (`SGBMConfig.disparities_for(max_disp)`, max_disp in image pixels: the model's max_disp divided by
+the input scale), so it searches the same range as the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from smd_core import metrics as M
+from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
+from smd_core.config import apply_overrides, from_dict, to_dict
+
+BASELINES = ("sgbm", "sgbm_fill")
+
+
+def parse_baselines(values: str | Iterable[str]) -> list[str]:
+    """`--baseline` values (repeatable, each a comma list; or one string) -> names in order, without repeats.
+
+    Raises ValueError naming an unknown baseline.
+    """
+    if isinstance(values, str):
+        values = [values]
+    names: list[str] = []
+    for value in values:
+        for name in str(value).split(","):
+            name = name.strip().lower().replace("-", "_")
+            if not name:
+                continue
+            if name not in BASELINES:
+                raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def sgbm_config(overrides: Sequence[str] = ()) -> SGBMConfig:
+    """The baseline's `SGBMConfig` (stereo_image_proc's defaults) with `key=value` overrides of its fields."""
+    data = to_dict(SGBMConfig())
+    apply_overrides(data, overrides)
+    return from_dict(SGBMConfig, data, _where="--sgbm")
+
+
+def holes_as_errors(disparity: np.ndarray) -> np.ndarray:
+    """(H, W) disparity with NaN holes -> the same with holes at 0 (the all-pixel scoring of `sgbm`)."""
+    return np.where(np.isfinite(disparity), disparity, 0.0).astype(np.float32)
+
+
+def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, config: SGBMConfig,
+                  max_disp: float) -> dict[str, tuple[np.ndarray, float]]:
+    """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both baselines.
+
+    `sgbm` keeps its NaN holes; `sgbm_fill`'s time includes the SGBM it fills.
+    """
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    if not names:
+        return out
+    t0 = time.perf_counter()
+    raw = sgbm_disparity(left, right, config, math.ceil(max_disp))
+    t_sgbm = time.perf_counter() - t0
+    if "sgbm" in names:
+        out["sgbm"] = (raw, t_sgbm)
+    if "sgbm_fill" in names:
+        t0 = time.perf_counter()
+        filled = fill_background(raw)
+        out["sgbm_fill"] = (filled, t_sgbm + time.perf_counter() - t0)
+    return out
+
+
+def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.ndarray,
+                            **metric_options: Any) -> dict[str, Any]:
+    """`metrics.compute_metrics` with every hole (NaN) of `disparity` an error (see the module docstring).
+
+    The result also nests `valid_pixels`: `compute_metrics` on the matched pixels only.
+    """
+    matched = M.compute_metrics(disparity, gt, valid=valid, **metric_options)
+    row: dict[str, Any] = M.compute_metrics(holes_as_errors(disparity), gt, valid=valid, **metric_options)
+    holes = M.valid_mask(gt, valid=valid) & ~np.isfinite(disparity)
+    n_holes = int(np.count_nonzero(holes))
+    n = row["n_valid"]
+    for t in M.BAD_THRESHOLDS:
+        key = f"bad{t:g}"
+        bad = (matched[key] * matched["n_valid"] / 100.0 if matched["n_valid"] else 0.0) + n_holes
+        row[key] = 100.0 * bad / n if n else math.nan
+    band = M.edge_band(gt, radius=metric_options.get("band_radius", 3),
+                       edge_threshold=metric_options.get("edge_threshold", 1.0), valid=valid)
+    row["n_flying"] = matched["n_flying"] + int(np.count_nonzero(band & holes))
+    row["bleeding"] = 100.0 * row["n_flying"] / row["n_band"] if row["n_band"] else math.nan
+    row["valid_pixels"] = matched
+    return row
+
+
+def score_baseline(name: str, disparity: np.ndarray, gt: np.ndarray, *, max_disp: float | None,
+                   **metric_options: Any) -> dict[str, Any]:
+    """One frame's metrics row for baseline `name` (see the module docstring); `sgbm` rows nest
+    `valid_pixels`, the figures on SGBM's matched pixels."""
+    mask = M.valid_mask(gt, max_disp=max_disp)
+    if name == "sgbm":
+        return holes_as_errors_metrics(disparity, gt, mask, **metric_options)
+    if name == "sgbm_fill":
+        return M.compute_metrics(disparity, gt, valid=mask, **metric_options)
+    raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
