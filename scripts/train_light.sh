@@ -47,4 +47,4 @@ if [ "$STAGE2_STEPS" != 0 ]; then
   wait
   ship=("$RUNS/light_synthetic_stage2" "$RUNS/light_synthetic_standard_stage2")
 fi
-python scripts/finish_light.py --bimodal-run "${ship[0]}" --standard-run "${ship[1]}"
+python scripts/ship_models.py light --bimodal-run "${ship[0]}" --standard-run "${ship[1]}"

@@ -314,7 +314,7 @@ def test_model_and_baselines_side_by_side(tiny_model, tmp_path: Path) -> None:
     frames = frames_small(1)
     report = evaluate(tiny_model, frames, baselines=["sgbm,sgbm_fill", "sgbm"], progress=False, out_dir=tmp_path,
                       images=1)
-    # The model's figures stay where scripts (finish_light.py) read them.
+    # The model's figures stay where scripts (ship_models.py) read them.
     assert report["summary"]["frames"] == 1 and len(report["per_frame"]) == 1
     assert list(report["baselines"]) == ["sgbm", "sgbm_fill"]
     # SGBM searches the model's range (max_disp 32 network px at input scale 1).

@@ -165,3 +165,14 @@ def test_cpu_bfloat16_autocast_stays_close(frame) -> None:
     assert fast.disparity.dtype == np.float32
     diff = np.abs(fast.mu0 - exact.mu0)
     assert 0 < diff.max() and np.median(diff) < 0.1  # bf16 really ran, and modes moved by a fraction of a px
+
+
+def test_head_takes_feature_parts_without_concatenating() -> None:
+    from smd_core.model.head import SMDHead
+
+    head = SMDHead(12, (8, 6), 5).eval()
+    parts = [torch.randn(2, 40_000, c) for c in (4, 6, 2)]
+    with torch.inference_mode():  # > one block of rows, so the blocked path runs too
+        torch.testing.assert_close(head.forward_points(parts), head.forward_points(torch.cat(parts, -1)))
+        with pytest.raises(ValueError, match="12 feature channels"):
+            head.forward_points(parts[:2])

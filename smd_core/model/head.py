@@ -94,10 +94,12 @@ def _axis_taps(g: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, T
     return i0.clamp(0, n - 1), i1.clamp(0, n - 1), w0, w1
 
 
-def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor) -> Tensor:
+def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor, *, split: bool = False) -> Tensor | list[Tensor]:
     """Sample channels-last maps on the Cartesian grid of normalized columns gx (W,) and rows gy (R,).
 
-    Returns (B, R * W, sum C_i), row-major: the same values as `gather_bilinear` at every (gx[j], gy[i]), since
+    Returns (B, R * W, sum C_i) (with `split`, the list of per-map (B, R * W, C_i), for
+    `SMDHead.forward_points`, which then never concatenates them), row-major: the same values as
+    `gather_bilinear` at every (gx[j], gy[i]), since
     a bilinear weight is the product of one weight per axis. Interpolating rows first and then columns costs
     2 R (w_i + W) C_i multiply-adds instead of 4 R W C_i gathers: for dense 640x480 queries of the light model
     on 2 CPU cores, 120-140 ms instead of 320-340 ms (the pointwise gather was 2/3 of the query time).
@@ -117,6 +119,8 @@ def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor) -> Tensor:
         ex0, ex1 = (wt.view(-1, 1).expand(-1, c).contiguous() for wt in (wx0, wx1))
         cols = rows.index_select(2, x0).mul_(ex0).addcmul_(rows.index_select(2, x1), ex1)
         out.append(cols.reshape(b, -1, c))
+    if split:
+        return out
     return torch.cat(out, dim=-1) if len(out) > 1 else out[0]
 
 
@@ -179,24 +183,37 @@ class SMDHead(nn.Module):
                 y = torch.sin(y)
         return y
 
-    def forward_points(self, features: Tensor) -> Tensor:
+    def forward_points(self, features: Tensor | list[Tensor]) -> Tensor:
         """Sampled features (B, N, C) -> raw outputs (B, N, K); equals `forward` in points-major layout.
 
+        `features` may also be a list of (B, N, C_i) parts (one per backbone map, channels in head order,
+        sum C_i = C): the first product is then a sum over the parts, so they are never concatenated.
         Points-major rows make every layer one GEMM; the skip inputs of all layers come from a single
         product with the stacked feature weights, so nothing is concatenated per layer.
         """
-        b, n, c = features.shape
+        parts = [features] if isinstance(features, Tensor) else list(features)
+        b, n = parts[0].shape[:2]
+        rows = [p.reshape(b * n, p.shape[-1]) for p in parts]
         if not torch.is_grad_enabled() and b * n > _BLOCK_ROWS:
             # Blocks keep the widest activations (rows x 1024) cache-sized: measured 1.4x faster than
             # one 131k-row pass on 2 CPU cores.
-            flat = features.reshape(b * n, c)
-            out = [self.forward_points(flat[i : i + _BLOCK_ROWS].unsqueeze(0)) for i in range(0, b * n, _BLOCK_ROWS)]
-            return torch.cat(out, dim=1).view(b, n, -1)
-        x = features.reshape(b * n, c)
+            out = [self._forward_rows([r[i : i + _BLOCK_ROWS] for r in rows]) for i in range(0, b * n, _BLOCK_ROWS)]
+            return torch.cat(out, dim=0).view(b, n, -1)
+        return self._forward_rows(rows).view(b, n, -1)
+
+    def _forward_rows(self, rows: list[Tensor]) -> Tensor:
+        """Feature parts [(M, C_i)] -> raw outputs (M, K)."""
+        c = self.widths[0]
+        if sum(r.shape[1] for r in rows) != c:
+            raise ValueError(f"head expects {c} feature channels, got parts of {[r.shape[1] for r in rows]}")
         layers = self.layers
+        dtype = rows[0].dtype
         w_feat = torch.cat([layers[0].weight[:, :, 0]] + [conv.weight[:, -c:, 0] for conv in layers[1:]], dim=0)
-        bias = torch.cat([conv.bias for conv in layers])
-        skip = torch.addmm(bias.to(x.dtype), x, w_feat.t().to(x.dtype))
+        skip = torch.cat([conv.bias for conv in layers]).to(dtype)
+        start = 0
+        for r in rows:
+            skip = torch.addmm(skip, r, w_feat[:, start : start + r.shape[1]].t().to(dtype))
+            start += r.shape[1]
         parts = torch.split(skip, self.widths[1:], dim=1)
         inplace = not torch.is_grad_enabled()
         y = torch.sin_(parts[0].contiguous()) if inplace else torch.sin(parts[0])
@@ -205,4 +222,4 @@ class SMDHead(nn.Module):
             y = torch.addmm(parts[i], y, layers[i].weight[:, :hid, 0].t().to(y.dtype))
             if i < len(layers) - 1:
                 y = torch.sin_(y) if inplace else torch.sin(y)
-        return y.view(b, n, -1)
+        return y

@@ -99,7 +99,7 @@ class SMDNet(nn.Module):
         row-major; the dense path of `Predictor` (separable sampling, see `gather_grid`)."""
         head_maps, base_map = self._split(features)
         gx, gy = normalize_coords(xs, output_size[1]), normalize_coords(ys, output_size[0])
-        raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy)).transpose(1, 2)
+        raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
         base = None if base_map is None else gather_nearest_grid(base_map, gx, gy).float()
         return activate(raw.float(), self.config.output, self.config.max_disp, base)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,21 +38,38 @@ from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_r
 CANDIDATE_WINDOW = (5, 9)
 
 
-def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> tuple[Tensor, Tensor]:
-    """SGBM for a batch: (B, 3, H, W) BGR 0..255 -> filled disparity (B, 1, H, W) px and validity (B, 1, H, W).
+_GRAY = np.array([[0.114, 0.587, 0.299]], np.float32)  # BGR -> luma weights (as OpenCV's)
 
-    Runs on the CPU (OpenCV) whatever the tensors' device; results come back on that device.
+
+def _guide_one(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
+    """One (H, W, 3) uint8 BGR pair -> (7, H, W) float32: filled disparity, foreground and background
+    candidates (px), validity, and the photometric error of each of the three disparities."""
+    d = sgbm_disparity(left, right, config, max_disp)
+    valid = np.isfinite(d).astype(np.float32)
+    filled = fill_background(d)
+    kernel = np.ones(CANDIDATE_WINDOW, np.uint8)
+    # Outside the image the window is ignored (OpenCV's default morphology border), like a -inf padding.
+    fg, bg = cv2.dilate(filled, kernel), cv2.erode(filled, kernel)
+    gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
+    gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
+    h, w = filled.shape
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    photo = [np.abs(gl - cv2.remap(gr, xs - disp, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+             for disp in (filled, fg, bg)]
+    return np.stack([filled, fg, bg, valid, *photo])
+
+
+def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> Tensor:
+    """SGBM channels for a batch: (B, 3, H, W) BGR 0..255 -> (B, 7, H, W) (see `_guide_one`).
+
+    Runs on the CPU (OpenCV) whatever the tensors' device; the result comes back on that device.
     """
-    pairs = torch.stack([left, right], 1).detach().round().clamp(0, 255).to("cpu", torch.uint8)
-    pairs = pairs.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (B, 2, H, W, 3)
-    filled, valid = [], []
-    for lb, rb in pairs:
-        d = sgbm_disparity(lb, rb, config, max_disp)
-        valid.append(np.isfinite(d))
-        filled.append(fill_background(d))
-    to = {"device": left.device, "dtype": left.dtype}
-    return (torch.from_numpy(np.stack(filled)[:, None]).to(**to),
-            torch.from_numpy(np.stack(valid)[:, None]).to(**to))
+    def to_u8(t: Tensor) -> np.ndarray:
+        return t.detach().clamp(0, 255).to("cpu", torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    out = np.stack([_guide_one(to_u8(lb), to_u8(rb), config, max_disp) for lb, rb in zip(left, right, strict=True)])
+    return torch.from_numpy(out).to(device=left.device, dtype=left.dtype)
 
 
 def warp_right(right_gray: Tensor, disparity: Tensor) -> Tensor:
@@ -131,16 +149,10 @@ class SGBMGuided(nn.Module):
         validity (1); |left - right warped| by each of the three disparities (3), which tell at every pixel
         which candidate the images support (block matchers fatten foreground edges by about half a block).
         """
-        filled, valid = sgbm_guide(left, right, self.sgbm, self.max_disp)
-        kh, kw = CANDIDATE_WINDOW
-        fg = F.max_pool2d(filled, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
-        bg = -F.max_pool2d(-filled, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
-        weights = torch.tensor([0.114, 0.587, 0.299], device=left.device, dtype=left.dtype).view(1, 3, 1, 1)
-        gl = (left * weights).sum(1, keepdim=True) / 255.0
-        gr = (right * weights).sum(1, keepdim=True) / 255.0
-        photo = [(gl - warp_right(gr, d)).abs() for d in (filled, fg, bg)]
-        x = torch.cat([(left - self.mean) / self.std, filled / self.max_disp, fg / self.max_disp,
-                       bg / self.max_disp, valid, *photo], dim=1)
+        sg = sgbm_guide(left, right, self.sgbm, self.max_disp)
+        scale = sg.new_tensor([1.0 / self.max_disp] * 3 + [1.0] * 4).view(1, 7, 1, 1)
+        x = torch.cat([(left - self.mean) / self.std, sg * scale], dim=1)
+        filled = sg[:, :1]
         return x, filled
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:

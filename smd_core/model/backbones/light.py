@@ -24,39 +24,9 @@ Input: left/right (B, 3, H, W) float BGR in 0..255 (the `Predictor` pads H, W to
 module needs multiples of 16). Output: [(B, D + 1 + f4, H/4, W/4), (B, f2, H/2, W/2)] (the second map only
 when f2 > 0) where D = `cost_channels`, or D4 when that is 0; `feature_channels` = D + 1 + f4 + f2.
 
-Recommended configuration (640x480 on 2 CPU cores, dense bimodal output at scale 1; bench/bench_light.py
-prints the speed table):
-
-    model:
-      backbone: light
-      output: bimodal
-      max_disp: 128            # D4 = 32 hypotheses; the synthetic scenes go up to 64 px
-      head_widths: [48, 24, 12]
-      backbone_options: {}     # the defaults below
-
-Defaults: widths (16, 32), groups 8, agg_widths (32, 48, 64), image_features (8, 8), cost_channels 16:
-about 0.19 M backbone parameters and C = 16 + 1 + 8 + 8 = 33 head input channels. The per-point head cost
-grows with C x sum(head_widths), so C and the head are kept small: at 307 k queries per frame the head,
-not the backbone, is most of the time.
-
-Measured (bench/bench_light.py, 640x480, dense bimodal, 16k-point chunks, OMP_WAIT_POLICY=PASSIVE) on this
-project's shared 2-core AMD EPYC machine while two training runs kept it at load ~4, so wall times are
-upper bounds; single-thread CPU time is the load-independent figure (+-10 % between runs):
-
-    configuration                         C    1-thread CPU ms (backbone)   2 threads, load ~4: ms (fps)
-    recommended (head 48-24-12)          33        385-450 (105-140)           407 (2.5)
-    recommended, output scale 0.5        33        170-220 (110-130)           198 (5.1)
-    no 1/2 map (image_features (8, 0))   25        370-410 (85-140)            371 (2.7)
-    head 64-32-16                        33        470-550 (100-120)
-    whole distribution (cost_channels 0) 49        500-590 (100)
-    head 128-64-32                       33        730-840 (90)
-
-Measured later on the idle machine (load < 1, bench/bench_light.py): two threads barely beat one. The
-recommended configuration took 493 ms per frame (2.0 fps: encode 171, query 323) with the pointwise
-feature gather, and 328-379 ms (2.6-3.0 fps: encode 136-157, query 192-225) since dense queries sample the
-maps separably (`head.gather_grid`); at output scale 0.5, 228 ms (4.4 fps). The 4 fps target at output
-scale 1 is not reached: the head's MLP (about 130 ms for 307 k points) and the backbone are what is left.
-With OpenMP's default spinning wait policy, two threads on a busy machine took 8.3 s per frame.
+The previous bundled model's configuration is configs/light_synthetic.yaml; `bench/bench_model.py
+--presets light` prints its speed. The per-point head cost grows with C x sum(head_widths), so C and the
+head are kept small: at 307 k queries per frame the head, not the backbone, is most of the time.
 """
 
 from __future__ import annotations
