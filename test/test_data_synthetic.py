@@ -323,7 +323,7 @@ def test_natural_textures_warp_exactly(kind: str) -> None:
     assert np.mean(errors) < 0.5 * np.mean(shifted), (kind, errors, shifted)
 
 
-def test_thin_structures_are_thin_and_in_front() -> None:
+def test_thin_structures_are_thin() -> None:
     """Poles and wires are a few pixels wide at 240 px height."""
     widths = []
     for seed in range(3):

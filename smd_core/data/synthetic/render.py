@@ -112,8 +112,17 @@ def _render_view(posed_layers: list[Posed], H: int, W: int, view: str) -> tuple[
             cover = np.clip(np.float32(0.5) - sd, 0.0, 1.0).astype(np.float32) * front
         np.copyto(z, d, where=hit)
         np.copyto(ids[y0:y1, x0:x1], layer.ident, where=hit)
-        if not (front if cover is None else cover).any():
+        visible = front if cover is None else cover > 0
+        rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
+        if rows.size == 0:
             continue
+        # Appearance only where the layer shows: thin, leaning and see-through shapes leave most of
+        # their box uncovered (pixel-wise identical to working on the whole box).
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        y0, x0, y1, x1 = y0 + r0, x0 + c0, y0 + r1, x0 + c1
+        lx, ly, front = lx[r0:r1, c0:c1], ly[r0:r1], front[r0:r1, c0:c1]
+        if cover is not None:
+            cover = cover[r0:r1, c0:c1]
         m = layer.tex_affine
         ox, oy = lx - np.float32(layer.origin[0]), ly - np.float32(layer.origin[1])
         map_x = m[0, 0] * ox + m[0, 1] * oy + m[0, 2]

@@ -61,6 +61,11 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(20, 235, size=3).astype(np.float32)
 
 
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (y (h, 1), x (1, w)) float32, broadcasting to (h, w)."""
+    return np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
+
+
 def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Multi-scale value noise with a random spectrum slope, coloured between two random colours."""
     h, w = max(h, 2), max(w, 2)
@@ -84,7 +89,7 @@ def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def _gradient_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A linear or radial colour gradient: weakly textured surfaces (walls, sky, painted objects)."""
     h, w = max(h, 2), max(w, 2)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = _grid(h, w)
     if rng.random() < 0.5:
         ang = rng.uniform(0, 2 * math.pi)
         t = (math.cos(ang) * xx + math.sin(ang) * yy) / max(h, w)
@@ -102,7 +107,7 @@ def _gradient_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def _stripes_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Periodic stripes or checkers: repetitive patterns that make matching ambiguous."""
     h, w = max(h, 2), max(w, 2)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = _grid(h, w)
     period = rng.uniform(4.0, 24.0)
     ang = rng.uniform(0, math.pi)
     u = math.cos(ang) * xx + math.sin(ang) * yy
@@ -164,7 +169,7 @@ def _wood_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def _wood_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Growth rings (distance to a far-off pith, warped by smooth noise) plus fine grain streaks along them."""
     h, w = max(h, 2), max(w, 2)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = _grid(h, w)
     ang = rng.uniform(0, math.pi) if rng.random() < 0.3 else rng.uniform(-0.3, 0.3)
     c, s = np.float32(math.cos(ang)), np.float32(math.sin(ang))
     u, v = c * xx + s * yy, -s * xx + c * yy  # u along the grain
@@ -189,12 +194,12 @@ def _wood_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def _fabric_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Woven cloth: warp and weft threads in a plain or twill weave, per-thread tone and smooth folds."""
     h, w = max(h, 2), max(w, 2)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = _grid(h, w)
     ang = rng.uniform(0, math.pi)
     c, s = np.float32(math.cos(ang)), np.float32(math.sin(ang))
     p = np.float32(rng.uniform(4.0, 12.0))
     u, v = (c * xx + s * yy) / p, (-s * xx + c * yy) / p
-    iu, iv = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    iu, iv = np.floor(u).astype(np.int32), np.floor(v).astype(np.int32)
     n = int(rng.choice([2, 3, 4]))  # 2: plain weave; 3, 4: twill
     warp_up = ((iu + iv) % n) < (1 if n == 2 else n // 2)
     # Thread profile across the thread: bright in the middle, dark at its edges.
