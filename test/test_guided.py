@@ -51,7 +51,7 @@ def test_guide_marks_holes_and_fills_from_the_background(frame) -> None:
     raw = sgbm_disparity(frame.left, frame.right, net.sgbm, 32)
     holes = ~np.isfinite(raw)
     assert holes.any() and not holes.all()
-    np.testing.assert_array_equal(guide[0, 6].numpy(), (~holes).astype(np.float32))  # validity channel
+    np.testing.assert_array_equal(guide[0, 8].numpy(), (~holes).astype(np.float32))  # validity channel
     np.testing.assert_allclose(filled[0, 0].numpy(), fill_background(raw))
     np.testing.assert_allclose(guide[0, 3].numpy(), fill_background(raw) / 32, rtol=1e-6)
     fg, bg = guide[0, 4].numpy() * 32, guide[0, 5].numpy() * 32  # the window's max / min candidates

@@ -34,34 +34,41 @@ from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.config import from_dict
 from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_relu
 
-# (rows, columns) of the window whose max / min disparity are the foreground / background candidates.
-CANDIDATE_WINDOW = (5, 9)
+# (rows, columns) of the windows whose max / min disparity are the foreground / background candidates: a
+# small one for the edges block matching fattens, a wide one for see-through structures it fills entirely.
+CANDIDATE_WINDOWS = ((5, 9), (11, 41))
+# Guide channels: image (3), disparities (filled + fg/bg per window), validity, one photometric error per disparity.
+_DISPARITIES = 1 + 2 * len(CANDIDATE_WINDOWS)
+GUIDE_CHANNELS = 3 + _DISPARITIES + 1 + _DISPARITIES
 
 
 _GRAY = np.array([[0.114, 0.587, 0.299]], np.float32)  # BGR -> luma weights (as OpenCV's)
 
 
 def _guide_one(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
-    """One (H, W, 3) uint8 BGR pair -> (7, H, W) float32: filled disparity, foreground and background
-    candidates (px), validity, and the photometric error of each of the three disparities."""
+    """One (H, W, 3) uint8 BGR pair -> (2 * D + 1, H, W) float32: the D disparities (px: filled SGBM, then
+    the foreground and background candidate of each window), validity, and each disparity's photometric
+    error |left - right warped by it|."""
     d = sgbm_disparity(left, right, config, max_disp)
     valid = np.isfinite(d).astype(np.float32)
     filled = fill_background(d)
-    kernel = np.ones(CANDIDATE_WINDOW, np.uint8)
-    # Outside the image the window is ignored (OpenCV's default morphology border), like a -inf padding.
-    fg, bg = cv2.dilate(filled, kernel), cv2.erode(filled, kernel)
+    disparities = [filled]
+    for window in CANDIDATE_WINDOWS:
+        kernel = np.ones(window, np.uint8)
+        # Outside the image the window is ignored (OpenCV's default morphology border), like a -inf padding.
+        disparities += [cv2.dilate(filled, kernel), cv2.erode(filled, kernel)]
     gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
     gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
     h, w = filled.shape
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
     photo = [np.abs(gl - cv2.remap(gr, xs - disp, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-             for disp in (filled, fg, bg)]
-    return np.stack([filled, fg, bg, valid, *photo])
+             for disp in disparities]
+    return np.stack([*disparities, valid, *photo])
 
 
 def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> Tensor:
-    """SGBM channels for a batch: (B, 3, H, W) BGR 0..255 -> (B, 7, H, W) (see `_guide_one`).
+    """SGBM channels for a batch: (B, 3, H, W) BGR 0..255 -> (B, GUIDE_CHANNELS - 3, H, W) (see `_guide_one`).
 
     Runs on the CPU (OpenCV) whatever the tensors' device; the result comes back on that device.
     """
@@ -106,7 +113,7 @@ class SGBMGuided(nn.Module):
         features: head channels at 1/2, 1/4 and full resolution (f2, f4, f1).
     """
 
-    guide_channels = 10
+    guide_channels = GUIDE_CHANNELS
     residual = True
 
     def __init__(
@@ -142,15 +149,16 @@ class SGBMGuided(nn.Module):
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide channels (B, 10, H, W) and the filled SGBM disparity (B, 1, H, W) px.
+        """Guide channels (B, GUIDE_CHANNELS, H, W) and the filled SGBM disparity (B, 1, H, W) px.
 
-        Channels: normalised left BGR (3); filled disparity, and its local maximum and minimum over a
-        `CANDIDATE_WINDOW` (the foreground and background candidates at a boundary), / max_disp (3);
-        validity (1); |left - right warped| by each of the three disparities (3), which tell at every pixel
-        which candidate the images support (block matchers fatten foreground edges by about half a block).
+        Channels: normalised left BGR (3); filled disparity and, per `CANDIDATE_WINDOWS` entry, its local
+        maximum and minimum (the foreground and background candidates at a boundary), / max_disp; validity;
+        |left - right warped| by each of those disparities, which tell at every pixel which candidate the
+        images support (block matchers fatten foreground edges by about half a block, and fill small
+        see-through holes with the foreground entirely).
         """
         sg = sgbm_guide(left, right, self.sgbm, self.max_disp)
-        scale = sg.new_tensor([1.0 / self.max_disp] * 3 + [1.0] * 4).view(1, 7, 1, 1)
+        scale = sg.new_tensor([1.0 / self.max_disp] * _DISPARITIES + [1.0] * (_DISPARITIES + 1)).view(1, -1, 1, 1)
         x = torch.cat([(left - self.mean) / self.std, sg * scale], dim=1)
         filled = sg[:, :1]
         return x, filled
