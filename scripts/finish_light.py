@@ -90,6 +90,7 @@ def write_card(results: dict, frames: int) -> None:
     see_ratio = b["see"] / s["see"] if s.get("see") else float("nan")
     bleed_ratio = b["bleeding"] / s["bleeding"] if s.get("bleeding") else float("nan")
     tc = results["bimodal"]["train_config"]
+    sample = tc.get("data", {}).get("sample") or tc.get("data", {})  # nested since DataConfig.sample
     files = "\n".join(
         f"| `{results[k]['file']}` | {what} | {results[k]['size_mb']:.2f} MB | {results[k]['step']} |"
         for k, what in (("bimodal", "bimodal Laplacian (default of the node and the CLI)"),
@@ -112,7 +113,7 @@ Held-out: `synthetic:9000:{frames}` ({frames} scenes of seed 9000, never seen in
 
 **Recipe.** `bash scripts/train_light.sh` = `smd synth` + `smd train --config configs/light_synthetic.yaml`
 (and `configs/light_synthetic_standard.yaml`) on CPU, the two runs side by side with one thread each:
-crops {tc.get('data', {}).get('crop_size')}, {tc.get('data', {}).get('num_points')} DDA points per crop, batch
+crops {sample.get('crop_size')}, {sample.get('num_points')} DDA points per crop, batch
 {tc.get('batch_size')}, Adam with cosine schedules down to lr {tc.get('optim', {}).get('min_lr')}:
 {recipe_steps(results["bimodal"]["stages"])}.
 

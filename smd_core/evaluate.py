@@ -432,10 +432,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from smd_core.model.network import load_model
-    from smd_core.predict import default_checkpoint, resolve_device
+    from smd_core.resolve import resolve_checkpoint, select_device
 
-    device = resolve_device(args.device)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    device = select_device(args.device)
+    checkpoint = resolve_checkpoint(args.checkpoint, hint="pass --checkpoint")
     model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
     chunk = args.chunk_points or default_chunk_points(device)
     predictor = Predictor(model, device=device, chunk_points=chunk)

@@ -47,7 +47,7 @@ TINY_MODEL = {
     "backbone_options": {"widths": [8, 8], "groups": 4, "agg_widths": [8, 8, 8], "image_features": [4, 0]},
 }
 TINY_DATA = {
-    "kind": "synthetic", "height": 48, "width": 96, "crop_size": [32, 64], "num_points": 256,
+    "kind": "synthetic", "height": 48, "width": 96, "sample": {"crop_size": [32, 64], "num_points": 256},
     "num_samples": 5, "max_disparity": 16.0,
 }
 
@@ -238,7 +238,9 @@ def test_expected_configs_exist() -> None:
             "light_synthetic_standard.yaml"} <= names
     paper = load_config(REPO / "configs" / "unreal4k_psmnet.yaml")
     assert (paper.model.backbone, paper.model.output, paper.model.max_disp) == ("psmnet", "bimodal", 256)
-    assert (paper.optim.lr, paper.batch_size, paper.data.num_points, paper.data.sampling) == (1e-4, 4, 50000, "dda")
+    sample = paper.data.sample
+    assert (paper.optim.lr, paper.batch_size, sample.num_points, sample.strategy) == (1e-4, 4, 50000, "dda")
+    assert sample.aspect_ratio == 4.0 and paper.val_data is not None and paper.val_data.sample.aspect_ratio == 4.0
     standard = load_config(REPO / "configs" / "light_synthetic_standard.yaml")
     bimodal = load_config(REPO / "configs" / "light_synthetic.yaml")
     assert standard.model.output == "standard" and bimodal.model.output == "bimodal"
@@ -248,10 +250,10 @@ def test_expected_configs_exist() -> None:
 def test_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_dict(tmp_path)))
-    cfg = load_config(path, ["steps=11", "optim.lr=5e-4", "model.output=standard", "data.crop_size=[64, 128]",
+    cfg = load_config(path, ["steps=11", "optim.lr=5e-4", "model.output=standard", "data.sample.crop_size=[64, 128]",
                              "val_data.kind=synthetic", "optim.milestones=[5, 8]"])
     assert cfg.steps == 11 and cfg.optim.lr == 5e-4 and cfg.model.output == "standard"
-    assert cfg.data.crop_size == (64, 128) and isinstance(cfg.val_data, DataConfig)
+    assert cfg.data.sample.crop_size == (64, 128) and isinstance(cfg.val_data, DataConfig)
     assert cfg.optim.milestones == (5, 8)
 
 

@@ -62,7 +62,7 @@ _EXPORTS = {
     # runtime.py
     "Runtime": "runtime",
     "global_mean": "runtime",
-    "resolve_device": "runtime",
+    "rank_device": "runtime",
     "setup_runtime": "runtime",
     # logger.py
     "Logger": "logger",

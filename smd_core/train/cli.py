@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="training YAML (see configs/); optional with --resume (the checkpoint's config)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="config overrides, e.g. steps=2000 optim.lr=5e-5 data.crop_height=256")
+                        help="config overrides, e.g. steps=2000 optim.lr=5e-5 data.sample.crop_size=[256,512]")
     parser.add_argument("--init", default=None, metavar="CKPT",
                         help="start from these weights (published SMD-Nets or smd_ros checkpoint)")
     parser.add_argument("--resume", default=None, metavar="CKPT_OR_DIR",

@@ -12,6 +12,7 @@ import torch
 
 from smd_core.config import ModelConfig, apply_overrides, from_dict, load_yaml
 from smd_core.data import DataConfig
+from smd_core.resolve import DEVICE_PATTERN
 
 SCHEDULES = ("multistep", "cosine", "constant")
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -80,7 +81,7 @@ class TrainConfig:
     # Mixed precision; CUDA only (ignored with a warning on the CPU).
     amp: bool = False
     amp_dtype: str = "float16"
-    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1" (`smd_core.resolve.resolve_device`).
     device: str = "auto"
     log_dir: str = "runs/smd"
     # Default: <log_dir>/checkpoints.
@@ -118,11 +119,9 @@ class TrainConfig:
         self.amp_dtype = str(self.amp_dtype).lower()
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
-        try:
-            if self.device != "auto":
-                torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError(f"device must be 'auto' or a torch device string, got {self.device!r}") from exc
+        self.device = str(self.device).strip().lower()
+        if not DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -9,6 +9,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from smd_core.resolve import select_device
 from smd_core.train.config import TrainConfig
 
 
@@ -30,14 +31,13 @@ class Runtime:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA when available; under torchrun each process takes the CUDA device of its local rank."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+def rank_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device of this process: `select_device(name)`; on CUDA, under torchrun, the local rank's GPU.
+
+    The CUDA device is made current (collectives and `torch.cuda` calls default to it).
+    """
+    device = select_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
         index = local_rank if int(os.environ.get("WORLD_SIZE", "1")) > 1 else (device.index or 0)
         device = torch.device("cuda", index)
         torch.cuda.set_device(device)
@@ -49,7 +49,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(cfg.device, local_rank)
+    device = rank_device(cfg.device, local_rank)
     owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

@@ -53,7 +53,7 @@ def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.dev
     """Dense validation on full frames (`build_dataset(val_data, train=False)`), pooled over pixels.
 
     As at test time in SMD-Nets: the network sees the images downscaled by the val set's
-    `aspect_ratio`, the prediction is queried on the full ground-truth grid, and compared with the GT
+    `sample.aspect_ratio`, the prediction is queried on the full ground-truth grid, and compared with the GT
     in GT pixels. The first `val_images` frames also go to TensorBoard as input, disparity,
     uncertainty and error images. The model is left in training mode.
     """
@@ -69,7 +69,7 @@ def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.dev
             frame = frames[i]
             gt = np.asarray(frame["disp_left"], dtype=np.float32)
             dense = predictor.predict(frame["left"], frame["right"], output_size=gt.shape[:2],
-                                      input_scale=1.0 / float(cfg.val_data.aspect_ratio))
+                                      input_scale=1.0 / float(cfg.val_data.sample.aspect_ratio))
             per_frame.append(disparity_metrics(dense.disparity, gt))
             if logger is not None and logger.enabled and i < cfg.val_images:
                 valid = np.isfinite(gt) & (gt > 0)
