@@ -65,6 +65,7 @@ def test_config_is_valid_and_targets_the_bundled_model():
     assert yaml.safe_load(CONFIG.read_text())["model"] == light
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_loads_through_the_node_config_and_predicts(finetuned):
     import cv2
     import torch

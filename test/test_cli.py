@@ -28,6 +28,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch):
         cli.main(["predict", "l.png", "r.png", "--checkpoint", str(tmp_path / "missing.pt"), "--device", "cpu"])
 
 
+@pytest.mark.slow
 def test_predict_writes_maps_and_pictures(tmp_path, parity_dir):
     import cv2
     import numpy as np
