@@ -44,9 +44,9 @@ Kinds (`DataConfig.kind`) and what `root` / `split` mean:
     "unreal4k_quarter": same layout at 960x540; `disparity_scale` overrides the detected NPY scale.
 `limit` > 0 keeps only the first `limit` frames (kinds other than synthetic).
 
-Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` (frame sources), `sampling` (crops, query
-points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator, `smd synth`),
-`bag2dataset` (`smd bag2dataset`).
+Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` and `unreal4k` (frame sources), `sampling`
+(crops, query points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator,
+`smd synth`), `bag2dataset` (`smd bag2dataset`).
 """
 
 from __future__ import annotations
@@ -65,11 +65,10 @@ from smd_core.data.datasets import (
     ListDataset,
     MiddleburyDataset,
     SceneFlowDataset,
-    UnrealStereo4KDataset,
-    UnrealStereo4KQuarterDataset,
 )
 from smd_core.data.sampling import SampleConfig, TrainingDataset
 from smd_core.data.synthetic import SyntheticDataset, SyntheticFrame, render_scene, render_sequence
+from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset
 
 __all__ = [
     "DATASET_KINDS",
