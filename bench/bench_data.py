@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from smd_core.data import DataConfig, build_dataset
+    from smd_core.data import DataConfig, SampleConfig, build_dataset
     from smd_core.data.synthetic import render_scene, write_dataset
 
     print(f"{'what':<44} {'mean s':>8} {'max s':>8}")
@@ -44,7 +44,7 @@ def main() -> None:
                             args.repeats)
         print(f"{f'render_scene {h}x{w}':<44} {mean:8.3f} {worst:8.3f}")
 
-    cfg = DataConfig(kind="synthetic", num_samples=1000, crop_size=(256, 512), num_points=10000, sampling="dda")
+    cfg = DataConfig(kind="synthetic", num_samples=1000, sample=SampleConfig(crop_size=(256, 512), strategy="dda"))
     ds = build_dataset(cfg, train=True)
     idx = iter(range(1000))
     mean, worst = _time(lambda: ds[next(idx)], args.repeats)
@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lst = write_dataset(tmp, 4, height=480, width=640, progress=False, preview=0)
         for ar in (1.0, 2.0):
-            cfg = DataConfig(kind="list", split=str(lst), crop_size=(256, 512), aspect_ratio=ar, num_points=10000)
+            cfg = DataConfig(kind="list", split=str(lst), sample=SampleConfig(crop_size=(256, 512), aspect_ratio=ar))
             ds = build_dataset(cfg, train=True)
             k = iter(range(10_000))
             mean, worst = _time(lambda ds=ds, k=k: ds[next(k) % len(ds)], args.repeats)

@@ -109,8 +109,14 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, _where: str = "") -> T:
-    """Build dataclass `cls` from a mapping, coercing types; unknown keys raise ValueError naming them."""
+    """Build dataclass `cls` from a mapping, coercing types; unknown keys raise ValueError naming them.
+
+    A class may define `upgrade_dict(data, where) -> dict` to map keys of earlier layouts onto its fields.
+    """
     data = dict(data or {})
+    upgrade = getattr(cls, "upgrade_dict", None)
+    if callable(upgrade):
+        data = upgrade(data, _where or cls.__name__)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

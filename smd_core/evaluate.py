@@ -444,13 +444,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from smd_core.model.network import load_model
-    from smd_core.predict import default_checkpoint, resolve_device
+    from smd_core.resolve import resolve_checkpoint, select_device
 
     baselines = parse_baselines(args.baseline)
     sgbm = sgbm_config(args.sgbm)
     if args.sgbm and not baselines:
         raise ValueError(f"--sgbm {args.sgbm} needs --baseline ({' | '.join(BASELINES)})")
-    device = resolve_device(args.device)
+    device = select_device(args.device)
     no_model = args.checkpoint is not None and args.checkpoint.lower() == "none"
     if no_model and not baselines:
         raise ValueError("--checkpoint none scores baselines only: give --baseline "
@@ -461,9 +461,9 @@ def run(args: argparse.Namespace) -> int:
     predictor, checkpoint, max_disp = None, None, args.max_disp
     if no_model:
         if max_disp is None:
-            max_disp = float(load_model(default_checkpoint(), device="cpu").config.max_disp)
+            max_disp = float(load_model(resolve_checkpoint(None), device="cpu").config.max_disp)
     else:
-        checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+        checkpoint = resolve_checkpoint(args.checkpoint, hint="pass --checkpoint")
         model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
         predictor = Predictor(model, device=device, chunk_points=args.chunk_points or default_chunk_points(device))
     frames = load_frames(args.data, args.data_option)

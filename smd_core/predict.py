@@ -8,32 +8,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from smd_core import viz
 from smd_core.inference import Predictor
 from smd_core.model.network import load_model
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available else CPU; 'cuda' without CUDA raises ValueError."""
-    name = name.lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
+from smd_core.resolve import resolve_checkpoint, select_device
 
 
 def default_checkpoint() -> Path:
     """The bundled model, or a clear error when this install ships none."""
-    try:
-        from smd_core.weights import default_checkpoint as bundled
-    except ImportError as exc:
-        raise FileNotFoundError("no bundled model in this install; pass --checkpoint") from exc
-    return bundled()
+    return resolve_checkpoint(None, hint="pass --checkpoint")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -61,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    device = select_device(args.device)
+    ckpt = resolve_checkpoint(args.checkpoint, hint="pass --checkpoint")
     model = load_model(ckpt, backbone=args.backbone, output=args.output_repr, device=device)
     predictor = Predictor(model, device=device, chunk_points=args.chunk_points)
     left, right = read_image(args.left), read_image(args.right)

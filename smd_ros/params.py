@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
+from smd_core.resolve import DEVICE_PATTERN, resolve_device
+from smd_core.resolve import resolve_checkpoint as core_resolve_checkpoint
 
 __all__ = [
     "DEVICE_PATTERN",
@@ -32,7 +33,6 @@ __all__ = [
     "updated_config",
 ]
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 LIVE, RELOAD, RESTART = "live", "reload", "restart"
 
 
@@ -233,47 +233,4 @@ def describe(config: NodeConfig) -> str:
 
 def resolve_checkpoint(value: str) -> Path:
     """The checkpoint file for parameter value `value` ("" = the bundled model); FileNotFoundError if none."""
-    if not value:
-        try:
-            from smd_core.weights import default_checkpoint
-        except ImportError as exc:
-            raise FileNotFoundError("checkpoint is empty (meaning the bundled model) but smd_core.weights is not "
-                                    "importable; set the `checkpoint` parameter to a file") from exc
-        try:
-            return Path(default_checkpoint())
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"checkpoint is empty (meaning the bundled model) but no model is bundled "
-                                    f"with this install ({exc}); set the `checkpoint` parameter to a file") from exc
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
-    return path
-
-
-def resolve_device(requested: str, *, fallback: bool, cuda_available: bool | None = None) -> tuple[str, str]:
-    """(torch device string, warning or "") for the `device` parameter.
-
-    auto -> cuda when available, else cpu. cuda/cuda:N when CUDA is absent (or N out of range): cpu with a
-    warning if `fallback`, else RuntimeError.
-    """
-    if not DEVICE_PATTERN.match(requested):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {requested!r}")
-    count = 0
-    if cuda_available is None:
-        import torch
-
-        cuda_available = torch.cuda.is_available()
-        count = torch.cuda.device_count() if cuda_available else 0
-    elif cuda_available:
-        count = 1 << 16  # the caller only says "available"; do not check the index
-    if requested == "cpu":
-        return "cpu", ""
-    if requested == "auto":
-        return ("cuda", "") if cuda_available else ("cpu", "")
-    index = int(requested.split(":")[1]) if ":" in requested else 0
-    if cuda_available and index < count:
-        return requested, ""
-    why = "CUDA is not available" if not cuda_available else f"there is no CUDA device {index} ({count} found)"
-    if not fallback:
-        raise RuntimeError(f"device={requested!r} requested but {why} (device_fallback is false)")
-    return "cpu", f"device={requested!r} requested but {why}: running on the CPU (set device_fallback:=false to fail)"
+    return core_resolve_checkpoint(value, hint="set the `checkpoint` parameter to a file")

@@ -45,7 +45,8 @@ def finetuned(tmp_path_factory):
     # The documented command, `smd train --config configs/finetune_bag.yaml data.root=DIR --init CKPT`, plus
     # overrides that make it a few-second CPU run.
     code = smd(["train", "--config", str(CONFIG), f"data.root={dataset}", *TINY_MODEL, f"steps={STEPS}",
-                "batch_size=2", "num_workers=0", "data.crop_size=[64,96]", "data.num_points=512", "device=cpu",
+                "batch_size=2", "num_workers=0", "data.sample.crop_size=[64,96]", "data.sample.num_points=512",
+                "device=cpu",
                 f"log_dir={run}", f"ckpt_every={STEPS}", "progress=false",
                 f"val_data={{kind: list, root: {dataset}, split: val.txt}}", f"val_every={STEPS}",
                 "--init", str(init)])
@@ -60,10 +61,11 @@ def test_config_is_valid_and_targets_the_bundled_model():
 
     light = yaml.safe_load((REPO / "configs" / "light_synthetic.yaml").read_text())["model"]
     cfg = load_config(CONFIG, ["data.root=/some/dataset"])
-    assert cfg.data.kind == "list" and cfg.data.split == "train.txt" and not cfg.data.flip_lr
+    assert cfg.data.kind == "list" and cfg.data.split == "train.txt" and not cfg.data.augment.flip_lr
     assert yaml.safe_load(CONFIG.read_text())["model"] == light
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_loads_through_the_node_config_and_predicts(finetuned):
     import cv2
     import torch

@@ -22,12 +22,13 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, monkeypatch):
     rc = cli.main(["predict", str(tmp_path / "l.png"), str(tmp_path / "r.png"),
                    "--checkpoint", str(tmp_path / "missing.pt"), "--device", "cpu"])
     err = capsys.readouterr().err
-    assert rc == 2 and "smd predict: error: checkpoint not found" in err and "Traceback" not in err
+    assert rc == 2 and "smd predict: error: checkpoint file not found" in err and "Traceback" not in err
     monkeypatch.setenv("SMD_DEBUG", "1")
     with pytest.raises(FileNotFoundError):
         cli.main(["predict", "l.png", "r.png", "--checkpoint", str(tmp_path / "missing.pt"), "--device", "cpu"])
 
 
+@pytest.mark.slow
 def test_predict_writes_maps_and_pictures(tmp_path, parity_dir):
     import cv2
     import numpy as np

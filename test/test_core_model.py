@@ -150,6 +150,7 @@ def test_predictor_any_output_size(tiny, size):
     assert ((pred.disparity == pred.mu0) | (pred.disparity == pred.mu1)).all()
 
 
+@pytest.mark.slow
 def test_predictor_matches_pointwise_query_and_is_chunk_invariant(tiny):
     model = SMDNet(tiny).eval()
     left, right = pair(64, 64)
@@ -201,9 +202,24 @@ def test_predictor_input_validation(tiny):
     assert gray.disparity.shape == left.shape[:2]
 
 
-def test_public_api_exports():
-    for name in ("load_model", "build_model", "Predictor", "save_checkpoint", "ModelConfig"):
-        assert hasattr(smd_core, name)
+def test_public_api_round_trip(tmp_path):
+    """The documented top-level names are the implementations and work together: build, save, load, predict."""
+    from smd_core import inference
+    from smd_core.model import network
+
+    assert (smd_core.load_model, smd_core.build_model, smd_core.save_checkpoint, smd_core.Predictor) == (
+        network.load_model, network.build_model, network.save_checkpoint, inference.Predictor)
+    assert set(smd_core.__all__) >= {"load_model", "build_model", "save_checkpoint", "Predictor", "ModelConfig"}
+    torch.manual_seed(0)
+    cfg = smd_core.ModelConfig(backbone="light", output="bimodal", max_disp=32, head_widths=(8,),
+                               backbone_options={"widths": [8, 8], "groups": 4, "agg_widths": [8, 8, 8],
+                                                 "image_features": [4, 0]})
+    path = smd_core.save_checkpoint(tmp_path / "m.pth", smd_core.build_model(cfg))
+    model = smd_core.load_model(path)
+    assert model.config == cfg and not model.training
+    left, right = pair(64, 96)
+    dense = smd_core.Predictor(model).predict(left, right)
+    assert isinstance(dense, smd_core.DensePrediction) and dense.disparity.shape == (64, 96)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available on this machine")

@@ -12,12 +12,10 @@ from smd_core.data.datasets import (
     ListDataset,
     MiddleburyDataset,
     SceneFlowDataset,
-    UnrealStereo4KDataset,
-    UnrealStereo4KQuarterDataset,
-    detect_disparity_scale,
     read_list_file,
 )
 from smd_core.data.synthetic import render_scene
+from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset, detect_disparity_scale
 
 RNG = np.random.default_rng(0)
 

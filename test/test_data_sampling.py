@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from smd_core.data.sampling import (
     SampleConfig,
     TrainingDataset,
     crop,
-    depth_edges,
+    dilated_depth_edges,
     make_training_sample,
     random_crop_box,
     sample_points,
@@ -65,22 +67,28 @@ def test_depth_edges() -> None:
     d = np.full((6, 12), 5.0, np.float32)
     d[:, 6:] = 9.0
     d[0, 0] = 6.0  # a jump of exactly the threshold is not an edge
-    e = depth_edges(d, threshold=1.0, dilation=0)
+    e = dilated_depth_edges(d, threshold=1.0, dilation=0)
     assert e.dtype == bool
     assert np.array_equal(np.nonzero(e.any(0))[0], [5, 6])
     assert not e[0, 0] and not e[0, 1]
     # A 4x4 square (OpenCV anchors an even kernel at its centre-right: 1 px left, 2 px right), as the reference.
-    wide = depth_edges(d, threshold=1.0, dilation=4)
+    wide = dilated_depth_edges(d, threshold=1.0, dilation=4)
     assert np.array_equal(np.nonzero(wide.any(0))[0], [4, 5, 6, 7, 8])
-    assert not depth_edges(d, threshold=10.0).any()
+    assert not dilated_depth_edges(d, threshold=10.0).any()
     with pytest.raises(ValueError):
-        depth_edges(np.zeros((2, 2, 2)))
+        dilated_depth_edges(np.zeros((2, 2, 2)))
+    # A jump into an invalid pixel (0) is a hole's rim, not a depth edge; between valid pixels it is.
+    holes = np.full((5, 8), 5.0, np.float32)
+    holes[:, 3] = 0.0
+    holes[:, 6:] = 9.0
+    cols = np.nonzero(dilated_depth_edges(holes, threshold=1.0, dilation=0).any(0))[0]
+    assert cols.tolist() == [5, 6]
 
 
-def test_dda_puts_half_of_the_points_on_depth_edges() -> None:
+def test_dda_puts_half_of_the_points_on_dilated_depth_edges() -> None:
     grid = np.full((40, 60), 10.0, np.float32)
     grid[:, 30:] = 30.0
-    edges = depth_edges(grid, 1.0, 10)
+    edges = dilated_depth_edges(grid, 1.0, 10)
     pts, labels = sample_points(grid, 200, np.random.default_rng(2), strategy="dda", edge_threshold=1.0, dilation=10)
     on = edges[np.rint(pts[1]).astype(int), np.rint(pts[0]).astype(int)]
     assert on.sum() == 100
@@ -92,7 +100,7 @@ def test_dda_puts_half_of_the_points_on_depth_edges() -> None:
     small = np.full((30, 30), 10.0, np.float32)
     small[0, 0] = 20.0
     pts, _ = sample_points(small, 600, np.random.default_rng(3), strategy="dda", dilation=0)
-    on = depth_edges(small, 1.0, 0)[np.rint(pts[1]).astype(int), np.rint(pts[0]).astype(int)]
+    on = dilated_depth_edges(small, 1.0, 0)[np.rint(pts[1]).astype(int), np.rint(pts[0]).astype(int)]
     assert on.sum() == 3
     # No edges: everything from the flat region; only edges: everything from them.
     flat_pts, flat_labels = sample_points(np.full((10, 10), 3.0, np.float32), 50, np.random.default_rng(0),
@@ -260,22 +268,69 @@ def test_color_augment() -> None:
 
 
 def test_data_config_from_yaml_dict_and_validation() -> None:
-    cfg = from_dict(DataConfig, {"kind": "Synthetic", "crop_size": [64, 96], "aspect_ratio": 2, "sampling": "RANDOM",
-                                 "synthetic_options": {"num_thin": 0}, "min_disparity": None})
-    assert cfg.kind == "synthetic" and cfg.crop_size == (64, 96) and cfg.sampling == "random"
-    assert cfg.sample_config().network_size == (32, 48)
-    assert DataConfig(augment=False).augment_config() is None
+    cfg = from_dict(DataConfig, {"kind": "Synthetic", "synthetic_options": {"num_thin": 0}, "min_disparity": None,
+                                 "sample": {"crop_size": [64, 96], "aspect_ratio": 2, "strategy": "RANDOM"},
+                                 "augment": {"flip_prob": 0.25, "flip_ud": False}})
+    assert cfg.kind == "synthetic" and cfg.sample.crop_size == (64, 96) and cfg.sample.strategy == "random"
+    assert cfg.sample.network_size == (32, 48)
+    assert cfg.augment.flip_prob == 0.25 and not cfg.augment.flip_ud and cfg.augment.enabled
     assert from_dict(DataConfig, to_dict(cfg)) == cfg  # survives checkpoints / YAML
-    for bad in ({"kind": "kitti"}, {"sampling": "edges"}, {"kind": "list"}, {"kind": "kitti2015"},
-                {"crop_size": (30, 40), "aspect_ratio": 4}, {"raw_shape": (1, 2, 3)}, {"limit": -1},
-                {"num_samples": 0}, {"gamma_range": (2.0, 1.0)}, {"num_points": 0}):
+    # One set of defaults: DataConfig's sections are SampleConfig's and AugmentConfig's own.
+    assert DataConfig().sample == SampleConfig() and DataConfig().augment == AugmentConfig()
+    bad_dicts = ({"kind": "kitti"}, {"sample": {"strategy": "edges"}}, {"kind": "list"}, {"kind": "kitti2015"},
+                 {"sample": {"crop_size": (30, 40), "aspect_ratio": 4}}, {"raw_shape": (1, 2, 3)}, {"limit": -1},
+                 {"num_samples": 0}, {"augment": {"gamma": (2.0, 1.0)}}, {"sample": {"num_points": 0}},
+                 {"augment": {"flip_prob": 1.5}}, {"sample": {"crop": 3}})
+    for bad in bad_dicts:
         with pytest.raises(ValueError):
-            DataConfig(**bad)
+            from_dict(DataConfig, bad)
+
+
+def test_data_config_reads_the_old_flat_keys() -> None:
+    """Configs and checkpoints written before `sample` / `augment` were nested load into the same fields."""
+    old = {"kind": "synthetic", "crop_size": [64, 96], "aspect_ratio": 2, "num_points": 123, "sampling": "random",
+           "edge_threshold": 2.0, "dilation": 3, "dense_labels": True, "augment": False, "color_augment": False,
+           "color_prob": 0.3, "gamma_range": [0.9, 1.0], "brightness_range": [0.7, 1.2],
+           "channel_range": [0.9, 1.1], "asymmetric_color": 0.05, "flip_lr": False, "flip_ud": False}
+    cfg = from_dict(DataConfig, old)
+    assert cfg.sample == SampleConfig(crop_size=(64, 96), aspect_ratio=2.0, num_points=123, strategy="random",
+                                      edge_threshold=2.0, dilation=3, dense_labels=True)
+    assert cfg.augment == AugmentConfig(enabled=False, color=False, color_prob=0.3, gamma=(0.9, 1.0),
+                                        brightness=(0.7, 1.2), channel=(0.9, 1.1), asymmetric=0.05,
+                                        flip_lr=False, flip_ud=False)
+    # A flat key beside its nested one: fine when they agree, an error naming the nested key otherwise.
+    same = from_dict(DataConfig, {"num_points": 50, "sample": {"num_points": 50, "strategy": "random"}})
+    assert same.sample.num_points == 50 and same.sample.strategy == "random"
+    with pytest.raises(ValueError, match=r"num_points=50 .*contradicts sample\.num_points=60; set data\.sample"):
+        from_dict(DataConfig, {"num_points": 50, "sample": {"num_points": 60}}, _where="data")
+    with pytest.raises(ValueError, match="unknown keys"):
+        from_dict(DataConfig, {"num_point": 50})
+    assert from_dict(DataConfig, {"augment": True}).augment == AugmentConfig()
+    with pytest.raises(ValueError, match="expected a mapping"):
+        from_dict(DataConfig, {"sample": 3})
+
+
+def test_disabled_augmentation_leaves_samples_alone(tmp_path) -> None:
+    on = from_dict(DataConfig, {"kind": "list", "split": _list_of_one_frame(tmp_path, 1),
+                                "sample": {"crop_size": [16, 32], "num_points": 8},
+                                "augment": {"color_prob": 1.0, "flip_lr": False, "flip_ud": False}})
+    off = dataclasses.replace(on, augment=dataclasses.replace(on.augment, enabled=False))
+    on_set, off_set = build_dataset(on, train=True), build_dataset(off, train=True)
+    assert off_set.augment_config is None and on_set.augment_config == on.augment
+    frame = on_set.frames.frame(0, lazy=True)
+    plain = make_training_sample(frame, on.sample, None, np.random.default_rng(5))
+    a, b = on_set.sample(0, np.random.default_rng(5)), off_set.sample(0, np.random.default_rng(5))
+    assert all(torch.equal(b[k], plain[k]) for k in ("left", "right", "points", "labels"))
+    assert not torch.equal(a["left"], plain["left"])  # colour changed where enabled
+    # The switch also holds where augment_pair is called with the config itself.
+    images = (np.full((4, 4, 3), 100.0, np.float32),) * 2
+    out = augment_pair(*images, np.ones((4, 4), np.float32), None, np.random.default_rng(0), off.augment)
+    assert np.array_equal(out[0], images[0])
 
 
 def test_build_synthetic_training_samples_collate_and_seed() -> None:
-    cfg = DataConfig(kind="synthetic", num_samples=3, height=40, width=56, max_disparity=12.0, crop_size=(32, 48),
-                     aspect_ratio=2.0, num_points=64, seed=4)
+    cfg = DataConfig(kind="synthetic", num_samples=3, height=40, width=56, max_disparity=12.0, seed=4,
+                     sample=SampleConfig(crop_size=(32, 48), aspect_ratio=2.0, num_points=64))
     ds = build_dataset(cfg, train=True)
     assert len(ds) == 3
     torch.manual_seed(0)
@@ -293,8 +348,9 @@ def test_build_synthetic_training_samples_collate_and_seed() -> None:
     f = frames[1]
     assert f["left"].shape == (40, 56, 3) and f["left"].dtype == np.uint8
     assert f["disp_left"].shape == (40, 56) and "disp_right" in f and "occlusion_left" in f
-    assert build_dataset(DataConfig(num_samples=2, height=32, width=48, synthetic_options={"num_objects": 0},
-                                    crop_size=(32, 48)), train=False)[0]["left"].shape == (32, 48, 3)
+    small = DataConfig(num_samples=2, height=32, width=48, synthetic_options={"num_objects": 0},
+                       sample=SampleConfig(crop_size=(32, 48)))
+    assert build_dataset(small, train=False)[0]["left"].shape == (32, 48, 3)
 
 
 def _list_of_one_frame(tmp_path, copies: int) -> str:
@@ -308,7 +364,8 @@ def _list_of_one_frame(tmp_path, copies: int) -> str:
 
 
 def test_dataloader_workers_draw_different_samples(tmp_path) -> None:
-    cfg = DataConfig(kind="list", split=_list_of_one_frame(tmp_path, 4), crop_size=(16, 32), num_points=32)
+    cfg = DataConfig(kind="list", split=_list_of_one_frame(tmp_path, 4),
+                     sample=SampleConfig(crop_size=(16, 32), num_points=32))
     ds = build_dataset(cfg, train=True)
     torch.manual_seed(0)
     loader = DataLoader(ds, batch_size=1, num_workers=2, shuffle=False)

@@ -37,6 +37,7 @@ def test_bundled_models_load_by_default_and_predict():
     assert np.median(np.abs(pred.disparity - frame.disp_left)[valid]) < 3.0  # a trained model, not noise
 
 
+@pytest.mark.slow
 @needs_weights
 @pytest.mark.ros
 def test_short_demo_end_to_end(tmp_path, ros_env):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from smd_core.model.backbones import build_backbone
+from smd_core.model.backbones import build_backbone, check_input_size
 from smd_core.model.backbones.hsmnet import (
     DecoderBlock,
     DisparityRegression,
@@ -97,8 +97,8 @@ def test_decoder_block_with_pooling_and_regression():
 @pytest.mark.parametrize(
     ("left_shape", "right_shape", "match"),
     [
-        ((1, 3, 64, 96), (1, 3, 64, 96), "multiples of 64"),
-        ((1, 3, 32, 64), (1, 3, 32, 64), "multiples of 64"),
+        ((1, 3, 64, 96), (1, 3, 64, 96), r"multiple of 8 .*W=96 -> 57\.\.64 or 121\.\.128"),
+        ((1, 3, 32, 64), (1, 3, 32, 64), r"multiple of 8 .*H=32 -> 57\.\.64"),
         ((1, 3, 64, 64), (1, 3, 64, 128), r"\(B, 3, H, W\)"),
         ((1, 1, 64, 64), (1, 1, 64, 64), r"\(B, 3, H, W\)"),
         ((3, 64, 64), (3, 64, 64), r"\(B, 3, H, W\)"),
@@ -114,3 +114,31 @@ def test_forward_rejects_bad_inputs(left_shape, right_shape, match):
 def test_rejects_bad_max_disp(max_disp):
     with pytest.raises(ValueError, match="max_disp"):
         HSMNet(max_disp=max_disp)
+
+
+def test_accepted_sizes_are_those_whose_decoder_round_trips():
+    """The U-Net concatenates levels 1/8 .. 1/32 with the 2x-upsampled next coarser one (three halvings)."""
+    from test_psmnet import halvings_round_trip
+
+    accepted = []
+    for side in range(1, 400):
+        try:
+            check_input_size("HSMNet", 64, side, stride=8, multiple=8)
+        except ValueError:
+            assert not halvings_round_trip(side, stride=8, levels=3), side
+        else:
+            assert halvings_round_trip(side, stride=8, levels=3), side
+            accepted.append(side)
+    assert accepted[:9] == [*range(57, 65), 121]
+
+
+def test_uneven_size_runs_with_ceil_shapes():
+    """121 x 185: no side a multiple of 64; maps at 1/s are ceil(side / s)."""
+    torch.manual_seed(0)
+    net = HSMNet(max_disp=32).eval()
+    x = torch.rand(1, 3, 121, 185) * 255
+    with torch.inference_mode():
+        maps = net(x, x.flip(-1))
+    cells = [(-(-121 // s), -(-185 // s)) for s in (8, 2, 8, 16, 32)]
+    assert [tuple(m.shape) for m in maps] == [(1, c, *hw) for c, hw in zip((2, 32, 64, 128, 128), cells, strict=True)]
+    assert all(torch.isfinite(m).all() for m in maps)

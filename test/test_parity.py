@@ -2,7 +2,9 @@
 
 Each fixture holds the reference implementation's outputs for a 256 x 512 Middlebury crop at 4096 sub-pixel
 points and over the dense grid. One encode per fixture (~10 s on 2 CPU cores) is shared by the point and the
-dense comparisons. Backbone-specific unit tests live in test_psmnet.py and test_hsmnet.py.
+dense comparisons. Sizes that are not multiples of 16 (which the fixtures lack) are checked against the
+reference forward pass restated step by step in parity_walk.py, on the fixtures' weights. Backbone-specific
+unit tests live in test_psmnet.py and test_hsmnet.py.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_parity_case
+from parity_walk import FORWARD, head_raw
 
 import smd_core
 from smd_core.model.backbones.hsmnet import HSMNet
 from smd_core.model.backbones.psmnet import PSMNet
+from smd_core.model.mixture import activate
 
 FIELDS = ("disparity", "mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")  # = pred0 .. pred6
 DISP_TOL_PX = 0.01
@@ -78,6 +82,7 @@ def test_checkpoint_keys_match_strictly(name):
     assert net.feature_channels == sd["mlp.conv0.weight"].shape[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("spelling", [str.lower, str.upper, lambda s: s[:3].upper() + "Net"])
 def test_load_model_with_explicit_backbone_name(name, spelling):
@@ -94,6 +99,7 @@ def test_load_model_with_explicit_backbone_name(name, spelling):
         smd_core.load_model(ckpt, backbone=other)
 
 
+@pytest.mark.slow
 def test_point_queries_match_reference(parity_run):
     name, model, case, (left, right, features), _ = parity_run
     # The Predictor fed the network exactly the reference input (256 x 512 needs no padding).
@@ -114,6 +120,7 @@ def test_point_queries_match_reference(parity_run):
             assert err.max() <= tol, f"{field}: max abs error {err.max():.3g} > {tol}"
 
 
+@pytest.mark.slow
 def test_dense_prediction_matches_reference(parity_run):
     _, _, case, _, dense = parity_run
     ref = case["full_disp"][0]
@@ -125,6 +132,7 @@ def test_dense_prediction_matches_reference(parity_run):
     assert np.isfinite(dense.uncertainty).all() and (dense.uncertainty > 0).all()
 
 
+@pytest.mark.slow
 def test_odd_size_and_superresolution(parity_run):
     """Not a multiple of 64 (padded by the Predictor) and a 2x output grid."""
     name, model, case, _, _ = parity_run
@@ -137,3 +145,70 @@ def test_odd_size_and_superresolution(parity_run):
         assert value.shape == (2 * h, 2 * w) and np.isfinite(value).all(), field
     assert (dense.disparity >= 0).all() and (dense.disparity <= 2 * model.config.max_disp).all()
     assert np.allclose(dense.pi0 + dense.pi1, 1.0, atol=1e-6)
+
+
+# Sizes the reference runs on that no fixture covers: 256 x 591 (ceil(591/4) = 148, a multiple of 4, so
+# PSMNet's hourglasses round-trip; 591 = 16 * 37 - 1) and 250 x 505 for HSMNet (ceil(side/8) = 32 x 64).
+UNEVEN = [
+    pytest.param("psm_bimodal_s1", (256, 591), marks=pytest.mark.slow),  # ~15 s: two PSMNet passes
+    pytest.param("hsm_bimodal_s1", (250, 505), marks=pytest.mark.slow),  # ~12 s
+]
+
+
+def uneven_pair(case: dict[str, np.ndarray], h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixture's crop, widened by its mirror image where w > 512, cut to h x w; as network input."""
+    def cut(image: np.ndarray) -> torch.Tensor:
+        wide = np.concatenate([image, image[:, ::-1]], axis=1) if w > image.shape[1] else image
+        return as_input(np.ascontiguousarray(wide[:h, :w]))
+
+    return cut(case["left_bgr"]), cut(case["right_bgr"])
+
+
+@pytest.mark.parametrize(("name", "size"), UNEVEN)
+def test_uneven_size_matches_reference_walk(name, size):
+    """encode + query at a size that is not a multiple of 16 compute what the reference computes there."""
+    h, w = size
+    ckpt, case = load_parity_case(name)
+    model = smd_core.load_model(ckpt)
+    left, right = uneven_pair(case, h, w)
+    gen = torch.Generator().manual_seed(0)
+    points = torch.rand(1, 2, 4096, generator=gen) * torch.tensor([[[w - 1.0], [h - 1.0]]])
+    points[0, :, :4] = torch.tensor([[0.0, w - 1.0, 0.0, w - 1.0], [0.0, 0.0, h - 1.0, h - 1.0]])  # corners
+    with torch.inference_mode():
+        ours = model.encode(left, right)
+        ref = FORWARD[model.config.backbone](model.stereo_network, left, right)
+        pred = model.query(ours, points, (h, w))
+        ref_pred = activate(head_raw(model.mlp, ref, points, h, w), "bimodal", 256)
+    assert [f.shape for f in ours] == [f.shape for f in ref]
+    # Maps at 1/s have ceil(side / s) pixels: the strided convolutions round up.
+    stride = 4 if name.startswith("psm") else 8
+    assert ours[0].shape[-2:] == (-(-h // stride), -(-w // stride))
+    for i, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        err = float((a - b).abs().max())
+        assert err <= 1e-5 * float(b.abs().max()), f"map {i} {tuple(a.shape)}: max abs error {err:.3g}"
+    for field in FIELDS[1:]:
+        err = (getattr(pred, field) - getattr(ref_pred, field)).abs().max()
+        tol = DISP_TOL_PX if field.startswith("mu") else PROB_TOL
+        assert err <= tol, f"{field}: max abs error {err:.3g} > {tol}"
+    agree = float(((pred.disparity - ref_pred.disparity).abs() <= DISP_TOL_PX).float().mean())
+    assert agree >= SELECTED_AGREEMENT
+
+
+def test_uneven_size_walk_on_random_weights():
+    """Fast-lane form of the check above: HSMNet at 121 x 185 (ceil(side/8) = 16 x 24) with random weights.
+
+    (PSMNet cannot go this small in the reference: its 64 x 64 pooling branch needs ceil(side/4) >= 64.)
+    """
+    torch.manual_seed(0)
+    model = smd_core.build_model(smd_core.ModelConfig(backbone="hsmnet", max_disp=32, head_widths=(16,))).eval()
+    left, right = torch.rand(1, 3, 121, 185) * 255, torch.rand(1, 3, 121, 185) * 255
+    points = torch.rand(1, 2, 500) * torch.tensor([[[184.0], [120.0]]])
+    with torch.inference_mode():
+        ours = model.encode(left, right)
+        ref = FORWARD["hsmnet"](model.stereo_network, left, right)
+        raw = model.query_raw(ours, points, (121, 185))
+        ref_raw = head_raw(model.mlp, ref, points, 121, 185)
+    assert [f.shape for f in ours] == [f.shape for f in ref]
+    for a, b in zip(ours, ref, strict=True):
+        assert float((a - b).abs().max()) <= 1e-5 * float(b.abs().max())
+    assert torch.allclose(raw, ref_raw, rtol=1e-4, atol=1e-4 * float(ref_raw.abs().max()))

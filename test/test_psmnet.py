@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from smd_core.model.backbones import build_backbone
+from smd_core.model.backbones import build_backbone, check_input_size
 from smd_core.model.backbones.psmnet import BlockAvgPool, PSMNet, build_cost_volume
 
 
@@ -53,7 +53,7 @@ def test_small_model_shapes_eval_and_training():
 @pytest.mark.parametrize(
     ("left_shape", "right_shape", "match"),
     [
-        ((1, 3, 64, 72), (1, 3, 64, 72), "multiples of 16"),
+        ((1, 3, 64, 72), (1, 3, 64, 72), r"multiple of 4 .*W=72 -> 61\.\.64 or 77\.\.80"),
         ((1, 3, 64, 64), (1, 3, 64, 128), r"\(B, 3, H, W\)"),
         ((1, 1, 64, 64), (1, 1, 64, 64), r"\(B, 3, H, W\)"),
         ((3, 64, 64), (3, 64, 64), r"\(B, 3, H, W\)"),
@@ -69,3 +69,38 @@ def test_forward_rejects_bad_inputs(left_shape, right_shape, match):
 def test_rejects_bad_max_disp(max_disp):
     with pytest.raises(ValueError, match="max_disp"):
         PSMNet(max_disp=max_disp)
+
+
+def halvings_round_trip(side: int, *, stride: int, levels: int) -> bool:
+    """Whether a map of ceil(side / stride) (each stride-2 layer rounds up) halves `levels` times and doubles
+    back to the same sizes, as an encoder-decoder with skip additions/concatenations needs."""
+    sizes = [-(-side // stride)]
+    for _ in range(levels):
+        sizes.append(-(-sizes[-1] // 2))
+    return sizes[-1] >= 1 and all(2 * small == big for small, big in zip(sizes[1:], sizes[:-1], strict=True))
+
+
+def test_accepted_sizes_are_those_whose_hourglass_round_trips():
+    for side in range(1, 300):
+        ok = halvings_round_trip(side, stride=4, levels=2)
+        try:
+            check_input_size("PSMNet", side, 64, stride=4, multiple=4)
+        except ValueError:
+            assert not ok, side
+        else:
+            assert ok, side
+    # Sides 16k-3 .. 16k. (The reference also needs ceil(side / 4) >= 64 for its 64 x 64 pooling branch;
+    # BlockAvgPool lifts that, so 237..240 run here.)
+    expected = [*range(237, 241), *range(253, 257), *range(269, 273)]
+    assert [s for s in range(230, 275) if halvings_round_trip(s, stride=4, levels=2)] == expected
+
+
+def test_uneven_size_runs_with_ceil_shapes():
+    """29 x 45: ceil(side / 4) = 8 x 12, the hourglasses round-trip although no side is a multiple of 16."""
+    torch.manual_seed(0)
+    net = PSMNet(max_disp=16).eval()
+    left, right = torch.rand(1, 3, 29, 45) * 255, torch.rand(1, 3, 29, 45) * 255
+    with torch.inference_mode():
+        cost, feat = net(left, right)
+    assert cost.shape == (1, 4, 8, 12) and feat.shape == (1, 32, 8, 12)
+    assert torch.isfinite(cost).all()

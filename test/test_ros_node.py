@@ -29,7 +29,7 @@ from ros_helpers import (  # noqa: E402
     wait_until,
 )
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]  # each test runs a node process (3-13 s)
 
 H, W = 64, 128
 FX, BASELINE = 100.0, 0.2

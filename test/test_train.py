@@ -47,7 +47,7 @@ TINY_MODEL = {
     "backbone_options": {"widths": [8, 8], "groups": 4, "agg_widths": [8, 8, 8], "image_features": [4, 0]},
 }
 TINY_DATA = {
-    "kind": "synthetic", "height": 48, "width": 96, "crop_size": [32, 64], "num_points": 256,
+    "kind": "synthetic", "height": 48, "width": 96, "sample": {"crop_size": [32, 64], "num_points": 256},
     "num_samples": 5, "max_disparity": 16.0,
 }
 
@@ -75,6 +75,7 @@ def state_equal(a: dict, b: dict) -> bool:
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(tmp_path: Path) -> None:
     """Overfit one fixed scene: the mixture NLL falls clearly within 40 steps."""
     data = dict(TINY_DATA, num_samples=1, augment=False)
@@ -86,6 +87,7 @@ def test_training_lowers_the_loss(tmp_path: Path) -> None:
     assert all(np.isfinite(result.losses))
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(tmp_path: Path) -> None:
     """6 steps == 3 steps + resume for 3 (mid-epoch: 5 samples / batch 2 = 2 steps per epoch), any workers."""
     full = train(tiny_config(tmp_path / "a", steps=6))
@@ -105,6 +107,7 @@ def test_resume_is_bit_exact(tmp_path: Path) -> None:
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
+@pytest.mark.slow
 def test_resume_from_folder_and_errors(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, steps=2, ckpt_every=1)
     train(cfg)
@@ -125,6 +128,7 @@ def test_resume_from_folder_and_errors(tmp_path: Path) -> None:
         train(cfg, resume=weights_only)
 
 
+@pytest.mark.slow
 def test_checkpoints_rotate_and_hold_the_config(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, steps=7, ckpt_every=2, keep_last=2)
     cfg.checkpoint_dir.mkdir(parents=True)
@@ -145,6 +149,7 @@ def test_checkpoints_rotate_and_hold_the_config(tmp_path: Path) -> None:
     assert from_dict(TrainConfig, yaml.safe_load((Path(cfg.log_dir) / "config.yaml").read_text())) == cfg
 
 
+@pytest.mark.slow
 def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash while writing leaves the previous checkpoint intact and no temp file behind."""
     cfg = tiny_config(tmp_path, steps=4, ckpt_every=2)
@@ -214,6 +219,7 @@ def test_collate_pads_points_with_invalid_labels() -> None:
         collate([])
 
 
+@pytest.mark.slow
 def test_amp_is_ignored_on_cpu(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="amp=true is ignored on the CPU"):
         result = train(tiny_config(tmp_path, steps=1, amp=True))
@@ -238,7 +244,9 @@ def test_expected_configs_exist() -> None:
             "light_synthetic_standard.yaml"} <= names
     paper = load_config(REPO / "configs" / "unreal4k_psmnet.yaml")
     assert (paper.model.backbone, paper.model.output, paper.model.max_disp) == ("psmnet", "bimodal", 256)
-    assert (paper.optim.lr, paper.batch_size, paper.data.num_points, paper.data.sampling) == (1e-4, 4, 50000, "dda")
+    sample = paper.data.sample
+    assert (paper.optim.lr, paper.batch_size, sample.num_points, sample.strategy) == (1e-4, 4, 50000, "dda")
+    assert sample.aspect_ratio == 4.0 and paper.val_data is not None and paper.val_data.sample.aspect_ratio == 4.0
     standard = load_config(REPO / "configs" / "light_synthetic_standard.yaml")
     bimodal = load_config(REPO / "configs" / "light_synthetic.yaml")
     assert standard.model.output == "standard" and bimodal.model.output == "bimodal"
@@ -248,10 +256,10 @@ def test_expected_configs_exist() -> None:
 def test_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_dict(tmp_path)))
-    cfg = load_config(path, ["steps=11", "optim.lr=5e-4", "model.output=standard", "data.crop_size=[64, 128]",
+    cfg = load_config(path, ["steps=11", "optim.lr=5e-4", "model.output=standard", "data.sample.crop_size=[64, 128]",
                              "val_data.kind=synthetic", "optim.milestones=[5, 8]"])
     assert cfg.steps == 11 and cfg.optim.lr == 5e-4 and cfg.model.output == "standard"
-    assert cfg.data.crop_size == (64, 128) and isinstance(cfg.val_data, DataConfig)
+    assert cfg.data.sample.crop_size == (64, 128) and isinstance(cfg.val_data, DataConfig)
     assert cfg.optim.milestones == (5, 8)
 
 
@@ -301,6 +309,7 @@ def test_lr_schedules() -> None:
     assert [lr_factor(s, warm, 10) for s in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_scheduler_drives_the_optimizer(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, steps=3, optim={"lr": 1e-3, "milestones": [2], "gamma": 0.1})
     train(cfg)
@@ -326,6 +335,7 @@ def test_weight_decay_uses_adamw(tmp_path: Path) -> None:
 PSM_MODEL = {"backbone": "psmnet", "output": "bimodal", "max_disp": 256}
 
 
+@pytest.mark.slow
 def test_init_from_the_published_layout(tmp_path: Path, parity_dir: Path) -> None:
     """The parity checkpoint (SMD-Nets' own layout) loads strictly into a configured PSMNet model."""
     ckpt = parity_dir / "psm_bimodal_s1" / "checkpoint.pth"
@@ -350,6 +360,7 @@ def test_init_from_the_published_layout(tmp_path: Path, parity_dir: Path) -> Non
     assert torch.equal(model.state_dict()[first_conv], reference[first_conv])
 
 
+@pytest.mark.slow
 def test_init_from_our_checkpoint(tmp_path: Path) -> None:
     first = train(tiny_config(tmp_path / "a", steps=2))
     assert first.checkpoint is not None
@@ -369,6 +380,7 @@ def test_init_from_our_checkpoint(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_train_resume_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_dict(tmp_path)))
@@ -387,6 +399,7 @@ def test_cli_train_resume_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli.main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
 
 
+@pytest.mark.slow
 def test_validation_logs_scalars_and_images(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="the [train] extra (tensorboard) is not installed")
     val = {"kind": "synthetic", "height": 32, "width": 64, "num_samples": 2, "max_disparity": 16.0, "seed": 9}
@@ -416,6 +429,7 @@ def test_pool_metrics_weights_by_pixels() -> None:
     assert pool_metrics([]) == {}
 
 
+@pytest.mark.slow
 def test_runs_without_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from test_train import tiny_dict
@@ -34,6 +35,7 @@ Path(sys.argv[2], f"rank{report['rank']}.json").write_text(json.dumps(report))
 '''
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_end_identical(tmp_path: Path) -> None:
     cfg = tiny_dict(tmp_path, steps=4, ckpt_every=2, data=dict(tiny_dict(tmp_path)["data"], num_samples=8))
     config = tmp_path / "cfg.yaml"

@@ -2,7 +2,7 @@
 
 The contract the training and evaluation code build on:
 
-    cfg = DataConfig(kind="kitti2015", root="/data/kitti2015", crop_size=(256, 512), num_points=10000)
+    cfg = DataConfig(kind="kitti2015", root="/data/kitti2015", sample=SampleConfig(crop_size=(256, 512)))
     train_set = build_dataset(cfg, train=True)    # training samples
     eval_set = build_dataset(cfg, train=False)    # full frames
 
@@ -44,14 +44,15 @@ Kinds (`DataConfig.kind`) and what `root` / `split` mean:
     "unreal4k_quarter": same layout at 960x540; `disparity_scale` overrides the detected NPY scale.
 `limit` > 0 keeps only the first `limit` frames (kinds other than synthetic).
 
-Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` (frame sources), `sampling` (crops, query
-points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator, `smd synth`),
-`bag2dataset` (`smd bag2dataset`).
+Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` and `unreal4k` (frame sources), `sampling`
+(crops, query points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator,
+`smd synth`), `bag2dataset` (`smd bag2dataset`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,10 @@ from smd_core.data.datasets import (
     ListDataset,
     MiddleburyDataset,
     SceneFlowDataset,
-    UnrealStereo4KDataset,
-    UnrealStereo4KQuarterDataset,
 )
-from smd_core.data.sampling import SAMPLING_STRATEGIES, SampleConfig, TrainingDataset
+from smd_core.data.sampling import SampleConfig, TrainingDataset
 from smd_core.data.synthetic import SyntheticDataset, SyntheticFrame, render_scene, render_sequence
+from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset
 
 __all__ = [
     "DATASET_KINDS",
@@ -82,41 +82,42 @@ __all__ = [
     "TrainingDataset",
     "SampleConfig",
     "AugmentConfig",
+    "LEGACY_KEYS",
 ]
 
 DATASET_KINDS = ("synthetic", "list", "kitti2015", "middlebury", "sceneflow", "unreal4k", "unreal4k_quarter")
 
 
+# Flat keys of earlier configs (and of the checkpoints they wrote) -> their place in the nested sections.
+LEGACY_KEYS = {
+    "crop_size": "sample.crop_size", "aspect_ratio": "sample.aspect_ratio", "num_points": "sample.num_points",
+    "sampling": "sample.strategy", "edge_threshold": "sample.edge_threshold", "dilation": "sample.dilation",
+    "dense_labels": "sample.dense_labels", "color_augment": "augment.color", "color_prob": "augment.color_prob",
+    "gamma_range": "augment.gamma", "brightness_range": "augment.brightness", "channel_range": "augment.channel",
+    "asymmetric_color": "augment.asymmetric", "flip_lr": "augment.flip_lr", "flip_ud": "augment.flip_ud",
+}
+
+
 @dataclasses.dataclass
 class DataConfig:
-    """Which data, and how training samples are cut from it (see the module docstring)."""
+    """Which data (`kind`, `root`, `split`, ...), how training samples are cut from it (`sample`) and how they
+    are augmented (`augment`); see the module docstring.
+
+    YAML: `data: {kind: list, split: ..., sample: {crop_size: [256, 512], num_points: 10000, strategy: dda},
+    augment: {flip_lr: false}}`. The flat keys of earlier configs (`crop_size`, `num_points`, `sampling`,
+    `flip_lr`, `augment: true|false`, ... see LEGACY_KEYS) are still read, into the same fields;
+    giving both spellings with different values is an error naming the nested key.
+    """
 
     kind: str = "synthetic"
     root: str = ""
     # List file ("list"), official split file ("unreal4k*", optional), "training" ("kitti2015"),
     # a path component such as "TRAIN" ("sceneflow", optional).
     split: str = ""
-    # Training crop (height, width) at ground-truth resolution.
-    crop_size: tuple[int, int] = (256, 512)
-    # GT resolution / network-input resolution (SMD-Nets trains on UnrealStereo4K with 4: 4K GT, 960 px input).
-    aspect_ratio: float = 1.0
-    num_points: int = 10000
-    sampling: str = "dda"
-    # DDA: depth edges are disparity jumps > edge_threshold (network px), dilated by a dilation x dilation square.
-    edge_threshold: float = 1.0
-    dilation: int = 10
-    # Training samples also carry the dense label grid "disp" (crop_h, crop_w).
-    dense_labels: bool = False
-    # Augmentation (master switch, then each part); ranges as SMD-Nets.
-    augment: bool = True
-    color_augment: bool = True
-    color_prob: float = 0.5
-    gamma_range: tuple[float, float] = (0.8, 1.1)
-    brightness_range: tuple[float, float] = (0.5, 1.5)
-    channel_range: tuple[float, float] = (0.8, 1.2)
-    asymmetric_color: float = 0.0
-    flip_lr: bool = True
-    flip_ud: bool = True
+    # Crops, query points and their sampling strategy (`sampling.SampleConfig`).
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
+    # Colour and flip augmentation of training samples (`augment.AugmentConfig`; `enabled: false` turns it off).
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     # Synthetic data.
     height: int = 480
     width: int = 640
@@ -137,10 +138,9 @@ class DataConfig:
         self.kind = str(self.kind).lower()
         if self.kind not in DATASET_KINDS:
             raise ValueError(f"data kind must be one of {DATASET_KINDS}, got {self.kind!r}")
-        self.sampling = str(self.sampling).lower()
-        if self.sampling not in SAMPLING_STRATEGIES:
-            raise ValueError(f"data sampling must be one of {SAMPLING_STRATEGIES}, got {self.sampling!r}")
-        self.crop_size = tuple(int(v) for v in self.crop_size)  # type: ignore[assignment]
+        if not isinstance(self.sample, SampleConfig) or not isinstance(self.augment, AugmentConfig):
+            raise TypeError("DataConfig.sample / .augment must be a SampleConfig / AugmentConfig, got "
+                            f"{type(self.sample).__name__} / {type(self.augment).__name__}")
         if self.raw_shape and len(self.raw_shape) != 2:
             raise ValueError(f"raw_shape must be (height, width) or empty, got {self.raw_shape}")
         if self.limit < 0:
@@ -151,20 +151,37 @@ class DataConfig:
             raise ValueError("data kind 'list' needs split (the list file)")
         if self.kind == "synthetic" and self.num_samples <= 0:
             raise ValueError(f"num_samples must be > 0, got {self.num_samples}")
-        # Validate the sampling and augmentation settings now rather than in a DataLoader worker.
-        self.sample_config()
-        self.augment_config()
 
-    def sample_config(self) -> SampleConfig:
-        return SampleConfig(crop_size=self.crop_size, aspect_ratio=self.aspect_ratio, num_points=self.num_points,
-                            strategy=self.sampling, edge_threshold=self.edge_threshold, dilation=self.dilation,
-                            dense_labels=self.dense_labels)
+    @staticmethod
+    def upgrade_dict(data: Mapping[str, Any], where: str = "data") -> dict[str, Any]:
+        """A mapping with the flat LEGACY_KEYS (and `augment: true|false`) moved into `sample` / `augment`.
 
-    def augment_config(self) -> AugmentConfig | None:
-        cfg = AugmentConfig(color=self.color_augment, color_prob=self.color_prob, gamma=self.gamma_range,
-                            brightness=self.brightness_range, channel=self.channel_range,
-                            asymmetric=self.asymmetric_color, flip_lr=self.flip_lr, flip_ud=self.flip_ud)
-        return cfg if self.augment else None
+        `from_dict` calls this, so YAML files, `key=value` overrides and stored checkpoints of earlier
+        versions load unchanged. ValueError when a flat key and its nested key disagree.
+        """
+        out = dict(data)
+        if isinstance(out.get("augment"), bool):
+            out["augment"] = {"enabled": out["augment"]}
+        if not all(isinstance(out.get(name) or {}, Mapping) for name in ("sample", "augment")):
+            return out  # from_dict reports the section that is not a mapping
+        sections = {name: dict(out.get(name) or {}) for name in ("sample", "augment")}
+        for old, new in LEGACY_KEYS.items():
+            if old not in out:
+                continue
+            section, key = new.split(".")
+            value = out.pop(old)
+            if key in sections[section] and sections[section][key] != value:
+                raise ValueError(f"{where}: {old}={value!r} (the old flat key) contradicts {new}="
+                                 f"{sections[section][key]!r}; set {where}.{new} only")
+            sections[section][key] = value
+        for name, section in sections.items():
+            if section or name in out:
+                out[name] = section
+        return out
+
+
+def _augment_or_none(cfg: DataConfig) -> AugmentConfig | None:
+    return cfg.augment if cfg.augment.enabled else None
 
 
 def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset:
@@ -204,7 +221,7 @@ def build_dataset(cfg: DataConfig, *, train: bool) -> Dataset:
     if not train:
         return frames
     if isinstance(frames, SyntheticDataset):
-        frames.sample_config = cfg.sample_config()
-        frames.augment_config = cfg.augment_config()
+        frames.sample_config = cfg.sample
+        frames.augment_config = _augment_or_none(cfg)
         return frames
-    return TrainingDataset(frames, cfg.sample_config(), cfg.augment_config())
+    return TrainingDataset(frames, cfg.sample, _augment_or_none(cfg))

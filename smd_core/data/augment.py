@@ -25,8 +25,11 @@ import numpy as np
 
 @dataclasses.dataclass
 class AugmentConfig:
-    """Augmentation switches and ranges (defaults: SMD-Nets lib/options.py)."""
+    """Augmentation switches and ranges (defaults: SMD-Nets lib/options.py); `DataConfig.augment` in YAML."""
 
+    # Master switch: False trains on unaugmented samples (the other settings are then ignored).
+    enabled: bool = True
+    # Colour augmentation (gamma, brightness, per-channel gain) on or off.
     color: bool = True
     # Probability of applying the colour augmentation to a sample.
     color_prob: float = 0.5
@@ -35,6 +38,7 @@ class AugmentConfig:
     channel: tuple[float, float] = (0.8, 1.2)
     # Extra independent per-view jitter (relative amplitude, e.g. 0.05); 0 = identical for both views.
     asymmetric: float = 0.0
+    # Left-right flip with view swap (needs the right view's disparity) and up-down flip, each with flip_prob.
     flip_lr: bool = True
     flip_ud: bool = True
     flip_prob: float = 0.5
@@ -98,7 +102,12 @@ def augment_pair(
     rng: np.random.Generator,
     cfg: AugmentConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Colour, then left-right flip with swap (only with `disp_right`), then up-down flip (reference order)."""
+    """Colour, then left-right flip with swap (only with `disp_right`), then up-down flip (reference order).
+
+    `cfg.enabled` False returns the inputs unchanged.
+    """
+    if not cfg.enabled:
+        return left, right, disp_left, disp_right
     left, right = color_augment(left, right, rng, cfg)
     if cfg.flip_lr and rng.random() < cfg.flip_prob and disp_right is not None:
         left, right, disp_left, disp_right = flip_lr_swap(left, right, disp_left, disp_right)

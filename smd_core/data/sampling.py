@@ -13,9 +13,9 @@
    disparity of its nearest GT pixel; invalid pixels (0) are never drawn. Strategies:
    - "random": uniform over valid pixels;
    - "dda" (depth-discontinuity aware): half of the points (or all edge pixels, if fewer) inside the
-     depth edges of the crop, the rest outside. Edges: pixels whose disparity (network px) differs
-     by more than `edge_threshold` (1 px) from a 4-neighbour, dilated with a `dilation` x `dilation`
-     (10 x 10) square, as the reference's `get_boundaries`.
+     depth edges of the crop, the rest outside. Edges: valid pixels whose disparity (network px) differs
+     by more than `edge_threshold` (1 px) from a valid 4-neighbour, dilated with a `dilation` x `dilation`
+     (10 x 10) square, as the reference's `get_boundaries` (`dilated_depth_edges`).
    Points are drawn without replacement while there are enough valid pixels, then padded to exactly
    `num_points` by resampling valid ones, so batches stack. A point is its pixel centre plus a uniform
    offset in [-0.5, 0.5) (clipped to the grid), so every point lies in [0, crop_w - 1] x
@@ -48,20 +48,27 @@ from torch.utils.data import Dataset
 
 from smd_core.data.augment import AugmentConfig, augment_pair
 from smd_core.data.io import as_bgr_u8, sanitize_disparity
+from smd_core.metrics import depth_edges
 
 SAMPLING_STRATEGIES = ("random", "dda")
 
 
 @dataclasses.dataclass
 class SampleConfig:
-    """How a training sample is cut from a frame (see module docstring)."""
+    """How a training sample is cut from a frame (see module docstring); `DataConfig.sample` in YAML."""
 
-    crop_size: tuple[int, int] = (512, 512)
+    # Training crop (height, width) at ground-truth resolution (SMD-Nets: 512 x 512 on UnrealStereo4K).
+    crop_size: tuple[int, int] = (256, 512)
+    # GT resolution / network-input resolution (SMD-Nets trains on UnrealStereo4K with 4: 4K GT, 960 px input).
     aspect_ratio: float = 1.0
-    num_points: int = 50000
+    # Query points per crop (SMD-Nets: 50000).
+    num_points: int = 10000
+    # "random" (uniform over valid pixels) or "dda" (half of the points on depth edges).
     strategy: str = "dda"
+    # DDA: depth edges are disparity jumps > edge_threshold (network px), dilated by a dilation x dilation square.
     edge_threshold: float = 1.0
     dilation: int = 10
+    # Training samples also carry the dense label grid "disp" (crop_h, crop_w).
     dense_labels: bool = False
     # Crops without a single valid pixel are redrawn up to this many times.
     crop_tries: int = 10
@@ -121,22 +128,17 @@ def crop(array: np.ndarray, y: int, x: int, h: int, w: int, fill: float = 0) -> 
     return out
 
 
-def depth_edges(disp: np.ndarray, threshold: float = 1.0, dilation: int = 10) -> np.ndarray:
-    """bool (H, W): pixels whose disparity differs by > threshold from a 4-neighbour, dilated by a square.
+def dilated_depth_edges(disp: np.ndarray, threshold: float = 1.0, dilation: int = 10) -> np.ndarray:
+    """bool (H, W): `metrics.depth_edges` of a label grid (0 = invalid), dilated by a `dilation` square.
 
-    Both pixels of a differing pair are marked; the kernel is `dilation` x `dilation` (the reference's
-    `get_boundaries`); dilation 0 disables dilation.
+    A depth edge is a jump > threshold between two valid 4-neighbours (both pixels marked); the kernel is
+    `dilation` x `dilation` as the reference's `get_boundaries`; 0 disables dilation. Unlike the reference,
+    a jump into an invalid pixel is not an edge: the rim of every hole in sparse labels would be one.
     """
     d = np.asarray(disp, dtype=np.float32)
     if d.ndim != 2:
         raise ValueError(f"disparity must be (H, W), got {d.shape}")
-    edges = np.zeros(d.shape, bool)
-    dx = np.abs(d[:, 1:] - d[:, :-1]) > threshold
-    edges[:, 1:] |= dx
-    edges[:, :-1] |= dx
-    dy = np.abs(d[1:] - d[:-1]) > threshold
-    edges[1:] |= dy
-    edges[:-1] |= dy
+    edges = depth_edges(d, threshold=threshold)
     if dilation > 0 and edges.any():
         edges = cv2.dilate(edges.astype(np.uint8), np.ones((dilation, dilation), np.uint8)) > 0
     return edges
@@ -183,7 +185,7 @@ def sample_points(
     if strategy == "random":
         idx = _choose(np.flatnonzero(valid), num_points, rng)
     else:
-        edges = depth_edges(grid, edge_threshold, dilation).reshape(-1)
+        edges = dilated_depth_edges(grid, edge_threshold, dilation).reshape(-1)
         on_edge = np.flatnonzero(valid & edges)
         off_edge = np.flatnonzero(valid & ~edges)
         if off_edge.size == 0:

@@ -59,7 +59,11 @@ class SMDNet(nn.Module):
         return FlatMaps(flat.maps[:-1], flat.sizes[:-1]), FlatMaps(flat.maps[-1:], flat.sizes[-1:])
 
     def encode(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right: (B, 3, H, W) float BGR in 0..255, H and W multiples of 64 -> feature maps (B, C_i, h_i, w_i)."""
+        """left, right: (B, 3, H, W) float BGR in 0..255 -> feature maps (B, C_i, h_i, w_i).
+
+        Any size the backbone accepts (the original's sizes for PSMNet/HSMNet; multiples of 64 always work);
+        query with output_size = (H, W) (times s for super-resolution), as the reference does.
+        """
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         return list(self.stereo_network(left, right))

@@ -2,8 +2,9 @@
 
 Every backbone is an `nn.Module` built as `Cls(*, max_disp=..., **options)` with
 - `feature_channels: int`, the total channels of the maps it returns (the SMD head's input width C);
-- `forward(left, right) -> list[Tensor]`: left/right (B, 3, H, W) float BGR in 0..255, H and W
-  multiples of 64; returns feature maps (B, C_i, h_i, w_i) in the order the head concatenates them.
+- `forward(left, right) -> list[Tensor]`: left/right (B, 3, H, W) float BGR in 0..255 of any size the
+  backbone accepts (`check_input_size`; the `Predictor` pads to multiples of 64, which all accept); returns
+  feature maps (B, C_i, h_i, w_i) in the order the head concatenates them.
 Modules are imported lazily so one backbone's dependencies never block another.
 """
 
@@ -33,3 +34,27 @@ def backbone_class(name: str) -> type[nn.Module]:
 def build_backbone(name: str, *, max_disp: int, **options: Any) -> nn.Module:
     """Build backbone `name` ("psmnet", "hsmnet", "light", "sgbm_guided"; case-insensitive)."""
     return backbone_class(name)(max_disp=max_disp, **options)
+
+
+def check_input_size(name: str, h: int, w: int, *, stride: int, multiple: int) -> None:
+    """Raise ValueError unless ceil(H / stride) and ceil(W / stride) are positive multiples of `multiple`.
+
+    The convolutional backbones round every stride-2 level up (padding 1), so a map at 1/`stride` has
+    ceil(side / stride) pixels; the encoder-decoder levels below it must halve and double back exactly,
+    which needs that size to be a multiple of `multiple`. This is the set of sizes the original code runs on.
+    """
+    period = stride * multiple
+    hints = []
+    for axis, side in (("H", h), ("W", w)):
+        cells = -(-side // stride)
+        if cells >= multiple and cells % multiple == 0:
+            continue
+        tops = {t for t in (side // period * period, -(-side // period) * period) if t >= period} or {period}
+        ranges = " or ".join(f"{t - stride + 1}..{t}" for t in sorted(tops))
+        hints.append(f"{axis}={side} -> {ranges}")
+    if hints:
+        raise ValueError(
+            f"{name} needs ceil(side / {stride}) to be a positive multiple of {multiple} for H and W (sides "
+            f"{period}k-{stride - 1} .. {period}k), got {h}x{w}; nearest accepted: {'; '.join(hints)} "
+            "(or pad the images)"
+        )

@@ -19,7 +19,8 @@ no gradients. Eval and training modes compute the same graph (decoder3 has no up
 HSMNet's eval mode differs).
 
 Input: left/right (B, 3, H, W) float BGR in 0..255 without normalisation (as the published models were
-trained), H and W multiples of 64.
+trained), of any size the original runs on: ceil(H/8) and ceil(W/8) multiples of 8, i.e. sides 64k-7 .. 64k
+(250 x 505 works, 256 x 591 does not). Map sizes below are ceil(side / stride).
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# The encoder reaches 1/64 resolution and its decoder concatenates each level with the 2x-upsampled
-# coarser one, so both sides must halve exactly six times.
-SIZE_MULTIPLE = 64
+from smd_core.model.backbones import check_input_size
+
+# The encoder reaches 1/64 resolution and its decoder concatenates levels 1/8 .. 1/32 with the 2x-upsampled
+# coarser one, so the 1/8 map (every stride-2 level rounds up) must halve exactly three more times.
+MATCHING_STRIDE = 8
+DECODER_MULTIPLE = 8
 # Channels of the encoder features returned to the head: conv1 (1/2), conv3 (1/8), conv4 (1/16), conv5 (1/32).
 ENCODER_CHANNELS = (32, 64, 128, 128)
 # Channels of the 1/8 projection the cost volume is built from.
@@ -351,7 +355,7 @@ class HSMNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right: (B, 3, H, W) float BGR 0..255, H and W multiples of 64.
+        """left, right: (B, 3, H, W) float BGR 0..255, ceil(H/8) and ceil(W/8) multiples of 8.
 
         Returns, in the order the SMD head concatenates them:
         [cost (B, max_disp/16, H/8, W/8), left conv1 (B, 32, H/2, W/2), conv3 (B, 64, H/8, W/8),
@@ -360,9 +364,7 @@ class HSMNet(nn.Module):
         """
         if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
-        h, w = left.shape[-2:]
-        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            raise ValueError(f"HSMNet needs H and W multiples of {SIZE_MULTIPLE}, got {h}x{w} (pad the images)")
+        check_input_size("HSMNet", *left.shape[-2:], stride=MATCHING_STRIDE, multiple=DECODER_MULTIPLE)
 
         b = left.shape[0]
         # Both views in one batch, as the reference: exact in eval mode (BatchNorm is a per-channel affine)

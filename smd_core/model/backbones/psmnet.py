@@ -10,8 +10,10 @@ Module and parameter names mirror the published SMD-Nets checkpoints (keys `ster
 like the original.
 
 Input: left/right (B, 3, H, W) float BGR in 0..255 with no normalisation (the published models were trained
-that way), H and W multiples of 16 (the `Predictor` pads to 64).
-Output: [cost (B, max_disp/4, H/4, W/4), left features (B, 32, H/4, W/4)].
+that way), of any size the original runs on: ceil(H/4) and ceil(W/4) multiples of 4, i.e. sides 16k-3 .. 16k
+(the 1/4 cost volume is halved twice and doubled back by each hourglass; 256 x 591 works, 256 x 600 does
+not). The `Predictor` pads to multiples of 64.
+Output: [cost (B, max_disp/4, ceil(H/4), ceil(W/4)), left features (B, 32, ceil(H/4), ceil(W/4))].
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smd_core.model.backbones import check_input_size
+
 FEATURE_WIDTH = 32  # channels of the 2D feature map fed to the cost volume (and to the SMD head)
-# Input sides must be multiples of this: 4 (feature stride) x 4 (two stride-2 levels in each hourglass).
-SIZE_MULTIPLE = 16
+# The 1/4-resolution maps (feature stride 4) must be multiples of 4: two stride-2 levels in each hourglass.
+FEATURE_STRIDE = 4
+HOURGLASS_MULTIPLE = 4
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> nn.Sequential:
@@ -205,8 +210,9 @@ class PSMNet(nn.Module):
 
     def __init__(self, *, max_disp: int = 256) -> None:
         super().__init__()
-        if int(max_disp) != max_disp or max_disp <= 0 or max_disp % SIZE_MULTIPLE:
-            raise ValueError(f"max_disp must be a positive multiple of {SIZE_MULTIPLE}, got {max_disp}")
+        if int(max_disp) != max_disp or max_disp <= 0 or max_disp % 16:
+            # The disparity axis (max_disp / 4 hypotheses) goes through the hourglasses like H and W.
+            raise ValueError(f"max_disp must be a positive multiple of 16, got {max_disp}")
         self.max_disp = int(max_disp)
         self.num_disp = self.max_disp // 4
         self.feature_channels = FEATURE_WIDTH + self.num_disp
@@ -243,17 +249,15 @@ class PSMNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right: (B, 3, H, W) float BGR 0..255, H and W multiples of 16.
+        """left, right: (B, 3, H, W) float BGR 0..255, ceil(H/4) and ceil(W/4) multiples of 4.
 
-        Returns [cost (B, max_disp/4, H/4, W/4), left features (B, 32, H/4, W/4)]: the final cost volume
-        (three hourglasses, classifier outputs summed, no upsampling, no softmax) and the left image's
-        features, in the order the SMD head concatenates them.
+        Returns [cost (B, max_disp/4, h, w), left features (B, 32, h, w)], h, w = ceil(H/4), ceil(W/4): the
+        final cost volume (three hourglasses, classifier outputs summed, no upsampling, no softmax) and the
+        left image's features, in the order the SMD head concatenates them.
         """
         if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
-        h, w = left.shape[-2:]
-        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            raise ValueError(f"PSMNet needs H and W multiples of {SIZE_MULTIPLE}, got {h}x{w} (pad the images)")
+        check_input_size("PSMNet", *left.shape[-2:], stride=FEATURE_STRIDE, multiple=HOURGLASS_MULTIPLE)
 
         # One pass over both images (shared weights); in eval mode BatchNorm is per-channel affine, so
         # batching them is exact. In training, batch statistics must stay per image as in the reference.

@@ -1,0 +1,139 @@
+"""Training checkpoints: RNG state as weights_only-safe containers, step files, rotation, resume, --init.
+
+A resumable checkpoint holds model, optimizer, scheduler, AMP scaler, step and the torch/NumPy/Python (and
+CUDA) RNG states, as tensors, lists and scalars so `torch.load(weights_only=True)` reads it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from smd_core.model.network import SMDNet, load_state_dict_checked, read_checkpoint
+
+CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)\.pth$")
+# Entries `train` writes and `--resume` needs.
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "step", "rng")
+
+
+def get_rng_state(device: torch.device) -> dict[str, Any]:
+    """torch / NumPy / Python (and CUDA) generator states as tensors, lists and scalars."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": int(py_state[0]), "internal": torch.tensor(py_state[1], dtype=torch.int64),
+                   "gauss_next": py_state[2]},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    """Inverse of `get_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]),
+                         float(n["cached_gaussian"])))
+    p = state["python"]
+    random.setstate((int(p["version"]), tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
+    return ckpt_dir / f"step_{step:08d}.pth"
+
+
+def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the `step_XXXXXXXX.pth` files in `ckpt_dir`, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return sorted(found)
+
+
+def resolve_resume(path: str | Path) -> Path:
+    """A checkpoint file, or the newest `step_*.pth` in a folder (or in its `checkpoints/` subfolder)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        found = list_checkpoints(p) or list_checkpoints(p / "checkpoints")
+        if not found:
+            raise FileNotFoundError(f"no step_*.pth checkpoint in {p} (or {p / 'checkpoints'})")
+        return found[-1][1]
+    raise FileNotFoundError(f"resume checkpoint not found: {p}")
+
+
+def rotate_checkpoints(ckpt_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest `keep_last` step checkpoints and stale temp files; returns deleted paths."""
+    found = list_checkpoints(ckpt_dir)
+    doomed = [p for _, p in found[: max(len(found) - keep_last, 0)]]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def remove_stale_temporaries(ckpt_dir: Path) -> None:
+    """Temp files of `save_checkpoint` left by a killed run (`.step_*.pth.*.tmp`)."""
+    if ckpt_dir.is_dir():
+        for p in ckpt_dir.glob(".step_*.pth.*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def load_init_weights(model: SMDNet, path: str | Path, *, strict: bool = True) -> list[str]:
+    """Copy weights from a published SMD-Nets checkpoint or one of ours into `model`.
+
+    strict: every tensor must match by name and shape, else ValueError listing the differences.
+    Not strict: tensors with matching name and shape are loaded; the skipped names are returned
+    (e.g. a new output head when fine-tuning a bimodal model into a standard one).
+    """
+    path = Path(path)
+    data = read_checkpoint(path)
+    sd = data.get("state_dict", data)
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
+        raise ValueError(f"{path}: no state_dict of tensors found (top-level keys: {sorted(data)[:10]})")
+    sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+    if strict:
+        load_state_dict_checked(model, sd, path=path)
+        return []
+    own = model.state_dict()
+    usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: no tensor of the checkpoint matches the model by name and shape")
+    model.load_state_dict(usable, strict=False)
+    return sorted(set(own) - set(usable))
+
+
+
+def read_resume_state(resume: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(file, contents) of a resumable checkpoint; ValueError naming what a plain weights file lacks."""
+    path = resolve_resume(resume)
+    state = read_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{path}: not a resumable training checkpoint (missing {missing}); "
+                         "use --init to start from its weights instead")
+    return path, state

@@ -1,0 +1,139 @@
+"""Training configuration: `TrainConfig` (stored in every checkpoint) and the optimizer's `OptimConfig`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from smd_core.config import ModelConfig, apply_overrides, from_dict, load_yaml
+from smd_core.data import DataConfig
+from smd_core.resolve import DEVICE_PATTERN
+
+SCHEDULES = ("multistep", "cosine", "constant")
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """Adam and its learning-rate schedule (all step counts are optimizer steps, not epochs).
+
+    SMD-Nets (apps/train.py, scripts/train.sh): Adam, lr 1e-4, multiplied by `gamma` at fixed epochs
+    (150 and 175 of 200, gamma 0.1). Here the milestones are steps; `configs/unreal4k_psmnet.yaml`
+    converts the paper's epochs for its 7720-pair training split at batch size 4.
+    """
+
+    lr: float = 1e-4
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    # Decoupled (AdamW-style) when > 0; SMD-Nets used none.
+    weight_decay: float = 0.0
+    schedule: str = "multistep"
+    # multistep: lr *= gamma at each of these steps.
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    # cosine: decays from lr to min_lr over the steps after warm-up.
+    min_lr: float = 0.0
+    # Linear warm-up from 0 over this many steps (any schedule).
+    warmup_steps: int = 0
+    # Clip the global gradient norm to this value; 0 disables clipping.
+    grad_clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.schedule = str(self.schedule).lower()
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optim.betas must be two values in [0, 1), got {self.betas}")
+        if self.weight_decay < 0 or self.min_lr < 0 or self.grad_clip < 0 or self.warmup_steps < 0:
+            raise ValueError(
+                "optim.weight_decay, min_lr, grad_clip and warmup_steps must be >= 0, got "
+                f"{self.weight_decay}, {self.min_lr}, {self.grad_clip}, {self.warmup_steps}"
+            )
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"optim.gamma must be in (0, 1], got {self.gamma}")
+        if any(m <= 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"optim.milestones must be positive and increasing, got {self.milestones}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; `to_dict(cfg)` is stored in every checkpoint it writes."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    # Validation set (deterministic samples); None disables validation.
+    val_data: DataConfig | None = None
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    steps: int = 1000
+    # Per process: the global batch is batch_size * world_size.
+    batch_size: int = 4
+    num_workers: int = 2
+    # torch intra-op threads of each training process (0: torch's default). On a small shared CPU, 1 thread
+    # for the model plus DataLoader workers beats oversubscribing cores (measured 8x faster on 2 busy cores).
+    threads: int = 0
+    # Mixed precision; CUDA only (ignored with a warning on the CPU).
+    amp: bool = False
+    amp_dtype: str = "float16"
+    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1" (`smd_core.resolve.resolve_device`).
+    device: str = "auto"
+    log_dir: str = "runs/smd"
+    # Default: <log_dir>/checkpoints.
+    ckpt_dir: str = ""
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    # Validation every this many steps (0: never) on at most val_samples samples.
+    val_every: int = 0
+    val_samples: int = 8
+    # Dense images of this many validation samples go to TensorBoard.
+    val_images: int = 2
+    log_every: int = 20
+    seed: int = 0
+    # Weights to start from: a published SMD-Nets checkpoint or one of ours.
+    init: str = ""
+    # False: load the matching tensors of `init` and report the rest (e.g. a new output head).
+    init_strict: bool = True
+    # DDP option for backbones with parameters that do not reach the loss.
+    find_unused_parameters: bool = False
+    # torch.use_deterministic_algorithms (needed for bit-exact resume on CUDA, not on the CPU).
+    deterministic: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "keep_last": self.keep_last,
+                    "ckpt_every": self.ckpt_every, "log_every": self.log_every}
+        bad = {k: v for k, v in positive.items() if int(v) < (0 if k == "steps" else 1)}
+        if bad:
+            raise ValueError(f"these settings must be positive (steps >= 0): {bad}")
+        nonneg = {"num_workers": self.num_workers, "threads": self.threads, "val_every": self.val_every,
+                  "val_samples": self.val_samples, "val_images": self.val_images, "seed": self.seed}
+        bad = {k: v for k, v in nonneg.items() if int(v) < 0}
+        if bad:
+            raise ValueError(f"these settings must be >= 0: {bad}")
+        self.amp_dtype = str(self.amp_dtype).lower()
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
+        self.device = str(self.device).strip().lower()
+        if not DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.ckpt_dir) if self.ckpt_dir else Path(self.log_dir) / "checkpoints"
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """TrainConfig from a YAML file (optional) and `a.b=value` overrides; errors name the bad keys."""
+    return load_yaml(TrainConfig, path, overrides)
+
+
+def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+    """TrainConfig from a (checkpoint's) dict, with overrides applied to a copy."""
+    return from_dict(TrainConfig, apply_overrides(json.loads(json.dumps(dict(data))), overrides))
+

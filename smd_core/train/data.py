@@ -1,0 +1,112 @@
+"""Deterministic, resumable data order: the batches of a run are a pure function of (seed, step).
+
+`ResumableSampler` draws each epoch's permutation from `seed + epoch` (DistributedSampler's shards) and can
+start mid-epoch; `SeededDataset` seeds Python/NumPy/torch around each sample from (seed, epoch, index), so
+neither the worker that loads a sample nor the main process's RNG state changes it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """32-bit seed for one sample's augmentation; independent of workers, ranks and RNG state."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0])
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that yields (index, sample seed) and can start in the middle of an epoch.
+
+    The epoch's order is DistributedSampler's (permutation from `seed + epoch`, this rank's shard);
+    `set_epoch(epoch, skip=k)` drops the first k indices of this rank's shard, i.e. the batches a
+    resumed run has already trained on.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, shuffle: bool = True) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:  # type: ignore[override]
+        super().set_epoch(epoch)
+        self.skip = int(skip)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        indices = list(super().__iter__())[self.skip :]
+        epoch = self.epoch
+        return ((i, sample_seed(self.seed, epoch, i)) for i in indices)
+
+    def __len__(self) -> int:
+        return max(super().__len__() - self.skip, 0)
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset so item (index, seed) is drawn with Python/NumPy/torch seeded by `seed`.
+
+    The global RNG states are restored afterwards, so with `num_workers=0` loading never disturbs the
+    training process's own random streams.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int] | int) -> Any:
+        index, seed = key if isinstance(key, tuple) else (int(key), sample_seed(0, 0, int(key)))
+        saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+        try:
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            return self.dataset[index]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
+
+
+def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack samples; "points" (2, N_i) and "labels" (N_i,) are padded to the largest N with label 0.
+
+    A 0 label is invalid for the loss (it keeps 0 < y <= 1), so padding never contributes.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    out: dict[str, Any] = {}
+    n = max(int(np.asarray(s["points"]).shape[-1]) for s in samples) if "points" in samples[0] else 0
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key in ("points", "labels"):
+            padded = []
+            for v in values:
+                t = torch.as_tensor(np.asarray(v), dtype=torch.float32)
+                pad = n - t.shape[-1]
+                padded.append(torch.nn.functional.pad(t, (0, pad)) if pad else t)
+            out[key] = torch.stack(padded)
+        elif isinstance(values[0], (Tensor, np.ndarray)):
+            out[key] = torch.stack([torch.as_tensor(v) for v in values])
+        elif isinstance(values[0], (int, float)):
+            out[key] = torch.tensor(values)
+        else:
+            out[key] = values
+    return out
+
+
+
+def make_loader(dataset: Dataset, sampler: Any, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
+    """DataLoader over `SeededDataset(dataset)` in `sampler`'s order, full batches only."""
+    # An explicit generator keeps the DataLoader from drawing its base seed from the global torch RNG,
+    # which would differ between an uninterrupted and a resumed run.
+    return DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate, drop_last=True, pin_memory=pin,
+                      generator=torch.Generator().manual_seed(0),
+                      persistent_workers=False)
