@@ -206,7 +206,7 @@ def test_uneven_size_walk_on_random_weights():
     with torch.inference_mode():
         ours = model.encode(left, right)
         ref = FORWARD["hsmnet"](model.stereo_network, left, right)
-        raw = model.query_raw(ours, points, (121, 185))
+        raw, _ = model.query_raw(ours, points, (121, 185))
         ref_raw = head_raw(model.mlp, ref, points, 121, 185)
     assert [f.shape for f in ours] == [f.shape for f in ref]
     for a, b in zip(ours, ref, strict=True):
