@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,7 +14,7 @@ from smd_core import Predictor, load_model
 from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
 from smd_core.data.synthetic import render_scene
-from smd_core.model.backbones.guided import SGBMGuided, warp_right
+from smd_core.model.backbones.guided import CANDIDATE_WINDOWS, SGBMGuided, warp_right
 from smd_core.model.mixture import RESIDUAL_SCALE, activate
 from smd_core.model.network import build_model, save_checkpoint
 
@@ -40,14 +41,15 @@ def test_shapes_and_channels(frame) -> None:
     model = tiny_model()
     left, right = tensors(frame)
     maps = model.encode(left, right)
-    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 112), (1, 4, 32, 56), (1, 4, 16, 28), (1, 1, 64, 112)]
+    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 112), (1, 4, 32, 56), (1, 4, 16, 28), (1, 2, 64, 112)]
     assert model.stereo_network.feature_channels == 12 == model.mlp.in_channels
 
 
 def test_guide_marks_holes_and_fills_from_the_background(frame) -> None:
     net = tiny_model().stereo_network
     left, right = tensors(frame)
-    guide, filled = net.guide(left, right)
+    guide, anchors = net.guide(left, right)
+    filled = anchors[:, :1]
     raw = sgbm_disparity(frame.left, frame.right, net.sgbm, 32)
     holes = ~np.isfinite(raw)
     assert holes.any() and not holes.all()
@@ -90,9 +92,15 @@ def test_residual_modes_start_at_the_unblended_sgbm_disparity(frame) -> None:
         last.bias.zero_()
     pred = Predictor(model).predict(frame.left, frame.right)
     filled = fill_background(sgbm_disparity(frame.left, frame.right, model.stereo_network.sgbm, 32))
-    # Zero offsets: both modes are exactly SGBM's pixel (nearest sampling never blends across an edge).
+    # Zero offsets: mode 0 is exactly SGBM's pixel (nearest sampling never blends across an edge), mode 1
+    # the alternative candidate, which differs from SGBM only near depth edges.
     np.testing.assert_allclose(pred.mu0, filled, atol=1e-5)
-    np.testing.assert_allclose(pred.disparity, filled, atol=1e-5)
+    x = torch.from_numpy(np.stack([frame.left, frame.right])).permute(0, 3, 1, 2).float()
+    alt = model.stereo_network.guide(x[:1], x[1:])[1][0, 1].numpy()
+    np.testing.assert_allclose(pred.mu1, alt, atol=1e-5)
+    kernel = np.ones(CANDIDATE_WINDOWS[-1], np.uint8)
+    fg, bg = cv2.dilate(filled, kernel), cv2.erode(filled, kernel)
+    np.testing.assert_array_equal(alt, np.where(np.abs(bg - filled) > np.abs(fg - filled), bg, fg))
 
 
 def test_activate_with_base_is_an_offset_clamped_to_the_range() -> None:
@@ -102,6 +110,9 @@ def test_activate_with_base_is_an_offset_clamped_to_the_range() -> None:
     torch.testing.assert_close(pred.disparity, torch.tensor([[10.0, 10.0 + 64 * RESIDUAL_SCALE, 0.0]]))
     with pytest.raises(ValueError, match="base must be"):
         activate(raw, "unimodal", 64, base[:, :2])
+    bimodal = activate(torch.zeros(1, 5, 2), "bimodal", 64, torch.tensor([[[3.0, 4.0], [7.0, 8.0]]]))
+    torch.testing.assert_close(bimodal.mu0, torch.tensor([[3.0, 4.0]]))  # mode k takes anchor k
+    torch.testing.assert_close(bimodal.mu1, torch.tensor([[7.0, 8.0]]))
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 1.7])
@@ -153,7 +164,7 @@ def test_any_number_of_levels(widths: tuple[int, ...]) -> None:
     assert net.size_multiple == 2 ** len(widths)
     x = torch.rand(1, 3, 64, 128) * 255
     maps = net(x, x)
-    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 128), (1, 4, 32, 64), (1, 4, 16, 32), (1, 1, 64, 128)]
+    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 128), (1, 4, 32, 64), (1, 4, 16, 32), (1, 2, 64, 128)]
     with pytest.raises(ValueError, match=f"multiple of {net.size_multiple}"):
         net(x[..., :50], x[..., :50])
 

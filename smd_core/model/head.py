@@ -130,21 +130,22 @@ def _nearest_index(g: Tensor, n: int) -> Tensor:
 
 
 def gather_nearest(flat: FlatMaps, grid: Tensor) -> Tensor:
-    """Nearest-neighbour sample of ONE single-channel channels-last map at `grid` (B, 1, N, 2) -> (B, N).
+    """Nearest-neighbour sample of ONE channels-last map (B, h * w, A) at `grid` (B, 1, N, 2) -> (B, A, N).
 
-    For values that must never be blended across an edge (a residual backbone's disparity).
+    For values that must never be blended across an edge (a residual backbone's disparities).
     """
     (m,), ((h, w),) = flat.maps, flat.sizes
     g = grid[:, 0]
     idx = _nearest_index(g[..., 1], h) * w + _nearest_index(g[..., 0], w)  # (B, N)
-    return m[..., 0].gather(1, idx)
+    return m.gather(1, idx.unsqueeze(-1).expand(-1, -1, m.shape[-1])).transpose(1, 2)
 
 
 def gather_nearest_grid(flat: FlatMaps, gx: Tensor, gy: Tensor) -> Tensor:
-    """`gather_nearest` on the grid of normalized columns gx (W,) x rows gy (R,) -> (B, R * W), row-major."""
+    """`gather_nearest` on the grid of normalized columns gx (W,) x rows gy (R,) -> (B, A, R * W), row-major."""
     (m,), ((h, w),) = flat.maps, flat.sizes
-    grid = m.view(m.shape[0], h, w)
-    return grid.index_select(1, _nearest_index(gy, h)).index_select(2, _nearest_index(gx, w)).flatten(1)
+    grid = m.view(m.shape[0], h, w, m.shape[-1])
+    picked = grid.index_select(1, _nearest_index(gy, h)).index_select(2, _nearest_index(gx, w))
+    return picked.flatten(1, 2).transpose(1, 2)
 
 
 @dataclasses.dataclass

@@ -67,8 +67,9 @@ def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = No
     """Raw head outputs (B, K, N) -> Prediction with fields (B, N).
 
     K = 5 (bimodal: mu0, mu1, sigma0, sigma1, pi0), 2 (unimodal: mu, b) or 1 (standard).
-    Disparities are sigmoid(raw) * max_disp, or, with `base` (B, N) px (a residual backbone's own
-    disparity at the points), base + raw * RESIDUAL_SCALE * max_disp clamped to [0, max_disp].
+    Disparities are sigmoid(raw) * max_disp, or, with `base` (B, A, N) or (B, N) px (a residual backbone's
+    own disparities at the points: A anchors), anchor + raw * RESIDUAL_SCALE * max_disp clamped to
+    [0, max_disp], where mode k uses anchor min(k, A - 1) (a standard head the first).
     """
     expected = {"standard": 1, "unimodal": 2, "bimodal": 5}
     if output not in expected:
@@ -80,11 +81,16 @@ def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = No
         def disp(k: int) -> Tensor:
             return act[:, k] * max_disp
     else:
-        if base.shape != raw[:, 0].shape:
-            raise ValueError(f"base must be (B, N) = {tuple(raw[:, 0].shape)}, got {tuple(base.shape)}")
+        if base.dim() == 2:
+            base = base.unsqueeze(1)
+        if base.dim() != 3 or base.shape[0] != raw.shape[0] or base.shape[2] != raw.shape[2]:
+            raise ValueError(f"base must be (B, A, N) or (B, N) with B, N = {raw.shape[0]}, {raw.shape[2]}, "
+                             f"got {tuple(base.shape)}")
+        anchors = base
 
         def disp(k: int) -> Tensor:
-            return (base + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
+            anchor = anchors[:, min(k, anchors.shape[1] - 1)]
+            return (anchor + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
     if output == "standard":
         return Prediction(disparity=disp(0))
     if output == "unimodal":

@@ -48,8 +48,8 @@ class SMDNet(nn.Module):
         self.stereo_network = build_backbone(config.backbone, max_disp=config.max_disp, **config.backbone_options)
         c = int(self.stereo_network.feature_channels)
         self.mlp = SMDHead(c, config.head_widths, config.out_channels)
-        # Residual backbones return their own disparity (B, 1, H, W) px as the last map: not a head input,
-        # sampled nearest-neighbour, and the head's modes are offsets from it (`mixture.activate`).
+        # Residual backbones return their own disparities (B, A, H, W) px as the last map: not a head input,
+        # sampled nearest-neighbour, and the head's modes are offsets from them (`mixture.activate`).
         self.residual = bool(getattr(self.stereo_network, "residual", False))
 
     def _split(self, features: list[Tensor] | FlatMaps) -> tuple[FlatMaps, FlatMaps | None]:
@@ -76,7 +76,7 @@ class SMDNet(nn.Module):
         self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
     ) -> tuple[Tensor, Tensor | None]:
         """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid, and the
-        residual base disparity (B, N) px there (None for non-residual backbones)."""
+        residual anchors (B, A, N) px there (None for non-residual backbones)."""
         head_maps, base_map = self._split(features)
         grid = normalize_points(points, output_size)
         sampled = gather_bilinear(head_maps, grid)  # (B, N, C)

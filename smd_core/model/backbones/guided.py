@@ -11,12 +11,15 @@ Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** l
    its local foreground / background candidates, validity, and the photometric error of each candidate.
 3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
    full-resolution map (`features[2]` ch, one conv over the guide channels) for exact edges.
-4. The filled SGBM disparity itself, (B, 1, H, W) in px, as the last map: `residual = True` tells SMDNet
-   to sample it with nearest-neighbour (never blended across an edge) and to read the head's mode
-   outputs as offsets from it (`mixture.activate(..., base=...)`).
+4. Two anchors, (B, 2, H, W) in px, as the last map: the filled SGBM disparity and the alternative
+   hypothesis (`alternative`: the wide window's foreground or background candidate, whichever is farther
+   from SGBM's). `residual = True` tells SMDNet to sample them nearest-neighbour (never blended across an
+   edge) and to read the head's modes as offsets from them (`mixture.activate(..., base=...)`): the
+   bimodal head's mode 0 refines SGBM, mode 1 the alternative, and its weights choose; a standard head
+   refines SGBM.
 
-Output: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4), (B, 1, H, W) base]; `feature_channels` =
-f1 + f2 + f4 (the base is not a head input).
+Output: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4), (B, 2, H, W) anchors]; `feature_channels` =
+f1 + f2 + f4 (the anchors are not a head input).
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ def _guide_one(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp
     photo = [np.abs(gl - cv2.remap(gr, xs - disp, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
              for disp in disparities]
     return np.stack([*disparities, valid, *photo])
+
+
+def alternative(filled: Tensor, fg: Tensor, bg: Tensor) -> Tensor:
+    """The second hypothesis at every pixel: whichever of the foreground / background candidate lies
+    farther from SGBM's filled disparity (where SGBM fattened a foreground edge, the background; where it
+    missed a thin foreground structure, the foreground). All (B, 1, H, W) px."""
+    return torch.where((bg - filled).abs() > (fg - filled).abs(), bg, fg)
 
 
 def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> Tensor:
@@ -149,7 +159,8 @@ class SGBMGuided(nn.Module):
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide channels (B, GUIDE_CHANNELS, H, W) and the filled SGBM disparity (B, 1, H, W) px.
+        """Guide channels (B, GUIDE_CHANNELS, H, W) and the anchors (B, 2, H, W) px: the filled SGBM disparity
+        and the `alternative` from the widest window's candidates.
 
         Channels: normalised left BGR (3); filled disparity and, per `CANDIDATE_WINDOWS` entry, its local
         maximum and minimum (the foreground and background candidates at a boundary), / max_disp; validity;
@@ -160,18 +171,18 @@ class SGBMGuided(nn.Module):
         sg = sgbm_guide(left, right, self.sgbm, self.max_disp)
         scale = sg.new_tensor([1.0 / self.max_disp] * _DISPARITIES + [1.0] * (_DISPARITIES + 1)).view(1, -1, 1, 1)
         x = torch.cat([(left - self.mean) / self.std, sg * scale], dim=1)
-        filled = sg[:, :1]
-        return x, filled
+        filled, fg, bg = sg[:, :1], sg[:, _DISPARITIES - 2 : _DISPARITIES - 1], sg[:, _DISPARITIES - 1 : _DISPARITIES]
+        return x, torch.cat([filled, alternative(filled, fg, bg)], dim=1)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
         """left, right (B, 3, H, W) BGR 0..255 -> [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4),
-        (B, 1, H, W) filled SGBM disparity in px]."""
+        (B, 2, H, W) anchors in px: filled SGBM disparity and the alternative]."""
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         h, w = left.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(f"image size must be a multiple of {self.size_multiple}, got {h}x{w}")
-        x, filled = self.guide(left, right)
+        x, anchors = self.guide(left, right)
         skips, y = [], x
         for enc in self.encoders:
             y = enc(y)
@@ -180,4 +191,4 @@ class SGBMGuided(nn.Module):
         for dec, skip in zip(self.decoders, reversed(skips[:-1]), strict=True):
             levels.append(dec(levels[-1], skip))
         d2, d4 = levels[-1], levels[-2]
-        return [self.out1(x), self.out2(d2), self.out4(d4), filled]
+        return [self.out1(x), self.out2(d2), self.out4(d4), anchors]
