@@ -40,7 +40,7 @@ setup(
         "console_scripts": [
             "smd = smd_core.cli:main",
             "stereo_node = smd_ros.stereo_node:main",
-            "bag2dataset = smd_core.data.bag2dataset:main",
+            "bag2dataset = smd_ros.bags.convert:main",
         ],
     },
 )

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import yaml
 
-from smd_core.data import bag_messages as bm
-from smd_core.data.bag2dataset import (
+from smd_ros.bags import messages as bm
+from smd_ros.bags.convert import (
     Bag2DatasetOptions,
     DamagedBagError,
     DatasetExistsError,
     convert,
     main,
 )
-from smd_core.data.bag_reader import BagError
-from smd_core.data.bag_writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
+from smd_ros.bags.reader import BagError
+from smd_ros.bags.writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
 from smd_core.data.synthetic import render_scene, render_sequence
 
 H, W, N = 64, 96, 12

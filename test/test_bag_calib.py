@@ -1,4 +1,4 @@
-"""Stereo calibration from CameraInfo (smd_core.data.bag_calib): checks, depth -> disparity, rectification."""
+"""Stereo calibration from CameraInfo (smd_ros.bags.calib): checks, depth -> disparity, rectification."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.data.bag_calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
-from smd_core.data.bag_writer import StereoCamera
+from smd_ros.bags.calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
+from smd_ros.bags.writer import StereoCamera
 from smd_core.data.synthetic import render_scene
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from smd_core.data.bag_writer import write_stereo_bag
+from smd_ros.bags.writer import write_stereo_bag
 from smd_core.data.synthetic import render_sequence
 
 REPO = Path(__file__).resolve().parents[1]

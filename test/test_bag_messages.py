@@ -1,4 +1,4 @@
-"""Image / CameraInfo / DisparityImage messages <-> arrays (smd_core.data.bag_messages), through real CDR."""
+"""Image / CameraInfo / DisparityImage messages <-> arrays (smd_ros.bags.messages), through real CDR."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.data import bag_messages as bm
+from smd_ros.bags import messages as bm
 
 STAMP = 1_700_000_123_456_789_012
 

@@ -1,4 +1,4 @@
-"""Reading and writing real rosbag2 recordings (smd_core.data.bag_reader / bag_writer), damaged ones too."""
+"""Reading and writing real rosbag2 recordings (smd_ros.bags.reader / bag_writer), damaged ones too."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
-from smd_core.data import bag_messages as bm
-from smd_core.data.bag_reader import BagError, BagReadError, BagSource, describe_topics
-from smd_core.data.bag_writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
+from smd_ros.bags import messages as bm
+from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
+from smd_ros.bags.writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
 
 H, W = 24, 32
 

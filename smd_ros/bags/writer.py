@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from smd_core.data import bag_messages as bm
+from smd_ros.bags import messages as bm
 
 DEFAULT_TOPICS = {
     "left_image": "/left/image_rect",

@@ -44,12 +44,12 @@ import yaml
 from rosbags.serde import SerdeError
 from tqdm import tqdm
 
-from smd_core.data import bag_messages as bm
-from smd_core.data.bag_calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
-from smd_core.data.bag_pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
-from smd_core.data.bag_reader import BagError, BagReadError, BagSource, describe_topics
+from smd_ros.bags import messages as bm
+from smd_ros.bags.calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
+from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
+from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
 
-LOG = logging.getLogger("smd_core.bag2dataset")
+LOG = logging.getLogger("smd_ros.bags")
 
 TOOL_VERSION = "1.0"
 MANIFEST_FORMAT = "smd_ros.bag2dataset"
@@ -543,7 +543,7 @@ class _FrameWriter:
         if options.gt_topic:
             disparity = self._ground_truth(parts["gt"], left.shape[:2], where)
         elif options.pseudo_labels:
-            from smd_core.data.bag_pseudo import pseudo_label
+            from smd_ros.bags.pseudo import pseudo_label
 
             label = pseudo_label(self.predictor, left, right, max_uncertainty=options.pseudo_max_uncertainty,
                                  lr_tolerance=options.pseudo_lr_tolerance)
