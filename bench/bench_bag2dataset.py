@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from smd_core.data.synthetic import render_sequence
 from smd_ros.bags.convert import Bag2DatasetOptions, convert
 from smd_ros.bags.writer import write_stereo_bag
-from smd_core.data.synthetic import render_sequence
 
 VARIANTS = [
     # name, write_stereo_bag keyword arguments, ground-truth option

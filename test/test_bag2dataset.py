@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from smd_core.data.synthetic import render_scene, render_sequence
 from smd_ros.bags import messages as bm
 from smd_ros.bags.convert import (
     Bag2DatasetOptions,
@@ -21,7 +22,6 @@ from smd_ros.bags.convert import (
 )
 from smd_ros.bags.reader import BagError
 from smd_ros.bags.writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
-from smd_core.data.synthetic import render_scene, render_sequence
 
 H, W, N = 64, 96, 12
 MS = 1_000_000

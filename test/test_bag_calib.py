@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from smd_core.data.synthetic import render_scene
 from smd_ros.bags.calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
 from smd_ros.bags.writer import StereoCamera
-from smd_core.data.synthetic import render_scene
 
 
 def models(camera: StereoCamera) -> tuple[CameraModel, CameraModel]:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from smd_ros.bags.writer import write_stereo_bag
 from smd_core.data.synthetic import render_sequence
+from smd_ros.bags.writer import write_stereo_bag
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "finetune_bag.yaml"

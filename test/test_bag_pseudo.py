@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from smd_core.data.synthetic import render_scene
 from smd_ros.bags.convert import Bag2DatasetOptions, convert, main
 from smd_ros.bags.pseudo import left_right_error, pseudo_label
 from smd_ros.bags.writer import write_stereo_bag
-from smd_core.data.synthetic import render_scene
 
 H, W = 64, 96
 
