@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from smd_core.data.synthetic import render_scene, render_sequence
+from smd_ros import sensors
 from smd_ros.bags import messages as bm
 from smd_ros.bags.convert import (
     Bag2DatasetOptions,
@@ -362,7 +363,7 @@ def test_unknown_encodings(tmp_path, sequence):
                                                      DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
-    with pytest.raises(bm.EncodingError, match="unsupported image encoding 'yuv420_nv12'"):
+    with pytest.raises(sensors.EncodingError, match="unsupported encoding 'yuv420_nv12'"):
         convert([bag], tmp_path / "a", options())
     good = tmp_path / "rec2"
     write_stereo_bag(good, [frame], topics={"depth": "/unused"})
@@ -372,7 +373,7 @@ def test_unknown_encodings(tmp_path, sequence):
         writer.write("/left/depth", bm.image_message(frame.right[..., 0].copy(), DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
-    with pytest.raises(bm.EncodingError, match="depth encoding 'mono8' is not supported"):
+    with pytest.raises(sensors.EncodingError, match="depth encoding 'mono8' is not supported"):
         convert([tmp_path / "rec3"], tmp_path / "b", options(depth="/left/depth"))
 
 
@@ -390,26 +391,30 @@ def one_frame_bag(path: Path, left, right, depth=None, camera=None) -> None:
 def test_mismatched_sizes(tmp_path, sequence):
     frame = sequence[0]
     small = cv2.resize(frame.right, (W // 2, H // 2))
-    one_frame_bag(tmp_path / "a", frame.left, small, camera=StereoCamera.default(W, H))
+    one_frame_bag(tmp_path / "a", cv2.resize(frame.left, (W // 2, H // 2)), small, camera=StereoCamera.default(W, H))
     with pytest.raises(BagError, match=f"image_rect image is {W // 2}x{H // 2} but its camera_info says {W}x{H}"):
         convert([tmp_path / "a"], tmp_path / "da", options())
     one_frame_bag(tmp_path / "b", frame.left, frame.right, depth=np.ones((H // 2, W // 2), np.float32))
     with pytest.raises(BagError, match=f"is {W // 2}x{H // 2} but the left image is {W}x{H}; ground truth must be "
                                        "registered to the left camera"):
         convert([tmp_path / "b"], tmp_path / "db", options(depth="/left/depth"))
-    # Camera infos that omit the size (0x0) cannot catch it; the pair check still does.
+    one_frame_bag(tmp_path / "c", frame.left, small)
+    with pytest.raises(BagError, match=f"left image /left/image_rect is {W}x{H} but right image /right/image_rect "
+                                       f"is {W // 2}x{H // 2}"):
+        convert([tmp_path / "c"], tmp_path / "dc", options())
+    # Camera infos that omit the size (0x0) are refused, as the node refuses them.
     camera = StereoCamera.default(W, H)
     camera.width = camera.height = 0
-    one_frame_bag(tmp_path / "c", frame.left, small, camera=camera)
-    with pytest.raises(BagError, match=f"left image is {W}x{H} but right image is {W // 2}x{H // 2}"):
-        convert([tmp_path / "c"], tmp_path / "dc", options())
+    one_frame_bag(tmp_path / "e", frame.left, frame.right, camera=camera)
+    with pytest.raises(BagError, match="left camera_info has no size"):
+        convert([tmp_path / "e"], tmp_path / "de", options())
 
 
 def test_uncalibrated_camera_and_nothing_to_convert(tmp_path, sequence):
     camera = StereoCamera.default(W, H)
     camera.fx = camera.fy = 0.0  # an uncalibrated driver publishes zero focal lengths
     write_stereo_bag(tmp_path / "a", sequence[:2], camera=camera)
-    with pytest.raises(BagError, match="/right/camera_info: camera_info P_left has non-positive focal"):
+    with pytest.raises(BagError, match="/right/camera_info: focal length must be positive.*uncalibrated"):
         convert([tmp_path / "a"], tmp_path / "da", options())
     write_stereo_bag(tmp_path / "b", sequence[:2], start_ns=DEFAULT_START_NS)
     with pytest.raises(BagError, match="no frames to convert: 2 outside the time window"):

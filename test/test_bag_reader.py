@@ -11,6 +11,7 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
+from smd_ros import sensors
 from smd_ros.bags import messages as bm
 from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
 from smd_ros.bags.writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
@@ -54,7 +55,7 @@ def test_written_bags_read_back_with_rosbags_and_bagsource(tmp_path, storage, sp
         depths = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
     assert len(depths) == 7
     camera = summary["camera"]
-    np.testing.assert_allclose(bm.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
+    np.testing.assert_allclose(sensors.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
 
     source = BagSource(bag)
     assert not source.recovered and source.storage == storage
@@ -119,7 +120,8 @@ def test_truncated_recording_yields_everything_before_the_cut(tmp_path, storage)
     assert err.messages_read == len(got) and err.last_time_ns == got[-1]
     assert f"read {len(got)} messages" in str(err) and "recording is damaged" in str(err)
     first = next(iter(BagSource(bag).messages({"/left/image_rect"})))
-    np.testing.assert_array_equal(bm.decode_image(bm.deserialize(first.data, first.msgtype)), tiny_frames(30)[0][0])
+    decoded = sensors.decode_image(bm.deserialize(first.data, first.msgtype))
+    np.testing.assert_array_equal(decoded, tiny_frames(30)[0][0])
 
 
 def test_corruption_inside_a_healthy_looking_sqlite_file(tmp_path):

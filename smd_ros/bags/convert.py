@@ -44,6 +44,8 @@ import yaml
 from rosbags.serde import SerdeError
 from tqdm import tqdm
 
+from smd_core.geometry import depth_to_disparity
+from smd_ros import sensors
 from smd_ros.bags import messages as bm
 from smd_ros.bags.calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
 from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
@@ -103,6 +105,8 @@ class Bag2DatasetOptions:
     val_fraction: float = 0.1
     val_blocks: int = 10
     rectify: bool = False
+    # Significant bits of 16-bit images (smd_core.data.io.uint16_to_uint8): 0 = auto, as the node's image_bits.
+    image_bits: int = 0
     min_depth: float = 0.0  # metres; depth outside [min_depth, max_depth] is invalid
     max_depth: float | None = None
     check_rectification: bool = True
@@ -135,6 +139,8 @@ class Bag2DatasetOptions:
         if self.min_depth < 0 or (self.max_depth is not None and self.max_depth <= self.min_depth):
             raise ValueError(f"depth range must satisfy 0 <= min_depth < max_depth, got {self.min_depth}, "
                              f"{self.max_depth}")
+        if self.image_bits != 0 and not 9 <= self.image_bits <= 16:
+            raise ValueError(f"image_bits must be 0 (auto) or 9..16, got {self.image_bits}")
         if self.pseudo_max_uncertainty <= 0 or self.pseudo_lr_tolerance <= 0:
             raise ValueError("pseudo_max_uncertainty and pseudo_lr_tolerance must be positive, got "
                              f"{self.pseudo_max_uncertainty} and {self.pseudo_lr_tolerance}")
@@ -218,6 +224,14 @@ def _png_bytes(image: np.ndarray) -> bytes:
     if not ok:
         raise ValueError(f"OpenCV could not PNG-encode a {image.dtype} image of shape {image.shape}")
     return buf.tobytes()
+
+
+def _grey_if_grey(bgr: np.ndarray) -> np.ndarray:
+    """(H, W) when the three channels of a BGR image are equal (a mono camera): a third of the PNG size, and
+    readers (`smd_core.data.io.read_image`) give back the same BGR image."""
+    if np.array_equal(bgr[..., 0], bgr[..., 1]) and np.array_equal(bgr[..., 1], bgr[..., 2]):
+        return np.ascontiguousarray(bgr[..., 0])
+    return bgr
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -462,6 +476,9 @@ class _FrameWriter:
         self.predictor = predictor
         self.maps = None
         if options.rectify:
+            if not (calib.left.full_frame and calib.right.full_frame):
+                raise BagError("--rectify needs camera_info of whole sensor images: these use binning or a ROI "
+                               "(record image_rect topics, or the raw full-size images)")
             self.maps = {"left": calib.left.rectify_maps(), "right": calib.right.rectify_maps()}
         self.warned: set[str] = set()
         self.warnings: list[str] = []
@@ -474,49 +491,52 @@ class _FrameWriter:
             self.warnings.append(text)
             LOG.warning(text)
 
-    def _image(self, role: str, msg: Any, where: str) -> np.ndarray:
-        topic = self.options.left_image if role == "left" else self.options.right_image
-        image = bm.to_uint8_image(bm.decode_image(msg, topic), topic)
-        if image.ndim == 3 and image.shape[2] != 3:
-            raise bm.EncodingError(f"{topic}: expected 1 or 3 channels, got {image.shape[2]} ({where})")
+    def _images(self, parts: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+        """The pair as BGR uint8, decoded as the node decodes it (`sensors.stereo_images`), then rectified."""
+        options = self.options
+        try:
+            images = sensors.stereo_images(parts["left"], parts["right"], image_bits=options.image_bits,
+                                           names=(f"left image {options.left_image}",
+                                                  f"right image {options.right_image}"))
+        except sensors.InputError as err:
+            if err.kind in ("encoding", "empty"):
+                raise
+            raise BagError(f"{where}: {err}") from None
         width, height = self.calib.size
-        if (width and height) and image.shape[:2] != (height, width):
-            raise BagError(
-                f"{where}: {topic} image is {image.shape[1]}x{image.shape[0]} but its camera_info says "
-                f"{width}x{height} (binning or ROI are not supported)"
-            )
-        if self.maps is not None:
-            map_x, map_y = self.maps[role]
-            image = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        return image
+        if images[0].shape[:2] != (height, width):
+            raise BagError(f"{where}: {options.left_image} image is {images[0].shape[1]}x{images[0].shape[0]} but "
+                           f"its camera_info says {width}x{height}")
+        if self.maps is None:
+            return images
+        return tuple(cv2.remap(image, *self.maps[role], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                     for role, image in zip(("left", "right"), images, strict=True))  # type: ignore[return-value]
 
     def _ground_truth(self, msg: Any, shape: tuple[int, int], where: str) -> np.ndarray:
         options = self.options
+        camera = self.calib.camera
         if options.disparity:
-            disparity = bm.decode_disparity(msg, options.disparity)
-            if abs(msg.f - self.calib.fx) > 1e-3 * self.calib.fx or abs(msg.t - self.calib.baseline) > 1e-3 * max(
-                self.calib.baseline, 1e-9
-            ):
+            disparity = sensors.disparity_pixels(msg, options.disparity)
+            if abs(msg.f - camera.fx) > 1e-3 * camera.fx or abs(msg.t - camera.baseline) > 1e-3 * camera.baseline:
                 self._warn_once("disparity_fb", (
                     f"{options.disparity}: DisparityImage f={msg.f:.6g}, T={msg.t:.6g} differ from camera_info "
-                    f"(fx={self.calib.fx:.6g}, B={self.calib.baseline:.6g}); its disparities are used as they are"
+                    f"(fx={camera.fx:.6g}, B={camera.baseline:.6g}); its disparities are used as they are"
                 ))
             what = "disparity image"
         else:
-            topic = options.depth or ""
-            encoding = bm.depth_encoding_of(msg)
-            if encoding not in bm.SUPPORTED_DEPTH_ENCODINGS:
-                raise bm.EncodingError(f"{topic}: depth encoding {encoding!r} is not supported; use 32FC1 (metres) "
-                                       "or 16UC1 (millimetres)")
-            depth = bm.depth_to_metres(bm.decode_image(msg, topic), topic)
+            depth = sensors.depth_metres(msg, options.depth or "")
+            if depth.shape != shape:
+                raise BagError(
+                    f"{where}: depth image on {options.gt_topic} is {depth.shape[1]}x{depth.shape[0]} but the left "
+                    f"image is {shape[1]}x{shape[0]}; ground truth must be registered to the left camera at its "
+                    "resolution"
+                )
             if self.maps is not None:
-                if depth.shape != (self.calib.size[1], self.calib.size[0]):
-                    raise BagError(f"{where}: depth is {depth.shape[1]}x{depth.shape[0]} but the left camera_info "
-                                   f"says {self.calib.size[0]}x{self.calib.size[1]}")
                 depth = self.calib.rectify_depth(depth, *self.maps["left"])
-            disparity = self.calib.depth_to_disparity(
-                depth, min_depth=options.min_depth, max_depth=options.max_depth or math.inf
-            )
+            max_depth = options.max_depth or math.inf
+            with np.errstate(invalid="ignore"):
+                depth[(depth < options.min_depth) | (depth > max_depth)] = np.nan
+            disparity = depth_to_disparity(depth, camera)
+            disparity[~(disparity > 0)] = 0.0  # behind the camera (doffs) or invalid depth
             what = "depth image"
         if disparity.shape != shape:
             raise BagError(
@@ -528,18 +548,14 @@ class _FrameWriter:
 
     def write(self, frame: _Frame, parts: dict[str, Any], where: str) -> None:
         options = self.options
-        left = self._image("left", parts["left"], where)
-        right = self._image("right", parts["right"], where)
-        if left.shape[:2] != right.shape[:2]:
-            raise BagError(f"{where}: left image is {left.shape[1]}x{left.shape[0]} but right image is "
-                           f"{right.shape[1]}x{right.shape[0]}")
+        left, right = self._images(parts, where)
         if options.check_rectification and not options.rectify and len(self.matches) < RECTIFICATION_CHECK_FRAMES:
             self.matches.append(stereo_matches(left, right))
             self.image_size = (left.shape[1], left.shape[0])
         outputs: dict[str, bytes] = {}
         files = frame.files(options)
-        outputs[files["left"]] = _png_bytes(left)
-        outputs[files["right"]] = _png_bytes(right)
+        outputs[files["left"]] = _png_bytes(_grey_if_grey(left))
+        outputs[files["right"]] = _png_bytes(_grey_if_grey(right))
         if options.gt_topic:
             disparity = self._ground_truth(parts["gt"], left.shape[:2], where)
         elif options.pseudo_labels:
@@ -937,6 +953,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     geo.add_argument("--rectify", action="store_true", help="rectify raw images with camera_info K, D, R, P")
     geo.add_argument("--no-rectification-check", dest="check_rectification", action="store_false",
                      help="skip checking that matched points of the first pairs share rows (warns otherwise)")
+    geo.add_argument("--image-bits", type=int, default=d.image_bits, metavar="N",
+                     help="significant bits of 16-bit images (12 for a 12-bit sensor): shifted to 8 bits by N - 8; "
+                          "0 (default): the smallest shift that fits each pair, as the node's image_bits")
     geo.add_argument("--min-depth", type=float, default=d.min_depth, metavar="M",
                      help="depth below this (metres) is invalid (default: only 0 / NaN are)")
     geo.add_argument("--max-depth", type=float, default=None, metavar="M",
@@ -970,7 +989,7 @@ def run(args: argparse.Namespace) -> int:
         print(err.report.summary())
         print(f"bag2dataset: error: {err}", file=sys.stderr)
         return 3
-    except (BagError, bm.EncodingError, FileNotFoundError, ValueError) as err:
+    except (BagError, FileNotFoundError, ValueError) as err:
         print(f"bag2dataset: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

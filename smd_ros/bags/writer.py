@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from smd_ros import sensors
 from smd_ros.bags import messages as bm
 
 DEFAULT_TOPICS = {
@@ -139,7 +140,7 @@ class StereoBagWriter:
     def write(self, topic: str, msg: Any, log_time_ns: int | None = None) -> None:
         """Serialize and write `msg`; the log (receive) time defaults to its header stamp."""
         if log_time_ns is None:
-            log_time_ns = bm.stamp_to_ns(msg.header.stamp)
+            log_time_ns = sensors.stamp_ns(msg)
         self.write_raw(topic, msg.__msgtype__, bm.serialize(msg), log_time_ns)
 
     def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
