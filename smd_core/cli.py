@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "train": ("smd_core.train", "train or fine-tune a model from a YAML config"),
     "eval": ("smd_core.evaluate", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
     "synth": ("smd_core.data.synthetic", "write a procedural stereo dataset with exact disparity"),
-    "bag2dataset": ("smd_ros.bags.convert", "turn rosbag2 recordings into a training set"),
+    "bag2dataset": ("smd_ros.bags.cli", "turn rosbag2 recordings into a training set"),
     "demo": ("smd_ros.demo", "run the node on the bundled recording and write demo_out/"),
 }
 

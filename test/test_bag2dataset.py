@@ -14,12 +14,12 @@ import yaml
 from smd_core.data.synthetic import render_scene, render_sequence
 from smd_ros import sensors
 from smd_ros.bags import messages as bm
+from smd_ros.bags.cli import main
 from smd_ros.bags.convert import (
     Bag2DatasetOptions,
     DamagedBagError,
     DatasetExistsError,
     convert,
-    main,
 )
 from smd_ros.bags.reader import BagError
 from smd_ros.bags.writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
@@ -127,6 +127,57 @@ def test_mono_images_stay_single_channel(tmp_path, sequence):
     convert([bag], tmp_path / "ds", options(depth="/left/depth"))
     left, _, _ = load_frame(tmp_path / "ds", 1)
     np.testing.assert_array_equal(left, frames[1][0])
+
+
+def test_label_range_check_masks_and_drops_frames(tmp_path, sequence):
+    """Labels must be finite, 0 <= d < image width and within --max-disparity: a depth message with a patch nearer
+    than the model's range is masked and kept; one with 4 KiB of random bytes in its middle (labels up to 1e30 and
+    inf, as a damaged mcap chunk with CRC 0 gives) is left out of the lists, and both are reported."""
+    camera = StereoCamera.default(W, H)
+    rng = np.random.default_rng(5)
+    bag = tmp_path / "rec"
+    with StereoBagWriter(bag) as writer:
+        for i, frame in enumerate(sequence[:3]):
+            stamp = DEFAULT_START_NS + i * 100 * MS
+            depth = camera.depth_from_disparity(frame.disp_left).astype(np.float32)
+            if i == 1:
+                depth[10:13, 20:24] = camera.fx * camera.baseline / 60.0  # 60 px: inside the image, beyond 40
+            msg = bm.image_message(depth, stamp, "l")
+            if i == 2:
+                data = msg.data.copy()
+                data[8000:8000 + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8)
+                msg.data = data
+            writer.write("/left/image_rect", bm.image_message(frame.left, stamp, "l"))
+            writer.write("/right/image_rect", bm.image_message(frame.right, stamp, "r"))
+            writer.write("/left/depth", msg)
+            writer.write("/left/camera_info", camera.camera_info("left", stamp))
+            writer.write("/right/camera_info", camera.camera_info("right", stamp))
+    out = tmp_path / "ds"
+    report = convert([bag], out, options(depth="/left/depth", max_disparity=40.0))
+    assert report.status == "complete" and report.frames == 3 and report.train == 2
+    assert [row[0] for row in read_list(out / "train.txt")] == ["left/000000.png", "left/000001.png"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = {f["id"]: f["labels"] for f in manifest["frames"]}
+    assert entries["000000"] == {"masked": {"impossible": 0, "beyond_range": 0}, "rejected": None}
+    assert entries["000001"] == {"masked": {"impossible": 0, "beyond_range": 12}, "rejected": None}
+    corrupt = entries["000002"]["masked"]
+    assert corrupt["impossible"] > 0 and entries["000002"]["rejected"].startswith(
+        f"{corrupt['impossible']} labels are non-finite")
+    assert report.masked == {"impossible": corrupt["impossible"], "beyond_range": 12 + corrupt["beyond_range"]}
+    assert list(report.rejected) == ["000002"]
+    summary = report.summary()
+    assert f"masked {12 + corrupt['beyond_range']} beyond --max-disparity" in summary
+    assert "dropped frame 000002 from the lists" in summary and "non-finite or >= the image width" in summary
+    _, _, disp1 = load_frame(out, 1)
+    assert (disp1[10:13, 20:24] == 0).all() and disp1.max() <= 40.0
+    _, _, disp2 = load_frame(out, 2)
+    assert np.isfinite(disp2).all() and 0 <= disp2.min() and disp2.max() <= 40.0  # masked on disk too
+    labels = manifest["counts"]["labels"]
+    assert labels["masked"] == dict(report.masked) and labels["rejected"] == report.rejected
+    # A resumed run keeps the verdicts without reconverting.
+    again = convert([bag], out, options(depth="/left/depth", max_disparity=40.0))
+    assert again.written == 0 and again.rejected == report.rejected and again.masked == report.masked
+    assert again.train == 2
 
 
 # ------------------------------------------------------------------------------------ pairing, selection

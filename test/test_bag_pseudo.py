@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from smd_core.data.synthetic import render_scene
-from smd_ros.bags.convert import Bag2DatasetOptions, convert, main
+from smd_ros.bags.cli import main
+from smd_ros.bags.convert import Bag2DatasetOptions, convert
 from smd_ros.bags.pseudo import left_right_error, pseudo_label
 from smd_ros.bags.writer import write_stereo_bag
 
