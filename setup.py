@@ -42,7 +42,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "smd = smd_core.cli:main",
+            "smd = smd_ros.cli:main",
             "stereo_node = smd_ros.stereo_node:main",
             "bag2dataset = smd_ros.bags.cli:main",
         ],

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-from smd_core import viz
-from smd_core.inference import Predictor
-from smd_core.model.network import load_model
+# torch, OpenCV, NumPy, the model and viz are imported in the functions that use them: `smd predict --help`
+# loads none of them.
 
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available else CPU; 'cuda' without CUDA raises ValueError."""
+    import torch
+
     name = name.lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -38,6 +40,8 @@ def default_checkpoint() -> Path:
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 BGR; ValueError naming the file when it cannot be read."""
+    import cv2
+
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot read image {path}")
@@ -61,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from smd_core import viz
+    from smd_core.inference import Predictor
+    from smd_core.model.network import load_model
+
     device = resolve_device(args.device)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     model = load_model(ckpt, backbone=args.backbone, output=args.output_repr, device=device)

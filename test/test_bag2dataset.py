@@ -633,7 +633,7 @@ def test_unrectified_looking_pairs_are_warned_about(tmp_path):
 
 
 def test_command_line_exit_codes(tmp_path, sequence, capsys):
-    from smd_core.cli import main as smd_main
+    from smd_ros.cli import main as smd_main
 
     bag = tmp_path / "rec"
     write_stereo_bag(bag, sequence[:4], depth="16UC1")
