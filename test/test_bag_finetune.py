@@ -28,7 +28,7 @@ def finetuned(tmp_path_factory):
     except ImportError as err:
         pytest.skip(f"smd train is not available yet: {err}")
     from smd_core import ModelConfig, build_model, save_checkpoint
-    from smd_core.cli import main as smd
+    from smd_ros.cli import main as smd
 
     tmp = tmp_path_factory.mktemp("finetune")
     frames = list(render_sequence(21, 8, height=H, width=W, max_disparity=16.0))

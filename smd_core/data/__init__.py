@@ -45,8 +45,8 @@ Kinds (`DataConfig.kind`) and what `root` / `split` mean:
 `limit` > 0 keeps only the first `limit` frames (kinds other than synthetic).
 
 Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` (frame sources), `sampling` (crops, query
-points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator, `smd synth`),
-`bag2dataset` (`smd bag2dataset`).
+points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator, `smd synth`).
+`smd bag2dataset`, which writes "list" datasets from rosbag2 recordings, is ROS-side: `smd_ros.bags`.
 """
 
 from __future__ import annotations
