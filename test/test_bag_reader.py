@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,24 @@ def test_writer_refuses_misuse(tmp_path):
         StereoCamera.default(0, 10)
     with pytest.raises(ValueError, match="side must be"):
         StereoCamera.default(4, 4).camera_info("middle", 0)
+
+
+def test_readers_own_imports_are_declared_in_setup_py():
+    """apsw, lz4 and (before Python 3.14) backports.zstd are imported by reader.py itself, not only through
+    rosbags, so a pip install must bring them whatever rosbags' requirements become."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    tree = ast.parse((repo / "smd_ros" / "bags" / "reader.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    third_party = imported - set(sys.stdlib_module_names) - {"smd_ros", "smd_core", "compression"}
+    setup_py = (repo / "setup.py").read_text()
+    pip_names = {"backports": "backports.zstd", "yaml": "pyyaml"}
+    assert third_party >= {"apsw", "lz4", "rosbags", "yaml"}
+    for module in third_party:
+        name = pip_names.get(module, module)
+        assert f'"{name}' in setup_py or f"'{name}" in setup_py, module
