@@ -161,33 +161,34 @@ class FrameWriter:
             disparity[disparity <= 0] = 0.0
         return disparity
 
+    def _disparity_image(self, msg: Any) -> np.ndarray:
+        options, camera = self.options, self.calib.camera
+        disparity = sensors.disparity_pixels(msg, options.disparity or "")
+        if abs(msg.f - camera.fx) > 1e-3 * camera.fx or abs(msg.t - camera.baseline) > 1e-3 * camera.baseline:
+            self._warn_once("disparity_fb", (
+                f"{options.disparity}: DisparityImage f={msg.f:.6g}, T={msg.t:.6g} differ from camera_info "
+                f"(fx={camera.fx:.6g}, B={camera.baseline:.6g}); its disparities are used as they are"
+            ))
+        return disparity
+
     def _ground_truth(self, msg: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+        """Disparity labels (H, W) px of the left image from the ground-truth message (0 = invalid)."""
         options = self.options
-        camera = self.calib.camera
         if options.disparity:
-            disparity = sensors.disparity_pixels(msg, options.disparity)
-            if abs(msg.f - camera.fx) > 1e-3 * camera.fx or abs(msg.t - camera.baseline) > 1e-3 * camera.baseline:
-                self._warn_once("disparity_fb", (
-                    f"{options.disparity}: DisparityImage f={msg.f:.6g}, T={msg.t:.6g} differ from camera_info "
-                    f"(fx={camera.fx:.6g}, B={camera.baseline:.6g}); its disparities are used as they are"
-                ))
-            what = "disparity image"
+            data, what = self._disparity_image(msg), "disparity image"
         else:
-            depth = sensors.depth_metres(msg, options.depth or "")
-            if depth.shape != shape:
-                disparity = depth  # reported below
-            elif self.maps is not None:
-                depth = self.calib.rectify_depth(depth, *self.maps["left"])
-            what = "depth image"
-            if depth.shape == shape:
-                disparity = self._depth_labels(depth)
-        if disparity.shape != shape:
+            data, what = sensors.depth_metres(msg, options.depth or ""), "depth image"
+        if data.shape != shape:
             raise BagError(
-                f"{where}: {what} on {options.gt_topic} is {disparity.shape[1]}x{disparity.shape[0]} but the left "
+                f"{where}: {what} on {options.gt_topic} is {data.shape[1]}x{data.shape[0]} but the left "
                 f"image is {shape[1]}x{shape[0]}; ground truth must be registered to the left camera at its "
                 "resolution"
             )
-        return disparity
+        if options.disparity:
+            return data
+        if self.maps is not None:
+            data = self.calib.rectify_depth(data, *self.maps["left"])
+        return self._depth_labels(data)
 
     def _verdict(self, masked: dict[str, int], pixels: int, where: str) -> str | None:
         """Why the frame must be left out of the lists, or None."""
