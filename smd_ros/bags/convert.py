@@ -61,6 +61,7 @@ MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survi
 
 __all__ = ["Bag2DatasetOptions", "ConversionReport", "DamagedBagError", "DatasetExistsError", "convert"]
 
+
 def _where(scan: BagScan, frame: PlannedFrame) -> str:
     return f"{scan.source.path} frame {frame.name} (left stamp {frame.pair.left_ns} ns)"
 

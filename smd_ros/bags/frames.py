@@ -24,6 +24,7 @@ from smd_ros.bags.pairing import PairedFrame
 LOG = logging.getLogger("smd_ros.bags")
 RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
 
+
 def png_bytes(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     if not ok:

@@ -29,6 +29,7 @@ OWN_ENTRIES = ("left", "right", "disp", "conf", "train.txt", "val.txt", "calib.y
 # Options that change nothing in the output, so a resume may change them.
 NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "check_rectification")
 
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, (json.dumps(data, indent=1, default=_json_default) + "\n").encode())
 
@@ -134,7 +135,6 @@ def clear_dataset(out: Path) -> None:
         elif target.exists():
             target.unlink()
     remove_temporaries(out)
-
 
 
 def check_same_plan(

@@ -19,6 +19,7 @@ from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topi
 # A message whose bytes are garbage (bit rot, a bad disk block inside an otherwise readable file).
 CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, UnicodeDecodeError)
 
+
 @dataclasses.dataclass
 class BagScan:
     """Pass 1 over one recording: stamps per role, the CameraInfos, damage."""
@@ -32,8 +33,6 @@ class BagScan:
     info_changes: dict[str, int]
     first_log_ns: int | None
     damage: BagReadError | None = None
-
-
 
 
 _EXPECTED = {
@@ -116,7 +115,6 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
                        f"stamp {stamps['left'][0]} ns; the driver does not stamp images. Use --stamp log")
     return BagScan(index, source, stamps, counts, infos["left_info"], infos["right_info"], changes, first_log,
                    damage)
-
 
 
 def collect(scan: BagScan, frames: list[PlannedFrame], options: Bag2DatasetOptions, corrupt: dict[int, str]):  # noqa: ANN202
