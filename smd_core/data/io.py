@@ -96,11 +96,11 @@ def uint16_to_uint8(images: Sequence[np.ndarray], image_bits: int = 0) -> list[n
     for im in images:
         if im.dtype != np.uint16:
             raise ValueError(f"expected uint16 images, got {im.dtype}")
-    if image_bits:
-        shift = image_bits - 8
-    else:
+    if not image_bits:  # the shift fits the peak: nothing saturates
         peak = max((int(im.max()) for im in images if im.size), default=0)
         shift = max(0, peak.bit_length() - 8)
+        return [(im >> shift).astype(np.uint8) for im in images]
+    shift = image_bits - 8
     return [np.minimum(im >> shift, 255).astype(np.uint8) for im in images]
 
 
