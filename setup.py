@@ -29,6 +29,10 @@ setup(
         "tqdm",
         "scikit-image",
         "rosbags",
+        # Imported by smd_ros/bags/reader.py itself (damaged-recording reader), not only through rosbags.
+        "apsw",
+        "lz4",
+        'backports.zstd; python_version < "3.14"',
     ],
     extras_require={"test": ["pytest", "ruff"], "train": ["tensorboard"]},
     zip_safe=True,
@@ -38,9 +42,9 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "smd = smd_core.cli:main",
+            "smd = smd_ros.cli:main",
             "stereo_node = smd_ros.stereo_node:main",
-            "bag2dataset = smd_core.data.bag2dataset:main",
+            "bag2dataset = smd_ros.bags.cli:main",
         ],
     },
 )

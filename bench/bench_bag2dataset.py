@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smd_core.data.bag2dataset import Bag2DatasetOptions, convert
-from smd_core.data.bag_writer import write_stereo_bag
 from smd_core.data.synthetic import render_sequence
+from smd_ros.bags.convert import Bag2DatasetOptions, convert
+from smd_ros.bags.writer import write_stereo_bag
 
 VARIANTS = [
     # name, write_stereo_bag keyword arguments, ground-truth option

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smd_core.data.bag_writer import StereoCamera, write_stereo_bag
 from smd_core.data.synthetic import render_sequence
+from smd_ros.bags.writer import StereoCamera, write_stereo_bag
 
 SEED = 7000
 FPS = 5.0

@@ -1,7 +1,10 @@
-"""The `smd` command: `smd predict|train|eval|bag2dataset|synth|demo ...`.
+"""The `smd` command's dispatcher: `smd predict|train|eval|synth ...` (and whatever a caller registers).
 
-Each subcommand lives in its own module exposing `add_arguments(parser)` and
-`run(args) -> int`; modules are imported only when their subcommand runs.
+A subcommand is a module exposing `add_arguments(parser)` and `run(args) -> int`, registered by name with
+a one-line help text. smd_core registers its own (`CORE_COMMANDS`); the installed `smd` command is
+`smd_ros.cli:main`, which adds the ROS-side ones (bag2dataset, demo) — smd_core never imports smd_ros.
+Modules are imported only when their subcommand is named, so `smd --help` imports nothing heavy, and a
+command module keeps torch out of its top level so `smd CMD --help` stays fast too.
 """
 
 from __future__ import annotations
@@ -10,29 +13,34 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 
-SUBCOMMANDS = {
+# name -> (module, help)
+Commands = Mapping[str, tuple[str, str]]
+
+CORE_COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("smd_core.predict", "dense disparity + uncertainty for one stereo pair"),
     "train": ("smd_core.train", "train or fine-tune a model from a YAML config"),
     "eval": ("smd_core.evaluate", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
     "synth": ("smd_core.data.synthetic", "write a procedural stereo dataset with exact disparity"),
-    "bag2dataset": ("smd_core.data.bag2dataset", "turn rosbag2 recordings into a training set"),
-    "demo": ("smd_ros.demo", "run the node on the bundled recording and write demo_out/"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: Commands | None = None) -> int:
+    """Run `smd ARGV` with `commands` (default: `CORE_COMMANDS`); returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    commands = CORE_COMMANDS if commands is None else commands
     parser = argparse.ArgumentParser(prog="smd", description="SMD-Nets stereo tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, help_text) in SUBCOMMANDS.items():
+    for name, (_, help_text) in commands.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] not in SUBCOMMANDS:
-        args = parser.parse_args(argv)  # prints usage / errors for unknown commands
+    if not argv or argv[0] not in commands:
+        parser.parse_args(argv)  # prints usage / errors for unknown commands
         parser.print_help()
         return 2
-    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"smd {argv[0]}", description=SUBCOMMANDS[argv[0]][1])
+    module_name, help_text = commands[argv[0]]
+    module = importlib.import_module(module_name)
+    cmd_parser = argparse.ArgumentParser(prog=f"smd {argv[0]}", description=help_text)
     module.add_arguments(cmd_parser)
     # Intermixed: `smd train --config C --init CKPT key=value` works with overrides anywhere.
     args = cmd_parser.parse_intermixed_args(argv[1:])

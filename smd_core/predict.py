@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+from smd_core.resolve import resolve_checkpoint
 
-from smd_core import viz
-from smd_core.inference import Predictor
-from smd_core.model.network import load_model
-from smd_core.resolve import resolve_checkpoint, select_device
+if TYPE_CHECKING:
+    import numpy as np
+
+# torch, OpenCV, NumPy, the model and viz are imported in the functions that use them: `smd predict --help`
+# loads none of them.
 
 
 def default_checkpoint() -> Path:
@@ -22,6 +23,8 @@ def default_checkpoint() -> Path:
 
 def read_image(path: str | Path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 BGR; ValueError naming the file when it cannot be read."""
+    import cv2
+
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot read image {path}")
@@ -45,6 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from smd_core import viz
+    from smd_core.inference import Predictor
+    from smd_core.model.network import load_model
+    from smd_core.resolve import select_device
+
     device = select_device(args.device)
     ckpt = resolve_checkpoint(args.checkpoint, hint="pass --checkpoint")
     model = load_model(ckpt, backbone=args.backbone, output=args.output_repr, device=device)

@@ -74,7 +74,7 @@ def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-    from smd_core.data.bag_reader import BagSource
+    from smd_ros.bags.reader import BagSource
     from smd_ros.ros_libs import CvBridge
 
     topics = {"/left/image_rect": "left", "/right/image_rect": "right", "/left/camera_info": "left_info",

@@ -1,10 +1,9 @@
 """Pure conversions between ROS messages and arrays; no node, no I/O, nothing per pixel in Python.
 
-In: `stereo_images` (two sensor_msgs/Image -> two BGR uint8 arrays), `stereo_camera` (two CameraInfo ->
-`smd_core.geometry.StereoCamera`). Out: `disparity_msg` (stereo_msgs/DisparityImage), `float_image_msg`
-(32FC1 Image), `cloud_msg` (PointCloud2 from one structured array), `camera_info_msg` (CameraInfo for an
-output grid). Bad input raises `InputError`, a ValueError whose `kind` names the problem (for counters
-and throttled logs).
+In: `stereo_images`, `stereo_camera` and `InputError` are those of `smd_ros.sensors` (the one decoder of
+camera data, shared with the bag tools), re-exported here. Out: `disparity_msg` (stereo_msgs/DisparityImage),
+`float_image_msg` (32FC1 Image), `cloud_msg` (PointCloud2 from one structured array), `camera_info_msg`
+(CameraInfo for an output grid), `stereo_outputs` (all of them for one frame).
 """
 
 from __future__ import annotations
@@ -27,12 +26,12 @@ from smd_core.geometry import (
     disparity_to_xyz,
     validity_mask,
 )
-from smd_ros.ros_libs import CvBridge, point_cloud2
+from smd_ros.ros_libs import point_cloud2
+from smd_ros.sensors import InputError, stereo_camera, stereo_images
 
 __all__ = [
     "CLOUD_FIELDS_RGB",
     "CLOUD_FIELDS_XYZ",
-    "SUPPORTED_ENCODINGS",
     "InputError",
     "StereoOutputs",
     "camera_info_msg",
@@ -46,13 +45,6 @@ __all__ = [
     "stereo_outputs",
 ]
 
-# encoding -> (bytes per channel, channels)
-SUPPORTED_ENCODINGS: dict[str, tuple[int, int]] = {
-    "mono8": (1, 1), "mono16": (2, 1), "bgr8": (1, 3), "rgb8": (1, 3), "bgra8": (1, 4), "rgba8": (1, 4),
-}
-_TO_BGR = {"mono8": cv2.COLOR_GRAY2BGR, "mono16": cv2.COLOR_GRAY2BGR, "rgb8": cv2.COLOR_RGB2BGR,
-           "bgra8": cv2.COLOR_BGRA2BGR, "rgba8": cv2.COLOR_RGBA2BGR}
-
 CLOUD_FIELDS_XYZ = [
     PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
     PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
@@ -61,116 +53,9 @@ CLOUD_FIELDS_XYZ = [
 # PCL's convention: `rgb` is a FLOAT32 field whose bits are the uint32 0x00RRGGBB.
 CLOUD_FIELDS_RGB = [*CLOUD_FIELDS_XYZ, PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1)]
 
-_bridge = CvBridge()
-
-
-class InputError(ValueError):
-    """A message that cannot be processed; `kind` is a short stable key such as "encoding" or "calibration"."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 # --------------------------------------------------------------------------------------------------------------
-# Images in
+# Grids
 # --------------------------------------------------------------------------------------------------------------
-
-
-def _image_array(msg: Image, name: str) -> np.ndarray:
-    enc = msg.encoding
-    if enc not in SUPPORTED_ENCODINGS:
-        raise InputError("encoding", f"{name}: unsupported encoding {enc!r}; supported: "
-                         f"{', '.join(SUPPORTED_ENCODINGS)}")
-    size, channels = SUPPORTED_ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h < 2 or w < 2:
-        raise InputError("empty", f"{name}: empty image ({w}x{h})")
-    if step < w * size * channels:
-        raise InputError("empty", f"{name}: step {step} < width {w} x {size * channels} bytes ({enc})")
-    if len(msg.data) < h * step:
-        raise InputError("empty", f"{name}: {len(msg.data)} data bytes, expected height {h} x step {step}")
-    return _bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
-
-
-def _to_bgr(image: np.ndarray, encoding: str, shift: int) -> np.ndarray:
-    if encoding == "mono16":
-        image = (image >> shift).astype(np.uint8) if shift else image.astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    code = _TO_BGR.get(encoding)
-    return np.ascontiguousarray(image) if code is None else cv2.cvtColor(image, code)
-
-
-def stereo_images(left: Image, right: Image) -> tuple[np.ndarray, np.ndarray]:
-    """(left, right) as (H, W, 3) BGR uint8, validated.
-
-    mono16 pairs are brought to 8 bits with one right shift shared by both images (the smallest that fits the
-    brighter one), so 12-bit sensors keep their contrast and left/right stay photometrically consistent.
-    """
-    lim = _image_array(left, "left image")
-    rim = _image_array(right, "right image")
-    if lim.shape[:2] != rim.shape[:2]:
-        raise InputError("size_mismatch", f"left image is {lim.shape[1]}x{lim.shape[0]} but right image is "
-                         f"{rim.shape[1]}x{rim.shape[0]}")
-    peak = max((int(im.max()) for im, m in ((lim, left), (rim, right)) if m.encoding == "mono16"), default=0)
-    shift = max(0, peak.bit_length() - 8)
-    return _to_bgr(lim, left.encoding, shift), _to_bgr(rim, right.encoding, shift)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Calibration in
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _image_size_of(info: CameraInfo) -> tuple[int, int]:
-    """(width, height) of the images this CameraInfo describes, taking binning and ROI into account."""
-    bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
-    w = int(info.roi.width) if info.roi.width else int(info.width)
-    h = int(info.roi.height) if info.roi.height else int(info.height)
-    return w // bx, h // by
-
-
-def stereo_camera(left_info: CameraInfo, right_info: CameraInfo, width: int, height: int) -> StereoCamera:
-    """The rectified stereo camera of images `width` x `height` from the two CameraInfo messages.
-
-    Uses the projection matrices P (rectified images): fx, fy, cx, cy from the left P, baseline
-    B = -P_right[0, 3] / P_right[0, 0] (the DisparityImage `t`), doffs = cx_right - cx_left. Binning and ROI
-    are applied as `image_geometry` does.
-    """
-    for name, info in (("left", left_info), ("right", right_info)):
-        if int(info.width) == 0 or int(info.height) == 0:
-            raise InputError("calibration", f"{name} camera_info has no size ({info.width}x{info.height}): "
-                             "is the camera calibrated?")
-        got = _image_size_of(info)
-        if got != (width, height):
-            raise InputError("info_size", f"{name} camera_info describes {got[0]}x{got[1]} images but the images "
-                             f"are {width}x{height}")
-    pl = np.asarray(left_info.p, dtype=np.float64)
-    pr = np.asarray(right_info.p, dtype=np.float64)
-    if not (np.isfinite(pl).all() and np.isfinite(pr).all()):
-        raise InputError("calibration", f"camera_info P holds non-finite values: left {pl.tolist()}, "
-                         f"right {pr.tolist()}")
-    fx, fy, cx, cy = pl[0], pl[5], pl[2], pl[6]
-    fx_r, cx_r, tx_r = pr[0], pr[2], pr[3]
-    if fx <= 0 or fy <= 0 or fx_r <= 0:
-        raise InputError("calibration", f"focal length must be positive: left fx={fx}, fy={fy}, right fx={fx_r} "
-                         "(an all-zero P means an uncalibrated camera)")
-    if not math.isclose(fx, fx_r, rel_tol=1e-3):
-        raise InputError("calibration", f"left and right focal lengths differ ({fx} vs {fx_r}): the images are "
-                         "not a rectified pair")
-    baseline = -tx_r / fx_r
-    if not baseline > 0:
-        raise InputError("calibration", f"baseline must be positive, got {baseline} m from right P[0,3]={tx_r} "
-                         "(zero: right P lacks the translation; negative: left and right swapped?)")
-    # Binning/ROI: image_geometry's convention (subtract the ROI offset, divide by the binning).
-    bx, by = max(1, int(left_info.binning_x)), max(1, int(left_info.binning_y))
-    ox, oy = int(left_info.roi.x_offset), int(left_info.roi.y_offset)
-    ox_r = int(right_info.roi.x_offset)
-    return StereoCamera(
-        fx=fx / bx, fy=fy / by, cx=(cx - ox) / bx, cy=(cy - oy) / by, baseline=baseline,
-        width=width, height=height, doffs=((cx_r - ox_r) - (cx - ox)) / bx,
-    )
 
 
 def output_grid(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -311,11 +196,6 @@ def camera_info_msg(header: Header, template: CameraInfo, camera: StereoCamera) 
     return CameraInfo(header=header, height=camera.height, width=camera.width,
                       distortion_model=template.distortion_model or "plumb_bob", d=[0.0] * 5,
                       k=k, r=list(template.r), p=p)
-
-
-def header_copy(header: Header, frame_id: str | None = None) -> Header:
-    """A copy of `header` (same stamp), optionally with another frame."""
-    return Header(stamp=header.stamp, frame_id=header.frame_id if frame_id is None else frame_id)
 
 
 @dataclasses.dataclass

@@ -68,6 +68,10 @@ class NodeConfig:
                              "disparity, uncertainty, depth and cloud).", LIVE, lo=1.0, hi=8.0)
     chunk_points: int = _p(200_000, "Output pixels queried per network call; bounds memory whatever the output "
                            "size.", LIVE, lo=1_000, hi=50_000_000)
+    image_bits: int = _p(0, "Significant bits of 16-bit camera images (mono16, 16-bit PNG): 9..16 shifts them to 8 "
+                         "bits by image_bits - 8 (12 for a 12-bit sensor); 0: auto, the smallest shift that fits the "
+                         "brighter image of each pair. Use the same value as `smd bag2dataset --image-bits`.", LIVE,
+                         lo=0, hi=16)
     # Validity: live.
     max_uncertainty: float = _p(0.0, "Pixels whose uncertainty (standard deviation of the selected mode, output px) "
                                 "exceeds this are left out of the cloud (and the depth); 0 disables.", LIVE,
@@ -129,6 +133,8 @@ def validation_errors(cfg: NodeConfig) -> list[str]:
         return errors
     if not DEVICE_PATTERN.match(cfg.device):
         errors.append(f"device={cfg.device!r} is not auto, cpu, cuda or cuda:N")
+    if 0 < cfg.image_bits < 9:
+        errors.append(f"image_bits={cfg.image_bits} must be 0 (auto) or 9..16")
     if cfg.max_disparity % 16:
         errors.append(f"max_disparity={cfg.max_disparity} must be 0 or a multiple of 16")
     if cfg.max_depth and cfg.max_depth <= cfg.min_depth:

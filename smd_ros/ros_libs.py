@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
+from smd_ros.sensors import stamp_ns  # the one stamp helper (re-exported: the stand-ins use it)
+
 __all__ = [
     "BACKENDS",
     "CvBridge",
@@ -39,12 +41,6 @@ __all__ = [
     "point_cloud2",
     "stamp_ns",
 ]
-
-
-def stamp_ns(msg: Any) -> int:
-    """Nanoseconds of `msg.header.stamp` (builtin_interfaces/Time)."""
-    stamp = msg.header.stamp
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -33,10 +33,10 @@ from rclpy.qos import qos_profile_default, qos_profile_sensor_data, qos_profile_
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from smd_ros import messages
-from smd_ros.messages import InputError
+from smd_ros import messages, sensors
 from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
 from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
+from smd_ros.sensors import InputError
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -356,9 +356,9 @@ class StereoNode(Node):
     def _process(self, frame: FrameSet) -> None:
         cfg = self.config
         t0 = time.monotonic()
-        left, right = messages.stereo_images(frame.left, frame.right)
+        left, right = sensors.stereo_images(frame.left, frame.right, image_bits=cfg.image_bits)
         h, w = left.shape[:2]
-        camera_in = messages.stereo_camera(frame.left_info, frame.right_info, w, h)
+        camera_in = sensors.stereo_camera(frame.left_info, frame.right_info, w, h)
         w_out, h_out = messages.output_grid(w, h, cfg.output_scale)
         camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
         self.predictor.chunk_points = cfg.chunk_points

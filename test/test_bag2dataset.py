@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 import yaml
 
-from smd_core.data import bag_messages as bm
-from smd_core.data.bag2dataset import (
+from smd_core.data.synthetic import render_scene, render_sequence
+from smd_ros import sensors
+from smd_ros.bags import messages as bm
+from smd_ros.bags.cli import main
+from smd_ros.bags.convert import (
     Bag2DatasetOptions,
     DamagedBagError,
     DatasetExistsError,
     convert,
-    main,
 )
-from smd_core.data.bag_reader import BagError
-from smd_core.data.bag_writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
-from smd_core.data.synthetic import render_scene, render_sequence
+from smd_ros.bags.reader import BagError
+from smd_ros.bags.writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
 
 H, W, N = 64, 96, 12
 MS = 1_000_000
@@ -126,6 +127,57 @@ def test_mono_images_stay_single_channel(tmp_path, sequence):
     convert([bag], tmp_path / "ds", options(depth="/left/depth"))
     left, _, _ = load_frame(tmp_path / "ds", 1)
     np.testing.assert_array_equal(left, frames[1][0])
+
+
+def test_label_range_check_masks_and_drops_frames(tmp_path, sequence):
+    """Labels must be finite, 0 <= d < image width and within --max-disparity: a depth message with a patch nearer
+    than the model's range is masked and kept; one with 4 KiB of random bytes in its middle (labels up to 1e30 and
+    inf, as a damaged mcap chunk with CRC 0 gives) is left out of the lists, and both are reported."""
+    camera = StereoCamera.default(W, H)
+    rng = np.random.default_rng(5)
+    bag = tmp_path / "rec"
+    with StereoBagWriter(bag) as writer:
+        for i, frame in enumerate(sequence[:3]):
+            stamp = DEFAULT_START_NS + i * 100 * MS
+            depth = camera.depth_from_disparity(frame.disp_left).astype(np.float32)
+            if i == 1:
+                depth[10:13, 20:24] = camera.fx * camera.baseline / 60.0  # 60 px: inside the image, beyond 40
+            msg = bm.image_message(depth, stamp, "l")
+            if i == 2:
+                data = msg.data.copy()
+                data[8000:8000 + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8)
+                msg.data = data
+            writer.write("/left/image_rect", bm.image_message(frame.left, stamp, "l"))
+            writer.write("/right/image_rect", bm.image_message(frame.right, stamp, "r"))
+            writer.write("/left/depth", msg)
+            writer.write("/left/camera_info", camera.camera_info("left", stamp))
+            writer.write("/right/camera_info", camera.camera_info("right", stamp))
+    out = tmp_path / "ds"
+    report = convert([bag], out, options(depth="/left/depth", max_disparity=40.0))
+    assert report.status == "complete" and report.frames == 3 and report.train == 2
+    assert [row[0] for row in read_list(out / "train.txt")] == ["left/000000.png", "left/000001.png"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = {f["id"]: f["labels"] for f in manifest["frames"]}
+    assert entries["000000"] == {"masked": {"impossible": 0, "beyond_range": 0}, "rejected": None}
+    assert entries["000001"] == {"masked": {"impossible": 0, "beyond_range": 12}, "rejected": None}
+    corrupt = entries["000002"]["masked"]
+    assert corrupt["impossible"] > 0 and entries["000002"]["rejected"].startswith(
+        f"{corrupt['impossible']} labels are non-finite")
+    assert report.masked == {"impossible": corrupt["impossible"], "beyond_range": 12 + corrupt["beyond_range"]}
+    assert list(report.rejected) == ["000002"]
+    summary = report.summary()
+    assert f"masked {12 + corrupt['beyond_range']} beyond --max-disparity" in summary
+    assert "dropped frame 000002 from the lists" in summary and "non-finite or >= the image width" in summary
+    _, _, disp1 = load_frame(out, 1)
+    assert (disp1[10:13, 20:24] == 0).all() and disp1.max() <= 40.0
+    _, _, disp2 = load_frame(out, 2)
+    assert np.isfinite(disp2).all() and 0 <= disp2.min() and disp2.max() <= 40.0  # masked on disk too
+    labels = manifest["counts"]["labels"]
+    assert labels["masked"] == dict(report.masked) and labels["rejected"] == report.rejected
+    # A resumed run keeps the verdicts without reconverting.
+    again = convert([bag], out, options(depth="/left/depth", max_disparity=40.0))
+    assert again.written == 0 and again.rejected == report.rejected and again.masked == report.masked
+    assert again.train == 2
 
 
 # ------------------------------------------------------------------------------------ pairing, selection
@@ -362,7 +414,7 @@ def test_unknown_encodings(tmp_path, sequence):
                                                      DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
-    with pytest.raises(bm.EncodingError, match="unsupported image encoding 'yuv420_nv12'"):
+    with pytest.raises(sensors.EncodingError, match="unsupported encoding 'yuv420_nv12'"):
         convert([bag], tmp_path / "a", options())
     good = tmp_path / "rec2"
     write_stereo_bag(good, [frame], topics={"depth": "/unused"})
@@ -372,7 +424,7 @@ def test_unknown_encodings(tmp_path, sequence):
         writer.write("/left/depth", bm.image_message(frame.right[..., 0].copy(), DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
-    with pytest.raises(bm.EncodingError, match="depth encoding 'mono8' is not supported"):
+    with pytest.raises(sensors.EncodingError, match="depth encoding 'mono8' is not supported"):
         convert([tmp_path / "rec3"], tmp_path / "b", options(depth="/left/depth"))
 
 
@@ -390,26 +442,30 @@ def one_frame_bag(path: Path, left, right, depth=None, camera=None) -> None:
 def test_mismatched_sizes(tmp_path, sequence):
     frame = sequence[0]
     small = cv2.resize(frame.right, (W // 2, H // 2))
-    one_frame_bag(tmp_path / "a", frame.left, small, camera=StereoCamera.default(W, H))
+    one_frame_bag(tmp_path / "a", cv2.resize(frame.left, (W // 2, H // 2)), small, camera=StereoCamera.default(W, H))
     with pytest.raises(BagError, match=f"image_rect image is {W // 2}x{H // 2} but its camera_info says {W}x{H}"):
         convert([tmp_path / "a"], tmp_path / "da", options())
     one_frame_bag(tmp_path / "b", frame.left, frame.right, depth=np.ones((H // 2, W // 2), np.float32))
     with pytest.raises(BagError, match=f"is {W // 2}x{H // 2} but the left image is {W}x{H}; ground truth must be "
                                        "registered to the left camera"):
         convert([tmp_path / "b"], tmp_path / "db", options(depth="/left/depth"))
-    # Camera infos that omit the size (0x0) cannot catch it; the pair check still does.
+    one_frame_bag(tmp_path / "c", frame.left, small)
+    with pytest.raises(BagError, match=f"left image /left/image_rect is {W}x{H} but right image /right/image_rect "
+                                       f"is {W // 2}x{H // 2}"):
+        convert([tmp_path / "c"], tmp_path / "dc", options())
+    # Camera infos that omit the size (0x0) are refused, as the node refuses them.
     camera = StereoCamera.default(W, H)
     camera.width = camera.height = 0
-    one_frame_bag(tmp_path / "c", frame.left, small, camera=camera)
-    with pytest.raises(BagError, match=f"left image is {W}x{H} but right image is {W // 2}x{H // 2}"):
-        convert([tmp_path / "c"], tmp_path / "dc", options())
+    one_frame_bag(tmp_path / "e", frame.left, frame.right, camera=camera)
+    with pytest.raises(BagError, match="left camera_info has no size"):
+        convert([tmp_path / "e"], tmp_path / "de", options())
 
 
 def test_uncalibrated_camera_and_nothing_to_convert(tmp_path, sequence):
     camera = StereoCamera.default(W, H)
     camera.fx = camera.fy = 0.0  # an uncalibrated driver publishes zero focal lengths
     write_stereo_bag(tmp_path / "a", sequence[:2], camera=camera)
-    with pytest.raises(BagError, match="/right/camera_info: camera_info P_left has non-positive focal"):
+    with pytest.raises(BagError, match="/right/camera_info: focal length must be positive.*uncalibrated"):
         convert([tmp_path / "a"], tmp_path / "da", options())
     write_stereo_bag(tmp_path / "b", sequence[:2], start_ns=DEFAULT_START_NS)
     with pytest.raises(BagError, match="no frames to convert: 2 outside the time window"):
@@ -577,7 +633,7 @@ def test_unrectified_looking_pairs_are_warned_about(tmp_path):
 
 
 def test_command_line_exit_codes(tmp_path, sequence, capsys):
-    from smd_core.cli import main as smd_main
+    from smd_ros.cli import main as smd_main
 
     bag = tmp_path / "rec"
     write_stereo_bag(bag, sequence[:4], depth="16UC1")

@@ -1,4 +1,4 @@
-"""Stereo calibration from CameraInfo (smd_core.data.bag_calib): checks, depth -> disparity, rectification."""
+"""Stereo calibration of a recording (smd_ros.bags.calib over smd_ros.sensors.stereo_camera): checks, rectification."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.data.bag_calib import CameraModel, StereoCalibration, stereo_matches, vertical_misalignment
-from smd_core.data.bag_writer import StereoCamera
 from smd_core.data.synthetic import render_scene
+from smd_core.geometry import depth_to_disparity
+from smd_ros.bags.calib import CameraModel, Roi, StereoCalibration, stereo_matches, vertical_misalignment
+from smd_ros.bags.writer import StereoCamera
 
 
 def models(camera: StereoCamera) -> tuple[CameraModel, CameraModel]:
@@ -18,30 +19,32 @@ def models(camera: StereoCamera) -> tuple[CameraModel, CameraModel]:
 def test_baseline_focal_and_yaml():
     cam = StereoCamera(640, 480, 500.0, 501.0, 320.5, 240.5, baseline=0.2)
     calib = StereoCalibration.from_models(*models(cam))
-    assert (calib.fx, calib.fy, calib.cx, calib.cy) == (500.0, 501.0, 320.5, 240.5)
-    assert calib.baseline == pytest.approx(0.2)
-    assert calib.doffs == 0.0 and not calib.warnings and not calib.rectification_notes()
+    c = calib.camera
+    assert (c.fx, c.fy, c.cx, c.cy, c.width, c.height) == (500.0, 501.0, 320.5, 240.5, 640, 480)
+    assert c.baseline == pytest.approx(0.2)
+    assert c.doffs == 0.0 and not calib.warnings and not calib.rectification_notes()
     data = calib.to_yaml_dict()
     assert data["K"] == [[500.0, 0.0, 320.5], [0.0, 501.0, 240.5], [0.0, 0.0, 1.0]]
     assert (data["width"], data["height"], data["baseline"]) == (640, 480, pytest.approx(0.2))
-
-
-def test_depth_to_disparity_is_exact_and_masks_invalid():
-    cam = StereoCamera(8, 2, 400.0, 400.0, 3.5, 0.5, baseline=0.1)
-    calib = StereoCalibration.from_models(*models(cam))
-    z = np.array([[1.0, 2.0, 0.0, np.nan, np.inf, -1.0, 40.0, 0.5]] * 2, np.float32)
-    d = calib.depth_to_disparity(z, min_depth=0.6, max_depth=30.0)
-    expected = np.array([[40.0, 20.0, 0, 0, 0, 0, 0, 0]] * 2, np.float32)
-    np.testing.assert_allclose(d, expected, atol=1e-5)
-    assert d.dtype == np.float32
 
 
 def test_doffs_enters_disparity():
     left, right = models(StereoCamera(8, 2, 400.0, 400.0, 3.5, 0.5, baseline=0.1))
     right.p[0, 2] += 2.0  # right principal point 2 px further right -> disparity 2 px smaller
     calib = StereoCalibration.from_models(left, right)
-    assert calib.doffs == 2.0 and any("doffs" in w for w in calib.warnings)
-    assert calib.depth_to_disparity(np.full((1, 1), 1.0))[0, 0] == pytest.approx(38.0)
+    assert calib.camera.doffs == 2.0 and any("doffs" in w for w in calib.warnings)
+    assert depth_to_disparity(np.full((2, 8), 1.0, np.float32), calib.camera)[0, 0] == pytest.approx(38.0)
+
+
+def test_binning_and_roi_are_applied_and_rectify_refuses_them():
+    left, right = models(StereoCamera(16, 8, 400.0, 400.0, 7.5, 3.5, baseline=0.1))
+    for model in (left, right):
+        model.binning_x = model.binning_y = 2
+    calib = StereoCalibration.from_models(left, right)
+    assert calib.size == (8, 4) and (calib.camera.fx, calib.camera.cx) == (200.0, 3.75)
+    assert not left.full_frame
+    left.roi = right.roi = Roi(x_offset=2, y_offset=0, width=8, height=8)
+    assert StereoCalibration.from_models(left, right).size == (4, 4)
 
 
 @pytest.mark.parametrize(
@@ -49,10 +52,13 @@ def test_doffs_enters_disparity():
     [
         (lambda left, right: right.p.__setitem__((0, 3), 40.0), "topics swapped"),
         (lambda left, right: right.p.__setitem__((1, 3), 5.0), "vertical stereo is not supported"),
-        (lambda left, right: right.p.__setitem__((0, 0), 450.0), "different focal lengths"),
+        (lambda left, right: right.p.__setitem__((0, 0), 450.0), "focal lengths differ"),
+        (lambda left, right: right.p.__setitem__((1, 1), 400.01), "focal lengths differ"),
         (lambda left, right: right.p.__setitem__((1, 2), 7.0), "differ vertically"),
-        (lambda left, right: (left.p.__setitem__(slice(None), 0.0)), "P is all zeros"),
-        (lambda left, right: setattr(right, "width", 16), "sizes differ"),
+        (lambda left, right: (left.p.__setitem__(slice(None), 0.0)), "all-zero P means an uncalibrated"),
+        (lambda left, right: right.p.__setitem__((0, 3), 1e39), "non-finite as float32"),
+        (lambda left, right: setattr(right, "width", 16), "right camera_info describes 16x4 images but the images "
+                                                           "are 8x4"),
     ],
 )
 def test_inconsistent_pairs_are_rejected(edit, message):
@@ -97,7 +103,8 @@ def test_rectified_depth_reexpresses_z_in_the_rotated_frame():
     map_x, map_y = left.rectify_maps()
     z_rect = calib.rectify_depth(np.full((48, 64), 2.0, np.float32), map_x, map_y)
     xs, ys = np.meshgrid(np.arange(64), np.arange(48))
-    ray_rect = np.stack([(xs - calib.cx) / calib.fx, (ys - calib.cy) / calib.fy, np.ones_like(xs, float)], -1)
+    c = calib.camera
+    ray_rect = np.stack([(xs - c.cx) / c.fx, (ys - c.cy) / c.fy, np.ones_like(xs, float)], -1)
     ray_raw = ray_rect @ rot  # R^T r, row-wise
     expected = 2.0 / ray_raw[..., 2]  # point on the wall along this ray, its rectified z (r_z = 1)
     inside = np.isfinite(z_rect)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from smd_core.data.bag_writer import write_stereo_bag
 from smd_core.data.synthetic import render_sequence
+from smd_ros.bags.writer import write_stereo_bag
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "finetune_bag.yaml"
@@ -28,7 +28,7 @@ def finetuned(tmp_path_factory):
     except ImportError as err:
         pytest.skip(f"smd train is not available yet: {err}")
     from smd_core import ModelConfig, build_model, save_checkpoint
-    from smd_core.cli import main as smd
+    from smd_ros.cli import main as smd
 
     tmp = tmp_path_factory.mktemp("finetune")
     frames = list(render_sequence(21, 8, height=H, width=W, max_disparity=16.0))

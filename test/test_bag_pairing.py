@@ -1,4 +1,4 @@
-"""Frame selection rules (smd_core.data.bag_pairing): pairing by stamp, window, stride, time-block split."""
+"""Frame selection rules (smd_ros.bags.pairing): pairing by stamp, window, stride, time-block split."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from smd_core.data.bag_pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
+from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
 
 MS = 1_000_000
 

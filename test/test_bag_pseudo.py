@@ -1,4 +1,4 @@
-"""Pseudo-labels (smd_core.data.bag_pseudo, `bag2dataset --pseudo-labels`): confident, consistent pixels only."""
+"""Pseudo-labels (smd_ros.bags.pseudo, `bag2dataset --pseudo-labels`): confident, consistent pixels only."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.data.bag2dataset import Bag2DatasetOptions, convert, main
-from smd_core.data.bag_pseudo import left_right_error, pseudo_label
-from smd_core.data.bag_writer import write_stereo_bag
 from smd_core.data.synthetic import render_scene
+from smd_ros.bags.cli import main
+from smd_ros.bags.convert import Bag2DatasetOptions, convert
+from smd_ros.bags.pseudo import left_right_error, pseudo_label
+from smd_ros.bags.writer import write_stereo_bag
 
 H, W = 64, 96
 

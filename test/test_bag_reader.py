@@ -1,9 +1,10 @@
-"""Reading and writing real rosbag2 recordings (smd_core.data.bag_reader / bag_writer), damaged ones too."""
+"""Reading and writing real rosbag2 recordings (smd_ros.bags.reader / bag_writer), damaged ones too."""
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
-from smd_core.data import bag_messages as bm
-from smd_core.data.bag_reader import BagError, BagReadError, BagSource, describe_topics
-from smd_core.data.bag_writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
+from smd_ros import sensors
+from smd_ros.bags import messages as bm
+from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
+from smd_ros.bags.writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
 
 H, W = 24, 32
 
@@ -54,7 +56,7 @@ def test_written_bags_read_back_with_rosbags_and_bagsource(tmp_path, storage, sp
         depths = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
     assert len(depths) == 7
     camera = summary["camera"]
-    np.testing.assert_allclose(bm.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
+    np.testing.assert_allclose(sensors.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
 
     source = BagSource(bag)
     assert not source.recovered and source.storage == storage
@@ -119,7 +121,8 @@ def test_truncated_recording_yields_everything_before_the_cut(tmp_path, storage)
     assert err.messages_read == len(got) and err.last_time_ns == got[-1]
     assert f"read {len(got)} messages" in str(err) and "recording is damaged" in str(err)
     first = next(iter(BagSource(bag).messages({"/left/image_rect"})))
-    np.testing.assert_array_equal(bm.decode_image(bm.deserialize(first.data, first.msgtype)), tiny_frames(30)[0][0])
+    decoded = sensors.decode_image(bm.deserialize(first.data, first.msgtype))
+    np.testing.assert_array_equal(decoded, tiny_frames(30)[0][0])
 
 
 def test_corruption_inside_a_healthy_looking_sqlite_file(tmp_path):
@@ -167,3 +170,24 @@ def test_writer_refuses_misuse(tmp_path):
         StereoCamera.default(0, 10)
     with pytest.raises(ValueError, match="side must be"):
         StereoCamera.default(4, 4).camera_info("middle", 0)
+
+
+def test_readers_own_imports_are_declared_in_setup_py():
+    """apsw, lz4 and (before Python 3.14) backports.zstd are imported by reader.py itself, not only through
+    rosbags, so a pip install must bring them whatever rosbags' requirements become."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    tree = ast.parse((repo / "smd_ros" / "bags" / "reader.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    third_party = imported - set(sys.stdlib_module_names) - {"smd_ros", "smd_core", "compression"}
+    setup_py = (repo / "setup.py").read_text()
+    pip_names = {"backports": "backports.zstd", "yaml": "pyyaml"}
+    assert third_party >= {"apsw", "lz4", "rosbags", "yaml"}
+    for module in third_party:
+        name = pip_names.get(module, module)
+        assert f'"{name}' in setup_py or f"'{name}" in setup_py, module

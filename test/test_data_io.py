@@ -170,3 +170,38 @@ def test_raw_images(tmp_path) -> None:
         io.infer_raw_shape(10)
     with pytest.raises(ValueError):
         io.infer_raw_shape(0)
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temporary_on_failure(tmp_path):
+    from smd_core.files import atomic_write
+
+    target = tmp_path / "sub" / "f.bin"
+    assert atomic_write(target, b"first") == target and target.read_bytes() == b"first"
+    atomic_write(target, lambda p: p.write_bytes(b"second"))
+    assert target.read_bytes() == b"second"
+
+    def fail_halfway(p):
+        p.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fail_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, lambda p: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert target.read_bytes() == b"second"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]
+
+
+def test_16_bit_images_follow_the_shared_policy():
+    twelve_bit = np.array([[4095, 2048, 16]], np.uint16)
+    assert io.uint16_to_uint8([twelve_bit])[0].tolist() == [[255, 128, 1]]  # auto: >> 4
+    assert io.uint16_to_uint8([twelve_bit], 16)[0].tolist() == [[15, 8, 0]]  # full 16-bit range: >> 8
+    assert io.uint16_to_uint8([twelve_bit], 10)[0].tolist() == [[255, 255, 4]]  # saturates above 2**10 - 1
+    # A pair shares one shift: the darker image is not stretched on its own.
+    left, right = io.uint16_to_uint8([twelve_bit, twelve_bit // 4])
+    assert right.tolist() == [[63, 32, 0]] and left.tolist() == [[255, 128, 1]]
+    assert io.as_bgr_u8(twelve_bit)[0, :, 0].tolist() == [255, 128, 1]
+    with pytest.raises(ValueError, match="image_bits must be 0 .auto. or 9..16, got 17"):
+        io.uint16_to_uint8([twelve_bit], 17)
+    with pytest.raises(ValueError, match="expected uint16 images, got uint8"):
+        io.uint16_to_uint8([np.zeros((2, 2), np.uint8)])

@@ -43,7 +43,7 @@ def test_bundled_models_load_by_default_and_predict():
 def test_short_demo_end_to_end(tmp_path, ros_env):
     out = tmp_path / "demo_out"
     env = dict(ros_env, OMP_NUM_THREADS="2")
-    proc = subprocess.run([sys.executable, "-m", "smd_core.cli", "demo", "--frames", "3", "--rate", "0.5",
+    proc = subprocess.run([sys.executable, "-m", "smd_ros.cli", "demo", "--frames", "3", "--rate", "0.5",
                            "--out", str(out), "--domain-id", ros_env["ROS_DOMAIN_ID"]],
                           env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -192,7 +192,7 @@ def make_bad(case: str, frame, t: float):
     if case == "encoding_float_nan":
         left = image_msg(np.full((H, W), np.nan, np.float32), "32FC1", t)
     elif case == "encoding_yuv":
-        left.encoding = "yuv422"
+        left.encoding = "nv12"  # YUV 4:2:0: not in the decoder's table (YUV 4:2:2 is)
     elif case == "size_mismatch":
         right = image_msg(frame.right[:, : W - 8].copy(), "bgr8", t)
     elif case == "info_size":
@@ -222,7 +222,7 @@ BAD_CASES = [
     ("zero_baseline", "rejected_calibration", "baseline must be positive"),
     ("nonfinite_calibration", "rejected_calibration", "non-finite"),
     ("empty_image", "rejected_empty", "empty image"),
-    ("truncated_image", "rejected_empty", "data bytes"),
+    ("truncated_image", "rejected_layout", "data bytes"),
     ("out_of_order", "rejected_out_of_order", "out-of-order"),
     ("missing_camera_info", "no_sync_warnings", "no synchronized set"),
 ]

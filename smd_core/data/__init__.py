@@ -46,7 +46,8 @@ Kinds (`DataConfig.kind`) and what `root` / `split` mean:
 
 Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` and `unreal4k` (frame sources), `sampling`
 (crops, query points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator,
-`smd synth`), `bag2dataset` (`smd bag2dataset`).
+`smd synth`). `smd bag2dataset`, which writes "list" datasets from rosbag2 recordings, is ROS-side:
+`smd_ros.bags`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Conventions shared by every reader here:
 
-- images come back as BGR uint8 (H, W, 3), whatever is on disk (grey, BGRA, 16-bit, `.raw`);
+- images come back as BGR uint8 (H, W, 3), whatever is on disk (grey, BGRA, 16-bit, `.raw`); 16-bit
+  images are brought to 8 bits by `uint16_to_uint8`, the policy the node and `smd bag2dataset` share;
 - disparities come back as float32 (H, W) in pixels with 0 meaning "no ground truth"
   (`sanitize_disparity` maps inf / NaN / negative values to 0: Middlebury marks invalid pixels with
   inf, KITTI with 0).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -81,12 +83,35 @@ def write_raw_image(path: PathLike, image: np.ndarray) -> None:
     np.ascontiguousarray(image).tofile(str(path))
 
 
-def as_bgr_u8(image: np.ndarray) -> np.ndarray:
-    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3)."""
+def uint16_to_uint8(images: Sequence[np.ndarray], image_bits: int = 0) -> list[np.ndarray]:
+    """16-bit camera images -> uint8 by one right shift shared by all of `images` (the 16-bit policy).
+
+    image_bits: significant bits of the sensor, 9..16, shift = image_bits - 8 (a 12-bit camera: >> 4; full
+    16-bit data: >> 8); values above 2**image_bits - 1 saturate at 255. 0 (auto): the smallest shift that
+    fits the brightest of `images`, so 12-bit data keeps its contrast and a stereo pair passed together stays
+    photometrically consistent. The node, `smd bag2dataset` and the image readers all convert this way.
+    """
+    if image_bits != 0 and not 9 <= image_bits <= 16:
+        raise ValueError(f"image_bits must be 0 (auto) or 9..16, got {image_bits}")
+    for im in images:
+        if im.dtype != np.uint16:
+            raise ValueError(f"expected uint16 images, got {im.dtype}")
+    if not image_bits:  # the shift fits the peak: nothing saturates
+        peak = max((int(im.max()) for im in images if im.size), default=0)
+        shift = max(0, peak.bit_length() - 8)
+        return [(im >> shift).astype(np.uint8) for im in images]
+    shift = image_bits - 8
+    return [np.minimum(im >> shift, 255).astype(np.uint8) for im in images]
+
+
+def as_bgr_u8(image: np.ndarray, *, image_bits: int = 0) -> np.ndarray:
+    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3).
+
+    uint16 images follow `uint16_to_uint8` (`image_bits`, 0 = auto from this image's peak).
+    """
     img = np.asarray(image)
     if img.dtype == np.uint16:
-        # Full 16-bit range onto 8 bits (x / 257 maps 65535 to 255 exactly).
-        img = np.round(img.astype(np.float32) / 257.0).astype(np.uint8)
+        img = uint16_to_uint8([img], image_bits)[0]
     elif img.dtype != np.uint8:
         if not np.issubdtype(img.dtype, np.floating):
             raise ValueError(f"unsupported image dtype {img.dtype}")

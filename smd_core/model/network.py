@@ -10,8 +10,6 @@ Checkpoints:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from smd_core.config import OUTPUT_CHANNELS, ModelConfig, from_dict, to_dict
+from smd_core.files import atomic_write
 from smd_core.model.backbones import build_backbone
 from smd_core.model.head import (
     FlatMaps,
@@ -133,16 +132,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         **extra,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -25,32 +25,14 @@ except ImportError:
     from backports import zstd  # type: ignore[no-redef]
 import lz4.frame  # type: ignore[import-untyped]
 
+from smd_ros.bags.errors import BagError, BagReadError
+
 STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 # Exceptions that mean "the file content is damaged" while iterating (as opposed to programming errors).
 DAMAGE_ERRORS: tuple[type[BaseException], ...] = (
     ReaderError, sqlite3.Error, apsw.Error, struct.error, EOFError, OSError, zstd.ZstdError, RuntimeError, KeyError,
 )
-
-
-class BagError(ValueError):
-    """A recording cannot be used as asked (missing topic, wrong type, unreadable file...)."""
-
-
-class BagReadError(BagError):
-    """The recording is damaged; every message before `last_time_ns` was delivered.
-
-    Attributes: bag (path), messages_read (count delivered), last_time_ns (log time of the last delivered
-    message, or None), reason (the underlying error text).
-    """
-
-    def __init__(self, bag: Path, messages_read: int, last_time_ns: int | None, reason: str) -> None:
-        self.bag = bag
-        self.messages_read = messages_read
-        self.last_time_ns = last_time_ns
-        self.reason = reason
-        where = "before the first message" if last_time_ns is None else f"after log time {last_time_ns} ns"
-        super().__init__(f"{bag}: recording is damaged ({reason}); read {messages_read} messages, stopped {where}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,9 @@
-"""Stereo calibration from a pair of CameraInfo messages: checks, rectification maps, depth -> disparity.
+"""Stereo calibration of a recording from its CameraInfo pair: the camera, rectification maps, notes.
 
-ROS conventions (REP 104, sensor_msgs/CameraInfo): K, D describe the raw camera, R rotates it into the
-rectified frame and P (3x4) projects rectified points. For the right camera of a horizontal pair
-P_right[0, 3] = -fx * B, so the baseline is B = -P_right[0, 3] / P_right[0, 0] (with the left camera the
-reference, P_left[0, 3] = 0). Images on `image_rect` topics come with the same CameraInfo as the raw ones, so
-their intrinsics are P[:, :3], not K.
+The rectified camera (intrinsics from P, baseline, doffs, binning and ROI) is `smd_ros.sensors.stereo_camera`,
+the node's own; this module adds what conversion needs on top: the raw cameras (K, D, R) to rectify raw
+images and depth, hints that the infos describe raw cameras, and calib.yaml. REP 104: images on
+`image_rect` topics come with the same CameraInfo as the raw ones, so their intrinsics are P[:, :3], not K.
 """
 
 from __future__ import annotations
@@ -16,8 +15,21 @@ from typing import Any
 import cv2
 import numpy as np
 
+from smd_core.geometry import StereoCamera
+from smd_ros import sensors
+
 PLUMB_BOB_MODELS = ("plumb_bob", "rational_polynomial", "")
 FISHEYE_MODELS = ("equidistant", "fisheye")
+
+
+@dataclasses.dataclass(frozen=True)
+class Roi:
+    """sensor_msgs/RegionOfInterest's offsets and size (0 = the whole image)."""
+
+    x_offset: int = 0
+    y_offset: int = 0
+    width: int = 0
+    height: int = 0
 
 
 @dataclasses.dataclass
@@ -32,20 +44,33 @@ class CameraModel:
     p: np.ndarray
     distortion_model: str = "plumb_bob"
     frame_id: str = ""
+    binning_x: int = 0
+    binning_y: int = 0
+    roi: Roi = dataclasses.field(default_factory=lambda: Roi())
 
     @classmethod
     def from_msg(cls, msg: Any) -> CameraModel:
+        roi = msg.roi
         return cls(
             width=int(msg.width), height=int(msg.height),
             k=np.asarray(msg.k, np.float64).reshape(3, 3), d=np.asarray(msg.d, np.float64).reshape(-1),
             r=np.asarray(msg.r, np.float64).reshape(3, 3), p=np.asarray(msg.p, np.float64).reshape(3, 4),
             distortion_model=str(msg.distortion_model), frame_id=str(msg.header.frame_id),
+            binning_x=int(msg.binning_x), binning_y=int(msg.binning_y),
+            roi=Roi(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)),
         )
 
+    @property
+    def full_frame(self) -> bool:
+        """True when the images are the whole sensor (no binning, no ROI): raw K, D, R apply to them."""
+        return max(1, self.binning_x) == 1 and max(1, self.binning_y) == 1 and not (self.roi.width or
+                                                                                  self.roi.height)
+
     def same_as(self, other: CameraModel, tol: float = 1e-9) -> bool:
-        """True when both describe the same calibration (size, model and all matrices)."""
+        """True when both describe the same calibration (size, binning, ROI, model and all matrices)."""
         return (
-            (self.width, self.height, self.distortion_model) == (other.width, other.height, other.distortion_model)
+            (self.width, self.height, self.distortion_model, self.binning_x, self.binning_y, self.roi)
+            == (other.width, other.height, other.distortion_model, other.binning_x, other.binning_y, other.roi)
             and self.d.shape == other.d.shape
             and all(np.allclose(a, b, rtol=0, atol=tol) for a, b in
                     ((self.k, other.k), (self.d, other.d), (self.r, other.r), (self.p, other.p)))
@@ -76,73 +101,35 @@ class CameraModel:
 
 @dataclasses.dataclass
 class StereoCalibration:
-    """A rectified horizontal stereo pair: shared intrinsics from P, baseline B (metres, > 0).
+    """A rectified horizontal stereo pair: its `camera` (from `sensors.stereo_camera`) and the raw models.
 
-    `doffs` = cx_right - cx_left (px) is non-zero only when the two rectified principal points differ;
+    `camera.doffs` = cx_right - cx_left (px) is non-zero only when the two rectified principal points differ;
     then disparity = f * B / Z - doffs.
     """
 
     left: CameraModel
     right: CameraModel
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    baseline: float
-    doffs: float
+    camera: StereoCamera
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_models(cls, left: CameraModel, right: CameraModel) -> StereoCalibration:
-        """Validate that P_left / P_right describe a rectified horizontal pair; ValueError if they cannot."""
+        """Validate that the pair is a rectified horizontal one (InputError, a ValueError, if not), for the
+        images the left CameraInfo describes (binning and ROI applied)."""
+        width, height = sensors.info_image_size(left)
+        camera = sensors.stereo_camera(left, right, width, height)
         warnings: list[str] = []
-        pl, pr = left.p, right.p
-        if not np.any(pl[:, :3]) or not np.any(pr[:, :3]):
-            raise ValueError(
-                "camera_info P is all zeros: the cameras are not calibrated "
-                f"(P_left={pl.reshape(-1).tolist()}, P_right={pr.reshape(-1).tolist()})"
-            )
-        fx, fy = float(pl[0, 0]), float(pl[1, 1])
-        if fx <= 0 or fy <= 0:
-            raise ValueError(f"camera_info P_left has non-positive focal lengths fx={fx}, fy={fy}")
-        if (left.width, left.height) != (right.width, right.height):
-            raise ValueError(
-                f"left and right camera_info sizes differ: {left.width}x{left.height} vs "
-                f"{right.width}x{right.height}"
-            )
-        if not (math.isclose(pr[0, 0], fx, rel_tol=1e-6) and math.isclose(pr[1, 1], fy, rel_tol=1e-6)):
-            raise ValueError(
-                f"P_left and P_right have different focal lengths ({fx}, {fy}) vs ({pr[0, 0]}, {pr[1, 1]}): "
-                "not a rectified stereo pair"
-            )
-        if abs(pr[1, 3]) > 1e-9 * max(1.0, fx) or abs(pl[1, 3]) > 1e-9 * max(1.0, fx):
-            raise ValueError(
-                f"P has a vertical translation (P_left[1,3]={pl[1, 3]}, P_right[1,3]={pr[1, 3]}): vertical "
-                "stereo is not supported"
-            )
-        if abs(pr[1, 2] - pl[1, 2]) > 1e-6:
-            raise ValueError(
-                f"rectified principal points differ vertically (cy {pl[1, 2]} vs {pr[1, 2]}): rows would not "
-                "correspond"
-            )
-        # Baseline relative to the left camera; P_left[0, 3] is 0 in the usual left-reference setup.
-        baseline = float((pl[0, 3] - pr[0, 3]) / fx)
-        if baseline <= 0:
-            raise ValueError(
-                f"baseline from P is {baseline:.6g} m (P_left[0,3]={pl[0, 3]}, P_right[0,3]={pr[0, 3]}, fx={fx}): "
-                "must be positive. Are the left and right topics swapped?"
-            )
-        if pl[0, 3] != 0:
-            warnings.append(f"P_left[0,3]={pl[0, 3]:.6g}: the left camera is not the reference of P")
-        doffs = float(pr[0, 2] - pl[0, 2])
-        if abs(doffs) > 1e-6:
-            warnings.append(f"rectified principal points differ by doffs={doffs:.4g} px; disparity = f*B/Z - doffs")
-        return cls(left, right, fx, fy, float(pl[0, 2]), float(pl[1, 2]), baseline, doffs, warnings)
+        if left.p[0, 3] != 0:
+            warnings.append(f"P_left[0,3]={left.p[0, 3]:.6g}: the left camera is not the reference of P")
+        if abs(camera.doffs) > 1e-6:
+            warnings.append(f"rectified principal points differ by doffs={camera.doffs:.4g} px; "
+                            "disparity = f*B/Z - doffs")
+        return cls(left, right, camera, warnings)
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) of the rectified images."""
-        return self.left.width, self.left.height
+        """(width, height) of the images (binning and ROI applied)."""
+        return self.camera.width, self.camera.height
 
     def rectification_notes(self) -> list[str]:
         """Hints that the infos describe raw cameras (non-identity R or distortion), for images not rectified here."""
@@ -157,20 +144,6 @@ class StereoCalibration:
                 )
         return notes
 
-    def depth_to_disparity(
-        self, depth_m: np.ndarray, *, min_depth: float = 0.0, max_depth: float = math.inf
-    ) -> np.ndarray:
-        """(H, W) depth in metres (NaN/0 invalid) -> float32 disparity px, 0 where invalid or out of range.
-
-        d = fx * B / Z - doffs, computed in float64 so conversion adds no error beyond the depth's own.
-        """
-        z = depth_m.astype(np.float64)
-        valid = np.isfinite(z) & (z > 0) & (z >= min_depth) & (z <= max_depth)
-        disparity = np.zeros(z.shape, np.float64)
-        disparity[valid] = self.fx * self.baseline / z[valid] - self.doffs
-        disparity[disparity <= 0] = 0.0
-        return disparity.astype(np.float32)
-
     def rectify_depth(self, depth_m: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
         """Depth registered to the RAW left image -> depth along the rectified left optical axis, (H, W).
 
@@ -181,8 +154,9 @@ class StereoCalibration:
         sampled = cv2.remap(depth_m.astype(np.float32), map_x, map_y, cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
         height, width = sampled.shape
-        xs = (np.arange(width, dtype=np.float64) - self.cx) / self.fx
-        ys = (np.arange(height, dtype=np.float64) - self.cy) / self.fy
+        cam = self.camera
+        xs = (np.arange(width, dtype=np.float64) - cam.cx) / cam.fx
+        ys = (np.arange(height, dtype=np.float64) - cam.cy) / cam.fy
         r = self.left.r  # raw -> rectified
         # z-component of R^T r, i.e. column 2 of R dotted with r.
         raw_z = r[0, 2] * xs[None, :] + r[1, 2] * ys[:, None] + r[2, 2]
@@ -191,17 +165,18 @@ class StereoCalibration:
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """What calib.yaml stores: rectified intrinsics K, baseline, size, and the source CameraInfos."""
-        k = [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]]
+        cam = self.camera
+        k = [[cam.fx, 0.0, cam.cx], [0.0, cam.fy, cam.cy], [0.0, 0.0, 1.0]]
         return {
-            "width": self.left.width,
-            "height": self.left.height,
+            "width": cam.width,
+            "height": cam.height,
             "K": k,
-            "fx": self.fx,
-            "fy": self.fy,
-            "cx": self.cx,
-            "cy": self.cy,
-            "baseline": self.baseline,
-            "doffs": self.doffs,
+            "fx": cam.fx,
+            "fy": cam.fy,
+            "cx": cam.cx,
+            "cy": cam.cy,
+            "baseline": cam.baseline,
+            "doffs": cam.doffs,
             "disparity_to_depth": "Z = fx * baseline / (disparity + doffs)",
             "P_left": self.left.p.tolist(),
             "P_right": self.right.p.tolist(),

@@ -20,7 +20,8 @@ import numpy as np
 import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from smd_core.data import bag_messages as bm
+from smd_ros import sensors
+from smd_ros.bags import messages as bm
 
 DEFAULT_TOPICS = {
     "left_image": "/left/image_rect",
@@ -139,7 +140,7 @@ class StereoBagWriter:
     def write(self, topic: str, msg: Any, log_time_ns: int | None = None) -> None:
         """Serialize and write `msg`; the log (receive) time defaults to its header stamp."""
         if log_time_ns is None:
-            log_time_ns = bm.stamp_to_ns(msg.header.stamp)
+            log_time_ns = sensors.stamp_ns(msg)
         self.write_raw(topic, msg.__msgtype__, bm.serialize(msg), log_time_ns)
 
     def write_raw(self, topic: str, msgtype: str, data: bytes, log_time_ns: int) -> None:
@@ -239,6 +240,17 @@ def _frame_parts(frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
     return frame.left, frame.right, getattr(frame, "disp_left", None)
 
 
+def _depth_message(camera: StereoCamera, disp: np.ndarray, stamp: int, encoding: str, compressed: bool) -> Any:
+    """Depth registered to the left camera from its disparity: 32FC1 metres or 16UC1 millimetres."""
+    z = camera.depth_from_disparity(disp)
+    if encoding == "32FC1":
+        return bm.image_message(z.astype(np.float32), stamp, camera.left_frame_id, "32FC1")
+    mm = np.where(np.isfinite(z), np.round(z * 1000.0), 0)
+    mm = np.clip(mm, 0, 65535).astype(np.uint16)  # beyond 65.5 m does not fit: saturate
+    return (bm.compressed_depth_message(mm, stamp, camera.left_frame_id) if compressed
+            else bm.image_message(mm, stamp, camera.left_frame_id, "16UC1"))
+
+
 def write_stereo_bag(
     path: str | Path,
     frames: Iterable[Any],
@@ -307,15 +319,7 @@ def write_stereo_bag(
             if (depth or disparity) and disp is None:
                 raise ValueError(f"frame {index}: depth/disparity topics need frames with disp_left")
             if depth:
-                z = camera.depth_from_disparity(disp)
-                if depth == "32FC1":
-                    msg = bm.image_message(z.astype(np.float32), stamp, camera.left_frame_id, "32FC1")
-                else:
-                    mm = np.where(np.isfinite(z), np.round(z * 1000.0), 0)
-                    mm = np.clip(mm, 0, 65535).astype(np.uint16)  # beyond 65.5 m does not fit: saturate
-                    msg = (bm.compressed_depth_message(mm, stamp, camera.left_frame_id) if depth_compressed
-                           else bm.image_message(mm, stamp, camera.left_frame_id, "16UC1"))
-                writer.write(names["depth"], msg)
+                writer.write(names["depth"], _depth_message(camera, disp, stamp, depth, depth_compressed))
             if disparity:
                 d = np.where(np.asarray(disp) > 0, disp, -1.0).astype(np.float32)
                 msg = bm.disparity_image_message(

@@ -1,0 +1,33 @@
+"""Writing files so that readers never see half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | Path, data: bytes | Callable[[Path], object]) -> Path:
+    """Write `data` (bytes, or a function writing to the path it is given) to `path` atomically.
+
+    The content goes to a temporary `.NAME.*.tmp` file in the same folder, then is renamed over `path`, so a
+    reader sees the old file or the new one, never a part; on any failure (or interrupt) the temporary file
+    is removed and the exception propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        else:
+            os.close(fd)
+            data(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,293 @@
+"""`smd bag2dataset BAG [BAG...] --out DIR`: turn rosbag2 stereo recordings into a training set.
+
+Reads sqlite3 and mcap recordings (split or not, also cut-off ones) with `rosbags`, no ROS install needed.
+Left/right images (`sensor_msgs/Image` or `CompressedImage`) are paired by header stamp; ground truth comes
+from a depth image registered to the left camera (`--depth`, 32FC1 metres / 16UC1 mm, d = fx * B / Z with
+fx and B from the rectified P matrices), a `stereo_msgs/DisparityImage` (`--disparity`), or confident
+model predictions (`--pseudo-labels CKPT`).
+
+Output folder:
+    left/000000.png right/000000.png   images (8-bit PNG, as recorded or rectified with --rectify)
+    disp/000000.npy                    float32 disparity in pixels, 0 = invalid
+    conf/000000.png                    pseudo-labels only: 255 where the label was kept
+    train.txt val.txt                  `left/000000.png right/000000.png disp/000000.npy`, relative paths
+    calib.yaml                         rectified K, baseline, size, source CameraInfos
+    manifest.json                      source bags, topics, per-frame stamps, counts, options, tool version
+    preview.png                        a few frames: left, right, disparity (, kept pixels)
+
+Every file is written to a temporary name and renamed, and the manifest fixes the frame plan up front, so
+a rerun with the same arguments resumes an interrupted conversion without rewriting finished frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from smd_core.files import atomic_write
+from smd_ros.bags.calib import StereoCalibration, vertical_misalignment
+from smd_ros.bags.errors import BagError, DamagedBagError, DatasetExistsError
+from smd_ros.bags.frames import FrameWriter, PlannedFrame, load_predictor
+from smd_ros.bags.manifest import (
+    MANIFEST,
+    bag_identity,
+    check_same_plan,
+    clear_dataset,
+    fingerprint_of,
+    inspect_output,
+    manifest_of,
+    now,
+    remove_temporaries,
+    write_json,
+    write_lists,
+    write_preview,
+)
+from smd_ros.bags.options import Bag2DatasetOptions, ConversionReport
+from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
+from smd_ros.bags.reader import BagSource
+from smd_ros.bags.scan import BagScan, collect, scan_bag
+
+LOG = logging.getLogger("smd_ros.bags")
+# Largest median vertical offset (px) of feature matches tolerated in a "rectified" pair.
+MAX_VERTICAL_OFFSET_PX = 1.0
+MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
+
+__all__ = ["Bag2DatasetOptions", "ConversionReport", "DamagedBagError", "DatasetExistsError", "convert"]
+
+
+def _where(scan: BagScan, frame: PlannedFrame) -> str:
+    return f"{scan.source.path} frame {frame.name} (left stamp {frame.pair.left_ns} ns)"
+
+
+def _calibrate(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> StereoCalibration:
+    """The calibration of the first bag; every bag must share it (BagError otherwise)."""
+    try:
+        calib = StereoCalibration.from_models(scans[0].left_info, scans[0].right_info)
+    except ValueError as err:
+        raise BagError(f"{scans[0].source.path}: {options.left_info} / {options.right_info}: {err}") from err
+    report.warnings.extend(calib.warnings)
+    if not options.rectify:
+        report.warnings.extend(calib.rectification_notes())
+    for scan in scans:
+        if not (scan.left_info.same_as(calib.left) and scan.right_info.same_as(calib.right)):
+            raise BagError(f"{scan.source.path}: its camera_info differs from {scans[0].source.path}'s; bags from "
+                           "differently calibrated cameras need separate datasets")
+        for role, n in scan.info_changes.items():
+            if n:
+                report.warnings.append(f"{scan.source.path}: camera_info on {getattr(options, role)} changes {n} "
+                                       "times during the recording; the first one is used for every frame")
+    return calib
+
+
+def _bag_summary(scan: BagScan, paired: int, frames: int, dropped: dict[str, int]) -> dict[str, Any]:
+    """What the report and the manifest say about one bag."""
+    info = dict(bag_identity(scan.source), messages={k: v for k, v in scan.counts.items() if not k.endswith("_info")},
+                paired=paired, frames=frames, dropped=dropped,
+                topics={t: {"type": i.msgtype, "count": i.count} for t, i in scan.source.topics().items()})
+    if scan.damage:
+        first, last = scan.first_log_ns, scan.damage.last_time_ns
+        seconds = (last - first) / 1e9 if (first is not None and last is not None) else 0.0
+        info["damaged"] = {
+            "reason": scan.damage.reason, "messages_read": scan.damage.messages_read,
+            "last_log_time_ns": last, "seconds_read": seconds,
+            "message": (f"recording is damaged ({scan.damage.reason}); readable up to {seconds:.2f} s into the "
+                        f"recording ({scan.damage.messages_read} messages on the converted topics)"),
+        }
+    return info
+
+
+def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> list[PlannedFrame]:
+    """Pairing, time window, stride, frame cap and train/val split; fills `report.bags` and the counts."""
+    tol_ns = round(options.tolerance * 1e9)
+    gt_role = "depth" if options.depth else "disparity" if options.disparity else None
+    planned: list[PairedFrame] = []
+    for scan in scans:
+        result = pair_stamps(
+            scan.index, scan.stamps["left"], scan.stamps["right"], scan.stamps[gt_role] if gt_role else None,
+            tolerance_ns=tol_ns, topics=(options.left_image, options.right_image, options.gt_topic),
+        )
+        frames = select_window(result.frames, options.start, options.end, result.dropped)
+        frames = apply_stride(frames, options.stride, result.dropped)
+        if options.max_frames is not None:
+            room = max(0, options.max_frames - len(planned))
+            if len(frames) > room:
+                result.dropped[f"beyond --max-frames {options.max_frames}"] += len(frames) - room
+                frames = frames[:room]
+        planned.extend(frames)
+        report.bags.append(_bag_summary(scan, len(result.frames), len(frames), dict(result.dropped)))
+        report.dropped.update(result.dropped)
+    assign_splits(planned, options.val_fraction, options.val_blocks)
+    frames = [PlannedFrame(i, p) for i, p in enumerate(planned)]
+    report.frames = len(frames)
+    report.train = sum(f.pair.split == "train" for f in frames)
+    report.val = report.frames - report.train
+    if not frames:
+        damage = "".join(f"; {b['path']}: {b['damaged']['message']}" for b in report.bags if b.get("damaged"))
+        raise BagError("no frames to convert: " + ("; ".join(f"{n} {r}" for r, n in report.dropped.items())
+                                                   or "no stereo pairs at all") + damage)
+    if not options.has_labels:
+        report.warnings.append("no ground truth (--depth, --disparity or --pseudo-labels): the lists have no "
+                               "disparity column and are not usable for supervised training")
+    return frames
+
+
+@dataclasses.dataclass
+class _Conversion:
+    """One conversion's state between its steps (see `convert`)."""
+
+    out: Path
+    options: Bag2DatasetOptions
+    fingerprint: str
+    identity: dict[str, Any]
+    report: ConversionReport
+    scans: list[BagScan]
+    calib: StereoCalibration
+    frames: list[PlannedFrame]
+    created: str = ""
+
+    def save_manifest(self, status: str) -> None:
+        write_json(self.out / MANIFEST, manifest_of(self.options, self.fingerprint, self.identity, self.report,
+                                                    self.calib, self.frames, self.created, status))
+
+    def prepare_output(self, action: str, existing: dict[str, Any] | None) -> None:
+        """Resume (same plan, earlier per-frame results kept), replace or create `out`; write calib.yaml and
+        the manifest of the plan."""
+        out, options = self.out, self.options
+        if action == "resume":
+            check_same_plan(existing or {}, self.frames, options, out)
+            previous = {f["id"]: f for f in (existing or {}).get("frames", [])}
+            for f in self.frames:
+                f.restore(previous.get(f.name, {}))
+        elif action == "replace":
+            LOG.warning("--overwrite: replacing the dataset in %s", out)
+            clear_dataset(out)
+            existing = None
+        out.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out)
+        for sub in ("left", "right", *(("disp",) if options.has_labels else ()),
+                    *(("conf",) if options.pseudo_labels else ())):
+            (out / sub).mkdir(exist_ok=True)
+        atomic_write(out / "calib.yaml", yaml.safe_dump(self.calib.to_yaml_dict(), sort_keys=False).encode())
+        self.created = (existing or {}).get("created") or now()
+        self.save_manifest("in_progress")
+
+    def write_frames(self, predictor: Any, on_frame: Callable[[int], None] | None) -> FrameWriter:
+        """Pass 2: decode and write the frames not already on disk; the manifest is saved every
+        MANIFEST_EVERY frames and on interruption."""
+        out, options, report = self.out, self.options, self.report
+        todo = [f for f in self.frames if not f.done(out, options)]
+        report.reused = len(self.frames) - len(todo)
+        for f in self.frames:
+            if f.valid_fraction is None and options.has_labels and f.done(out, options):
+                f.measure(np.load(out / f.files(options)["disp"], mmap_mode="r"))
+        if todo and options.pseudo_labels and predictor is None:
+            predictor = load_predictor(options)
+        writer = FrameWriter(out, options, self.calib, predictor)
+        bar = tqdm(total=len(self.frames), initial=report.reused, desc="convert", unit="frame",
+                   disable=not options.progress)
+        since_manifest = 0
+        try:
+            for scan in self.scans:
+                bag_todo = [f for f in todo if f.pair.bag == scan.index]
+                for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
+                    if parts is None:
+                        continue  # cut off by damage; counted in finish()
+                    writer.write(frame, parts, _where(scan, frame))
+                    report.written += 1
+                    bar.update()
+                    since_manifest += 1
+                    if on_frame is not None:
+                        on_frame(frame.index)
+                    if since_manifest >= MANIFEST_EVERY:
+                        since_manifest = 0
+                        self.save_manifest("in_progress")
+        except BaseException:
+            # Interrupted or failed: keep the per-frame bookkeeping of what was written, then re-raise.
+            if report.written:
+                self.save_manifest("in_progress")
+            raise
+        finally:
+            bar.close()
+        return writer
+
+    def finish(self, writer: FrameWriter) -> ConversionReport:
+        """Warnings, lists, preview and the final manifest; DamagedBagError for damaged recordings unless
+        --allow-truncated."""
+        out, options, report, frames = self.out, self.options, self.report, self.frames
+        report.warnings.extend(writer.warnings)
+        if writer.matches:
+            offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.image_size)
+            if offset > MAX_VERTICAL_OFFSET_PX:
+                report.warnings.append(
+                    f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
+                    f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
+                    "topics carry raw images, or check that left and right are a rectified pair"
+                )
+        for index, why in sorted(writer.corrupt.items()):
+            report.corrupt[frames[index].name] = why
+            report.warnings.append(f"skipped frame {frames[index].name}: {why}")
+        done = [f for f in frames if f.done(out, options)]
+        report.incomplete = len(frames) - len(done) - len(writer.corrupt)
+        report.count_labels(done)
+        usable = [f for f in done if f.rejected is None]
+        write_lists(out, usable, options)
+        write_preview(out, usable, options)
+        damaged = [b for b in report.bags if b.get("damaged")]
+        report.status = "partial" if (damaged and not options.allow_truncated) or report.incomplete else "complete"
+        self.save_manifest(report.status)
+        if damaged and not options.allow_truncated:
+            details = "; ".join(f"{b['path']}: {b['damaged']['message']}" for b in damaged)
+            raise DamagedBagError(
+                f"{details}. Kept the {len(done)} frames converted from the readable part in {out} (lists and "
+                "manifest written, status 'partial'). Rerun with --allow-truncated to accept them as the dataset, "
+                "or repair the recording (ros2 bag reindex) first", report)
+        for bag in damaged:
+            report.warnings.append(f"{bag['path']}: {bag['damaged']['message']}; converted the readable part")
+        return report
+
+
+def convert(
+    bags: Sequence[str | Path],
+    out: str | Path,
+    options: Bag2DatasetOptions | None = None,
+    *,
+    predictor: Any = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> ConversionReport:
+    """Convert recordings `bags` into the dataset folder `out`; returns a ConversionReport.
+
+    Steps: check the output folder (before the long scan, changing nothing), pass 1 over every bag (stamps,
+    CameraInfos), calibration, frame plan, output folder and manifest, pass 2 (frames), lists and summary.
+    predictor: for pseudo-labels, anything with `predict(left, right)` returning `disparity` and
+        `uncertainty` maps (default: `smd_core.Predictor` on `options.pseudo_labels`).
+    on_frame: called with the frame index after each frame is written (progress hooks, tests).
+    Raises BagError (missing topic, wrong type, mismatched sizes, foreign output folder...),
+    sensors.InputError (unsupported encodings, bad calibration), FileNotFoundError, and DamagedBagError
+    after writing everything readable when a recording is damaged (unless options.allow_truncated).
+    """
+    options = options or Bag2DatasetOptions()
+    if not bags:
+        raise ValueError("no bags given")
+    out = Path(out)
+    sources = [BagSource(b) for b in bags]
+    if len({s.path.resolve() for s in sources}) != len(sources):
+        raise ValueError(f"the same bag is given twice: {[str(s.path) for s in sources]}")
+    if options.pseudo_labels and not Path(options.pseudo_labels).is_file():
+        raise FileNotFoundError(f"--pseudo-labels checkpoint not found: {options.pseudo_labels}")
+    fingerprint, identity = fingerprint_of(options, sources)
+    action, existing = inspect_output(out, fingerprint, identity, options.overwrite)
+    report = ConversionReport(out=out)
+    scans = [scan_bag(i, s, options) for i, s in enumerate(sources)]
+    calib = _calibrate(scans, options, report)
+    frames = _plan(scans, options, report)
+    job = _Conversion(out, options, fingerprint, identity, report, scans, calib, frames)
+    job.prepare_output(action, existing)
+    writer = job.write_frames(predictor, on_frame)
+    return job.finish(writer)

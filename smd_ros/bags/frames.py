@@ -1,0 +1,244 @@
+"""One frame of `smd bag2dataset`: its plan (`PlannedFrame`) and its conversion (`FrameWriter`: decode with the
+node's decoder, rectify, label, write atomically)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from smd_core.files import atomic_write
+from smd_core.geometry import depth_to_disparity
+from smd_ros import sensors
+from smd_ros.bags.calib import StereoCalibration, stereo_matches
+from smd_ros.bags.errors import BagError
+from smd_ros.bags.options import Bag2DatasetOptions
+from smd_ros.bags.pairing import PairedFrame
+
+LOG = logging.getLogger("smd_ros.bags")
+RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"OpenCV could not PNG-encode a {image.dtype} image of shape {image.shape}")
+    return buf.tobytes()
+
+
+def _grey_if_grey(bgr: np.ndarray) -> np.ndarray:
+    """(H, W) when the three channels of a BGR image are equal (a mono camera): a third of the PNG size, and
+    readers (`smd_core.data.io.read_image`) give back the same BGR image."""
+    if np.array_equal(bgr[..., 0], bgr[..., 1]) and np.array_equal(bgr[..., 1], bgr[..., 2]):
+        return np.ascontiguousarray(bgr[..., 0])
+    return bgr
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def check_labels(disparity: np.ndarray, max_disparity: float) -> tuple[np.ndarray, dict[str, int]]:
+    """Labels (H, W) px with implausible values set to 0 (invalid), and how many of each kind were:
+    "impossible" (non-finite or >= the image width: no stereo pair shows them) and "beyond_range" (above
+    `max_disparity` > 0, the model's range). Invalid labels (0) stay as they are."""
+    d = np.asarray(disparity, np.float32)
+    with np.errstate(invalid="ignore"):
+        impossible = ~np.isfinite(d) | (d >= d.shape[1]) | (d < 0)
+        beyond = ~impossible & (d > max_disparity) if max_disparity > 0 else np.zeros(d.shape, bool)
+    counts = {"impossible": int(np.count_nonzero(impossible)), "beyond_range": int(np.count_nonzero(beyond))}
+    if counts["impossible"] or counts["beyond_range"]:
+        d = np.where(impossible | beyond, np.float32(0.0), d)
+    return d, counts
+
+
+@dataclasses.dataclass
+class PlannedFrame:
+    """A planned frame: its pairing and name; after processing, the fraction of labelled pixels, what the
+    label check masked and why the frame was left out of the lists (None: it was not)."""
+
+    index: int
+    pair: PairedFrame
+    valid_fraction: float | None = None
+    masked: dict[str, int] | None = None
+    rejected: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:06d}"
+
+    def files(self, options: Bag2DatasetOptions) -> dict[str, str]:
+        files = {"left": f"left/{self.name}.png", "right": f"right/{self.name}.png"}
+        if options.has_labels:
+            files["disp"] = f"disp/{self.name}.npy"
+        if options.pseudo_labels:
+            files["conf"] = f"conf/{self.name}.png"
+        return files
+
+    def done(self, out: Path, options: Bag2DatasetOptions) -> bool:
+        return all((out / f).is_file() for f in self.files(options).values())
+
+    def measure(self, disparity: np.ndarray) -> None:
+        self.valid_fraction = float(np.count_nonzero(disparity > 0) / disparity.size)
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        """Per-frame results of an interrupted run (its manifest entry)."""
+        self.valid_fraction = previous.get("valid_fraction")
+        labels = previous.get("labels") or {}
+        self.masked = labels.get("masked")
+        self.rejected = labels.get("rejected")
+
+    def to_json(self, options: Bag2DatasetOptions) -> dict[str, Any]:
+        return {
+            "id": self.name, "bag": self.pair.bag, "split": self.pair.split,
+            "stamps": {"left": self.pair.left_ns, "right": self.pair.right_ns, "gt": self.pair.gt_ns},
+            "files": self.files(options), "valid_fraction": self.valid_fraction,
+            "labels": {"masked": self.masked, "rejected": self.rejected},
+        }
+
+
+class FrameWriter:
+    """Decodes one frame's messages, applies rectification / labels / the label check, writes its files
+    atomically; `corrupt`: frame index -> why its messages did not deserialize (filled by `scan.collect`)."""
+
+    def __init__(self, out: Path, options: Bag2DatasetOptions, calib: StereoCalibration, predictor: Any) -> None:
+        self.out = out
+        self.options = options
+        self.calib = calib
+        self.predictor = predictor
+        self.maps = None
+        if options.rectify:
+            if not (calib.left.full_frame and calib.right.full_frame):
+                raise BagError("--rectify needs camera_info of whole sensor images: these use binning or a ROI "
+                               "(record image_rect topics, or the raw full-size images)")
+            self.maps = {"left": calib.left.rectify_maps(), "right": calib.right.rectify_maps()}
+        self.warned: set[str] = set()
+        self.warnings: list[str] = []
+        self.matches: list[np.ndarray] = []  # point matches of the first few pairs (rectification check)
+        self.corrupt: dict[int, str] = {}
+        self.image_size = calib.size
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self.warned:
+            self.warned.add(key)
+            self.warnings.append(text)
+            LOG.warning(text)
+
+    def _images(self, parts: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+        """The pair as BGR uint8, decoded as the node decodes it (`sensors.stereo_images`), then rectified."""
+        options = self.options
+        try:
+            images = sensors.stereo_images(parts["left"], parts["right"], image_bits=options.image_bits,
+                                           names=(f"left image {options.left_image}",
+                                                  f"right image {options.right_image}"))
+        except sensors.InputError as err:
+            if err.kind in ("encoding", "empty"):
+                raise
+            raise BagError(f"{where}: {err}") from None
+        width, height = self.calib.size
+        if images[0].shape[:2] != (height, width):
+            raise BagError(f"{where}: {options.left_image} image is {images[0].shape[1]}x{images[0].shape[0]} but "
+                           f"its camera_info says {width}x{height}")
+        if self.maps is None:
+            return images
+        return tuple(cv2.remap(image, *self.maps[role], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                     for role, image in zip(("left", "right"), images, strict=True))  # type: ignore[return-value]
+
+    def _depth_labels(self, depth: np.ndarray) -> np.ndarray:
+        """Depth (H, W) m -> disparity px, 0 outside [min_depth, max_depth], where invalid or behind doffs."""
+        options = self.options
+        with np.errstate(invalid="ignore"):
+            depth[(depth < options.min_depth) | (depth > (options.max_depth or math.inf))] = np.nan
+        disparity = depth_to_disparity(depth, self.calib.camera)
+        with np.errstate(invalid="ignore"):
+            disparity[disparity <= 0] = 0.0
+        return disparity
+
+    def _disparity_image(self, msg: Any) -> np.ndarray:
+        options, camera = self.options, self.calib.camera
+        disparity = sensors.disparity_pixels(msg, options.disparity or "")
+        if abs(msg.f - camera.fx) > 1e-3 * camera.fx or abs(msg.t - camera.baseline) > 1e-3 * camera.baseline:
+            self._warn_once("disparity_fb", (
+                f"{options.disparity}: DisparityImage f={msg.f:.6g}, T={msg.t:.6g} differ from camera_info "
+                f"(fx={camera.fx:.6g}, B={camera.baseline:.6g}); its disparities are used as they are"
+            ))
+        return disparity
+
+    def _ground_truth(self, msg: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+        """Disparity labels (H, W) px of the left image from the ground-truth message (0 = invalid)."""
+        options = self.options
+        if options.disparity:
+            data, what = self._disparity_image(msg), "disparity image"
+        else:
+            data, what = sensors.depth_metres(msg, options.depth or ""), "depth image"
+        if data.shape != shape:
+            raise BagError(
+                f"{where}: {what} on {options.gt_topic} is {data.shape[1]}x{data.shape[0]} but the left "
+                f"image is {shape[1]}x{shape[0]}; ground truth must be registered to the left camera at its "
+                "resolution"
+            )
+        if options.disparity:
+            return data
+        if self.maps is not None:
+            data = self.calib.rectify_depth(data, *self.maps["left"])
+        return self._depth_labels(data)
+
+    def _verdict(self, masked: dict[str, int], pixels: int, where: str) -> str | None:
+        """Why the frame must be left out of the lists, or None."""
+        limit = self.options.max_bad_labels * pixels
+        if masked["impossible"] > limit:
+            text = (f"{masked['impossible']} labels are non-finite or >= the image width (more than --max-bad-labels "
+                    f"{self.options.max_bad_labels:g} of {pixels} pixels): corrupt ground truth or a wrong calibration")
+            LOG.warning("%s: %s; frame left out of the lists", where, text)
+            return text
+        return None
+
+    def write(self, frame: PlannedFrame, parts: dict[str, Any], where: str) -> None:
+        options = self.options
+        left, right = self._images(parts, where)
+        if options.check_rectification and not options.rectify and len(self.matches) < RECTIFICATION_CHECK_FRAMES:
+            self.matches.append(stereo_matches(left, right))
+            self.image_size = (left.shape[1], left.shape[0])
+        outputs: dict[str, bytes] = {}
+        files = frame.files(options)
+        outputs[files["left"]] = png_bytes(_grey_if_grey(left))
+        outputs[files["right"]] = png_bytes(_grey_if_grey(right))
+        if options.gt_topic:
+            disparity = self._ground_truth(parts["gt"], left.shape[:2], where)
+        elif options.pseudo_labels:
+            from smd_ros.bags.pseudo import pseudo_label
+
+            label = pseudo_label(self.predictor, left, right, max_uncertainty=options.pseudo_max_uncertainty,
+                                 lr_tolerance=options.pseudo_lr_tolerance)
+            disparity = label.disparity
+            outputs[files["conf"]] = png_bytes(label.confident.astype(np.uint8) * 255)
+        else:
+            disparity = None
+        if disparity is not None:
+            disparity, frame.masked = check_labels(disparity, options.max_disparity)
+            frame.rejected = self._verdict(frame.masked, disparity.size, where)
+            outputs[files["disp"]] = _npy_bytes(disparity)
+            frame.measure(disparity)
+        # Disparity (and confidence) last: a frame counts as done when all its files exist.
+        for rel, data in outputs.items():
+            atomic_write(self.out / rel, data)
+
+
+def load_predictor(options: Bag2DatasetOptions) -> Any:
+    import torch  # deferred: conversion without pseudo-labels needs no torch
+
+    from smd_core import Predictor, load_model
+
+    ckpt = Path(options.pseudo_labels or "")
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"--pseudo-labels checkpoint not found: {ckpt}")
+    device = torch.device(options.device)
+    return Predictor(load_model(ckpt, device=device), device=device)

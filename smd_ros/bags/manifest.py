@@ -1,0 +1,229 @@
+"""The output folder of `smd bag2dataset`: fingerprint, resume / replace / refuse, manifest, lists, preview."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from smd_core.files import atomic_write
+from smd_ros.bags.calib import StereoCalibration
+from smd_ros.bags.errors import DatasetExistsError
+from smd_ros.bags.frames import PlannedFrame, png_bytes
+from smd_ros.bags.options import Bag2DatasetOptions, ConversionReport
+from smd_ros.bags.reader import BagSource
+
+TOOL_VERSION = "1.0"
+MANIFEST_FORMAT = "smd_ros.bag2dataset"
+MANIFEST_VERSION = 1
+MANIFEST = "manifest.json"
+OWN_ENTRIES = ("left", "right", "disp", "conf", "train.txt", "val.txt", "calib.yaml", MANIFEST, "preview.png")
+# Options that change nothing in the output, so a resume may change them.
+NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "check_rectification")
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, (json.dumps(data, indent=1, default=_json_default) + "\n").encode())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def remove_temporaries(out: Path) -> None:
+    """Drop temporaries an interrupted run left behind (they are never part of a finished frame)."""
+    for folder in [out, *(out / d for d in ("left", "right", "disp", "conf"))]:
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp*"):
+                tmp.unlink()
+
+
+# ------------------------------------------------------------------------------------------ fingerprint
+
+
+def bag_identity(source: BagSource) -> dict[str, Any]:
+    return {
+        "path": str(source.path.resolve()),
+        "storage": source.storage,
+        "files": [{"name": f.name, "bytes": f.stat().st_size} for f in source.files],
+    }
+
+
+def fingerprint_of(options: Bag2DatasetOptions, sources: Sequence[BagSource]) -> tuple[str, dict[str, Any]]:
+    content = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_FINGERPRINTED}
+    if options.pseudo_labels:
+        ckpt = Path(options.pseudo_labels)
+        content["pseudo_labels"] = {"path": str(ckpt.resolve()), "bytes": ckpt.stat().st_size}
+    data = {"options": content, "bags": [bag_identity(s) for s in sources], "manifest_version": MANIFEST_VERSION}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return digest, data
+
+
+def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Human-readable differences between two fingerprint inputs."""
+    diffs = []
+    old_opts, new_opts = old.get("options", {}), new.get("options", {})
+    for key in sorted(set(old_opts) | set(new_opts)):
+        if old_opts.get(key) != new_opts.get(key):
+            diffs.append(f"{key}: {old_opts.get(key)!r} -> {new_opts.get(key)!r}")
+    old_bags = [(b["path"], b["files"]) for b in old.get("bags", [])]
+    new_bags = [(b["path"], b["files"]) for b in new.get("bags", [])]
+    if old_bags != new_bags:
+        diffs.append(f"bags: {[b[0] for b in old_bags]} -> {[b[0] for b in new_bags]}"
+                     + (" (same paths, different file sizes)" if [b[0] for b in old_bags] ==
+                        [b[0] for b in new_bags] else ""))
+    return "; ".join(diffs) or "(format version)"
+
+
+def inspect_output(out: Path, fingerprint: str, identity: dict[str, Any], overwrite: bool) -> tuple[str, dict | None]:
+    """What to do with `out`, without touching it: ("new", None), ("resume", manifest) for the same
+    conversion, or ("replace", manifest) for another bag2dataset dataset when `overwrite`.
+
+    Raises DatasetExistsError when `out` holds a different dataset (ours, without `overwrite`) or anything
+    that is not ours (never deleted, whatever the flags).
+    """
+    if out.exists() and not out.is_dir():
+        raise DatasetExistsError(f"--out {out} is a file, not a folder")
+    if not out.exists():
+        return "new", None
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DatasetExistsError(f"{manifest_path} is not valid JSON ({err}); refusing to touch {out}") from err
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise DatasetExistsError(f"{out} holds a manifest.json that bag2dataset did not write; choose "
+                                     "another --out")
+        if manifest.get("fingerprint") == fingerprint:
+            return "resume", manifest
+        difference = _describe_difference(manifest.get("fingerprint_input", {}), identity)
+        if not overwrite:
+            raise DatasetExistsError(
+                f"{out} holds another bag2dataset dataset (made from different bags or options: {difference}). "
+                "Pass --overwrite to replace it, or choose another --out"
+            )
+        return "replace", manifest
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 8 else "")
+        raise DatasetExistsError(
+            f"{out} is not empty and is not a bag2dataset output (it holds {shown}); refusing to mix datasets "
+            "(--overwrite only replaces bag2dataset outputs). Choose an empty or new folder"
+        )
+    return "new", None
+
+
+def clear_dataset(out: Path) -> None:
+    """Remove a previous bag2dataset dataset's own files (only those) from `out`."""
+    for name in OWN_ENTRIES:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    remove_temporaries(out)
+
+
+def check_same_plan(
+    existing: dict[str, Any], frames: list[PlannedFrame], options: Bag2DatasetOptions, out: Path
+) -> None:
+    old = {f["id"]: f for f in existing.get("frames", [])}
+    for f in frames:
+        prev = old.get(f.name)
+        if prev is None or prev.get("stamps") != f.to_json(options)["stamps"] or prev.get("split") != f.pair.split:
+            raise DatasetExistsError(
+                f"{out}: frame {f.name} was planned differently by the interrupted run (tool version "
+                f"{existing.get('tool_version')}); pass --overwrite to start over"
+            )
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def manifest_of(
+    options: Bag2DatasetOptions, fingerprint: str, identity: dict[str, Any], report: ConversionReport,
+    calib: StereoCalibration, frames: list[PlannedFrame], created: str, status: str,
+) -> dict[str, Any]:
+    from smd_core import __version__ as smd_version
+
+    labels = ("depth" if options.depth else "disparity" if options.disparity else
+              "pseudo" if options.pseudo_labels else None)
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "tool": "bag2dataset",
+        "tool_version": TOOL_VERSION,
+        "smd_core_version": smd_version,
+        "status": status,
+        "created": created,
+        "updated": now(),
+        "fingerprint": fingerprint,
+        "fingerprint_input": identity,
+        "options": dataclasses.asdict(options),
+        "topics": {"left_image": options.left_image, "right_image": options.right_image,
+                   "left_info": options.left_info, "right_info": options.right_info,
+                   "ground_truth": options.gt_topic},
+        "labels": labels,
+        "bags": report.bags,
+        "calibration": calib.to_yaml_dict(),
+        "counts": {"frames": report.frames, "train": report.train, "val": report.val,
+                   "incomplete": report.incomplete, "corrupt": report.corrupt, "dropped": dict(report.dropped),
+                   "labels": {"masked": dict(report.masked), "masked_frames": dict(report.masked_frames),
+                              "rejected": report.rejected,
+                              "checked": {"max_disparity": options.max_disparity,
+                                          "max_bad_labels": options.max_bad_labels}}},
+        "warnings": report.warnings,
+        "frames": [f.to_json(options) for f in frames],
+    }
+
+
+def write_lists(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOptions) -> None:
+    for split in ("train", "val"):
+        lines = []
+        for f in frames:
+            if f.pair.split == split:
+                files = f.files(options)
+                cols = [files["left"], files["right"]] + ([files["disp"]] if "disp" in files else [])
+                lines.append(" ".join(cols))
+        atomic_write(out / f"{split}.txt", ("\n".join(lines) + ("\n" if lines else "")).encode())
+
+
+def write_preview(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOptions, count: int = 4) -> None:
+    """preview.png: left | right | disparity (| kept pixels) for a few frames spread over the dataset."""
+    if not frames:
+        return
+    try:
+        from smd_core.viz import colorize_disparity, contact_sheet, label
+    except ImportError:  # viz is optional for conversion
+        return
+    picks = sorted({frames[round(i * (len(frames) - 1) / max(1, count - 1))].index for i in range(count)})
+    by_index = {f.index: f for f in frames}
+    tiles = []
+    for idx in picks:
+        files = by_index[idx].files(options)
+        left = cv2.imread(str(out / files["left"]), cv2.IMREAD_COLOR)
+        right = cv2.imread(str(out / files["right"]), cv2.IMREAD_COLOR)
+        tiles.append(label(left, f"{by_index[idx].name} {by_index[idx].pair.split} left"))
+        tiles.append(label(right, "right"))
+        if "disp" in files:
+            disp = np.load(out / files["disp"])
+            tiles.append(label(colorize_disparity(disp), "disparity"))
+        if "conf" in files:
+            conf = cv2.imread(str(out / files["conf"]), cv2.IMREAD_GRAYSCALE)
+            tiles.append(label(cv2.cvtColor(conf, cv2.COLOR_GRAY2BGR), "kept"))
+    cols = 2 + ("disp" in frames[0].files(options)) + ("conf" in frames[0].files(options))
+    atomic_write(out / "preview.png", png_bytes(contact_sheet(tiles, cols=cols)))
