@@ -20,8 +20,8 @@ Commands = Mapping[str, tuple[str, str]]
 
 CORE_COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("smd_core.predict", "dense disparity + uncertainty for one stereo pair"),
-    "train": ("smd_core.train", "train or fine-tune a model from a YAML config"),
-    "eval": ("smd_core.evaluate", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
+    "train": ("smd_core.train.cli", "train or fine-tune a model from a YAML config"),
+    "eval": ("smd_core.eval_cli", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
     "synth": ("smd_core.data.synthetic", "write a procedural stereo dataset with exact disparity"),
 }
 

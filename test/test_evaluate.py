@@ -58,7 +58,7 @@ def frames_small(n: int = 2) -> list[dict]:
 def test_default_data_is_held_out() -> None:
     import argparse
 
-    from smd_core.evaluate import add_arguments
+    from smd_core.eval_cli import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
