@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="standard|unimodal|bimodal (default: inferred)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
     parser.add_argument("--chunk-points", type=int, default=None,
-                        help="query points per chunk (default: 16384 on CPU, 200000 on CUDA)")
+                        help="query points per chunk (default: 200000)")
     parser.add_argument("--edge-threshold", type=float, default=1.0, help="GT jump (px) that makes a depth edge")
     parser.add_argument("--band-radius", type=int, default=3, help="edge band radius (px) for the bleeding rate")
     parser.add_argument("--tolerance", type=float, default=1.0, help="bleeding: distance (px) to either side")

@@ -199,11 +199,10 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def default_chunk_points(device: Any) -> int:
-    """Query chunk size: small on CPUs (the head's activations stay in cache, about 2x faster than 200k-point
-    chunks), large on GPUs (enough work per kernel launch)."""
-    import torch
-
-    return 200_000 if torch.device(device).type == "cuda" else 16_384
+    """Query chunk size: the node's default, 200k points, on every device (the head blocks its own rows for
+    the cache; for the default model on 2 CPU cores 200k-point chunks ran 1.5x faster than 16k ones,
+    bench/bench_model.py --chunk-points)."""
+    return 200_000
 
 
 def _frame_count(frames: Any) -> int | None:
