@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg")
 
-from ros_helpers import camera_infos, header, image_msg  # noqa: E402
+from ros_helpers import camera_infos, header, image_msg, organized_points  # noqa: E402
 
 from smd_core.geometry import StereoCamera, disparity_to_points  # noqa: E402
 from smd_ros import messages  # noqa: E402
@@ -226,7 +226,7 @@ def test_organized_cloud_matches_hand_geometry():
     assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (4, 6, 16, 96)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"] and not cloud.is_dense
     assert cloud.header.frame_id == "cam" and len(cloud.data) == 4 * 96
-    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    pts = organized_points(cloud)
     assert pts.shape == (4, 6)
     xyz = np.dstack([pts["x"], pts["y"], pts["z"]])
     want = _hand_points(disp)
@@ -271,7 +271,7 @@ def test_stereo_outputs_masks():
     depth = np.frombuffer(out.depth.data, np.float32).reshape(4, 6)
     assert np.isnan(depth[:, 1]).all() and depth[0, 0] == pytest.approx(10.0)
     assert out.valid_points == 12 and out.camera_info is None
-    xyz = point_cloud2.read_points(out.points, field_names=["x", "y", "z"], reshape_organized_cloud=True)
+    xyz = organized_points(out.points, ["x", "y", "z"])
     assert np.isnan(xyz["z"][:, 1]).all()
     np.testing.assert_array_equal(np.frombuffer(out.uncertainty.data, np.float32).reshape(4, 6), unc)
     out = messages.stereo_outputs(header(1.0), disp, unc, CAM, mask_disparity_by_uncertainty=True, left_info=li,
@@ -288,5 +288,5 @@ def test_points_equal_geometry_module():
     disp = RNG.uniform(1, 60, (4, 6)).astype(np.float32)
     valid = np.ones((4, 6), bool)
     cloud = messages.cloud_msg(header(0), disp, valid, CAM, organized=True)
-    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    pts = organized_points(cloud)
     np.testing.assert_array_equal(np.dstack([pts["x"], pts["y"], pts["z"]]), disparity_to_points(disp, CAM))

@@ -25,6 +25,7 @@ from ros_helpers import (  # noqa: E402
     image_msg,
     node_command,
     node_env,
+    organized_points,
     stamp_of,
     wait_until,
 )
@@ -89,7 +90,6 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     import smd_core
     from smd_core.geometry import StereoCamera, disparity_to_points
     from smd_ros.messages import pack_rgb
-    from smd_ros.ros_libs import point_cloud2
 
     node, _ = stereo
     t, out = run_frame(stereo, frame)
@@ -117,7 +117,7 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     # Organized cloud: rows x cols, the points of the published disparity through the camera geometry.
     assert (cloud.height, cloud.width, cloud.point_step) == (H, W, 16) and not cloud.is_dense
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
-    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    pts = organized_points(cloud)
     camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W, height=H)
     want = disparity_to_points(disp, camera, valid=valid)
     got = np.dstack([pts["x"], pts["y"], pts["z"]])

@@ -1,0 +1,116 @@
+"""Torch threads x OpenMP wait policy, on an idle machine and with one core kept busy by another process.
+
+    python bench/bench_threads.py [--checkpoint PATH] [--size 480 640] [--repeats 5] [--threads 1 2]
+                                  [--policies default passive spin10k] [--json out.json]
+
+Each cell runs in a fresh Python process (the OpenMP runtime reads its environment once, when torch loads):
+it loads the model the node would load (default: the bundled one), runs `Predictor.predict` once to warm up,
+then `--repeats` times, and reports the median wall time per frame. "busy" starts one extra process that
+spins on one core for the whole cell (what another node on a robot does). Policies:
+- default:  nothing set (libgomp spins up to 300k iterations, then sleeps);
+- passive:  OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once);
+- spin10k:  GOMP_SPINCOUNT=10000 (spin briefly, then sleep).
+The node's defaults (`threads` parameter, `smd_ros.runtime.WAIT_POLICY_ENV`) come from this table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+POLICIES = {
+    "default": {},
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin10k": {"GOMP_SPINCOUNT": "10000"},
+}
+_OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "SMD_ROS_WAIT_POLICY")
+
+_CHILD = r"""
+import json, statistics, sys, time
+import numpy as np, torch
+import smd_core
+threads, repeats, h, w, ckpt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(threads)
+model = smd_core.load_model(ckpt, device="cpu")
+pred = smd_core.Predictor(model, device="cpu")
+rng = np.random.default_rng(0)
+left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+right = np.roll(left, -8, axis=1)
+pred.predict(left, right)
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    pred.predict(left, right)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times)}))
+"""
+
+
+def busy_core() -> subprocess.Popen:
+    """A process that keeps one core busy until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_cell(policy: str, threads: int, busy: bool, args: argparse.Namespace) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _OPENMP_VARS}
+    env.update(POLICIES[policy])
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    spinner = busy_core() if busy else None
+    try:
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(threads), str(args.repeats), str(args.size[0]),
+                              str(args.size[1]), str(args.checkpoint)], env=env, capture_output=True, text=True,
+                             check=True, timeout=1800)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def default_checkpoint() -> Path:
+    from smd_core.weights import default_checkpoint as bundled
+
+    return Path(bundled())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=None, help="model (default: the bundled one, as the node)")
+    ap.add_argument("--size", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    ap.add_argument("--json", default=None, help="also write the cells to this JSON file")
+    args = ap.parse_args()
+    args.checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    load = os.getloadavg()[0]
+    print(f"model {args.checkpoint.name}, input {args.size[1]}x{args.size[0]}, cores {os.cpu_count()}, "
+          f"load_avg_1min at start {load:.2f}; median of {args.repeats} frames (ms)")
+    cells = [(p, t, b) for p in args.policies for t in args.threads for b in (False, True)]
+    rows = []
+    for policy, threads, busy in tqdm(cells, desc="cells", file=sys.stderr):
+        r = run_cell(policy, threads, busy, args)
+        rows.append({"policy": policy, "threads": threads, "busy": busy, **r})
+    header = f"{'policy':<9} {'threads':>7} {'idle ms':>9} {'one core busy ms':>17}"
+    print(header)
+    print("-" * len(header))
+    for policy in args.policies:
+        for threads in args.threads:
+            idle, busy = (next(r["median_ms"] for r in rows if (r["policy"], r["threads"], r["busy"])
+                               == (policy, threads, b)) for b in (False, True))
+            print(f"{policy:<9} {threads:>7} {idle:>9.0f} {busy:>17.0f}")
+    print(f"load_avg_1min at end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
