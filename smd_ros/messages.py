@@ -87,9 +87,11 @@ def _image_array(msg: Image, name: str) -> np.ndarray:
     if h < 2 or w < 2:
         raise InputError("empty", f"{name}: empty image ({w}x{h})")
     if step < w * size * channels:
-        raise InputError("empty", f"{name}: step {step} < width {w} x {size * channels} bytes ({enc})")
+        raise InputError("layout", f"{name}: step {step} < width {w} x {size * channels} bytes ({enc})")
+    if step % size:
+        raise InputError("layout", f"{name}: step {step} is not a multiple of the {size}-byte channel ({enc})")
     if len(msg.data) < h * step:
-        raise InputError("empty", f"{name}: {len(msg.data)} data bytes, expected height {h} x step {step}")
+        raise InputError("layout", f"{name}: {len(msg.data)} data bytes, expected height {h} x step {step}")
     return _bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")
 
 
@@ -148,9 +150,12 @@ def stereo_camera(left_info: CameraInfo, right_info: CameraInfo, width: int, hei
                              f"are {width}x{height}")
     pl = np.asarray(left_info.p, dtype=np.float64)
     pr = np.asarray(right_info.p, dtype=np.float64)
-    if not (np.isfinite(pl).all() and np.isfinite(pr).all()):
-        raise InputError("calibration", f"camera_info P holds non-finite values: left {pl.tolist()}, "
-                         f"right {pr.tolist()}")
+    # As float32: the outputs (DisparityImage f and t, the cloud) hold float32, so 1e39 is as bad as inf.
+    with np.errstate(over="ignore"):
+        finite32 = np.isfinite(pl.astype(np.float32)).all() and np.isfinite(pr.astype(np.float32)).all()
+    if not finite32:
+        raise InputError("calibration", f"camera_info P holds values that are not finite as float32: left "
+                         f"{pl.tolist()}, right {pr.tolist()}")
     fx, fy, cx, cy = pl[0], pl[5], pl[2], pl[6]
     fx_r, cx_r, tx_r = pr[0], pr[2], pr[3]
     if fx <= 0 or fy <= 0 or fx_r <= 0:
@@ -160,7 +165,9 @@ def stereo_camera(left_info: CameraInfo, right_info: CameraInfo, width: int, hei
         raise InputError("calibration", f"left and right focal lengths differ ({fx} vs {fx_r}): the images are "
                          "not a rectified pair")
     baseline = -tx_r / fx_r
-    if not baseline > 0:
+    with np.errstate(over="ignore"):
+        baseline32 = np.float32(baseline)
+    if not (baseline32 > 0 and np.isfinite(baseline32)):
         raise InputError("calibration", f"baseline must be positive, got {baseline} m from right P[0,3]={tx_r} "
                          "(zero: right P lacks the translation; negative: left and right swapped?)")
     # Binning/ROI: image_geometry's convention (subtract the ROI offset, divide by the binning).

@@ -81,11 +81,22 @@ def test_empty_and_truncated_images():
     short.data = short.data[:-5]
     with pytest.raises(InputError, match="data bytes") as err:
         messages.stereo_images(image_msg(BGR, "bgr8"), short)
-    assert err.value.kind == "empty"
+    assert err.value.kind == "layout"
     narrow = image_msg(BGR, "bgr8")
     narrow.step = 6 * 3 - 1
-    with pytest.raises(InputError, match="step"):
+    with pytest.raises(InputError, match="step") as err:
         messages.stereo_images(narrow, image_msg(BGR, "bgr8"))
+    assert err.value.kind == "layout"
+
+
+def test_mono16_rows_of_half_a_pixel_are_bad_layout():
+    """step = 2 * width + 1 passes the size checks but is no whole number of pixels: bad input, not a crash."""
+    grey = np.arange(24, dtype=np.uint16).reshape(4, 6)
+    odd = image_msg(grey, "mono16", pad=1)
+    assert odd.step == 13
+    with pytest.raises(InputError, match="not a multiple of the 2-byte channel") as err:
+        messages.stereo_images(odd, image_msg(grey, "mono16"))
+    assert err.value.kind == "layout"
 
 
 def test_left_right_size_mismatch():
@@ -136,6 +147,11 @@ def _bad_infos(case):
         li.p[5] = math.inf
     elif case == "focal_mismatch":
         ri.p[0] = 120.0
+    elif case == "beyond_float32":
+        li.p[0] = ri.p[0] = 1e39
+        ri.p[3] = -1e39 * 0.5
+    elif case == "baseline_below_float32":
+        ri.p[3] = -1e-48
     return li, ri
 
 
@@ -147,8 +163,10 @@ def _bad_infos(case):
         ("zero_focal", "calibration", "focal length must be positive"),
         ("zero_baseline", "calibration", "baseline must be positive"),
         ("negative_baseline", "calibration", "swapped"),
-        ("nan", "calibration", "non-finite"),
-        ("inf", "calibration", "non-finite"),
+        ("nan", "calibration", "not finite as float32"),
+        ("inf", "calibration", "not finite as float32"),
+        ("beyond_float32", "calibration", "not finite as float32"),  # finite as float64: f would be inf
+        ("baseline_below_float32", "calibration", "baseline must be positive"),  # t would be 0
         ("focal_mismatch", "calibration", "not a rectified pair"),
     ],
 )

@@ -1,0 +1,72 @@
+"""The node process's CPU settings and input-size guard; no ROS and no torch imports at module level.
+
+- `set_openmp_defaults(environ)`: the OpenMP wait behaviour, written into the environment before torch loads
+  (libgomp reads it once, when the library is loaded). On a robot other processes always share the CPU: with
+  libgomp's default (spin up to 300k iterations) a thread waiting at a barrier burns the core that the busy
+  neighbour needs and the frame takes several times longer; with PASSIVE every barrier sleeps, which costs
+  an idle machine. A short spin (`WAIT_POLICY_ENV`) is chosen from bench/bench_threads.py's table.
+  A value the user set in the environment always wins.
+- `default_threads()`: the cores this process may run on (the `threads` parameter's 0).
+- `guarded_input_scale(...)`: the input scale that keeps the network input within `max_input_pixels`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import MutableMapping
+
+__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "default_threads", "guarded_input_scale", "set_openmp_defaults"]
+
+# Chosen by measurement (bench/bench_threads.py): spin briefly, then sleep.
+WAIT_POLICY_ENV: dict[str, str] = {"GOMP_SPINCOUNT": "10000"}
+# Any of these set by the user means "the user chose": leave the environment alone.
+OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> str:
+    """Write `WAIT_POLICY_ENV` into `environ` (default os.environ) unless the user set a wait policy.
+
+    Returns one line for the start-up log saying what is in force and why.
+    """
+    env = os.environ if environ is None else environ
+    user = {k: env[k] for k in OPENMP_VARIABLES if k in env}
+    if user:
+        return "OpenMP wait policy from the environment: " + ", ".join(f"{k}={v}" for k, v in user.items())
+    if "torch" in sys.modules and environ is None:
+        return ("OpenMP wait policy: libgomp's default (torch was loaded before smd_ros.stereo_node, too late to "
+                f"set {WAIT_POLICY_ENV})")
+    env.update(WAIT_POLICY_ENV)
+    return "OpenMP wait policy: " + ", ".join(f"{k}={v}" for k, v in WAIT_POLICY_ENV.items()) + " (smd_ros default)"
+
+
+def default_threads() -> int:
+    """The number of cores this process may run on (affinity mask, else os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def network_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) of the network input for images `width` x `height` and `scale` (as `Predictor`)."""
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+def guarded_input_scale(width: int, height: int, input_scale: float, max_pixels: int) -> float:
+    """`input_scale`, reduced where needed so that the network input holds at most `max_pixels` (0: no limit).
+
+    The network's time and memory grow with its input's pixels; the outputs stay on the images' grid.
+    """
+    if max_pixels <= 0:
+        return input_scale
+    wn, hn = network_size(width, height, input_scale)
+    if wn * hn <= max_pixels:
+        return input_scale
+    scale = input_scale * math.sqrt(max_pixels / (wn * hn))
+    for _ in range(100):  # rounding up can overshoot by a row or a column
+        if math.prod(network_size(width, height, scale)) <= max_pixels:
+            break
+        scale *= 0.999
+    return scale
