@@ -1,12 +1,14 @@
 """Torch threads x OpenMP wait policy, on an idle machine and with one core kept busy by another process.
 
-    python bench/bench_threads.py [--checkpoint PATH] [--size 480 640] [--repeats 5] [--threads 1 2]
-                                  [--policies default passive spin10k] [--json out.json]
+    python bench/bench_threads.py [--checkpoint PATH] [--size 480 640] [--repeats 5] [--rounds 2]
+                                  [--threads 1 2] [--policies default passive spin10k] [--json out.json]
 
 Each cell runs in a fresh Python process (the OpenMP runtime reads its environment once, when torch loads):
 it loads the model the node would load (default: the bundled one), runs `Predictor.predict` once to warm up,
-then `--repeats` times, and reports the median wall time per frame. "busy" starts one extra process that
-spins on one core for the whole cell (what another node on a robot does). Policies:
+then `--repeats` times. The grid is run `--rounds` times, interleaved; each cell reports the median of its
+frames and the best frame over all rounds (on a shared machine the best is the least disturbed; the load
+average is printed). "busy" starts one extra process that spins on one core for the whole cell (what another
+node on a robot does). Policies:
 - default:  nothing set (libgomp spins up to 300k iterations, then sleeps);
 - passive:  OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once);
 - spin10k:  GOMP_SPINCOUNT=10000 (spin briefly, then sleep).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +52,7 @@ for _ in range(repeats):
     t0 = time.perf_counter()
     pred.predict(left, right)
     times.append(time.perf_counter() - t0)
-print(json.dumps({"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times)}))
+print(json.dumps({"times_ms": [1e3 * t for t in times]}))
 """
 
 
@@ -85,6 +88,7 @@ def main() -> int:
     ap.add_argument("--checkpoint", default=None, help="model (default: the bundled one, as the node)")
     ap.add_argument("--size", nargs=2, type=int, default=[480, 640], metavar=("H", "W"))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     ap.add_argument("--json", default=None, help="also write the cells to this JSON file")
@@ -94,18 +98,21 @@ def main() -> int:
     print(f"model {args.checkpoint.name}, input {args.size[1]}x{args.size[0]}, cores {os.cpu_count()}, "
           f"load_avg_1min at start {load:.2f}; median of {args.repeats} frames (ms)")
     cells = [(p, t, b) for p in args.policies for t in args.threads for b in (False, True)]
-    rows = []
-    for policy, threads, busy in tqdm(cells, desc="cells", file=sys.stderr):
-        r = run_cell(policy, threads, busy, args)
-        rows.append({"policy": policy, "threads": threads, "busy": busy, **r})
-    header = f"{'policy':<9} {'threads':>7} {'idle ms':>9} {'one core busy ms':>17}"
+    times: dict[tuple, list[float]] = {c: [] for c in cells}
+    for _, cell in tqdm([(r, c) for r in range(args.rounds) for c in cells], desc="cells", file=sys.stderr):
+        times[cell] += run_cell(*cell, args)["times_ms"]
+    rows = [{"policy": p, "threads": t, "busy": b, "median_ms": statistics.median(v), "best_ms": min(v),
+             "times_ms": v} for (p, t, b), v in times.items()]
+    header = (f"{'policy':<9} {'threads':>7} {'idle median':>12} {'idle best':>10} {'busy median':>12} "
+              f"{'busy best':>10}   (ms per frame; busy = one core kept busy)")
     print(header)
     print("-" * len(header))
     for policy in args.policies:
         for threads in args.threads:
-            idle, busy = (next(r["median_ms"] for r in rows if (r["policy"], r["threads"], r["busy"])
-                               == (policy, threads, b)) for b in (False, True))
-            print(f"{policy:<9} {threads:>7} {idle:>9.0f} {busy:>17.0f}")
+            idle, busy = (next(r for r in rows if (r["policy"], r["threads"], r["busy"]) == (policy, threads, b))
+                          for b in (False, True))
+            print(f"{policy:<9} {threads:>7} {idle['median_ms']:>12.0f} {idle['best_ms']:>10.0f} "
+                  f"{busy['median_ms']:>12.0f} {busy['best_ms']:>10.0f}")
     print(f"load_avg_1min at end {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

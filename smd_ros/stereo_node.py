@@ -306,7 +306,7 @@ class StereoNode(Node):
                     self.throttled("warning", f"input_{exc.kind}", f"skipping frame: {exc}")
                 except Exception as exc:  # noqa: BLE001 (no failure of one frame may end the worker)
                     self.stats.add("errors")
-                    self.throttled("error", "frame_error",
+                    self.throttled("error", f"frame_error_{type(exc).__name__}",
                                    f"frame {stamp_ns(frame.left) * 1e-9:.6f} failed ({type(exc).__name__} at "
                                    f"{raised_at(exc)}): {exc}")
                 finally:

@@ -240,6 +240,42 @@ def test_unforeseen_exception_is_counted_and_the_next_frame_published(inproc, fr
     assert int(counters["errors"]) >= 1
 
 
+def test_bad_input_warns_for_its_window_only(inproc, frame):
+    """One rejected set made /diagnostics WARN forever (cumulative counters); now only its report window."""
+    node, harness = inproc
+    start = len(harness.diagnostics)
+    left, right, li, ri = good_set(frame, 350.0)
+    left.encoding = "yuv422"
+    harness.publish(left, right, li, ri)
+    wait_until(lambda: health.WARN in levels_since(harness, start), 20, "a WARN report")
+    after = start + levels_since(harness, start).index(health.WARN)
+    for i in range(20):
+        t = 350.1 + 0.1 * i
+        harness.send(good_set(frame, t), t)
+        if health.OK in levels_since(harness, after):
+            break
+    assert health.OK in levels_since(harness, after)
+    assert int(harness.latest_counters()["rejected_encoding"]) >= 1  # the counter stays, as a value
+
+
+def test_images_without_camera_info_warn(inproc, frame):
+    node, harness = inproc
+    left, right, _, _ = good_set(frame, 360.0)
+    start = len(harness.diagnostics)
+
+    def warned():
+        with harness.lock:
+            return any(s.level[0] == health.WARN and "no synchronized set" in s.message
+                       for s in harness.diagnostics[start:])
+
+    end = time.monotonic() + 20
+    while not warned() and time.monotonic() < end:
+        harness.pubs["left"].publish(left)
+        harness.pubs["right"].publish(right)
+        time.sleep(0.1)
+    assert warned()
+
+
 def test_failure_log_names_type_and_place(inproc, frame, monkeypatch, capfd):
     from smd_ros import messages
 
@@ -249,7 +285,7 @@ def test_failure_log_names_type_and_place(inproc, frame, monkeypatch, capfd):
         raise Unforeseen("injected again")
 
     monkeypatch.setattr(messages, "stereo_outputs", fail)
-    node.throttled._last.pop("frame_error", None)
+    node.throttled._last.pop("frame_error_Unforeseen", None)
     errors = node.stats.counts["errors"]
     harness.publish(*good_set(frame, 310.0))
     wait_until(lambda: node.stats.counts["errors"] > errors, 30, "the failing frame")

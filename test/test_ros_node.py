@@ -56,8 +56,9 @@ def good_set(frame, t):
 
 @pytest.fixture(scope="module")
 def stereo(ros_env, tmp_path_factory, parity_dir):
+    # ROS_PYTHON_CHECK_FIELDS: rclpy checks every message field's type and range (fx = 1e39 once failed there).
     node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cpu", "report_period": 0.5},
-                       ros_env, tmp_path_factory.mktemp("stereo_node"))
+                       {**ros_env, "ROS_PYTHON_CHECK_FIELDS": "1"}, tmp_path_factory.mktemp("stereo_node"))
     harness = Harness()
     try:
         harness.wait_connected(node)
