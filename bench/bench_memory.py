@@ -3,11 +3,11 @@
     python bench/bench_memory.py [--checkpoint PATH] [--sizes 640x480 1280x720 1920x1080 2560x1440 4000x3000]
                                  [--max-input-pixels 2100000] [--unguarded-up-to 4000000]
 
-Each cell runs in a fresh process, as the node's worker does a frame: `Predictor.predict` with the input scale
-`smd_ros.runtime.guarded_input_scale` gives (outputs on the images' grid), then `smd_ros.messages.stereo_outputs`
-(disparity, uncertainty, coloured organized cloud). It prints the process's RSS after loading the model and a
-64x64 warm-up, the peak RSS of the frame (ru_maxrss) and the wall time. Sizes above --unguarded-up-to pixels are
-only run guarded (4000x3000 unguarded took 30 s and 3.6 GiB on the 2-core machine).
+Each cell runs in a fresh process, as the node's worker does a frame (with the node's OpenMP wait policy): the
+frame is downscaled by `smd_ros.runtime.input_guard` (network input and output grid), then `Predictor.predict`
+and `smd_ros.messages.stereo_outputs` (disparity, uncertainty, coloured organized cloud). It prints the RSS
+after loading the model and a 64x64 warm-up, the peak RSS of the frame (ru_maxrss) and the wall time. Sizes
+above --unguarded-up-to pixels are only run guarded (4000x3000 unguarded took 30 s and 3.6 GiB).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
 import json, resource, sys, time
+from smd_ros import runtime
+runtime.set_openmp_defaults()
 import numpy as np, torch
 import smd_core
 from smd_core.geometry import StereoCamera
-from smd_ros import messages, runtime
+from smd_ros import messages
 from smd_ros.ros_libs import stamp_ns  # noqa: F401 (loads the ROS message packages before the baseline)
 from std_msgs.msg import Header
 
@@ -44,14 +46,15 @@ pred.predict(small, small)
 base = rss_mib()
 left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 right = np.roll(left, -8, axis=1)
-scale = runtime.guarded_input_scale(w, h, 1.0, limit)
+g = runtime.input_guard(w, h, 1.0, limit)
+w_out, h_out = messages.output_grid(w, h, g)
 t0 = time.perf_counter()
-out = pred.predict(left, right, output_size=(h, w), input_scale=scale)
-cam = StereoCamera(fx=500.0, fy=500.0, cx=w / 2, cy=h / 2, baseline=0.1, width=w, height=h)
+out = pred.predict(left, right, output_size=(h_out, w_out), input_scale=g)
+cam = StereoCamera(fx=500.0, fy=500.0, cx=w / 2, cy=h / 2, baseline=0.1, width=w, height=h).scaled(w_out, h_out)
 msgs = messages.stereo_outputs(Header(), out.disparity, out.uncertainty, cam, max_disparity=256.0, left_bgr=left)
 dt = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"base_mib": base, "peak_mib": peak, "ms": dt * 1e3, "network": runtime.network_size(w, h, scale)}))
+print(json.dumps({"base_mib": base, "peak_mib": peak, "ms": dt * 1e3, "network": runtime.network_size(w, h, g)}))
 """
 
 

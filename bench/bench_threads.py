@@ -1,7 +1,7 @@
 """Torch threads x OpenMP wait policy, on an idle machine and with one core kept busy by another process.
 
     python bench/bench_threads.py [--checkpoint PATH] [--size 480 640] [--repeats 5] [--rounds 2]
-                                  [--threads 1 2] [--policies default passive spin10k] [--json out.json]
+                                  [--threads 1 2] [--policies default passive spin1k spin10k] [--json out.json]
 
 Each cell runs in a fresh Python process (the OpenMP runtime reads its environment once, when torch loads):
 it loads the model the node would load (default: the bundled one), runs `Predictor.predict` once to warm up,
@@ -11,7 +11,7 @@ average is printed). "busy" starts one extra process that spins on one core for 
 node on a robot does). Policies:
 - default:  nothing set (libgomp spins up to 300k iterations, then sleeps);
 - passive:  OMP_WAIT_POLICY=PASSIVE (idle threads sleep at once);
-- spin10k:  GOMP_SPINCOUNT=10000 (spin briefly, then sleep).
+- spin1k, spin10k:  GOMP_SPINCOUNT=1000 / 10000 (spin briefly, then sleep).
 The node's defaults (`threads` parameter, `smd_ros.runtime.WAIT_POLICY_ENV`) come from this table.
 """
 
@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 POLICIES = {
     "default": {},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin1k": {"GOMP_SPINCOUNT": "1000"},
     "spin10k": {"GOMP_SPINCOUNT": "10000"},
 }
 _OPENMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "SMD_ROS_WAIT_POLICY")

@@ -7,7 +7,7 @@
   an idle machine. A short spin (`WAIT_POLICY_ENV`) is chosen from bench/bench_threads.py's table.
   A value the user set in the environment always wins.
 - `default_threads()`: the cores this process may run on (the `threads` parameter's 0).
-- `guarded_input_scale(...)`: the input scale that keeps the network input within `max_input_pixels`.
+- `input_guard(...)`: the factor that downscales a frame whose network input exceeds `max_input_pixels`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import os
 import sys
 from collections.abc import MutableMapping
 
-__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "default_threads", "guarded_input_scale", "set_openmp_defaults"]
+__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "default_threads", "input_guard", "network_size",
+           "set_openmp_defaults"]
 
 # Chosen by measurement (bench/bench_threads.py): spin briefly, then sleep.
 WAIT_POLICY_ENV: dict[str, str] = {"GOMP_SPINCOUNT": "10000"}
@@ -54,19 +55,22 @@ def network_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(2, round(width * scale)), max(2, round(height * scale))
 
 
-def guarded_input_scale(width: int, height: int, input_scale: float, max_pixels: int) -> float:
-    """`input_scale`, reduced where needed so that the network input holds at most `max_pixels` (0: no limit).
+def input_guard(width: int, height: int, input_scale: float, max_pixels: int) -> float:
+    """The factor (<= 1) by which to downscale a frame so that its network input (images x `input_scale`) holds
+    at most `max_pixels`; 1 when it fits or `max_pixels` is 0 (no limit).
 
-    The network's time and memory grow with its input's pixels; the outputs stay on the images' grid.
+    The node applies it to the whole frame, network input and output grid alike: the network's activations and
+    the head's queries (one per output pixel) both grow with the pixels, so bounding only the network input
+    still left a 4000x3000 frame minutes long (bench/bench_memory.py).
     """
     if max_pixels <= 0:
-        return input_scale
+        return 1.0
     wn, hn = network_size(width, height, input_scale)
     if wn * hn <= max_pixels:
-        return input_scale
-    scale = input_scale * math.sqrt(max_pixels / (wn * hn))
+        return 1.0
+    factor = math.sqrt(max_pixels / (wn * hn))
     for _ in range(100):  # rounding up can overshoot by a row or a column
-        if math.prod(network_size(width, height, scale)) <= max_pixels:
+        if math.prod(network_size(width, height, input_scale * factor)) <= max_pixels:
             break
-        scale *= 0.999
-    return scale
+        factor *= 0.999
+    return factor

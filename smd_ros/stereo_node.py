@@ -321,16 +321,18 @@ class StereoNode(Node):
         left, right = messages.stereo_images(frame.left, frame.right)
         h, w = left.shape[:2]
         camera_in = messages.stereo_camera(frame.left_info, frame.right_info, w, h)
-        w_out, h_out = messages.output_grid(w, h, cfg.output_scale)
+        guard = runtime.input_guard(w, h, cfg.input_scale, cfg.max_input_pixels)
+        scale = cfg.input_scale * guard
+        w_out, h_out = messages.output_grid(w, h, cfg.output_scale * guard)
         camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
         self.predictor.chunk_points = cfg.chunk_points
-        scale = runtime.guarded_input_scale(w, h, cfg.input_scale, cfg.max_input_pixels)
-        if scale != cfg.input_scale and self._guard_logged != (w, h):
+        if guard < 1.0 and self._guard_logged != (w, h):
             self._guard_logged = (w, h)
             wn, hn = runtime.network_size(w, h, scale)
             self.get_logger().warning(
                 f"images {w}x{h} x input_scale {cfg.input_scale:g} exceed max_input_pixels={cfg.max_input_pixels}: "
-                f"the network sees them at {wn}x{hn} (input scale {scale:.3f}); outputs stay {w_out}x{h_out}")
+                f"frames of this size are downscaled by {guard:.3f} (network {wn}x{hn}, outputs {w_out}x{h_out} "
+                "with their camera_info)")
         t1 = time.monotonic()
         pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=scale)
         t2 = time.monotonic()

@@ -72,16 +72,17 @@ def test_default_threads_is_the_usable_cores():
 @pytest.mark.parametrize("w, h, scale, limit", [(4000, 3000, 1.0, 2_100_000), (1920, 1080, 2.0, 2_100_000),
                                                 (641, 479, 1.0, 100_000), (640, 480, 0.5, 4096)])
 def test_input_guard_bounds_the_network_input(w, h, scale, limit):
-    s = runtime.guarded_input_scale(w, h, scale, limit)
-    wn, hn = runtime.network_size(w, h, s)
-    assert s < scale and wn * hn <= limit and wn * hn > 0.98 * limit
+    g = runtime.input_guard(w, h, scale, limit)
+    wn, hn = runtime.network_size(w, h, scale * g)
+    assert g < 1.0 and wn * hn <= limit and wn * hn > 0.98 * limit
     assert abs(wn / hn - w / h) < 0.02 * w / h  # the aspect ratio is kept
 
 
 def test_input_guard_leaves_small_inputs_and_no_limit_alone():
-    assert runtime.guarded_input_scale(640, 480, 1.0, 2_100_000) == 1.0
-    assert runtime.guarded_input_scale(640, 480, 0.7, 0) == 0.7
-    assert runtime.guarded_input_scale(1920, 1080, 1.0, 1920 * 1080) == 1.0
+    assert runtime.input_guard(640, 480, 1.0, 2_100_000) == 1.0
+    assert runtime.input_guard(4000, 3000, 0.7, 0) == 1.0
+    assert runtime.input_guard(1920, 1080, 1.0, 1920 * 1080) == 1.0
+    assert runtime.input_guard(4000, 3000, 0.25, 1_000_000) == 1.0  # 1000x750 after input_scale
 
 
 def test_max_input_pixels_validation():
@@ -309,18 +310,25 @@ def test_time_jump_warning_is_throttled(inproc, frame, capfd):
 
 
 def test_large_input_is_downscaled_once(inproc, frame, capfd):
+    """Above max_input_pixels the whole frame is downscaled (network and outputs, with a camera_info for the
+    output grid), said once per image size."""
     node, harness = inproc
     results = harness.set_parameters("/inproc/stereo_node", {"max_input_pixels": 4096})
     assert all(r.successful for r in results), [r.reason for r in results]
+    g = runtime.input_guard(W, H, 1.0, 4096)
+    wn, hn = runtime.network_size(W, H, g)
+    assert wn * hn <= 4096
     try:
         for t in (500.0, 500.1):
-            out = harness.send(good_set(frame, t), t)
-            assert (out["disparity"].image.height, out["disparity"].image.width) == (H, W)
+            out = harness.send(good_set(frame, t), t, ("disparity", "points2", "camera_info"))
+            assert (out["disparity"].image.width, out["disparity"].image.height) == (wn, hn)
+            assert (out["points2"].width, out["points2"].height) == (wn, hn)
+            info = out["camera_info"]
+            assert (info.width, info.height) == (wn, hn) and info.k[0] == pytest.approx(100.0 * wn / W, rel=0.02)
         time.sleep(0.2)
         err = capfd.readouterr().err
         assert err.count("exceed max_input_pixels=4096") == 1
-        wn, hn = runtime.network_size(W, H, runtime.guarded_input_scale(W, H, 1.0, 4096))
-        assert wn * hn <= 4096 and f"the network sees them at {wn}x{hn}" in err
+        assert f"network {wn}x{hn}, outputs {wn}x{hn}" in err
     finally:
         harness.set_parameters("/inproc/stereo_node", {"max_input_pixels": 2_100_000})
 
