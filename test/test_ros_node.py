@@ -139,6 +139,7 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     log = node.log()
     assert "device cpu" in log and "backbone psmnet" in log and str(PARITY_CHECKPOINT) in log
     assert "ready: device cpu, model checkpoint.pth (psmnet" in log and "publishing /disparity" in log
+    assert "OpenMP wait policy" in log
     assert f"first frame: images {W}x{H}" in log and f"outputs {W}x{H}" in log
 
 
