@@ -63,8 +63,7 @@ def loopback_env(domain_id: int) -> dict[str, str]:
     env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.pop("ROS_LOCALHOST_ONLY", None)
-    # The node and this process share the CPU: idle OpenMP threads must sleep, not spin (measured 20x).
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # No OpenMP settings: the node chooses its wait policy itself (smd_ros.runtime), as for any user.
     return env
 
 

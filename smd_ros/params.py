@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 LIVE, RELOAD, RESTART = "live", "reload", "restart"
+MIN_INPUT_PIXELS = 64 * 64  # one padding block: below it the network sees nothing useful
 
 
 def _p(default: Any, description: str, apply: str, *, lo: float | None = None, hi: float | None = None,
@@ -61,6 +62,9 @@ class NodeConfig:
                                "false = exit with an error.", RELOAD)
     half_precision: bool = _p(False, "Run the network in float16 autocast (CUDA only; ignored with a warning on "
                               "the CPU).", RELOAD)
+    threads: int = _p(0, "CPU threads of the network (torch) and of OpenCV (SGBM); 0: one per core this process "
+                      "may use (the OpenMP wait policy is chosen for a shared CPU: see smd_ros.runtime).", RELOAD,
+                      lo=0, hi=256)
     # Inference: live.
     input_scale: float = _p(1.0, "Resize factor applied to the images before the network (< 1 is faster; "
                             "SMD-Nets keeps the aspect ratio).", LIVE, lo=0.1, hi=2.0)
@@ -72,6 +76,9 @@ class NodeConfig:
                          "bits by image_bits - 8 (12 for a 12-bit sensor); 0: auto, the smallest shift that fits the "
                          "brighter image of each pair. Use the same value as `smd bag2dataset --image-bits`.", LIVE,
                          lo=0, hi=16)
+    max_input_pixels: int = _p(2_100_000, "Largest network input in pixels (after input_scale); larger images are "
+                               "downscaled before the network (said once per size) instead of stalling the node. "
+                               "Outputs keep the images' grid. 0: no limit.", LIVE, lo=0, hi=100_000_000)
     # Validity: live.
     max_uncertainty: float = _p(0.0, "Pixels whose uncertainty (standard deviation of the selected mode, output px) "
                                 "exceeds this are left out of the cloud (and the depth); 0 disables.", LIVE,
@@ -94,9 +101,13 @@ class NodeConfig:
                          lo=1, hi=100)
     sensor_data_qos: bool = _p(True, "Subscribe with the sensor-data QoS (best effort, REP 2003); false: ROS's "
                                "default QoS (reliable, keep last 10).", RESTART)
+    output_best_effort: bool = _p(False, "Publish the outputs best effort; false: reliable. Always volatile (a late "
+                                  "subscriber gets no stale cloud), keep last 1, as stereo_image_proc.", RESTART)
     # Reporting: live.
     report_period: float = _p(5.0, "Seconds between latency/rate/drop log lines and /diagnostics messages.", LIVE,
                               lo=0.1, hi=3600.0)
+    stall_timeout: float = _p(10.0, "/diagnostics reports ERROR when synchronized input has waited this many "
+                              "seconds without an output being published.", LIVE, lo=0.1, hi=3600.0)
 
     def __post_init__(self) -> None:
         errors = validation_errors(self)
@@ -137,6 +148,8 @@ def validation_errors(cfg: NodeConfig) -> list[str]:
         errors.append(f"image_bits={cfg.image_bits} must be 0 (auto) or 9..16")
     if cfg.max_disparity % 16:
         errors.append(f"max_disparity={cfg.max_disparity} must be 0 or a multiple of 16")
+    if 0 < cfg.max_input_pixels < MIN_INPUT_PIXELS:
+        errors.append(f"max_input_pixels={cfg.max_input_pixels} must be 0 (no limit) or at least {MIN_INPUT_PIXELS}")
     if cfg.max_depth and cfg.max_depth <= cfg.min_depth:
         errors.append(f"max_depth={cfg.max_depth} must be 0 (no limit) or greater than min_depth={cfg.min_depth}")
     return errors

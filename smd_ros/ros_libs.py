@@ -8,19 +8,21 @@ wheels of rclpy and the message packages do not. This module exports
 - `point_cloud2`: a module-like object with `create_cloud`, `read_points`, `dtype_from_fields`;
 
 taken from the real packages when they import, else from the small equivalents below (`own_message_filters`,
-`own_cv_bridge`, `own_point_cloud2`), which implement only the subset this package uses, with the
-originals' documented behaviour. The rest of `smd_ros` imports these names from here and never knows which
-one it got; `BACKENDS` says which (for logs). Set `SMD_ROS_OWN_LIBS=1` to force the equivalents, e.g. to test
+`own_cv_bridge`, `own_point_cloud2`), which implement only the subset this package uses and behave as the
+originals' code does (message_filters 6.x, sensor_msgs_py of common_interfaces up to rolling 2024-11), quirks
+included: each function's docstring names the ones kept. The rest of `smd_ros` imports these names from here
+and, by not relying on those quirks, never knows which one it got; `BACKENDS` says which (for logs).
+Set `SMD_ROS_OWN_LIBS=1` to force the equivalents, e.g. to test
 them on a machine that has the real packages.
 """
 
 from __future__ import annotations
 
 import array
+import itertools
 import os
 import sys
 import threading
-import time
 import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -129,8 +131,11 @@ class TimeSynchronizer(SimpleFilter):
 class ApproximateTimeSynchronizer(TimeSynchronizer):
     """Like `TimeSynchronizer`, but stamps only need to lie within `slop` seconds of each other.
 
-    On each arrival, every other input contributes its message closest in time (within `slop`); when the set
-    spans no more than `slop` it is emitted and its messages are removed from the queues.
+    The original's policy (message_filters 6.x, `ApproximateTimeSynchronizer.add`): on each arrival, every other
+    input lists its messages within `slop` of the new stamp, nearest first; the combinations of those lists are
+    tried in order (`itertools.product`) and the first one whose stamps span strictly less than `slop` is emitted
+    together with the new message and removed from the queues. Headerless messages are dropped unless
+    `allow_headerless`, which stamps them with the ROS clock's now.
     """
 
     def __init__(
@@ -143,27 +148,34 @@ class ApproximateTimeSynchronizer(TimeSynchronizer):
         self.allow_headerless = allow_headerless
 
     def add(self, msg: Any, queue: dict[int, Any], index: int | None = None) -> None:
-        if not hasattr(msg, "header"):
+        if not hasattr(msg, "header") or not hasattr(msg.header, "stamp"):
             if not self.allow_headerless:
                 return
-            stamp = time.time_ns()
+            from rclpy.clock import ROSClock
+
+            stamp = ROSClock().now().nanoseconds
         else:
             stamp = stamp_ns(msg)
         with self.lock:
             self._store(stamp, msg, queue)
-            chosen: list[int] = []
-            for q in self.queues:
-                if q is queue:
-                    chosen.append(stamp)
-                    continue
+            others = self.queues if index is None else self.queues[:index] + self.queues[index + 1:]
+            candidates: list[list[int]] = []
+            for q in others:
                 near = [s for s in q if abs(s - stamp) <= self.slop_ns]
                 if not near:
                     return
-                chosen.append(min(near, key=lambda s: abs(s - stamp)))
-            if max(chosen) - min(chosen) > self.slop_ns:
-                return
-            msgs = [q.pop(s) for q, s in zip(self.queues, chosen, strict=True)]
-            self.signalMessage(*msgs)
+                candidates.append(sorted(near, key=lambda s: abs(s - stamp)))  # stable: ties keep arrival order
+            for combo in itertools.product(*candidates):
+                chosen = list(combo)
+                if index is not None:
+                    chosen.insert(index, stamp)
+                if max(chosen) - min(chosen) < self.slop_ns and all(
+                        s in q for q, s in zip(self.queues, chosen, strict=True)):
+                    msgs = [q[s] for q, s in zip(self.queues, chosen, strict=True)]
+                    self.signalMessage(*msgs)
+                    for q, s in zip(self.queues, chosen, strict=True):
+                        del q[s]
+                    break
 
 
 own_message_filters = types.SimpleNamespace(
@@ -284,25 +296,30 @@ _POINTFIELD_DTYPES = {
 }
 
 
+# The originals (sensor_msgs_py.point_cloud2, common_interfaces up to rolling 2024-11) check their input with
+# `assert`; these raise the same AssertionError / KeyError explicitly (so they also hold under `python -O`).
+
+
 def _dtype_from_fields(fields: Iterable[PointField], point_step: int | None = None) -> np.dtype:
     """Structured dtype for a list of PointFields; a field with count > 1 becomes `name_0`, `name_1`, ...
 
-    `point_step` sets the itemsize (padding at the end of each point).
+    `point_step` sets the itemsize (padding at the end of each point). As the original: an unnamed field is
+    `unnamed_field_<i>`; an unknown datatype raises KeyError, count 0 and duplicate names AssertionError.
     """
     names: list[str] = []
     formats: list[str] = []
     offsets: list[int] = []
     for i, f in enumerate(fields):
-        base = _POINTFIELD_DTYPES.get(f.datatype)
-        if base is None:
-            raise ValueError(f"PointField {f.name!r} has unknown datatype {f.datatype}")
-        if f.count < 1:
-            raise ValueError(f"PointField {f.name!r} has count {f.count}")
+        if f.datatype not in _POINTFIELD_DTYPES:
+            raise KeyError(f"PointField {f.name!r} has unknown datatype {f.datatype}")
+        base = _POINTFIELD_DTYPES[f.datatype]
+        if not f.count > 0:
+            raise AssertionError(f"Can't process fields with count = 0 (PointField {f.name!r})")
         name = f.name or f"unnamed_field_{i}"
         for k in range(f.count):
             sub = f"{name}_{k}" if f.count > 1 else name
             if sub in names:
-                raise ValueError(f"duplicate PointField name {sub!r}")
+                raise AssertionError(f"Duplicate field names are not allowed: {sub!r}")
             names.append(sub)
             formats.append(base.str)
             offsets.append(int(f.offset) + k * base.itemsize)
@@ -317,28 +334,33 @@ def _create_cloud(
 ) -> PointCloud2:
     """A PointCloud2 from a structured array whose dtype matches `fields` (or an (N, F) array / point list).
 
-    A 2-D structured array (rows, cols) gives an organized cloud with height = rows and width = cols. (The
-    Jazzy/Kilted original swaps the two for 2-D input, so portable callers pass a 1-D array and set
-    height, width and row_step on the result; `smd_ros.messages` does.)
+    As the original, a 2-D array (a, b) gives width = a and height = b (sic: the first axis becomes the width),
+    row_step = itemsize x width and is_dense False. Portable callers pass a 1-D array and set height, width and
+    row_step on the result themselves (`smd_ros.messages.cloud_msg` does).
     """
     dtype = _dtype_from_fields(fields, point_step)
-    if isinstance(points, np.ndarray) and points.dtype.names is not None:
-        if points.dtype != dtype:
-            raise ValueError(f"PointFields and structured array dtype differ: {dtype} vs {points.dtype}")
-    elif isinstance(points, np.ndarray):
-        from numpy.lib.recfunctions import unstructured_to_structured
+    if isinstance(points, np.ndarray):
+        if points.dtype.names is None:
+            if not all(fields[0].datatype == f.datatype for f in fields[1:]):
+                raise AssertionError("All fields need to have the same datatype for an unstructured array; pass a "
+                                     "structured NumPy array with multiple dtypes otherwise")
+            from numpy.lib.recfunctions import unstructured_to_structured
 
-        points = unstructured_to_structured(points, dtype=dtype)
+            points = unstructured_to_structured(points, dtype=dtype)
+        elif points.dtype != dtype:
+            raise AssertionError(f"PointFields and structured NumPy array dtype do not match: {dtype} vs "
+                                 f"{points.dtype}")
     else:
         points = np.array([tuple(p) for p in points], dtype=dtype)
-    if points.ndim not in (1, 2):
-        raise ValueError(f"points must be 1-D or 2-D, got shape {points.shape}")
-    height, width = (1, points.shape[0]) if points.ndim == 1 else points.shape
+    if len(points.shape) > 2:
+        raise AssertionError(f"Too many dimensions for organized cloud: shape {points.shape} (at most 2)")
+    width = points.shape[0]
+    height = points.shape[1] if len(points.shape) == 2 else 1
     data = array.array("B")
-    data.frombytes(np.ascontiguousarray(points).data.cast("B"))
+    data.frombytes(memoryview(points).cast("B"))
     cloud = PointCloud2(
-        header=header, height=int(height), width=int(width), is_dense=False, is_bigendian=sys.byteorder == "big",
-        fields=list(fields), point_step=dtype.itemsize, row_step=dtype.itemsize * int(width),
+        header=header, height=int(height), width=int(width), is_dense=False, is_bigendian=sys.byteorder != "little",
+        fields=fields, point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * int(width),
     )
     # Through the property, not the constructor: the constructor copies the buffer once more.
     cloud.data = data
@@ -352,27 +374,35 @@ def _read_points(
     uvs: Iterable[int] | None = None,
     reshape_organized_cloud: bool = False,
 ) -> np.ndarray:
-    """The cloud's points as a structured array (a view on the message's bytes where possible)."""
-    dtype = _dtype_from_fields(cloud.fields, cloud.point_step)
-    if cloud.is_bigendian != (sys.byteorder == "big"):
-        dtype = dtype.newbyteorder()
-    rows = np.frombuffer(cloud.data, dtype=np.uint8).reshape(cloud.height, cloud.row_step)
-    points = rows[:, : cloud.width * cloud.point_step].copy().view(dtype).reshape(-1)
+    """The cloud's points as a structured array viewing the message's bytes, as the original.
+
+    Quirks kept on purpose: the first width x height points of `data` are read (row_step padding is not
+    skipped); with a byte order other than the machine's the message's buffer is byte-swapped in place; and
+    `reshape_organized_cloud=True` reshapes an organized cloud to (width, height), not (height, width): read
+    flat and reshape with `.reshape(cloud.height, cloud.width)` instead.
+    """
+    if not isinstance(cloud, PointCloud2):
+        raise AssertionError("Cloud is not a sensor_msgs.msg.PointCloud2")
+    points = np.ndarray(shape=(cloud.width * cloud.height,),
+                        dtype=_dtype_from_fields(cloud.fields, point_step=cloud.point_step), buffer=cloud.data)
     if field_names is not None:
-        missing = [n for n in field_names if n not in dtype.names]
-        if missing:
-            raise ValueError(f"fields {missing} are not in the cloud (it has {dtype.names})")
+        if not all(name in points.dtype.names for name in field_names):
+            raise AssertionError(f"Requested fields {list(field_names)} are not all in the cloud's fields "
+                                 f"{points.dtype.names}")
         points = points[list(field_names)]
+    if (sys.byteorder != "little") != bool(cloud.is_bigendian):
+        points = points.byteswap(inplace=True)
     if skip_nans and not cloud.is_dense:
-        keep = np.ones(points.shape[0], dtype=bool)
+        keep = np.ones(len(points), dtype=bool)
         for name in points.dtype.names:
-            if points.dtype[name].kind == "f":
-                keep &= ~np.isnan(points[name])
+            keep = np.logical_and(keep, ~np.isnan(points[name]))
         points = points[keep]
     if uvs is not None:
-        points = points[np.fromiter(uvs, int) if not isinstance(uvs, np.ndarray) else uvs]
+        if not isinstance(uvs, np.ndarray):
+            uvs = np.fromiter(uvs, int)
+        points = points[uvs]
     if reshape_organized_cloud and cloud.height > 1:
-        points = points.reshape(cloud.height, cloud.width)
+        points = points.reshape(cloud.width, cloud.height)
     return points
 
 

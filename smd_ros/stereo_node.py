@@ -9,31 +9,46 @@ Topics (relative, so a namespace and remaps place them; the names of `stereo_ima
 
 Never behind the camera: the synchronizer's callback only stores the newest set in a one-slot mailbox (a set
 still waiting there is dropped and counted); a worker thread runs the network and publishes; the executor only
-moves messages, parameters and timers. Bad input is logged (throttled, per kind of problem) and skipped.
+moves messages, parameters and timers. Bad input is logged (throttled, per kind of problem) and skipped; any
+other failure of one frame is counted and logged (throttled, with where it was raised) and the worker goes on.
+/diagnostics levels: see `smd_ros.health`. Outputs are reliable (or best effort), volatile, keep last 1.
 
 Run: `ros2 run smd_ros stereo_node --ros-args -p checkpoint:=/path/model.pth` or
 `python -m smd_ros.stereo_node --ros-args ...`.
 """
 
+# ruff: noqa: E402 (the OpenMP environment must be set before the imports below load torch)
 from __future__ import annotations
 
-import collections
+from smd_ros import runtime
+
+OPENMP_STATUS = runtime.set_openmp_defaults()
+
 import dataclasses
 import sys
 import threading
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import qos_profile_default, qos_profile_sensor_data, qos_profile_system_default
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_default,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from smd_ros import messages, sensors
+from smd_ros import health, messages, sensors
+from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
 from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
 from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
 from smd_ros.sensors import InputError
@@ -43,13 +58,19 @@ try:
 except ImportError:  # diagnostics are optional: the node runs without the package
     DiagnosticArray = None
 
-__all__ = ["FrameSet", "LatestSlot", "StereoNode", "ThrottledLog", "main"]
+__all__ = ["FrameSet", "LatestSlot", "StereoNode", "Stats", "ThrottledLog", "main", "output_qos", "raised_at"]
 
 # A stamp this far behind the newest accepted one is a clock reset (bag loop, simulation restart), not an
 # out-of-order frame: accept it and start over instead of rejecting every frame from now on.
 TIME_JUMP_RESET_S = 2.0
 # Warn when images keep arriving but no synchronized set is formed for this long (missing/mismatched info).
 NO_SYNC_WARN_S = 3.0
+
+
+def output_qos(best_effort: bool) -> QoSProfile:
+    """The outputs' QoS: keep last 1, volatile (a late subscriber gets no stale cloud), reliable or best effort."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
 
 
 class CheckpointError(RuntimeError):
@@ -65,90 +86,6 @@ class FrameSet:
     left_info: CameraInfo
     right_info: CameraInfo
     received: float
-
-
-class LatestSlot:
-    """A one-item mailbox: `put` replaces (and returns) any item not yet taken; `take` waits for one."""
-
-    def __init__(self) -> None:
-        self._item: Any = None
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def put(self, item: Any) -> Any:
-        """Store `item`; returns the stale item it replaced (None if the slot was empty)."""
-        with self._cond:
-            old, self._item = self._item, item
-            self._cond.notify()
-            return old
-
-    def take(self, timeout: float | None = None) -> Any:
-        """The stored item (emptying the slot), or None on timeout or after `close`."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def __len__(self) -> int:
-        with self._cond:
-            return int(self._item is not None)
-
-
-class ThrottledLog:
-    """At most one log line per `key` per `period` seconds; suppressed repeats are counted into the next line."""
-
-    def __init__(self, logger: Any, period: float = 5.0, clock: Any = time.monotonic) -> None:
-        self.logger, self.period, self.clock = logger, period, clock
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter[str] = collections.Counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, level: str, key: str, message: str) -> bool:
-        """Log `message` at `level` ("info"/"warning"/"error") unless `key` logged recently; True if logged."""
-        now = self.clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.period:
-                self._suppressed[key] += 1
-                return False
-            self._last[key] = now
-            repeats = self._suppressed.pop(key, 0)
-        suffix = f" ({repeats} more since the last report)" if repeats else ""
-        getattr(self.logger, level)(message + suffix)
-        return True
-
-
-class Stats:
-    """Counters and the latencies of the current report window (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.window: list[tuple[float, float, float]] = []  # (latency s, model s, overhead s)
-        self.window_start = time.monotonic()
-
-    def add(self, key: str, n: int = 1) -> None:
-        with self.lock:
-            self.counts[key] += n
-
-    def frame(self, latency: float, model: float, overhead: float) -> None:
-        with self.lock:
-            self.counts["published"] += 1
-            self.window.append((latency, model, overhead))
-
-    def snapshot(self) -> tuple[dict[str, int], list[tuple[float, float, float]], float]:
-        """(counters, window entries, window seconds), starting a new window."""
-        with self.lock:
-            now = time.monotonic()
-            out = dict(self.counts), self.window, now - self.window_start
-            self.window, self.window_start = [], now
-            return out
 
 
 class StereoNode(Node):
@@ -170,13 +107,16 @@ class StereoNode(Node):
         self._last_image = 0.0
         self._last_report = time.monotonic()
         self._last_counts: dict[str, int] = {}
+        self._busy_since: float | None = None  # when the worker took the frame it is working on
+        self._last_published = time.monotonic()
+        self._guard_logged: tuple[int, int] | None = None
         self.predictor, self.model_max_disp = self._load_model()
 
         # sensor_data_qos:=false means ROS's default profile (reliable, keep last 10), the one most publishers use.
         # Not the RMW's "system default": for a Fast DDS reader that is best effort, which would make the switch
         # a no-op.
         sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_default
-        pub_qos = qos_profile_system_default
+        pub_qos = output_qos(self.config.output_best_effort)
         self.pub_disparity = self.create_publisher(DisparityImage, "disparity", pub_qos)
         self.pub_disparity_image = self.create_publisher(Image, "disparity_image", pub_qos)
         self.pub_uncertainty = self.create_publisher(Image, "uncertainty", pub_qos)
@@ -206,9 +146,13 @@ class StereoNode(Node):
         self.add_on_set_parameters_callback(self._on_parameters)
         self.timer = self.create_timer(0.5, self._on_timer)
         sync = f"approximate (slop {self.config.sync_slop} s)" if self.config.approximate_sync else "exact"
-        log.info(f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
+        outputs = (self.pub_disparity, self.pub_uncertainty, self.pub_points, self.pub_depth, self.pub_info)
+        log.info(f"ready: device {self.predictor.device}, model {self._model_name}, {self._threads} threads; "
+                 f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
                  f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
-                 f"queue {self.config.queue_size}); libraries: {BACKENDS}")
+                 f"queue {self.config.queue_size}); publishing {', '.join(p.topic_name for p in outputs)} "
+                 f"({'best effort' if self.config.output_best_effort else 'reliable'}, volatile); "
+                 f"libraries: {BACKENDS}")
 
     # ---------------------------------------------------------------------------------------------- start-up
 
@@ -219,6 +163,10 @@ class StereoNode(Node):
 
         log = self.get_logger()
         cfg = self.config
+        self._threads = cfg.threads or runtime.default_threads()
+        torch.set_num_threads(self._threads)
+        cv2.setNumThreads(self._threads)  # OpenCV's SGBM (sgbm_guided backbone) shares the same cores
+        log.info(OPENMP_STATUS)
         device, warning = resolve_device(cfg.device, fallback=cfg.device_fallback)
         if warning:
             log.warning(warning)
@@ -245,12 +193,14 @@ class StereoNode(Node):
         log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of 64), outputs = "
                  f"images x {cfg.output_scale}; the sizes are logged at the first frame")
         log.info(f"parameters: {describe(cfg)}")
+        self._model_name = f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp})"
         return predictor, mc.max_disp
 
     # ---------------------------------------------------------------------------------------------- executor side
 
     def _on_left_image(self, msg: Image) -> None:
         self._last_image = time.monotonic()
+        self.stats.add("images")
 
     def _on_set(self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo) -> None:
         """Synchronizer callback: store the newest set and return at once (inference runs on the worker)."""
@@ -266,8 +216,9 @@ class StereoNode(Node):
                                f"dropping out-of-order set: stamp {stamp * 1e-9:.6f} is not newer than "
                                f"{self._last_stamp * 1e-9:.6f}")
                 return
-            self.get_logger().warning(f"time jumped back by {(self._last_stamp - stamp) * 1e-9:.1f} s "
-                                      "(bag loop or simulation restart?): starting over")
+            self.stats.add("time_jumps")
+            self.throttled("warning", "time_jump", f"time jumped back by {(self._last_stamp - stamp) * 1e-9:.1f} s "
+                           "(bag loop or simulation restart?): starting over")
         self._last_stamp = stamp
         if self.slot.put(FrameSet(left, right, left_info, right_info, now)) is not None:
             self.stats.add("dropped_stale")
@@ -296,6 +247,13 @@ class StereoNode(Node):
             self._last_report = now
             self._report()
 
+    def _waiting_s(self) -> float:
+        """How long synchronized input has waited for an output: the frame in the worker, else the slot's."""
+        now, busy = time.monotonic(), self._busy_since
+        if busy is not None:
+            return now - busy
+        return now - self._last_published if len(self.slot) else 0.0
+
     def _report(self) -> None:
         counts, window, seconds = self.stats.snapshot()
         n = len(window)
@@ -314,6 +272,7 @@ class StereoNode(Node):
         # Per-kind counters (rejected_<kind>, no_sync_warnings) as they appear.
         summary.update({key: str(value) for key, value in sorted(counts.items()) if key not in summary})
         # Log only when something happened since the last report; /diagnostics gets every report.
+        previous = self._last_counts
         if counts != self._last_counts:
             self._last_counts = counts
             self.get_logger().info(
@@ -323,13 +282,10 @@ class StereoNode(Node):
                 f"rejected {summary['rejected']}, errors {summary['errors']}")
         if self.pub_diag is None:
             return
-        level, message = DiagnosticStatus.OK, "ok"
-        if counts.get("errors", 0) or counts.get("rejected", 0):
-            level, message = DiagnosticStatus.WARN, "bad input or inference errors (see the counters and the log)"
-        if not counts.get("received", 0):
-            level, message = DiagnosticStatus.WARN, "no synchronized input yet"
-        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: stereo", message=message,
-                                  hardware_id=str(self.predictor.device),
+        state = health.health(health.window_counts(previous, counts), worker_alive=self.worker.is_alive(),
+                              waiting_s=self._waiting_s(), stall_timeout=self.config.stall_timeout)
+        status = DiagnosticStatus(level=bytes([state.level]), name=f"{self.get_fully_qualified_name()}: stereo",
+                                  message=state.message, hardware_id=str(self.predictor.device),
                                   values=[KeyValue(key=k, value=v) for k, v in summary.items()])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
@@ -338,20 +294,28 @@ class StereoNode(Node):
     # ---------------------------------------------------------------------------------------------- worker side
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            frame = self.slot.take(timeout=0.2)
-            if frame is None:
-                continue
-            try:
-                self._process(frame)
-            except InputError as exc:
-                self.stats.add("rejected")
-                self.stats.add(f"rejected_{exc.kind}")
-                self.throttled("warning", f"input_{exc.kind}", f"skipping frame: {exc}")
-            except (RuntimeError, ValueError, MemoryError) as exc:
-                # Inference or conversion failed on an input we did not foresee: keep the node alive.
-                self.stats.add("errors")
-                self.throttled("error", "inference", f"frame failed ({type(exc).__name__}): {exc}")
+        try:
+            while not self._stop.is_set():
+                frame = self.slot.take(timeout=0.2)
+                if frame is None:
+                    continue
+                self._busy_since = time.monotonic()
+                try:
+                    self._process(frame)
+                except InputError as exc:
+                    self.stats.add("rejected")
+                    self.stats.add(f"rejected_{exc.kind}")
+                    self.throttled("warning", f"input_{exc.kind}", f"skipping frame: {exc}")
+                except Exception as exc:  # noqa: BLE001 (no failure of one frame may end the worker)
+                    self.stats.add("errors")
+                    self.throttled("error", f"frame_error_{type(exc).__name__}",
+                                   f"frame {stamp_ns(frame.left) * 1e-9:.6f} failed ({type(exc).__name__} at "
+                                   f"{raised_at(exc)}): {exc}")
+                finally:
+                    self._busy_since = None
+        finally:
+            if not self._stop.is_set():  # /diagnostics goes ERROR (worker not alive); say why once
+                self.get_logger().fatal("the inference worker stopped: no more outputs will be published")
 
     def _process(self, frame: FrameSet) -> None:
         cfg = self.config
@@ -359,11 +323,20 @@ class StereoNode(Node):
         left, right = sensors.stereo_images(frame.left, frame.right, image_bits=cfg.image_bits)
         h, w = left.shape[:2]
         camera_in = sensors.stereo_camera(frame.left_info, frame.right_info, w, h)
-        w_out, h_out = messages.output_grid(w, h, cfg.output_scale)
+        guard = runtime.input_guard(w, h, cfg.input_scale, cfg.max_input_pixels)
+        scale = cfg.input_scale * guard
+        w_out, h_out = messages.output_grid(w, h, cfg.output_scale * guard)
         camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
         self.predictor.chunk_points = cfg.chunk_points
+        if guard < 1.0 and self._guard_logged != (w, h):
+            self._guard_logged = (w, h)
+            wn, hn = runtime.network_size(w, h, scale)
+            self.get_logger().warning(
+                f"images {w}x{h} x input_scale {cfg.input_scale:g} exceed max_input_pixels={cfg.max_input_pixels}: "
+                f"frames of this size are downscaled by {guard:.3f} (network {wn}x{hn}, outputs {w_out}x{h_out} "
+                "with their camera_info)")
         t1 = time.monotonic()
-        pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=cfg.input_scale)
+        pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=scale)
         t2 = time.monotonic()
         min_depth, max_depth = cfg.depth_range
         header = frame.left.header
@@ -385,8 +358,9 @@ class StereoNode(Node):
         if out.camera_info is not None:
             self.pub_info.publish(out.camera_info)
         t3 = time.monotonic()
+        self._last_published = t3
         self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
-        hn, wn = max(2, round(h * cfg.input_scale)), max(2, round(w * cfg.input_scale))
+        wn, hn = runtime.network_size(w, h, scale)
         geometry = (w, h, wn, hn, w_out, h_out, frame.left.encoding)
         if geometry != self._geometry:
             # At the first frame and whenever the images or the scales change.

@@ -41,7 +41,6 @@ def ros_env() -> dict[str, str]:
     env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
     env["ROS_DOMAIN_ID"] = env.get("SMD_TEST_DOMAIN_ID", str(random.Random(os.getpid()).randint(30, 200)))
     env.pop("ROS_LOCALHOST_ONLY", None)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # node + test process share 2 cores: no spinning threads
     os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION", "ROS_DOMAIN_ID")})
     return env
 

@@ -67,6 +67,17 @@ def camera_infos(width: int, height: int, t: float = 0.0, *, fx: float = 100.0, 
     return out[0], out[1]
 
 
+def organized_points(cloud: Any, field_names: list[str] | None = None) -> np.ndarray:
+    """The points of an organized PointCloud2 as a (height, width) structured array.
+
+    Read flat and reshaped here: sensor_msgs_py's `read_points(..., reshape_organized_cloud=True)` reshapes to
+    (width, height) (its code does, in the releases up to rolling 2024-11), so no caller may rely on it.
+    """
+    from smd_ros.ros_libs import point_cloud2
+
+    return point_cloud2.read_points(cloud, field_names=field_names).reshape(cloud.height, cloud.width)
+
+
 def restamp(msg: Any, t: float) -> Any:
     msg.header.stamp = time_msg(t)
     return msg

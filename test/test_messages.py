@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg")
 
-from ros_helpers import camera_infos, header, image_msg  # noqa: E402
+from ros_helpers import camera_infos, header, image_msg, organized_points  # noqa: E402
 
 from smd_core.geometry import StereoCamera, disparity_to_points  # noqa: E402
 from smd_ros import messages  # noqa: E402
@@ -84,8 +84,19 @@ def test_empty_and_truncated_images():
     assert err.value.kind == "layout"
     narrow = image_msg(BGR, "bgr8")
     narrow.step = 6 * 3 - 1
-    with pytest.raises(InputError, match="step"):
+    with pytest.raises(InputError, match="step") as err:
         messages.stereo_images(narrow, image_msg(BGR, "bgr8"))
+    assert err.value.kind == "layout"
+
+
+def test_mono16_rows_of_half_a_pixel_are_bad_layout():
+    """step = 2 * width + 1 passes the size checks but is no whole number of pixels: bad input, not a crash."""
+    grey = np.arange(24, dtype=np.uint16).reshape(4, 6)
+    odd = image_msg(grey, "mono16", pad=1)
+    assert odd.step == 13
+    with pytest.raises(InputError, match="not a multiple of the 2-byte channel") as err:
+        messages.stereo_images(odd, image_msg(grey, "mono16"))
+    assert err.value.kind == "layout"
 
 
 def test_left_right_size_mismatch():
@@ -136,6 +147,11 @@ def _bad_infos(case):
         li.p[5] = math.inf
     elif case == "focal_mismatch":
         ri.p[0] = 120.0
+    elif case == "beyond_float32":
+        li.p[0] = ri.p[0] = 1e39
+        ri.p[3] = -1e39 * 0.5
+    elif case == "baseline_below_float32":
+        ri.p[3] = -1e-48
     return li, ri
 
 
@@ -147,8 +163,10 @@ def _bad_infos(case):
         ("zero_focal", "calibration", "focal length must be positive"),
         ("zero_baseline", "calibration", "baseline must be positive"),
         ("negative_baseline", "calibration", "swapped"),
-        ("nan", "calibration", "non-finite"),
-        ("inf", "calibration", "non-finite"),
+        ("nan", "calibration", "not finite as float32"),
+        ("inf", "calibration", "not finite as float32"),
+        ("beyond_float32", "calibration", "not finite as float32"),  # finite as float64: f would be inf
+        ("baseline_below_float32", "calibration", "baseline must be positive"),  # t would be 0
         ("focal_mismatch", "calibration", "not a rectified pair"),
     ],
 )
@@ -226,7 +244,7 @@ def test_organized_cloud_matches_hand_geometry():
     assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (4, 6, 16, 96)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"] and not cloud.is_dense
     assert cloud.header.frame_id == "cam" and len(cloud.data) == 4 * 96
-    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    pts = organized_points(cloud)
     assert pts.shape == (4, 6)
     xyz = np.dstack([pts["x"], pts["y"], pts["z"]])
     want = _hand_points(disp)
@@ -271,7 +289,7 @@ def test_stereo_outputs_masks():
     depth = np.frombuffer(out.depth.data, np.float32).reshape(4, 6)
     assert np.isnan(depth[:, 1]).all() and depth[0, 0] == pytest.approx(10.0)
     assert out.valid_points == 12 and out.camera_info is None
-    xyz = point_cloud2.read_points(out.points, field_names=["x", "y", "z"], reshape_organized_cloud=True)
+    xyz = organized_points(out.points, ["x", "y", "z"])
     assert np.isnan(xyz["z"][:, 1]).all()
     np.testing.assert_array_equal(np.frombuffer(out.uncertainty.data, np.float32).reshape(4, 6), unc)
     out = messages.stereo_outputs(header(1.0), disp, unc, CAM, mask_disparity_by_uncertainty=True, left_info=li,
@@ -288,5 +306,5 @@ def test_points_equal_geometry_module():
     disp = RNG.uniform(1, 60, (4, 6)).astype(np.float32)
     valid = np.ones((4, 6), bool)
     cloud = messages.cloud_msg(header(0), disp, valid, CAM, organized=True)
-    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    pts = organized_points(cloud)
     np.testing.assert_array_equal(np.dstack([pts["x"], pts["y"], pts["z"]]), disparity_to_points(disp, CAM))

@@ -37,11 +37,13 @@ def fake_launch_modules() -> dict[str, types.ModuleType]:
                  "launch_ros.actions", "launch_ros.substitutions"):
         mods[name] = types.ModuleType(name)
     mods["launch"].LaunchDescription = type("LaunchDescription", (Recorded,), {})
-    for name in ("DeclareLaunchArgument", "OpaqueFunction"):
+    for name in ("DeclareLaunchArgument", "OpaqueFunction", "LogInfo"):
         setattr(mods["launch.actions"], name, type(name, (Recorded,), {}))
     mods["launch.conditions"].IfCondition = type("IfCondition", (Recorded,), {})
-    for name in ("LaunchConfiguration", "PathJoinSubstitution"):
-        setattr(mods["launch.substitutions"], name, type(name, (Recorded,), {}))
+    mods["launch.substitutions"].LaunchConfiguration = type("LaunchConfiguration", (Recorded,), {})
+    mods["launch.substitutions"].PathJoinSubstitution = type(
+        "PathJoinSubstitution", (Recorded,), {"perform": lambda self, context: "/".join(
+            p if isinstance(p, str) else "/share/smd_ros" for p in self.args[0])})
     mods["launch_ros.actions"].Node = type("Node", (Recorded,), {})
     mods["launch_ros.substitutions"].FindPackageShare = type("FindPackageShare", (Recorded,), {})
     return mods
@@ -83,22 +85,55 @@ def test_description_structure(monkeypatch):
     assert type(params_default).__name__ == "PathJoinSubstitution" and params_default.args[0][1:] == ["config",
                                                                                                       "stereo.yaml"]
     opaque = next(e for e in entities if type(e).__name__ == "OpaqueFunction")
-    context = types.SimpleNamespace(launch_configurations={
-        "namespace": "stereo", "params_file": "/share/smd_ros/config/stereo.yaml", "checkpoint": "/m.pth",
-        "device": "", "left_namespace": "/cam/left", "right_namespace": "/cam/right", "rviz": "false"})
-    (node,) = opaque.kwargs["function"](context)
+    values = {"namespace": "stereo", "params_file": "/share/smd_ros/config/stereo.yaml", "checkpoint": "/m.pth",
+              "device": "", "left_namespace": "/cam/left", "right_namespace": "/cam/right", "rviz": "false",
+              "fixed_frame": "cam"}
+    (node,) = opaque.kwargs["function"](types.SimpleNamespace(launch_configurations=values))
     kw = node.kwargs
     assert (kw["package"], kw["executable"], kw["name"], kw["namespace"]) == ("smd_ros", "stereo_node",
                                                                               "stereo_node", "stereo")
     assert kw["parameters"] == ["/share/smd_ros/config/stereo.yaml", {"checkpoint": "/m.pth"}]
     assert ("left/image_rect", "/cam/left/image_rect") in kw["remappings"]
     assert ("right/camera_info", "/cam/right/camera_info") in kw["remappings"]
-    rviz = next(e for e in entities if type(e).__name__ == "Node")
-    assert rviz.kwargs["package"] == "rviz2"
-    assert type(rviz.kwargs["condition"]).__name__ == "IfCondition"
-    assert rviz.kwargs["condition"].args[0].args[0] == "rviz"
-    args = rviz.kwargs["arguments"]
-    assert args[0] == "-d" and args[1].args[0][1:] == ["config", "smd.rviz"] and args[2] == "-f"
+
+    # rviz:=true on this machine: with rviz2 installed both start; without, the node starts alone and a warning
+    # says why (before this change launch failed on 'rviz2' after starting the node, leaving it orphaned).
+    actions = opaque.kwargs["function"](types.SimpleNamespace(launch_configurations={**values, "rviz": "true"}))
+    nodes = [a for a in actions if type(a).__name__ == "Node"]
+    if mod.rviz_installed():
+        assert [n.kwargs["package"] for n in nodes] == ["smd_ros", "rviz2"]
+    else:
+        assert [n.kwargs["package"] for n in nodes] == ["smd_ros"]
+        (log,) = [a for a in actions if type(a).__name__ == "LogInfo"]
+        assert "rviz2 is not installed" in log.kwargs["msg"]
+
+
+def test_rviz_plan():
+    mod = load_launch_module()
+    values = {"namespace": "ns", "params_file": "p.yaml", "rviz": "true", "rviz_config": "/share/smd.rviz",
+              "fixed_frame": "left_optical"}
+    node, rviz, warning = mod.plan(values, rviz_found=True)
+    assert node["package"] == "smd_ros" and not warning
+    assert rviz["package"] == "rviz2" and rviz["namespace"] == "ns"
+    assert rviz["arguments"] == ["-d", "/share/smd.rviz", "-f", "left_optical"]
+    node, rviz, warning = mod.plan(values, rviz_found=False)
+    assert node["package"] == "smd_ros" and rviz is None and "rviz2 is not installed" in warning
+    for off in ("false", "False", "0"):
+        assert mod.plan({**values, "rviz": off}, rviz_found=False)[1:] == (None, "")
+    with pytest.raises(ValueError, match="rviz must be true or false, got 'yes please'"):
+        mod.plan({**values, "rviz": "yes please"}, rviz_found=True)
+
+
+def test_rviz_installed_follows_the_ament_index(monkeypatch, tmp_path):
+    """rviz_installed() looks rviz2 up where launch_ros does (AMENT_PREFIX_PATH's resource index)."""
+    pytest.importorskip("ament_index_python")
+    mod = load_launch_module()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    assert not mod.rviz_installed()
+    marker = tmp_path / "share" / "ament_index" / "resource_index" / "packages" / "rviz2"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("")
+    assert mod.rviz_installed()
 
 
 def test_rviz_config_shows_cloud_disparity_and_uncertainty():

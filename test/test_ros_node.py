@@ -25,6 +25,7 @@ from ros_helpers import (  # noqa: E402
     image_msg,
     node_command,
     node_env,
+    organized_points,
     stamp_of,
     wait_until,
 )
@@ -55,8 +56,9 @@ def good_set(frame, t):
 
 @pytest.fixture(scope="module")
 def stereo(ros_env, tmp_path_factory, parity_dir):
+    # ROS_PYTHON_CHECK_FIELDS: rclpy checks every message field's type and range (fx = 1e39 once failed there).
     node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cpu", "report_period": 0.5},
-                       ros_env, tmp_path_factory.mktemp("stereo_node"))
+                       {**ros_env, "ROS_PYTHON_CHECK_FIELDS": "1"}, tmp_path_factory.mktemp("stereo_node"))
     harness = Harness()
     try:
         harness.wait_connected(node)
@@ -89,7 +91,6 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     import smd_core
     from smd_core.geometry import StereoCamera, disparity_to_points
     from smd_ros.messages import pack_rgb
-    from smd_ros.ros_libs import point_cloud2
 
     node, _ = stereo
     t, out = run_frame(stereo, frame)
@@ -117,7 +118,7 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     # Organized cloud: rows x cols, the points of the published disparity through the camera geometry.
     assert (cloud.height, cloud.width, cloud.point_step) == (H, W, 16) and not cloud.is_dense
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
-    pts = point_cloud2.read_points(cloud, reshape_organized_cloud=True)
+    pts = organized_points(cloud)
     camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W, height=H)
     want = disparity_to_points(disp, camera, valid=valid)
     got = np.dstack([pts["x"], pts["y"], pts["z"]])
@@ -137,6 +138,8 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
 
     log = node.log()
     assert "device cpu" in log and "backbone psmnet" in log and str(PARITY_CHECKPOINT) in log
+    assert "ready: device cpu, model checkpoint.pth (psmnet" in log and "publishing /disparity" in log
+    assert "OpenMP wait policy" in log
     assert f"first frame: images {W}x{H}" in log and f"outputs {W}x{H}" in log
 
 
@@ -210,7 +213,21 @@ def make_bad(case: str, frame, t: float):
         left.data = []
     elif case == "truncated_image":
         right.data = right.data[: len(right.data) // 2]
+    elif case == "mono16_odd_step":
+        left, right = mono16_odd_step(frame, t)
+    elif case == "float32_calibration":
+        # Finite as float64 but not as float32 (the DisparityImage's f).
+        li.p[0] = ri.p[0] = li.p[5] = ri.p[5] = 1e39
+        ri.p[3] = -1e39 * BASELINE
     return left, right, li, ri
+
+
+def mono16_odd_step(frame, t):
+    """A mono16 pair whose left rows are 2 * width + 1 bytes long: rows of half a pixel."""
+    grey = (frame.left[..., 1].astype(np.uint16) << 4)
+    left = image_msg(grey, "mono16", t, pad=1)
+    right = image_msg((frame.right[..., 1].astype(np.uint16) << 4), "mono16", t)
+    return left, right
 
 
 BAD_CASES = [
@@ -220,9 +237,11 @@ BAD_CASES = [
     ("info_size", "rejected_info_size", "camera_info describes"),
     ("zero_focal", "rejected_calibration", "focal length must be positive"),
     ("zero_baseline", "rejected_calibration", "baseline must be positive"),
-    ("nonfinite_calibration", "rejected_calibration", "non-finite"),
+    ("nonfinite_calibration", "rejected_calibration", "not finite as float32"),
     ("empty_image", "rejected_empty", "empty image"),
     ("truncated_image", "rejected_layout", "data bytes"),
+    ("mono16_odd_step", "rejected_layout", "not a multiple of"),
+    ("float32_calibration", "rejected_calibration", "float32"),
     ("out_of_order", "rejected_out_of_order", "out-of-order"),
     ("missing_camera_info", "no_sync_warnings", "no synchronized set"),
 ]
@@ -255,6 +274,47 @@ def test_bad_input_is_skipped_and_the_next_good_frame_published(stereo, frame, c
     assert set(out) == {"disparity", "uncertainty", "points2"}
     assert not harness.outputs_at(t_bad, ("disparity", "uncertainty", "points2")), "bad input produced output"
     assert log_text in node.log()
+
+
+def wait_diagnostics(harness, n=1, timeout=10.0):
+    start = len(harness.diagnostics)
+    wait_until(lambda: len(harness.diagnostics) >= start + n, timeout, f"{n} fresh diagnostics report(s)")
+
+
+def publish_until_counted(harness, msgs, counter: str, timeout: float = 60.0) -> None:
+    """Publish `msgs` until `counter` grows (a best-effort set can be lost; a seen one is not counted twice
+    under this counter: its repeat is rejected as out of order)."""
+    before = harness.counter(counter)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        harness.publish(*msgs)
+        try:
+            wait_until(lambda: harness.counter(counter) > before, min(5.0, end - time.monotonic()), counter)
+            return
+        except AssertionError:
+            pass
+    raise AssertionError(f"{counter} did not grow in {timeout} s")
+
+
+def test_warning_then_error_kind_keeps_the_worker(stereo, frame):
+    """Repro (issue 10): an unsupported encoding (a warning), then a mono16 frame with step 2 * width + 1 (which
+    took the error path) raised rclpy's "Logger severity cannot be changed" in the worker and ended it."""
+    node, harness = stereo
+    publish_until_counted(harness, make_bad("encoding_yuv", frame, next_stamp()), "rejected_encoding")
+    publish_until_counted(harness, make_bad("mono16_odd_step", frame, next_stamp()), "rejected_layout")
+    run_frame(stereo, frame)
+    assert node.alive() and "severity cannot be changed" not in node.log()
+
+
+def test_error_kind_then_out_of_order_keeps_the_node(stereo, frame):
+    """Repro (issue 10): the odd-step frame first, then a repeated stamp (a warning on the executor thread) made
+    the process exit with code 1."""
+    node, harness = stereo
+    bad = make_bad("mono16_odd_step", frame, next_stamp())
+    publish_until_counted(harness, bad, "rejected_layout")
+    publish_until_counted(harness, bad, "rejected_out_of_order")  # the same stamp again
+    run_frame(stereo, frame)
+    assert node.alive() and "severity cannot be changed" not in node.log()
 
 
 def test_clock_jump_back_starts_over(stereo, frame):

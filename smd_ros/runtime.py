@@ -1,0 +1,76 @@
+"""The node process's CPU settings and input-size guard; no ROS and no torch imports at module level.
+
+- `set_openmp_defaults(environ)`: the OpenMP wait behaviour, written into the environment before torch loads
+  (libgomp reads it once, when the library is loaded). On a robot other processes always share the CPU: with
+  libgomp's default (spin up to 300k iterations) a thread waiting at a barrier burns the core that the busy
+  neighbour needs and frames take several times longer. `WAIT_POLICY_ENV` (PASSIVE: waiting threads sleep)
+  was the fastest of default / PASSIVE / GOMP_SPINCOUNT=1000 / 10000 with one core busy and on the shared
+  machine in every run of bench/bench_threads.py. A value the user set in the environment always wins.
+- `default_threads()`: the cores this process may run on (the `threads` parameter's 0).
+- `input_guard(...)`: the factor that downscales a frame whose network input exceeds `max_input_pixels`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import MutableMapping
+
+__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "default_threads", "input_guard", "network_size",
+           "set_openmp_defaults"]
+
+# Chosen by measurement (bench/bench_threads.py): waiting threads sleep at once.
+WAIT_POLICY_ENV: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
+# Any of these set by the user means "the user chose": leave the environment alone.
+OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> str:
+    """Write `WAIT_POLICY_ENV` into `environ` (default os.environ) unless the user set a wait policy.
+
+    Returns one line for the start-up log saying what is in force and why.
+    """
+    env = os.environ if environ is None else environ
+    user = {k: env[k] for k in OPENMP_VARIABLES if k in env}
+    if user:
+        return "OpenMP wait policy from the environment: " + ", ".join(f"{k}={v}" for k, v in user.items())
+    if "torch" in sys.modules and environ is None:
+        return ("OpenMP wait policy: libgomp's default (torch was loaded before smd_ros.stereo_node, too late to "
+                f"set {WAIT_POLICY_ENV})")
+    env.update(WAIT_POLICY_ENV)
+    return "OpenMP wait policy: " + ", ".join(f"{k}={v}" for k, v in WAIT_POLICY_ENV.items()) + " (smd_ros default)"
+
+
+def default_threads() -> int:
+    """The number of cores this process may run on (affinity mask, else os.cpu_count())."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def network_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) of the network input for images `width` x `height` and `scale` (as `Predictor`)."""
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+def input_guard(width: int, height: int, input_scale: float, max_pixels: int) -> float:
+    """The factor (<= 1) by which to downscale a frame so that its network input (images x `input_scale`) holds
+    at most `max_pixels`; 1 when it fits or `max_pixels` is 0 (no limit).
+
+    The node applies it to the whole frame, network input and output grid alike: the network's activations and
+    the head's queries (one per output pixel) both grow with the pixels, so bounding only the network input
+    still left a 4000x3000 frame minutes long (bench/bench_memory.py).
+    """
+    if max_pixels <= 0:
+        return 1.0
+    wn, hn = network_size(width, height, input_scale)
+    if wn * hn <= max_pixels:
+        return 1.0
+    factor = math.sqrt(max_pixels / (wn * hn))
+    for _ in range(100):  # rounding up can overshoot by a row or a column
+        if math.prod(network_size(width, height, input_scale * factor)) <= max_pixels:
+            break
+        factor *= 0.999
+    return factor
