@@ -113,6 +113,10 @@ def _raw_pixels(msg: Any, name: str, supported: tuple[str, ...]) -> np.ndarray:
     row_bytes = width * channels * np.dtype(dtype).itemsize
     if step < row_bytes:
         raise InputError("layout", f"{name}: step {step} < width {width} x {row_bytes // width} bytes ({encoding})")
+    size = np.dtype(dtype).itemsize
+    if step % size:
+        # cv_bridge would read such rows shifted by a byte (garbage), so it is bad input, not a picture.
+        raise InputError("layout", f"{name}: step {step} is not a multiple of the {size}-byte channel ({encoding})")
     data = _bytes_of(msg.data)
     # Some drivers omit the padding after the last row: only the last row's pixels must be there.
     need = step * (height - 1) + row_bytes
@@ -266,8 +270,10 @@ def _projection(info: Any, name: str) -> np.ndarray:
     p = np.asarray(info.p, dtype=np.float64).reshape(-1)
     with np.errstate(over="ignore"):
         finite32 = np.isfinite(p.astype(np.float32))  # outputs carry float32 (DisparityImage.f, clouds)
-    if p.size != 12 or not finite32.all():
-        raise InputError("calibration", f"{name} camera_info P must hold 12 values, none non-finite as float32, got "
+    if p.size != 12:
+        raise InputError("calibration", f"{name} camera_info P must hold 12 values, got {p.size}: {p.tolist()}")
+    if not finite32.all():
+        raise InputError("calibration", f"{name} camera_info P holds values that are not finite as float32: "
                          f"{p.tolist()}")
     return p.reshape(3, 4)
 
@@ -310,7 +316,8 @@ def stereo_camera(left_info: Any, right_info: Any, width: int, height: int) -> S
     _check_rectified(pl, pr)
     fx = float(pl[0, 0])
     baseline = float((pl[0, 3] - pr[0, 3]) / fx)
-    if not baseline > 0:
+    # As float32 (what DisparityImage.t and the cloud hold): 1e-48 m would be a baseline of 0 there.
+    if not (baseline > 0 and np.float32(baseline) > 0):
         raise InputError("calibration", f"baseline must be positive, got {baseline:.6g} m from P_left[0,3]="
                          f"{pl[0, 3]}, P_right[0,3]={pr[0, 3]}, fx={fx} (zero: the right P lacks the translation; "
                          "negative: are the left and right topics swapped?)")

@@ -56,7 +56,7 @@ def test_binning_and_roi_are_applied_and_rectify_refuses_them():
         (lambda left, right: right.p.__setitem__((1, 1), 400.01), "focal lengths differ"),
         (lambda left, right: right.p.__setitem__((1, 2), 7.0), "differ vertically"),
         (lambda left, right: (left.p.__setitem__(slice(None), 0.0)), "all-zero P means an uncalibrated"),
-        (lambda left, right: right.p.__setitem__((0, 3), 1e39), "non-finite as float32"),
+        (lambda left, right: right.p.__setitem__((0, 3), 1e39), "not finite as float32"),
         (lambda left, right: setattr(right, "width", 16), "right camera_info describes 16x4 images but the images "
                                                            "are 8x4"),
     ],

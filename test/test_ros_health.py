@@ -246,7 +246,7 @@ def test_bad_input_warns_for_its_window_only(inproc, frame):
     node, harness = inproc
     start = len(harness.diagnostics)
     left, right, li, ri = good_set(frame, 350.0)
-    left.encoding = "yuv422"
+    left.encoding = "32FC1"  # a depth encoding: not a camera image
     harness.publish(left, right, li, ri)
     wait_until(lambda: health.WARN in levels_since(harness, start), 20, "a WARN report")
     after = start + levels_since(harness, start).index(health.WARN)
