@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from smd_ros.topics import input_publishers
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 METRIC_KEYS = ("epe", "bad2", "bad3", "see", "bleeding")
@@ -104,17 +106,12 @@ class DemoClient:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from sensor_msgs.msg import Image, PointCloud2
         from stereo_msgs.msg import DisparityImage
 
         self.node = rclpy.create_node("smd_demo_player")
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {
-            "left": self.node.create_publisher(Image, "left/image_rect", qos),
-            "right": self.node.create_publisher(Image, "right/image_rect", qos),
-            "left_info": self.node.create_publisher(CameraInfo, "left/camera_info", qos),
-            "right_info": self.node.create_publisher(CameraInfo, "right/camera_info", qos),
-        }
+        self.pubs = input_publishers(self.node, qos)
         self.lock = threading.Lock()
         self.outputs: dict[str, dict[int, tuple[float, Any]]] = {"disparity": {}, "uncertainty": {}, "points2": {}}
         out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from smd_ros.topics import input_publishers
+
 REPO = Path(__file__).resolve().parents[1]
 PARITY_CHECKPOINT = REPO.parent / "shared" / "parity" / "psm_bimodal_s1" / "checkpoint.pth"
 
@@ -175,12 +177,7 @@ class Harness:
         rclpy.init(context=self.context)
         self.node = Node("smd_test_harness", namespace=namespace, context=self.context)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {
-            "left": self.node.create_publisher(Image, "left/image_rect", qos),
-            "right": self.node.create_publisher(Image, "right/image_rect", qos),
-            "left_info": self.node.create_publisher(CameraInfo, "left/camera_info", qos),
-            "right_info": self.node.create_publisher(CameraInfo, "right/camera_info", qos),
-        }
+        self.pubs = input_publishers(self.node, qos)
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[float, Any]]] = {k: [] for k in self.OUTPUTS}
         self.diagnostics: list[Any] = []
