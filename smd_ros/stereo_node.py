@@ -387,6 +387,8 @@ def main(args: list[str] | None = None) -> int:
             try:
                 node = StereoNode()
             except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+                if not rclpy.ok():  # Ctrl-C during start-up: the signal handler shut the context down under us
+                    return 0
                 rclpy.logging.get_logger("stereo_node").fatal(f"cannot start: {exc}")
                 return 1
             try:
