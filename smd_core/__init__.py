@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "DensePrediction": "smd_core.inference",
     "Predictor": "smd_core.inference",
+    "cpu_has_bfloat16": "smd_core.inference",
     "ModelConfig": "smd_core.config",
     "Prediction": "smd_core.model.mixture",
     "SMDNet": "smd_core.model.network",
@@ -31,6 +32,7 @@ __all__ = [
     "Predictor",
     "SMDNet",
     "build_model",
+    "cpu_has_bfloat16",
     "load_model",
     "save_checkpoint",
     "__version__",
@@ -38,7 +40,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from smd_core.config import ModelConfig
-    from smd_core.inference import DensePrediction, Predictor
+    from smd_core.inference import DensePrediction, Predictor, cpu_has_bfloat16
     from smd_core.model.mixture import Prediction
     from smd_core.model.network import SMDNet, build_model, load_model, save_checkpoint
 

@@ -47,6 +47,14 @@ class DensePrediction:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (oneDNN: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN or without this query
+        return False
+
+
 def pad_amounts(size: int, multiple: int) -> int:
     """Padding that brings `size` up to a multiple of `multiple` (0 if it already is)."""
     return (-size) % multiple

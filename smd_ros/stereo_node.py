@@ -183,14 +183,16 @@ class StereoNode(Node):
                 autocast = torch.float16
             else:
                 log.warning("half_precision is ignored on the CPU")
+        elif torch.device(device).type == "cpu" and cfg.cpu_bfloat16 and smd_core.cpu_has_bfloat16():
+            autocast = torch.bfloat16
         predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast)
         mc = model.config
         n_params = sum(p.numel() for p in model.parameters())
         gpu = f" ({torch.cuda.get_device_name(torch.device(device))})" if torch.device(device).type == "cuda" else ""
         log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s: backbone {mc.backbone}, output {mc.output}, "
                  f"max_disp {mc.max_disp}, {n_params / 1e6:.1f} M parameters, device {device}{gpu}"
-                 f"{', float16 autocast' if autocast else ''}")
-        log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of 64), outputs = "
+                 f"{f', {autocast} autocast'.replace('torch.', '') if autocast else ''}")
+        log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of {predictor.pad_multiple}), outputs = "
                  f"images x {cfg.output_scale}; the sizes are logged at the first frame")
         log.info(f"parameters: {describe(cfg)}")
         self._model_name = f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp})"

@@ -187,3 +187,11 @@ def test_head_takes_feature_parts_without_concatenating() -> None:
         torch.testing.assert_close(head.forward_points(parts), head.forward_points(torch.cat(parts, -1)))
         with pytest.raises(ValueError, match="12 feature channels"):
             head.forward_points(parts[:2])
+
+
+def test_cpu_bfloat16_capability(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smd_core import cpu_has_bfloat16
+
+    assert isinstance(cpu_has_bfloat16(), bool)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert cpu_has_bfloat16() is False  # no oneDNN: float32
