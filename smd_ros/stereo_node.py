@@ -192,8 +192,9 @@ class StereoNode(Node):
         log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s: backbone {mc.backbone}, output {mc.output}, "
                  f"max_disp {mc.max_disp}, {n_params / 1e6:.1f} M parameters, device {device}{gpu}"
                  f"{f', {autocast} autocast'.replace('torch.', '') if autocast else ''}")
-        log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of {predictor.pad_multiple}), outputs = "
-                 f"images x {cfg.output_scale}; the sizes are logged at the first frame")
+        log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of "
+                 f"{predictor.pad_multiple}), outputs = images x {cfg.output_scale}; the sizes are logged at the "
+                 "first frame")
         log.info(f"parameters: {describe(cfg)}")
         self._model_name = f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp})"
         return predictor, mc.max_disp
