@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Recipe of the bundled CPU model (smd_core/weights/MODEL_CARD.md): renders the synthetic training set
-# once, trains the bimodal and the standard (L1) light models side by side (one core each), evaluates both
-# on the held-out synthetic set and copies the weights into smd_core/weights/.
+# Recipe of the previous bundled models, LightStereo + SMD head (now replaced by scripts/train_guided.sh's
+# SGBM-guided models; their held-out figures are in smd_core/weights/MODEL_CARD.md): renders the synthetic
+# training set once, trains the bimodal and the standard (L1) light models side by side (one core each), then
+# `scripts/ship_models.py light` evaluates both and copies light_{bimodal,standard}.pt into smd_core/weights/.
 #   bash scripts/train_light.sh [STEPS [STAGE2_STEPS]]    (default: the configs' steps, then 5000)
 # Stage 1 runs the configs' cosine schedule from scratch; stage 2 starts again from its last weights
 # (`--init`: fresh Adam state, a second cosine cycle from a lower peak). Measured: stage 1's loss fell

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from smd_core.config import to_dict
 from smd_core.data.synthetic import render_sequence
 from smd_ros.bags.writer import write_stereo_bag
 
@@ -39,8 +40,8 @@ def finetuned(tmp_path_factory):
                 "--val-fraction", "0.25", "--val-blocks", "4", "--no-progress"]) == 0
 
     torch.manual_seed(0)
-    init = save_checkpoint(tmp / "init.pth", build_model(ModelConfig(backbone="light", output="bimodal", max_disp=64,
-                                                                    head_widths=(16, 8))))
+    init = save_checkpoint(tmp / "init.pth", build_model(ModelConfig(backbone="sgbm_guided", output="bimodal",
+                                                                    max_disp=64, head_widths=(16, 8))))
     run = tmp / "run"
     # The documented command, `smd train --config configs/finetune_bag.yaml data.root=DIR --init CKPT`, plus
     # overrides that make it a few-second CPU run.
@@ -57,12 +58,14 @@ def finetuned(tmp_path_factory):
 
 
 def test_config_is_valid_and_targets_the_bundled_model():
+    from smd_core.model.network import read_checkpoint
     from smd_core.train import load_config
+    from smd_core.weights import default_checkpoint
 
-    light = yaml.safe_load((REPO / "configs" / "light_synthetic.yaml").read_text())["model"]
     cfg = load_config(CONFIG, ["data.root=/some/dataset"])
     assert cfg.data.kind == "list" and cfg.data.split == "train.txt" and not cfg.data.augment.flip_lr
-    assert yaml.safe_load(CONFIG.read_text())["model"] == light
+    # --init with the bundled default needs exactly its architecture.
+    assert to_dict(cfg.model) == read_checkpoint(default_checkpoint())["model_config"]
 
 
 @pytest.mark.slow

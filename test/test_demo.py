@@ -11,7 +11,7 @@ import pytest
 
 from smd_core.weights import WEIGHTS_DIR, default_checkpoint, standard_checkpoint
 
-BUNDLED = (WEIGHTS_DIR / "light_bimodal.pt").is_file()
+BUNDLED = (WEIGHTS_DIR / "guided_bimodal.pt").is_file()
 needs_weights = pytest.mark.skipif(not BUNDLED, reason="the bundled light weights are not in this checkout")
 
 

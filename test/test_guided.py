@@ -14,7 +14,7 @@ from smd_core import Predictor, load_model
 from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
 from smd_core.data.synthetic import render_scene
-from smd_core.model.backbones.guided import CANDIDATE_WINDOWS, SGBMGuided, warp_right
+from smd_core.model.backbones.guided import CANDIDATE_WINDOWS, SGBMGuided, photometric_error
 from smd_core.model.mixture import RESIDUAL_SCALE, activate
 from smd_core.model.network import build_model, save_checkpoint
 
@@ -60,13 +60,13 @@ def test_guide_marks_holes_and_fills_from_the_background(frame) -> None:
     assert (fg >= filled[0, 0].numpy()).all() and (bg <= filled[0, 0].numpy()).all() and (fg > bg).any()
 
 
-def test_warp_right_with_true_disparity_reproduces_left() -> None:
+def test_photometric_error_vanishes_at_the_true_disparity() -> None:
     rng = np.random.default_rng(0)
-    right = torch.from_numpy(rng.random((1, 1, 8, 40), dtype=np.float32))
-    left = torch.zeros_like(right)
-    left[..., 3:] = right[..., :-3]  # left x matches right x - 3
-    warped = warp_right(right, torch.full_like(right, 3.0))
-    torch.testing.assert_close(warped[..., 3:], left[..., 3:])
+    right = rng.random((8, 40), dtype=np.float32)
+    left = np.zeros_like(right)
+    left[:, 3:] = right[:, :-3]  # left x matches right x - 3
+    assert np.abs(photometric_error(left, right, np.full_like(right, 3.0))[:, 3:]).max() < 1e-6
+    assert photometric_error(left, right, np.full_like(right, 5.0))[:, 5:].mean() > 0.1
 
 
 def test_sgbm_parameters_round_trip_through_the_checkpoint(tmp_path: Path, frame) -> None:

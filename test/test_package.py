@@ -57,7 +57,7 @@ def test_colcon_build_installs_package(tmp_path):
         assert (share / rel).is_file(), f"{rel} not installed"
     # package data the node and the demo load at run time
     site = next((tmp_path / "install" / "smd_ros" / "lib").glob("python3*/site-packages"))
-    assert (site / "smd_core" / "weights" / "light_bimodal.pt").is_file()
+    assert (site / "smd_core" / "weights" / "guided_bimodal.pt").is_file()
 
 
 def test_package_xml_is_format_3_ament_python():

@@ -144,7 +144,7 @@ def test_resolve_checkpoint(tmp_path, monkeypatch):
     import smd_core.weights as weights
 
     def absent():
-        raise FileNotFoundError("bundled weights light_bimodal.pt are not in this install")
+        raise FileNotFoundError("bundled weights guided_bimodal.pt are not in this install")
 
     monkeypatch.setattr(weights, "default_checkpoint", absent)
     with pytest.raises(FileNotFoundError, match="no model is bundled.*set the `checkpoint` parameter"):

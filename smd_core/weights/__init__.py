@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-DEFAULT_NAME = "light_bimodal.pt"
-STANDARD_NAME = "light_standard.pt"
+DEFAULT_NAME = "guided_bimodal.pt"
+STANDARD_NAME = "guided_standard.pt"
 
 
 def bundled(name: str) -> Path:
@@ -18,10 +18,10 @@ def bundled(name: str) -> Path:
 
 
 def default_checkpoint() -> Path:
-    """The bundled light bimodal model, the default of the node and the CLI."""
+    """The bundled SGBM-guided bimodal model, the default of the node, the demo and the CLI."""
     return bundled(DEFAULT_NAME)
 
 
 def standard_checkpoint() -> Path:
-    """The bundled light standard (L1) model, trained with the same recipe, for comparisons."""
+    """The bundled SGBM-guided standard (L1) model, trained with the same recipe, for comparisons."""
     return bundled(STANDARD_NAME)

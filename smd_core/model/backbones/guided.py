@@ -62,12 +62,16 @@ def _guide_one(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp
         disparities += [cv2.dilate(filled, kernel), cv2.erode(filled, kernel)]
     gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
     gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
-    h, w = filled.shape
+    photo = [photometric_error(gl, gr, disp) for disp in disparities]
+    return np.stack([*disparities, valid, *photo])
+
+
+def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
+    """|left - right sampled at x - disparity| (bilinear, border replicated); all (H, W) float32."""
+    h, w = disparity.shape
     xs = np.arange(w, dtype=np.float32)[None, :]
     ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    photo = [np.abs(gl - cv2.remap(gr, xs - disp, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-             for disp in disparities]
-    return np.stack([*disparities, valid, *photo])
+    return np.abs(left - cv2.remap(right, xs - disparity, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
 
 
 def alternative(filled: Tensor, fg: Tensor, bg: Tensor) -> Tensor:
@@ -87,15 +91,6 @@ def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -
 
     out = np.stack([_guide_one(to_u8(lb), to_u8(rb), config, max_disp) for lb, rb in zip(left, right, strict=True)])
     return torch.from_numpy(out).to(device=left.device, dtype=left.dtype)
-
-
-def warp_right(right_gray: Tensor, disparity: Tensor) -> Tensor:
-    """Right image (B, 1, H, W) sampled at x - disparity (B, 1, H, W): the left view it predicts."""
-    b, _, h, w = right_gray.shape
-    xs = torch.arange(w, device=right_gray.device, dtype=right_gray.dtype).view(1, 1, w) - disparity[:, 0]
-    ys = torch.arange(h, device=right_gray.device, dtype=right_gray.dtype).view(1, h, 1).expand(b, h, w)
-    grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], dim=-1)
-    return F.grid_sample(right_gray, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class _Up(nn.Module):
