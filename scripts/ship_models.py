@@ -30,8 +30,9 @@ KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
 NETWORK = {
     "guided": "SGBM-guided backbone (`sgbm_guided`: OpenCV SGBM, parameters stored in the checkpoint, + a "
               "5-level 2D U-Net over the left image, the filled SGBM disparity, its foreground/background "
-              "candidates, validity and photometric errors) + SMD head whose modes are offsets from SGBM's "
-              "filled disparity (sampled nearest-neighbour, never blended across an edge)",
+              "candidates in two windows, validity and photometric errors) + SMD head whose modes are offsets "
+              "from two anchors sampled nearest-neighbour (never blended across an edge): SGBM's filled "
+              "disparity and the wide window's farther candidate; a standard head refines the first",
     "light": "LightStereo backbone (feature pyramid, group-wise correlation at 1/4, 2D aggregation U-Net)",
 }
 
@@ -122,6 +123,7 @@ def write_card(fam: str, results: dict, rows: dict, frames: int) -> None:
     b, s = rows[f"{fam} bimodal"], rows[f"{fam} standard"]
     tc = results["bimodal"]["train_config"]
     model, data = tc.get("model", {}), tc.get("data", {})
+    sample = data.get("sample", data)  # nested since DataConfig.sample; flat in older checkpoints
     files = "\n".join(f"| `{results[k]['file']}` | {k} | {results[k]['size_mb']:.2f} MB | {results[k]['step']} |"
                       for k in ("bimodal", "standard"))
     card = f"""# Bundled models (smd_core/weights)
@@ -143,7 +145,8 @@ rings, wires), photometric differences between the views. See `scripts/train_{fa
 Held-out: `{HELD_OUT.format(n=frames)}` ({frames} scenes of seed 9000, never seen in training).
 
 **Recipe.** `bash scripts/train_{fam}.sh` on CPU, the two heads side by side with one thread each: crops
-{data.get('crop_size')}, {data.get('num_points')} points per crop ({data.get('sampling')}), batch
+{sample.get('crop_size')}, {sample.get('num_points')} points per crop
+({sample.get('strategy', sample.get('sampling'))}), batch
 {tc.get('batch_size')}, Adam with a cosine schedule down to lr {tc.get('optim', {}).get('min_lr')}:
 {recipe_steps(results["bimodal"]["stages"])}.
 
