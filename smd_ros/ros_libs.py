@@ -19,6 +19,7 @@ them on a machine that has the real packages.
 from __future__ import annotations
 
 import array
+import importlib
 import itertools
 import os
 import sys
@@ -417,37 +418,24 @@ own_point_cloud2 = types.SimpleNamespace(
 _FORCE_OWN = os.environ.get("SMD_ROS_OWN_LIBS", "").lower() in ("1", "true", "yes")
 BACKENDS: dict[str, str] = {}
 
-message_filters: Any
-point_cloud2: Any
-CvBridge: Any
-CvBridgeError: Any
 
-try:
-    if _FORCE_OWN:
-        raise ImportError("SMD_ROS_OWN_LIBS is set")
-    import message_filters  # type: ignore[no-redef]
+def _select(module: str, key: str, own: Any) -> Any:
+    """The original `module` unless it is missing or SMD_ROS_OWN_LIBS is set, else the stand-in `own`;
+    records which in `BACKENDS[key]`."""
+    if not _FORCE_OWN:
+        try:
+            lib = importlib.import_module(module)
+        except ImportError:
+            pass
+        else:
+            BACKENDS[key] = "ros"
+            return lib
+    BACKENDS[key] = "smd_ros"
+    return own
 
-    BACKENDS["message_filters"] = "ros"
-except ImportError:
-    message_filters = own_message_filters
-    BACKENDS["message_filters"] = "smd_ros"
 
-try:
-    if _FORCE_OWN:
-        raise ImportError("SMD_ROS_OWN_LIBS is set")
-    from cv_bridge import CvBridge, CvBridgeError  # type: ignore[no-redef]
-
-    BACKENDS["cv_bridge"] = "ros"
-except ImportError:
-    CvBridge, CvBridgeError = _OwnCvBridge, _OwnCvBridgeError
-    BACKENDS["cv_bridge"] = "smd_ros"
-
-try:
-    if _FORCE_OWN:
-        raise ImportError("SMD_ROS_OWN_LIBS is set")
-    from sensor_msgs_py import point_cloud2  # type: ignore[no-redef]
-
-    BACKENDS["point_cloud2"] = "ros"
-except ImportError:
-    point_cloud2 = own_point_cloud2
-    BACKENDS["point_cloud2"] = "smd_ros"
+message_filters: Any = _select("message_filters", "message_filters", own_message_filters)
+_bridge = _select("cv_bridge", "cv_bridge", own_cv_bridge)
+CvBridge: Any = _bridge.CvBridge
+CvBridgeError: Any = _bridge.CvBridgeError
+point_cloud2: Any = _select("sensor_msgs_py.point_cloud2", "point_cloud2", own_point_cloud2)
