@@ -62,10 +62,12 @@ class NodeConfig:
                                "false = exit with an error.", RELOAD)
     half_precision: bool = _p(False, "Run the network in float16 autocast (CUDA only; ignored with a warning on "
                               "the CPU).", RELOAD)
-    cpu_bfloat16: bool = _p(True, "On a CPU with native bfloat16 (AVX512-BF16, AMX) run the network in bfloat16 "
-                            "autocast: faster, disparities still float32 and within a few hundredths of a pixel "
-                            "(bench/bench_model.py --bf16); false: exact float32. Other CPUs always run float32.",
-                            RELOAD)
+    cpu_precision: str = _p("auto", "Precision of the network on the CPU: float32 (exact); bfloat16 (autocast, on CPUs "
+                            "with native bfloat16: AVX512-BF16, AMX; float32 elsewhere); auto: bfloat16 for "
+                            "sgbm_guided models, where it was measured within a few hundredths of a pixel and "
+                            "faster (bench/bench_model.py --bf16), float32 for the others (the published models' "
+                            "1024-wide heads move by up to pixels in bfloat16).", RELOAD,
+                            choices=("auto", "float32", "bfloat16"))
     threads: int = _p(0, "CPU threads of the network (torch) and of OpenCV (SGBM); 0: one per core this process "
                       "may use (the OpenMP wait policy is chosen for a shared CPU: see smd_ros.runtime).", RELOAD,
                       lo=0, hi=256)

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import MutableMapping
 
-__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "default_threads", "input_guard", "network_size",
+__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "cpu_bfloat16", "default_threads", "input_guard", "network_size",
            "set_openmp_defaults"]
 
 # Chosen by measurement (bench/bench_threads.py): waiting threads sleep at once.
@@ -40,6 +40,14 @@ def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> str:
                 f"set {WAIT_POLICY_ENV})")
     env.update(WAIT_POLICY_ENV)
     return "OpenMP wait policy: " + ", ".join(f"{k}={v}" for k, v in WAIT_POLICY_ENV.items()) + " (smd_ros default)"
+
+
+def cpu_bfloat16(precision: str, backbone: str, supported: bool) -> bool:
+    """Whether the node runs the network in bfloat16 on the CPU (the `cpu_precision` parameter): never without
+    native support; `auto` only for sgbm_guided models (measured safe there, not for the published heads)."""
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"cpu_precision must be auto, float32 or bfloat16, got {precision!r}")
+    return supported and (precision == "bfloat16" or (precision == "auto" and backbone == "sgbm_guided"))
 
 
 def default_threads() -> int:

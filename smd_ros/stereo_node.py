@@ -183,7 +183,8 @@ class StereoNode(Node):
                 autocast = torch.float16
             else:
                 log.warning("half_precision is ignored on the CPU")
-        elif torch.device(device).type == "cpu" and cfg.cpu_bfloat16 and smd_core.cpu_has_bfloat16():
+        elif torch.device(device).type == "cpu" and runtime.cpu_bfloat16(
+                cfg.cpu_precision, model.config.backbone, smd_core.cpu_has_bfloat16()):
             autocast = torch.bfloat16
         predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast)
         mc = model.config

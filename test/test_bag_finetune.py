@@ -83,7 +83,7 @@ def test_finetuned_checkpoint_loads_through_the_node_config_and_predicts(finetun
     path = resolve_checkpoint(cfg.checkpoint)
     model = smd_core.load_model(path, backbone=cfg.backbone or None, output=cfg.output or None,
                                 max_disp=cfg.max_disparity or None, device="cpu")
-    assert (model.config.backbone, model.config.output, model.config.max_disp) == ("light", "bimodal", 64)
+    assert (model.config.backbone, model.config.output, model.config.max_disp) == ("sgbm_guided", "bimodal", 64)
     # Training moved the weights away from --init.
     before = read_checkpoint(init)["state_dict"]
     after = model.state_dict()
@@ -116,7 +116,9 @@ def test_node_runs_the_finetuned_checkpoint(finetuned, ros_env, tmp_path):
     first = (dataset / "train.txt").read_text().split()
     left = cv2.imread(str(dataset / first[0]), cv2.IMREAD_COLOR)
     right = cv2.imread(str(dataset / first[1]), cv2.IMREAD_COLOR)
-    node = NodeProcess({"checkpoint": str(ckpt), "device": "cpu"}, ros_env, tmp_path / "node")
+    # float32: the outputs are compared with an exact float32 Predictor below.
+    node = NodeProcess({"checkpoint": str(ckpt), "device": "cpu", "cpu_precision": "float32"}, ros_env,
+                       tmp_path / "node")
     harness = Harness()
     try:
         harness.wait_connected(node)

@@ -25,8 +25,8 @@ def test_bundled_models_load_by_default_and_predict():
     assert resolve_checkpoint("") == default_checkpoint()
     bimodal = smd_core.load_model(default_checkpoint())
     standard = smd_core.load_model(standard_checkpoint())
-    assert (bimodal.config.backbone, bimodal.config.output) == ("light", "bimodal")
-    assert (standard.config.backbone, standard.config.output) == ("light", "standard")
+    assert (bimodal.config.backbone, bimodal.config.output) == ("sgbm_guided", "bimodal")
+    assert (standard.config.backbone, standard.config.output) == ("sgbm_guided", "standard")
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.pt"))
     assert size <= 10 * 2**20, f"bundled weights take {size / 2**20:.1f} MB (limit 10 MB)"
     from smd_core.data.synthetic import render_scene

@@ -53,6 +53,20 @@ def test_levels_are_diagnostic_msgs_values():
 # ------------------------------------------------------------------------------------------------ runtime
 
 
+@pytest.mark.parametrize(("precision", "backbone", "supported", "expected"), [
+    ("auto", "sgbm_guided", True, True), ("auto", "psmnet", True, False), ("auto", "sgbm_guided", False, False),
+    ("bfloat16", "hsmnet", True, True), ("bfloat16", "sgbm_guided", False, False),
+    ("float32", "sgbm_guided", True, False),
+])
+def test_cpu_precision_choice(precision, backbone, supported, expected):
+    assert runtime.cpu_bfloat16(precision, backbone, supported) is expected
+
+
+def test_cpu_precision_rejects_unknown_values():
+    with pytest.raises(ValueError, match="'half'"):
+        runtime.cpu_bfloat16("half", "sgbm_guided", True)
+
+
 def test_openmp_defaults_leave_a_user_choice_alone():
     env: dict[str, str] = {}
     line = runtime.set_openmp_defaults(env)
