@@ -25,29 +25,7 @@ if [ ! -f "$DATA/synth_guided/train.txt" ]; then
   for part in d64 d128; do sed "s#\([^ ]*\)#$part/\1#g" "$DATA/synth_guided/$part/train.txt"; done \
     > "$DATA/synth_guided/train.txt"
 fi
-export OMP_NUM_THREADS=1   # two runs on two cores: one thread each avoids oversubscription
 declare -A CONFIG=([guided_synthetic]=configs/guided_synthetic.yaml
                    [guided_synthetic_standard]=configs/guided_synthetic_standard.yaml)
-finished() { [ -f "$(printf '%s/checkpoints/step_%08d.pth' "$1" "$2")" ]; }
-for run in "${!CONFIG[@]}"; do
-  steps=${STEPS:-$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["steps"])' "${CONFIG[$run]}")}
-  finished "$RUNS/$run" "$steps" && continue
-  resume=()
-  ls "$RUNS/$run/checkpoints"/step_*.pth > /dev/null 2>&1 && resume=(--resume "$RUNS/$run/checkpoints")
-  smd train --config "${CONFIG[$run]}" "data.split=$DATA/synth_guided/train.txt" "log_dir=$RUNS/$run" \
-    "${extra[@]}" "${resume[@]}" > "runs_${run}.log" 2>&1 &
-done
-wait
-ship=("$RUNS/guided_synthetic" "$RUNS/guided_synthetic_standard")
-if [ "$STAGE2_STEPS" != 0 ]; then
-  for run in "${!CONFIG[@]}"; do
-    finished "$RUNS/${run}_stage2" "$STAGE2_STEPS" && continue
-    last=$(ls "$RUNS/$run/checkpoints"/step_*.pth | sort | tail -n 1)
-    smd train --config "${CONFIG[$run]}" "data.split=$DATA/synth_guided/train.txt" --init "$last" \
-      "steps=$STAGE2_STEPS" optim.lr=5.0e-4 optim.warmup_steps=50 seed=1 "log_dir=$RUNS/${run}_stage2" \
-      > "runs_${run}_stage2.log" 2>&1 &
-  done
-  wait
-  ship=("$RUNS/guided_synthetic_stage2" "$RUNS/guided_synthetic_standard_stage2")
-fi
-python scripts/ship_models.py guided --bimodal-run "${ship[0]}" --standard-run "${ship[1]}"
+. scripts/two_stage.sh
+train_two_stages guided "$DATA/synth_guided/train.txt"

@@ -23,29 +23,8 @@ extra=()
 if [ ! -f "$DATA/synth_train/train.txt" ]; then
   smd synth --out "$DATA/synth_train" --num 800 --height 480 --width 640 --seed 1000 --max-disparity 64
 fi
-export OMP_NUM_THREADS=1   # two runs on two cores: one thread each avoids oversubscription
 export OMP_WAIT_POLICY=PASSIVE
 declare -A CONFIG=([light_synthetic]=configs/light_synthetic.yaml
                    [light_synthetic_standard]=configs/light_synthetic_standard.yaml)
-# finished RUN STEPS: RUN already holds its step-STEPS checkpoint (a rerun of this script skips that stage).
-finished() { [ -f "$(printf '%s/checkpoints/step_%08d.pth' "$1" "$2")" ]; }
-for run in "${!CONFIG[@]}"; do
-  steps=${STEPS:-$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["steps"])' "${CONFIG[$run]}")}
-  finished "$RUNS/$run" "$steps" && continue
-  smd train --config "${CONFIG[$run]}" "data.split=$DATA/synth_train/train.txt" "log_dir=$RUNS/$run" "${extra[@]}" \
-    > "runs_${run}.log" 2>&1 &
-done
-wait
-ship=("$RUNS/light_synthetic" "$RUNS/light_synthetic_standard")
-if [ "$STAGE2_STEPS" != 0 ]; then
-  for run in "${!CONFIG[@]}"; do
-    finished "$RUNS/${run}_stage2" "$STAGE2_STEPS" && continue
-    last=$(ls "$RUNS/$run/checkpoints"/step_*.pth | sort | tail -n 1)
-    smd train --config "${CONFIG[$run]}" "data.split=$DATA/synth_train/train.txt" --init "$last" \
-      "steps=$STAGE2_STEPS" optim.lr=5.0e-4 optim.warmup_steps=50 seed=1 "log_dir=$RUNS/${run}_stage2" \
-      > "runs_${run}_stage2.log" 2>&1 &
-  done
-  wait
-  ship=("$RUNS/light_synthetic_stage2" "$RUNS/light_synthetic_standard_stage2")
-fi
-python scripts/ship_models.py light --bimodal-run "${ship[0]}" --standard-run "${ship[1]}"
+. scripts/two_stage.sh
+train_two_stages light "$DATA/synth_train/train.txt"

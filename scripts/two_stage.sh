@@ -1,0 +1,37 @@
+# Sourced by scripts/train_guided.sh and scripts/train_light.sh: the bimodal and standard runs of one model
+# family side by side (one core each), then a second cosine stage from their last weights (`--init`: fresh
+# Adam state, peak lr 5e-4), then scripts/ship_models.py.
+#   train_two_stages FAMILY SPLIT   with CONFIG (run name -> config), RUNS, STEPS, STAGE2_STEPS, extra set.
+# Finished stages are skipped; an interrupted stage-1 run resumes exactly from its last checkpoint.
+
+# finished RUN STEPS: RUN already holds its step-STEPS checkpoint.
+finished() { [ -f "$(printf '%s/checkpoints/step_%08d.pth' "$1" "$2")" ]; }
+
+train_two_stages() {
+  local family=$1 split=$2 run steps last
+  local -a resume
+  export OMP_NUM_THREADS=1   # two runs on two cores: one thread each avoids oversubscription
+  for run in "${!CONFIG[@]}"; do
+    steps=${STEPS:-$(python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["steps"])' "${CONFIG[$run]}")}
+    finished "$RUNS/$run" "$steps" && continue
+    resume=()
+    ls "$RUNS/$run/checkpoints"/step_*.pth > /dev/null 2>&1 && resume=(--resume "$RUNS/$run/checkpoints")
+    smd train --config "${CONFIG[$run]}" "data.split=$split" "log_dir=$RUNS/$run" "${extra[@]}" "${resume[@]}" \
+      > "runs_${run}.log" 2>&1 &
+  done
+  wait
+  local suffix=""
+  if [ "$STAGE2_STEPS" != 0 ]; then
+    for run in "${!CONFIG[@]}"; do
+      finished "$RUNS/${run}_stage2" "$STAGE2_STEPS" && continue
+      last=$(ls "$RUNS/$run/checkpoints"/step_*.pth | sort | tail -n 1)
+      smd train --config "${CONFIG[$run]}" "data.split=$split" --init "$last" \
+        "steps=$STAGE2_STEPS" optim.lr=5.0e-4 optim.warmup_steps=50 seed=1 "log_dir=$RUNS/${run}_stage2" \
+        > "runs_${run}_stage2.log" 2>&1 &
+    done
+    wait
+    suffix=_stage2
+  fi
+  python scripts/ship_models.py "$family" --bimodal-run "$RUNS/${family}_synthetic$suffix" \
+    --standard-run "$RUNS/${family}_synthetic_standard$suffix"
+}
