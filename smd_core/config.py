@@ -35,6 +35,9 @@ class ModelConfig:
     head_widths: tuple[int, ...] = (1024, 512, 256, 128)
     # Extra keyword arguments of the backbone builder (e.g. widths of the light backbone).
     backbone_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Residual backbones with two anchors (sgbm_guided): the second mode stays within +- this many px of
+    # its anchor (`mixture.activate`); 0 = unbounded, as the checkpoints written before it.
+    anchor_range: float = 0.0
 
     def __post_init__(self) -> None:
         self.backbone = str(self.backbone).lower()
@@ -49,6 +52,9 @@ class ModelConfig:
         self.max_disp = int(self.max_disp)
         if not self.head_widths or any(w <= 0 for w in self.head_widths):
             raise ValueError(f"head_widths must be positive, got {self.head_widths}")
+        self.anchor_range = float(self.anchor_range)
+        if not self.anchor_range >= 0:
+            raise ValueError(f"anchor_range must be >= 0 px, got {self.anchor_range}")
 
     @property
     def out_channels(self) -> int:

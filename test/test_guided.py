@@ -3,6 +3,7 @@ modes with a nearest-neighbour base, every output size, and a short training run
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
 from smd_core.data.synthetic import render_scene
 from smd_core.model.backbones.guided import CANDIDATE_WINDOWS, SGBMGuided, photometric_error
-from smd_core.model.mixture import RESIDUAL_SCALE, activate
+from smd_core.model.mixture import RESIDUAL_SCALE, activate, loss, selection_loss
 from smd_core.model.network import build_model, save_checkpoint
 
 TINY = {"widths": [8, 8, 8, 8], "features": [4, 4, 4]}
@@ -31,10 +32,10 @@ def tensors(frame) -> tuple[torch.Tensor, torch.Tensor]:
     return pair[0:1], pair[1:2]
 
 
-def tiny_model(output: str = "bimodal", **sgbm: object) -> torch.nn.Module:
+def tiny_model(output: str = "bimodal", anchor_range: float = 0.0, **sgbm: object) -> torch.nn.Module:
     options = dict(TINY, sgbm=dict(sgbm))
     return build_model(ModelConfig(backbone="sgbm_guided", output=output, max_disp=32, head_widths=(8,),
-                                   backbone_options=options)).eval()
+                                   backbone_options=options, anchor_range=anchor_range)).eval()
 
 
 def test_shapes_and_channels(frame) -> None:
@@ -70,9 +71,10 @@ def test_photometric_error_vanishes_at_the_true_disparity() -> None:
 
 
 def test_sgbm_parameters_round_trip_through_the_checkpoint(tmp_path: Path, frame) -> None:
-    model = tiny_model(block_size=7, uniqueness_ratio=3, speckle_window_size=0, mode="sgbm")
+    model = tiny_model(block_size=7, uniqueness_ratio=3, speckle_window_size=0, mode="sgbm", anchor_range=2.5)
     path = save_checkpoint(tmp_path / "g.pth", model)
     loaded = load_model(path)
+    assert loaded.config.anchor_range == 2.5
     assert loaded.stereo_network.sgbm == SGBMConfig(block_size=7, uniqueness_ratio=3, speckle_window_size=0,
                                                     mode="sgbm")
     left, right = tensors(frame)
@@ -115,6 +117,46 @@ def test_activate_with_base_is_an_offset_clamped_to_the_range() -> None:
     torch.testing.assert_close(bimodal.mu1, torch.tensor([[7.0, 8.0]]))
 
 
+def test_anchor_range_bounds_the_second_mode_only() -> None:
+    anchors = torch.tensor([[[30.0, 30.0, 30.0], [20.0, 20.0, 1.0]]])  # (1, 2, 3)
+    raw = torch.zeros(1, 5, 3)
+    raw[:, 0] = torch.tensor([0.0, 2.0, -2.0])
+    raw[:, 1] = torch.tensor([0.0, 100.0, -100.0])
+    free = activate(raw, "bimodal", 64, anchors)
+    bounded = activate(raw, "bimodal", 64, anchors, anchor_range=4.0)
+    torch.testing.assert_close(bounded.mu0, free.mu0)  # mode 0 keeps its unbounded offset
+    torch.testing.assert_close(free.mu1, torch.tensor([[20.0, 64.0, 0.0]]))
+    torch.testing.assert_close(bounded.mu1, torch.tensor([[20.0, 24.0, 0.0]]))  # within 4 px, still >= 0
+    # One anchor: nothing to bound (mode 1 shares mode 0's anchor and offset scale).
+    one = activate(raw, "bimodal", 64, anchors[:, :1], anchor_range=4.0)
+    torch.testing.assert_close(one.mu1, activate(raw, "bimodal", 64, anchors[:, :1]).mu1)
+    with pytest.raises(ValueError, match="anchor_range"):
+        activate(raw, "bimodal", 64, anchors, anchor_range=-1.0)
+    with pytest.raises(ValueError, match="anchor_range"):
+        ModelConfig(backbone="sgbm_guided", max_disp=64, anchor_range=float("nan"))
+
+
+def test_selection_loss_trains_the_rule_to_pick_the_closer_mode() -> None:
+    """Its gradient moves the highest-density choice towards the closer mode; undecided points add nothing."""
+    anchors = torch.tensor([[[10.0, 10.0, 10.0], [30.0, 30.0, 30.0]]])
+    # Mode 1 right; mode 0 right; errors of 10.2 and 9.8 px, which differ by less than the 1 px margin.
+    y = torch.tensor([[30.0, 10.0, 20.2]])
+    raw = torch.zeros(1, 5, 3, requires_grad=True)
+    pred = activate(raw, "bimodal", 64, anchors, anchor_range=4.0)
+    scaled = dataclasses.replace(pred, mu0=pred.mu0 / 64, mu1=pred.mu1 / 64)
+    per_point = selection_loss(scaled, y / 64, max_disp=64)
+    assert per_point[0, 2] == 0 and per_point[0, 0] > 0 and per_point[0, 1] > 0
+    per_point.sum().backward()
+    grad = raw.grad[0]
+    # Descending the loss: pi0 falls where mode 1 is right and rises where mode 0 is; sigma1 shrinks there.
+    assert grad[4, 0] > 0 and grad[4, 1] < 0 and grad[3, 0] > 0 and grad[4, 2] == 0
+    assert grad[0].abs().max() == 0 and grad[1].abs().max() == 0  # the modes themselves do not move
+    # Weight 0 is the reference's loss exactly; a weight adds the mean selection loss.
+    base = loss(pred, y, output="bimodal", max_disp=64)
+    weighted = loss(pred, y, output="bimodal", max_disp=64, selection_weight=0.5)
+    torch.testing.assert_close(weighted - base, 0.5 * per_point.mean())
+
+
 @pytest.mark.parametrize("scale", [0.5, 1.0, 1.7])
 def test_any_output_size(frame, scale: float) -> None:
     pred = Predictor(tiny_model()).predict(frame.left, frame.right, scale=scale)
@@ -134,12 +176,14 @@ def test_standard_head_and_bad_options(frame) -> None:
 
 
 @pytest.mark.slow
-def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("selection", [False, True], ids=["nll", "bounded+selection"])
+def test_short_training_run_lowers_the_loss(tmp_path: Path, selection: bool) -> None:
     from smd_core.train import TrainConfig, train
 
     cfg = from_dict(TrainConfig, {
         "model": {"backbone": "sgbm_guided", "output": "bimodal", "max_disp": 32, "head_widths": [16, 16],
-                  "backbone_options": TINY},
+                  "backbone_options": TINY, "anchor_range": 4.0 if selection else 0.0},
+        "selection_weight": 1.0 if selection else 0.0,
         "data": {"kind": "synthetic", "height": 64, "width": 128, "crop_size": [64, 128], "num_points": 512,
                  "num_samples": 1, "max_disparity": 16.0, "augment": False},
         "steps": 40, "batch_size": 1, "num_workers": 0, "threads": 1, "device": "cpu",

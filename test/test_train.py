@@ -360,6 +360,30 @@ def test_init_from_the_published_layout(tmp_path: Path, parity_dir: Path) -> Non
     assert torch.equal(model.state_dict()[first_conv], reference[first_conv])
 
 
+def test_init_skip_keeps_fresh_weights_for_the_named_prefixes(tmp_path: Path) -> None:
+    from smd_core.model.network import build_model, save_checkpoint
+
+    cfg = tiny_config(tmp_path)
+    source = build_model(cfg.model)
+    for param in source.parameters():
+        param.data.fill_(0.5)
+    ckpt = save_checkpoint(tmp_path / "src.pt", source)
+    model = build_model(cfg.model)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    last = sorted(k for k in fresh if k.startswith("mlp."))[-1].rsplit(".", 1)[0]  # the head's last layer
+    skipped = load_init_weights(model, ckpt, skip=[last])
+    assert skipped == sorted(k for k in fresh if k.startswith(last)) and skipped
+    for name, value in model.state_dict().items():
+        if name.startswith(last):
+            assert torch.equal(value, fresh[name]), name
+        elif value.is_floating_point() and "running" not in name:
+            assert torch.all(value == 0.5), name
+    with pytest.raises(ValueError, match="names no parameter"):
+        load_init_weights(model, ckpt, skip=["mlp.nonexistent"])
+    with pytest.raises(ValueError, match="selection_weight"):
+        tiny_config(tmp_path, selection_weight=-1.0)
+
+
 @pytest.mark.slow
 def test_init_from_our_checkpoint(tmp_path: Path) -> None:
     first = train(tiny_config(tmp_path / "a", steps=2))

@@ -26,6 +26,8 @@ COARSE_WEIGHT = 1.0
 UNCERTAINTY_KINDS = ("sigma", "std", "entropy")
 # Residual backbones: one unit of raw head output moves a mode by this fraction of max_disp.
 RESIDUAL_SCALE = 1.0 / 16.0
+# Selection loss: points where the two modes' errors differ by less than this (px) do not say which to pick.
+SELECTION_MARGIN_PX = 1.0
 
 
 @dataclasses.dataclass
@@ -63,14 +65,21 @@ def select_mode(mu0: Tensor, mu1: Tensor, sigma0: Tensor, sigma1: Tensor, pi0: T
     return torch.where(pi0 / sigma0 > pi1 / sigma1, mu0, mu1)
 
 
-def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = None) -> Prediction:
+def activate(
+    raw: Tensor, output: str, max_disp: float, base: Tensor | None = None, *, anchor_range: float = 0.0
+) -> Prediction:
     """Raw head outputs (B, K, N) -> Prediction with fields (B, N).
 
     K = 5 (bimodal: mu0, mu1, sigma0, sigma1, pi0), 2 (unimodal: mu, b) or 1 (standard).
     Disparities are sigmoid(raw) * max_disp, or, with `base` (B, A, N) or (B, N) px (a residual backbone's
     own disparities at the points: A anchors), anchor + raw * RESIDUAL_SCALE * max_disp clamped to
     [0, max_disp], where mode k uses anchor min(k, A - 1) (a standard head the first).
+    anchor_range > 0 (px, with A >= 2): modes k >= 1 are anchor + anchor_range * tanh(raw) instead, so the
+    second mode stays the second anchor's hypothesis (refined) rather than drifting to a broad catch-all
+    that the highest-density rule never selects; mode 0 keeps its unbounded offset to repair outliers.
     """
+    if not anchor_range >= 0:
+        raise ValueError(f"anchor_range must be >= 0 px, got {anchor_range}")
     expected = {"standard": 1, "unimodal": 2, "bimodal": 5}
     if output not in expected:
         raise ValueError(f"output must be one of {sorted(expected)}, got {output!r}")
@@ -90,6 +99,8 @@ def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = No
 
         def disp(k: int) -> Tensor:
             anchor = anchors[:, min(k, anchors.shape[1] - 1)]
+            if k >= 1 and anchors.shape[1] > 1 and anchor_range > 0:
+                return (anchor + anchor_range * torch.tanh(raw[:, k])).clamp(0.0, max_disp)
             return (anchor + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
     if output == "standard":
         return Prediction(disparity=disp(0))
@@ -123,13 +134,36 @@ def bimodal_nll(pred: Prediction, y: Tensor) -> Tensor:
     return -torch.logaddexp(l0, l1)
 
 
-def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float) -> Tensor:
+def selection_loss(pred: Prediction, y: Tensor, *, max_disp: float) -> Tensor:
+    """Per-point loss (B, N) that trains the highest-density rule (`select_mode`) to pick the closer mode.
+
+    The rule picks mu0 where z = log(pi0 / sigma0) - log(pi1 / sigma1) > 0; this is the binary cross-entropy
+    of sigmoid(z) against "mu0 is closer to y" (the modes themselves are not moved by it), zero where the
+    modes' errors differ by less than SELECTION_MARGIN_PX (y and mu in units of max_disp, as in
+    `bimodal_nll`). The mixture NLL alone lets a mode that is right at a few points stay broad, and a broad
+    mode is never selected.
+    """
+    assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
+    assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
+    tiny = torch.finfo(y.dtype).tiny
+    z = (torch.log(pred.pi0.clamp_min(tiny)) - torch.log(pred.sigma0)
+         - torch.log(pred.pi1.clamp_min(tiny)) + torch.log(pred.sigma1))
+    e0, e1 = (pred.mu0.detach() - y).abs(), (pred.mu1.detach() - y).abs()
+    target = (e0 < e1).to(z.dtype)
+    decisive = ((e0 - e1).abs() * max_disp > SELECTION_MARGIN_PX).to(z.dtype)
+    return torch.nn.functional.binary_cross_entropy_with_logits(z, target, reduction="none") * decisive
+
+
+def loss(
+    pred: Prediction, target: Tensor, *, output: str, max_disp: float, selection_weight: float = 0.0
+) -> Tensor:
     """Training loss (scalar) over valid labels, as in the reference.
 
     pred: Prediction with (B, N) fields in the units of `activate` (mu in px); target: (B, N) disparity
     in network-input pixels. Labels are divided by max_disp and kept where 0 < y <= 1.
     bimodal: mixture NLL; unimodal: |mu - y| / b + log b; standard: L1 (all in units of max_disp).
-    Plus COARSE_WEIGHT * L1 of `pred.coarse` when set (a backbone's own disparity, in training).
+    Plus COARSE_WEIGHT * L1 of `pred.coarse` when set (a backbone's own disparity, in training), and for
+    a bimodal head selection_weight * `selection_loss` (0: the reference's loss exactly).
     """
     if target.shape != pred.disparity.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != prediction shape {tuple(pred.disparity.shape)}")
@@ -141,6 +175,8 @@ def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float) -> T
     if output == "bimodal":
         scaled = dataclasses.replace(pred, mu0=pred.mu0 / max_disp, mu1=pred.mu1 / max_disp)
         per_point = bimodal_nll(scaled, y)
+        if selection_weight > 0:
+            per_point = per_point + selection_weight * selection_loss(scaled, y, max_disp=max_disp)
     elif output == "unimodal":
         if pred.sigma is None:
             raise ValueError("unimodal loss needs pred.sigma")

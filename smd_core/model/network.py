@@ -87,7 +87,8 @@ class SMDNet(nn.Module):
     ) -> Prediction:
         """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
         raw, base = self.query_raw(features, points, output_size)
-        pred = activate(raw.float(), self.config.output, self.config.max_disp, base)
+        pred = activate(raw.float(), self.config.output, self.config.max_disp, base,
+                        anchor_range=self.config.anchor_range)
         coarse = getattr(self.stereo_network, "coarse_disparity", None)
         if self.training and coarse is not None and not isinstance(features, FlatMaps):
             # Backbones with their own disparity estimate get it supervised too (see mixture.loss).
@@ -104,7 +105,8 @@ class SMDNet(nn.Module):
         gx, gy = normalize_coords(xs, output_size[1]), normalize_coords(ys, output_size[0])
         raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
         base = None if base_map is None else gather_nearest_grid(base_map, gx, gy).float()
-        return activate(raw.float(), self.config.output, self.config.max_disp, base)
+        return activate(raw.float(), self.config.output, self.config.max_disp, base,
+                        anchor_range=self.config.anchor_range)
 
     def forward(self, left: Tensor, right: Tensor, points: Tensor, output_size: tuple[float, float]) -> Prediction:
         return self.query(self.encode(left, right), points, output_size)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +103,16 @@ def remove_stale_temporaries(ckpt_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def load_init_weights(model: SMDNet, path: str | Path, *, strict: bool = True) -> list[str]:
+def load_init_weights(
+    model: SMDNet, path: str | Path, *, strict: bool = True, skip: Sequence[str] = ()
+) -> list[str]:
     """Copy weights from a published SMD-Nets checkpoint or one of ours into `model`.
 
     strict: every tensor must match by name and shape, else ValueError listing the differences.
     Not strict: tensors with matching name and shape are loaded; the skipped names are returned
     (e.g. a new output head when fine-tuning a bimodal model into a standard one).
+    skip: name prefixes never copied (they keep the model's fresh initialisation; returned with the others);
+    a prefix that names no tensor of the model is a ValueError.
     """
     path = Path(path)
     data = read_checkpoint(path)
@@ -116,6 +120,21 @@ def load_init_weights(model: SMDNet, path: str | Path, *, strict: bool = True) -
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
         raise ValueError(f"{path}: no state_dict of tensors found (top-level keys: {sorted(data)[:10]})")
     sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+    own = model.state_dict()
+    unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
+    if unknown:
+        raise ValueError(f"init_skip {unknown} names no parameter of the model (e.g. {sorted(own)[:3]})")
+    if skip:
+        kept = {k: v for k, v in sd.items() if not k.startswith(tuple(skip))}
+        fresh = {k: v for k, v in own.items() if k.startswith(tuple(skip))}
+        # Checked like any other load, with the skipped tensors' fresh values standing in.
+        skipped = _load_state(model, {**kept, **fresh}, path=path, strict=strict)
+        return sorted(set(skipped) | set(fresh))
+    return _load_state(model, sd, path=path, strict=strict)
+
+
+def _load_state(model: SMDNet, sd: dict[str, Tensor], *, path: Path, strict: bool) -> list[str]:
+    """`load_init_weights` on a state dict already read from `path` (named in errors)."""
     if strict:
         load_state_dict_checked(model, sd, path=path)
         return []

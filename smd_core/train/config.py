@@ -72,6 +72,9 @@ class TrainConfig:
     val_data: DataConfig | None = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     steps: int = 1000
+    # Bimodal heads: weight of `mixture.selection_loss` (trains the highest-density rule to pick the closer
+    # mode) added to the mixture NLL; 0 = the reference's loss.
+    selection_weight: float = 0.0
     # Per process: the global batch is batch_size * world_size.
     batch_size: int = 4
     num_workers: int = 2
@@ -99,6 +102,9 @@ class TrainConfig:
     init: str = ""
     # False: load the matching tensors of `init` and report the rest (e.g. a new output head).
     init_strict: bool = True
+    # Parameter-name prefixes not copied from `init` (they keep their fresh initialisation), e.g. a head's
+    # last layer ("mlp.conv2") when its outputs change meaning.
+    init_skip: tuple[str, ...] = ()
     # DDP option for backbones with parameters that do not reach the loss.
     find_unused_parameters: bool = False
     # torch.use_deterministic_algorithms (needed for bit-exact resume on CUDA, not on the CPU).
@@ -116,6 +122,9 @@ class TrainConfig:
         bad = {k: v for k, v in nonneg.items() if int(v) < 0}
         if bad:
             raise ValueError(f"these settings must be >= 0: {bad}")
+        if not self.selection_weight >= 0:
+            raise ValueError(f"selection_weight must be >= 0, got {self.selection_weight}")
+        self.init_skip = tuple(str(v) for v in self.init_skip)
         self.amp_dtype = str(self.amp_dtype).lower()
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")

@@ -108,10 +108,11 @@ class _Run:
             resume_path, resume_state = read_resume_state(resume)
             load_state_dict_checked(self.model, resume_state["state_dict"], path=resume_path)
         elif cfg.init:
-            skipped = load_init_weights(self.model, cfg.init, strict=cfg.init_strict)
+            skipped = load_init_weights(self.model, cfg.init, strict=cfg.init_strict, skip=cfg.init_skip)
             if skipped and rt.is_main:
+                more = " ..." if len(skipped) > 8 else ""
                 print(f"smd train: --init {cfg.init}: {len(skipped)} tensors kept their fresh initialisation "
-                      f"(name or shape differ): {', '.join(skipped[:8])}{' ...' if len(skipped) > 8 else ''}")
+                      f"(init_skip, or name or shape differ): {', '.join(skipped[:8])}{more}")
 
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type,
@@ -186,7 +187,8 @@ class _Run:
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             pred = self.net(batch["left"], batch["right"], batch["points"], size)
         # The loss stays in float32: the NLL's log/exp are poorly conditioned in half precision.
-        loss = mixture_loss(pred, batch["labels"].float(), output=mc.output, max_disp=mc.max_disp)
+        loss = mixture_loss(pred, batch["labels"].float(), output=mc.output, max_disp=mc.max_disp,
+                            selection_weight=cfg.selection_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step + 1}; "
                                      "lower optim.lr or enable optim.grad_clip")
