@@ -71,32 +71,28 @@ def loopback_env(domain_id: int) -> dict[str, str]:
 
 def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
     """Frames of a stereo bag: dicts with `stamp_ns`, `left`, `right` (BGR uint8), `left_info`, `right_info`
-    (rclpy CameraInfo), grouped by header stamp and sorted."""
+    (rclpy CameraInfo), grouped by header stamp and sorted. Images are decoded by `smd_ros.sensors`, the
+    node's own decoder, so the demo scores what the node sees."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     from smd_ros.bags.reader import BagSource
-    from smd_ros.ros_libs import CvBridge
+    from smd_ros.sensors import stereo_images
 
     topics = {"/left/image_rect": "left", "/right/image_rect": "right", "/left/camera_info": "left_info",
               "/right/camera_info": "right_info"}
     types = {"sensor_msgs/msg/CompressedImage": CompressedImage, "sensor_msgs/msg/Image": Image,
              "sensor_msgs/msg/CameraInfo": CameraInfo}
-    bridge = CvBridge()
     frames: dict[int, dict[str, Any]] = {}
     for raw in BagSource(bag).messages(set(topics)):
         msg = deserialize_message(bytes(raw.data), types[raw.msgtype])
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        key = topics[raw.topic]
-        if isinstance(msg, CompressedImage):
-            value: Any = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        elif isinstance(msg, Image):
-            value = bridge.imgmsg_to_cv2(msg, "bgr8")
-        else:
-            value = msg
-        frames.setdefault(stamp, {"stamp_ns": stamp})[key] = value
+        frames.setdefault(stamp, {"stamp_ns": stamp})[topics[raw.topic]] = msg
     complete = [f for _, f in sorted(frames.items()) if len(f) == 5]
-    return complete[:limit] if limit > 0 else complete
+    complete = complete[:limit] if limit > 0 else complete
+    for frame in complete:
+        frame["left"], frame["right"] = stereo_images(frame["left"], frame["right"])
+    return complete
 
 
 class DemoClient:

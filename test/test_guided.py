@@ -169,6 +169,8 @@ def test_standard_head_and_bad_options(frame) -> None:
     assert pred.mu0 is None and np.isfinite(pred.disparity).all()
     with pytest.raises(ValueError, match="positive"):
         SGBMGuided(max_disp=32, widths=(8, 8, 8, 0))
+    with pytest.raises(ValueError, match="full_res_width"):
+        SGBMGuided(max_disp=32, full_res_width=-1)
     with pytest.raises(ValueError, match="bogus"):
         SGBMGuided(max_disp=32, sgbm={"bogus": 1})
     with pytest.raises(ValueError, match="multiple of 16"):
@@ -202,9 +204,12 @@ def test_predictor_pads_to_the_backbones_multiple() -> None:
     assert Predictor(light).pad_multiple == 64 and Predictor(light, pad_multiple=32).pad_multiple == 32
 
 
-@pytest.mark.parametrize("widths", [(8, 8), (4, 8, 8, 8, 8)])
-def test_any_number_of_levels(widths: tuple[int, ...]) -> None:
-    net = SGBMGuided(max_disp=32, widths=widths, features=(4, 4, 4)).eval()
+@pytest.mark.parametrize(("widths", "full_res_width"), [((8, 8), 0), ((4, 8, 8, 8, 8), 0), ((8, 8), 6)])
+def test_any_number_of_levels(widths: tuple[int, ...], full_res_width: int) -> None:
+    net = SGBMGuided(max_disp=32, widths=widths, features=(4, 4, 4), full_res_width=full_res_width).eval()
+    # The full-resolution branch: one linear conv, or a hidden conv-BN-ReLU of full_res_width channels first.
+    convs = [m for m in net.out1.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == ([full_res_width, 4] if full_res_width else [4])
     assert net.size_multiple == 2 ** len(widths)
     x = torch.rand(1, 3, 64, 128) * 255
     maps = net(x, x)

@@ -10,7 +10,8 @@ Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** l
 2. Guide channels at full resolution (`SGBMGuided.guide`): normalised left image, filled disparity and
    its local foreground / background candidates, validity, and the photometric error of each candidate.
 3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
-   full-resolution map (`features[2]` ch, one conv over the guide channels) for exact edges.
+   full-resolution map (`features[2]` ch: one conv over the guide channels, or with `full_res_width` a
+   conv-BN-ReLU layer of that width first) for exact edges.
 4. Two anchors, (B, 2, H, W) in px, as the last map: the filled SGBM disparity and the alternative
    hypothesis (`alternative`: the wide window's foreground or background candidate, whichever is farther
    from SGBM's). `residual = True` tells SMDNet to sample them nearest-neighbour (never blended across an
@@ -116,6 +117,9 @@ class SGBMGuided(nn.Module):
         widths: U-Net channels at 1/2, 1/4, 1/8, ... (one level per entry; inputs must be multiples of
             2 ** len(widths)).
         features: head channels at 1/2, 1/4 and full resolution (f2, f4, f1).
+        full_res_width: 0: the full-resolution map is one linear 3x3 conv over the guide channels; > 0: a 3x3
+            conv-BN-ReLU layer of this width comes first (a 5x5 nonlinear view of the image and the
+            candidates' photometric errors, to place each depth edge to the pixel).
     """
 
     guide_channels = GUIDE_CHANNELS
@@ -128,15 +132,17 @@ class SGBMGuided(nn.Module):
         sgbm: Mapping[str, Any] | None = None,
         widths: Sequence[int] = (16, 32, 48, 64, 96),
         features: Sequence[int] = (16, 8, 8),
+        full_res_width: int = 0,
     ) -> None:
         super().__init__()
         self.max_disp = int(max_disp)
         self.sgbm = from_dict(SGBMConfig, dict(sgbm or {}))
         self.widths = tuple(int(v) for v in widths)
         self.features = _pair(features, "features", 3)
-        if len(self.widths) < 2 or min(self.widths) <= 0 or min(self.features) <= 0:
-            raise ValueError(f"widths (two or more levels from 1/2 down) and features must be positive, "
-                             f"got {self.widths}, {self.features}")
+        self.full_res_width = int(full_res_width)
+        if len(self.widths) < 2 or min(self.widths) <= 0 or min(self.features) <= 0 or self.full_res_width < 0:
+            raise ValueError(f"widths (two or more levels from 1/2 down) and features must be positive and "
+                             f"full_res_width >= 0, got {self.widths}, {self.features}, {self.full_res_width}")
         f2, f4, f1 = self.features
         g = self.guide_channels
         self.size_multiple = 2 ** len(self.widths)
@@ -150,7 +156,11 @@ class SGBMGuided(nn.Module):
                                       for i in reversed(range(len(self.widths) - 1)))
         self.out4 = nn.Conv2d(self.widths[1], f4, 1)
         self.out2 = nn.Conv2d(self.widths[0], f2, 1)
-        self.out1 = nn.Conv2d(g, f1, 3, padding=1)
+        if self.full_res_width:
+            w1 = self.full_res_width
+            self.out1: nn.Module = nn.Sequential(conv_bn_relu(g, w1), nn.Conv2d(w1, f1, 3, padding=1))
+        else:
+            self.out1 = nn.Conv2d(g, f1, 3, padding=1)
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
