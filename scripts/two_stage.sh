@@ -1,7 +1,10 @@
 # Sourced by scripts/train_guided.sh and scripts/train_light.sh: the bimodal and standard runs of one model
 # family side by side (one core each), then a second cosine stage from their last weights (`--init`: fresh
 # Adam state, peak lr 5e-4), then scripts/ship_models.py.
-#   train_two_stages FAMILY SPLIT   with CONFIG (run name -> config), RUNS, STEPS, STAGE2_STEPS, extra set.
+#   train_two_stages FAMILY SPLIT   with CONFIG (run name -> config), RUNS, STEPS, STAGE2_STEPS, extra set,
+#                                   and optionally BIMODAL_STAGES: further stages of the bimodal run alone,
+#                                   each "NAME STEPS key=value ...", from the previous stage's last weights
+#                                   (one run on both cores); the last one is shipped.
 # Finished stages are skipped; an interrupted stage-1 run resumes exactly from its last checkpoint.
 
 # finished RUN STEPS: RUN already holds its step-STEPS checkpoint.
@@ -32,6 +35,19 @@ train_two_stages() {
     wait
     suffix=_stage2
   fi
-  python scripts/ship_models.py "$family" --bimodal-run "$RUNS/${family}_synthetic$suffix" \
+  local bimodal="$RUNS/${family}_synthetic$suffix" spec name stage_steps
+  local -a words overrides
+  for spec in "${BIMODAL_STAGES[@]}"; do
+    read -r -a words <<< "$spec"
+    name=${words[0]} stage_steps=${words[1]} overrides=("${words[@]:2}")
+    if ! finished "$RUNS/${family}_synthetic_$name" "$stage_steps"; then
+      last=$(ls "$bimodal/checkpoints"/step_*.pth | sort | tail -n 1)
+      OMP_NUM_THREADS=2 smd train --config "${CONFIG[${family}_synthetic]}" "data.split=$split" --init "$last" \
+        "steps=$stage_steps" threads=2 "${overrides[@]}" "log_dir=$RUNS/${family}_synthetic_$name" \
+        > "runs_${family}_synthetic_$name.log" 2>&1
+    fi
+    bimodal="$RUNS/${family}_synthetic_$name"
+  done
+  python scripts/ship_models.py "$family" --bimodal-run "$bimodal" \
     --standard-run "$RUNS/${family}_synthetic_standard$suffix"
 }
