@@ -43,16 +43,26 @@ def ship(run: Path, name: str, copy: bool) -> tuple[Path, dict]:
         raise FileNotFoundError(f"no checkpoints in {run / 'checkpoints'}")
     step, path = ckpts[-1]
     tc = read_checkpoint(path).get("train_config", {})
+    # Before the copy: a later stage may have started from the very file the copy replaces.
+    info = {"step": int(step), "source": str(path), "train_config": tc, "stages": stages(tc)}
     out = save_checkpoint(WEIGHTS_DIR / name, load_model(path), train_config=tc, step=int(step)) if copy else path
-    return out, {"step": int(step), "source": str(path), "train_config": tc, "stages": stages(tc)}
+    return out, info
 
 
-def stages(tc: dict) -> list[dict]:
-    """The training stages behind a train config, oldest first: each {steps, lr}, following `init` back."""
-    out = [{"steps": tc.get("steps"), "lr": tc.get("optim", {}).get("lr")}]
+def stages(tc: dict, seen: frozenset[str] = frozenset()) -> list[dict]:
+    """The training stages behind a train config, oldest first: each {steps, lr, changes}, following `init`
+    back (stopping at a file already visited: a shipped copy may name a run that started from it)."""
+    changes = {k: tc[k] for k in ("selection_weight", "init_skip") if tc.get(k)}
+    changes.update({k: v for k, v in tc.get("model", {}).items() if k == "anchor_range" and v})
+    full_res = tc.get("model", {}).get("backbone_options", {}).get("full_res_width")
+    if full_res:
+        changes["full_res_width"] = full_res
+    out = [{"steps": tc.get("steps"), "lr": tc.get("optim", {}).get("lr"), "changes": changes}]
     init = tc.get("init")
-    if init and Path(init).is_file():
-        out = stages(read_checkpoint(init).get("train_config", {})) + out
+    if init and not Path(init).is_file():
+        out = [{"missing": str(init)}] + out
+    elif init and str(Path(init).resolve()) not in seen:
+        out = stages(read_checkpoint(init).get("train_config", {}), seen | {str(Path(init).resolve())}) + out
     return out
 
 
@@ -111,8 +121,11 @@ def _fmt(v: object) -> str:
 
 
 def recipe_steps(stage_list: list[dict]) -> str:
-    """'3600 steps (peak lr 0.001)', then '... N steps from those weights (...)' for later stages."""
-    parts = [f"{s['steps']} steps (peak lr {s['lr']})" for s in stage_list]
+    """'3600 steps (peak lr 0.001)', then '... N steps from those weights (...)' for later stages, each with
+    what it changed (e.g. anchor_range=4)."""
+    parts = [f"the stages behind `{Path(s['missing']).name}` (not on this machine; see the training script)"
+             if "missing" in s else f"{s['steps']} steps (peak lr {s['lr']}"
+             + "".join(f", {k}={v}" for k, v in s.get("changes", {}).items()) + ")" for s in stage_list]
     return ", then ".join(parts[:1] + [p.replace(" steps", " steps from those weights", 1) for p in parts[1:]])
 
 
@@ -144,11 +157,13 @@ minority, thin structures and see-through objects (wheels with spokes, fences an
 rings, wires), photometric differences between the views. See `scripts/train_{fam}.sh` for the exact sets.
 Held-out: `{HELD_OUT.format(n=frames)}` ({frames} scenes of seed 9000, never seen in training).
 
-**Recipe.** `bash scripts/train_{fam}.sh` on CPU, the two heads side by side with one thread each: crops
+**Recipe.** `bash scripts/train_{fam}.sh` on CPU, the two heads side by side with one thread each (stages
+after the second, where the script has them, train the bimodal default alone on both cores): crops
 {sample.get('crop_size')}, {sample.get('num_points')} points per crop
 ({sample.get('strategy', sample.get('sampling'))}), batch
-{tc.get('batch_size')}, Adam with a cosine schedule down to lr {tc.get('optim', {}).get('min_lr')}:
-{recipe_steps(results["bimodal"]["stages"])}.
+{tc.get('batch_size')}, Adam with a cosine schedule down to lr {tc.get('optim', {}).get('min_lr')}; the default:
+{recipe_steps(results["bimodal"]["stages"])}; the standard head:
+{recipe_steps(results["standard"]["stages"])}.
 
 **Held-out metrics** (`smd eval --checkpoint smd_core/weights/{fam}_bimodal.pt --baseline sgbm,sgbm_fill
 --data {HELD_OUT.format(n=frames)}`; EPE and SEE in px, bad-x, bleeding and density in %, time per 640x480
