@@ -21,6 +21,7 @@ from typing import Any
 from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
 from smd_core.resolve import DEVICE_PATTERN, resolve_device
 from smd_core.resolve import resolve_checkpoint as core_resolve_checkpoint
+from smd_ros.topics import TRANSPORTS
 
 __all__ = [
     "DEVICE_PATTERN",
@@ -105,6 +106,10 @@ class NodeConfig:
                           lo=0.0, hi=10.0)
     queue_size: int = _p(5, "Messages kept per input while waiting for a synchronized set.", RESTART,
                          lo=1, hi=100)
+    image_transport: str = _p("raw", "How the two camera images arrive, as image_transport names it: raw "
+                              "(sensor_msgs/Image on left/image_rect, right/image_rect) or compressed "
+                              "(sensor_msgs/CompressedImage, JPEG or PNG, on left/image_rect/compressed, "
+                              "right/image_rect/compressed).", RESTART, choices=TRANSPORTS)
     sensor_data_qos: bool = _p(True, "Subscribe with the sensor-data QoS (best effort, REP 2003); false: ROS's "
                                "default QoS (reliable, keep last 10).", RESTART)
     output_best_effort: bool = _p(False, "Publish the outputs best effort; false: reliable. Always volatile (a late "

@@ -1,7 +1,8 @@
 """The SMD-Nets stereo node: synchronized rectified stereo in; disparity, uncertainty, point cloud out.
 
 Topics (relative, so a namespace and remaps place them; the names of `stereo_image_proc`):
-- in:  left/image_rect, right/image_rect, left/camera_info, right/camera_info (message_filters sync);
+- in:  left/image_rect, right/image_rect, left/camera_info, right/camera_info (message_filters sync; with
+  image_transport:=compressed the images are CompressedImage on left/image_rect/compressed, ...);
 - out: disparity (stereo_msgs/DisparityImage), uncertainty (32FC1 px), points2 (PointCloud2, left optical
   frame), depth (32FC1 m, with publish_depth), camera_info (when the output grid differs from the input),
   disparity_image (the DisparityImage's 32FC1 image, for rviz; only built when subscribed),
@@ -44,7 +45,7 @@ from rclpy.qos import (
     qos_profile_default,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from smd_ros import health, messages, sensors
@@ -52,6 +53,7 @@ from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
 from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
 from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
 from smd_ros.sensors import InputError
+from smd_ros.topics import inputs
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -81,8 +83,8 @@ class CheckpointError(RuntimeError):
 class FrameSet:
     """One synchronized input set and when it arrived (time.monotonic())."""
 
-    left: Image
-    right: Image
+    left: Image | CompressedImage
+    right: Image | CompressedImage
     left_info: CameraInfo
     right_info: CameraInfo
     received: float
@@ -127,12 +129,9 @@ class StereoNode(Node):
 
         # message_filters.Subscriber defaults to reliable depth 10, which never matches a best-effort camera:
         # always pass the QoS explicitly.
-        self.subscribers = [
-            message_filters.Subscriber(self, Image, "left/image_rect", qos_profile=sub_qos),
-            message_filters.Subscriber(self, Image, "right/image_rect", qos_profile=sub_qos),
-            message_filters.Subscriber(self, CameraInfo, "left/camera_info", qos_profile=sub_qos),
-            message_filters.Subscriber(self, CameraInfo, "right/camera_info", qos_profile=sub_qos),
-        ]
+        types = {"Image": Image, "CompressedImage": CompressedImage, "CameraInfo": CameraInfo}
+        self.subscribers = [message_filters.Subscriber(self, types[kind], topic, qos_profile=sub_qos)
+                            for topic, kind in inputs(self.config.image_transport).values()]
         if self.config.approximate_sync:
             self.sync = message_filters.ApproximateTimeSynchronizer(
                 self.subscribers, self.config.queue_size, self.config.sync_slop)
@@ -202,11 +201,11 @@ class StereoNode(Node):
 
     # ---------------------------------------------------------------------------------------------- executor side
 
-    def _on_left_image(self, msg: Image) -> None:
+    def _on_left_image(self, msg: Any) -> None:
         self._last_image = time.monotonic()
         self.stats.add("images")
 
-    def _on_set(self, left: Image, right: Image, left_info: CameraInfo, right_info: CameraInfo) -> None:
+    def _on_set(self, left: Any, right: Any, left_info: CameraInfo, right_info: CameraInfo) -> None:
         """Synchronizer callback: store the newest set and return at once (inference runs on the worker)."""
         now = time.monotonic()
         self._last_sync = now

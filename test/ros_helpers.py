@@ -49,6 +49,18 @@ def image_msg(image: np.ndarray, encoding: str, t: float = 0.0, *, frame_id: str
     return msg
 
 
+def compressed_msg(image: np.ndarray, fmt: str = "png", t: float = 0.0, *, frame_id: str = "left_optical") -> Any:
+    """sensor_msgs/CompressedImage of a BGR `image`, as image_transport's compressed plugin writes it."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, data = cv2.imencode(f".{fmt}", image)
+    assert ok, fmt
+    msg = CompressedImage(header=header(t, frame_id), format=f"bgr8; {fmt} compressed bgr8")
+    msg.data = array.array("B", data.tobytes())
+    return msg
+
+
 def camera_infos(width: int, height: int, t: float = 0.0, *, fx: float = 100.0, fy: float | None = None,
                  cx: float | None = None, cy: float | None = None, baseline: float = 0.2,
                  cx_right: float | None = None) -> tuple[Any, Any]:
@@ -160,7 +172,7 @@ class Harness:
 
     OUTPUTS = ("disparity", "uncertainty", "points2", "depth", "camera_info")
 
-    def __init__(self, namespace: str = "") -> None:
+    def __init__(self, namespace: str = "", transport: str = "raw") -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
@@ -177,7 +189,7 @@ class Harness:
         rclpy.init(context=self.context)
         self.node = Node("smd_test_harness", namespace=namespace, context=self.context)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = input_publishers(self.node, qos)
+        self.pubs = input_publishers(self.node, qos, transport)
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[float, Any]]] = {k: [] for k in self.OUTPUTS}
         self.diagnostics: list[Any] = []

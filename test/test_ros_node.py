@@ -22,6 +22,7 @@ from ros_helpers import (  # noqa: E402
     Harness,
     NodeProcess,
     camera_infos,
+    compressed_msg,
     image_msg,
     node_command,
     node_env,
@@ -383,6 +384,28 @@ def test_approximate_sync_and_reliable_qos(ros_env, tmp_path, frame, parity_dir)
         harness.close()
         rc = node.stop()
     assert rc == 0, node.log()
+
+
+def test_compressed_image_transport(ros_env, tmp_path, frame, stereo):
+    """image_transport:=compressed subscribes to <image>/compressed; a lossless PNG pair gives the disparity
+    of the same pair sent raw to the module's node."""
+    node = NodeProcess({"checkpoint": str(PARITY_CHECKPOINT), "device": "cpu", "image_transport": "compressed"},
+                       ros_env, tmp_path, "compressed", namespace="compressed")
+    harness = Harness(namespace="compressed", transport="compressed")
+    try:
+        harness.wait_connected(node)
+        assert harness.node.get_subscriptions_info_by_topic("/compressed/left/image_rect/compressed")
+        assert not harness.node.get_subscriptions_info_by_topic("/compressed/left/image_rect")
+        t = 600.0
+        li, ri = camera_infos(W, H, t, fx=FX, baseline=BASELINE)
+        out = harness.send((compressed_msg(frame.left, "png", t), compressed_msg(frame.right, "png", t), li, ri),
+                           t, node=node)
+    finally:
+        harness.close()
+        rc = node.stop()
+    assert rc == 0, node.log()
+    _, raw = run_frame(stereo, frame)
+    np.testing.assert_array_equal(as_array(out["disparity"].image), as_array(raw["disparity"].image))
 
 
 # ------------------------------------------------------------------------------------------------ start-up failures
