@@ -98,14 +98,13 @@ class TimeSynchronizer(SimpleFilter):
     """Emit one message per input when all inputs hold a message with the same header stamp.
 
     Each input keeps at most `queue_size` messages (the oldest stamps are dropped first); complete sets are
-    emitted in stamp order and removed.
+    emitted in stamp order and removed. As the original, arguments are not checked: queue_size < 1 keeps
+    nothing, so no set is ever emitted.
     """
 
     def __init__(self, fs: Sequence[SimpleFilter], queue_size: int) -> None:
         super().__init__()
-        if int(queue_size) < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        self.queue_size = int(queue_size)
+        self.queue_size = queue_size
         self.lock = threading.Lock()
         self.connectInput(fs)
 
@@ -143,8 +142,7 @@ class ApproximateTimeSynchronizer(TimeSynchronizer):
         self, fs: Sequence[SimpleFilter], queue_size: int, slop: float, allow_headerless: bool = False
     ) -> None:
         super().__init__(fs, queue_size)
-        if not (float(slop) >= 0.0):
-            raise ValueError(f"slop must be >= 0 seconds, got {slop}")
+        # Unchecked, as the original: a negative slop matches nothing.
         self.slop_ns = round(float(slop) * 1e9)
         self.allow_headerless = allow_headerless
 

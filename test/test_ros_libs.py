@@ -118,12 +118,23 @@ def test_approximate_synchronizer_follows_the_original_policy(which):
     assert pairs == [("d", "e")]
 
 
-def test_own_synchronizer_argument_checks():
+def test_own_synchronizer_arguments_unchecked_like_the_original():
+    """The originals accept any queue_size and slop: queue_size 0 keeps nothing, a negative slop matches nothing."""
     mf = ros_libs.own_message_filters
-    with pytest.raises(ValueError, match="queue_size"):
-        mf.TimeSynchronizer([Source()], 0)
-    with pytest.raises(ValueError, match="slop"):
-        mf.ApproximateTimeSynchronizer([Source()], 1, -1.0)
+    for sync in (lambda fs: mf.TimeSynchronizer(fs, 0), lambda fs: mf.ApproximateTimeSynchronizer(fs, 5, -1.0),
+                 lambda fs: mf.ApproximateTimeSynchronizer(fs, 0, 0.5)):
+        d, e = Source(), Source()
+        got: list = []
+        sync([d, e]).registerCallback(lambda *msgs, store=got: store.append(msgs))
+        d.feed(stamped(1.0, "d"))
+        e.feed(stamped(1.0, "e"))
+        assert got == []
+    d, e = Source(), Source()
+    got = []
+    mf.TimeSynchronizer([d, e], 1).registerCallback(lambda *msgs: got.append(msgs))
+    d.feed(stamped(1.0, "d"))
+    e.feed(stamped(1.0, "e"))
+    assert len(got) == 1
 
 
 @pytest.fixture(scope="module")
