@@ -35,5 +35,10 @@ BIMODAL_STAGES=(
   "stage3 8000 init_skip=[mlp.conv2] model.anchor_range=4 selection_weight=1.0 optim.lr=5e-4"
   "stage4 5000 init_strict=false model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 optim.lr=5e-4 seed=2"
 )
+# The standard (L1) comparison head gets the same full-resolution branch (it has one mode: nothing to bound
+# or select).
+STANDARD_STAGES=(
+  "stage3 3000 init_strict=false model.backbone_options.full_res_width=16 optim.lr=5e-4 seed=2"
+)
 . scripts/two_stage.sh
 train_two_stages guided "$DATA/synth_guided/train.txt"

@@ -2,9 +2,9 @@
 # family side by side (one core each), then a second cosine stage from their last weights (`--init`: fresh
 # Adam state, peak lr 5e-4), then scripts/ship_models.py.
 #   train_two_stages FAMILY SPLIT   with CONFIG (run name -> config), RUNS, STEPS, STAGE2_STEPS, extra set,
-#                                   and optionally BIMODAL_STAGES: further stages of the bimodal run alone,
-#                                   each "NAME STEPS key=value ...", from the previous stage's last weights
-#                                   (one run on both cores); the last one is shipped.
+#                                   and optionally BIMODAL_STAGES / STANDARD_STAGES: further stages of that
+#                                   run alone, each "NAME STEPS key=value ...", from the previous stage's
+#                                   last weights (one run on both cores); the last ones are shipped.
 # Finished stages are skipped; an interrupted stage-1 run resumes exactly from its last checkpoint.
 
 # finished RUN STEPS: RUN already holds its step-STEPS checkpoint.
@@ -35,19 +35,28 @@ train_two_stages() {
     wait
     suffix=_stage2
   fi
-  local bimodal="$RUNS/${family}_synthetic$suffix" spec name stage_steps
+  local bimodal standard
+  bimodal=$(later_stages "${family}_synthetic" "$RUNS/${family}_synthetic$suffix" "$split" BIMODAL_STAGES)
+  standard=$(later_stages "${family}_synthetic_standard" "$RUNS/${family}_synthetic_standard$suffix" "$split" \
+    STANDARD_STAGES)
+  python scripts/ship_models.py "$family" --bimodal-run "$bimodal" --standard-run "$standard"
+}
+
+# later_stages RUN FROM SPLIT ARRAY: the stages "NAME STEPS key=value ..." of the array named ARRAY, one after
+# the other from FROM's last weights (one run on both cores); prints the last stage's run folder (FROM if none).
+later_stages() {
+  local run=$1 from=$2 split=$3 spec name stage_steps last
+  local -n specs=$4
   local -a words overrides
-  for spec in "${BIMODAL_STAGES[@]}"; do
+  for spec in "${specs[@]}"; do
     read -r -a words <<< "$spec"
     name=${words[0]} stage_steps=${words[1]} overrides=("${words[@]:2}")
-    if ! finished "$RUNS/${family}_synthetic_$name" "$stage_steps"; then
-      last=$(ls "$bimodal/checkpoints"/step_*.pth | sort | tail -n 1)
-      OMP_NUM_THREADS=2 smd train --config "${CONFIG[${family}_synthetic]}" "data.split=$split" --init "$last" \
-        "steps=$stage_steps" threads=2 "${overrides[@]}" "log_dir=$RUNS/${family}_synthetic_$name" \
-        > "runs_${family}_synthetic_$name.log" 2>&1
+    if ! finished "$RUNS/${run}_$name" "$stage_steps"; then
+      last=$(ls "$from/checkpoints"/step_*.pth | sort | tail -n 1)
+      OMP_NUM_THREADS=2 smd train --config "${CONFIG[$run]}" "data.split=$split" --init "$last" \
+        "steps=$stage_steps" threads=2 "${overrides[@]}" "log_dir=$RUNS/${run}_$name" > "runs_${run}_$name.log" 2>&1
     fi
-    bimodal="$RUNS/${family}_synthetic_$name"
+    from="$RUNS/${run}_$name"
   done
-  python scripts/ship_models.py "$family" --bimodal-run "$bimodal" \
-    --standard-run "$RUNS/${family}_synthetic_standard$suffix"
+  echo "$from"
 }
