@@ -38,7 +38,7 @@ BIMODAL_STAGES=(
 # The standard (L1) comparison head gets the same full-resolution branch (it has one mode: nothing to bound
 # or select).
 STANDARD_STAGES=(
-  "stage3 3000 init_strict=false model.backbone_options.full_res_width=16 optim.lr=5e-4 seed=2"
+  "stage3 2000 init_strict=false model.backbone_options.full_res_width=16 optim.lr=5e-4 seed=2"
 )
 . scripts/two_stage.sh
 train_two_stages guided "$DATA/synth_guided/train.txt"
