@@ -30,15 +30,14 @@ declare -A CONFIG=([guided_synthetic]=configs/guided_synthetic.yaml
 # The default (bimodal) model then trains on alone: stage 3 bounds its second mode to the alternative
 # anchor and adds the selection loss (its head's last layer starts afresh); stage 4 adds the hidden layer of
 # the full-resolution branch (new tensors start fresh, init_strict=false) and narrows the second mode to 1 px of
-# its anchor (wider offsets measured worse: they moved correct anchors off the surface).
+# its anchor (wider offsets measured worse: they moved correct anchors off the surface); stage 5 teaches the
+# selection only where exactly one mode is right ("closer" also taught it to pick a third surface's value
+# where both were wrong: flying pixels).
 BIMODAL_STAGES=(
   "stage3 8000 init_skip=[mlp.conv2] model.anchor_range=4 selection_weight=1.0 optim.lr=5e-4"
   "stage4 5000 init_strict=false model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 optim.lr=5e-4 seed=2"
+  "stage5 2500 model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 selection_target=right optim.lr=3e-4 optim.warmup_steps=50 seed=3"
 )
-# The standard (L1) comparison head gets the same full-resolution branch (it has one mode: nothing to bound
-# or select).
-STANDARD_STAGES=(
-  "stage3 2000 init_strict=false model.backbone_options.full_res_width=16 optim.lr=5e-4 seed=2"
-)
+# The standard (L1) head keeps stages 1-2 (STANDARD_STAGES would add stages to it the same way).
 . scripts/two_stage.sh
 train_two_stages guided "$DATA/synth_guided/train.txt"

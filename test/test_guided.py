@@ -151,6 +151,14 @@ def test_selection_loss_trains_the_rule_to_pick_the_closer_mode() -> None:
     # Descending the loss: pi0 falls where mode 1 is right and rises where mode 0 is; sigma1 shrinks there.
     assert grad[4, 0] > 0 and grad[4, 1] < 0 and grad[3, 0] > 0 and grad[4, 2] == 0
     assert grad[0].abs().max() == 0 and grad[1].abs().max() == 0  # the modes themselves do not move
+    # "right": only points where exactly one mode is within the margin; both wrong says nothing.
+    y2 = torch.tensor([[30.5, 13.0, 10.4]])  # mode 1 right; both wrong (mode 0 closer); mode 0 right
+    right = selection_loss(scaled, y2 / 64, max_disp=64, target="right")
+    closer = selection_loss(scaled, y2 / 64, max_disp=64, target="closer")
+    assert right[0, 0] > 0 and right[0, 1] == 0 and right[0, 2] > 0 and closer[0, 1] > 0
+    torch.testing.assert_close(right[0, [0, 2]], closer[0, [0, 2]])
+    with pytest.raises(ValueError, match="selection target"):
+        selection_loss(scaled, y2 / 64, max_disp=64, target="nearest")
     # Weight 0 is the reference's loss exactly; a weight adds the mean selection loss.
     base = loss(pred, y, output="bimodal", max_disp=64)
     weighted = loss(pred, y, output="bimodal", max_disp=64, selection_weight=0.5)

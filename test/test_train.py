@@ -382,6 +382,8 @@ def test_init_skip_keeps_fresh_weights_for_the_named_prefixes(tmp_path: Path) ->
         load_init_weights(model, ckpt, skip=["mlp.nonexistent"])
     with pytest.raises(ValueError, match="selection_weight"):
         tiny_config(tmp_path, selection_weight=-1.0)
+    with pytest.raises(ValueError, match="selection_target"):
+        tiny_config(tmp_path, selection_target="nearest")
 
 
 @pytest.mark.slow

@@ -26,8 +26,10 @@ COARSE_WEIGHT = 1.0
 UNCERTAINTY_KINDS = ("sigma", "std", "entropy")
 # Residual backbones: one unit of raw head output moves a mode by this fraction of max_disp.
 RESIDUAL_SCALE = 1.0 / 16.0
-# Selection loss: points where the two modes' errors differ by less than this (px) do not say which to pick.
+# Selection loss (px): "closer" ignores points where the modes' errors differ by less than this; "right"
+# counts a mode within this of the label as right and uses only points where exactly one mode is.
 SELECTION_MARGIN_PX = 1.0
+SELECTION_TARGETS = ("closer", "right")
 
 
 @dataclasses.dataclass
@@ -134,28 +136,36 @@ def bimodal_nll(pred: Prediction, y: Tensor) -> Tensor:
     return -torch.logaddexp(l0, l1)
 
 
-def selection_loss(pred: Prediction, y: Tensor, *, max_disp: float) -> Tensor:
-    """Per-point loss (B, N) that trains the highest-density rule (`select_mode`) to pick the closer mode.
+def selection_loss(pred: Prediction, y: Tensor, *, max_disp: float, target: str = "closer") -> Tensor:
+    """Per-point loss (B, N) that trains the highest-density rule (`select_mode`) to pick the better mode.
 
     The rule picks mu0 where z = log(pi0 / sigma0) - log(pi1 / sigma1) > 0; this is the binary cross-entropy
-    of sigmoid(z) against "mu0 is closer to y" (the modes themselves are not moved by it), zero where the
-    modes' errors differ by less than SELECTION_MARGIN_PX (y and mu in units of max_disp, as in
-    `bimodal_nll`). The mixture NLL alone lets a mode that is right at a few points stay broad, and a broad
-    mode is never selected.
+    of sigmoid(z) against "mu0 is the one to pick" (the modes themselves are not moved by it). target
+    "closer": mu0 is closer to y, at points where the modes' errors differ by more than SELECTION_MARGIN_PX;
+    "right": mu0 is within SELECTION_MARGIN_PX of y, at points where exactly one mode is (where both are
+    wrong, picking the closer one would teach the rule to pick a third surface's value: a flying pixel).
+    y and mu in units of max_disp, as in `bimodal_nll`. The mixture NLL alone lets a mode that is right at
+    a few points stay broad, and a broad mode is never selected.
     """
+    if target not in SELECTION_TARGETS:
+        raise ValueError(f"selection target must be one of {SELECTION_TARGETS}, got {target!r}")
     assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
     assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
     tiny = torch.finfo(y.dtype).tiny
     z = (torch.log(pred.pi0.clamp_min(tiny)) - torch.log(pred.sigma0)
          - torch.log(pred.pi1.clamp_min(tiny)) + torch.log(pred.sigma1))
-    e0, e1 = (pred.mu0.detach() - y).abs(), (pred.mu1.detach() - y).abs()
-    target = (e0 < e1).to(z.dtype)
-    decisive = ((e0 - e1).abs() * max_disp > SELECTION_MARGIN_PX).to(z.dtype)
-    return torch.nn.functional.binary_cross_entropy_with_logits(z, target, reduction="none") * decisive
+    e0, e1 = (pred.mu0.detach() - y).abs() * max_disp, (pred.mu1.detach() - y).abs() * max_disp
+    if target == "closer":
+        first, decisive = e0 < e1, (e0 - e1).abs() > SELECTION_MARGIN_PX
+    else:
+        first, decisive = e0 <= SELECTION_MARGIN_PX, (e0 <= SELECTION_MARGIN_PX) != (e1 <= SELECTION_MARGIN_PX)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(z, first.to(z.dtype), reduction="none")
+    return bce * decisive.to(z.dtype)
 
 
 def loss(
-    pred: Prediction, target: Tensor, *, output: str, max_disp: float, selection_weight: float = 0.0
+    pred: Prediction, target: Tensor, *, output: str, max_disp: float, selection_weight: float = 0.0,
+    selection_target: str = "closer",
 ) -> Tensor:
     """Training loss (scalar) over valid labels, as in the reference.
 
@@ -163,7 +173,8 @@ def loss(
     in network-input pixels. Labels are divided by max_disp and kept where 0 < y <= 1.
     bimodal: mixture NLL; unimodal: |mu - y| / b + log b; standard: L1 (all in units of max_disp).
     Plus COARSE_WEIGHT * L1 of `pred.coarse` when set (a backbone's own disparity, in training), and for
-    a bimodal head selection_weight * `selection_loss` (0: the reference's loss exactly).
+    a bimodal head selection_weight * `selection_loss` with `selection_target` (weight 0: the reference's
+    loss exactly).
     """
     if target.shape != pred.disparity.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != prediction shape {tuple(pred.disparity.shape)}")
@@ -176,7 +187,8 @@ def loss(
         scaled = dataclasses.replace(pred, mu0=pred.mu0 / max_disp, mu1=pred.mu1 / max_disp)
         per_point = bimodal_nll(scaled, y)
         if selection_weight > 0:
-            per_point = per_point + selection_weight * selection_loss(scaled, y, max_disp=max_disp)
+            per_point = per_point + selection_weight * selection_loss(scaled, y, max_disp=max_disp,
+                                                                             target=selection_target)
     elif output == "unimodal":
         if pred.sigma is None:
             raise ValueError("unimodal loss needs pred.sigma")

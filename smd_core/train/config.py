@@ -12,6 +12,7 @@ import torch
 
 from smd_core.config import ModelConfig, apply_overrides, from_dict, load_yaml
 from smd_core.data import DataConfig
+from smd_core.model.mixture import SELECTION_TARGETS
 from smd_core.resolve import DEVICE_PATTERN
 
 SCHEDULES = ("multistep", "cosine", "constant")
@@ -75,6 +76,8 @@ class TrainConfig:
     # Bimodal heads: weight of `mixture.selection_loss` (trains the highest-density rule to pick the closer
     # mode) added to the mixture NLL; 0 = the reference's loss.
     selection_weight: float = 0.0
+    # Which mode the selection loss teaches the rule to pick: "closer" or "right" (`mixture.selection_loss`).
+    selection_target: str = "closer"
     # Per process: the global batch is batch_size * world_size.
     batch_size: int = 4
     num_workers: int = 2
@@ -124,6 +127,8 @@ class TrainConfig:
             raise ValueError(f"these settings must be >= 0: {bad}")
         if not self.selection_weight >= 0:
             raise ValueError(f"selection_weight must be >= 0, got {self.selection_weight}")
+        if self.selection_target not in SELECTION_TARGETS:
+            raise ValueError(f"selection_target must be one of {SELECTION_TARGETS}, got {self.selection_target!r}")
         self.init_skip = tuple(str(v) for v in self.init_skip)
         self.amp_dtype = str(self.amp_dtype).lower()
         if self.amp_dtype not in AMP_DTYPES:

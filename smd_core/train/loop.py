@@ -188,7 +188,7 @@ class _Run:
             pred = self.net(batch["left"], batch["right"], batch["points"], size)
         # The loss stays in float32: the NLL's log/exp are poorly conditioned in half precision.
         loss = mixture_loss(pred, batch["labels"].float(), output=mc.output, max_disp=mc.max_disp,
-                            selection_weight=cfg.selection_weight)
+                            selection_weight=cfg.selection_weight, selection_target=cfg.selection_target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {float(loss)} at step {self.step + 1}; "
                                      "lower optim.lr or enable optim.grad_clip")
