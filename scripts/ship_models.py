@@ -53,6 +53,8 @@ def stages(tc: dict, seen: frozenset[str] = frozenset()) -> list[dict]:
     """The training stages behind a train config, oldest first: each {steps, lr, changes}, following `init`
     back (stopping at a file already visited: a shipped copy may name a run that started from it)."""
     changes = {k: tc[k] for k in ("selection_weight", "init_skip") if tc.get(k)}
+    if tc.get("selection_weight") and tc.get("selection_target", "closer") != "closer":
+        changes["selection_target"] = tc["selection_target"]
     changes.update({k: v for k, v in tc.get("model", {}).items() if k == "anchor_range" and v})
     full_res = tc.get("model", {}).get("backbone_options", {}).get("full_res_width")
     if full_res:
