@@ -25,10 +25,14 @@ import torch
 from smd_core import ModelConfig, Predictor, build_model, load_model
 from smd_core.data.synthetic import render_scene
 
-# name -> ModelConfig keyword arguments. "guided" is configs/guided_synthetic.yaml (the default model),
-# "light" configs/light_synthetic.yaml (the previous one).
+# name -> ModelConfig keyword arguments. "guided" is the default model (configs/guided_synthetic.yaml with
+# the later stages' full_res_width and anchor_range, scripts/train_guided.sh), "guided-linear-full-res" the
+# previous default, "light" configs/light_synthetic.yaml (the one before).
 PRESETS: dict[str, dict] = {
-    "guided": {"backbone": "sgbm_guided", "max_disp": 128, "head_widths": (32, 16), "backbone_options": {}},
+    "guided": {"backbone": "sgbm_guided", "max_disp": 128, "head_widths": (32, 16), "anchor_range": 1.0,
+               "backbone_options": {"full_res_width": 16}},
+    "guided-linear-full-res": {"backbone": "sgbm_guided", "max_disp": 128, "head_widths": (32, 16),
+                               "backbone_options": {}},
     "guided-4level": {"backbone": "sgbm_guided", "max_disp": 128, "head_widths": (32, 16),
                       "backbone_options": {"widths": [16, 24, 32, 48]}},
     "guided-head64": {"backbone": "sgbm_guided", "max_disp": 128, "head_widths": (64, 32), "backbone_options": {}},
