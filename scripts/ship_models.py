@@ -30,9 +30,10 @@ KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
 NETWORK = {
     "guided": "SGBM-guided backbone (`sgbm_guided`: OpenCV SGBM, parameters stored in the checkpoint, + a "
               "5-level 2D U-Net over the left image, the filled SGBM disparity, its foreground/background "
-              "candidates in two windows, validity and photometric errors) + SMD head whose modes are offsets "
-              "from two anchors sampled nearest-neighbour (never blended across an edge): SGBM's filled "
-              "disparity and the wide window's farther candidate; a standard head refines the first",
+              "candidates in two windows, validity and photometric errors, and a full-resolution branch) + SMD "
+              "head whose modes are offsets from two anchors sampled nearest-neighbour (never blended across an "
+              "edge): SGBM's filled disparity and the wide window's farther candidate (`anchor_range`: the "
+              "second mode stays that close to it); a standard head refines the first",
     "light": "LightStereo backbone (feature pyramid, group-wise correlation at 1/4, 2D aggregation U-Net)",
 }
 
@@ -148,7 +149,7 @@ def write_card(fam: str, results: dict, rows: dict, frames: int) -> None:
 {files}
 
 `{fam}_bimodal.pt` is the default of the node, the demo and the CLI; `{fam}_standard.pt` has the same
-backbone, data and budget with a standard (L1) head, for comparisons.
+backbone family and data with a standard (L1) head, for comparisons (each one's stages: Recipe below).
 
 **Network.** {NETWORK[fam]}. Head widths {model.get('head_widths')}, max_disp {model.get('max_disp')},
 backbone options `{json.dumps(model.get('backbone_options'))}`. Input BGR 0..255, any size.
