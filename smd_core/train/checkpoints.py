@@ -124,13 +124,11 @@ def load_init_weights(
     unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
     if unknown:
         raise ValueError(f"init_skip {unknown} names no parameter of the model (e.g. {sorted(own)[:3]})")
-    if skip:
-        kept = {k: v for k, v in sd.items() if not k.startswith(tuple(skip))}
-        fresh = {k: v for k, v in own.items() if k.startswith(tuple(skip))}
-        # Checked like any other load, with the skipped tensors' fresh values standing in.
-        skipped = _load_state(model, {**kept, **fresh}, path=path, strict=strict)
-        return sorted(set(skipped) | set(fresh))
-    return _load_state(model, sd, path=path, strict=strict)
+    prefixes = tuple(skip)
+    fresh = {k: v for k, v in own.items() if prefixes and k.startswith(prefixes)}
+    # Checked like any other load, with the skipped tensors' fresh values standing in.
+    sd = {**{k: v for k, v in sd.items() if not (prefixes and k.startswith(prefixes))}, **fresh}
+    return sorted(set(_load_state(model, sd, path=path, strict=strict)) | set(fresh))
 
 
 def _load_state(model: SMDNet, sd: dict[str, Tensor], *, path: Path, strict: bool) -> list[str]:

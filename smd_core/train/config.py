@@ -73,8 +73,8 @@ class TrainConfig:
     val_data: DataConfig | None = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     steps: int = 1000
-    # Bimodal heads: weight of `mixture.selection_loss` (trains the highest-density rule to pick the closer
-    # mode) added to the mixture NLL; 0 = the reference's loss.
+    # Bimodal heads: weight of `mixture.selection_loss` (trains the highest-density rule to pick the better
+    # mode, as `selection_target` defines it) added to the mixture NLL; 0 = the reference's loss.
     selection_weight: float = 0.0
     # Which mode the selection loss teaches the rule to pick: "closer" or "right" (`mixture.selection_loss`).
     selection_target: str = "closer"
