@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scored range and SGBM's search range in image px, only with --checkpoint none "
                              "(default: the bundled model's max_disp)")
     parser.add_argument("--data", default=f"synthetic:{HELD_OUT_SEED}:50",
-                        help="synthetic:SEED:N | LIST.txt | CONFIG.yaml | KIND:ROOT (default: %(default)s)")
+                        help="synthetic:SEED:N | motorcycle (a real scene) | LIST.txt | CONFIG.yaml | KIND:ROOT "
+                             "(default: %(default)s)")
     parser.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                         help="DataConfig override, e.g. height=240 (repeatable)")
     parser.add_argument("--scale", type=float, default=1.0, help="output grid / image size (scored at GT size)")

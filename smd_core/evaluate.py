@@ -8,8 +8,9 @@
     smd eval --checkpoint none --baseline sgbm --data ... [--max-disp 128]      (baselines only)
 
 `--data` forms: `synthetic:SEED:N` (N procedural frames `render_scene((SEED, i))`, 640x480, disparity
-up to 64 px unless `--data-option height=... width=... max_disparity=...` says otherwise), a list file
-(`left right disp_left [disp_right]`), a YAML file, or `KIND:ROOT` for the other `DataConfig` kinds.
+up to 64 px unless `--data-option height=... width=... max_disparity=...` says otherwise), `motorcycle`
+(a real Middlebury 2014 scene with ground truth bundled with scikit-image: `smd_core.data.real_sample`),
+a list file (`left right disp_left [disp_right]`), a YAML file, or `KIND:ROOT` for the other `DataConfig` kinds.
 Held-out synthetic sets: scene i of seed S is `render_scene((S, i))`, both for `smd synth --seed S` and for
 `DataConfig(kind="synthetic", seed=S)`, so a seed that training never used gives scenes it never saw. The
 light model trains on `smd synth --seed 1000` (scenes (1000, i)); the project's held-out set is
@@ -100,6 +101,10 @@ def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
         except ValueError:
             raise ValueError(f"synthetic data is 'synthetic:SEED:N' with integers, got {spec!r}") from None
         data = {"kind": "synthetic", "seed": seed, "num_samples": num}
+    elif kind == "motorcycle":
+        if rest:
+            raise ValueError(f"the motorcycle data is bundled with scikit-image and takes no root, got {spec!r}")
+        data = {"kind": "motorcycle"}
     elif kind in DATASET_KINDS and rest:
         data = {"kind": kind, "split": rest} if kind == "list" else {"kind": kind, "root": rest}
     else:
@@ -123,7 +128,8 @@ def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
                 raise FileNotFoundError(f"list file not found: {path}")
             data = {"kind": "list", "split": str(path)}
         else:
-            raise ValueError(f"cannot read --data {spec!r}: expected synthetic:SEED:N, a list file, a YAML file or "
+            raise ValueError(f"cannot read --data {spec!r}: expected synthetic:SEED:N, motorcycle, a list file, a "
+                             "YAML file or "
                              f"KIND:ROOT with KIND one of {DATASET_KINDS}")
     apply_overrides(data, options)
     # Evaluation reads full frames; augmentation settings are irrelevant but must not be invalid.

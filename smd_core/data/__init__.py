@@ -42,6 +42,8 @@ Kinds (`DataConfig.kind`) and what `root` / `split` mean:
     "unreal4k": `root` holds 0000S/Image0|Image1|Disp0|Disp1; `split` = optional official split file
         (4 columns relative to `root`); images PNG or `.raw` (`raw_shape` if not 16:9).
     "unreal4k_quarter": same layout at 960x540; `disparity_scale` overrides the detected NPY scale.
+    "motorcycle": no files; the real Middlebury 2014 Motorcycle pair with ground truth (741x500) that
+        scikit-image bundles (`real_sample`), the check that training on synthetic scenes carries over.
 `limit` > 0 keeps only the first `limit` frames (kinds other than synthetic).
 
 Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` and `unreal4k` (frame sources), `sampling`
@@ -67,6 +69,7 @@ from smd_core.data.datasets import (
     MiddleburyDataset,
     SceneFlowDataset,
 )
+from smd_core.data.real_sample import MotorcycleDataset
 from smd_core.data.sampling import SampleConfig, TrainingDataset
 from smd_core.data.synthetic import SyntheticDataset, SyntheticFrame, render_scene, render_sequence
 from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset
@@ -86,7 +89,10 @@ __all__ = [
     "LEGACY_KEYS",
 ]
 
-DATASET_KINDS = ("synthetic", "list", "kitti2015", "middlebury", "sceneflow", "unreal4k", "unreal4k_quarter")
+DATASET_KINDS = ("synthetic", "list", "kitti2015", "middlebury", "sceneflow", "unreal4k", "unreal4k_quarter",
+                 "motorcycle")
+# Kinds that need no `root`: generated, a list file, or bundled with a dependency.
+ROOTLESS_KINDS = ("synthetic", "list", "motorcycle")
 
 
 # Flat keys of earlier configs (and of the checkpoints they wrote) -> their place in the nested sections.
@@ -146,7 +152,7 @@ class DataConfig:
             raise ValueError(f"raw_shape must be (height, width) or empty, got {self.raw_shape}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
-        if self.kind != "synthetic" and self.kind != "list" and not self.root:
+        if self.kind not in ROOTLESS_KINDS and not self.root:
             raise ValueError(f"data kind {self.kind!r} needs root (the dataset folder)")
         if self.kind == "list" and not self.split:
             raise ValueError("data kind 'list' needs split (the list file)")
@@ -185,7 +191,7 @@ def _augment_or_none(cfg: DataConfig) -> AugmentConfig | None:
     return cfg.augment if cfg.augment.enabled else None
 
 
-def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset:
+def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset | MotorcycleDataset:
     """The frame source of `cfg` (items are full frames, as `build_dataset(cfg, train=False)`)."""
     root = Path(cfg.root) if cfg.root else None
     raw_shape = (int(cfg.raw_shape[0]), int(cfg.raw_shape[1])) if cfg.raw_shape else None
@@ -195,6 +201,8 @@ def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset:
         options.setdefault("photometric", cfg.photometric)
         return SyntheticDataset(cfg.num_samples, seed=cfg.seed, height=cfg.height, width=cfg.width,
                                 max_disparity=cfg.max_disparity, render_options=options)
+    if cfg.kind == "motorcycle":
+        return MotorcycleDataset()
     assert root is not None or cfg.kind == "list"
     if cfg.kind == "list":
         split = Path(cfg.split)
