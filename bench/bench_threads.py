@@ -1,10 +1,12 @@
 """Torch threads x OpenMP wait policy, on an idle machine and with one core kept busy by another process.
 
     python bench/bench_threads.py [--checkpoint PATH] [--size 480 640] [--repeats 5] [--rounds 2]
-                                  [--threads 1 2] [--policies default passive spin1k spin10k] [--json out.json]
+                                  [--threads 1 2] [--policies default passive spin1k spin10k]
+                                  [--precision auto|float32|bfloat16] [--json out.json]
 
 Each cell runs in a fresh Python process (the OpenMP runtime reads its environment once, when torch loads):
-it loads the model the node would load (default: the bundled one), runs `Predictor.predict` once to warm up,
+it loads the model the node would load (default: the bundled one) at the node's precision (`--precision`,
+the node's `cpu_precision`), runs `Predictor.predict` once to warm up,
 then `--repeats` times. The grid is run `--rounds` times, interleaved; each cell reports the median of its
 frames and the best frame over all rounds (on a shared machine the best is the least disturbed; the load
 average is printed). "busy" starts one extra process that spins on one core for the whole cell (what another
@@ -42,10 +44,14 @@ _CHILD = r"""
 import json, statistics, sys, time
 import numpy as np, torch
 import smd_core
+from smd_core.inference import cpu_has_bfloat16
+from smd_ros.runtime import cpu_bfloat16
 threads, repeats, h, w, ckpt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 model = smd_core.load_model(ckpt, device="cpu")
-pred = smd_core.Predictor(model, device="cpu")
+# The node's cpu_precision rule.
+bf16 = cpu_bfloat16(sys.argv[6], model.config.backbone, cpu_has_bfloat16())
+pred = smd_core.Predictor(model, device="cpu", autocast_dtype=torch.bfloat16 if bf16 else None)
 rng = np.random.default_rng(0)
 left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 right = np.roll(left, -8, axis=1)
@@ -55,7 +61,7 @@ for _ in range(repeats):
     t0 = time.perf_counter()
     pred.predict(left, right)
     times.append(time.perf_counter() - t0)
-print(json.dumps({"times_ms": [1e3 * t for t in times]}))
+print(json.dumps({"times_ms": [1e3 * t for t in times], "bfloat16": bf16}))
 """
 
 
@@ -71,8 +77,8 @@ def run_cell(policy: str, threads: int, busy: bool, args: argparse.Namespace) ->
     spinner = busy_core() if busy else None
     try:
         out = subprocess.run([sys.executable, "-c", _CHILD, str(threads), str(args.repeats), str(args.size[0]),
-                              str(args.size[1]), str(args.checkpoint)], env=env, capture_output=True, text=True,
-                             check=True, timeout=1800)
+                              str(args.size[1]), str(args.checkpoint), args.precision], env=env,
+                             capture_output=True, text=True, check=True, timeout=1800)
     finally:
         if spinner is not None:
             spinner.kill()
@@ -94,6 +100,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    ap.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                    help="the node's cpu_precision (auto: bfloat16 for sgbm_guided models on CPUs that have it)")
     ap.add_argument("--json", default=None, help="also write the cells to this JSON file")
     args = ap.parse_args()
     args.checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
@@ -102,8 +110,11 @@ def main() -> int:
           f"load_avg_1min at start {load:.2f}; median of {args.repeats} frames (ms)")
     cells = [(p, t, b) for p in args.policies for t in args.threads for b in (False, True)]
     times: dict[tuple, list[float]] = {c: [] for c in cells}
+    bf16 = False
     for _, cell in tqdm([(r, c) for r in range(args.rounds) for c in cells], desc="cells", file=sys.stderr):
-        times[cell] += run_cell(*cell, args)["times_ms"]
+        result = run_cell(*cell, args)
+        times[cell] += result["times_ms"]
+        bf16 = result["bfloat16"]
     rows = [{"policy": p, "threads": t, "busy": b, "median_ms": statistics.median(v), "best_ms": min(v),
              "times_ms": v} for (p, t, b), v in times.items()]
     header = (f"{'policy':<9} {'threads':>7} {'idle median':>12} {'idle best':>10} {'busy median':>12} "
@@ -116,7 +127,8 @@ def main() -> int:
                           for b in (False, True))
             print(f"{policy:<9} {threads:>7} {idle['median_ms']:>12.0f} {idle['best_ms']:>10.0f} "
                   f"{busy['median_ms']:>12.0f} {busy['best_ms']:>10.0f}")
-    print(f"load_avg_1min at end {os.getloadavg()[0]:.2f}")
+    print(f"precision {'bfloat16 autocast' if bf16 else 'float32'} (--precision {args.precision}); "
+          f"load_avg_1min at end {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
