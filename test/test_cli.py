@@ -14,8 +14,6 @@ from smd_core import cli
 from smd_ros import cli as ros_cli
 
 REPO = Path(__file__).resolve().parents[1]
-# Commands whose module still imports torch at its top level (theirs to defer, see smd_core.cli).
-TORCH_AT_IMPORT = {"synth": "smd_core.data (its package imports the torch datasets)"}
 
 
 def test_no_command_prints_help(capsys):
@@ -55,10 +53,7 @@ def _help_in_subprocess(argv: list[str]) -> dict:
 
 
 @pytest.mark.parametrize("command", [None, *ros_cli.COMMANDS])
-def test_help_is_fast_and_imports_no_torch(command, request):
-    if command in TORCH_AT_IMPORT:
-        request.applymarker(pytest.mark.xfail(reason=f"{TORCH_AT_IMPORT[command]} imports torch at top level",
-                                              strict=False))
+def test_help_is_fast_and_imports_no_torch(command):
     result = _help_in_subprocess(["--help"] if command is None else [command, "--help"])
     assert result["code"] == 0 and "usage: smd" in result["usage"]
     assert not result["torch"] and not result["rclpy"]

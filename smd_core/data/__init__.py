@@ -57,22 +57,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Any
 
 from smd_core.data.augment import AugmentConfig
-from smd_core.data.datasets import (
-    FrameDataset,
-    KITTI2015Dataset,
-    ListDataset,
-    MiddleburyDataset,
-    SceneFlowDataset,
-)
-from smd_core.data.real_sample import MotorcycleDataset
-from smd_core.data.sampling import SampleConfig, TrainingDataset
-from smd_core.data.synthetic import SyntheticDataset, SyntheticFrame, render_scene, render_sequence
-from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset
+from smd_core.data.sample_config import SampleConfig
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from smd_core.data.datasets import FrameDataset
+    from smd_core.data.real_sample import MotorcycleDataset
+    from smd_core.data.synthetic import SyntheticDataset
 
 __all__ = [
     "DATASET_KINDS",
@@ -88,6 +83,20 @@ __all__ = [
     "AugmentConfig",
     "LEGACY_KEYS",
 ]
+# Names that live in modules importing torch: loaded on first use, so that this package (and `smd synth
+# --help`, `smd_core.data.synthetic`'s CLI) imports without torch.
+_LAZY = {"SyntheticFrame": "smd_core.data.synthetic", "SyntheticDataset": "smd_core.data.synthetic",
+         "render_scene": "smd_core.data.synthetic", "render_sequence": "smd_core.data.synthetic",
+         "TrainingDataset": "smd_core.data.sampling"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DATASET_KINDS = ("synthetic", "list", "kitti2015", "middlebury", "sceneflow", "unreal4k", "unreal4k_quarter",
                  "motorcycle")
@@ -193,6 +202,11 @@ def _augment_or_none(cfg: DataConfig) -> AugmentConfig | None:
 
 def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset | MotorcycleDataset:
     """The frame source of `cfg` (items are full frames, as `build_dataset(cfg, train=False)`)."""
+    from smd_core.data.datasets import KITTI2015Dataset, ListDataset, MiddleburyDataset, SceneFlowDataset
+    from smd_core.data.real_sample import MotorcycleDataset
+    from smd_core.data.synthetic import SyntheticDataset
+    from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset
+
     root = Path(cfg.root) if cfg.root else None
     raw_shape = (int(cfg.raw_shape[0]), int(cfg.raw_shape[1])) if cfg.raw_shape else None
     if cfg.kind == "synthetic":
@@ -226,6 +240,9 @@ def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset | Motorcycl
 
 def build_dataset(cfg: DataConfig, *, train: bool) -> Dataset:
     """Training samples (`train=True`) or full frames for evaluation (`train=False`); see the module docstring."""
+    from smd_core.data.sampling import TrainingDataset
+    from smd_core.data.synthetic import SyntheticDataset
+
     frames = build_frames(cfg)
     if not train:
         return frames

@@ -21,8 +21,9 @@ Entry points: `render_scene`, `render_sequence` (objects move smoothly), `Synthe
 `smd synth --out DIR --num N` (`add_arguments`, `run`).
 """
 
+from typing import Any
+
 from smd_core.data.synthetic.cli import add_arguments, run
-from smd_core.data.synthetic.dataset import SyntheticDataset, write_dataset
 from smd_core.data.synthetic.render import SyntheticFrame, render_scene, render_sequence
 from smd_core.data.synthetic.shapes import SHAPE_KINDS, SHAPE_WEIGHTS, THIN_WEIGHTS
 from smd_core.data.synthetic.textures import TEXTURE_KINDS, TEXTURE_WEIGHTS
@@ -41,3 +42,12 @@ __all__ = [
     "SHAPE_WEIGHTS",
     "THIN_WEIGHTS",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The dataset module imports torch; `smd synth --help` imports this package and must not.
+    if name in ("SyntheticDataset", "write_dataset"):
+        from smd_core.data.synthetic import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
