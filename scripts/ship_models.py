@@ -111,27 +111,24 @@ def main() -> int:
         path, info = ship(run, f"{fam}_{label}.pt", not args.no_ship)
         models[f"{fam} {label}"] = model = load_model(path)
         sgbm = getattr(model.stereo_network, "sgbm", SGBMConfig())
-        first = label == "bimodal"  # the baselines once, beside the default model
+        # SGBM beside every model (for its rows at SGBM's density); its own rows once, after the default's.
         report = evaluate(model, load_frames(frames), out_dir=run.parent / f"heldout_{fam}_{label}", images=4,
-                          baselines=("sgbm", "sgbm_fill") if first else (), sgbm=sgbm)
+                          baselines=("sgbm", "sgbm_fill"), sgbm=sgbm)
         results[label] = {"file": Path(path).name, "size_mb": Path(path).stat().st_size / 2**20, **info,
-                          "summary": report["summary"]}
-        rows[f"{fam} {label}"] = flat(report["summary"])
-        add_baselines(rows, report)
-        results.setdefault("baselines", {}).update(report.get("baselines", {}))
+                          "summary": report["summary"], "summary_at_sgbm_density": report["summary_at_sgbm_density"]}
+        add_model(rows, f"{fam} {label}", report, baselines=label == "bimodal")
+        results.setdefault("baselines", report["baselines"])
     if args.previous:
-        models[f"previous ({args.previous.name})"] = load_model(args.previous)
-        report = evaluate(models[f"previous ({args.previous.name})"], load_frames(frames), images=0)
-        rows[f"previous ({args.previous.name})"] = flat(report["summary"])
+        name = f"previous ({args.previous.name})"
+        models[name] = load_model(args.previous)
+        report = evaluate(models[name], load_frames(frames), images=0)
+        add_model(rows, name, report, baselines=False)
         results["previous"] = {"file": str(args.previous), "summary": report["summary"]}
     # The real scene: what carries over from the synthetic training set (nothing trains on it).
     for name, model in models.items():
-        first = not real
-        report = evaluate(model, load_frames(REAL), images=0, baselines=("sgbm", "sgbm_fill") if first else (),
+        report = evaluate(model, load_frames(REAL), images=0, baselines=("sgbm", "sgbm_fill"),
                           sgbm=getattr(model.stereo_network, "sgbm", SGBMConfig()))
-        real[name] = flat(report["summary"])
-        if first:
-            add_baselines(real, report)
+        add_model(real, name, report, baselines=not real)
     for title, table in (("held-out", rows), (REAL, real)):
         print(title)
         for name, row in table.items():
@@ -143,12 +140,18 @@ def main() -> int:
     return 0
 
 
-def add_baselines(rows: dict[str, dict], report: dict) -> None:
-    """The SGBM baselines of an `evaluate` report as table rows (raw SGBM also on its valid pixels)."""
-    for name, base in report.get("baselines", {}).items():
-        rows[name] = flat(base["summary"])
+def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool) -> None:
+    """Table rows of an `evaluate` report: the model, dense and at SGBM's density, and with `baselines` the
+    SGBM baselines (raw SGBM also on its valid pixels)."""
+    rows[name] = flat(report["summary"])
+    if "summary_at_sgbm_density" in report:
+        rows[f"{name} (at SGBM's density)"] = flat(report["summary_at_sgbm_density"])
+    if not baselines:
+        return
+    for baseline, base in report.get("baselines", {}).items():
+        rows[baseline] = flat(base["summary"])
         if "valid_pixels" in base:
-            rows[f"{name} (valid pixels)"] = flat(base["valid_pixels"])
+            rows[f"{baseline} (valid pixels)"] = flat(base["valid_pixels"])
 
 
 def _fmt(v: object) -> str:
@@ -206,7 +209,8 @@ after the second, where the script has them, train the bimodal default alone on 
 
 **Held-out metrics** (`smd eval --checkpoint smd_core/weights/{fam}_bimodal.pt --baseline sgbm,sgbm_fill
 --data {HELD_OUT.format(n=frames)}`; EPE and SEE in px, bad-x, bleeding and density in %, time per 640x480
-frame in s on this machine's shared CPU; SGBM's holes count as errors except in its "valid pixels" row):
+frame in s on this machine's shared CPU; SGBM's holes count as errors except in its "valid pixels" row; "at
+SGBM's density": a model on its least uncertain pixels, as many per frame as SGBM matched):
 
 {markdown_table(rows)}
 

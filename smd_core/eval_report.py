@@ -112,6 +112,8 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
     rows: list[tuple[str, Mapping[str, Any]]] = []
     if "summary" in report:
         rows.append(("model", report["summary"]))
+    if "summary_at_sgbm_density" in report:
+        rows.append(("model (at SGBM's density)", dict(report["summary_at_sgbm_density"], timing={})))
     for name, entry in (report.get("baselines") or {}).items():
         if name == "sgbm":
             rows.append(("sgbm (holes = errors)", entry["summary"]))

@@ -29,10 +29,15 @@ all-pixel figures, and its figures on its matched pixels are reported beside the
 and with the row-wise background fill (`sgbm_fill`), on the same frames at ground-truth resolution,
 searching the model's range (numDisparities = `SGBMConfig.disparities_for(max_disp / input_scale)`).
 
+Equal density. SGBM's valid-pixel figures leave out the pixels it could not match; with the `sgbm` baseline the
+model is also scored on as many of its own pixels per frame, its least uncertain ones (`most_confident`,
+what the node's `max_uncertainty` keeps): `summary_at_sgbm_density`, the row "model (at SGBM's density)".
+
 Report (returned by `evaluate`, and `DIR/report.json` with `--out DIR`): settings (model_config, scale,
 input_scale, max_disp_px, device, metric_options, and `extra`), `summary` (`summarize`: frames, metrics,
-pooled, timing) and `per_frame` (one `score_frame` dict + name and timings per frame) for the model (absent
-without one), and `baselines`: name -> {sgbm_config, num_disparities, summary, per_frame; for `sgbm` also
+pooled, timing), `summary_at_sgbm_density` (with the `sgbm` baseline) and `per_frame` (one `score_frame`
+dict + name and timings per frame, and `at_sgbm_density`) for the model (absent without one), and
+`baselines`: name -> {sgbm_config, num_disparities, summary, per_frame; for `sgbm` also
 valid_pixels (a summary) and valid_fraction (%)}. Pictures (with `--out`): for the
 first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty, with
 colour bars in px, and flying pixels; `*_sgbm_*` for the baselines) plus `DIR/overview.png`, a contact
@@ -161,6 +166,35 @@ def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = No
     pred = M.resize_disparity(pred, gt.shape)
     mask = M.valid_mask(gt, valid=valid, max_disp=max_disp)
     return M.compute_metrics(pred, gt, valid=mask, **metric_options)
+
+
+def most_confident(disparity: np.ndarray, uncertainty: np.ndarray, fraction: float,
+                   within: np.ndarray | None = None) -> np.ndarray:
+    """`disparity` (H, W) with NaN beyond its `fraction` (0..1) least uncertain pixels of `within` (bool (H, W),
+    default all; outside it NaN too); `uncertainty` (H, W) on the same grid. What the node's `max_uncertainty`
+    keeps, with the threshold set per frame."""
+    if disparity.shape != uncertainty.shape:
+        raise ValueError(f"disparity {disparity.shape} and uncertainty {uncertainty.shape} differ in size")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    within = np.ones(disparity.shape, bool) if within is None else within
+    # By rank, not by a threshold: uncertainties tie (a floor on sigma), and the share must be exact.
+    idx = np.flatnonzero(within)
+    k = int(round(fraction * idx.size))
+    keep = np.zeros(disparity.size, bool)
+    if k:
+        keep[idx[np.argsort(uncertainty.ravel()[idx], kind="stable")[:k]]] = True
+    keep = keep.reshape(disparity.shape)
+    return np.where(keep, disparity, np.nan).astype(np.float32)
+
+
+def _at_density_of(pred: DensePrediction, sgbm_disparity: np.ndarray, gt: np.ndarray, *, max_gt: float,
+                   options: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's metrics on its least uncertain scored pixels, as large a share of them as SGBM matched."""
+    disparity, uncertainty = (M.resize_disparity(a, gt.shape) for a in (pred.disparity, pred.uncertainty))
+    scored = M.valid_mask(gt, max_disp=max_gt)
+    fraction = float(np.isfinite(sgbm_disparity)[scored].mean()) if scored.any() else 0.0
+    return score_frame(most_confident(disparity, uncertainty, fraction, scored), gt, max_disp=max_gt, **options)
 
 
 def _nanmean(values: Iterable[float]) -> float:
@@ -346,6 +380,9 @@ def evaluate(
             base_rows[b].append({"name": name, **score_baseline(b, disp, gt, max_disp=max_gt, **options),
                                  "time_s": seconds})
             done[b] = (disp, base_rows[b][-1])
+        if model is not None and "sgbm" in done:
+            per_frame[-1]["at_sgbm_density"] = _at_density_of(model[0], done["sgbm"][0], gt, max_gt=max_gt,
+                                                               options=options)
         first_rows = per_frame or base_rows[names[0]]
         bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in first_rows):.2f}",
                         bleed=f"{_nanmean(f['bleeding'] for f in first_rows):.1f}%")
@@ -366,6 +403,8 @@ def evaluate(
     }
     if predictor is not None:
         report["summary"] = summarize(per_frame)
+        if "sgbm" in names:
+            report["summary_at_sgbm_density"] = summarize([r["at_sgbm_density"] for r in per_frame])
         report["per_frame"] = per_frame
     if names:
         report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}

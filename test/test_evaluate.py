@@ -321,16 +321,39 @@ def test_model_and_baselines_side_by_side(tiny_model, tmp_path: Path) -> None:
     assert report["baselines"]["sgbm"]["num_disparities"] == 32 and report["max_disp_px"] == 32
     table = format_summary(report).splitlines()
     assert table[0] == "1 frames" and table[1].split()[0] == "method"
-    assert [r.split("  ")[0].strip() for r in table[2:]] == ["model", "sgbm (holes = errors)", "sgbm (valid pixels)",
-                                                              "sgbm_fill"]
+    assert [r.split("  ")[0].strip() for r in table[2:]] == [
+        "model", "model (at SGBM's density)", "sgbm (holes = errors)", "sgbm (valid pixels)", "sgbm_fill"]
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["baselines"]["sgbm"]["valid_pixels"]["frames"] == 1
+    # At SGBM's density: as large a share of the scored pixels as SGBM matched, the model's least uncertain.
+    at = saved["summary_at_sgbm_density"]["metrics"]["density"]
+    assert at == pytest.approx(saved["baselines"]["sgbm"]["valid_pixels"]["metrics"]["density"], abs=0.05)
+    assert at < 100 and saved["per_frame"][0]["at_sgbm_density"]["density"] == at
     names = {p.name.split("_", 4)[-1] for p in (tmp_path / "images").iterdir()}
     assert {"sgbm_disparity.png", "sgbm_fill_bleeding.png", "disparity.png", "gt.png"} <= names
     import cv2
 
     # One overview row: left, gt, model (disparity, error, bleeding, uncertainty), 3 tiles per baseline.
     assert cv2.imread(str(tmp_path / "overview.png")).shape[1] == 12 * 320
+
+
+def test_most_confident_keeps_an_exact_share_by_rank() -> None:
+    from smd_core.evaluate import most_confident
+
+    disp = np.arange(12, dtype=np.float32).reshape(3, 4)
+    unc = np.array([[0.5, 0.1, 0.1, 0.1], [0.9, 0.1, 0.3, 0.2], [0.1, 0.8, 0.7, 0.6]], np.float32)  # ties at 0.1
+    kept = most_confident(disp, unc, 0.25)
+    assert np.isfinite(kept).sum() == 3 and set(kept[np.isfinite(kept)]) <= {1.0, 2.0, 3.0, 5.0, 8.0}
+    np.testing.assert_array_equal(np.isfinite(most_confident(disp, unc, 1.0)), np.ones((3, 4), bool))
+    assert not np.isfinite(most_confident(disp, unc, 0.0)).any()
+    within = np.zeros((3, 4), bool)
+    within[1] = True
+    # Half of row 1, its two least uncertain pixels (0.1 and 0.2); nothing outside `within`.
+    np.testing.assert_array_equal(np.flatnonzero(np.isfinite(most_confident(disp, unc, 0.5, within))), [5, 7])
+    with pytest.raises(ValueError, match="fraction"):
+        most_confident(disp, unc, 1.5)
+    with pytest.raises(ValueError, match="differ in size"):
+        most_confident(disp, unc[:2], 0.5)
 
 
 def test_baseline_errors(tiny_model) -> None:
