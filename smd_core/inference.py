@@ -23,6 +23,9 @@ import torch
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
 
+# `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
+PIXEL_UNCERTAINTIES = ("peak", "sigma", "std")
+
 _MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
 
 
@@ -30,8 +33,10 @@ _MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
 class DensePrediction:
     """Dense maps, each float32 (H_out, W_out).
 
-    disparity: selected mode (highest density), output-grid px. uncertainty: std of the selected mode in
-    output-grid px (sqrt(2) * Laplacian scale; zeros for a standard head). mu0/mu1: mode disparities (px),
+    disparity: selected mode (highest density), output-grid px. uncertainty: output-grid px, by default
+    (`Predictor(uncertainty_kind="peak")`) sqrt(2) * b / pi of the selected mode: its std where it holds all
+    the weight, more where the other mode shares it (`mixture.uncertainty`); zeros for a standard head.
+    mu0/mu1: mode disparities (px),
     sigma0/sigma1: Laplacian scales (px), pi0/pi1: weights (bimodal only; sigma0 also holds the unimodal scale).
     """
 
@@ -88,6 +93,9 @@ class Predictor:
             where it declares one (16 for sgbm_guided), else 64 (the published backbones' test pipeline).
         autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; on the CPU only
             torch.bfloat16 is used (float16 is ignored there). Disparities stay float32 either way.
+        uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
+            "peak" (default) ranks pixels by how sure the mode choice is too; "sigma" is the selected mode's std,
+            which sits at its floor on most pixels of the bundled models.
     """
 
     def __init__(
@@ -98,7 +106,10 @@ class Predictor:
         chunk_points: int = 200_000,
         pad_multiple: int | None = None,
         autocast_dtype: torch.dtype | None = None,
+        uncertainty_kind: str = "peak",
     ) -> None:
+        if uncertainty_kind not in PIXEL_UNCERTAINTIES:
+            raise ValueError(f"uncertainty_kind must be one of {PIXEL_UNCERTAINTIES}, got {uncertainty_kind!r}")
         if chunk_points < 1:
             raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
         if pad_multiple is None:
@@ -112,6 +123,7 @@ class Predictor:
         self.chunk_points = int(chunk_points)
         self.pad_multiple = int(pad_multiple)
         self.autocast_dtype = autocast_dtype
+        self.uncertainty_kind = uncertainty_kind
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is not None and self.device.type == "cuda":
@@ -201,7 +213,8 @@ class Predictor:
                 xs = torch.arange(c0, c1, device=self.device, dtype=torch.float32)
                 pred = self.model.query_grid(features, xs, ys, grid_size)
                 fields = pred.fields()
-                fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind="sigma")
+                fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp,
+                                                   kind=self.uncertainty_kind)
                 if pred.sigma is not None:
                     fields["sigma0"] = fields.pop("sigma")
                 for name, value in fields.items():

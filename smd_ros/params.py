@@ -69,6 +69,11 @@ class NodeConfig:
                             "faster (bench/bench_model.py --bf16), float32 for the others (the published models' "
                             "1024-wide heads move by up to pixels in bfloat16).", RELOAD,
                             choices=("auto", "float32", "bfloat16"))
+    uncertainty_kind: str = _p("peak", "What the uncertainty output (and max_uncertainty) measures, in output px: "
+                               "peak: sqrt(2) b / pi of the selected Laplacian mode, its standard deviation where it "
+                               "holds all the weight and more where the other mode shares it, so it also ranks the "
+                               "pixels whose b sits at its floor; sigma: that mode's standard deviation alone; std: "
+                               "the whole mixture's.", RELOAD, choices=("peak", "sigma", "std"))
     threads: int = _p(0, "CPU threads of the network (torch) and of OpenCV (SGBM); 0: one per core this process "
                       "may use (the OpenMP wait policy is chosen for a shared CPU: see smd_ros.runtime).", RELOAD,
                       lo=0, hi=256)
@@ -87,8 +92,8 @@ class NodeConfig:
                                "downscaled before the network (said once per size) instead of stalling the node. "
                                "Outputs keep the images' grid. 0: no limit.", LIVE, lo=0, hi=100_000_000)
     # Validity: live.
-    max_uncertainty: float = _p(0.0, "Pixels whose uncertainty (standard deviation of the selected mode, output px) "
-                                "exceeds this are left out of the cloud (and the depth); 0 disables.", LIVE,
+    max_uncertainty: float = _p(0.0, "Pixels whose uncertainty (output px, see uncertainty_kind) exceeds this are "
+                                "left out of the cloud (and the depth); 0 disables.", LIVE,
                                 lo=0.0, hi=1000.0)
     mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty invalid in the "
                                              "published disparity.", LIVE)

@@ -185,7 +185,8 @@ class StereoNode(Node):
         elif torch.device(device).type == "cpu" and runtime.cpu_bfloat16(
                 cfg.cpu_precision, model.config.backbone, smd_core.cpu_has_bfloat16()):
             autocast = torch.bfloat16
-        predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast)
+        predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast,
+                                       uncertainty_kind=cfg.uncertainty_kind)
         mc = model.config
         n_params = sum(p.numel() for p in model.parameters())
         gpu = f" ({torch.cuda.get_device_name(torch.device(device))})" if torch.device(device).type == "cuda" else ""

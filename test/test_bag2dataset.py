@@ -548,7 +548,8 @@ def test_option_validation():
         ({"start": -1.0}, "time window"), ({"start": 2.0, "end": 1.0}, "time window is empty"),
         ({"val_fraction": 1.0}, "val_fraction"), ({"val_blocks": 1}, "val_blocks"),
         ({"min_depth": 2.0, "max_depth": 1.0}, "depth range"),
-        ({"pseudo_lr_tolerance": 0.0}, "must be positive"),
+        ({"pseudo_lr_tolerance": 0.0}, "pseudo_lr_tolerance positive"),
+        ({"pseudo_max_uncertainty": -1.0}, r"pseudo_max_uncertainty must be >= 0 \(0: auto\)"),
         ({"right_image": "/left/image_rect"}, "topics must be distinct"),
     ]
     for kwargs, message in bad:

@@ -30,10 +30,12 @@ class Oracle:
     Recognises the mirrored call (flip(right), flip(left)) that pseudo-labelling makes for the right view.
     """
 
-    def __init__(self, frames, uncertainty):
+    def __init__(self, frames, uncertainty, max_disp=50):
         self.frames = frames
         self.uncertainty = uncertainty
         self.calls = 0
+        # The auto threshold reads the range (max_disp 50: 1.1 x sqrt(2) x 0.01 x 50 = 0.78 px).
+        self.model = types.SimpleNamespace(config=types.SimpleNamespace(max_disp=max_disp))
 
     def predict(self, left, right):
         self.calls += 1
@@ -125,3 +127,29 @@ def test_pseudo_labels_from_a_real_checkpoint(tmp_path, frame):
     np.testing.assert_array_equal(conf, expected.confident)
     np.testing.assert_allclose(disp, expected.disparity, atol=1e-4)
     assert np.all(expected.lr_error[conf] <= 2.0)
+
+
+def test_auto_threshold_with_the_bundled_model_keeps_accurate_pixels():
+    """The default threshold (0: auto) follows the model's uncertainty floor: with the bundled model a fixed
+    1 px kept nothing (its floor is 1.81 px), the auto one keeps most pixels and they are right."""
+    from smd_core import Predictor, load_model
+    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.weights import default_checkpoint
+    from smd_ros.bags.pseudo import PSEUDO_AUTO_FACTOR, auto_max_uncertainty
+
+    try:
+        ckpt = default_checkpoint()
+    except FileNotFoundError:
+        pytest.skip("the bundled weights are not in this checkout")
+    predictor = Predictor(load_model(ckpt, device="cpu"), device="cpu")
+    max_disp = predictor.model.config.max_disp
+    assert auto_max_uncertainty(max_disp) == pytest.approx(PSEUDO_AUTO_FACTOR * uncertainty_floor(max_disp))
+    assert Bag2DatasetOptions().pseudo_max_uncertainty == 0.0
+    f = render_scene(5, height=480, width=640, max_disparity=40.0)
+    label = pseudo_label(predictor, f.left, f.right, max_uncertainty=auto_max_uncertainty(max_disp),
+                         lr_tolerance=1.0)
+    assert float(label.uncertainty.min()) >= uncertainty_floor(max_disp) * 0.999
+    assert not pseudo_label(predictor, f.left, f.right, max_uncertainty=1.0, lr_tolerance=1.0).confident.any()
+    kept = label.confident & (f.disp_left > 0)
+    error = np.abs(label.disparity - f.disp_left)[kept]
+    assert label.kept_fraction > 0.3 and np.mean(error > 2) < 0.02, (label.kept_fraction, np.mean(error > 2))

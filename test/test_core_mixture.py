@@ -118,6 +118,13 @@ def test_uncertainty_kinds():
     pred = bimodal(0.2, 0.6, 0.05, 0.2, 0.3, max_disp=100.0)
     sig = mixture.uncertainty(pred, max_disp=100.0, kind="sigma").item()
     assert sig == pytest.approx(math.sqrt(2) * 0.05 * 100)
+    # "peak": the selected mode (0: 0.3 / 0.05 > 0.7 / 0.2) with its weight folded in; = sigma at pi = 1.
+    assert mixture.uncertainty(pred, max_disp=100.0, kind="peak").item() == pytest.approx(sig / 0.3, rel=1e-5)
+    sure = bimodal(0.2, 0.6, 0.05, 0.2, 1 - 1e-9, max_disp=100.0)
+    assert mixture.uncertainty(sure, max_disp=100.0, kind="peak").item() == pytest.approx(sig, rel=1e-4)
+    other = bimodal(0.2, 0.6, 0.05, 0.01, 0.5, max_disp=100.0)  # mode 1 selected: 0.5 / 0.01 > 0.5 / 0.05
+    assert mixture.uncertainty(other, max_disp=100.0, kind="peak").item() == pytest.approx(
+        math.sqrt(2) * 0.01 / 0.5 * 100, rel=1e-4)
     std = mixture.uncertainty(pred, max_disp=100.0, kind="std").item()
     mean = 0.3 * 0.2 + 0.7 * 0.6
     second = 0.3 * (2 * 0.05**2 + 0.04) + 0.7 * (2 * 0.2**2 + 0.36)
@@ -132,6 +139,8 @@ def test_uncertainty_kinds():
         mixture.uncertainty(std_pred, max_disp=10.0, kind="entropy")
     uni = activate(torch.zeros(1, 2, 2), "unimodal", 10.0)
     assert mixture.uncertainty(uni, max_disp=10.0).allclose(torch.full((1, 2), math.sqrt(2) * 0.5 * 10))
+    assert mixture.uncertainty(uni, max_disp=10.0, kind="peak").allclose(torch.full((1, 2), math.sqrt(2) * 0.5 * 10))
+    assert mixture.uncertainty(std_pred, max_disp=10.0, kind="peak").abs().sum() == 0
     assert mixture.uncertainty(uni, max_disp=10.0, kind="entropy").allclose(torch.full((1, 2), 1.0))
 
 

@@ -23,7 +23,7 @@ SIGMA_EPS = 1e-2
 # Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
 # published backbones have none, so their loss is exactly the reference's.
 COARSE_WEIGHT = 1.0
-UNCERTAINTY_KINDS = ("sigma", "std", "entropy")
+UNCERTAINTY_KINDS = ("peak", "sigma", "std", "entropy")
 # Residual backbones: one unit of raw head output moves a mode by this fraction of max_disp.
 RESIDUAL_SCALE = 1.0 / 16.0
 # Selection loss (px): "closer" ignores points where the modes' errors differ by less than this; "right"
@@ -204,9 +204,19 @@ def loss(
     return total
 
 
+def uncertainty_floor(max_disp: float) -> float:
+    """The smallest "sigma" / "peak" uncertainty a mixture head can give, in px of max_disp: sqrt(2) * SIGMA_EPS
+    * max_disp (1.81 px at max_disp 128). Well-trained heads sit at it wherever they are sure."""
+    return math.sqrt(2.0) * SIGMA_EPS * float(max_disp)
+
+
 def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Tensor:
     """Per-point uncertainty (B, N).
 
+    - "peak" (the Predictor's): sqrt(2) * b / pi * max_disp of the selected mode, in pixels: the std of the
+      single Laplacian whose peak density equals the selected mode's pi / (2 b). It is "sigma" where that
+      mode holds all the weight and grows as weight moves to the other mode, so it also ranks the many
+      pixels whose b sits at its floor (SIGMA_EPS), where "sigma" ties; unimodal: "sigma"; standard: zeros.
     - "sigma": standard deviation of the selected mode in pixels, sqrt(2) * b * max_disp
       (a Laplacian's std is sqrt(2) b); for unimodal the single mode; zeros for standard.
     - "std": standard deviation of the whole mixture in pixels (includes the spread between modes).
@@ -227,9 +237,12 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
         return math.sqrt(2.0) * pred.sigma * max_disp
     assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
     assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
-    if kind == "sigma":
+    if kind in ("sigma", "peak"):
         first = pred.pi0 / pred.sigma0 > pred.pi1 / pred.sigma1
-        return math.sqrt(2.0) * max_disp * torch.where(first, pred.sigma0, pred.sigma1)
+        b = torch.where(first, pred.sigma0, pred.sigma1)
+        if kind == "peak":
+            b = b / torch.where(first, pred.pi0, pred.pi1).clamp_min(1e-6)
+        return math.sqrt(2.0) * max_disp * b
     if kind == "std":
         mu0, mu1 = pred.mu0 / max_disp, pred.mu1 / max_disp
         mean = pred.pi0 * mu0 + pred.pi1 * mu1

@@ -62,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a frame whose non-finite or >= image-width labels exceed this fraction of its pixels is "
                           f"left out of the lists (default {d.max_bad_labels:g}); fewer are masked")
     geo.add_argument("--pseudo-max-uncertainty", type=float, default=d.pseudo_max_uncertainty, metavar="PX",
-                     help=f"keep pixels whose selected-mode std is below this (default {d.pseudo_max_uncertainty})")
+                     help="keep pixels whose uncertainty (the model's, px) is below this; 0 (default): 1.1 x the "
+                          "model's floor, sqrt(2) * 0.01 * max_disp, i.e. a sharp mode with over 90 %% of the weight")
     geo.add_argument("--pseudo-lr-tolerance", type=float, default=d.pseudo_lr_tolerance, metavar="PX",
                      help=f"left-right consistency tolerance (default {d.pseudo_lr_tolerance})")
     geo.add_argument("--device", default=d.device, help="torch device for --pseudo-labels (default cpu)")

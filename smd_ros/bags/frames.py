@@ -214,9 +214,10 @@ class FrameWriter:
         if options.gt_topic:
             disparity = self._ground_truth(parts["gt"], left.shape[:2], where)
         elif options.pseudo_labels:
-            from smd_ros.bags.pseudo import pseudo_label
+            from smd_ros.bags.pseudo import auto_max_uncertainty, pseudo_label
 
-            label = pseudo_label(self.predictor, left, right, max_uncertainty=options.pseudo_max_uncertainty,
+            threshold = options.pseudo_max_uncertainty or auto_max_uncertainty(self.predictor.model.config.max_disp)
+            label = pseudo_label(self.predictor, left, right, max_uncertainty=threshold,
                                  lr_tolerance=options.pseudo_lr_tolerance)
             disparity = label.disparity
             outputs[files["conf"]] = png_bytes(label.confident.astype(np.uint8) * 255)

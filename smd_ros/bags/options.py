@@ -22,7 +22,8 @@ class Bag2DatasetOptions:
     disparity: str | None = None
     # Checkpoint for pseudo-labels when the recording has no ground truth.
     pseudo_labels: str | None = None
-    pseudo_max_uncertainty: float = 1.0  # px, std of the selected mode
+    # px, the Predictor's uncertainty; 0: auto, PSEUDO_AUTO_FACTOR x the model's floor (`pseudo.auto_max_uncertainty`).
+    pseudo_max_uncertainty: float = 0.0
     pseudo_lr_tolerance: float = 1.0  # px, left-right consistency
     device: str = "cpu"
     tolerance: float = 0.01  # seconds between paired stamps
@@ -80,8 +81,8 @@ class Bag2DatasetOptions:
             raise ValueError(f"max_bad_labels must be a fraction in [0, 1), got {self.max_bad_labels}")
         if self.image_bits != 0 and not 9 <= self.image_bits <= 16:
             raise ValueError(f"image_bits must be 0 (auto) or 9..16, got {self.image_bits}")
-        if self.pseudo_max_uncertainty <= 0 or self.pseudo_lr_tolerance <= 0:
-            raise ValueError("pseudo_max_uncertainty and pseudo_lr_tolerance must be positive, got "
+        if self.pseudo_max_uncertainty < 0 or self.pseudo_lr_tolerance <= 0:
+            raise ValueError("pseudo_max_uncertainty must be >= 0 (0: auto) and pseudo_lr_tolerance positive, got "
                              f"{self.pseudo_max_uncertainty} and {self.pseudo_lr_tolerance}")
         topics = [self.left_image, self.right_image, self.left_info, self.right_info, self.gt_topic]
         named = [t for t in topics if t]
