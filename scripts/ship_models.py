@@ -21,11 +21,14 @@ import torch
 
 from smd_core.classical import SGBMConfig
 from smd_core.evaluate import evaluate, load_frames
+from smd_core.model.mixture import uncertainty_floor
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
 
 HELD_OUT = "synthetic:9000:{n}"
+# The node's max_uncertainty the card reports: this times the model's uncertainty floor.
+CLOUD_FLOOR_FACTOR = 2.0
 REAL = "motorcycle"  # smd_core.data.real_sample: a real Middlebury scene with ground truth
 KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
 NETWORK = {
@@ -113,7 +116,7 @@ def main() -> int:
         sgbm = getattr(model.stereo_network, "sgbm", SGBMConfig())
         # SGBM beside every model (for its rows at SGBM's density); its own rows once, after the default's.
         report = evaluate(model, load_frames(frames), out_dir=run.parent / f"heldout_{fam}_{label}", images=4,
-                          baselines=("sgbm", "sgbm_fill"), sgbm=sgbm)
+                          baselines=("sgbm", "sgbm_fill"), sgbm=sgbm, max_uncertainty=cloud_threshold(model))
         results[label] = {"file": Path(path).name, "size_mb": Path(path).stat().st_size / 2**20, **info,
                           "summary": report["summary"], "summary_at_sgbm_density": report["summary_at_sgbm_density"]}
         add_model(rows, f"{fam} {label}", report, baselines=label == "bimodal")
@@ -121,13 +124,14 @@ def main() -> int:
     if args.previous:
         name = f"previous ({args.previous.name})"
         models[name] = load_model(args.previous)
-        report = evaluate(models[name], load_frames(frames), images=0)
+        report = evaluate(models[name], load_frames(frames), images=0, max_uncertainty=cloud_threshold(models[name]))
         add_model(rows, name, report, baselines=False)
         results["previous"] = {"file": str(args.previous), "summary": report["summary"]}
     # The real scene: what carries over from the synthetic training set (nothing trains on it).
     for name, model in models.items():
         report = evaluate(model, load_frames(REAL), images=0, baselines=("sgbm", "sgbm_fill"),
-                          sgbm=getattr(model.stereo_network, "sgbm", SGBMConfig()))
+                          sgbm=getattr(model.stereo_network, "sgbm", SGBMConfig()),
+                          max_uncertainty=cloud_threshold(model))
         add_model(real, name, report, baselines=not real)
     for title, table in (("held-out", rows), (REAL, real)):
         print(title)
@@ -140,10 +144,20 @@ def main() -> int:
     return 0
 
 
+def cloud_threshold(model: torch.nn.Module) -> float:
+    """The node's max_uncertainty recommended in the card: twice the model's floor (0 for a standard head)."""
+    if model.config.output == "standard":
+        return 0.0
+    return CLOUD_FLOOR_FACTOR * uncertainty_floor(model.config.max_disp)
+
+
 def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool) -> None:
     """Table rows of an `evaluate` report: the model, dense and at SGBM's density, and with `baselines` the
     SGBM baselines (raw SGBM also on its valid pixels)."""
     rows[name] = flat(report["summary"])
+    if "summary_below_max_uncertainty" in report:
+        key = f"{name} (max_uncertainty {report['max_uncertainty']:.1f} px)"
+        rows[key] = flat(report["summary_below_max_uncertainty"])
     if "summary_at_sgbm_density" in report:
         rows[f"{name} (at SGBM's density)"] = flat(report["summary_at_sgbm_density"])
     if not baselines:
@@ -210,7 +224,8 @@ after the second, where the script has them, train the bimodal default alone on 
 **Held-out metrics** (`smd eval --checkpoint smd_core/weights/{fam}_bimodal.pt --baseline sgbm,sgbm_fill
 --data {HELD_OUT.format(n=frames)}`; EPE and SEE in px, bad-x, bleeding and density in %, time per 640x480
 frame in s on this machine's shared CPU; SGBM's holes count as errors except in its "valid pixels" row; "at
-SGBM's density": a model on its least uncertain pixels, as many per frame as SGBM matched):
+SGBM's density": a model on its least uncertain pixels, as many per frame as SGBM matched; "max_uncertainty X
+px": on the pixels the node keeps in its cloud with that setting):
 
 {markdown_table(rows)}
 

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-threshold", type=float, default=1.0, help="GT jump (px) that makes a depth edge")
     parser.add_argument("--band-radius", type=int, default=3, help="edge band radius (px) for the bleeding rate")
     parser.add_argument("--tolerance", type=float, default=1.0, help="bleeding: distance (px) to either side")
+    parser.add_argument("--max-uncertainty", type=float, default=0.0, metavar="PX",
+                        help="also score the model on its pixels with uncertainty <= PX (output px), what the node's "
+                             "max_uncertainty keeps in its cloud (default 0: off)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                             "tolerance": args.tolerance},
             extra={"checkpoint": str(checkpoint) if checkpoint else None, "data": args.data,
                    "data_options": list(args.data_option)},
-            baselines=baselines, sgbm=sgbm, max_disp=max_disp,
+            baselines=baselines, sgbm=sgbm, max_disp=max_disp, max_uncertainty=args.max_uncertainty,
         )
     print(format_summary(report))
     if args.out:

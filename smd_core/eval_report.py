@@ -112,6 +112,9 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
     rows: list[tuple[str, Mapping[str, Any]]] = []
     if "summary" in report:
         rows.append(("model", report["summary"]))
+    if "summary_below_max_uncertainty" in report:
+        rows.append((f"model (uncertainty <= {report['max_uncertainty']:g} px)",
+                     dict(report["summary_below_max_uncertainty"], timing={})))
     if "summary_at_sgbm_density" in report:
         rows.append(("model (at SGBM's density)", dict(report["summary_at_sgbm_density"], timing={})))
     for name, entry in (report.get("baselines") or {}).items():

@@ -29,9 +29,12 @@ all-pixel figures, and its figures on its matched pixels are reported beside the
 and with the row-wise background fill (`sgbm_fill`), on the same frames at ground-truth resolution,
 searching the model's range (numDisparities = `SGBMConfig.disparities_for(max_disp / input_scale)`).
 
-Equal density. SGBM's valid-pixel figures leave out the pixels it could not match; with the `sgbm` baseline the
-model is also scored on as many of its own pixels per frame, its least uncertain ones (`most_confident`,
-what the node's `max_uncertainty` keeps): `summary_at_sgbm_density`, the row "model (at SGBM's density)".
+Equal density. SGBM's valid-pixel figures leave out the pixels it could not match; with the `sgbm` baseline
+a model with a mixture head is also scored on as many of its own pixels per frame, its least uncertain ones
+(`most_confident`, what the node's `max_uncertainty` keeps): `summary_at_sgbm_density`, the row "model (at
+SGBM's density)".
+`--max-uncertainty PX` scores the model on the pixels a fixed node setting keeps (uncertainty <= PX):
+`summary_below_max_uncertainty`, the row "model (uncertainty <= PX px)".
 
 Report (returned by `evaluate`, and `DIR/report.json` with `--out DIR`): settings (model_config, scale,
 input_scale, max_disp_px, device, metric_options, and `extra`), `summary` (`summarize`: frames, metrics,
@@ -317,6 +320,7 @@ def evaluate(
     baselines: str | Sequence[str] = (),
     sgbm: SGBMConfig | None = None,
     max_disp: float | None = None,
+    max_uncertainty: float = 0.0,
 ) -> dict[str, Any]:
     """Run the Predictor (and the baselines) over `frames` and score every frame; returns the report (also
     written when `out_dir`).
@@ -337,6 +341,8 @@ def evaluate(
     sgbm: the baselines' `SGBMConfig` (default: stereo_image_proc's parameters).
     max_disp: the scored range in image pixels; only without a model (with one it is the model's max_disp /
         input_scale, and a different value is an error).
+    max_uncertainty: > 0: also score the model on its pixels whose uncertainty is at most this (output px), as
+        the node's `max_uncertainty` keeps them in its cloud: `summary_below_max_uncertainty`.
     """
     from tqdm import tqdm
 
@@ -346,6 +352,8 @@ def evaluate(
         raise ValueError(f"input_scale must be a positive number, got {input_scale}")
     if images < 0:
         raise ValueError(f"images must be >= 0, got {images}")
+    if not max_uncertainty >= 0:
+        raise ValueError(f"max_uncertainty must be >= 0 (0: off), got {max_uncertainty}")
     names = parse_baselines(baselines)
     predictor = _as_predictor(model_or_predictor)
     if predictor is None and not names:
@@ -358,6 +366,8 @@ def evaluate(
         (out / "images").mkdir(parents=True, exist_ok=True)
 
     per_frame: list[dict[str, Any]] = []
+    # A standard (L1) head has no uncertainty to rank its pixels by.
+    ranked = predictor is not None and predictor.model.config.output != "standard"
     base_rows: dict[str, list[dict[str, Any]]] = {b: [] for b in names}
     sheet_rows: list[list[np.ndarray]] = []
     bar = tqdm(_iterate(frames), total=_frame_count(frames), desc="eval", unit="frame", disable=not progress)
@@ -380,7 +390,10 @@ def evaluate(
             base_rows[b].append({"name": name, **score_baseline(b, disp, gt, max_disp=max_gt, **options),
                                  "time_s": seconds})
             done[b] = (disp, base_rows[b][-1])
-        if model is not None and "sgbm" in done:
+        if model is not None and max_uncertainty > 0:
+            kept = np.where(model[0].uncertainty <= max_uncertainty, model[0].disparity, np.nan)
+            per_frame[-1]["below_max_uncertainty"] = score_frame(kept, gt, max_disp=max_gt, **options)
+        if model is not None and "sgbm" in done and ranked:
             per_frame[-1]["at_sgbm_density"] = _at_density_of(model[0], done["sgbm"][0], gt, max_gt=max_gt,
                                                                options=options)
         first_rows = per_frame or base_rows[names[0]]
@@ -403,7 +416,10 @@ def evaluate(
     }
     if predictor is not None:
         report["summary"] = summarize(per_frame)
-        if "sgbm" in names:
+        if max_uncertainty > 0:
+            report["max_uncertainty"] = max_uncertainty
+            report["summary_below_max_uncertainty"] = summarize([r["below_max_uncertainty"] for r in per_frame])
+        if "sgbm" in names and ranked:
             report["summary_at_sgbm_density"] = summarize([r["at_sgbm_density"] for r in per_frame])
         report["per_frame"] = per_frame
     if names:

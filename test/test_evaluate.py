@@ -329,12 +329,30 @@ def test_model_and_baselines_side_by_side(tiny_model, tmp_path: Path) -> None:
     at = saved["summary_at_sgbm_density"]["metrics"]["density"]
     assert at == pytest.approx(saved["baselines"]["sgbm"]["valid_pixels"]["metrics"]["density"], abs=0.05)
     assert at < 100 and saved["per_frame"][0]["at_sgbm_density"]["density"] == at
+
     names = {p.name.split("_", 4)[-1] for p in (tmp_path / "images").iterdir()}
     assert {"sgbm_disparity.png", "sgbm_fill_bleeding.png", "disparity.png", "gt.png"} <= names
     import cv2
 
     # One overview row: left, gt, model (disparity, error, bleeding, uncertainty), 3 tiles per baseline.
     assert cv2.imread(str(tmp_path / "overview.png")).shape[1] == 12 * 320
+
+
+def test_max_uncertainty_row_keeps_what_the_node_keeps(tiny_model) -> None:
+    frames = frames_small(1)
+    dense = evaluate(tiny_model, frames, progress=False, images=0)
+    assert "summary_below_max_uncertainty" not in dense
+    pred = Predictor(tiny_model).predict(frames[0]["left"], frames[0]["right"])
+    threshold = float(np.median(pred.uncertainty))
+    report = evaluate(tiny_model, frames, progress=False, images=0, max_uncertainty=threshold)
+    row = report["per_frame"][0]["below_max_uncertainty"]
+    want = score_frame(np.where(pred.uncertainty <= threshold, pred.disparity, np.nan), frames[0]["disp_left"],
+                       max_disp=report["max_disp_px"])
+    assert row["density"] == pytest.approx(want["density"]) and 0 < row["density"] < 100
+    assert row["epe"] == pytest.approx(want["epe"])
+    assert f"model (uncertainty <= {threshold:g} px)" in format_summary(report)
+    with pytest.raises(ValueError, match="max_uncertainty"):
+        evaluate(tiny_model, frames, progress=False, max_uncertainty=-1.0)
 
 
 def test_most_confident_keeps_an_exact_share_by_rank() -> None:

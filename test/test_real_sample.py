@@ -76,4 +76,8 @@ def test_default_model_beats_sgbm_fill_on_the_real_scene(tmp_path: Path) -> None
     assert model["bad2"] < sgbm["bad2"] and model["see"] < fill["see"]
     # Sanity of the baselines on a real scene: SGBM's matches are mostly right where it keeps them.
     assert valid["bad2"] < 10 and 80 < report["baselines"]["sgbm"]["valid_fraction"] < 100
+    # Like for like: on as many pixels as SGBM keeps, its least uncertain ones, the model is the more accurate.
+    at = report["summary_at_sgbm_density"]["metrics"]
+    assert at["density"] == pytest.approx(valid["density"], abs=0.05)
+    assert at["bad2"] < valid["bad2"] and at["epe"] < valid["epe"] and at["see"] < valid["see"]
     assert (out / "overview.png").is_file()
