@@ -38,6 +38,11 @@ BIMODAL_STAGES=(
   "stage4 5000 init_strict=false model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 optim.lr=5e-4 seed=2"
   "stage5 2500 model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 selection_target=right optim.lr=3e-4 optim.warmup_steps=50 seed=3"
 )
-# The standard (L1) head keeps stages 1-2 (STANDARD_STAGES would add stages to it the same way).
+# The standard (L1) head gets the same architecture change (the full-resolution branch's hidden layer) and
+# 8000 more steps, so that the two heads compare with like budgets (15,500 vs 8,000 steps after stage 2; the
+# selection loss and anchor_range have no meaning for one mode).
+STANDARD_STAGES=(
+  "stage3 8000 init_strict=false model.backbone_options.full_res_width=16 optim.lr=5e-4 seed=2"
+)
 . scripts/two_stage.sh
 train_two_stages guided "$DATA/synth_guided/train.txt"
