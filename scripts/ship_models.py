@@ -55,21 +55,28 @@ def ship(run: Path, name: str, copy: bool) -> tuple[Path, dict]:
     ckpt = read_checkpoint(path)
     tc = ckpt.get("train_config", {})
     # Before the copy: a later stage may have started from the very file the copy replaces.
-    info = {"step": int(step), "source": str(path), "train_config": tc, "stages": stages(ckpt)}
+    info = {"step": int(step), "source": str(ckpt.get("source", path)), "train_config": tc,
+            "stages": stages(ckpt, path)}
     out = path
     if copy:
         out = save_checkpoint(WEIGHTS_DIR / name, load_model(path), train_config=tc, step=int(step),
-                              stages=info["stages"])
+                              stages=info["stages"], source=info["source"])
     return out, info
 
 
-def stages(ckpt: dict, seen: frozenset[str] = frozenset()) -> list[dict]:
-    """The training stages behind a checkpoint, oldest first: each {steps, lr, changes}. A shipped copy
-    stores them ("stages"); otherwise they follow its train config's `init` back (stopping at a file
-    already visited: a shipped copy may name a run that started from it)."""
+def stages(ckpt: dict, path: Path | None = None, seen: frozenset[str] = frozenset()) -> list[dict]:
+    """The training stages behind checkpoint `ckpt` (read from `path`), oldest first: each {steps, lr, changes}.
+    A shipped copy stores them ("stages", and its "source"); otherwise they follow its train config's `init`
+    back, stopping at a file already visited, and taking as they are the stages of a shipped copy of `path`
+    itself (a run that started from the file its own copy later replaced)."""
     if ckpt.get("stages"):
         return list(ckpt["stages"])
     tc = ckpt.get("train_config", {})
+    init = tc.get("init")
+    if init and path is not None and Path(init).is_file():
+        parent = read_checkpoint(init)
+        if parent.get("stages") and _same(parent.get("source"), path):
+            return list(parent["stages"])
     changes = {k: tc[k] for k in ("selection_weight", "init_skip") if tc.get(k)}
     if tc.get("selection_weight") and tc.get("selection_target", "closer") != "closer":
         changes["selection_target"] = tc["selection_target"]
@@ -78,12 +85,15 @@ def stages(ckpt: dict, seen: frozenset[str] = frozenset()) -> list[dict]:
     if full_res:
         changes["full_res_width"] = full_res
     out = [{"steps": tc.get("steps"), "lr": tc.get("optim", {}).get("lr"), "changes": changes}]
-    init = tc.get("init")
     if init and not Path(init).is_file():
         out = [{"missing": str(init)}] + out
     elif init and str(Path(init).resolve()) not in seen:
-        out = stages(read_checkpoint(init), seen | {str(Path(init).resolve())}) + out
+        out = stages(read_checkpoint(init), Path(init), seen | {str(Path(init).resolve())}) + out
     return out
+
+
+def _same(a: object, b: object) -> bool:
+    return a is not None and b is not None and Path(str(a)).resolve() == Path(str(b)).resolve()
 
 
 def flat(summary: dict) -> dict:
@@ -115,10 +125,13 @@ def main() -> int:
         models[f"{fam} {label}"] = model = load_model(path)
         sgbm = getattr(model.stereo_network, "sgbm", SGBMConfig())
         # SGBM beside every model (for its rows at SGBM's density); its own rows once, after the default's.
-        report = evaluate(model, load_frames(frames), out_dir=run.parent / f"heldout_{fam}_{label}", images=4,
+        # Pictures beside the run (never inside the package when re-shipping a bundled file).
+        pictures = (Path("runs") if run.is_file() else run.parent) / f"heldout_{fam}_{label}"
+        report = evaluate(model, load_frames(frames), out_dir=pictures, images=4,
                           baselines=("sgbm", "sgbm_fill"), sgbm=sgbm, max_uncertainty=cloud_threshold(model))
         results[label] = {"file": Path(path).name, "size_mb": Path(path).stat().st_size / 2**20, **info,
-                          "summary": report["summary"], "summary_at_sgbm_density": report["summary_at_sgbm_density"]}
+                          "summary": report["summary"],
+                          "summary_at_sgbm_density": report.get("summary_at_sgbm_density")}
         add_model(rows, f"{fam} {label}", report, baselines=label == "bimodal")
         results.setdefault("baselines", report["baselines"])
     if args.previous:
@@ -169,6 +182,8 @@ def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool
 
 
 def _fmt(v: object) -> str:
+    if v is None:
+        return "–"
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 

@@ -177,6 +177,10 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temporary_on_failure(tm
 
     target = tmp_path / "sub" / "f.bin"
     assert atomic_write(target, b"first") == target and target.read_bytes() == b"first"
+    # Permissions as a plain open() gives them (not mkstemp's private 0600): shipped weights must be readable.
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
     atomic_write(target, lambda p: p.write_bytes(b"second"))
     assert target.read_bytes() == b"second"
 

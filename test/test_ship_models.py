@@ -57,6 +57,18 @@ def test_stages_follow_init_and_are_stored_in_the_shipped_copy(ship_models, tmp_
         *want, {"steps": 10, "lr": 3e-4, "changes": {}}]
 
 
+def test_shipping_a_run_again_after_its_copy_replaced_its_init(ship_models, tmp_path: Path) -> None:
+    """Stage B started from the shipped file W; shipping B overwrites W; shipping B again must not count B twice."""
+    _run(tmp_path, "a", 30, {"steps": 30, "optim": {"lr": 1e-3}})
+    weights, _ = ship_models.ship(tmp_path / "a", "w.pt", True)
+    _run(tmp_path, "b", 20, {"steps": 20, "optim": {"lr": 5e-4}, "init": str(weights)})
+    want = [{"steps": 30, "lr": 1e-3, "changes": {}}, {"steps": 20, "lr": 5e-4, "changes": {}}]
+    assert ship_models.ship(tmp_path / "b", "w.pt", True)[1]["stages"] == want
+    again, info = ship_models.ship(tmp_path / "b", "w.pt", True)
+    assert info["stages"] == want and read_checkpoint(again)["stages"] == want
+    assert read_checkpoint(again)["source"] == str(tmp_path / "b" / "checkpoints" / "step_00000020.pth")
+
+
 def test_missing_init_and_cycles(ship_models, tmp_path: Path) -> None:
     gone = tmp_path / "gone.pth"
     _run(tmp_path, "a", 5, {"steps": 5, "optim": {"lr": 1e-3}, "init": str(gone)})
