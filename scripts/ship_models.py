@@ -21,14 +21,12 @@ import torch
 
 from smd_core.classical import SGBMConfig
 from smd_core.evaluate import evaluate, load_frames
-from smd_core.model.mixture import uncertainty_floor
+from smd_core.model.mixture import cloud_max_uncertainty
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
 
 HELD_OUT = "synthetic:9000:{n}"
-# The node's max_uncertainty the card reports: this times the model's uncertainty floor.
-CLOUD_FLOOR_FACTOR = 2.0
 REAL = "motorcycle"  # smd_core.data.real_sample: a real Middlebury scene with ground truth
 KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
 NETWORK = {
@@ -158,10 +156,10 @@ def main() -> int:
 
 
 def cloud_threshold(model: torch.nn.Module) -> float:
-    """The node's max_uncertainty recommended in the card: twice the model's floor (0 for a standard head)."""
+    """The node's default max_uncertainty for this model (`mixture.cloud_max_uncertainty`; 0 for a standard head)."""
     if model.config.output == "standard":
         return 0.0
-    return CLOUD_FLOOR_FACTOR * uncertainty_floor(model.config.max_disp)
+    return cloud_max_uncertainty(model.config.max_disp)
 
 
 def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool) -> None:
@@ -240,7 +238,7 @@ after the second, where the script has them, train the bimodal default alone on 
 --data {HELD_OUT.format(n=frames)}`; EPE and SEE in px, bad-x, bleeding and density in %, time per 640x480
 frame in s on this machine's shared CPU; SGBM's holes count as errors except in its "valid pixels" row; "at
 SGBM's density": a model on its least uncertain pixels, as many per frame as SGBM matched; "max_uncertainty X
-px": on the pixels the node keeps in its cloud with that setting):
+px": on the pixels the node keeps in its cloud by default, `max_uncertainty` -1, i.e. X px for this model):
 
 {markdown_table(rows)}
 

@@ -92,11 +92,12 @@ class NodeConfig:
                                "downscaled before the network (said once per size) instead of stalling the node. "
                                "Outputs keep the images' grid. 0: no limit.", LIVE, lo=0, hi=100_000_000)
     # Validity: live.
-    max_uncertainty: float = _p(0.0, "Pixels whose uncertainty (output px, see uncertainty_kind) exceeds this are "
-                                "left out of the cloud (and the depth); 0 disables. About twice the model's floor "
-                                "(3.6 for the bundled one: sqrt(2) x 0.01 x max_disp x 2) keeps about as many points "
-                                "as stereo_image_proc's SGBM, with fewer flying ones (MODEL_CARD.md).", LIVE,
-                                lo=0.0, hi=1000.0)
+    max_uncertainty: float = _p(-1.0, "Pixels whose uncertainty (output px, see uncertainty_kind) exceeds this are "
+                                "left out of the cloud (and the depth). -1: auto, for sgbm_guided models twice the "
+                                "model's floor (sqrt(2) x 0.01 x max_disp, in output px: 3.6 for the bundled model), "
+                                "which keeps about as many points as stereo_image_proc's SGBM with fewer flying ones "
+                                "(MODEL_CARD.md), for the others every point; 0: keep every point.", LIVE,
+                                lo=-1.0, hi=1000.0)
     mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty invalid in the "
                                              "published disparity.", LIVE)
     min_depth: float = _p(0.0, "Nearest valid depth in metres (0: no limit).", LIVE, lo=0.0, hi=10_000.0)

@@ -17,8 +17,16 @@ import os
 import sys
 from collections.abc import MutableMapping
 
-__all__ = ["OPENMP_VARIABLES", "WAIT_POLICY_ENV", "cpu_bfloat16", "default_threads", "input_guard", "network_size",
-           "set_openmp_defaults"]
+__all__ = [
+    "OPENMP_VARIABLES",
+    "WAIT_POLICY_ENV",
+    "cloud_max_uncertainty",
+    "cpu_bfloat16",
+    "default_threads",
+    "input_guard",
+    "network_size",
+    "set_openmp_defaults",
+]
 
 # Chosen by measurement (bench/bench_threads.py): waiting threads sleep at once.
 WAIT_POLICY_ENV: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -48,6 +56,20 @@ def cpu_bfloat16(precision: str, backbone: str, supported: bool) -> bool:
     if precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"cpu_precision must be auto, float32 or bfloat16, got {precision!r}")
     return supported and (precision == "bfloat16" or (precision == "auto" and backbone == "sgbm_guided"))
+
+
+def cloud_max_uncertainty(value: float, backbone: str, max_disp: float, disparity_scale: float) -> float:
+    """The cloud's uncertainty threshold (output px; 0 = keep every point) for the `max_uncertainty` parameter:
+    `value` when >= 0; -1 (auto): `smd_core.model.mixture.cloud_max_uncertainty` for sgbm_guided models, where
+    it was measured (MODEL_CARD.md), and 0 for the others (the published models' uncertainty on images unlike
+    their training data can exceed it everywhere, which would empty the cloud)."""
+    if value >= 0:
+        return float(value)
+    if backbone != "sgbm_guided":
+        return 0.0
+    from smd_core.model.mixture import cloud_max_uncertainty as floor_multiple
+
+    return floor_multiple(max_disp, disparity_scale)
 
 
 def default_threads() -> int:

@@ -343,13 +343,15 @@ class StereoNode(Node):
         pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=scale)
         t2 = time.monotonic()
         min_depth, max_depth = cfg.depth_range
+        max_uncertainty = runtime.cloud_max_uncertainty(cfg.max_uncertainty, self.predictor.model.config.backbone,
+                                                        self.model_max_disp, pred.disparity_scale)
         header = frame.left.header
         out = messages.stereo_outputs(
             header, pred.disparity, pred.uncertainty, camera,
             max_disparity=self.model_max_disp * pred.disparity_scale,
             left_bgr=left if cfg.use_color else None,
             left_info=frame.left_info if (w_out, h_out) != (w, h) else None,
-            max_uncertainty=cfg.max_uncertainty, mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
+            max_uncertainty=max_uncertainty, mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
             min_depth=min_depth, max_depth=max_depth, organized=cfg.organized_cloud, publish_depth=cfg.publish_depth,
         )
         self.pub_disparity.publish(out.disparity)

@@ -53,6 +53,18 @@ def test_levels_are_diagnostic_msgs_values():
 # ------------------------------------------------------------------------------------------------ runtime
 
 
+def test_cloud_max_uncertainty_auto_only_for_measured_models():
+    from smd_core.model.mixture import cloud_max_uncertainty
+
+    # auto (-1): twice the floor sqrt(2) * 0.01 * max_disp for sgbm_guided, in output px (x the output scale).
+    assert runtime.cloud_max_uncertainty(-1.0, "sgbm_guided", 128, 1.0) == pytest.approx(2 * 2 ** 0.5 * 1.28)
+    assert runtime.cloud_max_uncertainty(-1.0, "sgbm_guided", 128, 2.0) == pytest.approx(
+        cloud_max_uncertainty(128, 2.0)) == pytest.approx(4 * 2 ** 0.5 * 1.28)
+    assert runtime.cloud_max_uncertainty(-1.0, "psmnet", 256, 1.0) == 0.0  # published models: every point
+    assert runtime.cloud_max_uncertainty(0.0, "sgbm_guided", 128, 1.0) == 0.0
+    assert runtime.cloud_max_uncertainty(2.5, "psmnet", 256, 1.0) == 2.5
+
+
 @pytest.mark.parametrize(("precision", "backbone", "supported", "expected"), [
     ("auto", "sgbm_guided", True, True), ("auto", "psmnet", True, False), ("auto", "sgbm_guided", False, False),
     ("bfloat16", "hsmnet", True, True), ("bfloat16", "sgbm_guided", False, False),

@@ -116,7 +116,8 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     win = disp_msg.valid_window
     assert win.width > 0 and win.x_offset + win.width <= W and win.y_offset + win.height <= H
 
-    # Organized cloud: rows x cols, the points of the published disparity through the camera geometry.
+    # Organized cloud: rows x cols, the points of the published disparity through the camera geometry (the
+    # default max_uncertainty, auto, keeps every point of a published model).
     assert (cloud.height, cloud.width, cloud.point_step) == (H, W, 16) and not cloud.is_dense
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
     pts = organized_points(cloud)
@@ -406,6 +407,41 @@ def test_compressed_image_transport(ros_env, tmp_path, frame, stereo):
     assert rc == 0, node.log()
     _, raw = run_frame(stereo, frame)
     np.testing.assert_array_equal(as_array(out["disparity"].image), as_array(raw["disparity"].image))
+
+
+def test_bundled_model_cloud_keeps_confident_points(ros_env, tmp_path):
+    """The bundled (sgbm_guided) model with max_uncertainty at its default, auto: the cloud holds exactly the
+    pixels whose uncertainty is at most twice the model's floor; the disparity stays dense."""
+    from smd_core.data.synthetic import render_scene
+    from smd_core.model.mixture import cloud_max_uncertainty
+    from smd_core.weights import default_checkpoint
+
+    try:
+        default_checkpoint()
+    except FileNotFoundError:
+        pytest.skip("the bundled weights are not in this checkout")
+    h, w = 96, 128
+    scene = render_scene(4, height=h, width=w, max_disparity=24.0)
+    node = NodeProcess({"checkpoint": "", "device": "cpu", "use_color": False}, ros_env, tmp_path, "bundled",
+                       namespace="bundled")
+    harness = Harness(namespace="bundled")
+    try:
+        harness.wait_connected(node)
+        t = 700.0
+        li, ri = camera_infos(w, h, t, fx=FX, baseline=BASELINE)
+        out = harness.send((image_msg(scene.left, "bgr8", t), image_msg(scene.right, "bgr8", t), li, ri), t,
+                           ("disparity", "uncertainty", "points2"), node=node)
+    finally:
+        harness.close()
+        rc = node.stop()
+    assert rc == 0, node.log()
+    disp, unc = as_array(out["disparity"].image), as_array(out["uncertainty"])
+    assert (disp > 0).mean() > 0.99  # dense disparity
+    pts = organized_points(out["points2"])
+    in_cloud = np.isfinite(pts["z"])
+    want = (disp > 0) & (unc <= cloud_max_uncertainty(128))
+    np.testing.assert_array_equal(in_cloud, want)
+    assert 0.3 < in_cloud.mean() < 1.0, in_cloud.mean()
 
 
 # ------------------------------------------------------------------------------------------------ start-up failures

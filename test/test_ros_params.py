@@ -37,7 +37,7 @@ def test_defaults_are_valid_and_every_field_is_documented():
         ({"output_scale": 0.5}, "output_scale=0.5 is outside"),
         ({"output_scale": float("nan")}, "finite"),
         ({"chunk_points": 10}, "chunk_points"),
-        ({"max_uncertainty": -1.0}, "max_uncertainty"),
+        ({"max_uncertainty": -1.5}, "max_uncertainty"),
         ({"min_depth": 5.0, "max_depth": 2.0}, "greater than min_depth"),
         ({"queue_size": 0}, "queue_size"),
         ({"use_color": 1}, "use_color must be bool"),
