@@ -67,13 +67,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from smd_core import metrics as M
 from smd_core import viz
 from smd_core.baselines import parse_baselines, run_baselines, score_baseline
 from smd_core.classical import SGBMConfig
-from smd_core.config import apply_overrides, from_dict, to_dict
+from smd_core.config import to_dict
+from smd_core.eval_data import load_frames, parse_data_spec  # noqa: F401  public API of this module
 from smd_core.eval_report import (  # noqa: F401  bleeding_picture, frame_pictures: public API of this module
     bleeding_picture,
     format_summary,
@@ -85,71 +85,6 @@ from smd_core.inference import DensePrediction, Predictor
 from smd_core.model.network import SMDNet
 
 METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
-
-# ----------------------------------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------------------------------
-
-
-def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
-    """`--data` string (+ `key=value` DataConfig overrides) -> `smd_core.data.DataConfig`; see the module docstring."""
-    from smd_core.data import DATASET_KINDS, DataConfig
-
-    spec = str(spec).strip()
-    if not spec:
-        raise ValueError("--data is empty")
-    data: dict[str, Any]
-    kind, _, rest = spec.partition(":")
-    if kind == "synthetic":
-        parts = rest.split(":") if rest else []
-        if len(parts) != 2:
-            raise ValueError(f"synthetic data is 'synthetic:SEED:N', got {spec!r}")
-        try:
-            seed, num = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise ValueError(f"synthetic data is 'synthetic:SEED:N' with integers, got {spec!r}") from None
-        data = {"kind": "synthetic", "seed": seed, "num_samples": num}
-    elif kind == "motorcycle":
-        if rest:
-            raise ValueError(f"the motorcycle data is bundled with scikit-image and takes no root, got {spec!r}")
-        data = {"kind": "motorcycle"}
-    elif kind in DATASET_KINDS and rest:
-        data = {"kind": kind, "split": rest} if kind == "list" else {"kind": kind, "root": rest}
-    else:
-        path = Path(spec)
-        if path.suffix.lower() in (".yaml", ".yml"):
-            if not path.is_file():
-                raise FileNotFoundError(f"data config not found: {path}")
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
-            # A training config: evaluate on its validation data, else its training data; else a DataConfig.
-            if "data" in loaded or "val_data" in loaded:
-                section = loaded.get("val_data") or loaded.get("data")
-            else:
-                section = loaded
-            if not isinstance(section, dict):
-                raise ValueError(f"{path}: the data section must be a mapping, got {section!r}")
-            data = dict(section)
-        elif path.suffix.lower() == ".txt" or path.is_file():
-            if not path.is_file():
-                raise FileNotFoundError(f"list file not found: {path}")
-            data = {"kind": "list", "split": str(path)}
-        else:
-            raise ValueError(f"cannot read --data {spec!r}: expected synthetic:SEED:N, motorcycle, a list file, a "
-                             "YAML file or "
-                             f"KIND:ROOT with KIND one of {DATASET_KINDS}")
-    apply_overrides(data, options)
-    # Evaluation reads full frames; augmentation settings are irrelevant but must not be invalid.
-    return from_dict(DataConfig, data)
-
-
-def load_frames(spec: str, options: Sequence[str] = ()) -> Any:
-    """The evaluation frames (`build_dataset(cfg, train=False)`) for a `--data` spec."""
-    from smd_core.data import build_dataset
-
-    return build_dataset(parse_data_spec(spec, options), train=False)
-
 
 # ----------------------------------------------------------------------------------------------------
 # Scoring
