@@ -210,8 +210,8 @@ def uncertainty_floor(max_disp: float) -> float:
     return math.sqrt(2.0) * SIGMA_EPS * float(max_disp)
 
 
-# The node's default cloud threshold (`max_uncertainty` -1): this times the floor. On the real Motorcycle scene it
-# kept 92 % of the bundled model's pixels (SGBM: 93 %) with fewer bad and flying ones (MODEL_CARD.md).
+# The node's default cloud threshold (`max_uncertainty` -1): this times the floor, chosen to keep about as many
+# points as SGBM does (the model card's "the node's cloud" rows).
 CLOUD_FLOOR_FACTOR = 2.0
 
 
