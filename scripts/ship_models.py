@@ -21,10 +21,10 @@ import torch
 
 from smd_core.classical import SGBMConfig
 from smd_core.evaluate import evaluate, load_frames
-from smd_core.model.mixture import cloud_max_uncertainty
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
+from smd_ros import runtime
 
 HELD_OUT = "synthetic:9000:{n}"
 REAL = "motorcycle"  # smd_core.data.real_sample: a real Middlebury scene with ground truth
@@ -156,10 +156,11 @@ def main() -> int:
 
 
 def cloud_threshold(model: torch.nn.Module) -> float:
-    """The node's default max_uncertainty for this model (`mixture.cloud_max_uncertainty`; 0 for a standard head)."""
+    """The threshold of the node's default cloud for this model (`max_uncertainty` -1, the node's own rule);
+    0, no extra row, for a standard head, which has no uncertainty to leave points out by."""
     if model.config.output == "standard":
         return 0.0
-    return cloud_max_uncertainty(model.config.max_disp)
+    return runtime.cloud_max_uncertainty(-1.0, model.config.backbone, model.config.max_disp, 1.0)
 
 
 def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool) -> None:

@@ -99,6 +99,11 @@ def test_bag_to_pseudo_labelled_dataset(tmp_path, frame):
         assert not conf[: H // 2].any() and (conf[H // 2:] == 255).mean() > 0.8
         np.testing.assert_array_equal(disp[disp > 0], f.disp_left[disp > 0])
         assert manifest["frames"][i]["valid_fraction"] == pytest.approx((disp > 0).mean())
+    # Run again: every frame is on disk, so no model is loaded (the placeholder file would not load) and the
+    # auto threshold is not needed.
+    again = convert([bag], out, Bag2DatasetOptions(pseudo_labels=str(tmp_path / "model.pth"), progress=False,
+                                                   val_fraction=0.0))
+    assert again.reused == 2
     with pytest.raises(FileNotFoundError, match="--pseudo-labels checkpoint not found"):
         convert([bag], tmp_path / "x", Bag2DatasetOptions(pseudo_labels=str(tmp_path / "missing.pth")))
 

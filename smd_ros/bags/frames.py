@@ -114,6 +114,12 @@ class FrameWriter:
         self.options = options
         self.calib = calib
         self.predictor = predictor
+        self.pseudo_max_uncertainty = options.pseudo_max_uncertainty
+        # 0: auto, from the model's range (no predictor when every frame is already on disk).
+        if options.pseudo_labels and not self.pseudo_max_uncertainty and predictor is not None:
+            from smd_ros.bags.pseudo import auto_max_uncertainty
+
+            self.pseudo_max_uncertainty = auto_max_uncertainty(predictor.model.config.max_disp)
         self.maps = None
         if options.rectify:
             if not (calib.left.full_frame and calib.right.full_frame):
@@ -214,10 +220,9 @@ class FrameWriter:
         if options.gt_topic:
             disparity = self._ground_truth(parts["gt"], left.shape[:2], where)
         elif options.pseudo_labels:
-            from smd_ros.bags.pseudo import auto_max_uncertainty, pseudo_label
+            from smd_ros.bags.pseudo import pseudo_label
 
-            threshold = options.pseudo_max_uncertainty or auto_max_uncertainty(self.predictor.model.config.max_disp)
-            label = pseudo_label(self.predictor, left, right, max_uncertainty=threshold,
+            label = pseudo_label(self.predictor, left, right, max_uncertainty=self.pseudo_max_uncertainty,
                                  lr_tolerance=options.pseudo_lr_tolerance)
             disparity = label.disparity
             outputs[files["conf"]] = png_bytes(label.confident.astype(np.uint8) * 255)
