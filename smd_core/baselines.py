@@ -106,6 +106,9 @@ def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.nda
                        edge_threshold=metric_options.get("edge_threshold", 1.0), valid=valid)
     row["n_flying"] = matched["n_flying"] + int(np.count_nonzero(band & holes))
     row["bleeding"] = 100.0 * row["n_flying"] / row["n_band"] if row["n_band"] else math.nan
+    fly_band = M.edge_band(gt, radius=3, edge_threshold=M.FLYING_EDGE_PX, valid=valid)
+    row["n_fly"] = matched["n_fly"] + int(np.count_nonzero(fly_band & holes))
+    row["flying"] = 100.0 * row["n_fly"] / row["n_fly_band"] if row["n_fly_band"] else math.nan
     row["valid_pixels"] = matched
     return row
 

@@ -1,7 +1,8 @@
-"""The classical matcher: OpenCV semi-global matching, as `stereo_image_proc` runs it, and its hole filling.
+"""The classical matchers: OpenCV semi-global matching (the guided backbone's input), its hole filling,
+and OpenCV block matching as `stereo_image_proc` runs it by default.
 
-One implementation serves the guided backbone (its input), `smd eval --baseline sgbm|sgbm_fill` and the
-demo's comparison panel, so every comparison with SGBM uses the same matcher with the same parameters.
+One implementation of each serves the guided backbone, `smd eval --baseline bm|sgbm|sgbm_fill` and the
+demo's comparison panels, so every comparison uses the same matcher with the same parameters.
 
 Disparity here is in input pixels, float32 (H, W); holes (pixels SGBM rejects: uniqueness, left-right
 check, speckle filter, no match in range) are NaN in `disparity` and False in `valid` — marked, not guessed.
@@ -90,6 +91,63 @@ def make_matcher(config: SGBMConfig, num_disparities: int) -> cv2.StereoSGBM:
         speckleRange=config.speckle_range,
         mode=MODES[config.mode],
     )
+
+
+@dataclasses.dataclass
+class BMConfig:
+    """Parameters of `cv2.StereoBM` as `stereo_image_proc`'s disparity node sets them by default
+    (`stereo_algorithm` 0): prefilter_size 9, prefilter_cap 31, correlation_window_size 15, uniqueness 15,
+    speckle_size 100, speckle_range 4; texture threshold and pre-filter type stay OpenCV's (10, x-Sobel),
+    as that node never changes them. `num_disparities` 0 means "from the scored range" (the node's 64 is
+    a per-camera setting), rounded up to a multiple of 16. No left padding: the node leaves the leftmost
+    num_disparities columns empty.
+    """
+
+    block_size: int = 15
+    num_disparities: int = 0
+    min_disparity: int = 0
+    pre_filter_size: int = 9
+    pre_filter_cap: int = 31
+    texture_threshold: int = 10
+    uniqueness_ratio: int = 15
+    speckle_window_size: int = 100
+    speckle_range: int = 4
+
+    def __post_init__(self) -> None:
+        if self.block_size < 5 or self.block_size % 2 == 0:
+            raise ValueError(f"bm block_size must be odd and >= 5, got {self.block_size}")
+        if self.pre_filter_size < 5 or self.pre_filter_size % 2 == 0:
+            raise ValueError(f"bm pre_filter_size must be odd and >= 5, got {self.pre_filter_size}")
+        if self.num_disparities < 0 or self.num_disparities % 16:
+            raise ValueError(f"bm num_disparities must be 0 (from max_disp) or a multiple of 16, "
+                             f"got {self.num_disparities}")
+        if not 1 <= self.pre_filter_cap <= 63:
+            raise ValueError(f"bm pre_filter_cap must be in 1..63, got {self.pre_filter_cap}")
+
+    disparities_for = SGBMConfig.disparities_for
+
+
+def bm_disparity(left: np.ndarray, right: np.ndarray, max_disp: float, config: BMConfig | None = None) -> np.ndarray:
+    """Block-matching disparity (H, W) float32 px, NaN where StereoBM rejects a pixel (`stereo_image_proc`'s
+    default algorithm). left, right: (H, W, 3) BGR or (H, W) gray uint8 of the same size."""
+    config = config or BMConfig()
+    if left.shape != right.shape:
+        raise ValueError(f"left and right differ in size: {left.shape} vs {right.shape}")
+    if left.dtype != np.uint8 or right.dtype != np.uint8:
+        raise ValueError(f"bm needs uint8 images, got {left.dtype} and {right.dtype}")
+    matcher = cv2.StereoBM_create(numDisparities=config.disparities_for(int(np.ceil(max_disp))),
+                                  blockSize=config.block_size)
+    matcher.setMinDisparity(config.min_disparity)
+    matcher.setPreFilterSize(config.pre_filter_size)
+    matcher.setPreFilterCap(config.pre_filter_cap)
+    matcher.setTextureThreshold(config.texture_threshold)
+    matcher.setUniquenessRatio(config.uniqueness_ratio)
+    matcher.setSpeckleWindowSize(config.speckle_window_size)
+    matcher.setSpeckleRange(config.speckle_range)
+    raw = matcher.compute(_to_gray(left), _to_gray(right))
+    out = raw.astype(np.float32) / 16.0
+    out[raw < config.min_disparity * 16] = np.nan
+    return out
 
 
 def sgbm_disparity(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:

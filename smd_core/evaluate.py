@@ -84,7 +84,7 @@ from smd_core.eval_report import (  # noqa: F401  bleeding_picture, frame_pictur
 from smd_core.inference import DensePrediction, Predictor
 from smd_core.model.network import SMDNet
 
-METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
+METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
 
 # ----------------------------------------------------------------------------------------------------
 # Scoring
@@ -157,6 +157,8 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     pooled["see"] = ratio(sum(f["see"] * f["n_edges"] for f in per_frame if f["n_edges"]),
                           sum(f["n_edges"] for f in per_frame))
     pooled["bleeding"] = 100.0 * ratio(sum(f["n_flying"] for f in per_frame), sum(f["n_band"] for f in per_frame))
+    pooled["flying"] = 100.0 * ratio(sum(f.get("n_fly", 0) for f in per_frame),
+                                     sum(f.get("n_fly_band", 0) for f in per_frame))
     pooled["density"] = 100.0 * ratio(n_valid, sum(f["n_gt"] for f in per_frame))
     out["pooled"] = pooled
     times = [f["time_s"] for f in per_frame if "time_s" in f]

@@ -23,8 +23,11 @@ local background (minimum) and from the pixel's own gt. A bimodal head that pick
 side; a regression that averages the two sides leaves points floating between them. The pixel's own gt
 is included so that a correct prediction where three surfaces meet is never counted as bleeding.
 
-Flying points (the demo's counts on point clouds) are the same thing: `bleeding_map`'s flying pixels of
-the disparity the cloud was made from, with pixels that have no point (NaN) excluded.
+Flying rate (`flying`, the project's headline edge figure): the bleeding rate around ground-truth jumps of
+more than FLYING_EDGE_PX (2 px) only, so that slanted surfaces and 1-px steps do not count as edges: among a
+method's points within 3 px of such a jump, the share more than 1 px from the ground truth and from both
+the largest and the smallest ground truth of the 9x9 window. The demo's flying counts on point clouds are
+`flying_map` of the disparity the cloud was made from (pixels with no point, NaN, excluded).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import cv2
 import numpy as np
 
 BAD_THRESHOLDS = (1.0, 2.0, 3.0)
+# A ground-truth jump larger than this (px) is a depth edge for the flying rate.
+FLYING_EDGE_PX = 2.0
 
 
 def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
@@ -199,6 +204,11 @@ def bleeding_rate(pred: np.ndarray, gt: np.ndarray, *, radius: int = 3, edge_thr
     return 100.0 * float(np.count_nonzero(flying)) / float(n) if n else math.nan
 
 
+def flying_map(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(band, flying) (H, W) bool of the flying rate: `bleeding_map` around jumps over FLYING_EDGE_PX."""
+    return bleeding_map(pred, gt, radius=3, edge_threshold=FLYING_EDGE_PX, tolerance=1.0, valid=valid)
+
+
 def resize_disparity(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Disparity (h, w) -> (H, W) = `shape`, values multiplied by W / w (disparity is horizontal).
 
@@ -220,10 +230,11 @@ def resize_disparity(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | None = None,
                     edge_threshold: float = 1.0, see_radius: int = 1, band_radius: int = 3,
                     tolerance: float = 1.0) -> dict[str, float]:
-    """All metrics for one frame: epe, bad1, bad2, bad3, see, bleeding, density (%), and pixel counts.
+    """All metrics for one frame: epe, bad1, bad2, bad3, see, bleeding, flying, density (%), and pixel counts.
 
     Counts: `n_valid` (pixels with both valid), `n_gt` (valid ground truth), `n_edges` (edge pixels used by
-    SEE), `n_band` (band pixels used by the bleeding rate), `n_flying`, `n_pixels`.
+    SEE), `n_band` (band pixels used by the bleeding rate), `n_flying`, `n_fly_band` and `n_fly` (the
+    flying rate's band and flying pixels), `n_pixels`.
     """
     p, g, mask = _check(pred, gt, valid)
     err = np.abs(p[mask] - g[mask])
@@ -238,7 +249,11 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | Non
                                 valid=valid)
     n_band, n_flying = int(np.count_nonzero(band)), int(np.count_nonzero(flying))
     out["bleeding"] = 100.0 * n_flying / n_band if n_band else math.nan
+    fly_band, fly = flying_map(p, g, valid=valid)
+    n_fly_band, n_fly = int(np.count_nonzero(fly_band)), int(np.count_nonzero(fly))
+    out["flying"] = 100.0 * n_fly / n_fly_band if n_fly_band else math.nan
     n_gt = int(np.count_nonzero(valid_mask(g, valid=valid)))
     out["density"] = 100.0 * n / n_gt if n_gt else math.nan
-    out.update(n_valid=n, n_gt=n_gt, n_edges=n_edges, n_band=n_band, n_flying=n_flying, n_pixels=int(g.size))
+    out.update(n_valid=n, n_gt=n_gt, n_edges=n_edges, n_band=n_band, n_flying=n_flying, n_fly_band=n_fly_band,
+               n_fly=n_fly, n_pixels=int(g.size))
     return out

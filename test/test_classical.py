@@ -1,5 +1,6 @@
 """smd_core.classical: SGBM as stereo_image_proc runs it, holes marked, and the row-wise background fill."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -58,3 +59,21 @@ def test_bad_inputs():
         sgbm_disparity(a, np.zeros((10, 21), np.uint8), SGBMConfig(), 16)
     with pytest.raises(ValueError, match="uint8"):
         sgbm_disparity(a.astype(np.float32), a.astype(np.float32), SGBMConfig(), 16)
+
+
+def test_bm_matches_a_shifted_texture_and_leaves_the_left_border_empty() -> None:
+    from smd_core.classical import BMConfig, bm_disparity
+
+    rng = np.random.default_rng(0)
+    right = cv2.GaussianBlur(rng.integers(0, 255, (96, 160), dtype=np.uint8), (3, 3), 0)
+    left = np.roll(right, 7, axis=1)  # left(x) = right(x - 7): disparity 7 everywhere
+    d = bm_disparity(left, right, 32)
+    assert d.shape == left.shape and d.dtype == np.float32
+    inner = d[20:-20, 60:-20]
+    assert np.isfinite(inner).mean() > 0.95 and np.nanmedian(np.abs(inner - 7)) < 0.25
+    # stereo_image_proc does not pad: BM cannot match the first num_disparities columns.
+    assert np.isnan(d[:, :32]).all()
+    with pytest.raises(ValueError, match="block_size must be odd"):
+        BMConfig(block_size=8)
+    with pytest.raises(ValueError, match="differ in size"):
+        bm_disparity(left, right[:, :-1], 32)

@@ -176,7 +176,7 @@ def test_evaluate_real_model_any_scale(tiny_model, tmp_path: Path) -> None:
     frames = load_frames("synthetic:9000:1", SMALL)
     report = evaluate(tiny_model, frames, scale=0.75, progress=False, out_dir=tmp_path, images=0)
     summary = report["summary"]
-    assert set(summary["metrics"]) == {"epe", "bad1", "bad2", "bad3", "see", "bleeding", "density"}
+    assert set(summary["metrics"]) == {"epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density"}
     assert summary["metrics"]["density"] == 100.0 and summary["timing"]["mean_s"] > 0
     assert not (tmp_path / "images").exists() and (tmp_path / "report.json").is_file()
     # Strict JSON: NaN/inf become null.

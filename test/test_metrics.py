@@ -177,3 +177,19 @@ def test_errors_name_the_problem() -> None:
         M.resize_disparity(a, (0, 3))
     with pytest.raises(ValueError, match="empty"):
         M.resize_disparity(np.zeros((0, 3), np.float32), (2, 2))
+
+
+def test_flying_counts_in_between_points_at_jumps_over_two_px_only() -> None:
+    gt = np.full((40, 40), 10.0, np.float32)
+    gt[:, 20:] = 20.0  # a 10 px jump at x = 20
+    pred = gt.copy()
+    pred[:, 19:21] = 15.0  # smeared: between the two surfaces
+    m = M.compute_metrics(pred, gt)
+    band, flying = M.flying_map(pred, gt)
+    assert band[:, 17:24].all() and not band[:, :16].any()
+    assert flying.sum() == 80 and m["n_fly"] == 80
+    assert m["flying"] == pytest.approx(100.0 * 80 / band.sum())
+    # A 1.5 px step is an edge for the bleeding rate but not for the flying rate.
+    small = np.where(gt > 15, 11.5, 10.0).astype(np.float32)
+    m = M.compute_metrics(np.where(np.abs(small - 10.75) < 1, 10.75, small), small)
+    assert m["n_fly_band"] == 0 and math.isnan(m["flying"]) and m["n_band"] > 0
