@@ -1,5 +1,9 @@
 """Classical baselines scored beside the model (`smd eval --baseline`, the demo): the one SGBM of
-`smd_core.classical`, raw and with its row-wise background fill.
+`smd_core.classical`, raw and with its row-wise background fill, and `stereo_image_proc`'s default
+block matcher.
+
+- `bm`: `classical.bm_disparity` (StereoBM with `stereo_image_proc`'s default parameters), holes kept and
+  scored as `sgbm`'s below (all pixels, and `valid_pixels`).
 
 - `sgbm`: OpenCV SGBM as `stereo_image_proc` runs it, holes (NaN) kept. Two sets of figures:
   * all pixels: every hole is an error: a bad pixel at every threshold, a flying pixel where it lies in
@@ -25,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from smd_core import metrics as M
-from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
+from smd_core.classical import SGBMConfig, bm_disparity, fill_background, sgbm_disparity
 from smd_core.config import apply_overrides, from_dict, to_dict
 
-BASELINES = ("sgbm", "sgbm_fill")
+BASELINES = ("bm", "sgbm", "sgbm_fill")
+# Baselines with holes: scored with holes as errors and on their matched pixels (`valid_pixels`).
+SPARSE = ("bm", "sgbm")
 
 
 def parse_baselines(values: str | Iterable[str]) -> list[str]:
@@ -65,15 +71,19 @@ def holes_as_errors(disparity: np.ndarray) -> np.ndarray:
 
 def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, config: SGBMConfig,
                   max_disp: float) -> dict[str, tuple[np.ndarray, float]]:
-    """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both baselines.
+    """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both SGBM baselines.
 
-    `sgbm` keeps its NaN holes; `sgbm_fill`'s time includes the SGBM it fills.
+    `bm` and `sgbm` keep their NaN holes; `sgbm_fill`'s time includes the SGBM it fills.
     """
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
     out: dict[str, tuple[np.ndarray, float]] = {}
-    if not names:
+    if "bm" in names:
+        t0 = time.perf_counter()
+        bm = bm_disparity(left, right, max_disp)
+        out["bm"] = (bm, time.perf_counter() - t0)
+    if "sgbm" not in names and "sgbm_fill" not in names:
         return out
     t0 = time.perf_counter()
     raw = sgbm_disparity(left, right, config, math.ceil(max_disp))
@@ -115,10 +125,10 @@ def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.nda
 
 def score_baseline(name: str, disparity: np.ndarray, gt: np.ndarray, *, max_disp: float | None,
                    **metric_options: Any) -> dict[str, Any]:
-    """One frame's metrics row for baseline `name` (see the module docstring); `sgbm` rows nest
-    `valid_pixels`, the figures on SGBM's matched pixels."""
+    """One frame's metrics row for baseline `name` (see the module docstring); `bm` and `sgbm` rows nest
+    `valid_pixels`, the figures on the pixels they matched."""
     mask = M.valid_mask(gt, max_disp=max_disp)
-    if name == "sgbm":
+    if name in SPARSE:
         return holes_as_errors_metrics(disparity, gt, mask, **metric_options)
     if name == "sgbm_fill":
         return M.compute_metrics(disparity, gt, valid=mask, **metric_options)

@@ -199,3 +199,96 @@ def fill_background(disparity: np.ndarray) -> np.ndarray:
 def sgbm_fill(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
     """SGBM followed by `fill_background`: a dense (H, W) float32 disparity, the classical baseline."""
     return fill_background(sgbm_disparity(left, right, config, max_disp))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Guide channels of the SGBM-guided network (NumPy, so a runtime without torch computes the same inputs)
+# ----------------------------------------------------------------------------------------------------
+
+# (rows, columns) of the windows whose max / min disparity are the foreground / background candidates: a
+# small one for the edges block matching fattens, a wide one for see-through structures it fills entirely.
+CANDIDATE_WINDOWS = ((5, 9), (11, 41))
+# Disparities among the guide channels: filled SGBM, then the foreground and background of each window.
+GUIDE_DISPARITIES = 1 + 2 * len(CANDIDATE_WINDOWS)
+# Local image normalisation window (px) of the matching costs: it cancels gain and offset differences
+# between the two cameras (exposure), which raw intensity differences do not.
+_NORM_WINDOW = 7
+_COST_WINDOW = 3
+_GRAY = np.array([[0.114, 0.587, 0.299]], np.float32)  # BGR -> luma weights (as OpenCV's)
+
+
+def guide_channel_count(cost_offsets: int = 0) -> int:
+    """Channels of `guide_channels`: the D disparities, validity, D photometric errors, and with
+    `cost_offsets` k > 0 the 2 (2k + 1) matching costs around the two anchors."""
+    costs = 2 * (2 * cost_offsets + 1) if cost_offsets else 0
+    return 2 * GUIDE_DISPARITIES + 1 + costs
+
+
+def normalised(gray: np.ndarray) -> np.ndarray:
+    """(H, W) float32 gray -> (gray - local mean) / local std over _NORM_WINDOW, clipped to +-3 (a soft
+    census: gain and offset differences between the cameras cancel)."""
+    size = (_NORM_WINDOW, _NORM_WINDOW)
+    mean = cv2.blur(gray, size)
+    var = np.maximum(cv2.blur(gray * gray, size) - mean * mean, 0.0)
+    return np.clip((gray - mean) / (np.sqrt(var) + 0.02), -3.0, 3.0)
+
+
+def matching_costs(nl: np.ndarray, nr: np.ndarray, anchor: np.ndarray, offsets: int) -> np.ndarray:
+    """Matching cost of `anchor` + d for d in -offsets..offsets px: (2 offsets + 1, H, W) float32.
+
+    nl, nr: (H, W) `normalised` left and right gray; anchor (H, W) px. Cost: mean over a 3x3 window of
+    |nl - nr at x - anchor - d| (bilinear, border replicated), about 0..3. A window this small keeps
+    evidence for either side of a depth edge where SGBM's block blends them, so the network can move a
+    smeared anchor by a few pixels on the images' own evidence.
+    """
+    h, w = anchor.shape
+    xs = np.arange(w, dtype=np.float32)[None, :] - anchor
+    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    out = np.empty((2 * offsets + 1, h, w), np.float32)
+    for i, d in enumerate(range(-offsets, offsets + 1)):
+        warped = cv2.remap(nr, xs - np.float32(d), ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = cv2.blur(np.abs(nl - warped), (_COST_WINDOW, _COST_WINDOW))
+    return out
+
+
+def alternative_candidate(filled: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """The second hypothesis at every pixel: whichever of the foreground / background candidate lies farther
+    from SGBM's filled disparity (where SGBM fattened a foreground edge, the background; where it missed a
+    thin foreground structure, the foreground). Any same-shape arrays (px)."""
+    return np.where(np.abs(bg - filled) > np.abs(fg - filled), bg, fg)
+
+
+def guide_channels(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int,
+                   cost_offsets: int = 0) -> np.ndarray:
+    """One (H, W, 3) uint8 BGR pair -> (`guide_channel_count(cost_offsets)`, H, W) float32, all in px or raw:
+
+    the D = GUIDE_DISPARITIES disparities (filled SGBM, then the foreground and background candidate of
+    each `CANDIDATE_WINDOWS` window), validity, each disparity's photometric error |left - right warped by
+    it|, and with `cost_offsets` k > 0 the `matching_costs` around the filled disparity and around the
+    alternative (the wide window's candidate farther from it).
+    """
+    d = sgbm_disparity(left, right, config, max_disp)
+    valid = np.isfinite(d).astype(np.float32)
+    filled = fill_background(d)
+    disparities = [filled]
+    for window in CANDIDATE_WINDOWS:
+        kernel = np.ones(window, np.uint8)
+        # Outside the image the window is ignored (OpenCV's default morphology border), like a -inf padding.
+        disparities += [cv2.dilate(filled, kernel), cv2.erode(filled, kernel)]
+    gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
+    gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
+    photo = [photometric_error(gl, gr, disp) for disp in disparities]
+    channels = [*disparities, valid, *photo]
+    if cost_offsets:
+        alt = alternative_candidate(filled, disparities[-2], disparities[-1])
+        nl, nr = normalised(gl), normalised(gr)
+        channels += [matching_costs(nl, nr, anchor, cost_offsets) for anchor in (filled, alt)]
+    return np.concatenate([c if c.ndim == 3 else c[None] for c in channels])
+
+
+def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
+    """|left - right sampled at x - disparity| (bilinear, border replicated); all (H, W) float32."""
+    h, w = disparity.shape
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    return np.abs(left - cv2.remap(right, xs - disparity, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))

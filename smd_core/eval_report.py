@@ -14,6 +14,7 @@ import numpy as np
 
 from smd_core import metrics as M
 from smd_core import viz
+from smd_core.baselines import SPARSE
 from smd_core.inference import DensePrediction
 
 BLEEDING_LEGEND = (((0, 200, 255), "edge band"), ((0, 0, 255), "flying"))
@@ -115,13 +116,15 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
     if "summary_below_max_uncertainty" in report:
         rows.append((f"model (uncertainty <= {report['max_uncertainty']:g} px)",
                      dict(report["summary_below_max_uncertainty"], timing={})))
-    if "summary_at_sgbm_density" in report:
-        rows.append(("model (at SGBM's density)", dict(report["summary_at_sgbm_density"], timing={})))
+    for name in SPARSE:
+        if f"summary_at_{name}_density" in report:
+            rows.append((f"model (at {name.upper()}'s density)", dict(report[f"summary_at_{name}_density"],
+                                                                      timing={})))
     for name, entry in (report.get("baselines") or {}).items():
-        if name == "sgbm":
-            rows.append(("sgbm (holes = errors)", entry["summary"]))
+        if name in SPARSE:
+            rows.append((f"{name} (holes = errors)", entry["summary"]))
             valid = dict(entry["valid_pixels"], timing=entry["summary"].get("timing", {}))
-            rows.append(("sgbm (valid pixels)", valid))
+            rows.append((f"{name} (valid pixels)", valid))
         else:
             rows.append((name, entry["summary"]))
     return rows
@@ -129,16 +132,18 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
 
 def format_summary(report: Mapping[str, Any]) -> str:
     """A short table of frame-mean metrics and timing: one row per method of a report (model, baselines),
-    or of one `summarize` result. For raw SGBM, `density %` of its valid-pixel row is its valid fraction."""
+    or of one `summarize` result. For raw BM / SGBM, `density %` of a valid-pixel row is its valid fraction."""
     rows = _table_rows(report)
     if not rows:
         raise ValueError("the report has neither a model summary nor baselines")
-    heads = ["method", "EPE", "bad-1 %", "bad-2 %", "bad-3 %", "SEE", "bleeding %", "density %", "s/frame"]
+    heads = ["method", "EPE", "bad-1 %", "bad-2 %", "bad-3 %", "SEE", "bleeding %", "flying %", "density %",
+             "s/frame"]
     body = []
     for method, summary in rows:
         m, t = summary["metrics"], summary.get("timing", {})
         body.append([method, f"{m['epe']:.3f}", f"{m['bad1']:.2f}", f"{m['bad2']:.2f}", f"{m['bad3']:.2f}",
-                     f"{m['see']:.3f}", f"{m['bleeding']:.2f}", f"{m['density']:.1f}",
+                     f"{m['see']:.3f}", f"{m['bleeding']:.2f}", f"{m.get('flying', math.nan):.2f}",
+                     f"{m['density']:.1f}",
                      f"{t.get('mean_s', math.nan):.3f}"])
     widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
 

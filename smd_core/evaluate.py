@@ -70,7 +70,7 @@ import numpy as np
 
 from smd_core import metrics as M
 from smd_core import viz
-from smd_core.baselines import parse_baselines, run_baselines, score_baseline
+from smd_core.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
 from smd_core.classical import SGBMConfig
 from smd_core.config import to_dict
 from smd_core.eval_data import load_frames, parse_data_spec  # noqa: F401  public API of this module
@@ -126,12 +126,13 @@ def most_confident(disparity: np.ndarray, uncertainty: np.ndarray, fraction: flo
     return np.where(keep, disparity, np.nan).astype(np.float32)
 
 
-def _at_density_of(pred: DensePrediction, sgbm_disparity: np.ndarray, gt: np.ndarray, *, max_gt: float,
+def _at_density_of(pred: DensePrediction, sparse: np.ndarray, gt: np.ndarray, *, max_gt: float,
                    options: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's metrics on its least uncertain scored pixels, as large a share of them as SGBM matched."""
+    """The model's metrics on its least uncertain scored pixels, as large a share of them as the sparse
+    baseline `sparse` (BM or SGBM, NaN holes) matched."""
     disparity, uncertainty = (M.resize_disparity(a, gt.shape) for a in (pred.disparity, pred.uncertainty))
     scored = M.valid_mask(gt, max_disp=max_gt)
-    fraction = float(np.isfinite(sgbm_disparity)[scored].mean()) if scored.any() else 0.0
+    fraction = float(np.isfinite(sparse)[scored].mean()) if scored.any() else 0.0
     return score_frame(most_confident(disparity, uncertainty, fraction, scored), gt, max_disp=max_gt, **options)
 
 
@@ -330,9 +331,9 @@ def evaluate(
         if model is not None and max_uncertainty > 0:
             kept = np.where(model[0].uncertainty <= max_uncertainty, model[0].disparity, np.nan)
             per_frame[-1]["below_max_uncertainty"] = score_frame(kept, gt, max_disp=max_gt, **options)
-        if model is not None and "sgbm" in done and ranked:
-            per_frame[-1]["at_sgbm_density"] = _at_density_of(model[0], done["sgbm"][0], gt, max_gt=max_gt,
-                                                               options=options)
+        for b in (b for b in SPARSE if b in done and model is not None and ranked):
+            per_frame[-1][f"at_{b}_density"] = _at_density_of(model[0], done[b][0], gt, max_gt=max_gt,
+                                                                options=options)
         first_rows = per_frame or base_rows[names[0]]
         bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in first_rows):.2f}",
                         bleed=f"{_nanmean(f['bleeding'] for f in first_rows):.1f}%")
@@ -356,8 +357,8 @@ def evaluate(
         if max_uncertainty > 0:
             report["max_uncertainty"] = max_uncertainty
             report["summary_below_max_uncertainty"] = summarize([r["below_max_uncertainty"] for r in per_frame])
-        if "sgbm" in names and ranked:
-            report["summary_at_sgbm_density"] = summarize([r["at_sgbm_density"] for r in per_frame])
+        for b in (b for b in SPARSE if b in names and ranked):
+            report[f"summary_at_{b}_density"] = summarize([r[f"at_{b}_density"] for r in per_frame])
         report["per_frame"] = per_frame
     if names:
         report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}
@@ -378,7 +379,7 @@ def _baseline_report(name: str, rows: Sequence[Mapping[str, Any]], config: SGBMC
     entry: dict[str, Any] = {"sgbm_config": to_dict(config),
                              "num_disparities": config.disparities_for(math.ceil(max_disp)),
                              "summary": summarize(rows)}
-    if name == "sgbm":
+    if name in SPARSE:
         entry["valid_pixels"] = summarize([r["valid_pixels"] for r in rows])
         entry["valid_fraction"] = entry["valid_pixels"]["pooled"]["density"]
     entry["per_frame"] = list(rows)

@@ -379,7 +379,7 @@ def test_baseline_errors(tiny_model) -> None:
 
     frames = frames_small(1)
     assert parse_baselines(["sgbm_fill, SGBM", "sgbm-fill"]) == ["sgbm_fill", "sgbm"]
-    with pytest.raises(ValueError, match="unknown baseline 'sgm'; choose from sgbm, sgbm_fill"):
+    with pytest.raises(ValueError, match="unknown baseline 'sgm'; choose from bm, sgbm, sgbm_fill"):
         evaluate(tiny_model, frames, baselines=["sgm"], progress=False)
     with pytest.raises(ValueError, match="a model, at least one baseline"):
         evaluate(None, frames, progress=False)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from smd_core import Predictor, load_model
-from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
+from smd_core.classical import CANDIDATE_WINDOWS, SGBMConfig, fill_background, photometric_error, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
 from smd_core.data.synthetic import render_scene
-from smd_core.model.backbones.guided import CANDIDATE_WINDOWS, SGBMGuided, photometric_error
+from smd_core.model.backbones.guided import SGBMGuided
 from smd_core.model.mixture import RESIDUAL_SCALE, activate, loss, selection_loss
 from smd_core.model.network import build_model, save_checkpoint
 
@@ -32,8 +32,9 @@ def tensors(frame) -> tuple[torch.Tensor, torch.Tensor]:
     return pair[0:1], pair[1:2]
 
 
-def tiny_model(output: str = "bimodal", anchor_range: float = 0.0, **sgbm: object) -> torch.nn.Module:
-    options = dict(TINY, sgbm=dict(sgbm))
+def tiny_model(output: str = "bimodal", anchor_range: float = 0.0, cost_offsets: int = 0,
+               **sgbm: object) -> torch.nn.Module:
+    options = dict(TINY, sgbm=dict(sgbm), cost_offsets=cost_offsets)
     return build_model(ModelConfig(backbone="sgbm_guided", output=output, max_disp=32, head_widths=(8,),
                                    backbone_options=options, anchor_range=anchor_range)).eval()
 
@@ -252,3 +253,34 @@ def test_cpu_bfloat16_capability(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(cpu_has_bfloat16(), bool)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     assert cpu_has_bfloat16() is False  # no oneDNN: float32
+
+
+def test_matching_costs_are_lowest_at_the_true_offset_despite_an_exposure_difference() -> None:
+    from smd_core.classical import matching_costs, normalised
+
+    rng = np.random.default_rng(1)
+    right = cv2.GaussianBlur(rng.random((40, 80), dtype=np.float32), (3, 3), 0)
+    left = np.zeros_like(right)
+    left[:, 5:] = right[:, :-5] * 0.6 + 0.2  # true disparity 5, the left camera darker and offset
+    anchor = np.full_like(right, 3.0)  # an anchor 2 px off
+    costs = matching_costs(normalised(left), normalised(right), anchor, 3)
+    assert costs.shape == (7, 40, 80)
+    best = np.argmin(costs[:, 8:-8, 16:-8], axis=0) - 3  # offsets -3..3 from the anchor
+    assert (best == 2).mean() > 0.95
+
+
+def test_cost_channels_extend_the_guide_and_a_widened_checkpoint_predicts_as_before(tmp_path: Path, frame) -> None:
+    from smd_core.classical import guide_channel_count
+    from smd_core.train.checkpoints import load_init_weights
+
+    old = tiny_model()
+    path = save_checkpoint(tmp_path / "old.pth", old)
+    torch.manual_seed(5)
+    new = tiny_model(cost_offsets=2)
+    assert new.stereo_network.guide_channels == 3 + guide_channel_count(2) == old.stereo_network.guide_channels + 10
+    assert load_init_weights(new, path, strict=False) == []  # widened, nothing left fresh
+    new.eval()
+    a, b = (Predictor(m).predict(frame.left, frame.right) for m in (old.eval(), new))
+    np.testing.assert_allclose(a.disparity, b.disparity, atol=1e-4)
+    with pytest.raises(ValueError, match="cost_offsets must be in 0..8"):
+        tiny_model(cost_offsets=9)

@@ -138,10 +138,25 @@ def _load_state(model: SMDNet, sd: dict[str, Tensor], *, path: Path, strict: boo
         return []
     own = model.state_dict()
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+    usable.update({k: widened(v, own[k]) for k, v in sd.items() if k in own and is_widening(v, own[k])})
     if not usable:
         raise ValueError(f"{path}: no tensor of the checkpoint matches the model by name and shape")
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
+
+
+def is_widening(old: Tensor, new: Tensor) -> bool:
+    """A conv weight (out, in, k...) whose model counterpart has more input channels and is otherwise alike."""
+    return (old.dim() >= 3 and old.dim() == new.dim() and new.shape[1] > old.shape[1]
+            and old.shape[:1] == new.shape[:1] and old.shape[2:] == new.shape[2:])
+
+
+def widened(old: Tensor, new: Tensor) -> Tensor:
+    """`old` in the first input channels of `new`'s shape, zeros after: the layer computes what it did on the
+    old inputs, so a model given new input channels (appended last) starts where the checkpoint was."""
+    out = torch.zeros_like(new)
+    out[:, : old.shape[1]] = old.to(new.dtype)
+    return out
 
 
 

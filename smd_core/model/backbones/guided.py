@@ -7,8 +7,9 @@ with which it picks the foreground or background mode at every boundary.
 
 Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** len(widths)):
 1. SGBM on the gray pair -> disparity with NaN holes; holes filled row-wise from the background side.
-2. Guide channels at full resolution (`SGBMGuided.guide`): normalised left image, filled disparity and
-   its local foreground / background candidates, validity, and the photometric error of each candidate.
+2. Guide channels at full resolution (`SGBMGuided.guide`, `classical.guide_channels`): normalised left
+   image, filled disparity and its local foreground / background candidates, validity, the photometric
+   error of each candidate, and with `cost_offsets` the matching costs a few px around both anchors.
 3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
    full-resolution map (`features[2]` ch: one conv over the guide channels, or with `full_res_width` a
    conv-BN-ReLU layer of that width first) for exact edges.
@@ -28,70 +29,41 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
+from smd_core.classical import GUIDE_DISPARITIES, SGBMConfig, guide_channel_count, guide_channels
 from smd_core.config import from_dict
 from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_relu
 
-# (rows, columns) of the windows whose max / min disparity are the foreground / background candidates: a
-# small one for the edges block matching fattens, a wide one for see-through structures it fills entirely.
-CANDIDATE_WINDOWS = ((5, 9), (11, 41))
-# Guide channels: image (3), disparities (filled + fg/bg per window), validity, one photometric error per disparity.
-_DISPARITIES = 1 + 2 * len(CANDIDATE_WINDOWS)
-GUIDE_CHANNELS = 3 + _DISPARITIES + 1 + _DISPARITIES
-
-
-_GRAY = np.array([[0.114, 0.587, 0.299]], np.float32)  # BGR -> luma weights (as OpenCV's)
-
-
-def _guide_one(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
-    """One (H, W, 3) uint8 BGR pair -> (2 * D + 1, H, W) float32: the D disparities (px: filled SGBM, then
-    the foreground and background candidate of each window), validity, and each disparity's photometric
-    error |left - right warped by it|."""
-    d = sgbm_disparity(left, right, config, max_disp)
-    valid = np.isfinite(d).astype(np.float32)
-    filled = fill_background(d)
-    disparities = [filled]
-    for window in CANDIDATE_WINDOWS:
-        kernel = np.ones(window, np.uint8)
-        # Outside the image the window is ignored (OpenCV's default morphology border), like a -inf padding.
-        disparities += [cv2.dilate(filled, kernel), cv2.erode(filled, kernel)]
-    gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
-    gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
-    photo = [photometric_error(gl, gr, disp) for disp in disparities]
-    return np.stack([*disparities, valid, *photo])
-
-
-def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
-    """|left - right sampled at x - disparity| (bilinear, border replicated); all (H, W) float32."""
-    h, w = disparity.shape
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    return np.abs(left - cv2.remap(right, xs - disparity, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
-
 
 def alternative(filled: Tensor, fg: Tensor, bg: Tensor) -> Tensor:
-    """The second hypothesis at every pixel: whichever of the foreground / background candidate lies
-    farther from SGBM's filled disparity (where SGBM fattened a foreground edge, the background; where it
-    missed a thin foreground structure, the foreground). All (B, 1, H, W) px."""
+    """`classical.alternative_candidate` on tensors: the wide window's candidate farther from SGBM's filled
+    disparity. All (B, 1, H, W) px."""
     return torch.where((bg - filled).abs() > (fg - filled).abs(), bg, fg)
 
 
-def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int) -> Tensor:
-    """SGBM channels for a batch: (B, 3, H, W) BGR 0..255 -> (B, GUIDE_CHANNELS - 3, H, W) (see `_guide_one`).
+def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int, cost_offsets: int = 0) -> Tensor:
+    """`classical.guide_channels` for a batch: (B, 3, H, W) BGR 0..255 -> (B, guide_channel_count, H, W).
 
     Runs on the CPU (OpenCV) whatever the tensors' device; the result comes back on that device.
     """
     def to_u8(t: Tensor) -> np.ndarray:
         return t.detach().clamp(0, 255).to("cpu", torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
-    out = np.stack([_guide_one(to_u8(lb), to_u8(rb), config, max_disp) for lb, rb in zip(left, right, strict=True)])
+    out = np.stack([guide_channels(to_u8(lb), to_u8(rb), config, max_disp, cost_offsets)
+                    for lb, rb in zip(left, right, strict=True)])
     return torch.from_numpy(out).to(device=left.device, dtype=left.dtype)
+
+
+def guide_scale(max_disp: int, cost_offsets: int) -> np.ndarray:
+    """Per-channel factors that bring `classical.guide_channels` to about unit range: disparities / max_disp,
+    validity and photometric errors as they are, costs / 2."""
+    n_costs = 2 * (2 * cost_offsets + 1) if cost_offsets else 0
+    parts = [[1.0 / max_disp] * GUIDE_DISPARITIES, [1.0] * (GUIDE_DISPARITIES + 1), [0.5] * n_costs]
+    return np.array([v for part in parts for v in part], np.float32)
 
 
 class _Up(nn.Module):
@@ -120,9 +92,11 @@ class SGBMGuided(nn.Module):
         full_res_width: 0: the full-resolution map is one linear 3x3 conv over the guide channels; > 0: a 3x3
             conv-BN-ReLU layer of this width comes first (a 5x5 nonlinear view of the image and the
             candidates' photometric errors, to place each depth edge to the pixel).
+        cost_offsets: k > 0 adds the full-resolution matching costs at -k..k px around both anchors to the guide
+            channels (`classical.matching_costs`): evidence to move a smeared anchor
+            onto the surface the images support. 0: none (the channels of earlier checkpoints).
     """
 
-    guide_channels = GUIDE_CHANNELS
     residual = True
 
     def __init__(
@@ -133,6 +107,7 @@ class SGBMGuided(nn.Module):
         widths: Sequence[int] = (16, 32, 48, 64, 96),
         features: Sequence[int] = (16, 8, 8),
         full_res_width: int = 0,
+        cost_offsets: int = 0,
     ) -> None:
         super().__init__()
         self.max_disp = int(max_disp)
@@ -140,14 +115,20 @@ class SGBMGuided(nn.Module):
         self.widths = tuple(int(v) for v in widths)
         self.features = _pair(features, "features", 3)
         self.full_res_width = int(full_res_width)
+        self.cost_offsets = int(cost_offsets)
         if len(self.widths) < 2 or min(self.widths) <= 0 or min(self.features) <= 0 or self.full_res_width < 0:
             raise ValueError(f"widths (two or more levels from 1/2 down) and features must be positive and "
                              f"full_res_width >= 0, got {self.widths}, {self.features}, {self.full_res_width}")
+        if not 0 <= self.cost_offsets <= 8:
+            raise ValueError(f"cost_offsets must be in 0..8 px, got {self.cost_offsets}")
+        self.guide_channels = 3 + guide_channel_count(self.cost_offsets)
         f2, f4, f1 = self.features
         g = self.guide_channels
         self.size_multiple = 2 ** len(self.widths)
         self.register_buffer("mean", torch.tensor(_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_BGR_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("guide_scale", torch.from_numpy(guide_scale(self.max_disp, self.cost_offsets)).view(
+            1, -1, 1, 1), persistent=False)
         # Level i runs at 1/2^(i+1) with widths[i] channels; decoders climb back to 1/2.
         ins = (g, *self.widths[:-1])
         self.encoders = nn.ModuleList(nn.Sequential(conv_bn_relu(cin, cout, 3, 2), conv_bn_relu(cout, cout))
@@ -164,7 +145,7 @@ class SGBMGuided(nn.Module):
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide channels (B, GUIDE_CHANNELS, H, W) and the anchors (B, 2, H, W) px: the filled SGBM disparity
+        """Guide channels (B, self.guide_channels, H, W) and the anchors (B, 2, H, W) px: the filled SGBM disparity
         and the `alternative` from the widest window's candidates.
 
         Channels: normalised left BGR (3); filled disparity and, per `CANDIDATE_WINDOWS` entry, its local
@@ -173,10 +154,10 @@ class SGBMGuided(nn.Module):
         images support (block matchers fatten foreground edges by about half a block, and fill small
         see-through holes with the foreground entirely).
         """
-        sg = sgbm_guide(left, right, self.sgbm, self.max_disp)
-        scale = sg.new_tensor([1.0 / self.max_disp] * _DISPARITIES + [1.0] * (_DISPARITIES + 1)).view(1, -1, 1, 1)
-        x = torch.cat([(left - self.mean) / self.std, sg * scale], dim=1)
-        filled, fg, bg = sg[:, :1], sg[:, _DISPARITIES - 2 : _DISPARITIES - 1], sg[:, _DISPARITIES - 1 : _DISPARITIES]
+        sg = sgbm_guide(left, right, self.sgbm, self.max_disp, self.cost_offsets)
+        x = torch.cat([(left - self.mean) / self.std, sg * self.guide_scale.to(sg.dtype)], dim=1)
+        d = GUIDE_DISPARITIES
+        filled, fg, bg = sg[:, :1], sg[:, d - 2 : d - 1], sg[:, d - 1 : d]
         return x, torch.cat([filled, alternative(filled, fg, bg)], dim=1)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
