@@ -34,7 +34,7 @@ setup(
         "lz4",
         'backports.zstd; python_version < "3.14"',
     ],
-    extras_require={"test": ["pytest", "ruff"], "train": ["tensorboard"]},
+    extras_require={"test": ["pytest", "ruff"], "train": ["tensorboard", "matplotlib"]},
     zip_safe=True,
     maintainer="smd_ros maintainers",
     maintainer_email="smd-ros@example.com",

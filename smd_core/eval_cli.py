@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from smd_core.baselines import parse_baselines, sgbm_config
+    from smd_core.eval_curve import format_edges
     from smd_core.evaluate import default_chunk_points, evaluate, format_summary, load_frames
     from smd_core.inference import Predictor
     from smd_core.model.network import load_model
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             baselines=baselines, sgbm=sgbm, max_disp=max_disp, max_uncertainty=args.max_uncertainty,
         )
     print(format_summary(report))
+    edges = format_edges(report)
+    if edges:
+        print(edges)
     if args.out:
         print(f"report: {Path(args.out) / 'report.json'}")
     return 0

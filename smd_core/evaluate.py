@@ -73,6 +73,7 @@ from smd_core import viz
 from smd_core.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
 from smd_core.classical import SGBMConfig
 from smd_core.config import to_dict
+from smd_core.eval_curve import curve_counts, curve_picture, flying_breakdown, pool_breakdown, pool_curve
 from smd_core.eval_data import load_frames, parse_data_spec  # noqa: F401  public API of this module
 from smd_core.eval_report import (  # noqa: F401  bleeding_picture, frame_pictures: public API of this module
     bleeding_picture,
@@ -331,6 +332,8 @@ def evaluate(
         if model is not None and max_uncertainty > 0:
             kept = np.where(model[0].uncertainty <= max_uncertainty, model[0].disparity, np.nan)
             per_frame[-1]["below_max_uncertainty"] = score_frame(kept, gt, max_disp=max_gt, **options)
+        if model is not None:
+            _edge_rows(per_frame[-1], model[0], done, gt, max_gt=max_gt, ranked=ranked)
         for b in (b for b in SPARSE if b in done and model is not None and ranked):
             per_frame[-1][f"at_{b}_density"] = _at_density_of(model[0], done[b][0], gt, max_gt=max_gt,
                                                                 options=options)
@@ -359,9 +362,17 @@ def evaluate(
             report["summary_below_max_uncertainty"] = summarize([r["below_max_uncertainty"] for r in per_frame])
         for b in (b for b in SPARSE if b in names and ranked):
             report[f"summary_at_{b}_density"] = summarize([r[f"at_{b}_density"] for r in per_frame])
+        if ranked:
+            report["density_curve"] = pool_curve([r["curve"] for r in per_frame])
+        if "sgbm_fill" in names:
+            report["flying_breakdown"] = pool_breakdown([r["breakdown"] for r in per_frame])
         report["per_frame"] = per_frame
     if names:
         report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}
+    if out is not None and "density_curve" in report:
+        out.mkdir(parents=True, exist_ok=True)
+        curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
+                      title=str((extra or {}).get("data", "")))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
@@ -370,6 +381,34 @@ def evaluate(
             tiles = [t for r in sheet_rows for t in (r + [np.zeros_like(r[0])] * (cols - len(r)))]
             write_png(out / "overview.png", viz.contact_sheet(tiles, cols=cols, width=320))
     return report
+
+
+def _edge_rows(row: dict[str, Any], pred: DensePrediction, done: Mapping[str, tuple[np.ndarray, Any]],
+               gt: np.ndarray, *, max_gt: float, ranked: bool) -> None:
+    """Add one frame's density-curve counts (a ranked model) and flying breakdown (with `sgbm_fill`) to `row`."""
+    if not ranked and "sgbm_fill" not in done:
+        return
+    scored = M.valid_mask(gt, max_disp=max_gt)
+    disparity = M.resize_disparity(pred.disparity, gt.shape)
+    if ranked:
+        row["curve"] = curve_counts(disparity, M.resize_disparity(pred.uncertainty, gt.shape), gt, scored=scored)
+    if "sgbm_fill" in done:
+        row["breakdown"] = flying_breakdown(disparity, done["sgbm_fill"][0], gt, scored=scored)
+
+
+def curve_points(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The points beside the density curve: the baselines (BM and SGBM on their matched pixels) and the node's
+    threshold, each {"density", "flying", "bad2"} pooled (%)."""
+    def point(summary: Mapping[str, Any]) -> dict[str, float]:
+        return {k: summary["pooled"][k] for k in ("density", "flying", "bad2")}
+
+    points: dict[str, dict[str, float]] = {}
+    for name, entry in (report.get("baselines") or {}).items():
+        points[name.upper().replace("_FILL", " + fill")] = point(entry.get("valid_pixels", entry["summary"]))
+    if "summary_below_max_uncertainty" in report:
+        points[f"model, uncertainty <= {report['max_uncertainty']:g} px"] = point(
+            report["summary_below_max_uncertainty"])
+    return points
 
 
 def _baseline_report(name: str, rows: Sequence[Mapping[str, Any]], config: SGBMConfig,
