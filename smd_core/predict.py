@@ -22,12 +22,23 @@ def default_checkpoint() -> Path:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 BGR; ValueError naming the file when it cannot be read."""
+    """An image file as (H, W, 3) uint8 BGR; FileNotFoundError / ValueError naming the file when it is missing
+    or not an image."""
     import cv2
+    import numpy as np
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    # Read the bytes ourselves and decode them: cv2.imread logs its own WARN line on stderr for files it cannot
+    # open or decode, before our error.
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ValueError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise ValueError(f"cannot read image {path}")
+        raise ValueError(f"cannot read image {path}: not an image format OpenCV decodes")
     return img
 
 
