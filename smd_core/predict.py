@@ -42,6 +42,17 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
+def uncertainty_floor_px(output: str, max_disp: float, disparity_scale: float = 1.0) -> float:
+    """The smallest uncertainty (output px) a model with head `output` can give: where its uncertainty
+    pictures start (`mixture.uncertainty_floor` scaled to the output grid; 0 for a standard head, which has
+    none)."""
+    if output == "standard":
+        return 0.0
+    from smd_core.model.mixture import uncertainty_floor
+
+    return uncertainty_floor(max_disp) * float(disparity_scale)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("left", help="left rectified image")
     parser.add_argument("right", help="right rectified image")
@@ -83,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(pred, name)
         if value is not None:
             np.save(out / f"{name}.npy", value)
-    cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity))
-    cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty))
+    # Colour bars in px; the uncertainty scale starts at the model's floor, so that confident pixels are dark.
+    floor = uncertainty_floor_px(model.config.output, model.config.max_disp, pred.disparity_scale)
+    cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity, unit="px"))
+    cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
     info = {
         "checkpoint": str(ckpt),
         "model": {"backbone": model.config.backbone, "output": model.config.output, "max_disp": model.config.max_disp},
@@ -93,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "output_size": list(pred.disparity.shape),
         "disparity_units": "output-grid pixels",
         "disparity_scale": pred.disparity_scale,
+        "uncertainty_floor_px": floor,
         "timings_s": pred.timings,
     }
     (out / "prediction.json").write_text(json.dumps(info, indent=2))

@@ -170,3 +170,28 @@ def test_a_missing_or_unreadable_image_is_one_line_without_opencv_warnings(tmp_p
     (tmp_path / "text.png").write_text("not an image")
     line = _predict_error(capfd, [left, str(tmp_path / "text.png"), "--device", "cpu"])
     assert f"cannot read image {tmp_path / 'text.png'}: not an image" in line
+
+
+def test_predict_pictures_have_colour_bars_and_uncertainty_starts_at_the_models_floor(tmp_path):
+    import cv2
+    import numpy as np
+
+    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.weights import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "guided_bimodal.pt").is_file():
+        pytest.skip("the bundled weights are not in this checkout")
+    left, right = _pair(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["predict", left, right, "--out", str(out), "--device", "cpu"]) == 0
+    info = json.loads((out / "prediction.json").read_text())
+    assert info["uncertainty_floor_px"] == pytest.approx(uncertainty_floor(128)) == pytest.approx(1.81, abs=0.01)
+    for name in ("disparity", "uncertainty"):
+        picture = cv2.imread(str(out / f"{name}.png"))
+        assert picture.shape[0] == 64 and picture.shape[1] > 96 + 30, name  # the map, then its colour bar
+    # Pixels at the floor are the darkest colour of the uncertainty scale.
+    u = np.load(out / "uncertainty.npy")
+    picture = cv2.imread(str(out / "uncertainty.png"))[:, :96].astype(int)
+    at_floor = u <= info["uncertainty_floor_px"] + 1e-4
+    if at_floor.any():
+        assert picture[at_floor].max() < 10
