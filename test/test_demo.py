@@ -191,3 +191,33 @@ def test_compare_clouds_states_counts_density_and_flying_per_panel_and_zoom(tmp_
     assert marked[:PANEL[0], PANEL[1]:2 * PANEL[1]].sum() > 50
     assert marked[PANEL[0]:, PANEL[1]:2 * PANEL[1]].sum() > 50
     assert marked[:, 2 * PANEL[1]:3 * PANEL[1]].sum() == 0
+
+
+def test_warm_up_resends_until_the_node_answered_before_the_recording(monkeypatch, tmp_path):
+    pytest.importorskip("builtin_interfaces")
+    from sensor_msgs.msg import CameraInfo
+
+    from smd_ros import demo
+
+    class Node:  # answers every copy but the first (sent before its readers matched), on the next count
+        def __init__(self) -> None:
+            self.sent: list[int] = []
+
+        def publish(self, frame: dict) -> None:
+            self.sent.append(frame["stamp_ns"])
+            assert frame["left_info"].header.stamp.sec * 10**9 + frame["left_info"].header.stamp.nanosec \
+                == frame["stamp_ns"]
+
+        def count(self, stamps: list[int]) -> int:
+            return sum(s in self.sent[1:] for s in stamps)
+
+    class Running:
+        def poll(self) -> None:
+            return None
+
+    monkeypatch.setattr(demo, "WARMUP_RESEND_S", 0.2)
+    first = {"stamp_ns": 50 * 10**9, "left_info": CameraInfo(), "right_info": CameraInfo()}
+    node = Node()
+    assert demo._warm_up(node, first, Running(), tmp_path / "log", timeout=10.0) == 3
+    assert node.sent == sorted(node.sent) and node.sent[-1] < first["stamp_ns"]  # never scored, never out of order
+    assert first["left_info"].header.stamp.sec == 0  # the recorded frame itself is untouched
