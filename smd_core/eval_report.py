@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,14 @@ def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, 
 
 
 def frame_pictures(pred: DensePrediction | np.ndarray, gt: np.ndarray, left: np.ndarray | None = None, *,
-                   max_disp: float | None = None, uncertainty: np.ndarray | None = None,
+                   max_disp: float | None = None, uncertainty: np.ndarray | None = None, width: int | None = None,
                    **options: Any) -> dict[str, np.ndarray]:
-    """Colored BGR pictures of one frame at ground-truth resolution: disparity, gt, error, uncertainty, bleeding.
+    """Colored BGR pictures of one frame: disparity, gt, error, uncertainty, bleeding.
 
-    Each is the (H, W) map with a colour bar in px (disparity, gt, error, uncertainty) or a legend
-    (bleeding) on its right. NaN (holes) are black.
+    Each is the (H, W) map at ground-truth resolution (or resized to `width` px wide: colour bars and text
+    are drawn at the size they are shown, so they stay legible in the overview) with a colour bar in px
+    (disparity, gt, error: "≥ 3", uncertainty: from the smallest uncertainty, a mixture model's floor) or a
+    legend (bleeding) on its right. NaN (holes) are black.
 
     `options`: edge_threshold, band_radius, tolerance (as `metrics.compute_metrics`; see_radius is ignored).
     """
@@ -60,17 +62,27 @@ def frame_pictures(pred: DensePrediction | np.ndarray, gt: np.ndarray, left: np.
     valid = M.valid_mask(gt, max_disp=max_disp)
     vmax = float(np.percentile(gt[valid], 99.5)) if valid.any() else None
     bleeding = bleeding_picture(disp, gt, left, max_disp=max_disp, **options)
-    pics = {
-        "disparity": viz.colorize_disparity(disp, vmin=0.0, vmax=vmax, unit="px"),
-        "gt": viz.colorize_disparity(np.where(valid, gt, np.nan), vmin=0.0, vmax=vmax, unit="px"),
-        "error": viz.colorize_error(np.abs(disp - gt), vmax=3.0, valid=valid, unit="px"),
-        "bleeding": np.concatenate([bleeding, viz.legend(gt.shape[0], BLEEDING_LEGEND)], axis=1),
-    }
+    maps = {"disparity": disp, "gt": np.where(valid, gt, np.nan), "error": np.where(valid, np.abs(disp - gt), np.nan)}
     if uncertainty is not None:
         u = np.asarray(uncertainty, np.float32)
         if u.shape != gt.shape:
             u = cv2.resize(u, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
-        pics["uncertainty"] = viz.colorize_uncertainty(u, unit="px")
+        maps["uncertainty"] = u
+    if width is not None:
+        size = (width, max(1, round(gt.shape[0] * width / gt.shape[1])))
+        maps = {k: cv2.resize(v.astype(np.float32), size, interpolation=cv2.INTER_NEAREST_EXACT)
+                for k, v in maps.items()}
+        bleeding = cv2.resize(bleeding, size, interpolation=cv2.INTER_AREA)
+    pics = {
+        "disparity": viz.colorize_disparity(maps["disparity"], vmin=0.0, vmax=vmax, unit="px"),
+        "gt": viz.colorize_disparity(maps["gt"], vmin=0.0, vmax=vmax, unit="px"),
+        "error": viz.colorize_error(maps["error"], vmax=3.0, unit="px"),
+        "bleeding": np.concatenate([bleeding, viz.legend(bleeding.shape[0], BLEEDING_LEGEND)], axis=1),
+    }
+    if "uncertainty" in maps:
+        u = maps["uncertainty"]
+        floor = float(np.nanmin(u)) if np.isfinite(u).any() else 0.0
+        pics["uncertainty"] = viz.colorize_uncertainty(u, vmin=floor, unit="px")
     return pics
 
 
@@ -79,31 +91,51 @@ def write_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
+# Width (px) of each map in overview.png, before its colour bar: four maps and their bars fit a screen.
+OVERVIEW_TILE_W = 400
+
+
 def write_frame_pictures(out: Path, index: int, name: str, left: np.ndarray, gt: np.ndarray, max_gt: float,
                           options: Mapping[str, Any], model: tuple[DensePrediction, Mapping[str, Any]] | None,
-                          baselines: Mapping[str, tuple[np.ndarray, Mapping[str, Any]]]) -> list[np.ndarray]:
-    """Write one frame's PNGs under out/images/; returns its overview row (labelled tiles)."""
+                          baselines: Mapping[str, tuple[np.ndarray, Mapping[str, Any]]]) -> list[list[np.ndarray]]:
+    """Write one frame's PNGs under out/images/; returns its overview block: rows of labelled tiles (the left
+    image and the ground truth, then one row per method: disparity, error, bleeding, uncertainty)."""
     stem = f"{index:04d}_{safe_name(name)}"
-    tiles: list[np.ndarray] = [viz.label(left, name)]
     runs: list[tuple[str, DensePrediction | np.ndarray, Mapping[str, Any]]] = []
     if model is not None:
         runs.append(("", *model))
     runs += [(b, d, row) for b, (d, row) in baselines.items()]
+    width = OVERVIEW_TILE_W
+    shown = cv2.resize(left, (width, max(1, round(left.shape[0] * width / left.shape[1]))),
+                       interpolation=cv2.INTER_AREA)
+    block: list[list[np.ndarray]] = [[viz.label(shown, f"#{index} {name}")]]
     for method, pred, row in runs:
-        pics = frame_pictures(pred, gt, left, max_disp=max_gt, **options)
         prefix = f"{method}_" if method else ""
-        for kind, img in pics.items():
+        for kind, img in frame_pictures(pred, gt, left, max_disp=max_gt, **options).items():
             if kind != "gt" or not method:
                 write_png(out / "images" / f"{stem}_{prefix}{kind}.png", img)
-        if len(tiles) == 1:
-            tiles.append(viz.label(pics["gt"], "ground truth"))
-        who = f"{method} " if method else ""
-        tiles += [viz.label(pics["disparity"], f"{who}EPE {row['epe']:.2f}"),
-                  viz.label(pics["error"], f"{who}bad-3 {row['bad3']:.1f}%"),
-                  viz.label(pics["bleeding"], f"{who}bleeding {row['bleeding']:.1f}%")]
+        pics = frame_pictures(pred, gt, left, max_disp=max_gt, width=width, **options)
+        if len(block[0]) == 1:
+            block[0].append(viz.label(pics["gt"], "ground truth"))
+        who = method or "model"
+        tiles = [viz.label(pics["disparity"], f"{who}: disparity, EPE {row['epe']:.2f} px"),
+                 viz.label(pics["error"], f"{who}: error, bad-3 {row['bad3']:.1f} %"),
+                 viz.label(pics["bleeding"], f"{who}: bleeding {row['bleeding']:.1f} %")]
         if "uncertainty" in pics:
-            tiles.append(viz.label(pics["uncertainty"], "uncertainty"))
-    return tiles
+            tiles.append(viz.label(pics["uncertainty"], f"{who}: uncertainty"))
+        block.append(tiles)
+    return block
+
+
+def overview_picture(blocks: Sequence[Sequence[Sequence[np.ndarray]]]) -> np.ndarray:
+    """overview.png: each frame's block (`write_frame_pictures`) one under the other, tiles at their drawn size
+    in a grid as wide as the longest row (shorter rows padded with black)."""
+    rows = [list(r) for block in blocks for r in block]
+    if not rows:
+        raise ValueError("overview_picture needs at least one row of tiles")
+    cols = max(len(r) for r in rows)
+    tiles = [t for r in rows for t in r + [np.zeros((1, 1, 3), np.uint8)] * (cols - len(r))]
+    return viz.contact_sheet(tiles, cols=cols, width=None)
 
 
 def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:

@@ -69,7 +69,6 @@ from typing import Any
 import numpy as np
 
 from smd_core import metrics as M
-from smd_core import viz
 from smd_core.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
 from smd_core.classical import SGBMConfig
 from smd_core.config import to_dict
@@ -79,6 +78,7 @@ from smd_core.eval_report import (  # noqa: F401  bleeding_picture, frame_pictur
     bleeding_picture,
     format_summary,
     frame_pictures,
+    overview_picture,
     write_frame_pictures,
     write_png,
 )
@@ -308,7 +308,7 @@ def evaluate(
     # A standard (L1) head has no uncertainty to rank its pixels by.
     ranked = predictor is not None and predictor.model.config.output != "standard"
     base_rows: dict[str, list[dict[str, Any]]] = {b: [] for b in names}
-    sheet_rows: list[list[np.ndarray]] = []
+    sheet_rows: list[list[list[np.ndarray]]] = []  # per frame: rows of overview tiles
     bar = tqdm(_iterate(frames), total=_frame_count(frames), desc="eval", unit="frame", disable=not progress)
     for index, frame in enumerate(bar):
         name = str(frame.get("name", f"frame_{index:06d}"))
@@ -377,9 +377,7 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
         if sheet_rows:
-            cols = max(len(r) for r in sheet_rows)
-            tiles = [t for r in sheet_rows for t in (r + [np.zeros_like(r[0])] * (cols - len(r)))]
-            write_png(out / "overview.png", viz.contact_sheet(tiles, cols=cols, width=320))
+            write_png(out / "overview.png", overview_picture(sheet_rows))
     return report
 
 

@@ -116,12 +116,14 @@ def disparity_to_depth(
 
 
 def depth_to_disparity(depth: np.ndarray, camera: StereoCamera, *, invalid: float = 0.0) -> np.ndarray:
-    """Inverse of `disparity_to_depth`: d = fx * B / Z - doffs, float32 (H, W); `invalid` where Z <= 0 or
-    non-finite."""
+    """Inverse of `disparity_to_depth`: d = fx * B / Z - doffs, float32 (H, W); `invalid` where Z <= 0,
+    non-finite, or so small that fx * B / Z exceeds float32."""
     z = _check_map("depth", depth, camera).astype(np.float32, copy=False)
-    ok = np.isfinite(z) & (z > 0)
+    fb = np.float32(camera.focal_baseline)
+    # A depth below fx * B / float32-max (e.g. 1e-39 m) has no float32 disparity: it is invalid, not an overflow.
+    ok = np.isfinite(z) & (z > fb / np.finfo(np.float32).max)
     disp = np.full(z.shape, invalid, dtype=np.float32)
-    np.divide(np.float32(camera.focal_baseline), z, out=disp, where=ok)
+    np.divide(fb, z, out=disp, where=ok)
     disp[ok] -= np.float32(camera.doffs)
     return disp
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import sys
 import time
 
 import cv2
@@ -27,6 +29,30 @@ from smd_core.model.network import SMDNet
 PIXEL_UNCERTAINTIES = ("peak", "sigma", "std")
 
 _MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
+
+
+# The most float32 maps of one output grid a prediction holds (disparity, uncertainty, mu0/1, sigma0/1, pi0/1).
+OUTPUT_MAPS = 2 + len(_MIXTURE_FIELDS)
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_output_memory(h_out: int, w_out: int, origin: str, *, memory: int | None = None) -> None:
+    """ValueError naming the size and where it came from (`origin`) when the output maps of an (h_out, w_out)
+    grid would not fit in this machine's memory: found before any work, instead of NumPy's "array is too
+    big" (or an out-of-memory kill) after encoding."""
+    memory = (physical_memory() if memory is None else memory) or sys.maxsize  # unknown: NumPy's own limit
+    need = h_out * w_out * 4 * OUTPUT_MAPS  # Python ints: no overflow however large
+    if need > memory:
+        raise ValueError(f"output size {h_out}x{w_out} (from {origin}) needs {need / 2**30:.3g} GiB for its "
+                         f"{OUTPUT_MAPS} float32 maps, more than this machine's {memory / 2**30:.3g} GiB; "
+                         "ask for a smaller output")
 
 
 @dataclasses.dataclass
@@ -167,6 +193,7 @@ class Predictor:
         h_out, w_out = (int(v) for v in (output_size or (h, w)))
         if h_out < 2 or w_out < 2:
             raise ValueError(f"output_size must be at least 2x2, got {(h_out, w_out)}")
+        check_output_memory(h_out, w_out, f"scale {scale:g} of {h}x{w}" if scale is not None else "output_size")
         if not (math.isfinite(input_scale) and input_scale > 0):
             raise ValueError(f"input_scale must be a positive number, got {input_scale}")
 

@@ -22,13 +22,35 @@ def default_checkpoint() -> Path:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 BGR; ValueError naming the file when it cannot be read."""
+    """An image file as (H, W, 3) uint8 BGR; FileNotFoundError / ValueError naming the file when it is missing
+    or not an image."""
     import cv2
+    import numpy as np
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    # Read the bytes ourselves and decode them: cv2.imread logs its own WARN line on stderr for files it cannot
+    # open or decode, before our error.
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ValueError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise ValueError(f"cannot read image {path}")
+        raise ValueError(f"cannot read image {path}: not an image format OpenCV decodes")
     return img
+
+
+def uncertainty_floor_px(output: str, max_disp: float, disparity_scale: float = 1.0) -> float:
+    """The smallest uncertainty (output px) a model with head `output` can give: where its uncertainty
+    pictures start (`mixture.uncertainty_floor` scaled to the output grid; 0 for a standard head, which has
+    none)."""
+    if output == "standard":
+        return 0.0
+    from smd_core.model.mixture import uncertainty_floor
+
+    return uncertainty_floor(max_disp) * float(disparity_scale)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(pred, name)
         if value is not None:
             np.save(out / f"{name}.npy", value)
-    cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity))
-    cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty))
+    # Colour bars in px; the uncertainty scale starts at the model's floor, so that confident pixels are dark.
+    floor = uncertainty_floor_px(model.config.output, model.config.max_disp, pred.disparity_scale)
+    cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity, unit="px"))
+    cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
     info = {
         "checkpoint": str(ckpt),
         "model": {"backbone": model.config.backbone, "output": model.config.output, "max_disp": model.config.max_disp},
@@ -82,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "output_size": list(pred.disparity.shape),
         "disparity_units": "output-grid pixels",
         "disparity_scale": pred.disparity_scale,
+        "uncertainty_floor_px": floor,
         "timings_s": pred.timings,
     }
     (out / "prediction.json").write_text(json.dumps(info, indent=2))

@@ -26,11 +26,17 @@ class DeviceUnavailableError(ValueError, RuntimeError):
     """
 
 
-def resolve_device(requested: str, *, fallback: bool = False, cuda_available: bool | None = None) -> tuple[str, str]:
+# How a caller of `resolve_device` without fallback turns it on: the ROS node's parameter by default.
+NODE_FALLBACK_HINT = "device_fallback is false"
+
+
+def resolve_device(requested: str, *, fallback: bool = False, cuda_available: bool | None = None,
+                   hint: str = NODE_FALLBACK_HINT) -> tuple[str, str]:
     """(torch device string, warning or "") for a `device` setting.
 
     auto -> cuda when available, else cpu. cuda / cuda:N when CUDA is absent (or N out of range): cpu with a
-    warning if `fallback`, else DeviceUnavailableError. `cuda_available` overrides the check (tests).
+    warning if `fallback`, else DeviceUnavailableError ending with `hint` (what the caller's user can do).
+    `cuda_available` overrides the check (tests).
     """
     requested = str(requested).strip().lower()
     if not DEVICE_PATTERN.match(requested):
@@ -52,15 +58,16 @@ def resolve_device(requested: str, *, fallback: bool = False, cuda_available: bo
         return requested, ""
     why = "CUDA is not available" if not cuda_available else f"there is no CUDA device {index} ({count} found)"
     if not fallback:
-        raise DeviceUnavailableError(f"device={requested!r} requested but {why} (device_fallback is false)")
+        raise DeviceUnavailableError(f"device={requested!r} requested but {why} ({hint})")
     return "cpu", f"device={requested!r} requested but {why}: running on the CPU (set device_fallback:=false to fail)"
 
 
 def select_device(requested: str) -> torch.device:
-    """`resolve_device` without fallback, as a torch.device."""
+    """`resolve_device` without fallback, as a torch.device (the commands' `--device` / `device=`: they have no
+    fallback setting, so the error says what to choose instead)."""
     import torch
 
-    return torch.device(resolve_device(requested)[0])
+    return torch.device(resolve_device(requested, hint="choose device cpu or auto on this machine")[0])
 
 
 def resolve_checkpoint(value: str | Path | None, *, hint: str = "pass a checkpoint file") -> Path:

@@ -1,11 +1,14 @@
 """`smd demo`'s cloud comparison: side views of one frame's point clouds (the node's bimodal head, the standard
-L1 head, SGBM, the ground truth) from one viewpoint, and zoomed views of the object boundaries where flying
-points show, each labelled with its count of flying points.
+L1 head, SGBM and BM as `stereo_image_proc` runs them, the ground truth) from one viewpoint, and zoomed views of
+the object boundaries with the most flying points.
 
-A flying point is a `metrics.bleeding_map` flying pixel turned into a point: in the depth-edge band, more
-than `tolerance` (1 px) from the ground truth on both sides of the edge (and from its own). Pixels without a
-point (SGBM's holes, the node's filtered pixels) are never flying. In the zoomed views flying points are
-drawn red.
+Every panel states its cloud's point count, density (points per image pixel) and flying points, and draws
+the flying points magenta. A flying point is `metrics.flying_map`'s (the project's one definition): within 3 px of
+a ground-truth jump over 2 px, more than 1 px from the ground truth and from both the largest and smallest
+ground truth of the 9x9 window. Pixels without a point (holes, the node's filtered pixels) are never flying.
+
+The zoomed windows never touch the image border's band (`border_margins`): left of the max disparity the
+right camera does not see the scene, so every matcher's points there are occlusion noise, not boundaries.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ import numpy as np
 
 from smd_core import viz
 from smd_core.geometry import StereoCamera, disparity_to_points
-from smd_core.metrics import bleeding_map
+from smd_core.metrics import flying_map
 from smd_core.render import boundary_windows, render_cloud, window_fov
 
 CLOUD_VIEW = {"yaw_deg": 40.0, "pitch_deg": -12.0}
-PANEL = (360, 480)  # (h, w) of each full side view
+PANEL = (300, 400)  # (h, w) of each full side view
 WINDOW = (80, 160)  # (h, w) image window of each zoomed boundary
-CROP_TILE = (240, 480)  # (h, w) of each zoomed view
+CROP_TILE = (200, 400)  # (h, w) of each zoomed view
 CROPS = 3
-FLYING_BGR = np.array([0, 0, 255], np.uint8)
+BORDER_PX = 8  # margin kept from the top, right and bottom borders (the left one: the max disparity)
+# Magenta: neither a colour of the recording nor of the real scene (whose motorcycle is red).
+FLYING_BGR = np.array([255, 0, 255], np.uint8)
+BOX_BGR = (0, 255, 255)
 
 
 @dataclasses.dataclass
@@ -41,17 +47,32 @@ class Cloud:
     flying: np.ndarray | None
 
     @property
+    def has_point(self) -> np.ndarray:
+        return np.isfinite(self.points).all(axis=2)
+
+    @property
+    def n_points(self) -> int:
+        return int(np.count_nonzero(self.has_point))
+
+    @property
     def n_flying(self) -> int | None:
         return None if self.flying is None else int(np.count_nonzero(self.flying))
 
+    def figures(self, window: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+        """points, density (% of the pixels with a point) and flying points, of the frame or of `window`."""
+        y, x, h, w = window or (0, 0, *self.points.shape[:2])
+        n = int(np.count_nonzero(self.has_point[y : y + h, x : x + w]))
+        flying = None if self.flying is None else int(np.count_nonzero(self.flying[y : y + h, x : x + w]))
+        return {"points": n, "density": 100.0 * n / max(1, h * w), "flying": flying}
+
 
 def flying_points(disparity: np.ndarray, gt: np.ndarray | None) -> np.ndarray | None:
-    """(H, W) bool flying points of the cloud made from `disparity` (px, NaN or <= 0 = no point), or None
-    without ground truth."""
+    """(H, W) bool flying points (`metrics.flying_map`) of the cloud made from `disparity` (px, NaN or <= 0 =
+    no point), or None without ground truth."""
     if gt is None or disparity.shape != gt.shape:
         return None
     d = np.where(disparity > 0, disparity, np.nan).astype(np.float32)
-    return bleeding_map(d, gt)[1]
+    return flying_map(d, gt)[1]
 
 
 def cloud_from_disparity(name: str, disparity: np.ndarray, left: np.ndarray, camera: StereoCamera,
@@ -62,12 +83,34 @@ def cloud_from_disparity(name: str, disparity: np.ndarray, left: np.ndarray, cam
     return Cloud(name, disparity_to_points(d, camera), left, flying_points(d, gt))
 
 
+def border_margins(max_disp: float) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) px where no zoom window may reach: the left one as wide as the max
+    disparity (the band only the left camera sees), BORDER_PX elsewhere."""
+    return BORDER_PX, BORDER_PX, max(BORDER_PX, int(np.ceil(max_disp))), BORDER_PX
+
+
+def zoom_windows(score: np.ndarray, margins: tuple[int, int, int, int], size: tuple[int, int] = WINDOW,
+                 count: int = CROPS) -> list[tuple[int, int, int, int]]:
+    """Up to `count` windows (y, x, h, w) of `size` with the most `score` (flying points), all inside the image
+    less `margins` (top, bottom, left, right); none where the interior is smaller than a window."""
+    top, bottom, left, right = margins
+    inner = score[top : score.shape[0] - bottom, left : score.shape[1] - right]
+    if inner.shape[0] < size[0] or inner.shape[1] < size[1]:
+        return []
+    return [(y + top, x + left, h, w) for y, x, h, w in boundary_windows(inner, size, count)]
+
+
+def _marked_colors(cloud: Cloud) -> np.ndarray:
+    cols = cloud.colors.copy()
+    if cloud.flying is not None:
+        cols[cloud.flying] = FLYING_BGR
+    return cols
+
+
 def _render_window(cloud: Cloud, window: tuple[int, int, int, int], center: np.ndarray, fov: float) -> np.ndarray:
     y, x, h, w = window
     pts = cloud.points[y : y + h, x : x + w].reshape(-1, 3)
-    cols = cloud.colors[y : y + h, x : x + w].reshape(-1, 3).copy()
-    if cloud.flying is not None:
-        cols[cloud.flying[y : y + h, x : x + w].reshape(-1)] = FLYING_BGR
+    cols = _marked_colors(cloud)[y : y + h, x : x + w].reshape(-1, 3)
     return render_cloud(pts, cols, size=CROP_TILE, center=center, fov_deg=fov, splat=3, **CLOUD_VIEW)
 
 
@@ -83,37 +126,38 @@ def _center(*clouds: Cloud, window: tuple[int, int, int, int] | None = None) -> 
     return None
 
 
-def _label(name: str, n: int | None) -> str:
-    return name if n is None else f"{name}: {n} flying"
+def panel_label(name: str, figures: dict[str, Any]) -> str:
+    """The panel's text: its name, point count and density, flying points (drawn FLYING_BGR)."""
+    text = f"{name}\n{figures['points']:,} points, {figures['density']:.1f} % dense"
+    if figures["flying"] is not None:
+        text += f"\n{figures['flying']:,} flying (magenta)"
+    return text
 
 
 def compare_clouds(path: Path, left: np.ndarray, clouds: list[Cloud], camera: StereoCamera,
-                   ground_truth: Cloud | None = None) -> dict[str, Any]:
+                   ground_truth: Cloud | None = None, *, max_disp: float = 0.0, title: str = "") -> dict[str, Any]:
     """Write the comparison picture to `path`; returns its figures for summary.json.
 
     Top row: the left image (boxes: the zoomed boundaries), each cloud's side view, the ground truth's.
-    Below, one row per boundary (up to `CROPS` windows of `WINDOW` px where the clouds have the most
-    flying points): the image window and each cloud's zoomed side view.
+    Below, one row per boundary (up to `CROPS` windows of `WINDOW` px with the most flying points of all
+    clouds, outside `border_margins(max_disp)`): the image window and each cloud's zoomed side view.
     """
-    center = _center(*clouds)
-    if center is None and ground_truth is not None:
-        center = _center(ground_truth)
     everyone = clouds + ([ground_truth] if ground_truth is not None else [])
+    center = _center(*everyone)  # the first cloud with points; all views look at the same place
     score = sum((c.flying.astype(np.float32) for c in clouds if c.flying is not None),
                 start=np.zeros(left.shape[:2], np.float32))
-    windows = boundary_windows(score, WINDOW, CROPS) if left.shape[0] >= WINDOW[0] and \
-        left.shape[1] >= WINDOW[1] else []
+    windows = zoom_windows(score, border_margins(max_disp))
     scale_y, scale_x = PANEL[0] / left.shape[0], PANEL[1] / left.shape[1]
     image = cv2.resize(left, (PANEL[1], PANEL[0]), interpolation=cv2.INTER_AREA)
     for k, (y, x, h, w) in enumerate(windows, 1):
         p0, p1 = (round(x * scale_x), round(y * scale_y)), (round((x + w) * scale_x), round((y + h) * scale_y))
-        cv2.rectangle(image, p0, p1, (0, 255, 255), 2)
-        cv2.putText(image, str(k), (p0[0] + 3, p1[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 255), 2)
-    top = [viz.label(image, "left image; boxes: zoomed below")]
+        cv2.rectangle(image, p0, p1, BOX_BGR, 2)
+        cv2.putText(image, str(k), (p0[0] + 3, p1[1] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, BOX_BGR, 2)
+    top = [viz.label(image, f"{title + ': ' if title else ''}left image\nboxes: zoomed below")]
     for c in everyone:
-        pts, cols = c.points.reshape(-1, 3), c.colors.reshape(-1, 3)
-        view = render_cloud(pts, cols, size=PANEL, center=center, **CLOUD_VIEW)
-        top.append(viz.label(view, _label(c.name, c.n_flying)))
+        view = render_cloud(c.points.reshape(-1, 3), _marked_colors(c).reshape(-1, 3), size=PANEL, center=center,
+                            **CLOUD_VIEW)
+        top.append(viz.label(view, panel_label(c.name, c.figures())))
     rows = [np.concatenate(top, axis=1)]
     crops: list[dict[str, Any]] = []
     fov = window_fov(WINDOW[1], camera.fx)
@@ -123,16 +167,18 @@ def compare_clouds(path: Path, left: np.ndarray, clouds: list[Cloud], camera: St
         if wc is None:
             continue
         tile = cv2.resize(left[y : y + h, x : x + w], (CROP_TILE[1], CROP_TILE[0]), interpolation=cv2.INTER_NEAREST)
-        tiles = [viz.label(tile, f"#{k} (red: flying points)")]
-        counts: dict[str, int] = {}
+        tiles = [viz.label(tile, f"#{k}: x {x}-{x + w}, y {y}-{y + h}")]
+        counts: dict[str, dict[str, Any]] = {}
         for c in everyone:
-            n = None if c.flying is None else int(np.count_nonzero(c.flying[y : y + h, x : x + w]))
-            if n is not None:
-                counts[c.name] = n
-            tiles.append(viz.label(_render_window(c, window, wc, fov), _label(c.name, n)))
+            counts[c.name] = c.figures(window)
+            tiles.append(viz.label(_render_window(c, window, wc, fov), panel_label(c.name, counts[c.name])))
         rows.append(np.concatenate(tiles, axis=1))  # crop tiles are as wide as the panels: the rows line up
-        crops.append({"window_yxhw": [int(v) for v in window], "flying_points": counts})
-    cv2.imwrite(str(path), np.concatenate(rows, axis=0))
-    return {"frame_flying_points": {c.name: c.n_flying for c in clouds}, "crops": crops,
-            "flying_point_definition": "metrics.bleeding_map flying pixel with a point: in the 3 px depth-edge band, "
-                                       "> 1 px from the ground truth of both sides and its own"}
+        crops.append({"window_yxhw": [int(v) for v in window], "clouds": counts})
+    if not cv2.imwrite(str(path), np.concatenate(rows, axis=0)):
+        raise OSError(f"could not write {path}")
+    return {"clouds": {c.name: c.figures() for c in clouds}, "crops": crops,
+            "zoom_margins_tblr_px": list(border_margins(max_disp)),
+            "flying_point_definition": "metrics.flying_map with a point: within 3 px of a ground-truth jump over "
+                                       "2 px, > 1 px from the ground truth and from the 9x9 window's largest and "
+                                       "smallest ground truth",
+            "density": "% of the image's pixels (or the window's) with a point"}

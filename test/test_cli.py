@@ -95,3 +95,103 @@ def test_predict_writes_maps_and_pictures(tmp_path, parity_dir):
     assert disp.shape == (96, 192) and np.isfinite(disp).all()
     for name in ("disparity.png", "uncertainty.png", "mu0.npy", "pi1.npy", "prediction.json"):
         assert (out / name).is_file(), name
+
+
+# ------------------------------------------------------------------------------------ one clear line per mistake
+
+
+def _pair(tmp_path: Path) -> tuple[str, str]:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name in ("l.png", "r.png"):
+        cv2.imwrite(str(tmp_path / name), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+    return str(tmp_path / "l.png"), str(tmp_path / "r.png")
+
+
+def _predict_error(capfd, argv: list[str]) -> str:
+    rc = cli.main(["predict", *argv])
+    captured = capfd.readouterr()
+    assert rc == 2, captured
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("smd predict: error: "), captured.err
+    return lines[0]
+
+
+@pytest.fixture
+def no_debug(monkeypatch):
+    monkeypatch.delenv("SMD_DEBUG", raising=False)
+
+
+def test_a_checkpoint_that_is_not_one_is_named_in_one_line(tmp_path, capfd, no_debug):
+    left, right = _pair(tmp_path)
+    line = _predict_error(capfd, [left, right, "--checkpoint", left, "--device", "cpu"])
+    assert f"{left}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle" in line
+    assert "weights_only" not in line
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(b"PK\x03\x04" + bytes(100))  # a zip header, then nothing torch can read
+    line = _predict_error(capfd, [left, right, "--checkpoint", str(truncated), "--device", "cpu"])
+    assert f"{truncated}: not a readable PyTorch checkpoint" in line
+
+
+def test_unknown_backbone_or_output_lists_the_valid_values(tmp_path, capfd, no_debug):
+    left, right = _pair(tmp_path)
+    line = _predict_error(capfd, [left, right, "--output", "foo", "--device", "cpu"])
+    assert "output must be one of bimodal, standard, unimodal" in line and "'foo'" in line
+    line = _predict_error(capfd, [left, right, "--backbone", "foo", "--device", "cpu"])
+    assert "backbone must be one of hsmnet, light, psmnet, sgbm_guided" in line and "'foo'" in line
+    line = _predict_error(capfd, [left, right, "--output", "standard", "--device", "cpu"])  # valid, not this file's
+    assert "output='standard' was requested but the checkpoint's output is 'bimodal'" in line
+
+
+def test_an_output_too_large_for_memory_names_the_scale(tmp_path, capfd, no_debug):
+    left, right = _pair(tmp_path)
+    line = _predict_error(capfd, [left, right, "--scale", "1e9", "--device", "cpu", "--out", str(tmp_path / "o")])
+    assert "output size 64000000000x96000000000 (from scale 1e+09 of 64x96)" in line and "GiB" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_cuda_without_a_gpu_says_what_to_choose(tmp_path, capfd, no_debug):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    left, right = _pair(tmp_path)
+    line = _predict_error(capfd, [left, right, "--device", "cuda"])
+    assert "CUDA is not available" in line and "choose device cpu or auto" in line
+    assert "device_fallback" not in line  # the node's parameter; the command has none
+
+
+def test_a_missing_or_unreadable_image_is_one_line_without_opencv_warnings(tmp_path, capfd, no_debug):
+    left, right = _pair(tmp_path)
+    line = _predict_error(capfd, [str(tmp_path / "missing.png"), right, "--device", "cpu"])
+    assert line.endswith(f"image not found: {tmp_path / 'missing.png'}")
+    (tmp_path / "text.png").write_text("not an image")
+    line = _predict_error(capfd, [left, str(tmp_path / "text.png"), "--device", "cpu"])
+    assert f"cannot read image {tmp_path / 'text.png'}: not an image" in line
+
+
+def test_predict_pictures_have_colour_bars_and_uncertainty_starts_at_the_models_floor(tmp_path):
+    import cv2
+    import numpy as np
+
+    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.weights import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "guided_bimodal.pt").is_file():
+        pytest.skip("the bundled weights are not in this checkout")
+    left, right = _pair(tmp_path)
+    out = tmp_path / "out"
+    assert cli.main(["predict", left, right, "--out", str(out), "--device", "cpu"]) == 0
+    info = json.loads((out / "prediction.json").read_text())
+    assert info["uncertainty_floor_px"] == pytest.approx(uncertainty_floor(128)) == pytest.approx(1.81, abs=0.01)
+    for name in ("disparity", "uncertainty"):
+        picture = cv2.imread(str(out / f"{name}.png"))
+        assert picture.shape[0] == 64 and picture.shape[1] > 96 + 30, name  # the map, then its colour bar
+    # Pixels at the floor are the darkest colour of the uncertainty scale.
+    u = np.load(out / "uncertainty.npy")
+    picture = cv2.imread(str(out / "uncertainty.png"))[:, :96].astype(int)
+    at_floor = u <= info["uncertainty_floor_px"] + 1e-4
+    if at_floor.any():
+        assert picture[at_floor].max() < 10

@@ -157,8 +157,13 @@ def test_evaluate_oracle_is_perfect_and_writes_pictures(tiny_model, tmp_path: Pa
     assert names[0].startswith("0000_synthetic_9000_000000")
     import cv2
 
+    from smd_core.eval_report import OVERVIEW_TILE_W
+
+    # A grid, tiles at their drawn size: [left, ground truth], [disparity, error, bleeding, uncertainty]
+    # (each map OVERVIEW_TILE_W wide plus its colour bar or legend).
     overview = cv2.imread(str(tmp_path / "overview.png"))
-    assert overview is not None and overview.shape[1] == 6 * 320
+    tile_h = round(frames[0]["disp_left"].shape[0] * OVERVIEW_TILE_W / frames[0]["disp_left"].shape[1])
+    assert overview is not None and overview.shape[0] == 2 * tile_h and overview.shape[1] > 4 * OVERVIEW_TILE_W
 
 
 def test_evaluate_lower_output_scale_is_scored_at_gt_size(tiny_model) -> None:
@@ -218,6 +223,9 @@ def test_frame_pictures_plain_arrays() -> None:
                           see_radius=1, band_radius=1)
     assert pics["uncertainty"].shape[:2] == (8, pics["uncertainty"].shape[1]) and pics["uncertainty"].shape[1] > 12
     assert not (pics["bleeding"][:, :12] == (0, 0, 255)).all(-1).any()
+    # Drawn at a display width: every map resized to it, then its bar drawn at that height (legible text).
+    shown = frame_pictures(gt, gt, uncertainty=np.ones((8, 12), np.float32), width=60)
+    assert all(p.shape[0] == 40 and p.shape[1] > 60 for p in shown.values())
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -334,8 +342,13 @@ def test_model_and_baselines_side_by_side(tiny_model, tmp_path: Path) -> None:
     assert {"sgbm_disparity.png", "sgbm_fill_bleeding.png", "disparity.png", "gt.png"} <= names
     import cv2
 
-    # One overview row: left, gt, model (disparity, error, bleeding, uncertainty), 3 tiles per baseline.
-    assert cv2.imread(str(tmp_path / "overview.png")).shape[1] == 12 * 320
+    from smd_core.eval_report import OVERVIEW_TILE_W
+
+    # A grid: [left, gt], then a row per method: model (disparity, error, bleeding, uncertainty), sgbm and
+    # sgbm_fill (disparity, error, bleeding).
+    overview = cv2.imread(str(tmp_path / "overview.png"))
+    tile_h = round(frames[0]["disp_left"].shape[0] * OVERVIEW_TILE_W / frames[0]["disp_left"].shape[1])
+    assert overview.shape[0] == 4 * tile_h and 4 * OVERVIEW_TILE_W < overview.shape[1] < 6 * OVERVIEW_TILE_W
 
 
 def test_max_uncertainty_row_keeps_what_the_node_keeps(tiny_model) -> None:

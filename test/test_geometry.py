@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -66,6 +67,18 @@ def test_depth_disparity_round_trip():
     d = depth_to_disparity(z, cam, invalid=-7.0)
     assert (d[:, :3] == -7.0).all()
     np.testing.assert_allclose(d[:, 3], 80 * 0.12 / 2.0 - 1.5)
+
+
+def test_depth_too_small_for_a_float32_disparity_is_invalid_without_overflow():
+    cam = StereoCamera(fx=80.0, fy=80.0, cx=2.5, cy=1.5, baseline=0.12, width=6, height=4)
+    z = np.array([[1e-38, 1e-45, 2.0, 2e-38, 1.0, np.float32(9.6) / np.finfo(np.float32).max * 2]] * 4, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the division would raise here
+        d = depth_to_disparity(z, cam, invalid=-1.0)
+    assert (d[:, :2] == -1.0).all() and np.isfinite(d).all()
+    np.testing.assert_allclose(d[:, 2], 80 * 0.12 / 2.0)
+    assert (d[:, 3] == -1.0).all()  # 9.6 / 2e-38 > float32 max
+    assert (d[:, 5] > 1e38).all()  # just inside float32: a (huge) disparity, not invalid
 
 
 def test_planar_xyz_equals_points():

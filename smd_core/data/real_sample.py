@@ -21,8 +21,17 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from smd_core.data.io import sanitize_disparity
+from smd_core.geometry import StereoCamera
 
 NAME = "middlebury2014_motorcycle_quarter"
+
+
+def motorcycle_camera() -> StereoCamera:
+    """The rectified camera of the bundled (4x downscaled) Motorcycle pair, as scikit-image documents it:
+    f 994.978 px, principal point (311.193, 254.877) px, right principal point 31.086 px further right
+    (doffs), baseline 193.001 mm."""
+    return StereoCamera(fx=994.978, fy=994.978, cx=311.193, cy=254.877, baseline=0.193001, width=741, height=500,
+                        doffs=31.086)
 
 
 def load_motorcycle() -> dict[str, Any]:

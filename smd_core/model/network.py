@@ -10,6 +10,7 @@ Checkpoints:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from smd_core.config import OUTPUT_CHANNELS, ModelConfig, from_dict, to_dict
 from smd_core.files import atomic_write
-from smd_core.model.backbones import build_backbone
+from smd_core.model.backbones import backbone_names, build_backbone
 from smd_core.model.head import (
     FlatMaps,
     SMDHead,
@@ -142,10 +143,19 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with path.open("rb") as f:
+        head = f.read(8)
+    # torch.save writes a zip archive (or, before torch 1.6, a pickle). Anything else (an image, a text file)
+    # would reach the unpickler, whose multi-line advice about weights_only=False does not apply to it.
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle; it "
+                         f"starts with {head!r})")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/corrupt/pickled files
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+        # One line: torch's messages run over several (advice, links); the first names the problem.
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first[:200]})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a dict (state_dict or checkpoint), got {type(data).__name__}")
     return data
@@ -185,7 +195,14 @@ def infer_config(state_dict: dict[str, Tensor], *, path: str | Path = "<state_di
 
 def _check_override(path: Path, name: str, given: Any, found: Any) -> None:
     if given is not None and given != found:
-        raise ValueError(f"{path}: {name}={given!r} was requested but the checkpoint holds a {name}={found!r} model")
+        raise ValueError(f"{path}: {name}={given!r} was requested but the checkpoint's {name} is {found!r}")
+
+
+def _check_choice(name: str, value: str | None, choices: Iterable[str]) -> None:
+    """A ValueError listing the valid values when `value` (None = infer from the file) is not one of them."""
+    options = sorted(choices)
+    if value is not None and value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(options)} (or omitted: read from the file), got {value!r}")
 
 
 def load_model(
@@ -207,6 +224,9 @@ def load_model(
     sd = _state_dict_of(data, path)
     backbone = backbone.lower() if backbone else None
     output = output.lower() if output else None
+    # Checked before the file is read: a typo gets the list of valid values, not a mismatch with the file.
+    _check_choice("backbone", backbone, backbone_names())
+    _check_choice("output", output, OUTPUT_CHANNELS)
     if data.get("format") == CHECKPOINT_FORMAT:
         try:
             config = from_dict(ModelConfig, data["model_config"])

@@ -23,6 +23,11 @@ _REGISTRY = {
 }
 
 
+def backbone_names() -> tuple[str, ...]:
+    """The registered backbone names, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
 def backbone_class(name: str) -> type[nn.Module]:
     key = name.lower()
     if key not in _REGISTRY:
