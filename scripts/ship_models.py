@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from smd_core.classical import SGBMConfig
+from smd_core.eval_curve import format_edges
 from smd_core.evaluate import evaluate, load_frames
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train import list_checkpoints
@@ -28,7 +29,8 @@ from smd_ros import runtime
 
 HELD_OUT = "synthetic:9000:{n}"
 REAL = "motorcycle"  # smd_core.data.real_sample: a real Middlebury scene with ground truth
-KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density")
+KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
+BASELINES = ("bm", "sgbm", "sgbm_fill")
 NETWORK = {
     "guided": "SGBM-guided backbone (`sgbm_guided`: OpenCV SGBM, parameters stored in the checkpoint, + a "
               "5-level 2D U-Net over the left image, the filled SGBM disparity, its foreground/background "
@@ -125,25 +127,31 @@ def main() -> int:
         # SGBM beside every model (for its rows at SGBM's density); its own rows once, after the default's.
         # Pictures beside the run (never inside the package when re-shipping a bundled file).
         pictures = (Path("runs") if run.is_file() else run.parent) / f"heldout_{fam}_{label}"
-        report = evaluate(model, load_frames(frames), out_dir=pictures, images=4,
-                          baselines=("sgbm", "sgbm_fill"), sgbm=sgbm, max_uncertainty=cloud_threshold(model))
+        report = evaluate(model, load_frames(frames), out_dir=pictures, images=4, baselines=BASELINES, sgbm=sgbm,
+                          max_uncertainty=cloud_threshold(model), extra={"data": f"held-out {frames}"})
         results[label] = {"file": Path(path).name, "size_mb": Path(path).stat().st_size / 2**20, **info,
                           "summary": report["summary"],
-                          "summary_at_sgbm_density": report.get("summary_at_sgbm_density")}
+                          "summary_at_sgbm_density": report.get("summary_at_sgbm_density"),
+                          "edges": format_edges(report), "density_curve": report.get("density_curve"),
+                          "flying_breakdown": report.get("flying_breakdown")}
         add_model(rows, f"{fam} {label}", report, baselines=label == "bimodal")
         results.setdefault("baselines", report["baselines"])
     if args.previous:
         name = f"previous ({args.previous.name})"
         models[name] = load_model(args.previous)
-        report = evaluate(models[name], load_frames(frames), images=0, max_uncertainty=cloud_threshold(models[name]))
+        report = evaluate(models[name], load_frames(frames), images=0, baselines=("sgbm_fill",),
+                          max_uncertainty=cloud_threshold(models[name]))
         add_model(rows, name, report, baselines=False)
-        results["previous"] = {"file": str(args.previous), "summary": report["summary"]}
+        results["previous"] = {"file": str(args.previous), "summary": report["summary"],
+                               "edges": format_edges(report)}
     # The real scene: what carries over from the synthetic training set (nothing trains on it).
     for name, model in models.items():
-        report = evaluate(model, load_frames(REAL), images=0, baselines=("sgbm", "sgbm_fill"),
+        pictures = Path("runs") / f"real_{name.replace(' ', '_').replace('(', '').replace(')', '')}"
+        report = evaluate(model, load_frames(REAL), out_dir=pictures, images=1, baselines=BASELINES,
                           sgbm=getattr(model.stereo_network, "sgbm", SGBMConfig()),
-                          max_uncertainty=cloud_threshold(model))
+                          max_uncertainty=cloud_threshold(model), extra={"data": REAL})
         add_model(real, name, report, baselines=not real)
+        results.setdefault("real_edges", {})[name] = format_edges(report)
     for title, table in (("held-out", rows), (REAL, real)):
         print(title)
         for name, row in table.items():
@@ -164,14 +172,15 @@ def cloud_threshold(model: torch.nn.Module) -> float:
 
 
 def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool) -> None:
-    """Table rows of an `evaluate` report: the model, dense and at SGBM's density, and with `baselines` the
-    SGBM baselines (raw SGBM also on its valid pixels)."""
+    """Table rows of an `evaluate` report: the model, dense, in the node's default cloud and at BM's and SGBM's
+    density, and with `baselines` the classical ones (raw BM and SGBM also on their valid pixels)."""
     rows[name] = flat(report["summary"])
     if "summary_below_max_uncertainty" in report:
-        key = f"{name} (max_uncertainty {report['max_uncertainty']:.1f} px)"
+        key = f"{name} (node's cloud: max_uncertainty {report['max_uncertainty']:.1f} px)"
         rows[key] = flat(report["summary_below_max_uncertainty"])
-    if "summary_at_sgbm_density" in report:
-        rows[f"{name} (at SGBM's density)"] = flat(report["summary_at_sgbm_density"])
+    for sparse in ("bm", "sgbm"):
+        if f"summary_at_{sparse}_density" in report:
+            rows[f"{name} (at {sparse.upper()}'s density)"] = flat(report[f"summary_at_{sparse}_density"])
     if not baselines:
         return
     for baseline, base in report.get("baselines", {}).items():
@@ -235,23 +244,34 @@ after the second, where the script has them, train the bimodal default alone on 
 {recipe_steps(results["bimodal"]["stages"])}; the standard head:
 {recipe_steps(results["standard"]["stages"])}.
 
-**Held-out metrics** (`smd eval --checkpoint smd_core/weights/{fam}_bimodal.pt --baseline sgbm,sgbm_fill
---data {HELD_OUT.format(n=frames)}`; EPE and SEE in px, bad-x, bleeding and density in %, time per 640x480
-frame in s on this machine's shared CPU; SGBM's holes count as errors except in its "valid pixels" row; "at
-SGBM's density": a model on its least uncertain pixels, as many per frame as SGBM matched; "max_uncertainty X
-px": on the pixels the node keeps in its cloud by default, `max_uncertainty` -1, i.e. X px for this model):
+**Held-out metrics** (`smd eval --checkpoint smd_core/weights/{fam}_bimodal.pt --baseline bm,sgbm,sgbm_fill
+--data {HELD_OUT.format(n=frames)}`; EPE and SEE in px, bad-x, bleeding, flying and density in %, time per
+640x480 frame in s on this machine's shared CPU; flying: among a method's points within 3 px of ground-truth
+jumps over 2 px, the share more than 1 px from the ground truth and from both sides of the jump
+(`metrics.flying_map`); BM is `stereo_image_proc`'s default matcher; BM's and SGBM's holes count as errors
+except in their "valid pixels" rows; "at BM's / SGBM's density": a model on its least uncertain pixels, as
+many per frame as that matcher matched; "node's cloud": the pixels the node keeps by default,
+`max_uncertainty` -1, i.e. X px for this model, a point on the curve below):
 
 {markdown_table(rows)}
 
 Bimodal vs standard head: SEE x{b['see'] / s['see']:.2f}, bleeding rate x{b['bleeding'] / s['bleeding']:.2f}.
 
-**A real scene** (`smd eval --data motorcycle --baseline sgbm,sgbm_fill`: Middlebury 2014 Motorcycle at
+```
+{results["bimodal"]["edges"]}
+```
+
+**A real scene** (`smd eval --data motorcycle --baseline bm,sgbm,sgbm_fill`: Middlebury 2014 Motorcycle at
 741x500, bundled with scikit-image; real noise, lighting, wheels with spokes, a chair's lattice; nothing
-trains on it):
+trains on it, nothing is chosen by it):
 
 {markdown_table(real)}
 
 Bimodal vs standard head: SEE x{rb['see'] / rs['see']:.2f}, bleeding rate x{rb['bleeding'] / rs['bleeding']:.2f}.
+
+```
+{results["real_edges"][f"{fam} bimodal"]}
+```
 
 **Limits.** Trained on synthetic scenes only; SGBM's matches carry over to real cameras, the network's
 refinement may not everywhere: fine-tune on your own recordings (README, "Fine-tuning on your recordings").
