@@ -254,6 +254,13 @@ def test_write_dataset_and_cli(tmp_path) -> None:
     assert len(frames) == 3 and np.array_equal(frames[2]["disp_left"], ref.disp_left)
     with pytest.raises(ValueError):
         write_dataset(tmp_path / "bad", 0)
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        write_dataset(tmp_path / "bad", 1, jobs=0)
+    # Worker processes write the very same files and list.
+    two = write_dataset(tmp_path / "jobs", 3, seed=2, height=40, width=56, max_disparity=10, progress=False,
+                        preview=0, jobs=2)
+    assert two.read_text() == list_path.read_text()
+    assert np.array_equal(np.load(tmp_path / "jobs" / "disp_right" / "000002.npy"), ref.disp_right)
 
     parser = argparse.ArgumentParser()
     synthetic.add_arguments(parser)

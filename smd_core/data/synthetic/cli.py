@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-photometric", action="store_true", help="identical camera responses in both views")
     parser.add_argument("--list-name", default="train.txt", help="name of the list file written in --out")
     parser.add_argument("--preview", type=int, default=4, help="frames in preview.png (0: none)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes rendering scenes (same files whatever the number)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         max_disparity=args.max_disparity, min_disparity=args.min_disparity, textures=tuple(args.textures),
         shapes=tuple(args.shapes),
         photometric=not args.no_photometric, list_name=args.list_name, preview=args.preview,
+        jobs=args.jobs,
     )
     print(f"wrote {args.num} pairs; list file: {path}")
     return 0

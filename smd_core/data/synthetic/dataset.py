@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import multiprocessing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,37 +87,36 @@ def write_dataset(
     list_name: str = "train.txt",
     progress: bool = True,
     preview: int = 4,
+    jobs: int = 1,
     **render_options: Any,
 ) -> Path:
     """Write `num` scenes as left/, right/ PNG, disp_left/, disp_right/ NPY (float32 px) and a list file.
 
     List lines are `left/000000.png right/000000.png disp_left/000000.npy disp_right/000000.npy`
     (relative to `out_dir`), the format `kind: list` datasets read. Scene i equals
-    `render_scene((seed, i), ...)`. With `preview` > 0 a contact sheet of the first frames is written
-    to `preview.png`. Returns the list file's path.
+    `render_scene((seed, i), ...)`, whatever `jobs` (worker processes). With `preview` > 0 a contact sheet of
+    the first frames is written to `preview.png`. Returns the list file's path.
     """
     from tqdm import tqdm
 
     if num <= 0:
         raise ValueError(f"num must be > 0, got {num}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir)
     for sub in ("left", "right", "disp_left", "disp_right"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     dataset = SyntheticDataset(num, seed=seed, height=height, width=width, max_disparity=max_disparity,
                                render_options=render_options)
-    lines: list[str] = []
+    write = functools.partial(_write_scene, dataset, out)
     sheet: list[np.ndarray] = []
-    for i in tqdm(range(num), desc="synth", unit="pair", disable=not progress):
-        f = dataset.frame(i)
-        name = f"{i:06d}"
-        for key, ext in (("left", "png"), ("right", "png")):
-            if not cv2.imwrite(str(out / key / f"{name}.{ext}"), f[key]):
-                raise OSError(f"could not write {out / key / f'{name}.{ext}'}")
-        np.save(out / "disp_left" / f"{name}.npy", f["disp_left"])
-        np.save(out / "disp_right" / f"{name}.npy", f["disp_right"])
-        lines.append(f"left/{name}.png right/{name}.png disp_left/{name}.npy disp_right/{name}.npy")
-        if i < preview:
-            sheet.extend(_preview_tiles(f, max_disparity))
+    # Scenes are independent: worker processes write identical files, each scene rendered from its own seed.
+    with multiprocessing.get_context("spawn").Pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:
+        names = pool.imap(write, range(num)) if pool is not None else map(write, range(num))
+        lines = [f"left/{n}.png right/{n}.png disp_left/{n}.npy disp_right/{n}.npy"
+                 for n in tqdm(names, total=num, desc="synth", unit="pair", disable=not progress)]
+    for i in range(min(preview, num)):
+        sheet.extend(_preview_tiles(dataset.frame(i), max_disparity))
     list_path = out / list_name
     list_path.write_text("\n".join(lines) + "\n")
     if sheet:
@@ -122,6 +124,18 @@ def write_dataset(
 
         cv2.imwrite(str(out / "preview.png"), viz.contact_sheet(sheet, cols=4))
     return list_path
+
+
+def _write_scene(dataset: SyntheticDataset, out: Path, index: int) -> str:
+    """Render scene `index` of `dataset` into `out`'s subfolders; returns its file stem."""
+    f = dataset.frame(index)
+    name = f"{index:06d}"
+    for key in ("left", "right"):
+        if not cv2.imwrite(str(out / key / f"{name}.png"), f[key]):
+            raise OSError(f"could not write {out / key / f'{name}.png'}")
+    np.save(out / "disp_left" / f"{name}.npy", f["disp_left"])
+    np.save(out / "disp_right" / f"{name}.npy", f["disp_right"])
+    return name
 
 
 def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.ndarray]:

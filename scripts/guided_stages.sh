@@ -1,0 +1,25 @@
+# Sourced by scripts/train_guided.sh (CPU) and scripts/train_gpu.sh (one CUDA GPU): the configs and the later
+# stages of the bundled SGBM-guided models, one definition for both recipes.
+# shellcheck disable=SC2034  # read by the scripts that source this file
+declare -A CONFIG=([guided_synthetic]=configs/guided_synthetic.yaml
+                   [guided_synthetic_standard]=configs/guided_synthetic_standard.yaml)
+# The default (bimodal) model then trains on alone: stage 3 bounds its second mode to the alternative
+# anchor and adds the selection loss (its head's last layer starts afresh); stage 4 adds the hidden layer of
+# the full-resolution branch (new tensors start fresh, init_strict=false) and narrows the second mode to 1 px of
+# its anchor (wider offsets measured worse: they moved correct anchors off the surface); stage 5 teaches the
+# selection only where exactly one mode is right ("closer" also taught it to pick a third surface's value
+# where both were wrong: flying pixels). Stage "costs" adds the full-resolution matching costs at -3..3 px
+# around both anchors (model.backbone_options.cost_offsets; the first layers are widened with zeros, so it
+# starts exactly where stage 5 ended).
+BIMODAL_STAGES=(
+  "stage3 8000 init_skip=[mlp.conv2] model.anchor_range=4 selection_weight=1.0 optim.lr=5e-4"
+  "stage4 5000 init_strict=false model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 optim.lr=5e-4 seed=2"
+  "stage5 2500 model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 selection_target=right optim.lr=3e-4 optim.warmup_steps=50 seed=3"
+  "costs 10000 init_strict=false model.backbone_options.full_res_width=16 model.backbone_options.cost_offsets=3 model.anchor_range=1 selection_weight=1.0 selection_target=right optim.lr=3e-4 optim.warmup_steps=100 seed=4"
+)
+# The standard (L1) head gets the same architecture change (the full-resolution branch's hidden layer) and
+# 8000 more steps, so that the two heads compare with like budgets (15,500 vs 8,000 steps after stage 2; the
+# selection loss and anchor_range have no meaning for one mode).
+STANDARD_STAGES=(
+  "stage3 8000 init_strict=false model.backbone_options.full_res_width=16 optim.lr=5e-4 seed=2"
+)
