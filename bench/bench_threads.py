@@ -50,7 +50,7 @@ threads, repeats, h, w, ckpt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[
 torch.set_num_threads(threads)
 model = smd_core.load_model(ckpt, device="cpu")
 # The node's cpu_precision rule.
-bf16 = cpu_bfloat16(sys.argv[6], model.config.backbone, cpu_has_bfloat16())
+bf16 = cpu_bfloat16(sys.argv[6], model.deployment.cpu_bfloat16, cpu_has_bfloat16())
 pred = smd_core.Predictor(model, device="cpu", autocast_dtype=torch.bfloat16 if bf16 else None)
 rng = np.random.default_rng(0)
 left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)

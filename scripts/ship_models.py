@@ -25,7 +25,6 @@ from smd_core.evaluate import evaluate, load_frames
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
-from smd_ros import runtime
 
 HELD_OUT = "synthetic:9000:{n}"
 REAL = "motorcycle"  # smd_core.data.real_sample: a real Middlebury scene with ground truth
@@ -164,11 +163,9 @@ def main() -> int:
 
 
 def cloud_threshold(model: torch.nn.Module) -> float:
-    """The threshold of the node's default cloud for this model (`max_uncertainty` -1, the node's own rule);
-    0, no extra row, for a standard head, which has no uncertainty to leave points out by."""
-    if model.config.output == "standard":
-        return 0.0
-    return runtime.cloud_max_uncertainty(-1.0, model.config.backbone, model.config.max_disp, 1.0)
+    """The threshold of the node's default cloud for this model (`max_uncertainty` -1: its checkpoint's
+    `Deployment.cloud_max_uncertainty`); 0, no extra row, where it keeps every point (a standard head)."""
+    return model.deployment.cloud_max_uncertainty
 
 
 def add_model(rows: dict[str, dict], name: str, report: dict, *, baselines: bool) -> None:

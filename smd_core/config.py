@@ -61,6 +61,33 @@ class ModelConfig:
         return OUTPUT_CHANNELS[self.output]
 
 
+@dataclasses.dataclass
+class Deployment:
+    """How a model is deployed, stored in its checkpoint (`network.deployment_for` gives the measured defaults
+    for files without it): read by the Predictor's users (the node, pseudo-labels), never derived from a
+    backbone's name outside smd_core.
+
+    cloud_max_uncertainty: the node's default cloud keeps points whose uncertainty is at most this (px of the
+        network input, times the output scale at run time); 0 keeps every point.
+    cpu_bfloat16: bfloat16 autocast on a CPU with native support is safe for this model (the node's
+        `cpu_precision` auto).
+    pseudo_max_uncertainty: the default pseudo-label threshold (px of the network input); 0: the model has no
+        uncertainty to select labels by.
+    """
+
+    cloud_max_uncertainty: float = 0.0
+    cpu_bfloat16: bool = False
+    pseudo_max_uncertainty: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.cloud_max_uncertainty = float(self.cloud_max_uncertainty)
+        self.pseudo_max_uncertainty = float(self.pseudo_max_uncertainty)
+        self.cpu_bfloat16 = bool(self.cpu_bfloat16)
+        if not (self.cloud_max_uncertainty >= 0 and self.pseudo_max_uncertainty >= 0):
+            raise ValueError(f"deployment thresholds must be >= 0 px, got cloud {self.cloud_max_uncertainty} and "
+                             f"pseudo-labels {self.pseudo_max_uncertainty}")
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass (possibly nested) -> plain dict/list/scalars, safe for YAML and `weights_only` loads."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

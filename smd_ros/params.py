@@ -64,10 +64,9 @@ class NodeConfig:
     half_precision: bool = _p(False, "Run the network in float16 autocast (CUDA only; ignored with a warning on "
                               "the CPU).", RELOAD)
     cpu_precision: str = _p("auto", "Precision of the network on the CPU: float32 (exact); bfloat16 (autocast, on CPUs "
-                            "with native bfloat16: AVX512-BF16, AMX; float32 elsewhere); auto: bfloat16 for "
-                            "sgbm_guided models, where it was measured within a few hundredths of a pixel and "
-                            "faster (bench/bench_model.py --bf16), float32 for the others (the published models' "
-                            "1024-wide heads move by up to pixels in bfloat16).", RELOAD,
+                            "with native bfloat16: AVX512-BF16, AMX; float32 elsewhere); auto: what the checkpoint "
+                            "says is safe for its model (bfloat16 for the bundled models, float32 for the published "
+                            "ones, whose wide heads move by pixels in bfloat16).", RELOAD,
                             choices=("auto", "float32", "bfloat16"))
     uncertainty_kind: str = _p("peak", "What the uncertainty output (and max_uncertainty) measures, in output px: "
                                "peak: sqrt(2) b / pi of the selected Laplacian mode, its standard deviation where it "
@@ -93,10 +92,10 @@ class NodeConfig:
                                "Outputs keep the images' grid. 0: no limit.", LIVE, lo=0, hi=100_000_000)
     # Validity: live.
     max_uncertainty: float = _p(-1.0, "Pixels whose uncertainty (output px, see uncertainty_kind) exceeds this are "
-                                "left out of the cloud (and the depth). -1: auto, for sgbm_guided models twice the "
-                                "model's floor (sqrt(2) x 0.01 x max_disp, in output px: 3.6 for the bundled model), "
-                                "which keeps about as many points as stereo_image_proc's SGBM with fewer flying ones "
-                                "(MODEL_CARD.md), for the others every point; 0: keep every point.", LIVE,
+                                "left out of the cloud (and the depth). -1: auto, the checkpoint's own threshold times "
+                                "the output scale (for the bundled models twice their uncertainty floor, about "
+                                "stereo_image_proc SGBM's density; every point for the published models); 0: keep "
+                                "every point.", LIVE,
                                 lo=-1.0, hi=1000.0)
     mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty invalid in the "
                                              "published disparity.", LIVE)

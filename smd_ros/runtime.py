@@ -50,26 +50,21 @@ def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> str:
     return "OpenMP wait policy: " + ", ".join(f"{k}={v}" for k, v in WAIT_POLICY_ENV.items()) + " (smd_ros default)"
 
 
-def cpu_bfloat16(precision: str, backbone: str, supported: bool) -> bool:
+def cpu_bfloat16(precision: str, model_safe: bool, supported: bool) -> bool:
     """Whether the node runs the network in bfloat16 on the CPU (the `cpu_precision` parameter): never without
-    native support; `auto` only for sgbm_guided models (measured safe there, not for the published heads)."""
+    native support; `auto` where the model's checkpoint says it is safe (`Deployment.cpu_bfloat16`)."""
     if precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"cpu_precision must be auto, float32 or bfloat16, got {precision!r}")
-    return supported and (precision == "bfloat16" or (precision == "auto" and backbone == "sgbm_guided"))
+    return supported and (precision == "bfloat16" or (precision == "auto" and model_safe))
 
 
-def cloud_max_uncertainty(value: float, backbone: str, max_disp: float, disparity_scale: float) -> float:
+def cloud_max_uncertainty(value: float, model_default: float, disparity_scale: float) -> float:
     """The cloud's uncertainty threshold (output px; 0 = keep every point) for the `max_uncertainty` parameter:
-    `value` when >= 0; -1 (auto): `smd_core.model.mixture.cloud_max_uncertainty` for sgbm_guided models, where
-    it was measured (MODEL_CARD.md), and 0 for the others (the published models' uncertainty on images unlike
-    their training data can exceed it everywhere, which would empty the cloud)."""
+    `value` when >= 0; -1 (auto): the model's own `Deployment.cloud_max_uncertainty` (network px) times
+    `disparity_scale` (output px per network px)."""
     if value >= 0:
         return float(value)
-    if backbone != "sgbm_guided":
-        return 0.0
-    from smd_core.model.mixture import cloud_max_uncertainty as floor_multiple
-
-    return floor_multiple(max_disp, disparity_scale)
+    return float(model_default) * float(disparity_scale)
 
 
 def default_threads() -> int:

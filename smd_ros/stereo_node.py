@@ -164,7 +164,7 @@ class StereoNode(Node):
         cfg = self.config
         self._threads = cfg.threads or runtime.default_threads()
         torch.set_num_threads(self._threads)
-        cv2.setNumThreads(self._threads)  # OpenCV's SGBM (sgbm_guided backbone) shares the same cores
+        cv2.setNumThreads(self._threads)  # OpenCV (SGBM in the guided models) shares the same cores
         log.info(OPENMP_STATUS)
         device, warning = resolve_device(cfg.device, fallback=cfg.device_fallback)
         if warning:
@@ -183,7 +183,7 @@ class StereoNode(Node):
             else:
                 log.warning("half_precision is ignored on the CPU")
         elif torch.device(device).type == "cpu" and runtime.cpu_bfloat16(
-                cfg.cpu_precision, model.config.backbone, smd_core.cpu_has_bfloat16()):
+                cfg.cpu_precision, model.deployment.cpu_bfloat16, smd_core.cpu_has_bfloat16()):
             autocast = torch.bfloat16
         predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast,
                                        uncertainty_kind=cfg.uncertainty_kind)
@@ -343,8 +343,8 @@ class StereoNode(Node):
         pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=scale)
         t2 = time.monotonic()
         min_depth, max_depth = cfg.depth_range
-        max_uncertainty = runtime.cloud_max_uncertainty(cfg.max_uncertainty, self.predictor.model.config.backbone,
-                                                        self.model_max_disp, pred.disparity_scale)
+        max_uncertainty = runtime.cloud_max_uncertainty(
+            cfg.max_uncertainty, self.predictor.model.deployment.cloud_max_uncertainty, pred.disparity_scale)
         header = frame.left.header
         out = messages.stereo_outputs(
             header, pred.disparity, pred.uncertainty, camera,

@@ -30,12 +30,12 @@ class Oracle:
     Recognises the mirrored call (flip(right), flip(left)) that pseudo-labelling makes for the right view.
     """
 
-    def __init__(self, frames, uncertainty, max_disp=50):
+    def __init__(self, frames, uncertainty, auto_threshold=0.78):
         self.frames = frames
         self.uncertainty = uncertainty
         self.calls = 0
-        # The auto threshold reads the range (max_disp 50: 1.1 x sqrt(2) x 0.01 x 50 = 0.78 px).
-        self.model = types.SimpleNamespace(config=types.SimpleNamespace(max_disp=max_disp))
+        # The auto threshold is the model's own (a max_disp-50 mixture model's: 1.1 x sqrt(2) x 0.01 x 50 px).
+        self.model = types.SimpleNamespace(deployment=types.SimpleNamespace(pseudo_max_uncertainty=auto_threshold))
 
     def predict(self, left, right):
         self.calls += 1
@@ -140,7 +140,6 @@ def test_auto_threshold_with_the_bundled_model_keeps_accurate_pixels():
     from smd_core import Predictor, load_model
     from smd_core.model.mixture import uncertainty_floor
     from smd_core.weights import default_checkpoint
-    from smd_ros.bags.pseudo import PSEUDO_AUTO_FACTOR, auto_max_uncertainty
 
     try:
         ckpt = default_checkpoint()
@@ -148,11 +147,11 @@ def test_auto_threshold_with_the_bundled_model_keeps_accurate_pixels():
         pytest.skip("the bundled weights are not in this checkout")
     predictor = Predictor(load_model(ckpt, device="cpu"), device="cpu")
     max_disp = predictor.model.config.max_disp
-    assert auto_max_uncertainty(max_disp) == pytest.approx(PSEUDO_AUTO_FACTOR * uncertainty_floor(max_disp))
+    auto = predictor.model.deployment.pseudo_max_uncertainty
+    assert auto == pytest.approx(1.1 * uncertainty_floor(max_disp))  # a sharp mode with over 90 % of the weight
     assert Bag2DatasetOptions().pseudo_max_uncertainty == 0.0
     f = render_scene(5, height=480, width=640, max_disparity=40.0)
-    label = pseudo_label(predictor, f.left, f.right, max_uncertainty=auto_max_uncertainty(max_disp),
-                         lr_tolerance=1.0)
+    label = pseudo_label(predictor, f.left, f.right, max_uncertainty=auto, lr_tolerance=1.0)
     assert float(label.uncertainty.min()) >= uncertainty_floor(max_disp) * 0.999
     assert not pseudo_label(predictor, f.left, f.right, max_uncertainty=1.0, lr_tolerance=1.0).confident.any()
     kept = label.confident & (f.disp_left > 0)

@@ -231,3 +231,32 @@ def test_predictor_on_cuda_matches_cpu(tiny):
     assert np.abs(cpu.disparity - gpu.disparity).max() < 0.01
     half = Predictor(model, device="cuda", autocast_dtype=torch.float16).predict(left, right)
     assert np.isfinite(half.disparity).all()
+
+
+def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) -> None:
+    from smd_core.config import Deployment
+    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.model.network import deployment_for
+
+    guided = ModelConfig(backbone="sgbm_guided", output="bimodal", max_disp=128, head_widths=(8,),
+                         backbone_options={"widths": [8, 8], "features": [4, 4, 4]})
+    auto = deployment_for(guided)
+    assert auto.cloud_max_uncertainty == pytest.approx(2 * uncertainty_floor(128)) and auto.cpu_bfloat16
+    assert auto.pseudo_max_uncertainty == pytest.approx(1.1 * uncertainty_floor(128))
+    published = deployment_for(ModelConfig(backbone="psmnet", output="bimodal", max_disp=256))
+    assert published == Deployment(0.0, False, 1.1 * uncertainty_floor(256))
+    l1 = deployment_for(ModelConfig(backbone="sgbm_guided", output="standard", max_disp=128))
+    assert l1.pseudo_max_uncertainty == 0 == l1.cloud_max_uncertainty
+    # What a checkpoint stores is what loads, whatever the rule says.
+    own = Deployment(cloud_max_uncertainty=5.0, cpu_bfloat16=False, pseudo_max_uncertainty=2.0)
+    path = save_checkpoint(tmp_path / "m.pth", SMDNet(guided, own))
+    assert load_model(path).deployment == own
+    # A file written before deployments existed gets the rule's values.
+    data = torch.load(path, weights_only=True)
+    del data["deployment"]
+    torch.save(data, tmp_path / "old.pth")
+    assert load_model(tmp_path / "old.pth").deployment == auto
+    data["deployment"] = {"cloud_max_uncertainty": -1.0}
+    torch.save(data, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="bad.pth: invalid deployment: deployment thresholds must be >= 0"):
+        load_model(tmp_path / "bad.pth")

@@ -53,30 +53,26 @@ def test_levels_are_diagnostic_msgs_values():
 # ------------------------------------------------------------------------------------------------ runtime
 
 
-def test_cloud_max_uncertainty_auto_only_for_measured_models():
-    from smd_core.model.mixture import cloud_max_uncertainty
-
-    # auto (-1): twice the floor sqrt(2) * 0.01 * max_disp for sgbm_guided, in output px (x the output scale).
-    assert runtime.cloud_max_uncertainty(-1.0, "sgbm_guided", 128, 1.0) == pytest.approx(2 * 2 ** 0.5 * 1.28)
-    assert runtime.cloud_max_uncertainty(-1.0, "sgbm_guided", 128, 2.0) == pytest.approx(
-        cloud_max_uncertainty(128, 2.0)) == pytest.approx(4 * 2 ** 0.5 * 1.28)
-    assert runtime.cloud_max_uncertainty(-1.0, "psmnet", 256, 1.0) == 0.0  # published models: every point
-    assert runtime.cloud_max_uncertainty(0.0, "sgbm_guided", 128, 1.0) == 0.0
-    assert runtime.cloud_max_uncertainty(2.5, "psmnet", 256, 1.0) == 2.5
+def test_cloud_max_uncertainty_auto_is_the_models_own_in_output_px():
+    # auto (-1): the checkpoint's Deployment.cloud_max_uncertainty (network px) times the output scale.
+    assert runtime.cloud_max_uncertainty(-1.0, 3.62, 1.0) == pytest.approx(3.62)
+    assert runtime.cloud_max_uncertainty(-1.0, 3.62, 2.0) == pytest.approx(7.24)
+    assert runtime.cloud_max_uncertainty(-1.0, 0.0, 2.0) == 0.0  # a model that keeps every point
+    assert runtime.cloud_max_uncertainty(0.0, 3.62, 1.0) == 0.0
+    assert runtime.cloud_max_uncertainty(2.5, 0.0, 1.0) == 2.5
 
 
-@pytest.mark.parametrize(("precision", "backbone", "supported", "expected"), [
-    ("auto", "sgbm_guided", True, True), ("auto", "psmnet", True, False), ("auto", "sgbm_guided", False, False),
-    ("bfloat16", "hsmnet", True, True), ("bfloat16", "sgbm_guided", False, False),
-    ("float32", "sgbm_guided", True, False),
+@pytest.mark.parametrize(("precision", "model_safe", "supported", "expected"), [
+    ("auto", True, True, True), ("auto", False, True, False), ("auto", True, False, False),
+    ("bfloat16", False, True, True), ("bfloat16", True, False, False), ("float32", True, True, False),
 ])
-def test_cpu_precision_choice(precision, backbone, supported, expected):
-    assert runtime.cpu_bfloat16(precision, backbone, supported) is expected
+def test_cpu_precision_choice(precision, model_safe, supported, expected):
+    assert runtime.cpu_bfloat16(precision, model_safe, supported) is expected
 
 
 def test_cpu_precision_rejects_unknown_values():
     with pytest.raises(ValueError, match="'half'"):
-        runtime.cpu_bfloat16("half", "sgbm_guided", True)
+        runtime.cpu_bfloat16("half", True, True)
 
 
 def test_openmp_defaults_leave_a_user_choice_alone():

@@ -410,14 +410,14 @@ def test_compressed_image_transport(ros_env, tmp_path, frame, stereo):
 
 
 def test_bundled_model_cloud_keeps_confident_points(ros_env, tmp_path):
-    """The bundled (sgbm_guided) model with max_uncertainty at its default, auto: the cloud holds exactly the
-    pixels whose uncertainty is at most twice the model's floor; the disparity stays dense."""
+    """The bundled model with max_uncertainty at its default, auto: the cloud holds exactly the pixels whose
+    uncertainty is at most the checkpoint's own threshold; the disparity stays dense."""
+    from smd_core import load_model
     from smd_core.data.synthetic import render_scene
-    from smd_core.model.mixture import cloud_max_uncertainty
     from smd_core.weights import default_checkpoint
 
     try:
-        default_checkpoint()
+        threshold = load_model(default_checkpoint()).deployment.cloud_max_uncertainty
     except FileNotFoundError:
         pytest.skip("the bundled weights are not in this checkout")
     h, w = 96, 128
@@ -439,7 +439,8 @@ def test_bundled_model_cloud_keeps_confident_points(ros_env, tmp_path):
     assert (disp > 0).mean() > 0.99  # dense disparity
     pts = organized_points(out["points2"])
     in_cloud = np.isfinite(pts["z"])
-    want = (disp > 0) & (unc <= cloud_max_uncertainty(128))
+    assert threshold > 0
+    want = (disp > 0) & (unc <= threshold)
     np.testing.assert_array_equal(in_cloud, want)
     assert 0.3 < in_cloud.mean() < 1.0, in_cloud.mean()
 

@@ -210,15 +210,11 @@ def uncertainty_floor(max_disp: float) -> float:
     return math.sqrt(2.0) * SIGMA_EPS * float(max_disp)
 
 
-# The node's default cloud threshold (`max_uncertainty` -1): this times the floor, chosen to keep about as many
-# points as SGBM does (the model card's "the node's cloud" rows).
+# Deployment defaults (`network.deployment_for`): the node's cloud threshold is this times the floor, chosen to
+# keep about as many points as SGBM does (the model card's "node's cloud" rows); pseudo-labels keep a mode at
+# the floor only with pi >= 1 / PSEUDO_FLOOR_FACTOR, where the model has all but settled which surface it sees.
 CLOUD_FLOOR_FACTOR = 2.0
-
-
-def cloud_max_uncertainty(max_disp: float, disparity_scale: float = 1.0) -> float:
-    """The default uncertainty threshold of the node's cloud, in output px: CLOUD_FLOOR_FACTOR x the floor of a
-    model of range `max_disp` (network px), times `disparity_scale` (output px per network px)."""
-    return CLOUD_FLOOR_FACTOR * uncertainty_floor(max_disp) * float(disparity_scale)
+PSEUDO_FLOOR_FACTOR = 1.1
 
 
 def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Tensor:

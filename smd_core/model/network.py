@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smd_core.config import OUTPUT_CHANNELS, ModelConfig, from_dict, to_dict
+from smd_core.config import OUTPUT_CHANNELS, Deployment, ModelConfig, from_dict, to_dict
 from smd_core.files import atomic_write
 from smd_core.model.backbones import backbone_names, build_backbone
 from smd_core.model.head import (
@@ -31,7 +31,13 @@ from smd_core.model.head import (
     normalize_coords,
     normalize_points,
 )
-from smd_core.model.mixture import Prediction, activate
+from smd_core.model.mixture import (
+    CLOUD_FLOOR_FACTOR,
+    PSEUDO_FLOOR_FACTOR,
+    Prediction,
+    activate,
+    uncertainty_floor,
+)
 
 CHECKPOINT_FORMAT = "smd_ros"
 CHECKPOINT_VERSION = 1
@@ -39,12 +45,27 @@ CHECKPOINT_VERSION = 1
 _PUBLISHED_WIDTH = {"psmnet": (32, 4), "hsmnet": (352, 16)}  # C = base + max_disp / div
 
 
-class SMDNet(nn.Module):
-    """Backbone (`stereo_network`) + SMD head (`mlp`), the published state-dict layout."""
+def deployment_for(config: ModelConfig) -> Deployment:
+    """The measured deployment defaults of a model (MODEL_CARD.md), written into a checkpoint when it is shipped
+    and used for files without one: for SGBM-guided mixture models a cloud threshold of CLOUD_FLOOR_FACTOR x
+    their uncertainty floor (about SGBM's density) and bfloat16 on the CPU; the published models keep every
+    point (their uncertainty on images unlike their training data can exceed any such threshold everywhere)
+    in float32; every mixture head a pseudo-label threshold of PSEUDO_FLOOR_FACTOR x its floor."""
+    mixture = config.output != "standard"
+    guided = config.backbone == "sgbm_guided"
+    floor = uncertainty_floor(config.max_disp)
+    return Deployment(cloud_max_uncertainty=CLOUD_FLOOR_FACTOR * floor if guided and mixture else 0.0,
+                      cpu_bfloat16=guided, pseudo_max_uncertainty=PSEUDO_FLOOR_FACTOR * floor if mixture else 0.0)
 
-    def __init__(self, config: ModelConfig) -> None:
+
+class SMDNet(nn.Module):
+    """Backbone (`stereo_network`) + SMD head (`mlp`), the published state-dict layout; `deployment` says how
+    the model is run (stored in its checkpoints)."""
+
+    def __init__(self, config: ModelConfig, deployment: Deployment | None = None) -> None:
         super().__init__()
         self.config = config
+        self.deployment = deployment or deployment_for(config)
         self.stereo_network = build_backbone(config.backbone, max_disp=config.max_disp, **config.backbone_options)
         c = int(self.stereo_network.feature_channels)
         self.mlp = SMDHead(c, config.head_widths, config.out_channels)
@@ -132,6 +153,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model_config": to_dict(net.config),
+        "deployment": to_dict(net.deployment),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         **extra,
     }
@@ -245,7 +267,13 @@ def load_model(
         _check_override(path, "backbone", backbone, config.backbone)
         _check_override(path, "output", output, config.output)
         _check_override(path, "max_disp", max_disp, config.max_disp)
-    model = SMDNet(config)
+    deployment = None
+    if data.get("deployment") is not None:
+        try:
+            deployment = from_dict(Deployment, data["deployment"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: invalid deployment: {exc}") from exc
+    model = SMDNet(config, deployment)
     load_state_dict_checked(model, sd, path=path)
     return model.to(torch.device(device)).eval()
 

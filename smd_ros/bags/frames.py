@@ -115,11 +115,9 @@ class FrameWriter:
         self.calib = calib
         self.predictor = predictor
         self.pseudo_max_uncertainty = options.pseudo_max_uncertainty
-        # 0: auto, from the model's range (no predictor when every frame is already on disk).
+        # 0: auto, the model's own threshold (no predictor when every frame is already on disk).
         if options.pseudo_labels and not self.pseudo_max_uncertainty and predictor is not None:
-            from smd_ros.bags.pseudo import auto_max_uncertainty
-
-            self.pseudo_max_uncertainty = auto_max_uncertainty(predictor.model.config.max_disp)
+            self.pseudo_max_uncertainty = predictor.model.deployment.pseudo_max_uncertainty
         self.maps = None
         if options.rectify:
             if not (calib.left.full_frame and calib.right.full_frame):

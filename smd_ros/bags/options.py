@@ -22,7 +22,7 @@ class Bag2DatasetOptions:
     disparity: str | None = None
     # Checkpoint for pseudo-labels when the recording has no ground truth.
     pseudo_labels: str | None = None
-    # px, the Predictor's uncertainty; 0: auto, PSEUDO_AUTO_FACTOR x the model's floor (`pseudo.auto_max_uncertainty`).
+    # px, the Predictor's uncertainty; 0: auto, the model's own (`Deployment.pseudo_max_uncertainty`).
     pseudo_max_uncertainty: float = 0.0
     pseudo_lr_tolerance: float = 1.0  # px, left-right consistency
     device: str = "cpu"

@@ -1,10 +1,11 @@
 """Pseudo-labels for recordings without ground truth: confident, left-right consistent model predictions.
 
 A pixel keeps the model's disparity only if (1) the model is sure of it (the Predictor's uncertainty, by
-default sqrt(2) b / pi of the selected mode, is below `max_uncertainty` px; `auto_max_uncertainty`: a sharp
-mode holding over 90 % of the weight) and (2) the right view agrees: the right disparity map, predicted by running
-the same model on the horizontally flipped, swapped pair, maps the pixel back to itself within
-`lr_tolerance` px. Occlusions and mismatches fail (2); blurry depth edges and textureless regions fail (1).
+default sqrt(2) b / pi of the selected mode, is below `max_uncertainty` px; by default the model's own
+`Deployment.pseudo_max_uncertainty`, for the bundled models a sharp mode holding over 90 % of the weight)
+and (2) the right view agrees: the right disparity map, predicted by running the same model on the
+horizontally flipped, swapped pair, maps the pixel back to itself within `lr_tolerance` px. Occlusions and
+mismatches fail (2); blurry depth edges and textureless regions fail (1).
 """
 
 from __future__ import annotations
@@ -14,21 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-# Auto threshold: this times the model's uncertainty floor; a mode at the floor (b = SIGMA_EPS) passes with
-# pi >= 1 / 1.1, i.e. only where the model has all but settled which surface it sees.
-PSEUDO_AUTO_FACTOR = 1.1
-
-
-def auto_max_uncertainty(max_disp: float) -> float:
-    """The default `max_uncertainty` (px) for a model of range `max_disp` (px) queried at output scale 1."""
-    from smd_core.model.mixture import uncertainty_floor
-
-    return PSEUDO_AUTO_FACTOR * uncertainty_floor(max_disp)
-
 
 class DisparityPredictor(Protocol):
-    """What pseudo-labelling needs from `smd_core.Predictor` (`model.config.max_disp` only for the auto
-    threshold)."""
+    """What pseudo-labelling needs from `smd_core.Predictor` (`model.deployment` only for the auto threshold)."""
 
     model: Any
 
