@@ -187,14 +187,15 @@ def test_standard_head_and_bad_options(frame) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("selection", [False, True], ids=["nll", "bounded+selection"])
-def test_short_training_run_lowers_the_loss(tmp_path: Path, selection: bool) -> None:
+@pytest.mark.parametrize(("selection", "costs"), [(False, 0), (True, 0), (True, 2)],
+                         ids=["nll", "bounded+selection", "matching-costs"])
+def test_short_training_run_lowers_the_loss(tmp_path: Path, selection: bool, costs: int) -> None:
     from smd_core.train import TrainConfig, train
 
     cfg = from_dict(TrainConfig, {
         "model": {"backbone": "sgbm_guided", "output": "bimodal", "max_disp": 32, "head_widths": [16, 16],
-                  "backbone_options": TINY, "anchor_range": 4.0 if selection else 0.0},
-        "selection_weight": 1.0 if selection else 0.0,
+                  "backbone_options": {**TINY, "cost_offsets": costs}, "anchor_range": 4.0 if selection else 0.0},
+        "selection_weight": 1.0 if selection else 0.0, "selection_target": "right" if costs else "closer",
         "data": {"kind": "synthetic", "height": 64, "width": 128, "crop_size": [64, 128], "num_points": 512,
                  "num_samples": 1, "max_disparity": 16.0, "augment": False},
         "steps": 40, "batch_size": 1, "num_workers": 0, "threads": 1, "device": "cpu",
