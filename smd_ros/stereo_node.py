@@ -52,6 +52,7 @@ from smd_ros import health, messages, sensors
 from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
 from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
 from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
+from smd_ros.ros_session import ros_session
 from smd_ros.sensors import InputError
 from smd_ros.topics import inputs
 
@@ -389,7 +390,7 @@ class StereoNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Console entry point (`ros2 run smd_ros stereo_node`); returns the exit status."""
     try:
-        with rclpy.init(args=args):
+        with ros_session(args=args):
             try:
                 node = StereoNode()
             except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
