@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     env = loopback_env(domain)
     from smd_ros.ros_session import dds_profile_env, ros_session
 
-    os.environ.update({k: env[k] for k in dds_profile_env("", 0)})  # this process's rclpy: the same DDS setup
+    os.environ.update({k: env[k] for k in dds_profile_env("", 0)})  # this process's rclpy: the same DDS set-up
     log = out / "node.log"
     print(f"smd demo: {len(frames)} frames from {args.bag}, node on ROS_DOMAIN_ID={domain} (loopback only)")
 

@@ -6,7 +6,7 @@
   demo, the tests and the benchmarks start and stop rclpy the same way on both.
 - Fast DDS 2.x (Jazzy) reads its default XML profile from `FASTRTPS_DEFAULT_PROFILES_FILE` only, Fast DDS 3.x
   (Kilted) from `FASTDDS_DEFAULT_PROFILES_FILE` only (checked in both libraries' strings). Setting one of them
-  leaves the other distribution silently on Fast DDS's defaults: `dds_profile_env` sets both.
+  leaves the other distribution silently on Fast DDS's defaults: `dds_profile_env` sets the right one.
 """
 
 from __future__ import annotations
@@ -19,21 +19,42 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rclpy.context import Context
 
-__all__ = ["PROFILE_VARIABLES", "dds_profile_env", "ros_session", "shutdown"]
+__all__ = ["PROFILE_VARIABLES", "dds_profile_env", "profile_variables", "ros_session", "shutdown"]
 
 # Fast DDS 3.x's name first, then Fast DDS 2.x's: each library ignores the other's.
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+# Distributions whose rmw_fastrtps runs on Fast DDS 2.x (rmw_fastrtps before 9.0).
+FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
+
+
+def profile_variables() -> tuple[str, ...]:
+    """The variable(s) that name Fast DDS's default XML profile file for the installed distribution.
+
+    ROS_DISTRO where a ROS setup was sourced, else the version of the rmw_fastrtps_cpp wheel (PyPI installs set
+    no ROS_DISTRO); both where neither says: Kilted's rmw_fastrtps warns on every start that the old name is
+    deprecated, so the exact one is set when it is known.
+    """
+    distro = os.environ.get("ROS_DISTRO", "").strip().lower()
+    if distro:
+        return (PROFILE_VARIABLES[1],) if distro in FAST_DDS_2_DISTROS else (PROFILE_VARIABLES[0],)
+    from importlib import metadata
+
+    try:
+        major = int(metadata.version("ros-rmw-fastrtps-cpp").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return PROFILE_VARIABLES
+    return (PROFILE_VARIABLES[1],) if major < 9 else (PROFILE_VARIABLES[0],)
 
 
 def dds_profile_env(profile: str | os.PathLike[str], domain_id: int) -> dict[str, str]:
     """The variables that run rclpy on Fast DDS with the XML `profile` on domain `domain_id`, on every distribution.
 
-    Without Fast DDS 2.x's variable, Jazzy ran the loopback profile's tests and demo on Fast DDS's defaults
+    With only Fast DDS 3.x's variable, Jazzy ran the loopback profile's tests and demo on Fast DDS's defaults
     (shared memory + UDP with the OS's ~200 KiB socket buffers, multicast discovery): a small message published
-    right after a 640x480 image then arrived up to 2.8 s late, and `smd demo` delivered 4-9 of 20 frames.
+    right after a 640x480 image then arrived up to 2.8 s late, and `smd demo` delivered 4-10 of 20 frames.
     """
     path = str(profile)
-    return {**dict.fromkeys(PROFILE_VARIABLES, path), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+    return {**dict.fromkeys(profile_variables(), path), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
             "ROS_DOMAIN_ID": str(domain_id)}
 
 

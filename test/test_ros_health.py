@@ -3,6 +3,7 @@ process (real rclpy logger, real DDS to a harness node) where a frame can be mad
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -11,9 +12,10 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("stereo_msgs.msg")
 
-from ros_helpers import PARITY_CHECKPOINT, Harness, camera_infos, image_msg, wait_until  # noqa: E402
+from ros_helpers import NODE_CHECKPOINT, Harness, camera_infos, image_msg, wait_until  # noqa: E402
 
 from smd_ros import health, runtime  # noqa: E402
+from smd_ros.ros_session import ros_session  # noqa: E402
 
 H, W = 64, 128
 
@@ -179,7 +181,7 @@ def good_set(frame, t):
 
 
 @pytest.fixture(scope="module")
-def inproc(ros_env, parity_dir):
+def inproc(ros_env):
     import rclpy
     import torch
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -188,9 +190,9 @@ def inproc(ros_env, parity_dir):
     from smd_ros.stereo_node import StereoNode
 
     threads = torch.get_num_threads()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    overrides = [Parameter("checkpoint", value=str(PARITY_CHECKPOINT)), Parameter("device", value="cpu"),
+    session = contextlib.ExitStack()
+    context = session.enter_context(ros_session(context=rclpy.Context()))
+    overrides = [Parameter("checkpoint", value=str(NODE_CHECKPOINT)), Parameter("device", value="cpu"),
                  Parameter("report_period", value=0.3), Parameter("threads", value=1)]
     node = StereoNode(context=context, namespace="inproc", parameter_overrides=overrides)
     executor = SingleThreadedExecutor(context=context)
@@ -212,7 +214,7 @@ def inproc(ros_env, parity_dir):
         harness.close()
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
-        context.try_shutdown()
+        session.close()
         thread.join(timeout=5.0)
         torch.set_num_threads(threads)
 
