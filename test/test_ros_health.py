@@ -305,6 +305,26 @@ def test_images_without_camera_info_warn(inproc, frame):
     assert warned()
 
 
+def test_first_image_after_a_pause_does_not_warn(inproc, frame):
+    """After a pause in the input longer than the no-sync delay, a timer tick between the first image and the
+    rest of its set said "no synchronized set for N s" (it measured from the last set, before the pause)."""
+    from smd_ros.stereo_node import NO_SYNC_WARN_S
+
+    node, harness = inproc
+    t = 380.0
+    harness.send(good_set(frame, t), t)
+    wait_until(lambda: time.monotonic() - node._last_image > NO_SYNC_WARN_S + 0.5, NO_SYNC_WARN_S + 10,
+               "a pause in the input")
+    warnings = node.stats.counts["no_sync_warnings"]
+    msgs = good_set(frame, t + 10.0)
+    harness.pubs["left"].publish(msgs[0])  # the left image first; the rest of its set after a timer tick
+    wait_until(lambda: time.monotonic() - node._last_image < 1.0, 20, "the left image at the node")
+    ticks = len(harness.diagnostics)  # a report is published at every timer tick (report_period 0.3 s)
+    wait_until(lambda: len(harness.diagnostics) > ticks, 10, "a timer tick with the left image alone")
+    harness.send(msgs, t + 10.0)
+    assert node.stats.counts["no_sync_warnings"] == warnings
+
+
 def test_failure_log_names_type_and_place(inproc, frame, monkeypatch, capfd):
     from smd_ros import messages
 

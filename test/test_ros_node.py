@@ -149,6 +149,11 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     assert "device cpu" in log and "backbone sgbm_guided" in log and str(NODE_CHECKPOINT) in log
     assert "ready: device cpu, model guided_bimodal.pt (sgbm_guided" in log and "publishing /disparity" in log
     assert "OpenMP wait policy" in log
+    # depth (publish_depth false) and camera_info (output grid = input grid) would stay silent: neither exists.
+    ready = next(line for line in log.splitlines() if "ready:" in line)
+    published = ready.split("publishing ", 1)[1]
+    assert "/uncertainty" in published and "/depth" not in published and "/camera_info" not in published
+    assert stereo[1].node.count_publishers("/depth") == stereo[1].node.count_publishers("/camera_info") == 0
     assert f"first frame: images {W}x{H}" in log and f"outputs {W}x{H}" in log
 
 
@@ -169,6 +174,8 @@ def test_runtime_parameters(stereo, frame):
     assert (info.width, info.height) == (w2, h2) and stamp_of(info) == pytest.approx(t)
     assert info.k[0] == pytest.approx(FX * 1.5) and info.k[2] == pytest.approx(((W - 1) / 2 + 0.5) * 1.5 - 0.5)
     assert out["disparity"].f == pytest.approx(FX * 1.5)
+    log = node.log()
+    assert "publishing /depth from now on" in log and "publishing /camera_info from now on" in log
     depth = as_array(out["depth"])
     cloud = out["points2"]
     n_valid = int(np.isfinite(depth).sum())
