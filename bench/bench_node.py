@@ -8,7 +8,7 @@ Stages, each timed separately as the node's worker runs them (medians over --rep
 - cloud:     the organized, coloured PointCloud2 (one structured array) -- and, for reference, the dense list;
 - publish:   publishing disparity, uncertainty and cloud over DDS (loopback profile) to a matched subscriber;
 - model:     `smd_core.Predictor.predict` at the same size (default: the bundled model, else the parity
-             PSMNet checkpoint from ../shared), for scale.
+             PSMNet checkpoint from $SMD_SHARED_DIR, default ../shared), for scale.
 "node" = convert + images + cloud + publish: what the node adds to the model. Prints a table.
 """
 
@@ -56,7 +56,8 @@ def default_checkpoint(arg: str | None) -> Path | None:
 
         return bundled()
     except (ImportError, FileNotFoundError):
-        parity = REPO.parent / "shared" / "parity" / "psm_bimodal_s1" / "checkpoint.pth"
+        shared = Path(os.environ.get("SMD_SHARED_DIR", REPO.parent / "shared"))
+        parity = shared / "parity" / "psm_bimodal_s1" / "checkpoint.pth"
         return parity if parity.is_file() else None
 
 
