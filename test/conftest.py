@@ -19,7 +19,7 @@ DDS_PROFILE = REPO / "config" / "loopback_fastdds.xml"
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
     if not PARITY.is_dir():
-        pytest.skip(f"parity fixtures not found at {PARITY} (they live in ../shared, beside the repo)")
+        pytest.skip(f"parity fixtures not found at {PARITY} (SMD_SHARED_DIR, default ../shared beside the repo)")
     return PARITY
 
 
@@ -27,7 +27,7 @@ def load_parity_case(name: str) -> tuple[Path, dict[str, np.ndarray]]:
     """(checkpoint path, case arrays) for fixture folder `name`, or skip when ../shared is absent."""
     folder = PARITY / name
     if not folder.is_dir():
-        pytest.skip(f"parity fixture {folder} not found (it lives in ../shared, beside the repo)")
+        pytest.skip(f"parity fixture {folder} not found (SMD_SHARED_DIR, default ../shared beside the repo)")
     with np.load(folder / "case.npz") as z:
         case = {k: z[k] for k in z.files}
     return folder / "checkpoint.pth", case
