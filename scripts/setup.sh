@@ -49,4 +49,4 @@ else
   pip install -q ros-rclpy ros-sensor-msgs ros-stereo-msgs ros-std-msgs ros-diagnostic-msgs \
     ros-rmw-fastrtps-cpp colcon-common-extensions ros-ament-package
 fi
-echo "smd_ros environment ready in $(pwd)/$VENV (ROS 2 $DISTRO)"
+echo "smd_ros environment ready in $(cd "$VENV" && pwd) (ROS 2 $DISTRO)"
