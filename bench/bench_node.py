@@ -8,7 +8,7 @@ Stages, each timed separately as the node's worker runs them (medians over --rep
 - cloud:     the organized, coloured PointCloud2 (one structured array) -- and, for reference, the dense list;
 - publish:   publishing disparity, uncertainty and cloud over DDS (loopback profile) to a matched subscriber;
 - model:     `smd_core.Predictor.predict` at the same size (default: the bundled model, else the parity
-             PSMNet checkpoint from ../shared), for scale.
+             PSMNet checkpoint from $SMD_SHARED_DIR, default ../shared), for scale.
 "node" = convert + images + cloud + publish: what the node adds to the model. Prints a table.
 """
 
@@ -29,10 +29,12 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "test"))
+from smd_ros.ros_session import dds_profile_env, ros_session  # noqa: E402 (after the path set-up above)
+
 # Loopback-only DDS on a private domain, as in the tests; set before rclpy loads.
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "loopback_fastdds.xml"))
-os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(30, 200)))
+for _key, _value in dds_profile_env(REPO / "config" / "loopback_fastdds.xml",
+                                   random.Random(os.getpid()).randint(30, 200)).items():
+    os.environ.setdefault(_key, _value)
 
 SIZES = ((480, 640), (720, 1280))
 
@@ -54,7 +56,8 @@ def default_checkpoint(arg: str | None) -> Path | None:
 
         return bundled()
     except (ImportError, FileNotFoundError):
-        parity = REPO.parent / "shared" / "parity" / "psm_bimodal_s1" / "checkpoint.pth"
+        shared = Path(os.environ.get("SMD_SHARED_DIR", REPO.parent / "shared"))
+        parity = shared / "parity" / "psm_bimodal_s1" / "checkpoint.pth"
         return parity if parity.is_file() else None
 
 
@@ -65,8 +68,26 @@ def main() -> int:
     parser.add_argument("--model-runs", type=int, default=1)
     parser.add_argument("--no-model", action="store_true", help="skip the model column")
     args = parser.parse_args()
+    with ros_session():
+        rows, received, checkpoint = measure(args)
+    from smd_ros.ros_libs import BACKENDS
 
-    import rclpy
+    print(f"\nnode overhead per frame, CPU, {os.cpu_count()} cores; median of {args.repeats} "
+          f"(model: {args.model_runs} run{'s' if args.model_runs > 1 else ''}, {checkpoint or 'skipped'}); "
+          f"libraries {BACKENDS}")
+    header_row = ("size", "convert ms", "disp+unc msgs ms", "cloud ms", "(dense cloud ms)", "publish ms",
+                  "node total ms", "model ms")
+    print("| " + " | ".join(header_row) + " |")
+    print("|" + "|".join("---" for _ in header_row) + "|")
+    for size, *vals in rows:
+        print(f"| {size} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
+    print("node total = convert + all output messages (stereo_outputs) + publish; the dense cloud replaces the "
+          f"organized one when organized_cloud is false. Subscriber received {received} messages.")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> tuple[list[tuple], int, Path | None]:
+    """The table's rows, the messages the subscriber received, the model's checkpoint (rclpy initialized)."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import qos_profile_system_default
@@ -75,9 +96,7 @@ def main() -> int:
     from stereo_msgs.msg import DisparityImage
 
     from smd_ros import messages
-    from smd_ros.ros_libs import BACKENDS
 
-    rclpy.init()
     pub_node, sub_node = Node("bench_publisher"), Node("bench_subscriber")
     received = {"n": 0}
 
@@ -166,20 +185,7 @@ def main() -> int:
     spinner.join(timeout=5.0)
     pub_node.destroy_node()
     sub_node.destroy_node()
-    rclpy.try_shutdown()
-
-    print(f"\nnode overhead per frame, CPU, {os.cpu_count()} cores; median of {args.repeats} "
-          f"(model: {args.model_runs} run{'s' if args.model_runs > 1 else ''}, {checkpoint or 'skipped'}); "
-          f"libraries {BACKENDS}")
-    header_row = ("size", "convert ms", "disp+unc msgs ms", "cloud ms", "(dense cloud ms)", "publish ms",
-                  "node total ms", "model ms")
-    print("| " + " | ".join(header_row) + " |")
-    print("|" + "|".join("---" for _ in header_row) + "|")
-    for size, *vals in rows:
-        print(f"| {size} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
-    print("node total = convert + all output messages (stereo_outputs) + publish; the dense cloud replaces the "
-          f"organized one when organized_cloud is false. Subscriber received {received['n']} messages.")
-    return 0
+    return rows, received["n"], checkpoint
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ ARGUMENTS = {
 }
 
 
+# The launch logger of this file's messages (launch.logging: shown on the screen and in the launch log).
+LOGGER = "stereo.launch"
+
+
 def remappings(left_namespace: str, right_namespace: str) -> list[tuple[str, str]]:
     """The node's relative input names -> the cameras' topics."""
     out = []
@@ -94,7 +98,8 @@ def plan(values: dict, rviz_found: bool) -> tuple[dict, dict | None, str]:
 def generate_launch_description():
     # (ruff takes `launch` for this repository's launch/ folder; the order below is the natural one.)
     from launch import LaunchDescription  # noqa: I001
-    from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.logging import get_logger
     from launch.substitutions import PathJoinSubstitution
     from launch_ros.actions import Node
     from launch_ros.substitutions import FindPackageShare
@@ -109,8 +114,11 @@ def generate_launch_description():
         values = dict(context.launch_configurations)
         values["rviz_config"] = PathJoinSubstitution([share, "config", "smd.rviz"]).perform(context)
         node, rviz, warning = plan(values, rviz_found=rviz_installed())
-        out = [LogInfo(msg=f"WARNING: {warning}")] if warning else []
-        out.append(Node(**node))
+        if warning:
+            # At WARNING level (LogInfo logs everything at INFO, whatever its text says), when the arguments are
+            # resolved, before any process starts.
+            get_logger(LOGGER).warning(warning)
+        out = [Node(**node)]
         if rviz is not None:
             out.append(Node(**rviz))
         return out

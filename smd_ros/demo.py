@@ -63,10 +63,9 @@ def find_config(name: str) -> Path:
 
 def loopback_env(domain_id: int) -> dict[str, str]:
     """Environment for a loopback-only DDS run on a private domain."""
-    env = dict(os.environ)
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(find_config("loopback_fastdds.xml"))
-    env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
-    env["ROS_DOMAIN_ID"] = str(domain_id)
+    from smd_ros.ros_session import dds_profile_env
+
+    env = {**os.environ, **dds_profile_env(find_config("loopback_fastdds.xml"), domain_id)}
     env.pop("ROS_LOCALHOST_ONLY", None)
     # No OpenMP settings: the node chooses its wait policy itself (smd_ros.runtime), as for any user.
     return env
@@ -263,17 +262,17 @@ def run(args: argparse.Namespace) -> int:
     (out / "frames").mkdir(parents=True, exist_ok=True)
     domain = args.domain_id or random.Random(os.getpid() ^ time.time_ns()).randint(100, 199)
     env = loopback_env(domain)
-    os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION", "ROS_DOMAIN_ID")})
+    from smd_ros.ros_session import dds_profile_env, ros_session
+
+    os.environ.update({k: env[k] for k in dds_profile_env("", 0)})  # this process's rclpy: the same DDS set-up
     log = out / "node.log"
     print(f"smd demo: {len(frames)} frames from {args.bag}, node on ROS_DOMAIN_ID={domain} (loopback only)")
-
-    import rclpy
 
     proc = _start_node(args, env, log)
     stamps = [f["stamp_ns"] for f in frames]
     t_start = time.monotonic()
     try:
-        with rclpy.init():
+        with ros_session():
             client = DemoClient()
             try:
                 _wait(client.connected, args.timeout, proc, "waiting for the node to subscribe", log)

@@ -52,6 +52,7 @@ from smd_ros import health, messages, sensors
 from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
 from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
 from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
+from smd_ros.ros_session import ros_session
 from smd_ros.sensors import InputError
 from smd_ros.topics import inputs
 
@@ -105,8 +106,12 @@ class StereoNode(Node):
         self.stats = Stats()
         self._geometry: tuple | None = None
         self._last_stamp: int | None = None
-        self._last_sync = time.monotonic()
         self._last_image = 0.0
+        # When images started arriving without a synchronized set (None: the last image completed a set, or the
+        # input paused). Measured from the first unsynchronized image, not from the last set: after a pause in
+        # the input the first image would otherwise look like seconds of images without sets.
+        self._unsynced_since: float | None = None
+        self._synced_stamp: int | None = None  # stamp of the last set the synchronizer delivered
         self._last_report = time.monotonic()
         self._last_counts: dict[str, int] = {}
         self._busy_since: float | None = None  # when the worker took the frame it is working on
@@ -118,13 +123,19 @@ class StereoNode(Node):
         # Not the RMW's "system default": for a Fast DDS reader that is best effort, which would make the switch
         # a no-op.
         sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_default
-        pub_qos = output_qos(self.config.output_best_effort)
-        self.pub_disparity = self.create_publisher(DisparityImage, "disparity", pub_qos)
-        self.pub_disparity_image = self.create_publisher(Image, "disparity_image", pub_qos)
-        self.pub_uncertainty = self.create_publisher(Image, "uncertainty", pub_qos)
-        self.pub_points = self.create_publisher(PointCloud2, "points2", pub_qos)
-        self.pub_depth = self.create_publisher(Image, "depth", pub_qos)
-        self.pub_info = self.create_publisher(CameraInfo, "camera_info", pub_qos)
+        self._pub_qos = output_qos(self.config.output_best_effort)
+        self.pub_disparity = self.create_publisher(DisparityImage, "disparity", self._pub_qos)
+        self.pub_disparity_image = self.create_publisher(Image, "disparity_image", self._pub_qos)
+        self.pub_uncertainty = self.create_publisher(Image, "uncertainty", self._pub_qos)
+        self.pub_points = self.create_publisher(PointCloud2, "points2", self._pub_qos)
+        # depth and camera_info exist only while something is published on them (publish_depth; an output grid
+        # other than the input's), so the graph and the ready line never show an output that stays silent. They
+        # are made now when the start-up parameters already need them, else at the first frame that does.
+        self._optional_pubs: dict[str, Any] = {}
+        if self.config.publish_depth:
+            self._optional_publisher("depth")
+        if self.config.output_scale != 1.0:
+            self._optional_publisher("camera_info")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10) if DiagnosticArray else None
 
         # message_filters.Subscriber defaults to reliable depth 10, which never matches a best-effort camera:
@@ -145,7 +156,7 @@ class StereoNode(Node):
         self.add_on_set_parameters_callback(self._on_parameters)
         self.timer = self.create_timer(0.5, self._on_timer)
         sync = f"approximate (slop {self.config.sync_slop} s)" if self.config.approximate_sync else "exact"
-        outputs = (self.pub_disparity, self.pub_uncertainty, self.pub_points, self.pub_depth, self.pub_info)
+        outputs = (self.pub_disparity, self.pub_uncertainty, self.pub_points, *self._optional_pubs.values())
         log.info(f"ready: device {self.predictor.device}, model {self._model_name}, {self._threads} threads; "
                  f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
                  f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
@@ -154,6 +165,16 @@ class StereoNode(Node):
                  f"libraries: {BACKENDS}")
 
     # ---------------------------------------------------------------------------------------------- start-up
+
+    def _optional_publisher(self, topic: str) -> Any:
+        """The publisher of `depth` or `camera_info`, created the first time it is needed."""
+        pub = self._optional_pubs.get(topic)
+        if pub is None:
+            msg_type = Image if topic == "depth" else CameraInfo
+            pub = self._optional_pubs[topic] = self.create_publisher(msg_type, topic, self._pub_qos)
+            if self.worker.is_alive():  # after start-up: the ready line cannot say it any more
+                self.get_logger().info(f"publishing {pub.topic_name} from now on")
+        return pub
 
     def _load_model(self) -> tuple[Any, int]:
         import torch
@@ -203,15 +224,18 @@ class StereoNode(Node):
     # ---------------------------------------------------------------------------------------------- executor side
 
     def _on_left_image(self, msg: Any) -> None:
+        # Registered after the synchronizer: when this image completed a set, `_on_set` has already run.
         self._last_image = time.monotonic()
+        if self._unsynced_since is None and stamp_ns(msg) != self._synced_stamp:
+            self._unsynced_since = self._last_image
         self.stats.add("images")
 
     def _on_set(self, left: Any, right: Any, left_info: CameraInfo, right_info: CameraInfo) -> None:
         """Synchronizer callback: store the newest set and return at once (inference runs on the worker)."""
         now = time.monotonic()
-        self._last_sync = now
-        self.stats.add("received")
         stamp = stamp_ns(left)
+        self._unsynced_since, self._synced_stamp = None, stamp
+        self.stats.add("received")
         if self._last_stamp is not None and stamp <= self._last_stamp:
             if (self._last_stamp - stamp) * 1e-9 < TIME_JUMP_RESET_S:
                 self.stats.add("rejected")
@@ -241,10 +265,13 @@ class StereoNode(Node):
 
     def _on_timer(self) -> None:
         now = time.monotonic()
-        if self._last_image and now - self._last_image < 1.0 and now - self._last_sync > NO_SYNC_WARN_S:
+        if now - self._last_image >= 1.0:
+            self._unsynced_since = None  # the input paused: what follows is judged afresh
+        unsynced = now - self._unsynced_since if self._unsynced_since is not None else 0.0
+        if unsynced > NO_SYNC_WARN_S:
             self.stats.add("no_sync_warnings")
             self.throttled("warning", "no_sync",
-                           f"images arrive but no synchronized set for {now - self._last_sync:.0f} s: are "
+                           f"images arrive but no synchronized set for {unsynced:.0f} s: are "
                            "left/camera_info and right/camera_info published with the images' stamps"
                            f"{' (within sync_slop)' if self.config.approximate_sync else ' (exact sync)'}?")
         if now - self._last_report >= self.config.report_period:
@@ -360,9 +387,9 @@ class StereoNode(Node):
         self.pub_uncertainty.publish(out.uncertainty)
         self.pub_points.publish(out.points)
         if out.depth is not None:
-            self.pub_depth.publish(out.depth)
+            self._optional_publisher("depth").publish(out.depth)
         if out.camera_info is not None:
-            self.pub_info.publish(out.camera_info)
+            self._optional_publisher("camera_info").publish(out.camera_info)
         t3 = time.monotonic()
         self._last_published = t3
         self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
@@ -389,7 +416,7 @@ class StereoNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Console entry point (`ros2 run smd_ros stereo_node`); returns the exit status."""
     try:
-        with rclpy.init(args=args):
+        with ros_session(args=args):
             try:
                 node = StereoNode()
             except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:

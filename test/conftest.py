@@ -19,7 +19,7 @@ DDS_PROFILE = REPO / "config" / "loopback_fastdds.xml"
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
     if not PARITY.is_dir():
-        pytest.skip(f"parity fixtures not found at {PARITY} (they live in ../shared, beside the repo)")
+        pytest.skip(f"parity fixtures not found at {PARITY} (SMD_SHARED_DIR, default ../shared beside the repo)")
     return PARITY
 
 
@@ -27,7 +27,7 @@ def load_parity_case(name: str) -> tuple[Path, dict[str, np.ndarray]]:
     """(checkpoint path, case arrays) for fixture folder `name`, or skip when ../shared is absent."""
     folder = PARITY / name
     if not folder.is_dir():
-        pytest.skip(f"parity fixture {folder} not found (it lives in ../shared, beside the repo)")
+        pytest.skip(f"parity fixture {folder} not found (SMD_SHARED_DIR, default ../shared beside the repo)")
     with np.load(folder / "case.npz") as z:
         case = {k: z[k] for k in z.files}
     return folder / "checkpoint.pth", case
@@ -36,12 +36,13 @@ def load_parity_case(name: str) -> tuple[Path, dict[str, np.ndarray]]:
 @pytest.fixture(scope="session")
 def ros_env() -> dict[str, str]:
     """Environment for ROS processes: loopback-only Fast DDS and a private domain id for this run."""
-    env = dict(os.environ)
-    env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(DDS_PROFILE)
-    env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
-    env["ROS_DOMAIN_ID"] = env.get("SMD_TEST_DOMAIN_ID", str(random.Random(os.getpid()).randint(30, 200)))
+    from smd_ros.ros_session import dds_profile_env
+
+    domain = int(os.environ.get("SMD_TEST_DOMAIN_ID", random.Random(os.getpid()).randint(30, 200)))
+    dds = dds_profile_env(DDS_PROFILE, domain)
+    env = {**os.environ, **dds}
     env.pop("ROS_LOCALHOST_ONLY", None)
-    os.environ.update({k: env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION", "ROS_DOMAIN_ID")})
+    os.environ.update(dds)
     return env
 
 

@@ -4,6 +4,7 @@ talks to it over real DDS (loopback-only profile, private domain; see the `ros_e
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from smd_ros.ros_session import ros_session
 from smd_ros.topics import input_publishers
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY_CHECKPOINT = REPO.parent / "shared" / "parity" / "psm_bimodal_s1" / "checkpoint.pth"
+# The node tests run the bundled default model (it is in every clone; ../shared is not): small images keep it fast.
+NODE_CHECKPOINT = REPO / "smd_core" / "weights" / "guided_bimodal.pt"
 
 
 def time_msg(t: float) -> Any:
@@ -185,8 +188,8 @@ class Harness:
         except ImportError:
             DiagnosticArray = None
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        self._session = contextlib.ExitStack()  # closed in close(): the session spans the harness's life
+        self.context = self._session.enter_context(ros_session(context=rclpy.Context()))
         self.node = Node("smd_test_harness", namespace=namespace, context=self.context)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = input_publishers(self.node, qos, transport)
@@ -309,6 +312,5 @@ class Harness:
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
-        if self.context.ok():
-            self.context.try_shutdown()
+        self._session.close()
         self.thread.join(timeout=5.0)

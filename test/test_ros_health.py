@@ -3,6 +3,7 @@ process (real rclpy logger, real DDS to a harness node) where a frame can be mad
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -11,9 +12,10 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("stereo_msgs.msg")
 
-from ros_helpers import PARITY_CHECKPOINT, Harness, camera_infos, image_msg, wait_until  # noqa: E402
+from ros_helpers import NODE_CHECKPOINT, Harness, camera_infos, image_msg, wait_until  # noqa: E402
 
 from smd_ros import health, runtime  # noqa: E402
+from smd_ros.ros_session import ros_session  # noqa: E402
 
 H, W = 64, 128
 
@@ -175,7 +177,7 @@ def good_set(frame, t):
 
 
 @pytest.fixture(scope="module")
-def inproc(ros_env, parity_dir):
+def inproc(ros_env):
     import rclpy
     import torch
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -184,9 +186,9 @@ def inproc(ros_env, parity_dir):
     from smd_ros.stereo_node import StereoNode
 
     threads = torch.get_num_threads()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    overrides = [Parameter("checkpoint", value=str(PARITY_CHECKPOINT)), Parameter("device", value="cpu"),
+    session = contextlib.ExitStack()
+    context = session.enter_context(ros_session(context=rclpy.Context()))
+    overrides = [Parameter("checkpoint", value=str(NODE_CHECKPOINT)), Parameter("device", value="cpu"),
                  Parameter("report_period", value=0.3), Parameter("threads", value=1)]
     node = StereoNode(context=context, namespace="inproc", parameter_overrides=overrides)
     executor = SingleThreadedExecutor(context=context)
@@ -208,7 +210,7 @@ def inproc(ros_env, parity_dir):
         harness.close()
         executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
-        context.try_shutdown()
+        session.close()
         thread.join(timeout=5.0)
         torch.set_num_threads(threads)
 
@@ -297,6 +299,26 @@ def test_images_without_camera_info_warn(inproc, frame):
         harness.pubs["right"].publish(right)
         time.sleep(0.1)
     assert warned()
+
+
+def test_first_image_after_a_pause_does_not_warn(inproc, frame):
+    """After a pause in the input longer than the no-sync delay, a timer tick between the first image and the
+    rest of its set said "no synchronized set for N s" (it measured from the last set, before the pause)."""
+    from smd_ros.stereo_node import NO_SYNC_WARN_S
+
+    node, harness = inproc
+    t = 380.0
+    harness.send(good_set(frame, t), t)
+    wait_until(lambda: time.monotonic() - node._last_image > NO_SYNC_WARN_S + 0.5, NO_SYNC_WARN_S + 10,
+               "a pause in the input")
+    warnings = node.stats.counts["no_sync_warnings"]
+    msgs = good_set(frame, t + 10.0)
+    harness.pubs["left"].publish(msgs[0])  # the left image first; the rest of its set after a timer tick
+    wait_until(lambda: time.monotonic() - node._last_image < 1.0, 20, "the left image at the node")
+    ticks = len(harness.diagnostics)  # a report is published at every timer tick (report_period 0.3 s)
+    wait_until(lambda: len(harness.diagnostics) > ticks, 10, "a timer tick with the left image alone")
+    harness.send(msgs, t + 10.0)
+    assert node.stats.counts["no_sync_warnings"] == warnings
 
 
 def test_failure_log_names_type_and_place(inproc, frame, monkeypatch, capfd):

@@ -14,6 +14,7 @@ from ros_helpers import header, image_msg, wait_until  # noqa: E402
 from sensor_msgs.msg import Image, PointField  # noqa: E402
 
 from smd_ros import ros_libs  # noqa: E402
+from smd_ros.ros_session import ros_session  # noqa: E402
 
 MF = {"own": ros_libs.own_message_filters, "exported": ros_libs.message_filters}
 BRIDGE = {"own": ros_libs.own_cv_bridge.CvBridge, "exported": ros_libs.CvBridge}
@@ -142,12 +143,10 @@ def rcl_node(ros_env):
     import rclpy
     from rclpy.node import Node
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = Node("ros_libs_test", context=context)
-    yield node, context
-    node.destroy_node()
-    context.try_shutdown()
+    with ros_session(context=rclpy.Context()) as context:
+        node = Node("ros_libs_test", context=context)
+        yield node, context
+        node.destroy_node()
 
 
 @pytest.mark.parametrize("which", WHICH)

@@ -12,6 +12,7 @@ pytest.importorskip("rclpy")
 
 from smd_ros import params  # noqa: E402
 from smd_ros.params import NodeConfig  # noqa: E402
+from smd_ros.ros_session import ros_session  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,9 +98,7 @@ def test_declare_parameters_on_a_node(ros_env):
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
+    with ros_session(context=rclpy.Context()) as context:
         node = Node("params_test", context=context, parameter_overrides=[
             Parameter("output_scale", value=2),  # an integer for a float parameter is accepted
             Parameter("max_uncertainty", value=1.5),
@@ -116,8 +115,6 @@ def test_declare_parameters_on_a_node(ros_env):
             with pytest.raises(ValueError, match=match):
                 params.declare_parameters(node)
             node.destroy_node()
-    finally:
-        context.try_shutdown()
 
 
 def test_stereo_yaml_lists_every_parameter_with_its_default_and_a_comment():
