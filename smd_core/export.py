@@ -15,7 +15,6 @@ are. `metadata_props` carry what rebuilds the pipeline: see `metadata`.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -187,20 +186,3 @@ def export(checkpoint: str | Path, out: str | Path, *, image_size: tuple[int, in
         combined.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(combined)
     return atomic_write(out, lambda tmp: onnx.save(combined, str(tmp)))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="smd_ros or published SMD-Nets checkpoint (.pt/.pth)")
-    parser.add_argument("--out", required=True, help="ONNX file to write")
-    parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="pin the network input size (multiples of the backbone's pad multiple); default dynamic")
-    parser.add_argument("--backbone", default=None, help="psmnet|hsmnet (published checkpoints; default: inferred)")
-    parser.add_argument("--output", dest="output_repr", default=None,
-                        help="standard|unimodal|bimodal (default: inferred)")
-
-
-def run(args: argparse.Namespace) -> int:
-    path = export(args.checkpoint, args.out, image_size=tuple(args.size) if args.size else None,
-                  backbone=args.backbone, output=args.output_repr)
-    print(f"{args.checkpoint} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
