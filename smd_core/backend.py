@@ -13,6 +13,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from smd_core.config import ModelConfig
 from smd_core.dense import DensePredictor
 from smd_core.resolve import resolve_checkpoint
 
@@ -86,3 +87,15 @@ def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threa
 
         torch.set_num_threads(threads)
     return Predictor(model, device=torch_device, **kwargs)
+
+
+def model_config(path: str | Path, backend: str) -> ModelConfig:
+    """The ModelConfig of a file `resolve_model` returned, without building a predictor."""
+    path = Path(path)
+    if backend == "onnxruntime":
+        from smd_core.ort_backend import config_of, read_onnx
+
+        return config_of(read_onnx(path)[1], path)
+    from smd_core.model.network import load_model
+
+    return load_model(path, device="cpu").config

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from smd_core.config import ModelConfig
+from smd_core.config import Deployment, ModelConfig
 
 # `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
 PIXEL_UNCERTAINTIES = ("peak", "sigma", "std")
@@ -120,12 +120,14 @@ class DensePredictor:
         uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
             "peak" (default) ranks pixels by how sure the mode choice is too; "sigma" is the selected mode's std,
             which sits at its floor on most pixels of the bundled models.
-    Subclasses set `backend` ("torch" / "onnxruntime"), `device` and `config` (the ModelConfig).
+    Subclasses set `backend` ("torch" / "onnxruntime"), `device`, `config` (the ModelConfig) and `deployment`
+    (the model's `config.Deployment`: the node's cloud threshold and CPU precision).
     """
 
     backend = ""
     device: Any = "cpu"
     config: ModelConfig
+    deployment: Deployment
 
     def __init__(self, *, chunk_points: int, pad_multiple: int, uncertainty_kind: str) -> None:
         if uncertainty_kind not in PIXEL_UNCERTAINTIES:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smd_core.config import ModelConfig
+from smd_core.config import Deployment, ModelConfig
 from smd_core.dense import (
     MIXTURE_FIELDS,
     OUTPUT_MAPS,
@@ -80,6 +80,10 @@ class Predictor(DensePredictor):
     @property
     def config(self) -> ModelConfig:  # type: ignore[override]
         return self.model.config
+
+    @property
+    def deployment(self) -> Deployment:  # type: ignore[override]
+        return self.model.deployment
 
     def _context(self) -> contextlib.AbstractContextManager:
         stack = contextlib.ExitStack()

@@ -69,6 +69,27 @@ def select_providers(device: str, available: list[str], *, fallback: bool = True
     return [*providers, CPU], ""
 
 
+def read_onnx(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(onnx.ModelProto, metadata with JSON values decoded) of an `smd export` file; clear errors naming it."""
+    import onnx
+
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises its own DecodeError; onnx wraps others
+        raise ValueError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+    meta = {p.key: p.value for p in model.metadata_props}
+    if json.loads(meta.get("smd_format", "null")) != ONNX_FORMAT:
+        raise ValueError(f"{path}: not written by `smd export` (no smd_format={ONNX_FORMAT!r} metadata)")
+    return model, {k: json.loads(v) for k, v in meta.items()}
+
+
+def config_of(metadata: dict[str, Any], path: Path) -> ModelConfig:
+    """The ModelConfig an `smd export` file carries."""
+    return from_dict(ModelConfig, metadata["model_config"], _where=f"{path}: model_config")
+
+
 def _name(provider: Any) -> str:
     return provider[0] if isinstance(provider, tuple) else provider
 
@@ -91,17 +112,8 @@ class OnnxModel:
         import onnxruntime as ort
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {self.path}")
-        try:
-            model = onnx.load(str(self.path))
-        except Exception as exc:  # protobuf raises its own DecodeError; onnx wraps others
-            raise ValueError(f"{self.path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
-        meta = {p.key: p.value for p in model.metadata_props}
-        if json.loads(meta.get("smd_format", "null")) != ONNX_FORMAT:
-            raise ValueError(f"{self.path}: not written by `smd export` (no smd_format={ONNX_FORMAT!r} metadata)")
-        self.metadata: dict[str, Any] = {k: json.loads(v) for k, v in meta.items()}
-        self.config = from_dict(ModelConfig, self.metadata["model_config"], _where=f"{self.path}: model_config")
+        model, self.metadata = read_onnx(self.path)
+        self.config = config_of(self.metadata, self.path)
         self.pad_multiple = int(self.metadata["pad_multiple"])
         self.guide_channels = int(self.metadata["guide_channels"])
         size = self.metadata.get("image_size")

@@ -48,7 +48,7 @@ def uncertainty_floor_px(output: str, max_disp: float, disparity_scale: float = 
     none)."""
     if output == "standard":
         return 0.0
-    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.confidence import uncertainty_floor
 
     return uncertainty_floor(max_disp) * float(disparity_scale)
 
