@@ -90,10 +90,15 @@ def output_fields(net: SMDNet) -> list[str]:
 
 def _to_onnx(module: nn.Module, args: tuple[Tensor, ...], input_names: list[str], output_names: list[str],
              dynamic: dict[str, dict[int, str]]) -> Any:
-    """torch.onnx.export (TorchScript exporter: named dynamic axes, no graph breaks on the backbones' shape
-    arithmetic) -> onnx.ModelProto."""
+    """torch.onnx.export -> onnx.ModelProto. With dynamic axes the TorchScript exporter (named dynamic axes over
+    the guided backbone's and the head's shape arithmetic); without (the published backbones, whose pooling
+    kernels follow the input size), the dynamo exporter, which decomposes PSMNet's cost-volume `unfold`."""
     import onnx
 
+    if not dynamic:
+        program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names,
+                                    opset_version=OPSET, dynamo=True, optimize=True, verbose=False)
+        return program.model_proto
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes: the axes are dynamic
@@ -106,6 +111,9 @@ def build_graphs(net: SMDNet, image_size: tuple[int, int] | None = None) -> tupl
     """(encode, query) onnx.ModelProto for `net` (eval, CPU, float32). image_size (H, W): pin the encoder's
     input size (multiples of `pad_multiple`); None: dynamic."""
     net = net.to(torch.device("cpu")).float().eval()
+    if image_size is None and not is_guided(net):
+        raise ValueError(f"a {net.config.backbone} model exports for one input size (its pooling kernels follow the "
+                         "image size): pass image_size / --size H W (multiples of 64, the padded network input)")
     mult = pad_multiple(net)
     h, w = image_size or (2 * mult, 3 * mult)
     if h % mult or w % mult:
@@ -176,6 +184,8 @@ def export(checkpoint: str | Path, out: str | Path, *, image_size: tuple[int, in
     net = load_model(checkpoint, backbone=backbone, output=output, max_disp=max_disp, device="cpu")
     encode, query = build_graphs(net, image_size)
     names = [o.name for o in encode.graph.output]
+    # The dynamo exporter (pinned sizes) writes a newer IR version than the TorchScript one: merge at the newer.
+    encode.ir_version = query.ir_version = max(encode.ir_version, query.ir_version)
     # The two exports name their internal values alike: prefix the query's (its inputs and outputs keep theirs).
     query = compose.add_prefix(query, "query/", rename_inputs=False, rename_outputs=False)
     combined = compose.merge_models(encode, query, io_map=[(n, n) for n in names],
