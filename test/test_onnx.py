@@ -109,7 +109,8 @@ def test_export_metadata_rebuilds_the_pipeline(tmp_path):
     assert meta["encode_inputs"] == ["left", "sgbm_guide"]
     assert meta["query_outputs"][:3] == ["disparity", "mu0", "mu1"] and "uncertainty_peak" in meta["query_outputs"]
     assert meta["checkpoint"]["step"] == read_checkpoint(src)["step"] and meta["checkpoint"]["file"] == src.name
-    assert meta["deployment"]["cloud_max_uncertainty_px"] == pytest.approx(2 * meta["deployment"]["uncertainty_floor_px"])
+    deployment = meta["deployment"]
+    assert deployment["cloud_max_uncertainty_px"] == pytest.approx(2 * deployment["uncertainty_floor_px"])
     # One connected graph (left, guide, grid -> maps, fields), for trtexec and any ONNX tool.
     import onnx
 
