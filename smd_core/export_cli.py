@@ -16,7 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smd_core.export import export
+    try:
+        from smd_core.export import export
+    except ImportError as exc:
+        raise ValueError(f"smd export needs torch and onnx ({exc}): pip install '.[export]'") from exc
 
     path = export(args.checkpoint, args.out, image_size=tuple(args.size) if args.size else None,
                   backbone=args.backbone, output=args.output_repr)
