@@ -148,6 +148,10 @@ class DensePredictor:
     def _sync(self) -> None:
         """Wait for the device (so the timings are the work's)."""
 
+    def _block_points(self) -> int:
+        """Query points per backend call (at most chunk_points)."""
+        return self.chunk_points
+
     def _encode(self, pair: np.ndarray) -> Any:
         """pair (2, Hp, Wp, 3) uint8 BGR, padded -> the backend's encoded features."""
         raise NotImplementedError
@@ -221,8 +225,9 @@ class DensePredictor:
         h_out, w_out = out_hw
         # Blocks of whole rows (or of one row's columns when a row alone exceeds chunk_points): at most
         # chunk_points queries each, on a grid so the features are sampled separably (SMDNet.query_grid).
-        cols = min(w_out, self.chunk_points)
-        rows = max(1, self.chunk_points // w_out)
+        block = self._block_points()
+        cols = min(w_out, block)
+        rows = max(1, block // w_out)
         maps: dict[str, np.ndarray] = {}
         for r0 in range(0, h_out, rows):
             r1 = min(h_out, r0 + rows)

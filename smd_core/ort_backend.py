@@ -26,6 +26,10 @@ from smd_core.config import ModelConfig, from_dict
 from smd_core.dense import DensePredictor, normalize_coords
 
 ONNX_FORMAT = "smd_ros.onnx"  # smd_core.export writes it (that module needs torch)
+# Query points per onnxruntime call, at most (the node's chunk_points still bounds it): cache-sized blocks, as
+# `SMDHead.forward_points` blocks its rows for torch; they also keep onnxruntime's memory arena small, which
+# otherwise holds on to the largest block's working set (bench/bench_onnx.py: speed and node memory).
+QUERY_BLOCK_POINTS = 16384
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 ORT_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?)$")
 
@@ -205,6 +209,9 @@ class OrtPredictor(DensePredictor):
         self.device = model.device
         fields = [o for o in model.query_outputs if not o.startswith("uncertainty_")]
         self._outputs = [*fields, f"uncertainty_{uncertainty_kind}"]
+
+    def _block_points(self) -> int:
+        return min(self.chunk_points, QUERY_BLOCK_POINTS) if self.model.device_type == "cpu" else self.chunk_points
 
     def _encode(self, pair: np.ndarray) -> Any:
         if self.model.image_size is not None and tuple(pair.shape[1:3]) != self.model.image_size:
