@@ -15,7 +15,7 @@ from typing import Any
 
 from smd_core.config import ModelConfig
 from smd_core.dense import DensePredictor
-from smd_core.resolve import resolve_checkpoint
+from smd_core.resolve import COMMAND_HINT, resolve_checkpoint
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 ONNX_SUFFIX = ".onnx"
@@ -61,8 +61,9 @@ def resolve_model(checkpoint: str | Path | None, backend: str = "auto", *,
 
 def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threads: int = 0, fallback: bool = False,
                    **kwargs: Any) -> DensePredictor:
-    """A predictor for a file `resolve_model` returned. kwargs: chunk_points, uncertainty_kind; for torch also
-    backbone, output, max_disp (published checkpoints). torch is imported only for the torch backend."""
+    """A predictor for a file `resolve_model` returned, for the commands (`smd predict`, the demo's comparison).
+    kwargs: chunk_points, uncertainty_kind; for torch also backbone, output, max_disp (published checkpoints).
+    torch is imported only for the torch backend."""
     overrides = {k: kwargs.pop(k) for k in ("backbone", "output", "max_disp") if kwargs.get(k) is not None}
     for k in ("backbone", "output", "max_disp"):
         kwargs.pop(k, None)
@@ -73,14 +74,14 @@ def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threa
             raise ValueError(f"{path}: an ONNX file carries its own model config; {sorted(overrides)} apply to "
                              "checkpoints only")
 
-        return OrtPredictor(path, device=device, threads=threads, fallback=fallback, **kwargs)
+        return OrtPredictor(path, device=device, threads=threads, fallback=fallback, hint=COMMAND_HINT, **kwargs)
     if backend != "torch":
         raise ValueError(f"backend must be torch or onnxruntime here, got {backend!r}")
     from smd_core.inference import Predictor
     from smd_core.model.network import load_model
     from smd_core.resolve import resolve_device
 
-    torch_device, _ = resolve_device(device, fallback=fallback)
+    torch_device, _ = resolve_device(device, fallback=fallback, hint=COMMAND_HINT)
     model = load_model(path, device=torch_device, **overrides)
     if threads:
         import torch

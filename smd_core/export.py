@@ -16,6 +16,7 @@ are. `metadata_props` carry what rebuilds the pipeline: see `metadata`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import warnings
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from smd_core import classical
 from smd_core.config import to_dict
 from smd_core.dense import MIXTURE_FIELDS, PIXEL_UNCERTAINTIES
 from smd_core.files import atomic_write
@@ -145,9 +147,10 @@ def metadata(net: SMDNet, checkpoint: Path | None, encode: Any, query: Any,
     """The file's metadata_props: what `ort_backend` needs to rebuild the pipeline, each a JSON value.
 
     model_config (incl. the SGBM parameters in backbone_options), pad_multiple, guide_channels (SGBM channels
-    the encoder takes, 0 for the published backbones), the split (encode_inputs/outputs, query_inputs/outputs),
-    image_size (null: dynamic), checkpoint (file name, sha256 and how it was trained) and deployment (the
-    uncertainty floor and the node's default cloud threshold of this model, in network px, for the record).
+    the encoder takes, 0 for the published backbones) and guide_options (`classical.guide_channels` keywords),
+    the split (encode_inputs/outputs, query_inputs/outputs), image_size (null: dynamic), checkpoint (file name,
+    sha256 and how it was trained) and deployment (the uncertainty floor and the node's default cloud
+    threshold of this model, in network px, for the record).
     """
     cfg = net.config
     ckpt: dict[str, Any] = {}
@@ -157,12 +160,18 @@ def metadata(net: SMDNet, checkpoint: Path | None, encode: Any, query: Any,
         ckpt["file"] = checkpoint.name
         ckpt["sha256"] = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     guide = int(net.stereo_network.guide_channels) - 3 if is_guided(net) else 0
+    # The backbone's settings of classical.guide_channels' keyword arguments (cost_offsets), so the runtime
+    # computes the same channels without the backbone.
+    guide_params = list(inspect.signature(classical.guide_channels).parameters)[4:]
+    guide_options = {p: getattr(net.stereo_network, p) for p in guide_params
+                     if guide and hasattr(net.stereo_network, p)}
     meta = {
         "smd_format": ONNX_FORMAT,
         "smd_version": ONNX_VERSION,
         "model_config": to_dict(cfg),
         "pad_multiple": pad_multiple(net),
         "guide_channels": guide,
+        "guide_options": guide_options,
         "encode_inputs": [i.name for i in encode.graph.input],
         "encode_outputs": [o.name for o in encode.graph.output],
         "query_inputs": [i.name for i in query.graph.input],

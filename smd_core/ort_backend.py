@@ -24,6 +24,7 @@ from smd_core import classical
 from smd_core.classical import SGBMConfig
 from smd_core.config import ModelConfig, from_dict
 from smd_core.dense import DensePredictor, normalize_coords
+from smd_core.resolve import NODE_FALLBACK_HINT
 
 ONNX_FORMAT = "smd_ros.onnx"  # smd_core.export writes it (that module needs torch)
 # Query points per onnxruntime call, at most (the node's chunk_points still bounds it): cache-sized blocks, as
@@ -39,12 +40,13 @@ class ProviderUnavailableError(ValueError, RuntimeError):
 
 
 def select_providers(device: str, available: list[str], *, fallback: bool = True,
-                     cache_dir: str | Path | None = None) -> tuple[list[Any], str]:
+                     cache_dir: str | Path | None = None, hint: str = NODE_FALLBACK_HINT) -> tuple[list[Any], str]:
     """(providers for onnxruntime.InferenceSession, warning or "") for a `device` setting and the providers this
     onnxruntime offers (`onnxruntime.get_available_providers()`).
 
     auto: CUDA when available, else the CPU (TensorRT only when asked: its engine build takes minutes).
-    cuda[:N] / tensorrt[:N] when absent: the CPU with a warning if `fallback`, else ProviderUnavailableError.
+    cuda[:N] / tensorrt[:N] when absent: the CPU with a warning if `fallback`, else ProviderUnavailableError
+    ending with `hint` (what the caller's user can do, as `resolve.resolve_device`).
     """
     device = str(device).strip().lower()
     if not ORT_DEVICE_PATTERN.match(device):
@@ -59,7 +61,7 @@ def select_providers(device: str, available: list[str], *, fallback: bool = True
     if wanted not in available:
         why = f"device={device!r} requested but this onnxruntime has no {wanted} (it has {', '.join(available)})"
         if not fallback:
-            raise ProviderUnavailableError(f"{why} (device_fallback is false)")
+            raise ProviderUnavailableError(f"{why} ({hint})")
         return [CPU], f"{why}: running on the CPU (set device_fallback:=false to fail)"
     providers: list[Any] = []
     if wanted == TENSORRT:
@@ -111,7 +113,7 @@ class OnnxModel:
     """
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int = 0, spin: bool = False,
-                 fallback: bool = True) -> None:
+                 fallback: bool = True, hint: str = NODE_FALLBACK_HINT) -> None:
         import onnx
         import onnxruntime as ort
 
@@ -120,20 +122,28 @@ class OnnxModel:
         self.config = config_of(self.metadata, self.path)
         self.pad_multiple = int(self.metadata["pad_multiple"])
         self.guide_channels = int(self.metadata["guide_channels"])
+        # Keyword arguments of classical.guide_channels beyond the images, SGBM and max_disp (cost_offsets).
+        self.guide_options: dict[str, Any] = dict(self.metadata.get("guide_options") or {})
         size = self.metadata.get("image_size")
         self.image_size: tuple[int, int] | None = tuple(size) if size else None  # type: ignore[assignment]
-        if self.guide_channels and self.guide_channels != classical.GUIDE_SGBM_CHANNELS:
-            raise ValueError(f"{self.path} takes {self.guide_channels} SGBM guide channels but this smd_core's "
-                             f"classical.guide_channels makes {classical.GUIDE_SGBM_CHANNELS}: export it again from "
-                             "its checkpoint (smd export CKPT --out model.onnx)")
-        self.sgbm = from_dict(SGBMConfig, self.config.backbone_options.get("sgbm", {})) if self.guide_channels \
-            else None
+        self.sgbm: SGBMConfig | None = None
+        if self.guide_channels:
+            try:
+                expected = classical.guide_channel_count(**self.guide_options)
+            except TypeError as exc:
+                raise ValueError(f"{self.path}: guide options {self.guide_options} are unknown to this smd_core's "
+                                 f"classical.guide_channels ({exc}): export it again with this version") from exc
+            if self.guide_channels != expected:
+                raise ValueError(f"{self.path} takes {self.guide_channels} SGBM guide channels but this smd_core's "
+                                 f"classical.guide_channels makes {expected} for {self.guide_options}: export it "
+                                 "again from its checkpoint (smd export CKPT --out model.onnx)")
+            self.sgbm = from_dict(SGBMConfig, self.config.backbone_options.get("sgbm", {}))
         self.encode_inputs: list[str] = self.metadata["encode_inputs"]
         self.encode_outputs: list[str] = self.metadata["encode_outputs"]
         self.query_outputs: list[str] = self.metadata["query_outputs"]
 
         available = ort.get_available_providers()
-        providers, warning = select_providers(device, available, fallback=fallback,
+        providers, warning = select_providers(device, available, fallback=fallback, hint=hint,
                                               cache_dir=self.path.parent / f".{self.path.stem}.trt")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
@@ -151,7 +161,7 @@ class OnnxModel:
         if self.requested[0] not in self.providers:
             why = f"onnxruntime could not start {self.requested[0]} (its libraries?)"
             if not fallback:
-                raise ProviderUnavailableError(f"{why} (device_fallback is false)")
+                raise ProviderUnavailableError(f"{why} ({hint})")
             self.warnings.append(f"{why}: running on {self.providers[0]}")
         # Maps stay where the encoder put them (GPU memory on CUDA/TensorRT) between the query blocks.
         gpu = self.providers[0] in (CUDA, TENSORRT)
@@ -163,7 +173,8 @@ class OnnxModel:
         """pair (2, Hp, Wp, 3) uint8 BGR -> the encoder's outputs as OrtValues (on the provider's device)."""
         left = np.ascontiguousarray(pair[0:1].transpose(0, 3, 1, 2), dtype=np.float32)
         if self.sgbm is not None:
-            second = classical.guide_channels(pair[0], pair[1], self.sgbm, self.config.max_disp)[None]
+            second = classical.guide_channels(pair[0], pair[1], self.sgbm, self.config.max_disp,
+                                              **self.guide_options)[None]
         else:
             second = np.ascontiguousarray(pair[1:2].transpose(0, 3, 1, 2), dtype=np.float32)
         session = self.sessions["encode"]
@@ -193,16 +204,18 @@ class OrtPredictor(DensePredictor):
     """Dense disparity + uncertainty from an `smd export` file with onnxruntime (same outputs as `Predictor`).
 
     Args:
-        model: an OnnxModel, or the path of the .onnx file (then `device`, `threads`, `spin`, `fallback` build it).
+        model: an OnnxModel, or the path of the .onnx file (then `device`, `threads`, `spin`, `fallback`, `hint`
+            build it).
         chunk_points, uncertainty_kind: as `inference.Predictor`.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, model: OnnxModel | str | Path, *, device: str = "cpu", threads: int = 0, spin: bool = False,
-                 fallback: bool = True, chunk_points: int = 200_000, uncertainty_kind: str = "peak") -> None:
+                 fallback: bool = True, hint: str = NODE_FALLBACK_HINT, chunk_points: int = 200_000,
+                 uncertainty_kind: str = "peak") -> None:
         if not isinstance(model, OnnxModel):
-            model = OnnxModel(model, device=device, threads=threads, spin=spin, fallback=fallback)
+            model = OnnxModel(model, device=device, threads=threads, spin=spin, fallback=fallback, hint=hint)
         super().__init__(chunk_points=chunk_points, pad_multiple=model.pad_multiple, uncertainty_kind=uncertainty_kind)
         self.model = model
         self.config = model.config

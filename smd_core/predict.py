@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             np.save(out / f"{name}.npy", value)
     # Colour bars in px; the uncertainty scale starts at the model's floor, so that confident pixels are dark.
-    floor = uncertainty_floor_px(model.config.output, model.config.max_disp, pred.disparity_scale)
+    floor = uncertainty_floor_px(config.output, config.max_disp, pred.disparity_scale)
     cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity, unit="px"))
     cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
     info = {

@@ -104,7 +104,9 @@ def test_export_metadata_rebuilds_the_pipeline(tmp_path):
     net = load_model(src)
     assert model.config == net.config and meta["model_config"]["backbone_options"]["sgbm"]["mode"] == "3way"
     assert model.sgbm == net.stereo_network.sgbm and model.config.anchor_range == net.config.anchor_range
-    assert meta["guide_channels"] == classical.GUIDE_SGBM_CHANNELS == net.stereo_network.guide_channels - 3
+    assert meta["guide_options"] == {"cost_offsets": net.stereo_network.cost_offsets}
+    assert meta["guide_channels"] == classical.guide_channel_count(**meta["guide_options"])
+    assert meta["guide_channels"] == net.stereo_network.guide_channels - 3
     assert meta["pad_multiple"] == net.stereo_network.size_multiple and meta["image_size"] is None
     assert meta["encode_inputs"] == ["left", "sgbm_guide"]
     assert meta["query_outputs"][:3] == ["disparity", "mu0", "mu1"] and "uncertainty_peak" in meta["query_outputs"]
@@ -134,7 +136,7 @@ def test_stale_guide_channels_and_foreign_files_are_clear_errors(tmp_path):
     model = onnx.load(str(weights.default_onnx()))
     for prop in model.metadata_props:
         if prop.key == "guide_channels":
-            prop.value = json.dumps(classical.GUIDE_SGBM_CHANNELS + 6)
+            prop.value = json.dumps(classical.guide_channel_count() + 6)
     onnx.save(model, str(tmp_path / "old.onnx"))
     with pytest.raises(ValueError, match=r"old.onnx takes \d+ SGBM guide channels .* export it again"):
         OnnxModel(tmp_path / "old.onnx")
@@ -193,3 +195,27 @@ def test_published_layouts_export_and_match_the_reference(name, tmp_path):
     assert agree >= AGREEMENT, f"{agree:.5f}"
     with pytest.raises(ValueError, match=rf"exported for {h}x{w} network inputs, got"):
         predictor.predict(case["left_bgr"][:, : w - 64], case["right_bgr"][:, : w - 64])
+
+
+def test_guide_options_travel_with_the_file(tmp_path, frames):
+    """A guided model with matching-cost channels (cost_offsets): the runtime computes the same guide channels
+    from the file's guide_options and agrees with torch."""
+    import torch
+
+    from smd_core.config import ModelConfig
+    from smd_core.export import export
+    from smd_core.inference import Predictor
+    from smd_core.model.network import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="sgbm_guided", output="bimodal", max_disp=64, head_widths=(16,), anchor_range=1.0,
+                         backbone_options={"widths": [8, 16, 16], "features": [8, 4, 4], "cost_offsets": 2})
+    net = build_model(config).eval()
+    ckpt = save_checkpoint(tmp_path / "costs.pt", net)
+    model = OnnxModel(export(ckpt, tmp_path / "costs.onnx"))
+    assert model.guide_options == {"cost_offsets": 2}
+    assert model.guide_channels == classical.guide_channel_count(2) == net.stereo_network.guide_channels - 3
+    left, right = frames[-1]
+    a = Predictor(net).predict(left, right)
+    b = OrtPredictor(model).predict(left, right)
+    assert (np.abs(a.disparity - b.disparity) <= DISP_TOL_PX).mean() >= AGREEMENT
