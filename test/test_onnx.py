@@ -33,7 +33,15 @@ def frames():
     from smd_core.data.synthetic import render_scene
 
     scene = render_scene(11, height=203, width=301, max_disparity=40.0)
-    return [(f["left"], f["right"]) for f in recorded[::5]] + [(scene.left, scene.right)]
+    pairs = [(f["left"], f["right"]) for f in recorded[::5]]
+    try:  # a real scene (Middlebury 2014 Motorcycle, 741x500), where scikit-image is installed
+        from smd_core.data.real_sample import load_motorcycle
+
+        real = load_motorcycle()
+        pairs.append((real["left"], real["right"]))
+    except ImportError:
+        pass
+    return [*pairs, (scene.left, scene.right)]
 
 
 def torch_predictor(path: Path):
