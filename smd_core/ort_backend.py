@@ -22,7 +22,7 @@ import numpy as np
 
 from smd_core import classical
 from smd_core.classical import SGBMConfig
-from smd_core.config import ModelConfig, from_dict
+from smd_core.config import Deployment, ModelConfig, from_dict
 from smd_core.dense import DensePredictor, normalize_coords
 from smd_core.resolve import NODE_FALLBACK_HINT
 
@@ -120,6 +120,10 @@ class OnnxModel:
         self.path = Path(path)
         model, self.metadata = read_onnx(self.path)
         self.config = config_of(self.metadata, self.path)
+        if not isinstance(self.metadata.get("deployment"), dict):
+            raise ValueError(f"{self.path}: no deployment metadata (an export older than config.Deployment): export "
+                             "it again from its checkpoint (smd export CKPT --out model.onnx)")
+        self.deployment = from_dict(Deployment, self.metadata["deployment"], _where=f"{self.path}: deployment")
         self.pad_multiple = int(self.metadata["pad_multiple"])
         self.guide_channels = int(self.metadata["guide_channels"])
         # Keyword arguments of classical.guide_channels beyond the images, SGBM and max_disp (cost_offsets).
@@ -219,6 +223,7 @@ class OrtPredictor(DensePredictor):
         super().__init__(chunk_points=chunk_points, pad_multiple=model.pad_multiple, uncertainty_kind=uncertainty_kind)
         self.model = model
         self.config = model.config
+        self.deployment = model.deployment
         self.device = model.device
         fields = [o for o in model.query_outputs if not o.startswith("uncertainty_")]
         self._outputs = [*fields, f"uncertainty_{uncertainty_kind}"]

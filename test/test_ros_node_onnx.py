@@ -37,7 +37,6 @@ def as_array(img) -> np.ndarray:
 
 def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
     from smd_core import weights
-    from smd_core.confidence import cloud_max_uncertainty
     from smd_core.data.synthetic import render_scene
     from smd_core.geometry import StereoCamera, disparity_to_points
     from smd_core.ort_backend import OrtPredictor
@@ -63,14 +62,15 @@ def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
 
     h, w = int(H * 1.5), int(W * 1.5)
     disp, unc = as_array(out["disparity"].image), as_array(out["uncertainty"])
-    pred = OrtPredictor(weights.default_onnx()).predict(scene.left, scene.right, output_size=(h, w))
+    predictor = OrtPredictor(weights.default_onnx())
+    pred = predictor.predict(scene.left, scene.right, output_size=(h, w))
     np.testing.assert_allclose(disp, pred.disparity, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(unc, pred.uncertainty, rtol=1e-5, atol=1e-4)
     assert out["disparity"].max_disparity == pytest.approx(128 * 1.5)
-    # The cloud rule: auto keeps the pixels within twice the model's floor (output px), as on torch.
+    # The cloud rule: auto keeps the pixels within the model's deployment threshold (output px), as on torch.
     pts = organized_points(out["points2"])
     in_cloud = np.isfinite(pts["z"])
-    np.testing.assert_array_equal(in_cloud, (disp > 0) & (unc <= cloud_max_uncertainty(128, 1.5)))
+    np.testing.assert_array_equal(in_cloud, (disp > 0) & (unc <= predictor.deployment.cloud_max_uncertainty * 1.5))
     assert 0.3 < in_cloud.mean() < 1.0
     camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W,
                           height=H).scaled(w, h)
