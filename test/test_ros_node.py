@@ -127,7 +127,7 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
     pts = organized_points(cloud)
     camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W, height=H)
-    kept = valid & (unc <= runtime.cloud_max_uncertainty(-1.0, "sgbm_guided", 128, 1.0))
+    kept = valid & (unc <= runtime.cloud_max_uncertainty(-1.0, model.deployment.cloud_max_uncertainty, 1.0))
     assert 0 < kept.mean() < valid.mean(), kept.mean()
     want = disparity_to_points(disp, camera, valid=kept)
     got = np.dstack([pts["x"], pts["y"], pts["z"]])

@@ -80,7 +80,7 @@ def test_export_and_training_say_they_need_torch(no_torch_env, tmp_path):
 @pytest.mark.ros
 def test_smd_demo_runs_without_torch(no_torch_env, tmp_path, ros_env):
     pytest.importorskip("rclpy")
-    env = {**no_torch_env, **{k: ros_env[k] for k in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION")}}
+    env = {**ros_env, "PYTHONPATH": no_torch_env["PYTHONPATH"]}
     code = ("import sys\nfrom smd_ros.cli import main\n"
             f"sys.exit(main(['demo', '--frames', '3', '--out', {str(tmp_path / 'demo')!r}]))")
     proc = run_py(code, env, timeout=600)
