@@ -43,9 +43,9 @@ if [ "$DISTRO" = jazzy ]; then
     ros-jazzy-ament-package==0.16.4
   CONSTRAINTS="$VENV/ros-constraints.txt"
   pip freeze | grep -i '^ros-' > "$CONSTRAINTS"
-  pip install -q -c "$CONSTRAINTS" -e ".[test,train]" colcon-common-extensions
+  pip install -q -c "$CONSTRAINTS" -e ".[test,train,export]" colcon-common-extensions
 else
-  pip install -q -e ".[test,train]"
+  pip install -q -e ".[test,train,export]"
   pip install -q ros-rclpy ros-sensor-msgs ros-stereo-msgs ros-std-msgs ros-diagnostic-msgs \
     ros-rmw-fastrtps-cpp colcon-common-extensions ros-ament-package
 fi

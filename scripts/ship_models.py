@@ -22,6 +22,7 @@ import torch
 from smd_core.classical import SGBMConfig
 from smd_core.eval_curve import format_edges
 from smd_core.evaluate import evaluate, load_frames
+from smd_core.export import export, is_guided
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
@@ -58,8 +59,11 @@ def ship(run: Path, name: str, copy: bool) -> tuple[Path, dict]:
             "stages": stages(ckpt, path)}
     out = path
     if copy:
-        out = save_checkpoint(WEIGHTS_DIR / name, load_model(path), train_config=tc, step=int(step),
+        model = load_model(path)
+        out = save_checkpoint(WEIGHTS_DIR / name, model, train_config=tc, step=int(step),
                               stages=info["stages"], source=info["source"])
+        if is_guided(model):  # the onnxruntime backend's copy (a runtime install runs it): from this very file
+            export(out, out.with_suffix(".onnx"))
     return out, info
 
 
@@ -272,6 +276,9 @@ Bimodal vs standard head: SEE x{rb['see'] / rs['see']:.2f}, bleeding rate x{rb['
 
 **Limits.** Trained on synthetic scenes only; SGBM's matches carry over to real cameras, the network's
 refinement may not everywhere: fine-tune on your own recordings (README, "Fine-tuning on your recordings").
+
+The `.onnx` files beside the checkpoints are their `smd export` (the network after SGBM, for the onnxruntime
+backend; their metadata name the `.pt` file and its sha256), written with each copy.
 """
     (WEIGHTS_DIR / "MODEL_CARD.md").write_text(card)
 

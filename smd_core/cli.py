@@ -1,4 +1,4 @@
-"""The `smd` command's dispatcher: `smd predict|train|eval|synth ...` (and whatever a caller registers).
+"""The `smd` command's dispatcher: `smd predict|train|eval|synth|export ...` (and whatever a caller registers).
 
 A subcommand is a module exposing `add_arguments(parser)` and `run(args) -> int`, registered by name with
 a one-line help text. smd_core registers its own (`CORE_COMMANDS`); the installed `smd` command is
@@ -23,6 +23,7 @@ CORE_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("smd_core.train.cli", "train or fine-tune a model from a YAML config"),
     "eval": ("smd_core.eval_cli", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
     "synth": ("smd_core.data.synthetic", "write a procedural stereo dataset with exact disparity"),
+    "export": ("smd_core.export_cli", "a checkpoint as one ONNX file for onnxruntime / TensorRT"),
 }
 
 

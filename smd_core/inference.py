@@ -1,81 +1,35 @@
-"""Dense inference at any output resolution with memory independent of that resolution.
+"""Dense inference with PyTorch: `Predictor` runs an `SMDNet` through `dense.DensePredictor` (padding, row
+blocks of at most `chunk_points` queries, output-grid units; see `smd_core.dense`).
 
-`Predictor.predict` pads like the reference test pipeline (top and right, edge mode, to a multiple of 64),
-encodes once, queries every output pixel in chunks of `chunk_points` and removes the padding.
-
-Units: unlike the reference (whose disparity stays in input-image pixels whatever the output size),
-`DensePrediction.disparity` is in pixels of the OUTPUT grid, i.e. multiplied by
-`disparity_scale = W_out / W_network_input`, so it pairs directly with the output grid's intrinsics
-(Z = f_out * B / d_out). Divide by `disparity_scale` for the reference's values.
+Units: `DensePrediction.disparity` is in pixels of the OUTPUT grid (`disparity_scale = W_out / W_network_input`
+times the reference's input-pixel values), so it pairs directly with the output grid's intrinsics.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
-import os
-import sys
-import time
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
+from smd_core.config import Deployment, ModelConfig
+from smd_core.dense import (
+    MIXTURE_FIELDS,
+    OUTPUT_MAPS,
+    PIXEL_UNCERTAINTIES,
+    DensePrediction,
+    DensePredictor,
+    as_bgr,
+    check_output_memory,
+    pad_amounts,
+    physical_memory,
+)
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
 
-# `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
-PIXEL_UNCERTAINTIES = ("peak", "sigma", "std")
-
-_MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
-
-
-# The most float32 maps of one output grid a prediction holds (disparity, uncertainty, mu0/1, sigma0/1, pi0/1).
-OUTPUT_MAPS = 2 + len(_MIXTURE_FIELDS)
-
-
-def physical_memory() -> int:
-    """Bytes of RAM on this machine (0 where the OS does not say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return 0
-
-
-def check_output_memory(h_out: int, w_out: int, origin: str, *, memory: int | None = None) -> None:
-    """ValueError naming the size and where it came from (`origin`) when the output maps of an (h_out, w_out)
-    grid would not fit in this machine's memory: found before any work, instead of NumPy's "array is too
-    big" (or an out-of-memory kill) after encoding."""
-    memory = (physical_memory() if memory is None else memory) or sys.maxsize  # unknown: NumPy's own limit
-    need = h_out * w_out * 4 * OUTPUT_MAPS  # Python ints: no overflow however large
-    if need > memory:
-        raise ValueError(f"output size {h_out}x{w_out} (from {origin}) needs {need / 2**30:.3g} GiB for its "
-                         f"{OUTPUT_MAPS} float32 maps, more than this machine's {memory / 2**30:.3g} GiB; "
-                         "ask for a smaller output")
-
-
-@dataclasses.dataclass
-class DensePrediction:
-    """Dense maps, each float32 (H_out, W_out).
-
-    disparity: selected mode (highest density), output-grid px. uncertainty: output-grid px, by default
-    (`Predictor(uncertainty_kind="peak")`) sqrt(2) * b / pi of the selected mode: its std where it holds all
-    the weight, more where the other mode shares it (`mixture.uncertainty`); zeros for a standard head.
-    mu0/mu1: mode disparities (px),
-    sigma0/sigma1: Laplacian scales (px), pi0/pi1: weights (bimodal only; sigma0 also holds the unimodal scale).
-    """
-
-    disparity: np.ndarray
-    uncertainty: np.ndarray
-    disparity_scale: float
-    mu0: np.ndarray | None = None
-    mu1: np.ndarray | None = None
-    sigma0: np.ndarray | None = None
-    sigma1: np.ndarray | None = None
-    pi0: np.ndarray | None = None
-    pi1: np.ndarray | None = None
-    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+__all__ = ["MIXTURE_FIELDS", "OUTPUT_MAPS", "PIXEL_UNCERTAINTIES", "DensePrediction", "Predictor", "as_bgr",
+           "check_output_memory", "cpu_has_bfloat16", "pad_amounts", "physical_memory"]
 
 
 def cpu_has_bfloat16() -> bool:
@@ -86,30 +40,8 @@ def cpu_has_bfloat16() -> bool:
         return False
 
 
-def pad_amounts(size: int, multiple: int) -> int:
-    """Padding that brings `size` up to a multiple of `multiple` (0 if it already is)."""
-    return (-size) % multiple
-
-
-def as_bgr(image: np.ndarray, name: str) -> np.ndarray:
-    """Validate an 8-bit image (H, W), (H, W, 1) or (H, W, 3) and return (H, W, 3) uint8 BGR."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 (0..255), got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{name} must be (H, W, 3) BGR or (H, W) gray, got shape {image.shape}")
-    if image.shape[0] < 2 or image.shape[1] < 2:
-        raise ValueError(f"{name} is too small: {image.shape}")
-    return image
-
-
-class Predictor:
-    """Dense disparity + uncertainty from an `SMDNet`.
+class Predictor(DensePredictor):
+    """Dense disparity + uncertainty from an `SMDNet` with PyTorch.
 
     Args:
         model: the network (its device is changed to `device`).
@@ -124,6 +56,8 @@ class Predictor:
             which sits at its floor on most pixels of the bundled models.
     """
 
+    backend = "torch"
+
     def __init__(
         self,
         model: SMDNet,
@@ -134,138 +68,48 @@ class Predictor:
         autocast_dtype: torch.dtype | None = None,
         uncertainty_kind: str = "peak",
     ) -> None:
-        if uncertainty_kind not in PIXEL_UNCERTAINTIES:
-            raise ValueError(f"uncertainty_kind must be one of {PIXEL_UNCERTAINTIES}, got {uncertainty_kind!r}")
-        if chunk_points < 1:
-            raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
         if pad_multiple is None:
             pad_multiple = int(getattr(model.stereo_network, "size_multiple", 64))
-        if pad_multiple < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+        super().__init__(chunk_points=chunk_points, pad_multiple=pad_multiple, uncertainty_kind=uncertainty_kind)
         if autocast_dtype not in (None, torch.float16, torch.bfloat16):
             raise ValueError(f"autocast_dtype must be None, torch.float16 or torch.bfloat16, got {autocast_dtype}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        self.chunk_points = int(chunk_points)
-        self.pad_multiple = int(pad_multiple)
         self.autocast_dtype = autocast_dtype
-        self.uncertainty_kind = uncertainty_kind
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    @property
+    def config(self) -> ModelConfig:  # type: ignore[override]
+        return self.model.config
+
+    @property
+    def deployment(self) -> Deployment:  # type: ignore[override]
+        return self.model.deployment
+
+    def _context(self) -> contextlib.AbstractContextManager:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
         if self.autocast_dtype is not None and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=self.autocast_dtype)
-        if self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu":
+            stack.enter_context(torch.autocast("cuda", dtype=self.autocast_dtype))
+        elif self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu":
             # CPUs with bfloat16 dot products (AVX512-BF16, AMX) run the convolutions and the head's GEMMs
-            # several times faster than float32 (bench/bench_default.py).
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+            # several times faster than float32 (bench/bench_model.py --bf16).
+            stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        return stack
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def predict(
-        self,
-        left_bgr: np.ndarray,
-        right_bgr: np.ndarray,
-        *,
-        output_size: tuple[int, int] | None = None,
-        scale: float | None = None,
-        input_scale: float = 1.0,
-    ) -> DensePrediction:
-        """Dense prediction for one rectified pair.
-
-        left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) gray). The network sees them resized by
-        `input_scale`. The output grid is `output_size` = (H_out, W_out), or (H, W) * `scale`, or (H, W);
-        any size works, not only integer factors of the input.
-        """
-        left = as_bgr(left_bgr, "left image")
-        right = as_bgr(right_bgr, "right image")
-        if left.shape != right.shape:
-            raise ValueError(f"left and right images differ in size: {left.shape} vs {right.shape}")
-        h, w = left.shape[:2]
-        if output_size is not None and scale is not None:
-            raise ValueError("give output_size or scale, not both")
-        if scale is not None:
-            if not (math.isfinite(scale) and scale > 0):
-                raise ValueError(f"scale must be a positive number, got {scale}")
-            output_size = (max(2, round(h * scale)), max(2, round(w * scale)))
-        h_out, w_out = (int(v) for v in (output_size or (h, w)))
-        if h_out < 2 or w_out < 2:
-            raise ValueError(f"output_size must be at least 2x2, got {(h_out, w_out)}")
-        check_output_memory(h_out, w_out, f"scale {scale:g} of {h}x{w}" if scale is not None else "output_size")
-        if not (math.isfinite(input_scale) and input_scale > 0):
-            raise ValueError(f"input_scale must be a positive number, got {input_scale}")
-
-        t0 = time.perf_counter()
-        if input_scale != 1.0:
-            hn, wn = max(2, round(h * input_scale)), max(2, round(w * input_scale))
-            interp = cv2.INTER_AREA if input_scale < 1 else cv2.INTER_LINEAR
-            left = cv2.resize(left, (wn, hn), interpolation=interp)
-            right = cv2.resize(right, (wn, hn), interpolation=interp)
-        hn, wn = left.shape[:2]
-        top, rightpad = pad_amounts(hn, self.pad_multiple), pad_amounts(wn, self.pad_multiple)
-        pair = np.stack([left, right])
-        pair = np.pad(pair, ((0, 0), (top, 0), (0, rightpad), (0, 0)), mode="edge")
+    def _encode(self, pair: np.ndarray) -> Any:
         tensor = torch.from_numpy(pair).to(self.device).permute(0, 3, 1, 2).float()
-        hp, wp = hn + top, wn + rightpad
-        sy, sx = h_out / hn, w_out / wn
-        # The padded image's output grid, in which query points live (reference: (Hp*s, Wp*s)).
-        grid_size = (hp * sy, wp * sx)
+        return self.model.prepare(self.model.encode(tensor[0:1], tensor[1:2]))
 
-        model = self.model
-        with torch.inference_mode(), self._autocast():
-            features = model.prepare(model.encode(tensor[0:1], tensor[1:2]))
-            self._sync()
-            t1 = time.perf_counter()
-            maps = self._query_dense(features, (h_out, w_out), top * sy, grid_size)
-            self._sync()
-        t2 = time.perf_counter()
-        return self._assemble(maps, (h_out, w_out), sx, {"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0})
-
-    def _query_dense(
-        self, features: object, out_hw: tuple[int, int], y_offset: float, grid_size: tuple[float, float]
-    ) -> dict[str, np.ndarray]:
-        h_out, w_out = out_hw
-        # Blocks of whole rows (or of one row's columns when a row alone exceeds chunk_points): at most
-        # chunk_points queries each, on a grid so the features are sampled separably (SMDNet.query_grid).
-        cols = min(w_out, self.chunk_points)
-        rows = max(1, self.chunk_points // w_out)
-        maps: dict[str, np.ndarray] = {}
-        for r0 in range(0, h_out, rows):
-            r1 = min(h_out, r0 + rows)
-            ys = torch.arange(r0, r1, device=self.device, dtype=torch.float32) + y_offset
-            for c0 in range(0, w_out, cols):
-                c1 = min(w_out, c0 + cols)
-                xs = torch.arange(c0, c1, device=self.device, dtype=torch.float32)
-                pred = self.model.query_grid(features, xs, ys, grid_size)
-                fields = pred.fields()
-                fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp,
-                                                   kind=self.uncertainty_kind)
-                if pred.sigma is not None:
-                    fields["sigma0"] = fields.pop("sigma")
-                for name, value in fields.items():
-                    if name not in maps:
-                        maps[name] = np.empty((h_out, w_out), dtype=np.float32)
-                    maps[name][r0:r1, c0:c1] = value[0].float().cpu().numpy().reshape(r1 - r0, c1 - c0)
-        return maps
-
-    def _assemble(
-        self, maps: dict[str, np.ndarray], out_hw: tuple[int, int], sx: float, timings: dict[str, float]
-    ) -> DensePrediction:
-        max_disp = float(self.model.config.max_disp)
-        # Disparity is horizontal: it scales with the output grid's width.
-        for name in ("disparity", "mu0", "mu1", "uncertainty"):
-            if name in maps:
-                maps[name] *= sx
-        for name in ("sigma0", "sigma1"):
-            if name in maps:
-                maps[name] *= max_disp * sx
-        extra = {k: maps.get(k) for k in _MIXTURE_FIELDS}
-        return DensePrediction(
-            disparity=maps["disparity"],
-            uncertainty=maps["uncertainty"],
-            disparity_scale=sx,
-            timings=timings,
-            **extra,
-        )
+    def _query_block(self, features: Any, xs: np.ndarray, ys: np.ndarray,
+                     grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
+        pred = self.model.query_grid(features, torch.from_numpy(xs).to(self.device),
+                                     torch.from_numpy(ys).to(self.device), grid_size)
+        fields = pred.fields()
+        fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind=self.uncertainty_kind)
+        if pred.sigma is not None:
+            fields["sigma0"] = fields.pop("sigma")
+        return {name: value[0].float().cpu().numpy() for name, value in fields.items()}

@@ -12,8 +12,8 @@ from smd_core.resolve import resolve_checkpoint
 if TYPE_CHECKING:
     import numpy as np
 
-# torch, OpenCV, NumPy, the model and viz are imported in the functions that use them: `smd predict --help`
-# loads none of them.
+# OpenCV, NumPy, the backend and viz are imported in the functions that use them: `smd predict --help` loads none
+# of them, and torch is imported only for the torch backend.
 
 
 def default_checkpoint() -> Path:
@@ -48,7 +48,7 @@ def uncertainty_floor_px(output: str, max_disp: float, disparity_scale: float = 
     none)."""
     if output == "standard":
         return 0.0
-    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.confidence import uncertainty_floor
 
     return uncertainty_floor(max_disp) * float(disparity_scale)
 
@@ -57,7 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("left", help="left rectified image")
     parser.add_argument("right", help="right rectified image")
     parser.add_argument("--checkpoint", default=None,
-                        help="published SMD-Nets or smd_ros checkpoint (default: bundled)")
+                        help="published SMD-Nets or smd_ros checkpoint, or an `smd export` .onnx file "
+                             "(default: bundled)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                        help="auto: onnxruntime for .onnx files, torch otherwise (default auto)")
     parser.add_argument("--backbone", default=None, help="psmnet|hsmnet (published checkpoints; default: inferred)")
     parser.add_argument("--output", dest="output_repr", default=None,
                         help="standard|unimodal|bimodal (default: inferred)")
@@ -65,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=None, help="output scale factor (any float > 0)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="output size")
     parser.add_argument("--input-scale", type=float, default=1.0, help="resize the images before the network")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N] (onnxruntime also tensorrt[:N])")
     parser.add_argument("--chunk-points", type=int, default=200_000, help="query points per chunk (memory bound)")
 
 
@@ -74,14 +77,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from smd_core import viz
-    from smd_core.inference import Predictor
-    from smd_core.model.network import load_model
-    from smd_core.resolve import select_device
+    from smd_core.backend import load_predictor, resolve_model
 
-    device = select_device(args.device)
-    ckpt = resolve_checkpoint(args.checkpoint, hint="pass --checkpoint")
-    model = load_model(ckpt, backbone=args.backbone, output=args.output_repr, device=device)
-    predictor = Predictor(model, device=device, chunk_points=args.chunk_points)
+    ckpt, backend = resolve_model(args.checkpoint, args.backend, hint="pass --checkpoint")
+    predictor = load_predictor(ckpt, backend, device=args.device, chunk_points=args.chunk_points,
+                               backbone=args.backbone, output=args.output_repr)
+    device, config = predictor.device, predictor.config
     left, right = read_image(args.left), read_image(args.right)
     pred = predictor.predict(
         left, right, output_size=tuple(args.size) if args.size else None, scale=args.scale, input_scale=args.input_scale
@@ -95,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             np.save(out / f"{name}.npy", value)
     # Colour bars in px; the uncertainty scale starts at the model's floor, so that confident pixels are dark.
-    floor = uncertainty_floor_px(model.config.output, model.config.max_disp, pred.disparity_scale)
+    floor = uncertainty_floor_px(config.output, config.max_disp, pred.disparity_scale)
     cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity, unit="px"))
     cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
     info = {
         "checkpoint": str(ckpt),
-        "model": {"backbone": model.config.backbone, "output": model.config.output, "max_disp": model.config.max_disp},
+        "model": {"backbone": config.backbone, "output": config.output, "max_disp": config.max_disp},
+        "backend": backend,
         "device": str(device),
         "input_size": list(left.shape[:2]),
         "output_size": list(pred.disparity.shape),

@@ -28,6 +28,8 @@ class DeviceUnavailableError(ValueError, RuntimeError):
 
 # How a caller of `resolve_device` without fallback turns it on: the ROS node's parameter by default.
 NODE_FALLBACK_HINT = "device_fallback is false"
+# ... and a command's (`--device` / `device=`): commands have no fallback setting.
+COMMAND_HINT = "choose device cpu or auto on this machine"
 
 
 def resolve_device(requested: str, *, fallback: bool = False, cuda_available: bool | None = None,
@@ -67,7 +69,7 @@ def select_device(requested: str) -> torch.device:
     fallback setting, so the error says what to choose instead)."""
     import torch
 
-    return torch.device(resolve_device(requested, hint="choose device cpu or auto on this machine")[0])
+    return torch.device(resolve_device(requested, hint=COMMAND_HINT)[0])
 
 
 def resolve_checkpoint(value: str | Path | None, *, hint: str = "pass a checkpoint file") -> Path:

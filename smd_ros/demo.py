@@ -156,7 +156,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out/)")
     parser.add_argument("--frames", type=int, default=None, help="play only the first N frames (N >= 1; default all)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed relative to the recording")
-    parser.add_argument("--checkpoint", default="", help="model for the node (default: the bundled bimodal one)")
+    parser.add_argument("--checkpoint", default="", help="model for the node: a checkpoint or an `smd export` .onnx "
+                        "file (default: the bundled bimodal one)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                        help="the node's backend (auto: by the model file's type; the bundled model runs on torch "
+                        "where it is installed, else on onnxruntime)")
     parser.add_argument("--standard-checkpoint", default="",
                         help="standard-head model for the comparison (default: the bundled one; 'none' skips it)")
     parser.add_argument("--bag", type=Path, default=DATA_DIR / "sample_stereo", help="rosbag2 folder to play")
@@ -172,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _start_node(args: argparse.Namespace, env: dict[str, str], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "smd_ros.stereo_node", "--ros-args",
            "-p", f"device:={args.device}", "-p", "use_color:=true", "-p", "organized_cloud:=true",
-           "-p", "report_period:=2.0",
+           "-p", "report_period:=2.0", "-p", f"backend:={args.backend}",
            # Played back from a recording: reliable delivery, as `ros2 bag play` offers by default.
            "-p", "sensor_data_qos:=false"]
     if args.checkpoint:
@@ -223,7 +227,11 @@ def _answer_real(client: DemoClient, stamp_ns: int, proc: subprocess.Popen, log:
     outputs, or None (with a note) when it did not answer."""
     from smd_ros.demo_report import real_frame
 
-    frame = real_frame(stamp_ns)
+    try:
+        frame = real_frame(stamp_ns)
+    except ImportError as exc:  # a runtime install: the pair comes with scikit-image (pip install .[torch])
+        print(f"smd demo: no real-scene comparison: {exc}")
+        return None
     client.publish(frame)
     s = frame["stamp_ns"]
     try:

@@ -68,21 +68,24 @@ def _mean(rows: list[dict[str, float]], key: str) -> float:
 
 
 def _standard_predictor(args: argparse.Namespace) -> Any:
+    """The standard-head model for the comparison, on the node's backend (the bundled one in that format)."""
     if args.standard_checkpoint.lower() == "none":
         return None
-    import smd_core
+    from smd_core.backend import load_predictor, resolve_model, torch_available
 
     if args.standard_checkpoint:
-        path = Path(args.standard_checkpoint)
+        path, backend = resolve_model(args.standard_checkpoint, "auto")
     else:
-        from smd_core.weights import standard_checkpoint
+        from smd_core import weights
 
+        onnx = args.backend == "onnxruntime" or not torch_available()
         try:
-            path = standard_checkpoint()
+            path = weights.standard_onnx() if onnx else weights.standard_checkpoint()
         except FileNotFoundError as exc:
             print(f"smd demo: no standard-head comparison ({exc})")
             return None
-    return smd_core.Predictor(smd_core.load_model(path, device="cpu"))
+        backend = "onnxruntime" if onnx else "torch"
+    return load_predictor(path, backend, device="cpu")
 
 
 def received(frames: list[dict[str, Any]], outputs: Outputs) -> dict[int, tuple[Any, ...]]:
@@ -99,11 +102,10 @@ def received(frames: list[dict[str, Any]], outputs: Outputs) -> dict[int, tuple[
 def node_model(args: argparse.Namespace) -> tuple[float, float]:
     """(max_disp, uncertainty floor in output px) of the node's model: SGBM and BM search the same range, the
     uncertainty scale starts at the floor (the demo's outputs are at scale 1)."""
-    import smd_core
+    from smd_core.backend import model_config, resolve_model
     from smd_core.predict import uncertainty_floor_px
-    from smd_ros.params import resolve_checkpoint
 
-    config = smd_core.load_model(resolve_checkpoint(args.checkpoint or ""), device="cpu").config
+    config = model_config(*resolve_model(args.checkpoint or "", args.backend))
     return float(config.max_disp), uncertainty_floor_px(config.output, config.max_disp)
 
 

@@ -18,7 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from smd_core.backend import BACKENDS
 from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
+from smd_core.ort_backend import ORT_DEVICE_PATTERN
 from smd_core.resolve import DEVICE_PATTERN, resolve_device
 from smd_core.resolve import resolve_checkpoint as core_resolve_checkpoint
 from smd_ros.topics import TRANSPORTS
@@ -50,17 +52,23 @@ class NodeConfig:
     """Configuration of the stereo node; one field per ROS parameter (see `config/stereo.yaml`)."""
 
     # Model: changing these needs a model reload.
-    checkpoint: str = _p("", "Model checkpoint (.pth/.pt): a published SMD-Nets checkpoint or one written by "
-                         "`smd train`. Empty: the model bundled with the package.", RELOAD)
+    checkpoint: str = _p("", "Model file: a checkpoint (.pth/.pt: a published SMD-Nets checkpoint or one written by "
+                         "`smd train`) or an ONNX file written by `smd export`. Empty: the model bundled with the "
+                         "package (its .onnx export where torch is not installed).", RELOAD)
+    backend: str = _p("auto", "What runs the network: torch (checkpoints), onnxruntime (.onnx files; needs no torch) "
+                      "or auto (by the model file's type: .onnx -> onnxruntime). Same outputs, topics, uncertainty "
+                      "and cloud rule either way.", RELOAD, choices=BACKENDS)
     backbone: str = _p("", "Backbone of a published checkpoint (psmnet, hsmnet, light); empty: inferred from the "
                        "checkpoint.", RELOAD, choices=("", *BACKBONE_NAMES))
     output: str = _p("", "Output representation of a published checkpoint (standard, unimodal, bimodal); empty: "
                      "inferred from the checkpoint.", RELOAD, choices=("", *OUTPUT_NAMES))
     max_disparity: int = _p(0, "The network's maximum disparity in input pixels (256 for the published models); "
                             "0: read from the checkpoint.", RELOAD, lo=0, hi=1024)
-    device: str = _p("auto", "Torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.", RELOAD)
-    device_fallback: bool = _p(True, "When CUDA is requested but absent: true = warn and run on the CPU, "
-                               "false = exit with an error.", RELOAD)
+    device: str = _p("auto", "Device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N; with the onnxruntime "
+                     "backend also tensorrt or tensorrt:N (TensorRT provider, engines cached beside the model).",
+                     RELOAD)
+    device_fallback: bool = _p(True, "When CUDA (or onnxruntime's CUDA / TensorRT provider) is requested but absent: "
+                               "true = warn and run on the CPU, false = exit with an error.", RELOAD)
     half_precision: bool = _p(False, "Run the network in float16 autocast (CUDA only; ignored with a warning on "
                               "the CPU).", RELOAD)
     cpu_precision: str = _p("auto", "Precision of the network on the CPU: float32 (exact); bfloat16 (autocast, on CPUs "
@@ -160,8 +168,10 @@ def validation_errors(cfg: NodeConfig) -> list[str]:
             errors.append(f"{name}={value!r} is not one of {list(choices)}")
     if errors:
         return errors
-    if not DEVICE_PATTERN.match(cfg.device):
-        errors.append(f"device={cfg.device!r} is not auto, cpu, cuda or cuda:N")
+    if not ORT_DEVICE_PATTERN.match(cfg.device):
+        errors.append(f"device={cfg.device!r} is not auto, cpu, cuda[:N] or tensorrt[:N]")
+    elif cfg.backend == "torch" and not DEVICE_PATTERN.match(cfg.device):
+        errors.append(f"device={cfg.device!r} needs backend onnxruntime (torch runs on auto, cpu, cuda or cuda:N)")
     if 0 < cfg.image_bits < 9:
         errors.append(f"image_bits={cfg.image_bits} must be 0 (auto) or 9..16")
     if cfg.max_disparity % 16:
@@ -190,7 +200,7 @@ def parameter_descriptors() -> dict[str, Any]:
         if f.metadata["choices"] is not None:
             constraints.append("one of: " + ", ".join(repr(c) for c in f.metadata["choices"]))
         if name == "device":
-            constraints.append("auto, cpu, cuda or cuda:N")
+            constraints.append("auto, cpu, cuda[:N] or (onnxruntime) tensorrt[:N]")
         constraints.append({LIVE: "changeable at run time",
                             RELOAD: "changing it needs a model reload: restart the node",
                             RESTART: "changing it needs new subscriptions: restart the node"}[f.metadata["apply"]])

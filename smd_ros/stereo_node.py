@@ -18,7 +18,7 @@ Run: `ros2 run smd_ros stereo_node --ros-args -p checkpoint:=/path/model.pth` or
 `python -m smd_ros.stereo_node --ros-args ...`.
 """
 
-# ruff: noqa: E402 (the OpenMP environment must be set before the imports below load torch)
+# ruff: noqa: E402 (the OpenMP environment must be set before the imports below load torch, on the torch backend)
 from __future__ import annotations
 
 from smd_ros import runtime
@@ -31,7 +31,6 @@ import threading
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
@@ -48,9 +47,10 @@ from rclpy.qos import (
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-from smd_ros import health, messages, sensors
+from smd_ros import health, messages, model_loading, sensors
+from smd_ros.model_loading import CheckpointError
 from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
-from smd_ros.params import NodeConfig, declare_parameters, describe, resolve_checkpoint, resolve_device, updated_config
+from smd_ros.params import NodeConfig, declare_parameters, describe, updated_config
 from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
 from smd_ros.ros_session import ros_session
 from smd_ros.sensors import InputError
@@ -61,7 +61,8 @@ try:
 except ImportError:  # diagnostics are optional: the node runs without the package
     DiagnosticArray = None
 
-__all__ = ["FrameSet", "LatestSlot", "StereoNode", "Stats", "ThrottledLog", "main", "output_qos", "raised_at"]
+__all__ = ["CheckpointError", "FrameSet", "LatestSlot", "StereoNode", "Stats", "ThrottledLog", "main", "output_qos",
+           "raised_at"]
 
 # A stamp this far behind the newest accepted one is a clock reset (bag loop, simulation restart), not an
 # out-of-order frame: accept it and start over instead of rejecting every frame from now on.
@@ -74,10 +75,6 @@ def output_qos(best_effort: bool) -> QoSProfile:
     """The outputs' QoS: keep last 1, volatile (a late subscriber gets no stale cloud), reliable or best effort."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
                       reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
-
-
-class CheckpointError(RuntimeError):
-    """The model could not be loaded; the message names the file."""
 
 
 @dataclasses.dataclass
@@ -177,49 +174,17 @@ class StereoNode(Node):
         return pub
 
     def _load_model(self) -> tuple[Any, int]:
-        import torch
-
-        import smd_core
-
         log = self.get_logger()
-        cfg = self.config
-        self._threads = cfg.threads or runtime.default_threads()
-        torch.set_num_threads(self._threads)
-        cv2.setNumThreads(self._threads)  # OpenCV (SGBM in the guided models) shares the same cores
         log.info(OPENMP_STATUS)
-        device, warning = resolve_device(cfg.device, fallback=cfg.device_fallback)
-        if warning:
-            log.warning(warning)
-        path = resolve_checkpoint(cfg.checkpoint)
-        t0 = time.monotonic()
-        try:
-            model = smd_core.load_model(path, backbone=cfg.backbone or None, output=cfg.output or None,
-                                        max_disp=cfg.max_disparity or None, device=device)
-        except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
-            raise CheckpointError(f"failed to load checkpoint {path}: {exc}") from exc
-        autocast = None
-        if cfg.half_precision:
-            if torch.device(device).type == "cuda":
-                autocast = torch.float16
-            else:
-                log.warning("half_precision is ignored on the CPU")
-        elif torch.device(device).type == "cpu" and runtime.cpu_bfloat16(
-                cfg.cpu_precision, model.deployment.cpu_bfloat16, smd_core.cpu_has_bfloat16()):
-            autocast = torch.bfloat16
-        predictor = smd_core.Predictor(model, device=device, chunk_points=cfg.chunk_points, autocast_dtype=autocast,
-                                       uncertainty_kind=cfg.uncertainty_kind)
-        mc = model.config
-        n_params = sum(p.numel() for p in model.parameters())
-        gpu = f" ({torch.cuda.get_device_name(torch.device(device))})" if torch.device(device).type == "cuda" else ""
-        log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s: backbone {mc.backbone}, output {mc.output}, "
-                 f"max_disp {mc.max_disp}, {n_params / 1e6:.1f} M parameters, device {device}{gpu}"
-                 f"{f', {autocast} autocast'.replace('torch.', '') if autocast else ''}")
+        loaded = model_loading.load(self.config, log)
+        predictor, cfg = loaded.predictor, self.config
+        self._threads = loaded.threads
         log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of "
                  f"{predictor.pad_multiple}), outputs = images x {cfg.output_scale}; the sizes are logged at the "
                  "first frame")
         log.info(f"parameters: {describe(cfg)}")
-        self._model_name = f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp})"
-        return predictor, mc.max_disp
+        self._model_name = loaded.name
+        return predictor, predictor.config.max_disp
 
     # ---------------------------------------------------------------------------------------------- executor side
 
@@ -371,7 +336,7 @@ class StereoNode(Node):
         t2 = time.monotonic()
         min_depth, max_depth = cfg.depth_range
         max_uncertainty = runtime.cloud_max_uncertainty(
-            cfg.max_uncertainty, self.predictor.model.deployment.cloud_max_uncertainty, pred.disparity_scale)
+            cfg.max_uncertainty, self.predictor.deployment.cloud_max_uncertainty, pred.disparity_scale)
         header = frame.left.header
         out = messages.stereo_outputs(
             header, pred.disparity, pred.uncertainty, camera,

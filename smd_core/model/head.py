@@ -13,15 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smd_core.dense import normalize_coords
 
-def normalize_coords(coords: Tensor, size: float) -> Tensor:
-    """Pixel coordinates (any shape) along one axis of an output grid of `size` pixels -> [-1, 1].
-
-    The 1-D form of `normalize_points`: clamp(2 c / (size - 1) - 1, -1, 1).
-    """
-    if float(size) <= 1:
-        raise ValueError(f"output grid size must be larger than 1, got {size}")
-    return (coords * (2.0 / (float(size) - 1.0)) - 1.0).clamp(-1.0, 1.0)
+__all__ = ["FlatMaps", "SMDHead", "flatten_maps", "gather_bilinear", "gather_grid", "gather_nearest",
+           "gather_nearest_grid", "normalize_coords", "normalize_points", "sample_maps"]
 
 
 def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor:

@@ -18,8 +18,14 @@ import math
 import torch
 from torch import Tensor
 
-# The reference clamps Laplacian scales to [1e-2, 1] (1e-3 is its Gaussian value).
-SIGMA_EPS = 1e-2
+# The floor and its deployment factors are plain arithmetic, torch-free for the onnxruntime path; re-exported here.
+from smd_core.confidence import (  # noqa: F401
+    CLOUD_FLOOR_FACTOR,
+    PSEUDO_FLOOR_FACTOR,
+    SIGMA_EPS,
+    uncertainty_floor,
+)
+
 # Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
 # published backbones have none, so their loss is exactly the reference's.
 COARSE_WEIGHT = 1.0
@@ -202,19 +208,6 @@ def loss(
     if pred.coarse is not None:
         total = total + COARSE_WEIGHT * (pred.coarse / max_disp - y).abs()[valid].mean()
     return total
-
-
-def uncertainty_floor(max_disp: float) -> float:
-    """The smallest "sigma" / "peak" uncertainty a mixture head can give, in px of max_disp: sqrt(2) * SIGMA_EPS
-    * max_disp (1.81 px at max_disp 128). Well-trained heads sit at it wherever they are sure."""
-    return math.sqrt(2.0) * SIGMA_EPS * float(max_disp)
-
-
-# Deployment defaults (`network.deployment_for`): the node's cloud threshold is this times the floor, chosen to
-# keep about as many points as SGBM does (the model card's "node's cloud" rows); pseudo-labels keep a mode at
-# the floor only with pi >= 1 / PSEUDO_FLOOR_FACTOR, where the model has all but settled which surface it sees.
-CLOUD_FLOOR_FACTOR = 2.0
-PSEUDO_FLOOR_FACTOR = 1.1
 
 
 def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Tensor:

@@ -123,8 +123,13 @@ class SMDNet(nn.Module):
     ) -> Prediction:
         """`query` on the grid of columns xs (W,) x rows ys (R,) (pixels of `output_size`), fields (B, R * W)
         row-major; the dense path of `Predictor` (separable sampling, see `gather_grid`)."""
+        return self.query_normalized(features, normalize_coords(xs, output_size[1]),
+                                     normalize_coords(ys, output_size[0]))
+
+    def query_normalized(self, features: list[Tensor] | FlatMaps, gx: Tensor, gy: Tensor) -> Prediction:
+        """`query_grid` at normalized columns gx (W,) and rows gy (R,) in [-1, 1] (`dense.normalize_coords`):
+        the query graph `smd export` writes."""
         head_maps, base_map = self._split(features)
-        gx, gy = normalize_coords(xs, output_size[1]), normalize_coords(ys, output_size[0])
         raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
         base = None if base_map is None else gather_nearest_grid(base_map, gx, gy).float()
         return activate(raw.float(), self.config.output, self.config.max_disp, base,

@@ -25,3 +25,17 @@ def default_checkpoint() -> Path:
 def standard_checkpoint() -> Path:
     """The bundled SGBM-guided standard (L1) model, trained with the same recipe, for comparisons."""
     return bundled(STANDARD_NAME)
+
+
+DEFAULT_ONNX_NAME = "guided_bimodal.onnx"
+STANDARD_ONNX_NAME = "guided_standard.onnx"
+
+
+def default_onnx() -> Path:
+    """The default model as `smd export` writes it, for the onnxruntime backend (no torch needed)."""
+    return bundled(DEFAULT_ONNX_NAME)
+
+
+def standard_onnx() -> Path:
+    """The standard (L1) model as ONNX."""
+    return bundled(STANDARD_ONNX_NAME)

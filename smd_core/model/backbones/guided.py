@@ -154,7 +154,10 @@ class SGBMGuided(nn.Module):
         images support (block matchers fatten foreground edges by about half a block, and fill small
         see-through holes with the foreground entirely).
         """
-        sg = sgbm_guide(left, right, self.sgbm, self.max_disp, self.cost_offsets)
+        return self.guide_from(left, sgbm_guide(left, right, self.sgbm, self.max_disp, self.cost_offsets))
+
+    def guide_from(self, left: Tensor, sg: Tensor) -> tuple[Tensor, Tensor]:
+        """`guide` from the SGBM channels `sg` (B, guide_channels - 3, H, W) already computed (`sgbm_guide`)."""
         x = torch.cat([(left - self.mean) / self.std, sg * self.guide_scale.to(sg.dtype)], dim=1)
         d = GUIDE_DISPARITIES
         filled, fg, bg = sg[:, :1], sg[:, d - 2 : d - 1], sg[:, d - 1 : d]
@@ -168,7 +171,12 @@ class SGBMGuided(nn.Module):
         h, w = left.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(f"image size must be a multiple of {self.size_multiple}, got {h}x{w}")
-        x, anchors = self.guide(left, right)
+        return self.forward_guided(left, sgbm_guide(left, right, self.sgbm, self.max_disp, self.cost_offsets))
+
+    def forward_guided(self, left: Tensor, sg: Tensor) -> list[Tensor]:
+        """The network after SGBM (what `smd export` puts in ONNX): left (B, 3, H, W) BGR 0..255 and its SGBM
+        channels `sg` (B, guide_channels - 3, H, W) from `classical.guide_channels` -> the `forward` maps."""
+        x, anchors = self.guide_from(left, sg)
         skips, y = [], x
         for enc in self.encoders:
             y = enc(y)

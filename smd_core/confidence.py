@@ -1,0 +1,23 @@
+"""The mixture head's uncertainty floor and the factors of the deployment defaults built on it: plain
+arithmetic, no torch (the onnxruntime runtime uses them as the PyTorch one does; `smd_core.model.mixture`
+re-exports them)."""
+
+from __future__ import annotations
+
+import math
+
+# The reference clamps Laplacian scales to [1e-2, 1] (1e-3 is its Gaussian value).
+SIGMA_EPS = 1e-2
+
+
+def uncertainty_floor(max_disp: float) -> float:
+    """The smallest "sigma" / "peak" uncertainty a mixture head can give, in px of max_disp: sqrt(2) * SIGMA_EPS
+    * max_disp (1.81 px at max_disp 128). Well-trained heads sit at it wherever they are sure."""
+    return math.sqrt(2.0) * SIGMA_EPS * float(max_disp)
+
+
+# Deployment defaults (`network.deployment_for`): the node's cloud threshold is this times the floor, chosen to
+# keep about as many points as SGBM does (the model card's "node's cloud" rows); pseudo-labels keep a mode at
+# the floor only with pi >= 1 / PSEUDO_FLOOR_FACTOR, where the model has all but settled which surface it sees.
+CLOUD_FLOOR_FACTOR = 2.0
+PSEUDO_FLOOR_FACTOR = 1.1

@@ -1,0 +1,260 @@
+"""Dense inference at any output resolution, whatever runs the network: the part of `Predictor` free of torch.
+
+`DensePredictor.predict` pads like the reference test pipeline (top and right, edge mode, to a multiple of the
+backbone's `size_multiple` or 64), encodes once, queries every output pixel in row blocks of at most
+`chunk_points` and removes the padding. A backend supplies `_encode` and `_query_block`: PyTorch
+(`smd_core.inference.Predictor`) or ONNX Runtime (`smd_core.ort_backend.OrtPredictor`), so both see the same
+padded uint8 images, the same query coordinates and the same assembly into output-grid units.
+
+Units: unlike the reference (whose disparity stays in input-image pixels whatever the output size),
+`DensePrediction.disparity` is in pixels of the OUTPUT grid, i.e. multiplied by
+`disparity_scale = W_out / W_network_input`, so it pairs directly with the output grid's intrinsics
+(Z = f_out * B / d_out). Divide by `disparity_scale` for the reference's values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+
+from smd_core.config import Deployment, ModelConfig
+
+# `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
+PIXEL_UNCERTAINTIES = ("peak", "sigma", "std")
+MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
+
+A = TypeVar("A")  # np.ndarray or torch.Tensor
+# The most float32 maps of one output grid a prediction holds (disparity, uncertainty, mu0/1, sigma0/1, pi0/1).
+OUTPUT_MAPS = 2 + len(MIXTURE_FIELDS)
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_output_memory(h_out: int, w_out: int, origin: str, *, memory: int | None = None) -> None:
+    """ValueError naming the size and where it came from (`origin`) when the output maps of an (h_out, w_out)
+    grid would not fit in this machine's memory: found before any work, instead of NumPy's "array is too
+    big" (or an out-of-memory kill) after encoding."""
+    memory = (physical_memory() if memory is None else memory) or sys.maxsize  # unknown: NumPy's own limit
+    need = h_out * w_out * 4 * OUTPUT_MAPS  # Python ints: no overflow however large
+    if need > memory:
+        raise ValueError(f"output size {h_out}x{w_out} (from {origin}) needs {need / 2**30:.3g} GiB for its "
+                         f"{OUTPUT_MAPS} float32 maps, more than this machine's {memory / 2**30:.3g} GiB; "
+                         "ask for a smaller output")
+
+
+@dataclasses.dataclass
+class DensePrediction:
+    """Dense maps, each float32 (H_out, W_out).
+
+    disparity: selected mode (highest density), output-grid px. uncertainty: output-grid px, by default
+    (`Predictor(uncertainty_kind="peak")`) sqrt(2) * b / pi of the selected mode: its std where it holds all
+    the weight, more where the other mode shares it (`mixture.uncertainty`); zeros for a standard head.
+    mu0/mu1: mode disparities (px),
+    sigma0/sigma1: Laplacian scales (px), pi0/pi1: weights (bimodal only; sigma0 also holds the unimodal scale).
+    """
+
+    disparity: np.ndarray
+    uncertainty: np.ndarray
+    disparity_scale: float
+    mu0: np.ndarray | None = None
+    mu1: np.ndarray | None = None
+    sigma0: np.ndarray | None = None
+    sigma1: np.ndarray | None = None
+    pi0: np.ndarray | None = None
+    pi1: np.ndarray | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def normalize_coords(coords: A, size: float) -> A:
+    """Pixel coordinates (any shape, NumPy or torch) along one axis of an output grid of `size` pixels -> [-1, 1].
+
+    The 1-D form of `head.normalize_points`: clip(2 c / (size - 1) - 1, -1, 1).
+    """
+    if float(size) <= 1:
+        raise ValueError(f"output grid size must be larger than 1, got {size}")
+    return (coords * (2.0 / (float(size) - 1.0)) - 1.0).clip(-1.0, 1.0)  # type: ignore[operator,union-attr]
+
+
+def pad_amounts(size: int, multiple: int) -> int:
+    """Padding that brings `size` up to a multiple of `multiple` (0 if it already is)."""
+    return (-size) % multiple
+
+
+def as_bgr(image: np.ndarray, name: str) -> np.ndarray:
+    """Validate an 8-bit image (H, W), (H, W, 1) or (H, W, 3) and return (H, W, 3) uint8 BGR."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 (0..255), got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be (H, W, 3) BGR or (H, W) gray, got shape {image.shape}")
+    if image.shape[0] < 2 or image.shape[1] < 2:
+        raise ValueError(f"{name} is too small: {image.shape}")
+    return image
+
+
+class DensePredictor:
+    """Dense disparity + uncertainty, backend-independent (see the module docstring).
+
+    Args:
+        chunk_points: query points per block; bounds memory whatever the output size.
+        pad_multiple: pad the network input to a multiple of this.
+        uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
+            "peak" (default) ranks pixels by how sure the mode choice is too; "sigma" is the selected mode's std,
+            which sits at its floor on most pixels of the bundled models.
+    Subclasses set `backend` ("torch" / "onnxruntime"), `device`, `config` (the ModelConfig) and `deployment`
+    (the model's `config.Deployment`: the node's cloud threshold and CPU precision).
+    """
+
+    backend = ""
+    device: Any = "cpu"
+    config: ModelConfig
+    deployment: Deployment
+
+    def __init__(self, *, chunk_points: int, pad_multiple: int, uncertainty_kind: str) -> None:
+        if uncertainty_kind not in PIXEL_UNCERTAINTIES:
+            raise ValueError(f"uncertainty_kind must be one of {PIXEL_UNCERTAINTIES}, got {uncertainty_kind!r}")
+        if chunk_points < 1:
+            raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+        if pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be >= 1, got {pad_multiple}")
+        self.chunk_points = int(chunk_points)
+        self.pad_multiple = int(pad_multiple)
+        self.uncertainty_kind = uncertainty_kind
+
+    # -- what a backend supplies
+    def _context(self) -> contextlib.AbstractContextManager:
+        """Around encode and every query (torch: inference mode and autocast)."""
+        return contextlib.nullcontext()
+
+    def _sync(self) -> None:
+        """Wait for the device (so the timings are the work's)."""
+
+    def _block_points(self) -> int:
+        """Query points per backend call (at most chunk_points)."""
+        return self.chunk_points
+
+    def _encode(self, pair: np.ndarray) -> Any:
+        """pair (2, Hp, Wp, 3) uint8 BGR, padded -> the backend's encoded features."""
+        raise NotImplementedError
+
+    def _query_block(self, features: Any, xs: np.ndarray, ys: np.ndarray,
+                     grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
+        """Fields at the grid of columns xs (W,) x rows ys (R,) (float32 px of `grid_size`), each float32 (R * W,)
+        row-major: `Prediction.fields()` names with the unimodal `sigma` as `sigma0`, and `uncertainty` of
+        `self.uncertainty_kind` in network px."""
+        raise NotImplementedError
+
+    # -- shared
+    def predict(
+        self,
+        left_bgr: np.ndarray,
+        right_bgr: np.ndarray,
+        *,
+        output_size: tuple[int, int] | None = None,
+        scale: float | None = None,
+        input_scale: float = 1.0,
+    ) -> DensePrediction:
+        """Dense prediction for one rectified pair.
+
+        left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) gray). The network sees them resized by
+        `input_scale`. The output grid is `output_size` = (H_out, W_out), or (H, W) * `scale`, or (H, W);
+        any size works, not only integer factors of the input.
+        """
+        left = as_bgr(left_bgr, "left image")
+        right = as_bgr(right_bgr, "right image")
+        if left.shape != right.shape:
+            raise ValueError(f"left and right images differ in size: {left.shape} vs {right.shape}")
+        h, w = left.shape[:2]
+        if output_size is not None and scale is not None:
+            raise ValueError("give output_size or scale, not both")
+        if scale is not None:
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(f"scale must be a positive number, got {scale}")
+            output_size = (max(2, round(h * scale)), max(2, round(w * scale)))
+        h_out, w_out = (int(v) for v in (output_size or (h, w)))
+        if h_out < 2 or w_out < 2:
+            raise ValueError(f"output_size must be at least 2x2, got {(h_out, w_out)}")
+        check_output_memory(h_out, w_out, f"scale {scale:g} of {h}x{w}" if scale is not None else "output_size")
+        if not (math.isfinite(input_scale) and input_scale > 0):
+            raise ValueError(f"input_scale must be a positive number, got {input_scale}")
+
+        t0 = time.perf_counter()
+        if input_scale != 1.0:
+            hn, wn = max(2, round(h * input_scale)), max(2, round(w * input_scale))
+            interp = cv2.INTER_AREA if input_scale < 1 else cv2.INTER_LINEAR
+            left = cv2.resize(left, (wn, hn), interpolation=interp)
+            right = cv2.resize(right, (wn, hn), interpolation=interp)
+        hn, wn = left.shape[:2]
+        top, rightpad = pad_amounts(hn, self.pad_multiple), pad_amounts(wn, self.pad_multiple)
+        pair = np.pad(np.stack([left, right]), ((0, 0), (top, 0), (0, rightpad), (0, 0)), mode="edge")
+        hp, wp = hn + top, wn + rightpad
+        sy, sx = h_out / hn, w_out / wn
+        # The padded image's output grid, in which query points live (reference: (Hp*s, Wp*s)).
+        grid_size = (hp * sy, wp * sx)
+        with self._context():
+            features = self._encode(pair)
+            self._sync()
+            t1 = time.perf_counter()
+            maps = self._query_dense(features, (h_out, w_out), top * sy, grid_size)
+            self._sync()
+        t2 = time.perf_counter()
+        return self._assemble(maps, sx, {"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0})
+
+    def _query_dense(
+        self, features: Any, out_hw: tuple[int, int], y_offset: float, grid_size: tuple[float, float]
+    ) -> dict[str, np.ndarray]:
+        h_out, w_out = out_hw
+        # Blocks of whole rows (or of one row's columns when a row alone exceeds chunk_points): at most
+        # chunk_points queries each, on a grid so the features are sampled separably (SMDNet.query_grid).
+        block = self._block_points()
+        cols = min(w_out, block)
+        rows = max(1, block // w_out)
+        maps: dict[str, np.ndarray] = {}
+        for r0 in range(0, h_out, rows):
+            r1 = min(h_out, r0 + rows)
+            ys = np.arange(r0, r1, dtype=np.float32) + np.float32(y_offset)
+            for c0 in range(0, w_out, cols):
+                c1 = min(w_out, c0 + cols)
+                xs = np.arange(c0, c1, dtype=np.float32)
+                for name, value in self._query_block(features, xs, ys, grid_size).items():
+                    if name not in maps:
+                        maps[name] = np.empty((h_out, w_out), dtype=np.float32)
+                    maps[name][r0:r1, c0:c1] = value.reshape(r1 - r0, c1 - c0)
+        return maps
+
+    def _assemble(self, maps: dict[str, np.ndarray], sx: float, timings: dict[str, float]) -> DensePrediction:
+        max_disp = float(self.config.max_disp)
+        # Disparity is horizontal: it scales with the output grid's width.
+        for name in ("disparity", "mu0", "mu1", "uncertainty"):
+            if name in maps:
+                maps[name] *= sx
+        for name in ("sigma0", "sigma1"):
+            if name in maps:
+                maps[name] *= max_disp * sx
+        extra = {k: maps.get(k) for k in MIXTURE_FIELDS}
+        return DensePrediction(
+            disparity=maps["disparity"],
+            uncertainty=maps["uncertainty"],
+            disparity_scale=sx,
+            timings=timings,
+            **extra,
+        )

@@ -1,0 +1,109 @@
+"""The stereo node on the onnxruntime backend, as its own process over real rclpy/DDS (loopback-only profile,
+private domain id), with torch blocked in that process (a runtime install has none): the bundled .onnx model's
+outputs equal `OrtPredictor`'s on the same input, its cloud follows the same rule as on torch, and GPU requests
+fall back to the CPU (or fail, with device_fallback false) with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("stereo_msgs.msg")
+pytest.importorskip("onnxruntime")
+
+from ros_helpers import Harness, NodeProcess, camera_infos, image_msg, node_command, node_env, organized_points  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+H, W = 96, 128
+FX, BASELINE = 100.0, 0.2
+
+
+@pytest.fixture(scope="module")
+def torch_free_env(ros_env, tmp_path_factory) -> dict[str, str]:
+    block = tmp_path_factory.mktemp("no_torch")
+    (block / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None  # torch is not installed\n")
+    return {**ros_env, "PYTHONPATH": os.pathsep.join([str(block), ros_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def as_array(img) -> np.ndarray:
+    assert img.encoding == "32FC1" and img.step == img.width * 4
+    return np.frombuffer(img.data, np.float32).reshape(img.height, img.width)
+
+
+def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
+    from smd_core import weights
+    from smd_core.data.synthetic import render_scene
+    from smd_core.geometry import StereoCamera, disparity_to_points
+    from smd_core.ort_backend import OrtPredictor
+
+    scene = render_scene(4, height=H, width=W, max_disparity=24.0)
+    # checkpoint "" and backend auto: with no torch, the bundled model's .onnx export.
+    node = NodeProcess({"checkpoint": "", "backend": "auto", "device": "cpu", "use_color": False,
+                        "output_scale": 1.5}, torch_free_env, tmp_path, "onnx_node", namespace="onnx")
+    harness = Harness(namespace="onnx")
+    try:
+        harness.wait_connected(node)
+        t = 900.0
+        li, ri = camera_infos(W, H, t, fx=FX, baseline=BASELINE)
+        out = harness.send((image_msg(scene.left, "bgr8", t), image_msg(scene.right, "bgr8", t), li, ri), t,
+                           ("disparity", "uncertainty", "points2"), node=node)
+    finally:
+        harness.close()
+        rc = node.stop()
+    log = node.log()
+    assert rc == 0, log
+    assert "(onnxruntime)" in log and "guided_bimodal.onnx" in log and "providers in use: CPUExecutionProvider" in log
+    assert "ready: device cpu (CPUExecutionProvider)" in log
+
+    h, w = int(H * 1.5), int(W * 1.5)
+    disp, unc = as_array(out["disparity"].image), as_array(out["uncertainty"])
+    predictor = OrtPredictor(weights.default_onnx())
+    pred = predictor.predict(scene.left, scene.right, output_size=(h, w))
+    np.testing.assert_allclose(disp, pred.disparity, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(unc, pred.uncertainty, rtol=1e-5, atol=1e-4)
+    assert out["disparity"].max_disparity == pytest.approx(128 * 1.5)
+    # The cloud rule: auto keeps the pixels within the model's deployment threshold (output px), as on torch.
+    pts = organized_points(out["points2"])
+    in_cloud = np.isfinite(pts["z"])
+    np.testing.assert_array_equal(in_cloud, (disp > 0) & (unc <= predictor.deployment.cloud_max_uncertainty * 1.5))
+    assert 0.3 < in_cloud.mean() < 1.0
+    camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W,
+                          height=H).scaled(w, h)
+    want = disparity_to_points(disp, camera, valid=in_cloud)
+    got = np.dstack([pts["x"], pts["y"], pts["z"]])
+    np.testing.assert_allclose(got[in_cloud], want[in_cloud], rtol=1e-5)
+
+
+def run_to_exit(params, env, tmp_path, timeout=120):
+    proc = subprocess.run(node_command(params), env=node_env(env, tmp_path), capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_gpu_provider_requested_but_absent(torch_free_env, tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    onnx = {"checkpoint": "", "backend": "onnxruntime"}
+    rc, log = run_to_exit({**onnx, "device": "tensorrt", "device_fallback": False}, torch_free_env, tmp_path)
+    assert rc == 1 and "cannot start" in log and "has no TensorrtExecutionProvider" in log, (rc, log)
+    assert "Traceback" not in log
+    node = NodeProcess({**onnx, "device": "cuda"}, torch_free_env, tmp_path, "fallback")
+    try:
+        log = node.wait_log("ready:", 120)
+        assert "has no CUDAExecutionProvider" in log and "running on the CPU" in log
+        assert "ready: device cpu (CPUExecutionProvider)" in log
+    finally:
+        rc = node.stop()
+    assert rc == 0, node.log()
+
+
+def test_tensorrt_needs_the_onnxruntime_backend(ros_env, tmp_path):
+    rc, log = run_to_exit({"backend": "torch", "device": "tensorrt"}, ros_env, tmp_path)
+    assert rc == 1 and "device='tensorrt' needs backend onnxruntime" in log, (rc, log)
