@@ -128,8 +128,8 @@ def _iter_scored(got: dict[int, tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
 def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[float], outputs: Outputs, out: Path,
            wall: float, real: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score, draw and write summary.json; `real`: the Motorcycle frame and the node's answer to it."""
-    from smd_core.baselines import run_baselines, score_baseline
     from smd_core.classical import SGBMConfig
+    from smd_core.eval.baselines import run_baselines, score_baseline
     from smd_core.metrics import compute_metrics
 
     gt_all = load_ground_truth(args.ground_truth) if str(args.ground_truth) and Path(args.ground_truth).is_file() \
@@ -193,7 +193,7 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
         "uncertainty_floor_px": floor,
         "sgbm_settings": {"num_disparities": sgbm.disparities_for(int(max_disp)), "mode": sgbm.mode,
                           "block_size": sgbm.block_size,
-                          "holes": "all-pixel figures count every hole as an error (smd_core.baselines); "
+                          "holes": "all-pixel figures count every hole as an error (smd_core.eval.baselines); "
                                    "valid_pixels: on SGBM's matched pixels, density = its valid fraction"},
         "cloud_comparison": clouds or None,
         "cloud_comparison_real": real_figures,
@@ -274,8 +274,8 @@ def compare_scene(path: Path, frame: dict[str, Any], disp: np.ndarray, cmsg: Any
 
 def _real_scene(out: Path, real: dict[str, Any], standard: Any, max_disp: float) -> dict[str, Any] | None:
     """cloud_comparison_real.png: the same comparison on the Middlebury Motorcycle pair the node answered."""
-    from smd_core.baselines import run_baselines
     from smd_core.classical import SGBMConfig
+    from smd_core.eval.baselines import run_baselines
 
     if real.get("outputs") is None:
         return None

@@ -10,7 +10,7 @@ import pytest
 from test_evaluate import frames_small, tiny_model  # noqa: F401  (fixture)
 
 from smd_core import metrics as M
-from smd_core.eval_curve import curve_counts, flying_breakdown, format_edges, pool_breakdown, pool_curve
+from smd_core.eval.curve import curve_counts, flying_breakdown, format_edges, pool_breakdown, pool_curve
 
 
 def step_scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def test_breakdown_separates_kept_repaired_and_introduced_flying_points() -> Non
 
 
 def test_evaluate_reports_the_curve_breakdown_and_draws_them(tiny_model, tmp_path: Path) -> None:  # noqa: F811
-    from smd_core.evaluate import evaluate
+    from smd_core.eval.loop import evaluate
 
     frames = frames_small(2)
     report = evaluate(tiny_model, frames, baselines="bm,sgbm,sgbm_fill", out_dir=tmp_path, images=0, progress=False,

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from smd_core import ModelConfig, Predictor, build_model, save_checkpoint
-from smd_core.evaluate import evaluate, format_summary, load_frames, parse_data_spec, score_frame, summarize
+from smd_core.eval.data import load_frames, parse_data_spec
+from smd_core.eval.loop import evaluate, score_frame, summarize
+from smd_core.eval.report import format_summary
 from smd_core.inference import DensePrediction
 
 TINY = ModelConfig(backbone="light", output="bimodal", max_disp=32, head_widths=(8,),
@@ -58,7 +60,7 @@ def frames_small(n: int = 2) -> list[dict]:
 def test_default_data_is_held_out() -> None:
     import argparse
 
-    from smd_core.eval_cli import add_arguments
+    from smd_core.eval.cli import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -157,7 +159,7 @@ def test_evaluate_oracle_is_perfect_and_writes_pictures(tiny_model, tmp_path: Pa
     assert names[0].startswith("0000_synthetic_9000_000000")
     import cv2
 
-    from smd_core.eval_report import OVERVIEW_TILE_W
+    from smd_core.eval.report import OVERVIEW_TILE_W
 
     # A grid, tiles at their drawn size: [left, ground truth], [disparity, error, bleeding, uncertainty]
     # (each map OVERVIEW_TILE_W wide plus its colour bar or legend).
@@ -209,7 +211,7 @@ def test_evaluate_errors(tiny_model) -> None:
 
 
 def test_frame_pictures_plain_arrays() -> None:
-    from smd_core.evaluate import frame_pictures
+    from smd_core.eval.report import frame_pictures
 
     gt = np.full((8, 12), 4.0, np.float32)
     gt[:, 6:] = 9.0
@@ -342,7 +344,7 @@ def test_model_and_baselines_side_by_side(tiny_model, tmp_path: Path) -> None:
     assert {"sgbm_disparity.png", "sgbm_fill_bleeding.png", "disparity.png", "gt.png"} <= names
     import cv2
 
-    from smd_core.eval_report import OVERVIEW_TILE_W
+    from smd_core.eval.report import OVERVIEW_TILE_W
 
     # A grid: [left, gt], then a row per method: model (disparity, error, bleeding, uncertainty), sgbm and
     # sgbm_fill (disparity, error, bleeding).
@@ -369,7 +371,7 @@ def test_max_uncertainty_row_keeps_what_the_node_keeps(tiny_model) -> None:
 
 
 def test_most_confident_keeps_an_exact_share_by_rank() -> None:
-    from smd_core.evaluate import most_confident
+    from smd_core.eval.curve import most_confident
 
     disp = np.arange(12, dtype=np.float32).reshape(3, 4)
     unc = np.array([[0.5, 0.1, 0.1, 0.1], [0.9, 0.1, 0.3, 0.2], [0.1, 0.8, 0.7, 0.6]], np.float32)  # ties at 0.1
@@ -388,7 +390,7 @@ def test_most_confident_keeps_an_exact_share_by_rank() -> None:
 
 
 def test_baseline_errors(tiny_model) -> None:
-    from smd_core.baselines import parse_baselines, sgbm_config
+    from smd_core.eval.baselines import parse_baselines, sgbm_config
 
     frames = frames_small(1)
     assert parse_baselines(["sgbm_fill, SGBM", "sgbm-fill"]) == ["sgbm_fill", "sgbm"]

@@ -12,7 +12,7 @@ import pytest
 
 from smd_core.data import DataConfig, build_dataset
 from smd_core.data.real_sample import NAME, MotorcycleDataset
-from smd_core.evaluate import parse_data_spec
+from smd_core.eval.data import parse_data_spec
 
 
 def test_frame_layout_and_ground_truth_matches_the_images() -> None:

@@ -23,7 +23,7 @@ values multiplied by the width ratio (`metrics.resize_disparity`); nearest, beca
 would itself create flying pixels at every edge. Ground truth beyond the model's range (max_disp in
 network pixels, i.e. max_disp / input_scale in image pixels) is not scored, as in SMD-Nets.
 
-Baselines (`--baseline`, `smd_core.baselines`): the one SGBM of `smd_core.classical` (stereo_image_proc's
+Baselines (`--baseline`, `smd_core.eval.baselines`): the one SGBM of `smd_core.classical` (stereo_image_proc's
 parameters, `--sgbm key=value` overrides `SGBMConfig` fields) raw (`sgbm`: holes are errors in the
 all-pixel figures, and its figures on its matched pixels are reported beside them with its valid fraction)
 and with the row-wise background fill (`sgbm_fill`), on the same frames at ground-truth resolution,
@@ -50,7 +50,7 @@ Python API (the demo scores the node's outputs with the same code):
     report = evaluate(model_or_predictor, frames, scale=1.0, out_dir=None)   # runs the Predictor
     row = score_frame(pred_disparity, gt, max_disp=...)   # one prediction, any resolution -> metrics dict
     summary = summarize(rows)                            # frame means, pooled values, timing
-    pictures = frame_pictures(pred_or_dense_prediction, gt, left)   # name -> BGR image
+    pictures = report.frame_pictures(pred_or_dense_prediction, gt, left)   # smd_core.eval.report
 
 Summary statistics: `metrics` is the mean over frames of each frame's value (SMD-Nets' convention; frames
 where a metric is undefined, e.g. no edges, are skipped); `pooled` weighs every pixel equally instead.
@@ -69,19 +69,18 @@ from typing import Any
 import numpy as np
 
 from smd_core import metrics as M
-from smd_core.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
 from smd_core.classical import SGBMConfig
 from smd_core.config import to_dict
-from smd_core.eval_curve import curve_counts, curve_picture, flying_breakdown, pool_breakdown, pool_curve
-from smd_core.eval_data import load_frames, parse_data_spec  # noqa: F401  public API of this module
-from smd_core.eval_report import (  # noqa: F401  bleeding_picture, frame_pictures: public API of this module
-    bleeding_picture,
-    format_summary,
-    frame_pictures,
-    overview_picture,
-    write_frame_pictures,
-    write_png,
+from smd_core.eval.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
+from smd_core.eval.curve import (
+    curve_counts,
+    curve_picture,
+    flying_breakdown,
+    most_confident,
+    pool_breakdown,
+    pool_curve,
 )
+from smd_core.eval.report import overview_picture, write_frame_pictures, write_png
 from smd_core.inference import DensePrediction, Predictor
 from smd_core.model.network import SMDNet
 
@@ -105,26 +104,6 @@ def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = No
     pred = M.resize_disparity(pred, gt.shape)
     mask = M.valid_mask(gt, valid=valid, max_disp=max_disp)
     return M.compute_metrics(pred, gt, valid=mask, **metric_options)
-
-
-def most_confident(disparity: np.ndarray, uncertainty: np.ndarray, fraction: float,
-                   within: np.ndarray | None = None) -> np.ndarray:
-    """`disparity` (H, W) with NaN beyond its `fraction` (0..1) least uncertain pixels of `within` (bool (H, W),
-    default all; outside it NaN too); `uncertainty` (H, W) on the same grid. What the node's `max_uncertainty`
-    keeps, with the threshold set per frame."""
-    if disparity.shape != uncertainty.shape:
-        raise ValueError(f"disparity {disparity.shape} and uncertainty {uncertainty.shape} differ in size")
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    within = np.ones(disparity.shape, bool) if within is None else within
-    # By rank, not by a threshold: uncertainties tie (a floor on sigma), and the share must be exact.
-    idx = np.flatnonzero(within)
-    k = int(round(fraction * idx.size))
-    keep = np.zeros(disparity.size, bool)
-    if k:
-        keep[idx[np.argsort(uncertainty.ravel()[idx], kind="stable")[:k]]] = True
-    keep = keep.reshape(disparity.shape)
-    return np.where(keep, disparity, np.nan).astype(np.float32)
 
 
 def _at_density_of(pred: DensePrediction, sparse: np.ndarray, gt: np.ndarray, *, max_gt: float,
@@ -275,7 +254,7 @@ def evaluate(
     metric_options: keyword arguments of `metrics.compute_metrics` (edge_threshold, see_radius, band_radius,
         tolerance).
     extra: entries copied into the report (e.g. checkpoint path, data spec).
-    baselines: names from `smd_core.baselines.BASELINES` (or comma lists), scored on the same frames; see
+    baselines: names from `smd_core.eval.baselines.BASELINES` (or comma lists), scored on the same frames; see
         that module for how SGBM's holes are scored.
     sgbm: the baselines' `SGBMConfig` (default: stereo_image_proc's parameters).
     max_disp: the scored range in image pixels; only without a model (with one it is the model's max_disp /

@@ -1,4 +1,4 @@
-"""`smd eval`: its options and the run; the scoring is `smd_core.evaluate` (imported when the command runs,
+"""`smd eval`: its options and the run; the scoring is `smd_core.eval.loop` (imported when the command runs,
 so `smd eval --help` loads no torch)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smd_core.baselines import BASELINES
+from smd_core.eval.baselines import BASELINES
 
 # The held-out synthetic scenes (`smd synth` training sets use other seeds).
 HELD_OUT_SEED = 9000
@@ -50,9 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from smd_core.baselines import parse_baselines, sgbm_config
-    from smd_core.eval_curve import format_edges
-    from smd_core.evaluate import default_chunk_points, evaluate, format_summary, load_frames
+    from smd_core.eval.baselines import parse_baselines, sgbm_config
+    from smd_core.eval.curve import format_edges
+    from smd_core.eval.data import load_frames
+    from smd_core.eval.loop import default_chunk_points, evaluate
+    from smd_core.eval.report import format_summary
     from smd_core.inference import Predictor
     from smd_core.model.network import load_model
     from smd_core.resolve import resolve_checkpoint, select_device

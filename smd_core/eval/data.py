@@ -1,4 +1,4 @@
-"""The frames `smd eval` scores: `--data` specs (see `smd_core.evaluate`) -> `DataConfig` -> frames."""
+"""The frames `smd eval` scores: `--data` specs (see `smd_core.eval.loop`) -> `DataConfig` -> frames."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from smd_core.config import apply_overrides, from_dict
 
 
 def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
-    """`--data` string (+ `key=value` DataConfig overrides) -> `smd_core.data.DataConfig`; see `smd_core.evaluate`."""
+    """`--data` string (+ `key=value` DataConfig overrides) -> `smd_core.data.DataConfig`; see `smd_core.eval.loop`."""
     from smd_core.data import DATASET_KINDS, DataConfig
 
     spec = str(spec).strip()

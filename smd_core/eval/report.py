@@ -1,5 +1,5 @@
 """`smd eval`'s pictures and printed table: colored maps with colour bars, flying-pixel pictures, the overview
-row of each frame, and the side-by-side table of the model and the baselines (see `smd_core.evaluate`)."""
+row of each frame, and the side-by-side table of the model and the baselines (see `smd_core.eval.loop`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from smd_core import metrics as M
 from smd_core import viz
-from smd_core.baselines import SPARSE
+from smd_core.eval.baselines import SPARSE
 from smd_core.inference import DensePrediction
 
 BLEEDING_LEGEND = (((0, 200, 255), "edge band"), ((0, 0, 255), "flying"))

@@ -2,7 +2,7 @@
 come from relative to SGBM + fill (its first anchor).
 
 Density curve. A mixture model ranked by its uncertainty keeps its least uncertain share of the scored
-pixels (`evaluate.most_confident`, what the node's `max_uncertainty` does with a per-frame threshold); at
+pixels (`most_confident`, what the node's `max_uncertainty` does with a per-frame threshold); at
 each density of DENSITIES the kept pixels' flying rate (`metrics.flying_map`) and bad-2 on the kept pixels
 are pooled over frames. An uncertainty that knows edges drops flying and wrong points faster than good ones:
 its curves fall as density falls. `curve_picture` draws both curves with the classical matchers (BM, SGBM on
@@ -40,12 +40,30 @@ def _kept_counts(kept: np.ndarray, gt: np.ndarray, scored: np.ndarray) -> dict[s
             "n_fly": int(flying.sum()), "n_scored": int(scored.sum())}
 
 
+def most_confident(disparity: np.ndarray, uncertainty: np.ndarray, fraction: float,
+                   within: np.ndarray | None = None) -> np.ndarray:
+    """`disparity` (H, W) with NaN beyond its `fraction` (0..1) least uncertain pixels of `within` (bool (H, W),
+    default all; outside it NaN too); `uncertainty` (H, W) on the same grid. What the node's `max_uncertainty`
+    keeps, with the threshold set per frame."""
+    if disparity.shape != uncertainty.shape:
+        raise ValueError(f"disparity {disparity.shape} and uncertainty {uncertainty.shape} differ in size")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    within = np.ones(disparity.shape, bool) if within is None else within
+    # By rank, not by a threshold: uncertainties tie (a floor on sigma), and the share must be exact.
+    idx = np.flatnonzero(within)
+    k = int(round(fraction * idx.size))
+    keep = np.zeros(disparity.size, bool)
+    if k:
+        keep[idx[np.argsort(uncertainty.ravel()[idx], kind="stable")[:k]]] = True
+    keep = keep.reshape(disparity.shape)
+    return np.where(keep, disparity, np.nan).astype(np.float32)
+
+
 def curve_counts(disparity: np.ndarray, uncertainty: np.ndarray, gt: np.ndarray, *, scored: np.ndarray,
                  densities: Sequence[float] = DENSITIES) -> list[dict[str, int]]:
     """One frame's counts at each density (%): the model's least uncertain pixels of `scored`, all (H, W) at
     ground-truth resolution."""
-    from smd_core.evaluate import most_confident
-
     if not all(0.0 < d <= 100.0 for d in densities):
         raise ValueError(f"densities must be in (0, 100] %, got {list(densities)}")
     return [_kept_counts(most_confident(disparity, uncertainty, d / 100.0, scored), gt, scored) for d in densities]
