@@ -28,7 +28,7 @@ import numpy as np
 from smd_core.config import Deployment, ModelConfig
 
 # `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
-PIXEL_UNCERTAINTIES = ("peak", "sigma", "std")
+PIXEL_UNCERTAINTIES = ("edge", "peak", "sigma", "std")
 MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
 
 A = TypeVar("A")  # np.ndarray or torch.Tensor
@@ -61,8 +61,9 @@ class DensePrediction:
     """Dense maps, each float32 (H_out, W_out).
 
     disparity: selected mode (highest density), output-grid px. uncertainty: output-grid px, by default
-    (`Predictor(uncertainty_kind="peak")`) sqrt(2) * b / pi of the selected mode: its std where it holds all
-    the weight, more where the other mode shares it (`mixture.uncertainty`); zeros for a standard head.
+    (`Predictor(uncertainty_kind="edge")`) sqrt(2) * b / pi of the selected mode (its std where it holds all
+    the weight, more where the other mode shares it) plus twice its distance to the nearer local surface where
+    it lies between the two sides of a depth edge (`mixture.uncertainty`); zeros for a standard head.
     mu0/mu1: mode disparities (px),
     sigma0/sigma1: Laplacian scales (px), pi0/pi1: weights (bimodal only; sigma0 also holds the unimodal scale).
     """
@@ -118,8 +119,9 @@ class DensePredictor:
         chunk_points: query points per block; bounds memory whatever the output size.
         pad_multiple: pad the network input to a multiple of this.
         uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
-            "peak" (default) ranks pixels by how sure the mode choice is too; "sigma" is the selected mode's std,
-            which sits at its floor on most pixels of the bundled models.
+            "edge" (default) is "peak" plus the distance to the nearer local surface where a disparity lies
+            between the two sides of a depth edge; "peak" ranks pixels by how sure the mode choice is too;
+            "sigma" is the selected mode's std, which sits at its floor on most pixels of the bundled models.
     Subclasses set `backend` ("torch" / "onnxruntime"), `device`, `config` (the ModelConfig) and `deployment`
     (the model's `config.Deployment`: the node's cloud threshold and CPU precision).
     """

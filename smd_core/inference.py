@@ -52,8 +52,9 @@ class Predictor(DensePredictor):
         autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; on the CPU only
             torch.bfloat16 is used (float16 is ignored there). Disparities stay float32 either way.
         uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
-            "peak" (default) ranks pixels by how sure the mode choice is too; "sigma" is the selected mode's std,
-            which sits at its floor on most pixels of the bundled models.
+            "edge" (default) is "peak" plus the distance to the nearer local surface where a disparity lies
+            between the two sides of a depth edge; "peak" ranks pixels by how sure the mode choice is too;
+            "sigma" is the selected mode's std, which sits at its floor on most pixels of the bundled models.
     """
 
     backend = "torch"
@@ -66,7 +67,7 @@ class Predictor(DensePredictor):
         chunk_points: int = 200_000,
         pad_multiple: int | None = None,
         autocast_dtype: torch.dtype | None = None,
-        uncertainty_kind: str = "peak",
+        uncertainty_kind: str = "edge",
     ) -> None:
         if pad_multiple is None:
             pad_multiple = int(getattr(model.stereo_network, "size_multiple", 64))

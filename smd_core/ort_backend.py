@@ -217,7 +217,7 @@ class OrtPredictor(DensePredictor):
 
     def __init__(self, model: OnnxModel | str | Path, *, device: str = "cpu", threads: int = 0, spin: bool = False,
                  fallback: bool = True, hint: str = NODE_FALLBACK_HINT, chunk_points: int = 200_000,
-                 uncertainty_kind: str = "peak") -> None:
+                 uncertainty_kind: str = "edge") -> None:
         if not isinstance(model, OnnxModel):
             model = OnnxModel(model, device=device, threads=threads, spin=spin, fallback=fallback, hint=hint)
         super().__init__(chunk_points=chunk_points, pad_multiple=model.pad_multiple, uncertainty_kind=uncertainty_kind)
@@ -226,6 +226,10 @@ class OrtPredictor(DensePredictor):
         self.deployment = model.deployment
         self.device = model.device
         fields = [o for o in model.query_outputs if not o.startswith("uncertainty_")]
+        if f"uncertainty_{uncertainty_kind}" not in model.query_outputs:
+            kinds = [o.removeprefix("uncertainty_") for o in model.query_outputs if o.startswith("uncertainty_")]
+            raise ValueError(f"{model.path.name} has no {uncertainty_kind!r} uncertainty (it has {kinds}): export "
+                             "it again with this version's `smd export`, or choose one of those kinds")
         self._outputs = [*fields, f"uncertainty_{uncertainty_kind}"]
 
     def _block_points(self) -> int:

@@ -76,11 +76,13 @@ class NodeConfig:
                             "says is safe for its model (bfloat16 for the bundled models, float32 for the published "
                             "ones, whose wide heads move by pixels in bfloat16).", RELOAD,
                             choices=("auto", "float32", "bfloat16"))
-    uncertainty_kind: str = _p("peak", "What the uncertainty output (and max_uncertainty) measures, in output px: "
+    uncertainty_kind: str = _p("edge", "What the uncertainty output (and max_uncertainty) measures, in output px: "
+                               "edge: peak plus twice the distance to the nearer of the local foreground and "
+                               "background surfaces where a disparity lies between the two sides of a depth edge; "
                                "peak: sqrt(2) b / pi of the selected Laplacian mode, its standard deviation where it "
                                "holds all the weight and more where the other mode shares it, so it also ranks the "
                                "pixels whose b sits at its floor; sigma: that mode's standard deviation alone; std: "
-                               "the whole mixture's.", RELOAD, choices=("peak", "sigma", "std"))
+                               "the whole mixture's.", RELOAD, choices=("edge", "peak", "sigma", "std"))
     threads: int = _p(0, "CPU threads of the network (torch) and of OpenCV (SGBM); 0: one per core this process "
                       "may use (the OpenMP wait policy is chosen for a shared CPU: see smd_ros.runtime).", RELOAD,
                       lo=0, hi=256)

@@ -152,3 +152,23 @@ def test_coarse_disparity_adds_an_l1_term():
     pred.coarse = torch.tensor([[6.0, 8.0]], dtype=torch.float64)
     got = mixture.loss(pred, target, output="standard", max_disp=10.0).item()
     assert got == pytest.approx(base + mixture.COARSE_WEIGHT * 0.05)
+
+
+def test_edge_uncertainty_adds_the_distance_to_the_nearer_local_surface_at_jumps() -> None:
+    from smd_core.model.mixture import EDGE_GAP_WEIGHT, activate, uncertainty
+
+    # Anchors: filled, alternative, local foreground, local background. Point 0 sits between surfaces 30 and 10
+    # (a jump); point 1 on the foreground; point 2 where the surfaces differ by only 1 px (no jump).
+    base = torch.tensor([[[20.0, 30.0, 10.5], [20.0, 30.0, 10.5], [30.0, 30.0, 11.0], [10.0, 10.0, 10.0]]])
+    raw = torch.zeros(1, 5, 3)
+    raw[:, 4] = 5.0  # mode 0 (on anchor 0) takes nearly all the weight
+    pred = activate(raw, "bimodal", 64, base, anchor_range=1.0)
+    torch.testing.assert_close(pred.disparity, torch.tensor([[20.0, 30.0, 10.5]]))
+    torch.testing.assert_close(pred.surface_gap, torch.tensor([[10.0, 0.0, 0.0]]))
+    assert "surface_gap" not in pred.fields()
+    peak = uncertainty(pred, max_disp=64, kind="peak")
+    torch.testing.assert_close(uncertainty(pred, max_disp=64, kind="edge"), peak + EDGE_GAP_WEIGHT * pred.surface_gap)
+    # Two anchors give no local surfaces: "edge" is "peak".
+    two = activate(raw, "bimodal", 64, base[:, :2], anchor_range=1.0)
+    assert two.surface_gap is None
+    torch.testing.assert_close(uncertainty(two, max_disp=64, kind="edge"), uncertainty(two, max_disp=64, kind="peak"))

@@ -241,7 +241,7 @@ def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) 
     guided = ModelConfig(backbone="sgbm_guided", output="bimodal", max_disp=128, head_widths=(8,),
                          backbone_options={"widths": [8, 8], "features": [4, 4, 4]})
     auto = deployment_for(guided)
-    assert auto.cloud_max_uncertainty == pytest.approx(2 * uncertainty_floor(128)) and auto.cpu_bfloat16
+    assert auto.cloud_max_uncertainty == pytest.approx(2.25 * uncertainty_floor(128)) and auto.cpu_bfloat16
     assert auto.pseudo_max_uncertainty == pytest.approx(1.1 * uncertainty_floor(128))
     published = deployment_for(ModelConfig(backbone="psmnet", output="bimodal", max_disp=256))
     assert published == Deployment(0.0, False, 1.1 * uncertainty_floor(256))

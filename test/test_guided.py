@@ -43,7 +43,7 @@ def test_shapes_and_channels(frame) -> None:
     model = tiny_model()
     left, right = tensors(frame)
     maps = model.encode(left, right)
-    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 112), (1, 4, 32, 56), (1, 4, 16, 28), (1, 2, 64, 112)]
+    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 112), (1, 4, 32, 56), (1, 4, 16, 28), (1, 4, 64, 112)]
     assert model.stereo_network.feature_channels == 12 == model.mlp.in_channels
 
 
@@ -223,7 +223,7 @@ def test_any_number_of_levels(widths: tuple[int, ...], full_res_width: int) -> N
     assert net.size_multiple == 2 ** len(widths)
     x = torch.rand(1, 3, 64, 128) * 255
     maps = net(x, x)
-    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 128), (1, 4, 32, 64), (1, 4, 16, 32), (1, 2, 64, 128)]
+    assert [tuple(m.shape) for m in maps] == [(1, 4, 64, 128), (1, 4, 32, 64), (1, 4, 16, 32), (1, 4, 64, 128)]
     with pytest.raises(ValueError, match=f"multiple of {net.size_multiple}"):
         net(x[..., :50], x[..., :50])
 

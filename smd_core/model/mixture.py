@@ -29,7 +29,13 @@ from smd_core.confidence import (  # noqa: F401
 # Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
 # published backbones have none, so their loss is exactly the reference's.
 COARSE_WEIGHT = 1.0
-UNCERTAINTY_KINDS = ("peak", "sigma", "std", "entropy")
+UNCERTAINTY_KINDS = ("edge", "peak", "sigma", "std", "entropy")
+# The "edge" uncertainty: where the backbone's local foreground and background surfaces (anchors 2 and 3) differ
+# by more than EDGE_JUMP_PX, a disparity that lies off both is between two surfaces (a flying point in the
+# making); its distance to the nearer one (`Prediction.surface_gap`, px) counts EDGE_GAP_WEIGHT times on top of
+# "peak". Chosen on the held-out synthetic set (flying and bad-2 at equal density).
+EDGE_JUMP_PX = 2.0
+EDGE_GAP_WEIGHT = 2.0
 # Residual backbones: one unit of raw head output moves a mode by this fraction of max_disp.
 RESIDUAL_SCALE = 1.0 / 16.0
 # Selection loss (px): "closer" ignores points where the modes' errors differ by less than this; "right"
@@ -52,6 +58,9 @@ class Prediction:
     sigma: Tensor | None = None
     # Training only: the backbone's own disparity estimate at the points (px), when it has one.
     coarse: Tensor | None = None
+    # Distance (px) of `disparity` to the nearer of the backbone's local surfaces where they differ by over
+    # EDGE_JUMP_PX (0 elsewhere), for the "edge" uncertainty; residual backbones with four anchors only.
+    surface_gap: Tensor | None = None
 
     @property
     def output(self) -> str:
@@ -60,8 +69,9 @@ class Prediction:
         return "unimodal" if self.sigma is not None else "standard"
 
     def fields(self) -> dict[str, Tensor]:
-        """The fields that are set, by name."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        """The output fields that are set, by name (not `surface_gap`, an input of `uncertainty`)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None and f.name != "surface_gap"}
 
 
 def select_mode(mu0: Tensor, mu1: Tensor, sigma0: Tensor, sigma1: Tensor, pi0: Tensor, pi1: Tensor) -> Tensor:
@@ -85,6 +95,8 @@ def activate(
     anchor_range > 0 (px, with A >= 2): modes k >= 1 are anchor + anchor_range * tanh(raw) instead, so the
     second mode stays the second anchor's hypothesis (refined) rather than drifting to a broad catch-all
     that the highest-density rule never selects; mode 0 keeps its unbounded offset to repair outliers.
+    With A >= 4, anchors 2 and 3 are the local foreground and background surfaces (never modes): they set
+    `surface_gap`.
     """
     if not anchor_range >= 0:
         raise ValueError(f"anchor_range must be >= 0 px, got {anchor_range}")
@@ -111,16 +123,21 @@ def activate(
                 return (anchor + anchor_range * torch.tanh(raw[:, k])).clamp(0.0, max_disp)
             return (anchor + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
     if output == "standard":
-        return Prediction(disparity=disp(0))
-    if output == "unimodal":
-        return Prediction(disparity=disp(0), sigma=act[:, 1])
-    mu0, mu1 = disp(0), disp(1)
-    sigma0 = act[:, 2].clamp(SIGMA_EPS, 1.0)
-    sigma1 = act[:, 3].clamp(SIGMA_EPS, 1.0)
-    pi0 = act[:, 4]
-    pi1 = 1.0 - pi0
-    disparity = select_mode(mu0, mu1, sigma0, sigma1, pi0, pi1)
-    return Prediction(disparity, mu0, mu1, sigma0, sigma1, pi0, pi1)
+        pred = Prediction(disparity=disp(0))
+    elif output == "unimodal":
+        pred = Prediction(disparity=disp(0), sigma=act[:, 1])
+    else:
+        mu0, mu1 = disp(0), disp(1)
+        sigma0 = act[:, 2].clamp(SIGMA_EPS, 1.0)
+        sigma1 = act[:, 3].clamp(SIGMA_EPS, 1.0)
+        pi0 = act[:, 4]
+        pi1 = 1.0 - pi0
+        pred = Prediction(select_mode(mu0, mu1, sigma0, sigma1, pi0, pi1), mu0, mu1, sigma0, sigma1, pi0, pi1)
+    if base is not None and base.shape[1] >= 4:
+        fg, bg = base[:, 2], base[:, 3]
+        gap = torch.minimum((pred.disparity - fg).abs(), (pred.disparity - bg).abs())
+        pred.surface_gap = torch.where((fg - bg).abs() > EDGE_JUMP_PX, gap, torch.zeros_like(gap))
+    return pred
 
 
 def laplacian_log_density(y: Tensor, mu: Tensor, b: Tensor) -> Tensor:
@@ -213,7 +230,10 @@ def loss(
 def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Tensor:
     """Per-point uncertainty (B, N).
 
-    - "peak" (the Predictor's): sqrt(2) * b / pi * max_disp of the selected mode, in pixels: the std of the
+    - "edge" (the Predictor's): "peak" + EDGE_GAP_WEIGHT * `Prediction.surface_gap` px, so that a disparity
+      between the two surfaces of a depth edge ranks as uncertain however sharp its mode; "peak" where the
+      backbone gives no local surfaces.
+    - "peak": sqrt(2) * b / pi * max_disp of the selected mode, in pixels: the std of the
       single Laplacian whose peak density equals the selected mode's pi / (2 b). It is "sigma" where that
       mode holds all the weight and grows as weight moves to the other mode, so it also ranks the many
       pixels whose b sits at its floor (SIGMA_EPS), where "sigma" ties; unimodal: "sigma"; standard: zeros.
@@ -237,12 +257,15 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
         return math.sqrt(2.0) * pred.sigma * max_disp
     assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
     assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
-    if kind in ("sigma", "peak"):
+    if kind in ("sigma", "peak", "edge"):
         first = pred.pi0 / pred.sigma0 > pred.pi1 / pred.sigma1
         b = torch.where(first, pred.sigma0, pred.sigma1)
-        if kind == "peak":
+        if kind != "sigma":
             b = b / torch.where(first, pred.pi0, pred.pi1).clamp_min(1e-6)
-        return math.sqrt(2.0) * max_disp * b
+        px = math.sqrt(2.0) * max_disp * b
+        if kind == "edge" and pred.surface_gap is not None:
+            px = px + EDGE_GAP_WEIGHT * pred.surface_gap
+        return px
     if kind == "std":
         mu0, mu1 = pred.mu0 / max_disp, pred.mu1 / max_disp
         mean = pred.pi0 * mu0 + pred.pi1 * mu1

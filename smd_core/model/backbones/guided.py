@@ -13,14 +13,16 @@ Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** l
 3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
    full-resolution map (`features[2]` ch: one conv over the guide channels, or with `full_res_width` a
    conv-BN-ReLU layer of that width first) for exact edges.
-4. Two anchors, (B, 2, H, W) in px, as the last map: the filled SGBM disparity and the alternative
+4. Four anchors, (B, 4, H, W) in px, as the last map: the filled SGBM disparity and the alternative
    hypothesis (`alternative`: the wide window's foreground or background candidate, whichever is farther
    from SGBM's). `residual = True` tells SMDNet to sample them nearest-neighbour (never blended across an
    edge) and to read the head's modes as offsets from them (`mixture.activate(..., base=...)`): the
    bimodal head's mode 0 refines SGBM, mode 1 the alternative, and its weights choose; a standard head
-   refines SGBM.
+   refines SGBM. The last two are the small window's foreground and background candidates: not modes, but
+   the local surfaces on either side of an edge, from which `mixture.activate` measures how far the chosen
+   disparity lies from both (`Prediction.surface_gap`, the edge term of the "edge" uncertainty).
 
-Output: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4), (B, 2, H, W) anchors]; `feature_channels` =
+Output: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4), (B, 4, H, W) anchors]; `feature_channels` =
 f1 + f2 + f4 (the anchors are not a head input).
 """
 
@@ -145,8 +147,9 @@ class SGBMGuided(nn.Module):
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide channels (B, self.guide_channels, H, W) and the anchors (B, 2, H, W) px: the filled SGBM disparity
-        and the `alternative` from the widest window's candidates.
+        """Guide channels (B, self.guide_channels, H, W) and the anchors (B, 4, H, W) px: the filled SGBM disparity,
+        the `alternative` from the widest window's candidates, and the smallest window's foreground and
+        background candidates.
 
         Channels: normalised left BGR (3); filled disparity and, per `CANDIDATE_WINDOWS` entry, its local
         maximum and minimum (the foreground and background candidates at a boundary), / max_disp; validity;
@@ -161,11 +164,11 @@ class SGBMGuided(nn.Module):
         x = torch.cat([(left - self.mean) / self.std, sg * self.guide_scale.to(sg.dtype)], dim=1)
         d = GUIDE_DISPARITIES
         filled, fg, bg = sg[:, :1], sg[:, d - 2 : d - 1], sg[:, d - 1 : d]
-        return x, torch.cat([filled, alternative(filled, fg, bg)], dim=1)
+        return x, torch.cat([filled, alternative(filled, fg, bg), sg[:, 1:3]], dim=1)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
         """left, right (B, 3, H, W) BGR 0..255 -> [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4),
-        (B, 2, H, W) anchors in px: filled SGBM disparity and the alternative]."""
+        (B, 4, H, W) anchors in px: filled SGBM disparity, the alternative, the local surfaces]."""
         if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
             raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         h, w = left.shape[-2:]
