@@ -44,7 +44,7 @@ setup(
         "runtime": ["onnxruntime", "onnx", *ROS_WHEELS],
         "torch": TORCH,
         "train": [*TORCH, "tensorboard", "matplotlib"],
-        "export": [*TORCH, "onnx", "onnxruntime"],
+        "export": [*TORCH, "onnx", "onnxruntime", "onnxscript"],  # onnxscript: the dynamo exporter (published layouts)
         "test": ["pytest", "ruff"],
     },
     zip_safe=True,
