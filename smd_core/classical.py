@@ -19,6 +19,16 @@ MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "hh": cv2.STEREO_SGBM_MODE_HH,
          "3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY, "hh4": cv2.STEREO_SGBM_MODE_HH4}
 
 
+def _check_odd(name: str, value: int, least: int) -> None:
+    if value < least or value % 2 == 0:
+        raise ValueError(f"{name} must be odd and >= {least}, got {value}")
+
+
+def _check_num_disparities(matcher: str, value: int) -> None:
+    if value < 0 or value % 16:
+        raise ValueError(f"{matcher} num_disparities must be 0 (from max_disp) or a multiple of 16, got {value}")
+
+
 @dataclasses.dataclass
 class SGBMConfig:
     """Parameters of `cv2.StereoSGBM` (names as in OpenCV and stereo_image_proc).
@@ -46,11 +56,8 @@ class SGBMConfig:
         self.mode = str(self.mode).lower()
         if self.mode not in MODES:
             raise ValueError(f"sgbm mode must be one of {sorted(MODES)}, got {self.mode!r}")
-        if self.block_size < 1 or self.block_size % 2 == 0:
-            raise ValueError(f"sgbm block_size must be odd and >= 1, got {self.block_size}")
-        if self.num_disparities < 0 or self.num_disparities % 16:
-            raise ValueError(f"sgbm num_disparities must be 0 (from max_disp) or a multiple of 16, "
-                             f"got {self.num_disparities}")
+        _check_odd("sgbm block_size", self.block_size, 1)
+        _check_num_disparities("sgbm", self.num_disparities)
         for name in ("p1", "p2", "uniqueness_ratio", "disp12_max_diff", "pre_filter_cap",
                      "speckle_window_size", "speckle_range", "min_disparity"):
             if getattr(self, name) < 0:
@@ -114,13 +121,9 @@ class BMConfig:
     speckle_range: int = 4
 
     def __post_init__(self) -> None:
-        if self.block_size < 5 or self.block_size % 2 == 0:
-            raise ValueError(f"bm block_size must be odd and >= 5, got {self.block_size}")
-        if self.pre_filter_size < 5 or self.pre_filter_size % 2 == 0:
-            raise ValueError(f"bm pre_filter_size must be odd and >= 5, got {self.pre_filter_size}")
-        if self.num_disparities < 0 or self.num_disparities % 16:
-            raise ValueError(f"bm num_disparities must be 0 (from max_disp) or a multiple of 16, "
-                             f"got {self.num_disparities}")
+        _check_odd("bm block_size", self.block_size, 5)
+        _check_odd("bm pre_filter_size", self.pre_filter_size, 5)
+        _check_num_disparities("bm", self.num_disparities)
         if not 1 <= self.pre_filter_cap <= 63:
             raise ValueError(f"bm pre_filter_cap must be in 1..63, got {self.pre_filter_cap}")
 
