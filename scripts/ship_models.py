@@ -35,10 +35,13 @@ BASELINES = ("bm", "sgbm", "sgbm_fill")
 NETWORK = {
     "guided": "SGBM-guided backbone (`sgbm_guided`: OpenCV SGBM, parameters stored in the checkpoint, + a "
               "5-level 2D U-Net over the left image, the filled SGBM disparity, its foreground/background "
-              "candidates in two windows, validity and photometric errors, and a full-resolution branch) + SMD "
-              "head whose modes are offsets from two anchors sampled nearest-neighbour (never blended across an "
-              "edge): SGBM's filled disparity and the wide window's farther candidate (`anchor_range`: the "
-              "second mode stays that close to it); a standard head refines the first",
+              "candidates in two windows, validity and photometric errors, with `cost_offsets` the matching costs "
+              "at -k..k px around both anchors, and a full-resolution branch) + SMD head whose modes are offsets "
+              "from two anchors sampled nearest-neighbour (never blended across an edge): SGBM's filled "
+              "disparity and the wide window's farther candidate (`anchor_range`: the second mode stays that "
+              "close to it); a standard head refines the first. The default uncertainty (\"edge\") adds twice the "
+              "distance to the nearer of the small window's foreground / background candidates where a "
+              "disparity lies between them at a jump",
     "light": "LightStereo backbone (feature pyramid, group-wise correlation at 1/4, 2D aggregation U-Net)",
 }
 
@@ -85,9 +88,8 @@ def stages(ckpt: dict, path: Path | None = None, seen: frozenset[str] = frozense
     if tc.get("selection_weight") and tc.get("selection_target", "closer") != "closer":
         changes["selection_target"] = tc["selection_target"]
     changes.update({k: v for k, v in tc.get("model", {}).items() if k == "anchor_range" and v})
-    full_res = tc.get("model", {}).get("backbone_options", {}).get("full_res_width")
-    if full_res:
-        changes["full_res_width"] = full_res
+    options = tc.get("model", {}).get("backbone_options", {})
+    changes.update({k: options[k] for k in ("full_res_width", "cost_offsets") if options.get(k)})
     out = [{"steps": tc.get("steps"), "lr": tc.get("optim", {}).get("lr"), "changes": changes}]
     if init and not Path(init).is_file():
         out = [{"missing": str(init)}] + out
