@@ -23,6 +23,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ DATA_DIR = PACKAGE_DIR / "data"
 WARMUP_ANSWERS = 2
 WARMUP_LEAD_NS = 5_000_000_000  # warm-up stamps lie this far before the recording (newer ones follow)
 WARMUP_RESEND_S = 3.0  # a warm-up copy not answered by then may have been sent before the node's readers matched
+AUTO_RATE_MARGIN = 1.3  # the auto playback leaves the node this factor of its warm-up answer time per frame
 TAIL_IDLE_S = 10.0  # after playback, give up on the last frame when no output arrived for this long
 
 
@@ -155,7 +157,9 @@ class DemoClient:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out/)")
     parser.add_argument("--frames", type=int, default=None, help="play only the first N frames (N >= 1; default all)")
-    parser.add_argument("--rate", type=float, default=1.0, help="playback speed relative to the recording")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="playback speed relative to the recording (default 0: auto, as fast as the recording "
+                             "but no faster than the node answered its warm-up frames, so that none is dropped)")
     parser.add_argument("--checkpoint", default="", help="model for the node: a checkpoint or an `smd export` .onnx "
                         "file (default: the bundled bimodal one)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
@@ -206,19 +210,32 @@ def restamped(frame: dict[str, Any], stamp_ns: int) -> dict[str, Any]:
     return out
 
 
-def _warm_up(client: DemoClient, frame: dict[str, Any], proc: subprocess.Popen, log: Path, timeout: float) -> int:
+def _warm_up(client: DemoClient, frame: dict[str, Any], proc: subprocess.Popen, log: Path,
+             timeout: float) -> tuple[int, float]:
     """Send copies of `frame` stamped before the recording until the node answered WARMUP_ANSWERS of them
-    (see WARMUP_ANSWERS); returns how many were sent."""
+    (see WARMUP_ANSWERS); returns how many were sent and the seconds the last answer took."""
     deadline = time.monotonic() + timeout
     stamps: list[int] = []
+    took = 0.0
     while client.count(stamps) < WARMUP_ANSWERS:
         stamps.append(frame["stamp_ns"] - WARMUP_LEAD_NS + len(stamps) * 1_000_000)
+        sent = time.monotonic()
         client.publish(restamped(frame, stamps[-1]))
         answered, resend = client.count(stamps), time.monotonic() + WARMUP_RESEND_S
         # Wait for an answer to this copy; resend when none came (sent before the node's readers matched).
         _wait(lambda a=answered, r=resend: client.count(stamps) > a or time.monotonic() > r,
               deadline - time.monotonic(), proc, "warming up the node (no answer to its first frame)", log)
-    return len(stamps)
+        took = time.monotonic() - sent
+    return len(stamps), took
+
+
+def auto_rate(stamps_ns: list[int], answer_s: float) -> float:
+    """Playback speed (<= 1) at which frames come no faster than the node answers (`answer_s` per frame, with
+    AUTO_RATE_MARGIN to spare): the node keeps only the newest set, so a faster recording drops frames."""
+    if len(stamps_ns) < 2 or answer_s <= 0:
+        return 1.0
+    period = statistics.median(b - a for a, b in zip(stamps_ns, stamps_ns[1:], strict=False)) / 1e9
+    return min(1.0, period / (AUTO_RATE_MARGIN * answer_s))
 
 
 def _answer_real(client: DemoClient, stamp_ns: int, proc: subprocess.Popen, log: Path,
@@ -259,8 +276,8 @@ def _play(client: DemoClient, frames: list[dict[str, Any]], rate: float) -> list
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rate <= 0:
-        raise ValueError(f"--rate must be positive, got {args.rate}")
+    if args.rate < 0:
+        raise ValueError(f"--rate must be positive (or 0: auto), got {args.rate}")
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be at least 1 (omit it to play every frame), got {args.frames}")
     frames = read_recording(args.bag, args.frames or 0)
@@ -284,9 +301,11 @@ def run(args: argparse.Namespace) -> int:
             client = DemoClient()
             try:
                 _wait(client.connected, args.timeout, proc, "waiting for the node to subscribe", log)
-                warmups = _warm_up(client, frames[0], proc, log, args.timeout)
-                print(f"smd demo: node warmed up ({WARMUP_ANSWERS} answers to {warmups} copies of frame 0)")
-                sent = _play(client, frames, args.rate)
+                warmups, took = _warm_up(client, frames[0], proc, log, args.timeout)
+                rate = args.rate or auto_rate(stamps, took)
+                print(f"smd demo: node warmed up ({WARMUP_ANSWERS} answers to {warmups} copies of frame 0, the last in "
+                      f"{1000 * took:.0f} ms); playing at {rate:.2f}x the recorded rate")
+                sent = _play(client, frames, rate)
                 # The node keeps only the newest set: frames it had no time for are dropped, not queued. Nothing
                 # newer follows the last one, so it is answered unless the node fails: wait for it.
                 last, seen = time.monotonic(), client.count(stamps)
@@ -309,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.monotonic() - t_start
     from smd_ros.demo_report import report
 
-    summary = report(args, frames, sent, outputs, out, wall, real)
+    summary = report(args, frames, sent, outputs, out, wall, real, rate=rate)
     print(json.dumps({k: summary[k] for k in ("frames_in", "frames_out", "latency_ms", "bimodal", "standard",
                                               "sgbm", "sgbm_fill")}, indent=1))
     print(f"smd demo: pictures and summary.json in {out}/")

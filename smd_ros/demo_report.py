@@ -126,8 +126,9 @@ def _iter_scored(got: dict[int, tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
 
 
 def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[float], outputs: Outputs, out: Path,
-           wall: float, real: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score, draw and write summary.json; `real`: the Motorcycle frame and the node's answer to it."""
+           wall: float, real: dict[str, Any] | None = None, *, rate: float = 1.0) -> dict[str, Any]:
+    """Score, draw and write summary.json; `real`: the Motorcycle frame and the node's answer to it; `rate`: the
+    playback speed used (relative to the recording)."""
     from smd_core.classical import SGBMConfig
     from smd_core.eval.baselines import run_baselines, score_baseline
     from smd_core.metrics import compute_metrics
@@ -198,7 +199,7 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
         "cloud_comparison": clouds or None,
         "cloud_comparison_real": real_figures,
         "wall_s": wall,
-        "rate": args.rate,
+        "rate": rate,
         "bag": str(args.bag),
         "per_frame": rows,
     }

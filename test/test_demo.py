@@ -221,3 +221,12 @@ def test_warm_up_resends_until_the_node_answered_before_the_recording(monkeypatc
     assert demo._warm_up(node, first, Running(), tmp_path / "log", timeout=10.0) == 3
     assert node.sent == sorted(node.sent) and node.sent[-1] < first["stamp_ns"]  # never scored, never out of order
     assert first["left_info"].header.stamp.sec == 0  # the recorded frame itself is untouched
+
+
+def test_auto_rate_plays_no_faster_than_the_node_answers() -> None:
+    from smd_ros.demo import AUTO_RATE_MARGIN, auto_rate
+
+    stamps = [i * 200_000_000 for i in range(5)]  # a 5 Hz recording
+    assert auto_rate(stamps, 0.1) == 1.0  # a fast node: the recorded rate
+    assert auto_rate(stamps, 0.4) == pytest.approx(0.2 / (AUTO_RATE_MARGIN * 0.4))  # a slow one: slower
+    assert auto_rate(stamps[:1], 0.4) == 1.0 and auto_rate(stamps, 0.0) == 1.0
