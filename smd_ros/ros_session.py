@@ -1,6 +1,6 @@
 """The one place where rclpy's start-up and shut-down differ between the ROS 2 distributions smd_ros runs on.
 
-- Kilted's `rclpy.init()` returns a context manager (`with rclpy.init(): ...`); Jazzy's returns None, so that
+- Kilted's `rclpy.init()` returns a context manager (usable in a `with` statement); Jazzy's returns None, so that
   idiom dies on Jazzy with "'NoneType' object does not support the context manager protocol". Both have
   `rclpy.utilities.try_shutdown` and `Context.try_shutdown`, which is all `ros_session` uses, so the node, the
   demo, the tests and the benchmarks start and stop rclpy the same way on both.
@@ -81,7 +81,7 @@ def shutdown(context: Context | None = None) -> None:
     """Shut `context` (None: the default one) down unless it already is.
 
     For the default context rclpy replaces it with a fresh one (so `ros_session()` can run again in the same
-    process) and the signal handlers installed with it are removed, as Kilted's `with rclpy.init()` does.
+    process) and the signal handlers installed with it are removed, as leaving Kilted's init context does.
     """
     import rclpy
     from rclpy.signals import uninstall_signal_handlers

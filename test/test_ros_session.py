@@ -31,7 +31,7 @@ def test_session_on_a_given_context_starts_and_stops_it(ros_env):
 
 def test_default_context_twice_with_arguments(ros_env):
     """The node's and the demo's use: the default context with command-line arguments, twice in one process
-    (Jazzy's rclpy.init() returns None, so `with rclpy.init()` dies there)."""
+    (Jazzy's rclpy.init() returns None, so using it in a `with` statement dies there)."""
     code = """
 import rclpy
 from smd_ros.ros_session import ros_session
