@@ -314,3 +314,24 @@ class Harness:
         self.node.destroy_node()
         self._session.close()
         self.thread.join(timeout=5.0)
+
+
+def answer_once(params: dict[str, Any], ros_env: dict[str, str], log_dir: Path, left: np.ndarray,
+                right: np.ndarray, *, t: float, topics: tuple[str, ...] = ("disparity", "uncertainty", "points2"),
+                name: str = "node", namespace: str = "", **camera: float) -> tuple[dict, str]:
+    """Start a node with `params`, send it one BGR pair stamped `t` (camera_infos from `camera`: fx, baseline,
+    cx, cy, ...), stop it; returns its outputs on `topics` and its log. Fails unless it exited cleanly."""
+    h, w = left.shape[:2]
+    node = NodeProcess(params, ros_env, log_dir, name, namespace=namespace)
+    harness = Harness(namespace=namespace)
+    try:
+        harness.wait_connected(node)
+        li, ri = camera_infos(w, h, t, **camera)
+        out = harness.send((image_msg(left, "bgr8", t), image_msg(right, "bgr8", t), li, ri), t, topics, node=node)
+    finally:
+        harness.close()
+        rc = node.stop()
+    log = node.log()
+    assert rc == 0, log
+    return out, log
+

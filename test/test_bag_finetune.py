@@ -107,7 +107,7 @@ def test_node_runs_the_finetuned_checkpoint(finetuned, ros_env, tmp_path):
     pytest.importorskip("stereo_msgs.msg")
     import cv2
     import torch
-    from ros_helpers import Harness, NodeProcess, camera_infos, image_msg
+    from ros_helpers import answer_once
 
     import smd_core
 
@@ -117,19 +117,9 @@ def test_node_runs_the_finetuned_checkpoint(finetuned, ros_env, tmp_path):
     left = cv2.imread(str(dataset / first[0]), cv2.IMREAD_COLOR)
     right = cv2.imread(str(dataset / first[1]), cv2.IMREAD_COLOR)
     # float32: the outputs are compared with an exact float32 Predictor below.
-    node = NodeProcess({"checkpoint": str(ckpt), "device": "cpu", "cpu_precision": "float32"}, ros_env,
-                       tmp_path / "node")
-    harness = Harness()
-    try:
-        harness.wait_connected(node)
-        t = 50.0
-        li, ri = camera_infos(W, H, t, fx=calib["fx"], cx=calib["cx"], cy=calib["cy"], baseline=calib["baseline"])
-        out = harness.send((image_msg(left, "bgr8", t), image_msg(right, "bgr8", t), li, ri), t, ("disparity",),
-                           node=node)
-    finally:
-        harness.close()
-        rc = node.stop()
-    assert rc == 0, node.log()
+    out, log = answer_once({"checkpoint": str(ckpt), "device": "cpu", "cpu_precision": "float32"}, ros_env,
+                           tmp_path / "node", left, right, t=50.0, topics=("disparity",), fx=calib["fx"],
+                           cx=calib["cx"], cy=calib["cy"], baseline=calib["baseline"])
     img = out["disparity"].image
     disp = np.frombuffer(img.data, np.float32).reshape(img.height, img.width)
     model = smd_core.load_model(ckpt, device="cpu")
@@ -137,4 +127,4 @@ def test_node_runs_the_finetuned_checkpoint(finetuned, ros_env, tmp_path):
         pred = smd_core.Predictor(model, device="cpu").predict(left, right)
     valid = disp >= out["disparity"].min_disparity
     np.testing.assert_allclose(disp[valid], pred.disparity[valid], rtol=1e-4, atol=1e-3)
-    assert str(ckpt) in node.log()
+    assert str(ckpt) in log

@@ -22,6 +22,7 @@ from ros_helpers import (  # noqa: E402
     NODE_CHECKPOINT,
     Harness,
     NodeProcess,
+    answer_once,
     camera_infos,
     compressed_msg,
     image_msg,
@@ -447,21 +448,9 @@ def test_bundled_model_cloud_keeps_confident_points(ros_env, tmp_path):
         threshold = load_model(default_checkpoint()).deployment.cloud_max_uncertainty
     except FileNotFoundError:
         pytest.skip("the bundled weights are not in this checkout")
-    h, w = 96, 128
-    scene = render_scene(4, height=h, width=w, max_disparity=24.0)
-    node = NodeProcess({"checkpoint": "", "device": "cpu", "use_color": False}, ros_env, tmp_path, "bundled",
-                       namespace="bundled")
-    harness = Harness(namespace="bundled")
-    try:
-        harness.wait_connected(node)
-        t = 700.0
-        li, ri = camera_infos(w, h, t, fx=FX, baseline=BASELINE)
-        out = harness.send((image_msg(scene.left, "bgr8", t), image_msg(scene.right, "bgr8", t), li, ri), t,
-                           ("disparity", "uncertainty", "points2"), node=node)
-    finally:
-        harness.close()
-        rc = node.stop()
-    assert rc == 0, node.log()
+    scene = render_scene(4, height=96, width=128, max_disparity=24.0)
+    out, _ = answer_once({"checkpoint": "", "device": "cpu", "use_color": False}, ros_env, tmp_path, scene.left,
+                         scene.right, t=700.0, name="bundled", namespace="bundled", fx=FX, baseline=BASELINE)
     disp, unc = as_array(out["disparity"].image), as_array(out["uncertainty"])
     assert (disp > 0).mean() > 0.99  # dense disparity
     pts = organized_points(out["points2"])

@@ -15,7 +15,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("stereo_msgs.msg")
 pytest.importorskip("onnxruntime")
 
-from ros_helpers import Harness, NodeProcess, camera_infos, image_msg, node_command, node_env, organized_points  # noqa: E402
+from ros_helpers import NodeProcess, answer_once, node_command, node_env, organized_points  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -43,20 +43,9 @@ def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
 
     scene = render_scene(4, height=H, width=W, max_disparity=24.0)
     # checkpoint "" and backend auto: with no torch, the bundled model's .onnx export.
-    node = NodeProcess({"checkpoint": "", "backend": "auto", "device": "cpu", "use_color": False,
-                        "output_scale": 1.5}, torch_free_env, tmp_path, "onnx_node", namespace="onnx")
-    harness = Harness(namespace="onnx")
-    try:
-        harness.wait_connected(node)
-        t = 900.0
-        li, ri = camera_infos(W, H, t, fx=FX, baseline=BASELINE)
-        out = harness.send((image_msg(scene.left, "bgr8", t), image_msg(scene.right, "bgr8", t), li, ri), t,
-                           ("disparity", "uncertainty", "points2"), node=node)
-    finally:
-        harness.close()
-        rc = node.stop()
-    log = node.log()
-    assert rc == 0, log
+    out, log = answer_once({"checkpoint": "", "backend": "auto", "device": "cpu", "use_color": False,
+                            "output_scale": 1.5}, torch_free_env, tmp_path, scene.left, scene.right, t=900.0,
+                           name="onnx_node", namespace="onnx", fx=FX, baseline=BASELINE)
     assert "(onnxruntime)" in log and "guided_bimodal.onnx" in log and "providers in use: CPUExecutionProvider" in log
     assert "ready: device cpu (CPUExecutionProvider)" in log
 
