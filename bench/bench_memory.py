@@ -29,6 +29,7 @@ from smd_ros import runtime
 runtime.set_openmp_defaults()
 import numpy as np, torch
 import smd_core
+from smd_core.infer.dense import scaled_size
 from smd_core.geometry import StereoCamera
 from smd_ros import messages
 from smd_ros.ros_libs import stamp_ns  # noqa: F401 (loads the ROS message packages before the baseline)
@@ -47,14 +48,14 @@ base = rss_mib()
 left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 right = np.roll(left, -8, axis=1)
 g = runtime.input_guard(w, h, 1.0, limit)
-w_out, h_out = messages.output_grid(w, h, g)
+h_out, w_out = scaled_size(h, w, g)
 t0 = time.perf_counter()
 out = pred.predict(left, right, output_size=(h_out, w_out), input_scale=g)
 cam = StereoCamera(fx=500.0, fy=500.0, cx=w / 2, cy=h / 2, baseline=0.1, width=w, height=h).scaled(w_out, h_out)
 msgs = messages.stereo_outputs(Header(), out.disparity, out.uncertainty, cam, max_disparity=256.0, left_bgr=left)
 dt = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"base_mib": base, "peak_mib": peak, "ms": dt * 1e3, "network": runtime.network_size(w, h, g)}))
+print(json.dumps({"base_mib": base, "peak_mib": peak, "ms": dt * 1e3, "network": scaled_size(h, w, g)[::-1]}))
 """
 
 

@@ -41,14 +41,14 @@ cv2.setNumThreads(threads)
 if backend == "torch":
     import torch
     from smd_core import weights
-    from smd_core.inference import Predictor
+    from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import load_model
     torch.set_num_threads(threads)
     predictor = Predictor(load_model(weights.default_checkpoint()),
                           autocast_dtype=torch.bfloat16 if precision == "bfloat16" else None)
 else:
     from smd_core import weights
-    from smd_core.ort_backend import OrtPredictor
+    from smd_core.infer.ort_backend import OrtPredictor
     predictor = OrtPredictor(weights.default_onnx(), threads=threads, spin=spin)
 for _ in range(2):
     predictor.predict(left, right)

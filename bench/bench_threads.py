@@ -44,7 +44,7 @@ _CHILD = r"""
 import json, statistics, sys, time
 import numpy as np, torch
 import smd_core
-from smd_core.inference import cpu_has_bfloat16
+from smd_core.infer.torch_backend import cpu_has_bfloat16
 from smd_ros.runtime import cpu_bfloat16
 threads, repeats, h, w, ckpt = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)

@@ -55,10 +55,10 @@ def main() -> int:
     from smd_core import weights
     from smd_core.config import ModelConfig
     from smd_core.data.synthetic import render_scene
-    from smd_core.export import export
-    from smd_core.inference import Predictor
+    from smd_core.infer.export import export
+    from smd_core.infer.ort_backend import OrtPredictor
+    from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import build_model, load_model, save_checkpoint
-    from smd_core.ort_backend import OrtPredictor
 
     if not torch.cuda.is_available():
         print("gpu_check: torch sees no CUDA device")

@@ -19,11 +19,11 @@ from collections.abc import Mapping
 Commands = Mapping[str, tuple[str, str]]
 
 CORE_COMMANDS: dict[str, tuple[str, str]] = {
-    "predict": ("smd_core.predict", "dense disparity + uncertainty for one stereo pair"),
+    "predict": ("smd_core.infer.predict_cli", "dense disparity + uncertainty for one stereo pair"),
     "train": ("smd_core.train.cli", "train or fine-tune a model from a YAML config"),
     "eval": ("smd_core.eval.cli", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
     "synth": ("smd_core.data.synthetic", "write a procedural stereo dataset with exact disparity"),
-    "export": ("smd_core.export_cli", "a checkpoint as one ONNX file for onnxruntime / TensorRT"),
+    "export": ("smd_core.infer.export_cli", "a checkpoint as one ONNX file for onnxruntime / TensorRT"),
 }
 
 

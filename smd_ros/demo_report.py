@@ -71,7 +71,7 @@ def _standard_predictor(args: argparse.Namespace) -> Any:
     """The standard-head model for the comparison, on the node's backend (the bundled one in that format)."""
     if args.standard_checkpoint.lower() == "none":
         return None
-    from smd_core.backend import load_predictor, resolve_model, torch_available
+    from smd_core.infer.backend import load_predictor, resolve_model, torch_available
 
     if args.standard_checkpoint:
         path, backend = resolve_model(args.standard_checkpoint, "auto")
@@ -102,8 +102,8 @@ def received(frames: list[dict[str, Any]], outputs: Outputs) -> dict[int, tuple[
 def node_model(args: argparse.Namespace) -> tuple[float, float]:
     """(max_disp, uncertainty floor in output px) of the node's model: SGBM and BM search the same range, the
     uncertainty scale starts at the floor (the demo's outputs are at scale 1)."""
-    from smd_core.backend import model_config, resolve_model
-    from smd_core.predict import uncertainty_floor_px
+    from smd_core.infer.backend import model_config, resolve_model
+    from smd_core.infer.predict_cli import uncertainty_floor_px
 
     config = model_config(*resolve_model(args.checkpoint or "", args.backend))
     return float(config.max_disp), uncertainty_floor_px(config.output, config.max_disp)

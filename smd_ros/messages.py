@@ -38,7 +38,6 @@ __all__ = [
     "cloud_msg",
     "disparity_msg",
     "float_image_msg",
-    "output_grid",
     "pack_rgb",
     "stereo_camera",
     "stereo_images",
@@ -56,13 +55,6 @@ CLOUD_FIELDS_RGB = [*CLOUD_FIELDS_XYZ, PointField(name="rgb", offset=12, datatyp
 # --------------------------------------------------------------------------------------------------------------
 # Grids
 # --------------------------------------------------------------------------------------------------------------
-
-
-def output_grid(width: int, height: int, scale: float) -> tuple[int, int]:
-    """(width, height) of the output grid for images `width` x `height` and an output scale."""
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"output scale must be a positive number, got {scale}")
-    return max(2, round(width * scale)), max(2, round(height * scale))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The node's model: a `NodeConfig` -> a predictor on the backend, device and threads it asks for.
 
 torch (checkpoints): as before, with the CPU precision rule (`runtime.cpu_bfloat16`) and float16 on CUDA;
-onnxruntime (`smd export` files): `smd_core.ort_backend`, which never imports torch, so a runtime install
-without torch runs the node. Both give a `smd_core.dense.DensePredictor`: the same outputs, units and
+onnxruntime (`smd export` files): `smd_core.infer.ort_backend`, which never imports torch, so a runtime install
+without torch runs the node. Both give a `smd_core.infer.dense.DensePredictor`: the same outputs, units and
 uncertainty, so the rest of the node does not know which one runs.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import cv2
 
-from smd_core.backend import resolve_model
-from smd_core.dense import DensePredictor
+from smd_core.infer.backend import resolve_model
+from smd_core.infer.dense import DensePredictor
 from smd_ros import runtime
 from smd_ros.params import NodeConfig
 
@@ -52,7 +52,7 @@ def load(cfg: NodeConfig, log: Any) -> LoadedModel:
 
 
 def _load_onnx(cfg: NodeConfig, path: Path, threads: int, log: Any) -> tuple[DensePredictor, str]:
-    from smd_core.ort_backend import OnnxModel, OrtPredictor, ProviderUnavailableError, onnxruntime_version
+    from smd_core.infer.ort_backend import OnnxModel, OrtPredictor, ProviderUnavailableError, onnxruntime_version
 
     if cfg.half_precision:
         log.warning("half_precision applies to the torch backend; onnxruntime runs the file's float32 graph")

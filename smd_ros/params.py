@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from smd_core.backend import BACKENDS
 from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
-from smd_core.ort_backend import ORT_DEVICE_PATTERN
+from smd_core.infer.backend import BACKENDS
+from smd_core.infer.ort_backend import ORT_DEVICE_PATTERN
 from smd_core.resolve import DEVICE_PATTERN, resolve_device
 from smd_core.resolve import resolve_checkpoint as core_resolve_checkpoint
 from smd_ros.topics import TRANSPORTS

@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import MutableMapping
 
+from smd_core.infer.dense import scaled_size
+
 __all__ = [
     "OPENMP_VARIABLES",
     "WAIT_POLICY_ENV",
@@ -24,7 +26,6 @@ __all__ = [
     "cpu_bfloat16",
     "default_threads",
     "input_guard",
-    "network_size",
     "set_openmp_defaults",
 ]
 
@@ -75,11 +76,6 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def network_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """(width, height) of the network input for images `width` x `height` and `scale` (as `Predictor`)."""
-    return max(2, round(width * scale)), max(2, round(height * scale))
-
-
 def input_guard(width: int, height: int, input_scale: float, max_pixels: int) -> float:
     """The factor (<= 1) by which to downscale a frame so that its network input (images x `input_scale`) holds
     at most `max_pixels`; 1 when it fits or `max_pixels` is 0 (no limit).
@@ -90,12 +86,12 @@ def input_guard(width: int, height: int, input_scale: float, max_pixels: int) ->
     """
     if max_pixels <= 0:
         return 1.0
-    wn, hn = network_size(width, height, input_scale)
+    hn, wn = scaled_size(height, width, input_scale)
     if wn * hn <= max_pixels:
         return 1.0
     factor = math.sqrt(max_pixels / (wn * hn))
     for _ in range(100):  # rounding up can overshoot by a row or a column
-        if math.prod(network_size(width, height, input_scale * factor)) <= max_pixels:
+        if math.prod(scaled_size(height, width, input_scale * factor)) <= max_pixels:
             break
         factor *= 0.999
     return factor

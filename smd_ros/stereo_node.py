@@ -21,6 +21,7 @@ Run: `ros2 run smd_ros stereo_node --ros-args -p checkpoint:=/path/model.pth` or
 # ruff: noqa: E402 (the OpenMP environment must be set before the imports below load torch, on the torch backend)
 from __future__ import annotations
 
+from smd_core.infer.dense import scaled_size
 from smd_ros import runtime
 
 OPENMP_STATUS = runtime.set_openmp_defaults()
@@ -321,12 +322,12 @@ class StereoNode(Node):
         camera_in = sensors.stereo_camera(frame.left_info, frame.right_info, w, h)
         guard = runtime.input_guard(w, h, cfg.input_scale, cfg.max_input_pixels)
         scale = cfg.input_scale * guard
-        w_out, h_out = messages.output_grid(w, h, cfg.output_scale * guard)
+        h_out, w_out = scaled_size(h, w, cfg.output_scale * guard)
         camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
         self.predictor.chunk_points = cfg.chunk_points
         if guard < 1.0 and self._guard_logged != (w, h):
             self._guard_logged = (w, h)
-            wn, hn = runtime.network_size(w, h, scale)
+            hn, wn = scaled_size(h, w, scale)
             self.get_logger().warning(
                 f"images {w}x{h} x input_scale {cfg.input_scale:g} exceed max_input_pixels={cfg.max_input_pixels}: "
                 f"frames of this size are downscaled by {guard:.3f} (network {wn}x{hn}, outputs {w_out}x{h_out} "
@@ -358,7 +359,7 @@ class StereoNode(Node):
         t3 = time.monotonic()
         self._last_published = t3
         self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
-        wn, hn = runtime.network_size(w, h, scale)
+        hn, wn = scaled_size(h, w, scale)
         geometry = (w, h, wn, hn, w_out, h_out, frame.left.encoding)
         if geometry != self._geometry:
             # At the first frame and whenever the images or the scales change.

@@ -9,7 +9,7 @@ from torch import nn
 
 import smd_core
 from smd_core.config import ModelConfig
-from smd_core.inference import Predictor
+from smd_core.infer.torch_backend import Predictor
 from smd_core.model import backbones
 from smd_core.model.head import (
     SMDHead,
@@ -204,7 +204,7 @@ def test_predictor_input_validation(tiny):
 
 def test_public_api_round_trip(tmp_path):
     """The documented top-level names are the implementations and work together: build, save, load, predict."""
-    from smd_core import inference
+    from smd_core.infer import torch_backend as inference
     from smd_core.model import network
 
     assert (smd_core.load_model, smd_core.build_model, smd_core.save_checkpoint, smd_core.Predictor) == (

@@ -18,7 +18,7 @@ needs_weights = pytest.mark.skipif(not BUNDLED, reason="the bundled light weight
 @needs_weights
 def test_bundled_models_load_by_default_and_predict():
     import smd_core
-    from smd_core.predict import default_checkpoint as cli_default
+    from smd_core.infer.predict_cli import default_checkpoint as cli_default
     from smd_ros.params import resolve_checkpoint  # the node's resolution of checkpoint:=""
 
     assert cli_default() == default_checkpoint()

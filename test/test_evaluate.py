@@ -14,7 +14,7 @@ from smd_core import ModelConfig, Predictor, build_model, save_checkpoint
 from smd_core.eval.data import load_frames, parse_data_spec
 from smd_core.eval.loop import evaluate, score_frame, summarize
 from smd_core.eval.report import format_summary
-from smd_core.inference import DensePrediction
+from smd_core.infer.torch_backend import DensePrediction
 
 TINY = ModelConfig(backbone="light", output="bimodal", max_disp=32, head_widths=(8,),
                    backbone_options={"widths": [8, 16], "agg_widths": [8, 8, 8], "image_features": [4, 4],

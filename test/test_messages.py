@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from smd_core.infer.dense import scaled_size
+
 pytest.importorskip("sensor_msgs.msg")
 
 from ros_helpers import camera_infos, header, image_msg, organized_points  # noqa: E402
@@ -178,11 +180,12 @@ def test_bad_camera_info(case, kind, match):
 
 
 def test_output_grid():
-    assert messages.output_grid(640, 480, 1.0) == (640, 480)
-    assert messages.output_grid(641, 479, 1.5) == (962, 718)
+    assert scaled_size(480, 640, 1.0) == (480, 640)
+    assert scaled_size(479, 641, 1.5) == (718, 962)
+    assert scaled_size(3, 3, 0.1) == (2, 2)
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="positive"):
-            messages.output_grid(640, 480, bad)
+            scaled_size(480, 640, bad)
 
 
 # ------------------------------------------------------------------------------------------------ outputs

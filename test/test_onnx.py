@@ -17,8 +17,8 @@ pytest.importorskip("onnx")
 from conftest import load_parity_case  # noqa: E402
 
 from smd_core import classical, weights  # noqa: E402
-from smd_core.backend import load_predictor, model_config, resolve_model  # noqa: E402
-from smd_core.ort_backend import OnnxModel, OrtPredictor  # noqa: E402
+from smd_core.infer.backend import load_predictor, model_config, resolve_model  # noqa: E402
+from smd_core.infer.ort_backend import OnnxModel, OrtPredictor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DISP_TOL_PX = 0.01
@@ -47,7 +47,7 @@ def frames():
 def torch_predictor(path: Path):
     import torch
 
-    from smd_core.inference import Predictor
+    from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import load_model
 
     torch.set_num_threads(2)
@@ -102,7 +102,7 @@ def test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints():
 
 
 def test_export_metadata_rebuilds_the_pipeline(tmp_path):
-    from smd_core.export import export
+    from smd_core.infer.export import export
     from smd_core.model.network import load_model, read_checkpoint
 
     src = weights.default_checkpoint()
@@ -182,7 +182,7 @@ def test_resolve_model_picks_the_backend_by_file_type(tmp_path):
 
 
 def test_dynamic_export_of_a_published_backbone_asks_for_a_size(parity_dir):
-    from smd_core.export import build_graphs
+    from smd_core.infer.export import build_graphs
     from smd_core.model.network import load_model
 
     net = load_model(parity_dir / "psm_bimodal_s1" / "checkpoint.pth")
@@ -196,7 +196,7 @@ def test_published_layouts_export_and_match_the_reference(name, tmp_path):
     """Encode and query graphs of the published PSMNet / HSMNet + SMD layouts, pinned to the fixture's size,
     against the reference's dense disparity (as test_parity checks the torch path); a pinned file refuses
     other sizes with a clear error."""
-    from smd_core.export import export
+    from smd_core.infer.export import export
 
     ckpt, case = load_parity_case(name)
     h, w = case["left_bgr"].shape[:2]
@@ -217,8 +217,8 @@ def test_guide_options_travel_with_the_file(tmp_path, frames):
     import torch
 
     from smd_core.config import ModelConfig
-    from smd_core.export import export
-    from smd_core.inference import Predictor
+    from smd_core.infer.export import export
+    from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import build_model, save_checkpoint
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from smd_core import weights  # noqa: E402
-from smd_core.ort_backend import (  # noqa: E402
+from smd_core.infer.ort_backend import (  # noqa: E402
     CPU,
     CUDA,
     TENSORRT,

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from smd_core.infer.dense import scaled_size
+
 pytest.importorskip("rclpy")
 pytest.importorskip("stereo_msgs.msg")
 
@@ -97,7 +99,7 @@ def test_default_threads_is_the_usable_cores():
                                                 (641, 479, 1.0, 100_000), (640, 480, 0.5, 4096)])
 def test_input_guard_bounds_the_network_input(w, h, scale, limit):
     g = runtime.input_guard(w, h, scale, limit)
-    wn, hn = runtime.network_size(w, h, scale * g)
+    hn, wn = scaled_size(h, w, scale * g)
     assert g < 1.0 and wn * hn <= limit and wn * hn > 0.98 * limit
     assert abs(wn / hn - w / h) < 0.02 * w / h  # the aspect ratio is kept
 
@@ -360,7 +362,7 @@ def test_large_input_is_downscaled_once(inproc, frame, capfd):
     results = harness.set_parameters("/inproc/stereo_node", {"max_input_pixels": 4096})
     assert all(r.successful for r in results), [r.reason for r in results]
     g = runtime.input_guard(W, H, 1.0, 4096)
-    wn, hn = runtime.network_size(W, H, g)
+    hn, wn = scaled_size(H, W, g)
     assert wn * hn <= 4096
     try:
         for t in (500.0, 500.1):

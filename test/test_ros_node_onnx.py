@@ -39,7 +39,7 @@ def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
     from smd_core import weights
     from smd_core.data.synthetic import render_scene
     from smd_core.geometry import StereoCamera, disparity_to_points
-    from smd_core.ort_backend import OrtPredictor
+    from smd_core.infer.ort_backend import OrtPredictor
 
     scene = render_scene(4, height=H, width=W, max_disparity=24.0)
     # checkpoint "" and backend auto: with no torch, the bundled model's .onnx export.

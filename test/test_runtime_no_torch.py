@@ -19,8 +19,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 REPO = Path(__file__).resolve().parents[1]
-RUNTIME_MODULES = ("smd_ros.stereo_node", "smd_ros.demo", "smd_ros.demo_pictures", "smd_ros.cli", "smd_core.predict",
-                   "smd_core.backend", "smd_core.ort_backend", "smd_ros.model_loading", "smd_ros.bags.reader")
+RUNTIME_MODULES = ("smd_ros.stereo_node", "smd_ros.demo", "smd_ros.demo_pictures", "smd_ros.cli",
+                   "smd_core.infer.predict_cli", "smd_core.infer.backend", "smd_core.infer.ort_backend",
+                   "smd_ros.model_loading", "smd_ros.bags.reader")
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from smd_core.eval.data import load_frames
     from smd_core.eval.loop import default_chunk_points, evaluate
     from smd_core.eval.report import format_summary
-    from smd_core.inference import Predictor
+    from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import load_model
     from smd_core.resolve import resolve_checkpoint, select_device
 

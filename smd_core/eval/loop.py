@@ -81,7 +81,7 @@ from smd_core.eval.curve import (
     pool_curve,
 )
 from smd_core.eval.report import overview_picture, write_frame_pictures, write_png
-from smd_core.inference import DensePrediction, Predictor
+from smd_core.infer.torch_backend import DensePrediction, Predictor
 from smd_core.model.network import SMDNet
 
 METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")

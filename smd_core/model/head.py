@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smd_core.dense import normalize_coords
+from smd_core.infer.dense import normalize_coords
 
 __all__ = ["FlatMaps", "SMDHead", "flatten_maps", "gather_bilinear", "gather_grid", "gather_nearest",
            "gather_nearest_grid", "normalize_coords", "normalize_points", "sample_maps"]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 # The floor and its deployment factors are plain arithmetic, torch-free for the onnxruntime path; re-exported here.
-from smd_core.confidence import (  # noqa: F401
+from smd_core.infer.confidence import (  # noqa: F401
     CLOUD_FLOOR_FACTOR,
     PSEUDO_FLOOR_FACTOR,
     SIGMA_EPS,

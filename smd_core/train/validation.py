@@ -58,7 +58,7 @@ def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.dev
     uncertainty and error images. The model is left in training mode.
     """
     from smd_core import viz
-    from smd_core.inference import Predictor
+    from smd_core.infer.torch_backend import Predictor
 
     assert cfg.val_data is not None
     n = min(len(frames), cfg.val_samples) if cfg.val_samples else len(frames)  # type: ignore[arg-type]

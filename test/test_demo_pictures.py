@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smd_core.render import orbit_rotation, render_cloud
+from smd_ros.demo_pictures import orbit_rotation, render_cloud
 
 
 def test_orbit_rotation_is_a_rotation():
@@ -35,7 +35,7 @@ def test_side_view_separates_depth_layers_and_validates():
 
 
 def test_boundary_windows_pick_the_densest_non_overlapping_regions():
-    from smd_core.render import boundary_windows
+    from smd_ros.demo_pictures import boundary_windows
 
     score = np.zeros((40, 60))
     score[5:9, 10:14] = 1.0  # 16
@@ -55,7 +55,7 @@ def test_boundary_windows_pick_the_densest_non_overlapping_regions():
 
 
 def test_window_fov_frames_the_window():
-    from smd_core.render import window_fov
+    from smd_ros.demo_pictures import window_fov
 
     # 640 px at fx 320 is a 90 degree view; a quarter of it, unwidened, is 2 atan(0.25).
     assert window_fov(640, 320, margin=1.0) == pytest.approx(90.0)

@@ -1,5 +1,5 @@
 """Dense inference with PyTorch: `Predictor` runs an `SMDNet` through `dense.DensePredictor` (padding, row
-blocks of at most `chunk_points` queries, output-grid units; see `smd_core.dense`).
+blocks of at most `chunk_points` queries, output-grid units; see `smd_core.infer.dense`).
 
 Units: `DensePrediction.disparity` is in pixels of the OUTPUT grid (`disparity_scale = W_out / W_network_input`
 times the reference's input-pixel values), so it pairs directly with the output grid's intrinsics.
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from smd_core.config import Deployment, ModelConfig
-from smd_core.dense import (
+from smd_core.infer.dense import (
     MIXTURE_FIELDS,
     OUTPUT_MAPS,
     PIXEL_UNCERTAINTIES,

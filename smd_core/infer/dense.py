@@ -3,7 +3,7 @@
 `DensePredictor.predict` pads like the reference test pipeline (top and right, edge mode, to a multiple of the
 backbone's `size_multiple` or 64), encodes once, queries every output pixel in row blocks of at most
 `chunk_points` and removes the padding. A backend supplies `_encode` and `_query_block`: PyTorch
-(`smd_core.inference.Predictor`) or ONNX Runtime (`smd_core.ort_backend.OrtPredictor`), so both see the same
+(`torch_backend.Predictor`) or ONNX Runtime (`ort_backend.OrtPredictor`), so both see the same
 padded uint8 images, the same query coordinates and the same assembly into output-grid units.
 
 Units: unlike the reference (whose disparity stays in input-image pixels whatever the output size),
@@ -54,6 +54,14 @@ def check_output_memory(h_out: int, w_out: int, origin: str, *, memory: int | No
         raise ValueError(f"output size {h_out}x{w_out} (from {origin}) needs {need / 2**30:.3g} GiB for its "
                          f"{OUTPUT_MAPS} float32 maps, more than this machine's {memory / 2**30:.3g} GiB; "
                          "ask for a smaller output")
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(height, width) of an image `height` x `width` scaled by `scale`, at least 2x2: the one rule for the
+    output grid and the network input alike."""
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    return max(2, round(height * scale)), max(2, round(width * scale))
 
 
 @dataclasses.dataclass
@@ -189,9 +197,7 @@ class DensePredictor:
         if output_size is not None and scale is not None:
             raise ValueError("give output_size or scale, not both")
         if scale is not None:
-            if not (math.isfinite(scale) and scale > 0):
-                raise ValueError(f"scale must be a positive number, got {scale}")
-            output_size = (max(2, round(h * scale)), max(2, round(w * scale)))
+            output_size = scaled_size(h, w, scale)
         h_out, w_out = (int(v) for v in (output_size or (h, w)))
         if h_out < 2 or w_out < 2:
             raise ValueError(f"output_size must be at least 2x2, got {(h_out, w_out)}")
@@ -201,7 +207,7 @@ class DensePredictor:
 
         t0 = time.perf_counter()
         if input_scale != 1.0:
-            hn, wn = max(2, round(h * input_scale)), max(2, round(w * input_scale))
+            hn, wn = scaled_size(h, w, input_scale)
             interp = cv2.INTER_AREA if input_scale < 1 else cv2.INTER_LINEAR
             left = cv2.resize(left, (wn, hn), interpolation=interp)
             right = cv2.resize(right, (wn, hn), interpolation=interp)

@@ -48,7 +48,7 @@ def uncertainty_floor_px(output: str, max_disp: float, disparity_scale: float = 
     none)."""
     if output == "standard":
         return 0.0
-    from smd_core.confidence import uncertainty_floor
+    from smd_core.infer.confidence import uncertainty_floor
 
     return uncertainty_floor(max_disp) * float(disparity_scale)
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from smd_core import viz
-    from smd_core.backend import load_predictor, resolve_model
+    from smd_core.infer.backend import load_predictor, resolve_model
 
     ckpt, backend = resolve_model(args.checkpoint, args.backend, hint="pass --checkpoint")
     predictor = load_predictor(ckpt, backend, device=args.device, chunk_points=args.chunk_points,

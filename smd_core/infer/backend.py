@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from smd_core.config import ModelConfig
-from smd_core.dense import DensePredictor
+from smd_core.infer.dense import DensePredictor
 from smd_core.resolve import COMMAND_HINT, resolve_checkpoint
 
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -68,7 +68,7 @@ def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threa
     for k in ("backbone", "output", "max_disp"):
         kwargs.pop(k, None)
     if backend == "onnxruntime":
-        from smd_core.ort_backend import OrtPredictor
+        from smd_core.infer.ort_backend import OrtPredictor
 
         if overrides:
             raise ValueError(f"{path}: an ONNX file carries its own model config; {sorted(overrides)} apply to "
@@ -77,7 +77,7 @@ def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threa
         return OrtPredictor(path, device=device, threads=threads, fallback=fallback, hint=COMMAND_HINT, **kwargs)
     if backend != "torch":
         raise ValueError(f"backend must be torch or onnxruntime here, got {backend!r}")
-    from smd_core.inference import Predictor
+    from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import load_model
     from smd_core.resolve import resolve_device
 
@@ -94,7 +94,7 @@ def model_config(path: str | Path, backend: str) -> ModelConfig:
     """The ModelConfig of a file `resolve_model` returned, without building a predictor."""
     path = Path(path)
     if backend == "onnxruntime":
-        from smd_core.ort_backend import config_of, read_onnx
+        from smd_core.infer.ort_backend import config_of, read_onnx
 
         return config_of(read_onnx(path)[1], path)
     from smd_core.model.network import load_model

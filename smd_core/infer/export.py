@@ -1,6 +1,6 @@
 """`smd export CKPT --out model.onnx`: an SMD-Nets checkpoint as one ONNX file for ONNX Runtime and TensorRT.
 
-The file holds one graph, encode -> query, which the onnxruntime backend (`smd_core.ort_backend`) splits at the
+The file holds one graph, encode -> query, which the onnxruntime backend (`smd_core.infer.ort_backend`) splits at the
 encoder's outputs so it encodes once and queries in row blocks (memory independent of the output size):
 - encode: `left` (1, 3, H, W) float BGR 0..255 and `right` (the published backbones) or, for sgbm_guided
   models, `sgbm_guide` (1, G, H, W): `classical.guide_channels` of the same uint8 pair; SGBM and the guide
@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from smd_core import classical
 from smd_core.config import to_dict
-from smd_core.dense import MIXTURE_FIELDS, PIXEL_UNCERTAINTIES
 from smd_core.files import atomic_write
+from smd_core.infer.dense import MIXTURE_FIELDS, PIXEL_UNCERTAINTIES
 from smd_core.model.head import FlatMaps
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet, load_model, read_checkpoint

@@ -1,6 +1,6 @@
 """The onnxruntime backend: `OrtPredictor` runs a file written by `smd export` with no torch import.
 
-`OnnxModel` reads the file's metadata (`smd_core.export.metadata`), splits its one graph at the encoder's outputs
+`OnnxModel` reads the file's metadata (`smd_core.infer.export.metadata`), splits its one graph at the encoder's outputs
 into an encode and a query session, and picks execution providers from a `device` setting (`select_providers`):
 cpu; cuda[:N] (CUDA provider); tensorrt[:N] (TensorRT, then CUDA, engines cached next to the model); auto (CUDA
 where onnxruntime has it, else the CPU). A provider that is asked for but absent, or that fails to load, falls
@@ -23,10 +23,10 @@ import numpy as np
 from smd_core import classical
 from smd_core.classical import SGBMConfig
 from smd_core.config import Deployment, ModelConfig, from_dict
-from smd_core.dense import DensePredictor, normalize_coords
+from smd_core.infer.dense import DensePredictor, normalize_coords
 from smd_core.resolve import NODE_FALLBACK_HINT
 
-ONNX_FORMAT = "smd_ros.onnx"  # smd_core.export writes it (that module needs torch)
+ONNX_FORMAT = "smd_ros.onnx"  # smd_core.infer.export writes it (that module needs torch)
 # Query points per onnxruntime call, at most (the node's chunk_points still bounds it): cache-sized blocks, as
 # `SMDHead.forward_points` blocks its rows for torch; they also keep onnxruntime's memory arena small, which
 # otherwise holds on to the largest block's working set (bench/bench_onnx.py: speed and node memory).

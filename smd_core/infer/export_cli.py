@@ -1,4 +1,4 @@
-"""`smd export CKPT --out model.onnx` (see `smd_core.export`); torch is imported only when it runs."""
+"""`smd export CKPT --out model.onnx` (see `smd_core.infer.export`); torch is imported only when it runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from smd_core.export import export
+        from smd_core.infer.export import export
     except ImportError as exc:
         raise ValueError(f"smd export needs torch and onnx ({exc}): pip install '.[export]'") from exc
 
