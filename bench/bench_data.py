@@ -33,8 +33,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from smd_core.data import DataConfig, SampleConfig, build_dataset
-    from smd_core.data.synthetic import render_scene, write_dataset
+    from smd_core.data import DataConfig, build_dataset
+    from smd_core.data.sample_config import SampleConfig
+    from smd_core.data.synthetic.dataset import write_dataset
+    from smd_core.data.synthetic.render import render_scene
 
     print(f"{'what':<44} {'mean s':>8} {'max s':>8}")
     for size in args.sizes:

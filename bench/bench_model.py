@@ -23,7 +23,7 @@ import time
 import torch
 
 from smd_core import ModelConfig, Predictor, build_model, load_model
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 
 # name -> ModelConfig keyword arguments. "guided" is the default model (configs/guided_synthetic.yaml with
 # the later stages' full_res_width and anchor_range, scripts/train_guided.sh), "guided-linear-full-res" the

@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument("--spin", action="store_true", help="also onnxruntime with spinning worker threads")
     args = parser.parse_args()
 
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     scene = render_scene(9000, height=480, width=640)
     frame = Path(tempfile.mkdtemp()) / "frame.npz"

@@ -54,7 +54,7 @@ def main() -> int:
 
     from smd_core import weights
     from smd_core.config import ModelConfig
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
     from smd_core.infer.export import export
     from smd_core.infer.ort_backend import OrtPredictor
     from smd_core.infer.torch_backend import Predictor

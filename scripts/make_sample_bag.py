@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smd_core.data.synthetic import render_sequence
+from smd_core.data.synthetic.render import render_sequence
 from smd_ros.bags.writer import StereoCamera, write_stereo_bag
 
 SEED = 7000

@@ -25,7 +25,7 @@ from smd_core.eval.data import load_frames
 from smd_core.eval.loop import evaluate
 from smd_core.infer.export import export, is_guided
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
-from smd_core.train import list_checkpoints
+from smd_core.train.checkpoints import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
 
 HELD_OUT = "synthetic:9000:{n}"

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it
 _LAZY = {
-    "DensePrediction": "smd_core.infer.torch_backend",
+    "DensePrediction": "smd_core.infer.dense",
     "Predictor": "smd_core.infer.torch_backend",
     "cpu_has_bfloat16": "smd_core.infer.torch_backend",
     "ModelConfig": "smd_core.config",
@@ -40,7 +40,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from smd_core.config import ModelConfig
-    from smd_core.infer.torch_backend import DensePrediction, Predictor, cpu_has_bfloat16
+    from smd_core.infer.dense import DensePrediction
+    from smd_core.infer.torch_backend import Predictor, cpu_has_bfloat16
     from smd_core.model.mixture import Prediction
     from smd_core.model.network import SMDNet, build_model, load_model, save_checkpoint
 

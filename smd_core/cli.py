@@ -22,7 +22,7 @@ CORE_COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("smd_core.infer.predict_cli", "dense disparity + uncertainty for one stereo pair"),
     "train": ("smd_core.train.cli", "train or fine-tune a model from a YAML config"),
     "eval": ("smd_core.eval.cli", "evaluate a checkpoint on a dataset (EPE, bad-x, SEE, bleeding)"),
-    "synth": ("smd_core.data.synthetic", "write a procedural stereo dataset with exact disparity"),
+    "synth": ("smd_core.data.synthetic.cli", "write a procedural stereo dataset with exact disparity"),
     "export": ("smd_core.infer.export_cli", "a checkpoint as one ONNX file for onnxruntime / TensorRT"),
 }
 

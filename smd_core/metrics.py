@@ -1,13 +1,13 @@
-"""Disparity metrics (NumPy, vectorised): EPE, bad-x, soft edge error, bleeding rate, density.
+"""Disparity metrics (NumPy, vectorised): EPE, bad-x, soft edge error, bleeding and flying rates, density.
 
-Conventions shared by every function:
+Conventions:
 - `pred` and `gt` are (H, W) disparities in the same pixel units (resize first: `resize_disparity`).
 - Ground truth is valid where it is finite and > 0 (0 = no ground truth, as in the datasets); an optional
   `valid` mask (H, W) bool narrows that further (e.g. to the model's disparity range, `valid_mask`).
 - A prediction is valid where it is finite; filtered-out predictions are NaN. Errors are measured on
   pixels where both are valid; `density` says how many of the ground-truth pixels that is.
 - Every rate is a percentage (0..100). A metric over an empty set of pixels is NaN (never 0, which would
-  read as "perfect" and bias averages); `compute_metrics` also returns the pixel counts.
+  read as "perfect" and bias averages); `compute_metrics` also returns the pixel counts, which `pool` sums.
 
 Soft edge error (SEE, SMD-Nets Sec. 4): on ground-truth depth-edge pixels (a 4-neighbour disparity jump
 larger than `edge_threshold`, both sides of the jump marked), the smallest |pred - gt(q)| over q in the
@@ -16,30 +16,39 @@ belongs to neither side. Unlike the reference code, neighbours without ground tr
 image border are skipped (the reference compares against 0 there) and a jump is only an edge when both
 pixels have ground truth (the reference also marks jumps to invalid pixels).
 
-Bleeding rate (flying pixels): in the band within `radius` pixels of a ground-truth edge, the share of
-pixels whose prediction is more than `tolerance` px away from the local foreground (maximum valid gt in
-the (2 radius + 3)^2 window, wide enough to reach across the edge from anywhere in the band), from the
-local background (minimum) and from the pixel's own gt. A bimodal head that picks a mode lands on one
-side; a regression that averages the two sides leaves points floating between them. The pixel's own gt
-is included so that a correct prediction where three surfaces meet is never counted as bleeding.
+Bleeding rate: in the band within `radius` pixels of a ground-truth edge, the share of pixels whose
+prediction is more than `tolerance` px away from the local foreground (maximum valid gt in the
+(2 radius + 3)^2 window, wide enough to reach across the edge from anywhere in the band), from the local
+background (minimum) and from the pixel's own gt (so that a correct prediction where three surfaces meet is
+never counted). A bimodal head that picks a mode lands on one side; a regression that averages the two
+sides leaves points floating between them.
 
-Flying rate (`flying`, the project's headline edge figure): the bleeding rate around ground-truth jumps of
-more than FLYING_EDGE_PX (2 px) only, so that slanted surfaces and 1-px steps do not count as edges: among a
-method's points within 3 px of such a jump, the share more than 1 px from the ground truth and from both
-the largest and the smallest ground truth of the 9x9 window. The demo's flying counts on point clouds are
-`flying_map` of the disparity the cloud was made from (pixels with no point, NaN, excluded).
+Flying rate (`flying`, the project's headline edge figure): the bleeding rate with the default band and
+tolerance around ground-truth jumps of more than FLYING_EDGE_PX only, so that slanted surfaces and 1-px steps
+do not count as edges. The demo's flying counts on point clouds are `flying_map` of the disparity the cloud
+was made from (pixels with no point, NaN, excluded).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
 BAD_THRESHOLDS = (1.0, 2.0, 3.0)
+# Defaults of the keyword options of `compute_metrics` (`smd eval --edge-threshold/--band-radius/--tolerance`).
+EDGE_THRESHOLD_PX = 1.0
+SEE_RADIUS = 1
+BAND_RADIUS = 3
+TOLERANCE_PX = 1.0
+METRIC_OPTIONS = {"edge_threshold": EDGE_THRESHOLD_PX, "see_radius": SEE_RADIUS, "band_radius": BAND_RADIUS,
+                  "tolerance": TOLERANCE_PX}
 # A ground-truth jump larger than this (px) is a depth edge for the flying rate.
 FLYING_EDGE_PX = 2.0
+# The per-frame rates of `compute_metrics`, in report order.
+METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
 
 
 def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
@@ -78,36 +87,7 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean(dtype=np.float64)) if values.size else math.nan
 
 
-def epe(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """End-point error: mean |pred - gt| in px over valid pixels (NaN if none)."""
-    p, g, mask = _check(pred, gt, valid)
-    return _mean(np.abs(p[mask] - g[mask]))
-
-
-def bad_pixel_rate(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, *,
-                   threshold: float = 3.0) -> float:
-    """Percentage of valid pixels with |pred - gt| > threshold px (NaN if none)."""
-    if not threshold >= 0:
-        raise ValueError(f"threshold must be >= 0, got {threshold}")
-    p, g, mask = _check(pred, gt, valid)
-    if not mask.any():
-        return math.nan
-    return 100.0 * float(np.count_nonzero(np.abs(p[mask] - g[mask]) > threshold)) / float(np.count_nonzero(mask))
-
-
-def density(pred: np.ndarray, gt: np.ndarray | None = None, valid: np.ndarray | None = None) -> float:
-    """Percentage of ground-truth pixels (all pixels if `gt` is None) that have a finite prediction."""
-    p = _as_2d("pred", pred)
-    if gt is None:
-        if valid is not None:
-            raise ValueError("density: a valid mask needs gt")
-        return 100.0 * float(np.count_nonzero(np.isfinite(p))) / float(p.size) if p.size else math.nan
-    _, _, both = _check(p, gt, valid)
-    total = np.count_nonzero(valid_mask(gt, valid=valid))
-    return 100.0 * float(np.count_nonzero(both)) / float(total) if total else math.nan
-
-
-def depth_edges(gt: np.ndarray, *, threshold: float = 1.0, valid: np.ndarray | None = None) -> np.ndarray:
+def depth_edges(gt: np.ndarray, *, threshold: float = EDGE_THRESHOLD_PX, valid: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool: pixels with a 4-neighbour whose gt differs by more than `threshold` (both valid)."""
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
@@ -134,7 +114,7 @@ def _shifted(a: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
     return out
 
 
-def soft_edge_error_map(pred: np.ndarray, gt: np.ndarray, *, radius: int = 1,
+def soft_edge_error_map(pred: np.ndarray, gt: np.ndarray, *, radius: int = SEE_RADIUS,
                         valid: np.ndarray | None = None) -> np.ndarray:
     """(H, W) float32: min |pred(p) - gt(q)| over valid q within `radius` (Chebyshev) of p; NaN where none."""
     if radius < 0:
@@ -149,16 +129,6 @@ def soft_edge_error_map(pred: np.ndarray, gt: np.ndarray, *, radius: int = 1,
     return best
 
 
-def soft_edge_error(pred: np.ndarray, gt: np.ndarray, *, edge_threshold: float = 1.0, radius: int = 1,
-                    valid: np.ndarray | None = None) -> float:
-    """SEE: mean of `soft_edge_error_map` over valid ground-truth edge pixels (NaN if there are none)."""
-    _, _, mask = _check(pred, gt, valid)
-    mask &= depth_edges(gt, threshold=edge_threshold, valid=valid)
-    if not mask.any():
-        return math.nan
-    return _mean(soft_edge_error_map(pred, gt, radius=radius, valid=valid)[mask])
-
-
 def _window_extreme(values: np.ndarray, radius: int, op: str) -> np.ndarray:
     """Max (op="max") or min filter over a (2 radius + 1)^2 square; the border does not contribute."""
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
@@ -167,7 +137,7 @@ def _window_extreme(values: np.ndarray, radius: int, op: str) -> np.ndarray:
     return cv2.erode(values, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
 
 
-def edge_band(gt: np.ndarray, *, radius: int = 3, edge_threshold: float = 1.0,
+def edge_band(gt: np.ndarray, *, radius: int = BAND_RADIUS, edge_threshold: float = EDGE_THRESHOLD_PX,
               valid: np.ndarray | None = None) -> np.ndarray:
     """(H, W) bool: valid ground-truth pixels within `radius` px (Chebyshev) of a depth edge."""
     if radius < 0:
@@ -177,8 +147,9 @@ def edge_band(gt: np.ndarray, *, radius: int = 3, edge_threshold: float = 1.0,
     return band & valid_mask(gt, valid=valid)
 
 
-def bleeding_map(pred: np.ndarray, gt: np.ndarray, *, radius: int = 3, edge_threshold: float = 1.0,
-                 tolerance: float = 1.0, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def bleeding_map(pred: np.ndarray, gt: np.ndarray, *, radius: int = BAND_RADIUS,
+                 edge_threshold: float = EDGE_THRESHOLD_PX, tolerance: float = TOLERANCE_PX,
+                 valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(band, flying): the evaluated edge band (with a valid prediction) and its flying pixels, both (H, W) bool."""
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
@@ -195,18 +166,9 @@ def bleeding_map(pred: np.ndarray, gt: np.ndarray, *, radius: int = 3, edge_thre
     return band, flying
 
 
-def bleeding_rate(pred: np.ndarray, gt: np.ndarray, *, radius: int = 3, edge_threshold: float = 1.0,
-                  tolerance: float = 1.0, valid: np.ndarray | None = None) -> float:
-    """Percentage of edge-band pixels whose prediction is a flying pixel (see the module docstring)."""
-    band, flying = bleeding_map(pred, gt, radius=radius, edge_threshold=edge_threshold, tolerance=tolerance,
-                                valid=valid)
-    n = np.count_nonzero(band)
-    return 100.0 * float(np.count_nonzero(flying)) / float(n) if n else math.nan
-
-
 def flying_map(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(band, flying) (H, W) bool of the flying rate: `bleeding_map` around jumps over FLYING_EDGE_PX."""
-    return bleeding_map(pred, gt, radius=3, edge_threshold=FLYING_EDGE_PX, tolerance=1.0, valid=valid)
+    return bleeding_map(pred, gt, edge_threshold=FLYING_EDGE_PX, valid=valid)
 
 
 def resize_disparity(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -228,9 +190,9 @@ def resize_disparity(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | None = None,
-                    edge_threshold: float = 1.0, see_radius: int = 1, band_radius: int = 3,
-                    tolerance: float = 1.0) -> dict[str, float]:
-    """All metrics for one frame: epe, bad1, bad2, bad3, see, bleeding, flying, density (%), and pixel counts.
+                    edge_threshold: float = EDGE_THRESHOLD_PX, see_radius: int = SEE_RADIUS,
+                    band_radius: int = BAND_RADIUS, tolerance: float = TOLERANCE_PX) -> dict[str, float]:
+    """One frame's METRIC_KEYS (rates in %) and pixel counts.
 
     Counts: `n_valid` (pixels with both valid), `n_gt` (valid ground truth), `n_edges` (edge pixels used by
     SEE), `n_band` (band pixels used by the bleeding rate), `n_flying`, `n_fly_band` and `n_fly` (the
@@ -256,4 +218,25 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | Non
     out["density"] = 100.0 * n / n_gt if n_gt else math.nan
     out.update(n_valid=n, n_gt=n_gt, n_edges=n_edges, n_band=n_band, n_flying=n_flying, n_fly_band=n_fly_band,
                n_fly=n_fly, n_pixels=int(g.size))
+    return out
+
+
+def pool(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """METRIC_KEYS of `compute_metrics` rows pooled over their pixels (every pixel weighs the same, whatever its
+    frame): EPE and bad-x over valid pixels, SEE over edge pixels, the rates over their bands; NaN where the
+    rows hold no such pixel."""
+    def ratio(num: float, den: float) -> float:
+        return num / den if den else math.nan
+
+    def total(key: str) -> float:
+        return sum(r[key] for r in rows)
+
+    def weighted(key: str, weight: str) -> float:
+        return ratio(sum(r[key] * r[weight] for r in rows if r[weight]), total(weight))
+
+    out = {k: weighted(k, "n_valid") for k in ("epe", "bad1", "bad2", "bad3")}
+    out["see"] = weighted("see", "n_edges")
+    out["bleeding"] = 100.0 * ratio(total("n_flying"), total("n_band"))
+    out["flying"] = 100.0 * ratio(total("n_fly"), total("n_fly_band"))
+    out["density"] = 100.0 * ratio(total("n_valid"), total("n_gt"))
     return out

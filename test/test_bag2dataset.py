@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from smd_core.data.synthetic import render_scene, render_sequence
+from smd_core.data.synthetic.render import render_scene, render_sequence
 from smd_ros import sensors
 from smd_ros.bags import messages as bm
 from smd_ros.bags.cli import main

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 from smd_core.geometry import depth_to_disparity
 from smd_ros.bags.calib import CameraModel, Roi, StereoCalibration, stereo_matches, vertical_misalignment
 from smd_ros.bags.writer import StereoCamera

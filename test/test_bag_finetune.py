@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from smd_core.config import to_dict
-from smd_core.data.synthetic import render_sequence
+from smd_core.data.synthetic.render import render_sequence
 from smd_ros.bags.writer import write_stereo_bag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def finetuned(tmp_path_factory):
 
 def test_config_is_valid_and_targets_the_bundled_model():
     from smd_core.model.network import read_checkpoint
-    from smd_core.train import load_config
+    from smd_core.train.config import load_config
     from smd_core.weights import default_checkpoint
 
     cfg = load_config(CONFIG, ["data.root=/some/dataset"])

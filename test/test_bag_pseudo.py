@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 from smd_ros.bags.cli import main
 from smd_ros.bags.convert import Bag2DatasetOptions, convert
 from smd_ros.bags.pseudo import left_right_error, pseudo_label
@@ -138,7 +138,7 @@ def test_auto_threshold_with_the_bundled_model_keeps_accurate_pixels():
     """The default threshold (0: auto) follows the model's uncertainty floor: with the bundled model a fixed
     1 px kept nothing (its floor is 1.81 px), the auto one keeps most pixels and they are right."""
     from smd_core import Predictor, load_model
-    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.infer.confidence import uncertainty_floor
     from smd_core.weights import default_checkpoint
 
     try:

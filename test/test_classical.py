@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity, sgbm_fill
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 
 
 @pytest.fixture(scope="module")

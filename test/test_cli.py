@@ -176,7 +176,7 @@ def test_predict_pictures_have_colour_bars_and_uncertainty_starts_at_the_models_
     import cv2
     import numpy as np
 
-    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.infer.confidence import uncertainty_floor
     from smd_core.weights import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "guided_bimodal.pt").is_file():

@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import smd_core
 from smd_core.config import ModelConfig
+from smd_core.infer.dense import normalize_coords
 from smd_core.infer.torch_backend import Predictor
 from smd_core.model import backbones
-from smd_core.model.head import (
-    SMDHead,
-    flatten_maps,
-    gather_bilinear,
-    gather_grid,
-    normalize_coords,
-    normalize_points,
-    sample_maps,
-)
+from smd_core.model.head import SMDHead, flatten_maps, gather_bilinear, gather_grid, normalize_points
 from smd_core.model.network import SMDNet, load_model, save_checkpoint
+
+
+def sample_maps(maps: list[torch.Tensor], grid: torch.Tensor) -> torch.Tensor:
+    """The reference's sampling: F.grid_sample (bilinear, zeros, align_corners=False) of each map, concatenated."""
+    return torch.cat([F.grid_sample(m, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                      for m in maps], dim=1).squeeze(2)
 
 
 class TinyBackbone(nn.Module):
@@ -235,7 +235,7 @@ def test_predictor_on_cuda_matches_cpu(tiny):
 
 def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) -> None:
     from smd_core.config import Deployment
-    from smd_core.model.mixture import uncertainty_floor
+    from smd_core.infer.confidence import uncertainty_floor
     from smd_core.model.network import deployment_for
 
     guided = ModelConfig(backbone="sgbm_guided", output="bimodal", max_disp=128, head_widths=(8,),

@@ -14,7 +14,7 @@ from smd_core.data.datasets import (
     SceneFlowDataset,
     read_list_file,
 )
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset, detect_disparity_scale
 
 RNG = np.random.default_rng(0)

@@ -14,8 +14,8 @@ from smd_core.config import from_dict, to_dict
 from smd_core.data import DataConfig, build_dataset, io
 from smd_core.data.augment import AugmentConfig, augment_pair, color_augment, flip_lr_swap, flip_ud
 from smd_core.data.datasets import ListDataset
+from smd_core.data.sample_config import SampleConfig
 from smd_core.data.sampling import (
-    SampleConfig,
     TrainingDataset,
     crop,
     dilated_depth_edges,
@@ -23,7 +23,7 @@ from smd_core.data.sampling import (
     random_crop_box,
     sample_points,
 )
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 
 
 def _unique_grid(h: int, w: int) -> np.ndarray:

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from smd_core.data import synthetic
-from smd_core.data.synthetic import SyntheticDataset, render_scene, render_sequence, write_dataset
+from smd_core.data.synthetic import cli as synth_cli
+from smd_core.data.synthetic.dataset import SyntheticDataset, write_dataset
+from smd_core.data.synthetic.render import SyntheticFrame, render_scene, render_sequence
 from smd_core.data.synthetic.scene import weighted_choice
 from smd_core.data.synthetic.shapes import Lattice, Perforated, Shape, Wheel, random_shape
+from smd_core.data.synthetic.textures import TEXTURE_KINDS, TEXTURE_WEIGHTS
 
 H, W, MAXD = 96, 128, 20.0
 
@@ -35,7 +37,7 @@ def _warp(image: np.ndarray, x: np.ndarray) -> np.ndarray:
     return cv2.remap(image.astype(np.float32), x.astype(np.float32), ys, cv2.INTER_LINEAR)
 
 
-def _clean_match_mask(f: synthetic.SyntheticFrame) -> np.ndarray:
+def _clean_match_mask(f: SyntheticFrame) -> np.ndarray:
     """Left pixels visible in the right view, away from layer edges in BOTH views (mixed, anti-aliased pixels:
     behind a fence the right-view match of a background pixel is often next to a bar)."""
     h, w = f.disp_left.shape
@@ -47,7 +49,7 @@ def _clean_match_mask(f: synthetic.SyntheticFrame) -> np.ndarray:
     return ~f.occlusion_left & ~_near_edges(f.instance_left) & clean_r & (x_r >= 0) & (x_r <= w - 1)
 
 
-def _warp_errors(f: synthetic.SyntheticFrame, mask: np.ndarray) -> tuple[float, float]:
+def _warp_errors(f: SyntheticFrame, mask: np.ndarray) -> tuple[float, float]:
     """Mean |left - right warped by disp_left| on `mask`, and the same with the disparity 1 px off."""
     x_r = np.arange(f.disp_left.shape[1])[None, :] - f.disp_left
     left = f.left.astype(np.float32)
@@ -150,7 +152,7 @@ def test_options_shape_the_scene() -> None:
     assert np.unique(bare.instance_left).tolist() == [0]  # the wall only
     busy = render_scene(0, height=H, width=W, num_objects=12, num_thin=3)
     assert np.unique(busy.instance_left).size > 4
-    for kind in synthetic.TEXTURE_KINDS:
+    for kind in TEXTURE_KINDS:
         f = render_scene(1, height=40, width=56, textures=(kind,))
         assert f.left.std() > 0
 
@@ -214,7 +216,8 @@ def test_photometric_differences_between_views() -> None:
 
 
 def test_dataset_frames_and_samples() -> None:
-    from smd_core.data.sampling import SampleConfig
+    from smd_core.data.sample_config import SampleConfig
+    from smd_core.data.sampling import TrainingDataset
 
     ds = SyntheticDataset(3, seed=5, height=48, width=64, max_disparity=12)
     assert len(ds) == 3
@@ -232,9 +235,8 @@ def test_dataset_frames_and_samples() -> None:
         SyntheticDataset(2, render_options={"num_object": 3})
     assert SyntheticDataset(1, height=32, width=48, render_options={"photometric": False, "shapes": "fence"})[0][
         "left"].shape == (32, 48, 3)
-    ds.sample_config = SampleConfig(crop_size=(32, 48), num_points=100)
     torch.manual_seed(0)
-    s = ds[0]
+    s = TrainingDataset(ds, SampleConfig(crop_size=(32, 48), num_points=100))[0]
     assert s["left"].shape == (3, 32, 48) and s["points"].shape == (2, 100) and s["labels"].shape == (100,)
 
 
@@ -263,10 +265,10 @@ def test_write_dataset_and_cli(tmp_path) -> None:
     assert np.array_equal(np.load(tmp_path / "jobs" / "disp_right" / "000002.npy"), ref.disp_right)
 
     parser = argparse.ArgumentParser()
-    synthetic.add_arguments(parser)
+    synth_cli.add_arguments(parser)
     args = parser.parse_args(["--out", str(tmp_path / "cli"), "--num", "2", "--height", "32", "--width", "48",
                               "--seed", "3", "--max-disparity", "8", "--no-photometric", "--preview", "0"])
-    assert synthetic.run(args) == 0
+    assert synth_cli.run(args) == 0
     assert len((tmp_path / "cli" / "train.txt").read_text().split()) == 8
     assert not (tmp_path / "cli" / "preview.png").exists()
     d = np.load(tmp_path / "cli" / "disp_left" / "000001.npy")
@@ -350,9 +352,9 @@ def test_thin_structures_are_thin() -> None:
 def test_texture_and_shape_mix() -> None:
     """Weighted choice follows the weights; natural textures dominate, periodic / textureless are a minority."""
     rng = np.random.default_rng(0)
-    draws = [weighted_choice(rng, synthetic.TEXTURE_WEIGHTS) for _ in range(20000)]
-    total = sum(synthetic.TEXTURE_WEIGHTS.values())
-    for kind, weight in synthetic.TEXTURE_WEIGHTS.items():
+    draws = [weighted_choice(rng, TEXTURE_WEIGHTS) for _ in range(20000)]
+    total = sum(TEXTURE_WEIGHTS.values())
+    for kind, weight in TEXTURE_WEIGHTS.items():
         assert abs(draws.count(kind) / len(draws) - weight / total) < 0.015, kind
     natural = sum(draws.count(k) for k in ("image", "pink", "wood", "fabric", "noise")) / len(draws)
     assert natural > 0.75

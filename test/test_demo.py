@@ -29,7 +29,7 @@ def test_bundled_models_load_by_default_and_predict():
     assert (standard.config.backbone, standard.config.output) == ("sgbm_guided", "standard")
     size = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.pt"))
     assert size <= 10 * 2**20, f"bundled weights take {size / 2**20:.1f} MB (limit 10 MB)"
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     frame = render_scene(123, height=96, width=128, max_disparity=24.0)
     pred = smd_core.Predictor(bimodal).predict(frame.left, frame.right)
@@ -114,7 +114,7 @@ def test_contact_sheet_keeps_a_row_for_every_frame_and_marks_dropped_ones(tmp_pa
 
 
 def _scene():
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
     from smd_core.geometry import StereoCamera
 
     frame = render_scene(9000, height=160, width=240, max_disparity=24.0)

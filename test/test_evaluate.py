@@ -14,7 +14,7 @@ from smd_core import ModelConfig, Predictor, build_model, save_checkpoint
 from smd_core.eval.data import load_frames, parse_data_spec
 from smd_core.eval.loop import evaluate, score_frame, summarize
 from smd_core.eval.report import format_summary
-from smd_core.infer.torch_backend import DensePrediction
+from smd_core.infer.dense import DensePrediction
 
 TINY = ModelConfig(backbone="light", output="bimodal", max_disp=32, head_widths=(8,),
                    backbone_options={"widths": [8, 16], "agg_widths": [8, 8, 8], "image_features": [4, 4],
@@ -127,9 +127,11 @@ def test_score_frame_resizes_to_gt_and_respects_range() -> None:
 
 def test_summarize_mean_and_pooled() -> None:
     a = {"epe": 1.0, "bad1": 10.0, "bad2": 0.0, "bad3": 0.0, "see": 2.0, "bleeding": 50.0, "density": 100.0,
-         "n_valid": 10, "n_gt": 10, "n_edges": 2, "n_band": 4, "n_flying": 2, "time_s": 0.5}
+         "n_valid": 10, "n_gt": 10, "n_edges": 2, "n_band": 4, "n_flying": 2, "n_fly_band": 0, "n_fly": 0,
+         "time_s": 0.5}
     b = {"epe": 3.0, "bad1": 40.0, "bad2": 20.0, "bad3": 0.0, "see": math.nan, "bleeding": math.nan,
-         "density": 50.0, "n_valid": 30, "n_gt": 60, "n_edges": 0, "n_band": 0, "n_flying": 0, "time_s": 1.5}
+         "density": 50.0, "n_valid": 30, "n_gt": 60, "n_edges": 0, "n_band": 0, "n_flying": 0, "n_fly_band": 0,
+         "n_fly": 0, "time_s": 1.5}
     s = summarize([a, b])
     assert s["frames"] == 2
     assert s["metrics"]["epe"] == 2.0 and s["metrics"]["see"] == 2.0 and s["metrics"]["bleeding"] == 50.0
@@ -235,7 +237,7 @@ def test_frame_pictures_plain_arrays() -> None:
 
 def test_cli_on_a_list_dataset(tiny_model, tmp_path: Path, capsys) -> None:
     from smd_core.cli import main
-    from smd_core.data.synthetic import write_dataset
+    from smd_core.data.synthetic.dataset import write_dataset
 
     ckpt = save_checkpoint(tmp_path / "tiny.pth", tiny_model)
     lst = write_dataset(tmp_path / "set", 1, seed=9000, height=64, width=96, max_disparity=16.0, progress=False,
@@ -415,7 +417,7 @@ def test_baseline_errors(tiny_model) -> None:
 
 def test_cli_baselines_without_and_with_a_checkpoint(tiny_model, tmp_path: Path, capsys) -> None:
     from smd_core.cli import main
-    from smd_core.data.synthetic import write_dataset
+    from smd_core.data.synthetic.dataset import write_dataset
 
     lst = write_dataset(tmp_path / "set", 1, seed=9000, height=64, width=96, max_disparity=16.0, progress=False,
                         preview=0)
@@ -449,7 +451,7 @@ def test_cli_baselines_without_and_with_a_checkpoint(tiny_model, tmp_path: Path,
 
 def test_cli_baselines_only_search_the_bundled_models_range(tmp_path: Path) -> None:
     from smd_core.cli import main
-    from smd_core.data.synthetic import write_dataset
+    from smd_core.data.synthetic.dataset import write_dataset
     from smd_core.weights import default_checkpoint
 
     if not default_checkpoint().is_file():

@@ -14,7 +14,7 @@ import torch
 from smd_core import Predictor, load_model
 from smd_core.classical import CANDIDATE_WINDOWS, SGBMConfig, fill_background, photometric_error, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
-from smd_core.data.synthetic import render_scene
+from smd_core.data.synthetic.render import render_scene
 from smd_core.model.backbones.guided import SGBMGuided
 from smd_core.model.mixture import RESIDUAL_SCALE, activate, loss, selection_loss
 from smd_core.model.network import build_model, save_checkpoint
@@ -190,7 +190,8 @@ def test_standard_head_and_bad_options(frame) -> None:
 @pytest.mark.parametrize(("selection", "costs"), [(False, 0), (True, 0), (True, 2)],
                          ids=["nll", "bounded+selection", "matching-costs"])
 def test_short_training_run_lowers_the_loss(tmp_path: Path, selection: bool, costs: int) -> None:
-    from smd_core.train import TrainConfig, train
+    from smd_core.train.config import TrainConfig
+    from smd_core.train.loop import train
 
     cfg = from_dict(TrainConfig, {
         "model": {"backbone": "sgbm_guided", "output": "bimodal", "max_disp": 32, "head_widths": [16, 16],

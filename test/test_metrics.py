@@ -21,40 +21,31 @@ def step_scene() -> tuple[np.ndarray, np.ndarray]:
 def test_epe_and_bad_by_hand() -> None:
     gt = np.array([[1.0, 2.0], [3.0, 0.0]], np.float32)
     pred = np.array([[1.5, 4.5], [3.0, 99.0]], np.float32)  # errors 0.5, 2.5, 0 (last pixel has no gt)
-    assert M.epe(pred, gt) == pytest.approx(1.0)
-    assert M.bad_pixel_rate(pred, gt, threshold=0.4) == pytest.approx(200 / 3)
-    assert M.bad_pixel_rate(pred, gt, threshold=2.0) == pytest.approx(100 / 3)
-    assert M.bad_pixel_rate(pred, gt) == 0.0  # default threshold 3 px
+    m = M.compute_metrics(pred, gt)
+    assert m["epe"] == pytest.approx(1.0) and m["bad1"] == m["bad2"] == pytest.approx(100 / 3) and m["bad3"] == 0.0
     # An extra mask narrows the evaluated pixels.
-    only_first = np.array([[True, False], [False, False]])
-    assert M.epe(pred, gt, valid=only_first) == pytest.approx(0.5)
-    assert M.bad_pixel_rate(pred, gt, only_first, threshold=0.4) == 100.0
+    m = M.compute_metrics(pred, gt, valid=np.array([[False, True], [False, False]]))
+    assert m["epe"] == pytest.approx(2.5) and m["bad2"] == 100.0 and m["n_valid"] == m["n_gt"] == 1
 
 
 def test_invalid_predictions_and_density() -> None:
     gt = np.array([[1.0, 2.0], [3.0, 0.0]], np.float32)
     pred = np.array([[np.nan, 2.0], [np.inf, 5.0]], np.float32)
-    assert M.epe(pred, gt) == 0.0  # only (0, 1) has both
-    assert M.density(pred, gt) == pytest.approx(100 / 3)
-    assert M.density(pred) == pytest.approx(50.0)  # finite predictions among all pixels
-    assert M.density(pred, gt, valid=np.array([[False, True], [False, False]])) == 100.0
+    m = M.compute_metrics(pred, gt)
+    assert m["epe"] == 0.0 and m["n_valid"] == 1  # only (0, 1) has both
+    assert m["density"] == pytest.approx(100 / 3)
+    assert M.compute_metrics(pred, gt, valid=np.array([[False, True], [False, False]]))["density"] == 100.0
 
 
 def test_empty_masks_give_nan() -> None:
     gt = np.zeros((3, 3), np.float32)
     pred = np.ones((3, 3), np.float32)
-    assert math.isnan(M.epe(pred, gt))
-    assert math.isnan(M.bad_pixel_rate(pred, gt, threshold=1.0))
-    assert math.isnan(M.density(pred, gt))
-    assert math.isnan(M.soft_edge_error(pred, gt))
-    assert math.isnan(M.bleeding_rate(pred, gt))
-    flat = np.full((3, 3), 5.0, np.float32)  # valid but no edges
-    assert math.isnan(M.soft_edge_error(pred, flat))
-    assert math.isnan(M.bleeding_rate(pred, flat))
     m = M.compute_metrics(pred, gt)
-    assert all(math.isnan(m[k]) for k in ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "density"))
+    assert all(math.isnan(m[k]) for k in M.METRIC_KEYS)
     assert m["n_valid"] == m["n_gt"] == m["n_edges"] == m["n_band"] == 0 and m["n_pixels"] == 9
-    assert math.isnan(M.density(np.zeros((0, 0), np.float32)))
+    flat = M.compute_metrics(pred, np.full((3, 3), 5.0, np.float32))  # valid but no edges
+    assert math.isnan(flat["see"]) and math.isnan(flat["bleeding"]) and flat["epe"] == 4.0
+    assert all(math.isnan(v) for v in M.pool([m]).values())
 
 
 def test_depth_edges_both_sides_and_invalid_neighbours() -> None:
@@ -74,14 +65,14 @@ def test_soft_edge_error_by_hand() -> None:
     pred[:, 3] = 6.0  # a flying column just right of the edge: 4 px from either side
     pred[:, 2] = 9.0  # foreground side 1 px low: its best neighbour is still 10 -> 1.0
     # Edge pixels: columns 2 and 3 (8 pixels); errors 1.0 (column 2) and 4.0 (column 3).
-    assert M.soft_edge_error(pred, gt) == pytest.approx(2.5)
+    assert M.compute_metrics(pred, gt)["see"] == pytest.approx(2.5)
     # A boundary placed one pixel off costs nothing: column 3 predicted as foreground.
     gt2, pred2 = step_scene()
     pred2[:, 3] = 10.0
-    assert M.soft_edge_error(pred2, gt2) == 0.0
-    assert M.epe(pred2, gt2) > 0
+    m = M.compute_metrics(pred2, gt2)
+    assert m["see"] == 0.0 and m["epe"] > 0 and m["n_edges"] == 8
     # radius 0 is the plain error on edge pixels.
-    assert M.soft_edge_error(pred2, gt2, radius=0) == pytest.approx(4.0)
+    assert M.compute_metrics(pred2, gt2, see_radius=0)["see"] == pytest.approx(4.0)
 
 
 def test_soft_edge_error_map_skips_invalid_and_border() -> None:
@@ -103,36 +94,39 @@ def test_bleeding_rate_by_hand() -> None:
     # radius 1: band = columns 1..4 (16 pixels, all with gt).
     band, flying = M.bleeding_map(pred, gt, radius=1)
     assert band.sum() == 16 and flying[:, 3].all() and flying.sum() == 4
-    assert M.bleeding_rate(pred, gt, radius=1) == pytest.approx(25.0)
+    assert M.compute_metrics(pred, gt, band_radius=1)["bleeding"] == pytest.approx(25.0)
     # radius 2 reaches columns 0..5: 24 pixels less the invalid (0, 0) = 23; flying: column 3 and (2, 5).
-    assert M.bleeding_rate(pred, gt, radius=2) == pytest.approx(100 * 5 / 23)
+    assert M.compute_metrics(pred, gt, band_radius=2)["bleeding"] == pytest.approx(100 * 5 / 23)
     # A generous tolerance forgives everything.
-    assert M.bleeding_rate(pred, gt, radius=2, tolerance=5.0) == 0.0
+    assert M.compute_metrics(pred, gt, band_radius=2, tolerance=5.0)["bleeding"] == 0.0
 
 
 def test_bleeding_three_surfaces_own_gt_counts() -> None:
     # Background 0..: 2, middle 6, foreground 12: a correct 6 is neither local max nor min.
     gt = np.array([[2.0, 2.0, 6.0, 6.0, 12.0, 12.0]], np.float32)
-    assert M.bleeding_rate(gt.copy(), gt, radius=1) == 0.0
+    assert M.compute_metrics(gt.copy(), gt, band_radius=1)["bleeding"] == 0.0
     pred = gt.copy()
     pred[0, 3] = 9.0  # 3 px from 6 and 12, 7 from 2
-    assert M.bleeding_rate(pred, gt, radius=0) == pytest.approx(100 / 4)
+    assert M.compute_metrics(pred, gt, band_radius=0)["bleeding"] == pytest.approx(100 / 4)
 
 
-def test_compute_metrics_matches_single_functions() -> None:
-    rng = np.random.default_rng(0)
-    gt = np.where(rng.random((20, 30)) < 0.1, 0.0, np.repeat(rng.uniform(1, 40, (4, 30)), 5, axis=0)).astype(
-        np.float32)
-    pred = (gt + rng.normal(0, 1.5, gt.shape)).astype(np.float32)
+def _random_frame(seed: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    gt = np.where(rng.random((h, w)) < 0.1, 0.0, np.repeat(rng.uniform(1, 40, (h // 5, w)), 5, axis=0))
+    pred = gt + rng.normal(0, 1.5, gt.shape)
     pred[3, 3] = np.nan
-    m = M.compute_metrics(pred, gt)
-    assert m["epe"] == pytest.approx(M.epe(pred, gt))
-    for t in (1, 2, 3):
-        assert m[f"bad{t}"] == pytest.approx(M.bad_pixel_rate(pred, gt, threshold=t))
-    assert m["see"] == pytest.approx(M.soft_edge_error(pred, gt))
-    assert m["bleeding"] == pytest.approx(M.bleeding_rate(pred, gt))
-    assert m["density"] == pytest.approx(M.density(pred, gt))
-    assert m["n_valid"] == m["n_gt"] - 1
+    return pred.astype(np.float32), gt.astype(np.float32)
+
+
+def test_pool_weighs_every_pixel_alike() -> None:
+    """Pooling two frames' rows gives the metrics of one frame holding both, kept apart by invalid rows."""
+    (p1, g1), (p2, g2) = _random_frame(0, 20, 30), _random_frame(1, 35, 30)
+    gap = np.zeros((10, 30), np.float32)  # wider than any window: no edge, band or neighbour spans the gap
+    both = M.compute_metrics(np.concatenate([p1, gap, p2]), np.concatenate([g1, gap, g2]))
+    pooled = M.pool([M.compute_metrics(p1, g1), M.compute_metrics(p2, g2)])
+    assert set(pooled) == set(M.METRIC_KEYS)
+    for key in M.METRIC_KEYS:
+        assert pooled[key] == pytest.approx(both[key], rel=1e-6), key
 
 
 def test_valid_mask_range() -> None:
@@ -156,13 +150,11 @@ def test_resize_disparity_scales_values_nearest() -> None:
 def test_errors_name_the_problem() -> None:
     a = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="differ in shape"):
-        M.epe(a, np.ones((3, 2), np.float32))
+        M.compute_metrics(a, np.ones((3, 2), np.float32))
     with pytest.raises(ValueError, match="2D"):
-        M.epe(np.ones((2, 3, 1)), a)
+        M.compute_metrics(np.ones((2, 3, 1)), a)
     with pytest.raises(ValueError, match="valid mask shape"):
-        M.epe(a, a, valid=np.ones((3, 3), bool))
-    with pytest.raises(ValueError, match="threshold"):
-        M.bad_pixel_rate(a, a, threshold=-1)
+        M.compute_metrics(a, a, valid=np.ones((3, 3), bool))
     with pytest.raises(ValueError, match="threshold"):
         M.depth_edges(a, threshold=float("nan"))
     with pytest.raises(ValueError, match="radius"):
@@ -170,9 +162,7 @@ def test_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="radius"):
         M.edge_band(a, radius=-2)
     with pytest.raises(ValueError, match="tolerance"):
-        M.bleeding_rate(a, a, tolerance=-1)
-    with pytest.raises(ValueError, match="valid mask needs gt"):
-        M.density(a, valid=np.ones((2, 3), bool))
+        M.compute_metrics(a, a, tolerance=-1)
     with pytest.raises(ValueError, match="shape must be positive"):
         M.resize_disparity(a, (0, 3))
     with pytest.raises(ValueError, match="empty"):

@@ -30,7 +30,7 @@ def frames():
     from smd_ros.demo import read_recording
 
     recorded = read_recording(REPO / "smd_ros" / "data" / "sample_stereo", 6)
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     scene = render_scene(11, height=203, width=301, max_disparity=40.0)
     pairs = [(f["left"], f["right"]) for f in recorded[::5]]

@@ -168,7 +168,7 @@ class Unforeseen(Exception):
 
 @pytest.fixture(scope="module")
 def frame():
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     return render_scene(5, height=H, width=W, max_disparity=16.0)
 

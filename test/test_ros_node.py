@@ -47,7 +47,7 @@ def next_stamp() -> float:
 
 @pytest.fixture(scope="module")
 def frame():
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     return render_scene(3, height=H, width=W, max_disparity=16.0)
 
@@ -356,7 +356,7 @@ def vga_set(vga, t):
 def test_30hz_input_with_slow_model_drops_stale_sets(stereo):
     """A 30 Hz VGA camera: the bundled model needs more than 100 ms a frame on a CPU (README), so most sets
     are dropped as stale, never queued."""
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     node, harness = stereo
     vga = render_scene(5, height=480, width=640, max_disparity=48.0)
@@ -441,7 +441,7 @@ def test_bundled_model_cloud_keeps_confident_points(ros_env, tmp_path):
     """The bundled model with max_uncertainty at its default, auto: the cloud holds exactly the pixels whose
     uncertainty is at most the checkpoint's own threshold; the disparity stays dense."""
     from smd_core import load_model
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
     from smd_core.weights import default_checkpoint
 
     try:

@@ -37,7 +37,7 @@ def as_array(img) -> np.ndarray:
 
 def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
     from smd_core import weights
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
     from smd_core.geometry import StereoCamera, disparity_to_points
     from smd_core.infer.ort_backend import OrtPredictor
 

@@ -51,7 +51,7 @@ def test_runtime_modules_import_without_torch(no_torch_env):
 def test_smd_predict_runs_the_bundled_onnx_without_torch(no_torch_env, tmp_path):
     import cv2
 
-    from smd_core.data.synthetic import render_scene
+    from smd_core.data.synthetic.render import render_scene
 
     scene = render_scene(5, height=96, width=128, max_disparity=20.0)
     cv2.imwrite(str(tmp_path / "l.png"), scene.left)

@@ -19,22 +19,11 @@ import yaml
 from smd_core import cli, load_model
 from smd_core.config import from_dict, to_dict
 from smd_core.data import DataConfig
-from smd_core.train import (
-    OptimConfig,
-    ResumableSampler,
-    TrainConfig,
-    collate,
-    config_from_dict,
-    get_rng_state,
-    list_checkpoints,
-    load_config,
-    load_init_weights,
-    lr_factor,
-    resolve_resume,
-    sample_seed,
-    set_rng_state,
-    train,
-)
+from smd_core.train.checkpoints import get_rng_state, list_checkpoints, load_init_weights, resolve_resume, set_rng_state
+from smd_core.train.config import OptimConfig, TrainConfig, config_from_dict, load_config
+from smd_core.train.data import ResumableSampler, collate, sample_seed
+from smd_core.train.loop import train
+from smd_core.train.schedule import lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -320,7 +309,7 @@ def test_scheduler_drives_the_optimizer(tmp_path: Path) -> None:
 
 def test_weight_decay_uses_adamw(tmp_path: Path) -> None:
     from smd_core.model.network import build_model
-    from smd_core.train import build_optimizer
+    from smd_core.train.schedule import build_optimizer
 
     cfg = tiny_config(tmp_path, optim={"lr": 1e-3, "weight_decay": 0.01})
     opt, _ = build_optimizer(build_model(cfg.model), cfg)
@@ -442,17 +431,6 @@ def test_validation_logs_scalars_and_images(tmp_path: Path) -> None:
     events.Reload()
     assert {"val_0/left", "val_0/disparity", "val_0/uncertainty", "val_0/error"} <= set(events.Tags()["images"])
     assert {"train/loss", "train/lr", "val/epe"} <= set(events.Tags()["scalars"])
-
-
-def test_pool_metrics_weights_by_pixels() -> None:
-    from smd_core.train import pool_metrics
-
-    frames = [{"epe": 1.0, "bad3": 10.0, "n_valid": 100, "see": 2.0, "n_edges": 10, "n_band": 20, "n_flying": 2},
-              {"epe": 3.0, "bad3": 30.0, "n_valid": 300, "see": 4.0, "n_edges": 30, "n_band": 20, "n_flying": 6}]
-    pooled = pool_metrics(frames)
-    assert pooled["epe"] == pytest.approx(2.5) and pooled["bad3"] == pytest.approx(25.0)
-    assert pooled["see"] == pytest.approx(3.5) and pooled["bleeding"] == pytest.approx(20.0)
-    assert pool_metrics([]) == {}
 
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ from test_train import tiny_dict
 DRIVER = '''
 import hashlib, json, os, sys
 from pathlib import Path
-from smd_core.train import load_config, train
+from smd_core.train.config import load_config
+from smd_core.train.loop import train
 
 cfg = load_config(sys.argv[1])
 result = train(cfg)

@@ -1,55 +1,28 @@
 """Data for SMD-Nets: datasets, training samples, augmentation and a procedural stereo generator.
 
-The contract the training and evaluation code build on:
-
     cfg = DataConfig(kind="kitti2015", root="/data/kitti2015", sample=SampleConfig(crop_size=(256, 512)))
-    train_set = build_dataset(cfg, train=True)    # training samples
+    train_set = build_dataset(cfg, train=True)    # training samples (`sampling.make_training_sample`)
     eval_set = build_dataset(cfg, train=False)    # full frames
 
-`build_dataset(cfg, train=True)` items (all tensors, `default_collate` stacks them):
-    "left", "right": float32 (3, h, w) BGR 0..255 network input, (h, w) = crop_size / aspect_ratio;
-    "points": float32 (2, N) query points (x, y) in the GT crop grid (pixel centres at integers,
-        0 <= x <= crop_w - 1, 0 <= y <= crop_h - 1), N = num_points exactly;
-    "labels": float32 (N,) disparity at the nearest GT pixel in NETWORK-INPUT pixels (GT /
-        aspect_ratio), > 0 (all 0 only if the crop held no valid pixel; the loss ignores 0);
-    "output_size": int64 (2,) [crop_h, crop_w] (the grid `points` live in);
-    "disp": float32 (crop_h, crop_w) the whole label grid (0 = invalid), only with dense_labels;
-    "name": str.
-  Randomness (crop, points, augmentation) comes from torch's global RNG (per-worker seeded by
-  DataLoader; fixed by `torch.manual_seed`), so each call draws a new sample. Synthetic scenes are
-  fixed per index (`render_scene((seed, index))`).
+Full frames (`train=False`) are dicts at the dataset's native resolution: "left", "right" uint8 (H, W, 3) BGR;
+"disp_left" float32 (H, W) ground-truth disparity in pixels of these images, 0 = invalid; "disp_right" the
+same for the right view when the dataset has it for every frame; "occlusion_left" bool (H, W), synthetic
+only; "name" str. Training samples are described in `sampling`; their randomness (crop, points,
+augmentation) comes from torch's global RNG, while a synthetic scene is fixed per index.
 
-`build_dataset(cfg, train=False)` items are full frames at the dataset's native resolution:
-    "left", "right": uint8 numpy (H, W, 3) BGR;
-    "disp_left": float32 numpy (H, W) GT disparity in pixels of these images, 0 = invalid;
-    "disp_right": same for the right view, when the dataset has it for every frame;
-    "occlusion_left": bool (H, W), synthetic only;
-    "name": str.
-  To evaluate at the SMD-Nets operating point, feed the images downscaled by `aspect_ratio` and
-  compare against the full-resolution GT with predicted disparities multiplied by `aspect_ratio`.
-
-Kinds (`DataConfig.kind`) and what `root` / `split` mean:
-    "synthetic": procedural scenes (`synthetic.render_scene`); no files; `num_samples` frames of
+Kinds (`DataConfig.kind`) and what `root` / `split` mean (layouts: `datasets`):
+    "synthetic": procedural scenes (`synthetic.render.render_scene`); no files; `num_samples` frames of
         `height` x `width`, disparities in [min_disparity, max_disparity], seeded by `seed`;
         `synthetic_options` passes further `render_scene` keywords.
     "list": `split` = list file `left right disp_left [disp_right]` (paths relative to the list
         file's folder, or to `root` if set); written by `smd synth` and `smd bag2dataset`.
-    "kitti2015": `root` holds `training/` (or is it); `split` = "training" (default); `kitti_disparity`
-        "occ" | "noc".
-    "middlebury": `root` holds scene folders (im0.png, im1.png, disp0.pfm).
-    "sceneflow": `root` holds frames_cleanpass/ + disparity/ trees; `split` = "TRAIN" / "TEST" / ""
-        (a path component filter); `sceneflow_pass` "clean" | "final".
-    "unreal4k": `root` holds 0000S/Image0|Image1|Disp0|Disp1; `split` = optional official split file
-        (4 columns relative to `root`); images PNG or `.raw` (`raw_shape` if not 16:9).
-    "unreal4k_quarter": same layout at 960x540; `disparity_scale` overrides the detected NPY scale.
-    "motorcycle": no files; the real Middlebury 2014 Motorcycle pair with ground truth (741x500) that
-        scikit-image bundles (`real_sample`), the check that training on synthetic scenes carries over.
+    "kitti2015": `split` = "training" (default); `kitti_disparity` "occ" | "noc".
+    "middlebury": scene folders (im0.png, im1.png, disp0.pfm).
+    "sceneflow": `split` = "TRAIN" / "TEST" / "" (a path component filter); `sceneflow_pass` "clean" | "final".
+    "unreal4k", "unreal4k_quarter": `split` = optional official split file; `raw_shape` for `.raw` images
+        not 16:9, `disparity_scale` overrides the quarter release's detected NPY scale.
+    "motorcycle": no files; the real Middlebury 2014 pair scikit-image bundles (`real_sample`).
 `limit` > 0 keeps only the first `limit` frames (kinds other than synthetic).
-
-Modules: `io` (PFM / KITTI PNG / raw / images), `datasets` and `unreal4k` (frame sources), `sampling`
-(crops, query points, random / DDA strategies), `augment` (colour, flips), `synthetic` (generator,
-`smd synth`). `smd bag2dataset`, which writes "list" datasets from rosbag2 recordings, is ROS-side:
-`smd_ros.bags`.
 """
 
 from __future__ import annotations
@@ -57,46 +30,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from smd_core.data.augment import AugmentConfig
 from smd_core.data.sample_config import SampleConfig
-
-if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
-    from smd_core.data.datasets import FrameDataset
-    from smd_core.data.real_sample import MotorcycleDataset
-    from smd_core.data.synthetic import SyntheticDataset
-
-__all__ = [
-    "DATASET_KINDS",
-    "DataConfig",
-    "build_dataset",
-    "build_frames",
-    "SyntheticFrame",
-    "SyntheticDataset",
-    "render_scene",
-    "render_sequence",
-    "TrainingDataset",
-    "SampleConfig",
-    "AugmentConfig",
-    "LEGACY_KEYS",
-]
-# Names that live in modules importing torch: loaded on first use, so that this package (and `smd synth
-# --help`, `smd_core.data.synthetic`'s CLI) imports without torch.
-_LAZY = {"SyntheticFrame": "smd_core.data.synthetic", "SyntheticDataset": "smd_core.data.synthetic",
-         "render_scene": "smd_core.data.synthetic", "render_sequence": "smd_core.data.synthetic",
-         "TrainingDataset": "smd_core.data.sampling"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 DATASET_KINDS = ("synthetic", "list", "kitti2015", "middlebury", "sceneflow", "unreal4k", "unreal4k_quarter",
                  "motorcycle")
@@ -196,15 +133,20 @@ class DataConfig:
         return out
 
 
-def _augment_or_none(cfg: DataConfig) -> AugmentConfig | None:
-    return cfg.augment if cfg.augment.enabled else None
+def build_dataset(cfg: DataConfig, *, train: bool) -> Any:
+    """Training samples (`train=True`) or full frames for evaluation (`train=False`); see the module docstring."""
+    frames = _frames(cfg)
+    if not train:
+        return frames
+    from smd_core.data.sampling import TrainingDataset
+
+    return TrainingDataset(frames, cfg.sample, cfg.augment if cfg.augment.enabled else None)
 
 
-def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset | MotorcycleDataset:
-    """The frame source of `cfg` (items are full frames, as `build_dataset(cfg, train=False)`)."""
+def _frames(cfg: DataConfig) -> Any:
     from smd_core.data.datasets import KITTI2015Dataset, ListDataset, MiddleburyDataset, SceneFlowDataset
     from smd_core.data.real_sample import MotorcycleDataset
-    from smd_core.data.synthetic import SyntheticDataset
+    from smd_core.data.synthetic.dataset import SyntheticDataset
     from smd_core.data.unreal4k import UnrealStereo4KDataset, UnrealStereo4KQuarterDataset
 
     root = Path(cfg.root) if cfg.root else None
@@ -237,17 +179,3 @@ def build_frames(cfg: DataConfig) -> FrameDataset | SyntheticDataset | Motorcycl
     return UnrealStereo4KQuarterDataset(root, split_file=cfg.split or None, limit=cfg.limit,
                                         disparity_scale=cfg.disparity_scale)
 
-
-def build_dataset(cfg: DataConfig, *, train: bool) -> Dataset:
-    """Training samples (`train=True`) or full frames for evaluation (`train=False`); see the module docstring."""
-    from smd_core.data.sampling import TrainingDataset
-    from smd_core.data.synthetic import SyntheticDataset
-
-    frames = build_frames(cfg)
-    if not train:
-        return frames
-    if isinstance(frames, SyntheticDataset):
-        frames.sample_config = cfg.sample
-        frames.augment_config = _augment_or_none(cfg)
-        return frames
-    return TrainingDataset(frames, cfg.sample, _augment_or_none(cfg))

@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 
 from smd_core.data.augment import AugmentConfig, augment_pair
 from smd_core.data.io import as_bgr_u8, sanitize_disparity
-from smd_core.data.sample_config import SAMPLING_STRATEGIES, SampleConfig  # noqa: F401  (their home before)
+from smd_core.data.sample_config import SAMPLING_STRATEGIES, SampleConfig
 from smd_core.metrics import depth_edges
 
 

@@ -112,11 +112,11 @@ def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.nda
         key = f"bad{t:g}"
         bad = (matched[key] * matched["n_valid"] / 100.0 if matched["n_valid"] else 0.0) + n_holes
         row[key] = 100.0 * bad / n if n else math.nan
-    band = M.edge_band(gt, radius=metric_options.get("band_radius", 3),
-                       edge_threshold=metric_options.get("edge_threshold", 1.0), valid=valid)
+    options = {**M.METRIC_OPTIONS, **metric_options}
+    band = M.edge_band(gt, radius=options["band_radius"], edge_threshold=options["edge_threshold"], valid=valid)
     row["n_flying"] = matched["n_flying"] + int(np.count_nonzero(band & holes))
     row["bleeding"] = 100.0 * row["n_flying"] / row["n_band"] if row["n_band"] else math.nan
-    fly_band = M.edge_band(gt, radius=3, edge_threshold=M.FLYING_EDGE_PX, valid=valid)
+    fly_band = M.edge_band(gt, edge_threshold=M.FLYING_EDGE_PX, valid=valid)
     row["n_fly"] = matched["n_fly"] + int(np.count_nonzero(fly_band & holes))
     row["flying"] = 100.0 * row["n_fly"] / row["n_fly_band"] if row["n_fly_band"] else math.nan
     row["valid_pixels"] = matched

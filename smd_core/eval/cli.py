@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from smd_core import metrics as M
 from smd_core.eval.baselines import BASELINES
 
 # The held-out synthetic scenes (`smd synth` training sets use other seeds).
@@ -38,9 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
     parser.add_argument("--chunk-points", type=int, default=None,
                         help="query points per chunk (default: 200000)")
-    parser.add_argument("--edge-threshold", type=float, default=1.0, help="GT jump (px) that makes a depth edge")
-    parser.add_argument("--band-radius", type=int, default=3, help="edge band radius (px) for the bleeding rate")
-    parser.add_argument("--tolerance", type=float, default=1.0, help="bleeding: distance (px) to either side")
+    parser.add_argument("--edge-threshold", type=float, default=M.EDGE_THRESHOLD_PX,
+                        help="GT jump (px) that makes a depth edge")
+    parser.add_argument("--band-radius", type=int, default=M.BAND_RADIUS,
+                        help="edge band radius (px) for the bleeding rate")
+    parser.add_argument("--tolerance", type=float, default=M.TOLERANCE_PX,
+                        help="bleeding: distance (px) to either side")
     parser.add_argument("--max-uncertainty", type=float, default=0.0, metavar="PX",
                         help="also score the model on its pixels with uncertainty <= PX (output px), what the node's "
                              "max_uncertainty keeps in its cloud (default 0: off)")

@@ -81,10 +81,9 @@ from smd_core.eval.curve import (
     pool_curve,
 )
 from smd_core.eval.report import overview_picture, write_frame_pictures, write_png
-from smd_core.infer.torch_backend import DensePrediction, Predictor
+from smd_core.infer.dense import DensePrediction
+from smd_core.infer.torch_backend import Predictor
 from smd_core.model.network import SMDNet
-
-METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
 
 # ----------------------------------------------------------------------------------------------------
 # Scoring
@@ -126,22 +125,8 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not per_frame:
         raise ValueError("summarize needs at least one frame")
     out: dict[str, Any] = {"frames": len(per_frame)}
-    out["metrics"] = {k: _nanmean(f.get(k, math.nan) for f in per_frame) for k in METRIC_KEYS}
-
-    def ratio(num: float, den: float) -> float:
-        return num / den if den else math.nan
-
-    n_valid = sum(f["n_valid"] for f in per_frame)
-    pooled = {"epe": ratio(sum(f["epe"] * f["n_valid"] for f in per_frame if f["n_valid"]), n_valid)}
-    for k in ("bad1", "bad2", "bad3"):
-        pooled[k] = ratio(sum(f[k] * f["n_valid"] for f in per_frame if f["n_valid"]), n_valid)
-    pooled["see"] = ratio(sum(f["see"] * f["n_edges"] for f in per_frame if f["n_edges"]),
-                          sum(f["n_edges"] for f in per_frame))
-    pooled["bleeding"] = 100.0 * ratio(sum(f["n_flying"] for f in per_frame), sum(f["n_band"] for f in per_frame))
-    pooled["flying"] = 100.0 * ratio(sum(f.get("n_fly", 0) for f in per_frame),
-                                     sum(f.get("n_fly_band", 0) for f in per_frame))
-    pooled["density"] = 100.0 * ratio(n_valid, sum(f["n_gt"] for f in per_frame))
-    out["pooled"] = pooled
+    out["metrics"] = {k: _nanmean(f.get(k, math.nan) for f in per_frame) for k in M.METRIC_KEYS}
+    out["pooled"] = M.pool(per_frame)
     times = [f["time_s"] for f in per_frame if "time_s" in f]
     if times:
         mean = sum(times) / len(times)
@@ -332,7 +317,7 @@ def evaluate(
         "input_scale": input_scale,
         "max_disp_px": max_gt,
         "device": str(predictor.device) if predictor is not None else "cpu",
-        "metric_options": {"edge_threshold": 1.0, "see_radius": 1, "band_radius": 3, "tolerance": 1.0, **options},
+        "metric_options": {**M.METRIC_OPTIONS, **options},
     }
     if predictor is not None:
         report["summary"] = summarize(per_frame)

@@ -15,7 +15,7 @@ import numpy as np
 from smd_core import metrics as M
 from smd_core import viz
 from smd_core.eval.baselines import SPARSE
-from smd_core.infer.torch_backend import DensePrediction
+from smd_core.infer.dense import DensePrediction
 
 BLEEDING_LEGEND = (((0, 200, 255), "edge band"), ((0, 0, 255), "flying"))
 
@@ -25,7 +25,8 @@ def safe_name(name: str) -> str:
 
 
 def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, *, max_disp: float | None = None,
-                     edge_threshold: float = 1.0, band_radius: int = 3, tolerance: float = 1.0) -> np.ndarray:
+                     edge_threshold: float = M.EDGE_THRESHOLD_PX, band_radius: int = M.BAND_RADIUS,
+                     tolerance: float = M.TOLERANCE_PX) -> np.ndarray:
     """BGR picture of the edge band (yellow) and its flying pixels (red) over the dimmed left image."""
     pred = M.resize_disparity(pred, gt.shape)
     band, flying = M.bleeding_map(pred, gt, valid=M.valid_mask(gt, max_disp=max_disp), radius=band_radius,

@@ -14,22 +14,9 @@ import numpy as np
 import torch
 
 from smd_core.config import Deployment, ModelConfig
-from smd_core.infer.dense import (
-    MIXTURE_FIELDS,
-    OUTPUT_MAPS,
-    PIXEL_UNCERTAINTIES,
-    DensePrediction,
-    DensePredictor,
-    as_bgr,
-    check_output_memory,
-    pad_amounts,
-    physical_memory,
-)
+from smd_core.infer.dense import DensePredictor
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
-
-__all__ = ["MIXTURE_FIELDS", "OUTPUT_MAPS", "PIXEL_UNCERTAINTIES", "DensePrediction", "Predictor", "as_bgr",
-           "check_output_memory", "cpu_has_bfloat16", "pad_amounts", "physical_memory"]
 
 
 def cpu_has_bfloat16() -> bool:

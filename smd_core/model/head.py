@@ -10,13 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from smd_core.infer.dense import normalize_coords
-
-__all__ = ["FlatMaps", "SMDHead", "flatten_maps", "gather_bilinear", "gather_grid", "gather_nearest",
-           "gather_nearest_grid", "normalize_coords", "normalize_points", "sample_maps"]
 
 
 def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor:
@@ -32,13 +28,6 @@ def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor
         raise ValueError(f"output_size must be larger than 1x1, got {output_size}")
     grid = torch.stack([normalize_coords(points[:, 0], w_out), normalize_coords(points[:, 1], h_out)], dim=1)
     return grid.transpose(1, 2).unsqueeze(1)
-
-
-def sample_maps(maps: list[Tensor], grid: Tensor) -> Tensor:
-    """Bilinearly sample each map (B, C_i, h_i, w_i) at `grid` (B, 1, N, 2); concatenated -> (B, sum C_i, N)."""
-    out = [F.grid_sample(m, grid.to(m.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-           for m in maps]
-    return torch.cat(out, dim=1).squeeze(2) if len(out) > 1 else out[0].squeeze(2)
 
 
 def flatten_maps(maps: list[Tensor]) -> FlatMaps:

@@ -18,13 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-# The floor and its deployment factors are plain arithmetic, torch-free for the onnxruntime path; re-exported here.
-from smd_core.infer.confidence import (  # noqa: F401
-    CLOUD_FLOOR_FACTOR,
-    PSEUDO_FLOOR_FACTOR,
-    SIGMA_EPS,
-    uncertainty_floor,
-)
+from smd_core.infer.confidence import SIGMA_EPS
 
 # Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
 # published backbones have none, so their loss is exactly the reference's.

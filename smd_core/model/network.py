@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from smd_core.config import OUTPUT_CHANNELS, Deployment, ModelConfig, from_dict, to_dict
 from smd_core.files import atomic_write
+from smd_core.infer.confidence import CLOUD_FLOOR_FACTOR, PSEUDO_FLOOR_FACTOR, uncertainty_floor
+from smd_core.infer.dense import normalize_coords
 from smd_core.model.backbones import backbone_names, build_backbone
 from smd_core.model.head import (
     FlatMaps,
@@ -28,16 +30,9 @@ from smd_core.model.head import (
     gather_grid,
     gather_nearest,
     gather_nearest_grid,
-    normalize_coords,
     normalize_points,
 )
-from smd_core.model.mixture import (
-    CLOUD_FLOOR_FACTOR,
-    PSEUDO_FLOOR_FACTOR,
-    Prediction,
-    activate,
-    uncertainty_floor,
-)
+from smd_core.model.mixture import Prediction, activate
 
 CHECKPOINT_FORMAT = "smd_ros"
 CHECKPOINT_VERSION = 1

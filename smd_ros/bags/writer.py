@@ -271,7 +271,7 @@ def write_stereo_bag(
     """Write a stereo recording of `frames` to the new bag folder `path`; returns a summary dict.
 
     frames: objects with `left`, `right` ((H, W, 3) uint8 BGR or (H, W) mono) and optional `disp_left`
-        ((H, W) float32 px, 0 = invalid) such as `smd_core.data.synthetic.SyntheticFrame`, or
+        ((H, W) float32 px, 0 = invalid) such as `smd_core.data.synthetic.render.SyntheticFrame`, or
         (left, right[, disp]) tuples / mappings with those keys.
     storage: "mcap" or "sqlite3". compressed: False (sensor_msgs/Image), True or "jpeg" (CompressedImage
         JPEG, what image_transport publishes), "png" (lossless CompressedImage).

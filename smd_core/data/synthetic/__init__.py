@@ -16,38 +16,7 @@ A scene is a stack of layers in the LEFT camera's pixel frame. Each layer has
 both disparity maps and the occlusion mask are exact (with `photometric=False`, the right image
 resampled at x - disp_left matches the left image on non-occluded pixels, which the tests check).
 
-Entry points: `render_scene`, `render_sequence` (objects move smoothly), `SyntheticDataset`
-(on the fly, deterministic per index), `write_dataset` (PNG + NPY + list file) and the CLI
-`smd synth --out DIR --num N` (`add_arguments`, `run`).
+Entry points: `render.render_scene`, `render.render_sequence` (objects move smoothly),
+`dataset.SyntheticDataset` (on the fly, deterministic per index), `dataset.write_dataset` (PNG + NPY + list
+file) and `cli` (`smd synth --out DIR --num N`).
 """
-
-from typing import Any
-
-from smd_core.data.synthetic.cli import add_arguments, run
-from smd_core.data.synthetic.render import SyntheticFrame, render_scene, render_sequence
-from smd_core.data.synthetic.shapes import SHAPE_KINDS, SHAPE_WEIGHTS, THIN_WEIGHTS
-from smd_core.data.synthetic.textures import TEXTURE_KINDS, TEXTURE_WEIGHTS
-
-__all__ = [
-    "SyntheticFrame",
-    "SyntheticDataset",
-    "render_scene",
-    "render_sequence",
-    "write_dataset",
-    "add_arguments",
-    "run",
-    "TEXTURE_KINDS",
-    "TEXTURE_WEIGHTS",
-    "SHAPE_KINDS",
-    "SHAPE_WEIGHTS",
-    "THIN_WEIGHTS",
-]
-
-
-def __getattr__(name: str) -> Any:
-    # The dataset module imports torch; `smd synth --help` imports this package and must not.
-    if name in ("SyntheticDataset", "write_dataset"):
-        from smd_core.data.synthetic import dataset
-
-        return getattr(dataset, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

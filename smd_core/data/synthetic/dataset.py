@@ -18,27 +18,11 @@ from smd_core.data.synthetic.scene import SCENE_OPTION_NAMES, scene_options
 
 
 class SyntheticDataset(Dataset):
-    """`num_samples` procedural scenes rendered on the fly; scene i is `render_scene((seed, i), ...)`.
+    """`num_samples` procedural scenes rendered on the fly: item i is the full frame of
+    `render_scene((seed, i), ...)` (`smd_core.data` docstring) with "occlusion_left"."""
 
-    With `sample_config` None, item i is a full frame dict {"left", "right" (H, W, 3) uint8,
-    "disp_left", "disp_right" (H, W) float32, "occlusion_left" (H, W) bool, "name"}. Otherwise it is a training sample
-    (see `smd_core.data.sampling.make_training_sample`) drawn from that frame: the scene is fixed per
-    index, the crop / points / augmentation are random (NumPy generator seeded from torch's RNG, so
-    DataLoader workers and `torch.manual_seed` control them).
-    """
-
-    def __init__(
-        self,
-        num_samples: int,
-        *,
-        seed: int = 0,
-        height: int = 480,
-        width: int = 640,
-        max_disparity: float = 64.0,
-        render_options: Mapping[str, Any] | None = None,
-        sample_config: Any = None,
-        augment_config: Any = None,
-    ) -> None:
+    def __init__(self, num_samples: int, *, seed: int = 0, height: int = 480, width: int = 640,
+                 max_disparity: float = 64.0, render_options: Mapping[str, Any] | None = None) -> None:
         if num_samples <= 0:
             raise ValueError(f"num_samples must be > 0, got {num_samples}")
         self.num_samples = int(num_samples)
@@ -52,14 +36,12 @@ class SyntheticDataset(Dataset):
         if unknown:
             raise ValueError(f"unknown render_options {unknown}; expected some of {SCENE_OPTION_NAMES} or photometric")
         scene_options(height, width, max_disparity, **scene)
-        self.sample_config = sample_config
-        self.augment_config = augment_config
 
     def __len__(self) -> int:
         return self.num_samples
 
     def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
-        """Full frame `index` (rendered; `lazy` is accepted for interface parity and ignored)."""
+        """Full frame `index` (`lazy`, for the `FrameDataset` interface, changes nothing)."""
         if not -self.num_samples <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} samples")
         index %= self.num_samples
@@ -68,12 +50,7 @@ class SyntheticDataset(Dataset):
                 "occlusion_left": f.occlusion_left, "name": f"synthetic_{self.seed}_{index:06d}"}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        frame = self.frame(index)
-        if self.sample_config is None:
-            return frame
-        from smd_core.data.sampling import make_training_sample, torch_seeded_generator
-
-        return make_training_sample(frame, self.sample_config, self.augment_config, torch_seeded_generator())
+        return self.frame(index)
 
 
 def write_dataset(
