@@ -80,7 +80,7 @@ def main() -> int:
             print(f"  torch cuda float32      {ref_ms:8.1f} ms")
             ms, pred = timed(Predictor(net, device=cuda, autocast_dtype=torch.float16), left, right, args.repeats)
             print(f"  torch cuda float16      {ms:8.1f} ms  {parity(ref, pred)}")
-            mult = int(getattr(net.stereo_network, "size_multiple", 64))
+            mult = net.pad_multiple
             size = None if name.startswith("bundled") else (-(-h // mult) * mult, -(-w // mult) * mult)
             onnx_path = export(ckpt, tmp / f"{ckpt.stem}_{h}x{w}.onnx", image_size=size)
             for device in ("cuda", "tensorrt"):

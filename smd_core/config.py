@@ -22,6 +22,8 @@ BACKBONE_NAMES = ("psmnet", "hsmnet", "light", "sgbm_guided")
 OUTPUT_NAMES = ("standard", "unimodal", "bimodal")
 # Raw channels the head predicts per output representation (SMD-Nets, Sec. 3.2).
 OUTPUT_CHANNELS = {"standard": 1, "unimodal": 2, "bimodal": 5}
+# Query points per block of a dense prediction by default (both backends, `--chunk-points`): bounds memory.
+CHUNK_POINTS = 200_000
 
 
 @dataclasses.dataclass

@@ -165,7 +165,7 @@ def test_edge_uncertainty_adds_the_distance_to_the_nearer_local_surface_at_jumps
     pred = activate(raw, "bimodal", 64, base, anchor_range=1.0)
     torch.testing.assert_close(pred.disparity, torch.tensor([[20.0, 30.0, 10.5]]))
     torch.testing.assert_close(pred.surface_gap, torch.tensor([[10.0, 0.0, 0.0]]))
-    assert "surface_gap" not in pred.fields()
+    assert "surface_gap" not in pred.maps()
     peak = uncertainty(pred, max_disp=64, kind="peak")
     torch.testing.assert_close(uncertainty(pred, max_disp=64, kind="edge"), peak + EDGE_GAP_WEIGHT * pred.surface_gap)
     # Two anchors give no local surfaces: "edge" is "peak".

@@ -18,10 +18,10 @@ needs_weights = pytest.mark.skipif(not BUNDLED, reason="the bundled light weight
 @needs_weights
 def test_bundled_models_load_by_default_and_predict():
     import smd_core
-    from smd_core.infer.predict_cli import default_checkpoint as cli_default
+    from smd_core.infer.backend import resolve_model  # `smd predict`'s resolution of no --checkpoint
     from smd_ros.params import resolve_checkpoint  # the node's resolution of checkpoint:=""
 
-    assert cli_default() == default_checkpoint()
+    assert resolve_model(None) == (default_checkpoint(), "torch")
     assert resolve_checkpoint("") == default_checkpoint()
     bimodal = smd_core.load_model(default_checkpoint())
     standard = smd_core.load_model(standard_checkpoint())

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from smd_core import metrics as M
+from smd_core.config import CHUNK_POINTS
 from smd_core.eval.baselines import BASELINES
 
 # The held-out synthetic scenes (`smd synth` training sets use other seeds).
@@ -37,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", dest="output_repr", default=None,
                         help="standard|unimodal|bimodal (default: inferred)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]")
-    parser.add_argument("--chunk-points", type=int, default=None,
-                        help="query points per chunk (default: 200000)")
+    parser.add_argument("--chunk-points", type=int, default=CHUNK_POINTS, help="query points per chunk")
     parser.add_argument("--edge-threshold", type=float, default=M.EDGE_THRESHOLD_PX,
                         help="GT jump (px) that makes a depth edge")
     parser.add_argument("--band-radius", type=int, default=M.BAND_RADIUS,
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from smd_core.eval.baselines import parse_baselines, sgbm_config
     from smd_core.eval.curve import format_edges
     from smd_core.eval.data import load_frames
-    from smd_core.eval.loop import default_chunk_points, evaluate
+    from smd_core.eval.loop import evaluate
     from smd_core.eval.report import format_summary
     from smd_core.infer.torch_backend import Predictor
     from smd_core.model.network import load_model
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         checkpoint = resolve_checkpoint(args.checkpoint, hint="pass --checkpoint")
         model = load_model(checkpoint, backbone=args.backbone, output=args.output_repr, device=device)
-        predictor = Predictor(model, device=device, chunk_points=args.chunk_points or default_chunk_points(device))
+        predictor = Predictor(model, device=device, chunk_points=args.chunk_points)
     frames = load_frames(args.data, args.data_option)
     with torch.inference_mode():
         report = evaluate(

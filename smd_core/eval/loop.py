@@ -144,13 +144,6 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------
 
 
-def default_chunk_points(device: Any) -> int:
-    """Query chunk size: the node's default, 200k points, on every device (the head blocks its own rows for
-    the cache; for the default model on 2 CPU cores 200k-point chunks ran 1.5x faster than 16k ones,
-    bench/bench_model.py --chunk-points)."""
-    return 200_000
-
-
 def _frame_count(frames: Any) -> int | None:
     try:
         return len(frames)
@@ -171,8 +164,7 @@ def _as_predictor(model_or_predictor: SMDNet | Predictor | None) -> Predictor | 
     if model_or_predictor is None or isinstance(model_or_predictor, Predictor):
         return model_or_predictor
     if isinstance(model_or_predictor, SMDNet):
-        device = next(model_or_predictor.parameters()).device
-        return Predictor(model_or_predictor, chunk_points=default_chunk_points(device))
+        return Predictor(model_or_predictor)
     raise TypeError(f"evaluate needs an SMDNet or a Predictor (or None with baselines), "
                     f"got {type(model_or_predictor).__name__}")
 

@@ -30,11 +30,11 @@ from smd_core import classical
 from smd_core.config import to_dict
 from smd_core.files import atomic_write
 from smd_core.infer.dense import MIXTURE_FIELDS, PIXEL_UNCERTAINTIES
+from smd_core.infer.ort_backend import ONNX_FORMAT
 from smd_core.model.head import FlatMaps
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet, load_model, read_checkpoint
 
-ONNX_FORMAT = "smd_ros.onnx"
 ONNX_VERSION = 1
 OPSET = 18
 # Checkpoint entries copied into the metadata (how the weights were made; the node logs them).
@@ -44,11 +44,6 @@ CHECKPOINT_KEYS = ("format", "version", "step", "source", "stages")
 def is_guided(net: SMDNet) -> bool:
     """Whether the backbone takes SGBM guide channels instead of the right image (`forward_guided`)."""
     return hasattr(net.stereo_network, "forward_guided")
-
-
-def pad_multiple(net: SMDNet) -> int:
-    """The backbone's input multiple, as `inference.Predictor` pads."""
-    return int(getattr(net.stereo_network, "size_multiple", 64))
 
 
 class EncodeGraph(nn.Module):
@@ -75,9 +70,7 @@ class QueryGraph(nn.Module):
         *maps, gx, gy = args
         flat = FlatMaps([m.reshape(m.shape[0], -1, m.shape[3]) for m in maps], [(m.shape[1], m.shape[2]) for m in maps])
         pred = self.net.query_normalized(flat, gx, gy)
-        fields = pred.fields()
-        if pred.sigma is not None:
-            fields["sigma0"] = fields.pop("sigma")
+        fields = pred.maps()
         max_disp = self.net.config.max_disp
         outs = [fields[name] for name in output_fields(self.net) if not name.startswith("uncertainty_")]
         outs += [uncertainty(pred, max_disp=max_disp, kind=kind) for kind in PIXEL_UNCERTAINTIES]
@@ -116,7 +109,7 @@ def build_graphs(net: SMDNet, image_size: tuple[int, int] | None = None) -> tupl
     if image_size is None and not is_guided(net):
         raise ValueError(f"a {net.config.backbone} model exports for one input size (its pooling kernels follow the "
                          "image size): pass image_size / --size H W (multiples of 64, the padded network input)")
-    mult = pad_multiple(net)
+    mult = net.pad_multiple
     h, w = image_size or (2 * mult, 3 * mult)
     if h % mult or w % mult:
         raise ValueError(f"image_size must be multiples of {mult} for a {net.config.backbone} model, got {h}x{w}")
@@ -169,7 +162,7 @@ def metadata(net: SMDNet, checkpoint: Path | None, encode: Any, query: Any,
         "smd_format": ONNX_FORMAT,
         "smd_version": ONNX_VERSION,
         "model_config": to_dict(cfg),
-        "pad_multiple": pad_multiple(net),
+        "pad_multiple": net.pad_multiple,
         "guide_channels": guide,
         "guide_options": guide_options,
         "encode_inputs": [i.name for i in encode.graph.input],

@@ -22,15 +22,11 @@ import numpy as np
 
 from smd_core import classical
 from smd_core.classical import SGBMConfig
-from smd_core.config import Deployment, ModelConfig, from_dict
-from smd_core.infer.dense import DensePredictor, normalize_coords
+from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig, from_dict
+from smd_core.infer.dense import QUERY_BLOCK, DensePredictor, normalize_coords
 from smd_core.resolve import NODE_FALLBACK_HINT
 
-ONNX_FORMAT = "smd_ros.onnx"  # smd_core.infer.export writes it (that module needs torch)
-# Query points per onnxruntime call, at most (the node's chunk_points still bounds it): cache-sized blocks, as
-# `SMDHead.forward_points` blocks its rows for torch; they also keep onnxruntime's memory arena small, which
-# otherwise holds on to the largest block's working set (bench/bench_onnx.py: speed and node memory).
-QUERY_BLOCK_POINTS = 16384
+ONNX_FORMAT = "smd_ros.onnx"  # the `smd_format` metadata `smd export` writes
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 ORT_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|tensorrt(:\d+)?)$")
 
@@ -210,13 +206,13 @@ class OrtPredictor(DensePredictor):
     Args:
         model: an OnnxModel, or the path of the .onnx file (then `device`, `threads`, `spin`, `fallback`, `hint`
             build it).
-        chunk_points, uncertainty_kind: as `inference.Predictor`.
+        chunk_points, uncertainty_kind: as `DensePredictor`.
     """
 
     backend = "onnxruntime"
 
     def __init__(self, model: OnnxModel | str | Path, *, device: str = "cpu", threads: int = 0, spin: bool = False,
-                 fallback: bool = True, hint: str = NODE_FALLBACK_HINT, chunk_points: int = 200_000,
+                 fallback: bool = True, hint: str = NODE_FALLBACK_HINT, chunk_points: int = CHUNK_POINTS,
                  uncertainty_kind: str = "edge") -> None:
         if not isinstance(model, OnnxModel):
             model = OnnxModel(model, device=device, threads=threads, spin=spin, fallback=fallback, hint=hint)
@@ -233,7 +229,9 @@ class OrtPredictor(DensePredictor):
         self._outputs = [*fields, f"uncertainty_{uncertainty_kind}"]
 
     def _block_points(self) -> int:
-        return min(self.chunk_points, QUERY_BLOCK_POINTS) if self.model.device_type == "cpu" else self.chunk_points
+        # Cache-sized blocks on the CPU (as `SMDHead.forward_points` blocks its rows); they also keep onnxruntime's
+        # memory arena, which holds on to the largest block's working set, small.
+        return min(self.chunk_points, QUERY_BLOCK) if self.model.device_type == "cpu" else self.chunk_points
 
     def _encode(self, pair: np.ndarray) -> Any:
         if self.model.image_size is not None and tuple(pair.shape[1:3]) != self.model.image_size:

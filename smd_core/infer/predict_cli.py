@@ -7,18 +7,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smd_core.resolve import resolve_checkpoint
+from smd_core.config import CHUNK_POINTS
 
 if TYPE_CHECKING:
     import numpy as np
 
 # OpenCV, NumPy, the backend and viz are imported in the functions that use them: `smd predict --help` loads none
 # of them, and torch is imported only for the torch backend.
-
-
-def default_checkpoint() -> Path:
-    """The bundled model, or a clear error when this install ships none."""
-    return resolve_checkpoint(None, hint="pass --checkpoint")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -69,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="output size")
     parser.add_argument("--input-scale", type=float, default=1.0, help="resize the images before the network")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda[:N] (onnxruntime also tensorrt[:N])")
-    parser.add_argument("--chunk-points", type=int, default=200_000, help="query points per chunk (memory bound)")
+    parser.add_argument("--chunk-points", type=int, default=CHUNK_POINTS, help="query points per chunk (memory bound)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from smd_core.config import Deployment, ModelConfig
+from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig
 from smd_core.infer.dense import DensePredictor
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
@@ -51,14 +51,13 @@ class Predictor(DensePredictor):
         model: SMDNet,
         *,
         device: str | torch.device | None = None,
-        chunk_points: int = 200_000,
+        chunk_points: int = CHUNK_POINTS,
         pad_multiple: int | None = None,
         autocast_dtype: torch.dtype | None = None,
         uncertainty_kind: str = "edge",
     ) -> None:
-        if pad_multiple is None:
-            pad_multiple = int(getattr(model.stereo_network, "size_multiple", 64))
-        super().__init__(chunk_points=chunk_points, pad_multiple=pad_multiple, uncertainty_kind=uncertainty_kind)
+        super().__init__(chunk_points=chunk_points, pad_multiple=pad_multiple or model.pad_multiple,
+                         uncertainty_kind=uncertainty_kind)
         if autocast_dtype not in (None, torch.float16, torch.bfloat16):
             raise ValueError(f"autocast_dtype must be None, torch.float16 or torch.bfloat16, got {autocast_dtype}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -96,8 +95,6 @@ class Predictor(DensePredictor):
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
         pred = self.model.query_grid(features, torch.from_numpy(xs).to(self.device),
                                      torch.from_numpy(ys).to(self.device), grid_size)
-        fields = pred.fields()
-        fields["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind=self.uncertainty_kind)
-        if pred.sigma is not None:
-            fields["sigma0"] = fields.pop("sigma")
-        return {name: value[0].float().cpu().numpy() for name, value in fields.items()}
+        maps = pred.maps()
+        maps["uncertainty"] = uncertainty(pred, max_disp=self.model.config.max_disp, kind=self.uncertainty_kind)
+        return {name: value[0].float().cpu().numpy() for name, value in maps.items()}

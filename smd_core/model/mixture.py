@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from smd_core.config import OUTPUT_CHANNELS
 from smd_core.infer.confidence import SIGMA_EPS
 
 # Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
@@ -62,9 +63,10 @@ class Prediction:
             return "bimodal"
         return "unimodal" if self.sigma is not None else "standard"
 
-    def fields(self) -> dict[str, Tensor]:
-        """The output fields that are set, by name (not `surface_gap`, an input of `uncertainty`)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+    def maps(self) -> dict[str, Tensor]:
+        """The output fields that are set, named as `dense.DensePrediction` names them (the unimodal `sigma` as
+        `sigma0`; not `surface_gap`, an input of `uncertainty`)."""
+        return {"sigma0" if f.name == "sigma" else f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if getattr(self, f.name) is not None and f.name != "surface_gap"}
 
 
@@ -94,11 +96,10 @@ def activate(
     """
     if not anchor_range >= 0:
         raise ValueError(f"anchor_range must be >= 0 px, got {anchor_range}")
-    expected = {"standard": 1, "unimodal": 2, "bimodal": 5}
-    if output not in expected:
-        raise ValueError(f"output must be one of {sorted(expected)}, got {output!r}")
-    if raw.dim() != 3 or raw.shape[1] != expected[output]:
-        raise ValueError(f"{output} head needs raw outputs (B, {expected[output]}, N), got {tuple(raw.shape)}")
+    if output not in OUTPUT_CHANNELS:
+        raise ValueError(f"output must be one of {sorted(OUTPUT_CHANNELS)}, got {output!r}")
+    if raw.dim() != 3 or raw.shape[1] != OUTPUT_CHANNELS[output]:
+        raise ValueError(f"{output} head needs raw outputs (B, {OUTPUT_CHANNELS[output]}, N), got {tuple(raw.shape)}")
     act = torch.sigmoid(raw)
     if base is None:
         def disp(k: int) -> Tensor:

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from smd_core.config import OUTPUT_CHANNELS, Deployment, ModelConfig, from_dict, to_dict
+from smd_core.config import BACKBONE_NAMES, OUTPUT_CHANNELS, Deployment, ModelConfig, from_dict, to_dict
 from smd_core.files import atomic_write
 from smd_core.infer.confidence import CLOUD_FLOOR_FACTOR, PSEUDO_FLOOR_FACTOR, uncertainty_floor
 from smd_core.infer.dense import normalize_coords
-from smd_core.model.backbones import backbone_names, build_backbone
+from smd_core.model.backbones import build_backbone
 from smd_core.model.head import (
     FlatMaps,
     SMDHead,
@@ -67,6 +67,8 @@ class SMDNet(nn.Module):
         # Residual backbones return their own disparities (B, A, H, W) px as the last map: not a head input,
         # sampled nearest-neighbour, and the head's modes are offsets from them (`mixture.activate`).
         self.residual = bool(getattr(self.stereo_network, "residual", False))
+        # Inputs are padded to a multiple of this: the backbone's own, else the published test pipeline's 64.
+        self.pad_multiple = int(getattr(self.stereo_network, "size_multiple", 64))
 
     def _split(self, features: list[Tensor] | FlatMaps) -> tuple[FlatMaps, FlatMaps | None]:
         flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
@@ -183,7 +185,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _state_dict_of(data: dict[str, Any], path: Path) -> dict[str, Tensor]:
+def state_dict_of(data: dict[str, Any], path: Path) -> dict[str, Tensor]:
+    """The tensors of a read checkpoint (ours, a published one or a bare state dict), without DDP's prefix."""
     sd = data.get("state_dict", data)
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
         raise ValueError(f"{path}: no state_dict of tensors found (top-level keys: {sorted(data)[:10]})")
@@ -215,11 +218,6 @@ def infer_config(state_dict: dict[str, Tensor], *, path: str | Path = "<state_di
     return ModelConfig(backbone=backbone, output=outputs[k_out], max_disp=(c - base) * div, head_widths=widths)
 
 
-def _check_override(path: Path, name: str, given: Any, found: Any) -> None:
-    if given is not None and given != found:
-        raise ValueError(f"{path}: {name}={given!r} was requested but the checkpoint's {name} is {found!r}")
-
-
 def _check_choice(name: str, value: str | None, choices: Iterable[str]) -> None:
     """A ValueError listing the valid values when `value` (None = infer from the file) is not one of them."""
     options = sorted(choices)
@@ -243,20 +241,17 @@ def load_model(
     """
     path = Path(path)
     data = read_checkpoint(path)
-    sd = _state_dict_of(data, path)
+    sd = state_dict_of(data, path)
     backbone = backbone.lower() if backbone else None
     output = output.lower() if output else None
     # Checked before the file is read: a typo gets the list of valid values, not a mismatch with the file.
-    _check_choice("backbone", backbone, backbone_names())
+    _check_choice("backbone", backbone, BACKBONE_NAMES)
     _check_choice("output", output, OUTPUT_CHANNELS)
     if data.get("format") == CHECKPOINT_FORMAT:
         try:
             config = from_dict(ModelConfig, data["model_config"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: invalid model_config: {exc}") from exc
-        _check_override(path, "backbone", backbone, config.backbone)
-        _check_override(path, "output", output, config.output)
-        _check_override(path, "max_disp", max_disp, config.max_disp)
     else:
         try:
             config = infer_config(sd, path=path)
@@ -264,9 +259,10 @@ def load_model(
             if backbone is None:
                 raise
             config = ModelConfig(backbone=backbone, output=output or "bimodal", max_disp=max_disp or 256)
-        _check_override(path, "backbone", backbone, config.backbone)
-        _check_override(path, "output", output, config.output)
-        _check_override(path, "max_disp", max_disp, config.max_disp)
+    for name, given in (("backbone", backbone), ("output", output), ("max_disp", max_disp)):
+        if given is not None and given != getattr(config, name):
+            raise ValueError(f"{path}: {name}={given!r} was requested but the checkpoint's {name} is "
+                             f"{getattr(config, name)!r}")
     deployment = None
     if data.get("deployment") is not None:
         try:

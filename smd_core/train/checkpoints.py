@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from smd_core.model.network import SMDNet, load_state_dict_checked, read_checkpoint
+from smd_core.model.network import SMDNet, load_state_dict_checked, read_checkpoint, state_dict_of
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)\.pth$")
 # Entries `train` writes and `--resume` needs.
@@ -115,11 +115,7 @@ def load_init_weights(
     a prefix that names no tensor of the model is a ValueError.
     """
     path = Path(path)
-    data = read_checkpoint(path)
-    sd = data.get("state_dict", data)
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise ValueError(f"{path}: no state_dict of tensors found (top-level keys: {sorted(data)[:10]})")
-    sd = {(k[7:] if k.startswith("module.") else k): v for k, v in sd.items()}
+    sd = state_dict_of(read_checkpoint(path), path)
     own = model.state_dict()
     unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
     if unknown:

@@ -23,22 +23,12 @@ _REGISTRY = {
 }
 
 
-def backbone_names() -> tuple[str, ...]:
-    """The registered backbone names, sorted."""
-    return tuple(sorted(_REGISTRY))
-
-
-def backbone_class(name: str) -> type[nn.Module]:
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown backbone {name!r}; available: {sorted(_REGISTRY)}")
-    module, cls = _REGISTRY[key]
-    return getattr(importlib.import_module(module), cls)
-
-
 def build_backbone(name: str, *, max_disp: int, **options: Any) -> nn.Module:
-    """Build backbone `name` ("psmnet", "hsmnet", "light", "sgbm_guided"; case-insensitive)."""
-    return backbone_class(name)(max_disp=max_disp, **options)
+    """Build backbone `name` (one of `config.BACKBONE_NAMES`, case-insensitive)."""
+    if name.lower() not in _REGISTRY:
+        raise ValueError(f"unknown backbone {name!r}; available: {sorted(_REGISTRY)}")
+    module, cls = _REGISTRY[name.lower()]
+    return getattr(importlib.import_module(module), cls)(max_disp=max_disp, **options)
 
 
 def check_input_size(name: str, h: int, w: int, *, stride: int, multiple: int) -> None:
