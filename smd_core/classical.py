@@ -1,11 +1,10 @@
 """The classical matchers: OpenCV semi-global matching (the guided backbone's input), its hole filling,
-and OpenCV block matching as `stereo_image_proc` runs it by default.
+OpenCV block matching as `stereo_image_proc` runs it by default, and the guided backbone's guide channels
+(NumPy, so that a runtime without torch computes the same inputs).
 
 One implementation of each serves the guided backbone, `smd eval --baseline bm|sgbm|sgbm_fill` and the
 demo's comparison panels, so every comparison uses the same matcher with the same parameters.
-
-Disparity here is in input pixels, float32 (H, W); holes (pixels SGBM rejects: uniqueness, left-right
-check, speckle filter, no match in range) are NaN in `disparity` and False in `valid` — marked, not guessed.
+Disparity is in input pixels, float32 (H, W); holes (pixels a matcher rejects) are NaN.
 """
 
 from __future__ import annotations
@@ -203,10 +202,6 @@ def sgbm_fill(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp:
     """SGBM followed by `fill_background`: a dense (H, W) float32 disparity, the classical baseline."""
     return fill_background(sgbm_disparity(left, right, config, max_disp))
 
-
-# ----------------------------------------------------------------------------------------------------
-# Guide channels of the SGBM-guided network (NumPy, so a runtime without torch computes the same inputs)
-# ----------------------------------------------------------------------------------------------------
 
 # (rows, columns) of the windows whose max / min disparity are the foreground / background candidates: a
 # small one for the edges block matching fattens, a wide one for see-through structures it fills entirely.

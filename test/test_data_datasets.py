@@ -241,7 +241,8 @@ def _unreal_frame(root, scene: str, idx: str, *, raw: bool, h: int = 9, w: int =
     for view, img in (("Image0", left), ("Image1", right)):
         path = root / scene / view / f"{idx}.png"
         if raw:
-            io.write_raw_image(path.with_suffix(".raw"), img)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.tofile(path.with_suffix(".raw"))
         else:  # the release's 4-channel PNGs
             _write_png(path, np.dstack([img, np.full((h, w), 255, np.uint8)]))
     (root / scene / "Disp0").mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from smd_core.config import from_dict, to_dict
-from smd_core.data import DataConfig, build_dataset, io
+from smd_core.data import DataConfig, build_dataset
 from smd_core.data.augment import AugmentConfig, augment_pair, color_augment, flip_lr_swap, flip_ud
 from smd_core.data.datasets import ListDataset
 from smd_core.data.sample_config import SampleConfig
@@ -355,8 +355,8 @@ def test_build_synthetic_training_samples_collate_and_seed() -> None:
 
 def _list_of_one_frame(tmp_path, copies: int) -> str:
     f = render_scene(8, height=40, width=64, max_disparity=10.0)
-    io.write_image(tmp_path / "l.png", f.left)
-    io.write_image(tmp_path / "r.png", f.right)
+    cv2.imwrite(str(tmp_path / "l.png"), f.left)
+    cv2.imwrite(str(tmp_path / "r.png"), f.right)
     np.save(tmp_path / "dl.npy", f.disp_left)
     np.save(tmp_path / "dr.npy", f.disp_right)
     (tmp_path / "list.txt").write_text("l.png r.png dl.npy dr.npy\n" * copies)

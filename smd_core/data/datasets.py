@@ -1,15 +1,6 @@
-"""Stereo datasets on disk, as frame sources.
-
-Every class here is a `torch.utils.data.Dataset` whose item is a full frame dict:
-
-    "left", "right": BGR uint8 (H, W, 3);
-    "disp_left": float32 (H, W) disparity in pixels of these images, 0 = invalid;
-    "disp_right": float32 (H, W), only when the dataset has right-view disparity for every frame
-        (`has_right_disparity`);
-    "name": str, a stable identifier (e.g. "00003/00042", "000010_10", "Motorcycle-perfect").
-
-`frame(i, lazy=True)` may return memory maps (`.raw` images, `.npy` disparities) and unsanitised
-disparity so that a training crop reads only its box (`sampling.make_training_sample` cleans it).
+"""Stereo datasets on disk, as frame sources: item i is the full frame `frame(i)` (`smd_core.data` docstring);
+`frame(i, lazy=True)` may return memory maps (`.raw` images, `.npy` disparities) and unsanitised disparity so
+that a training crop reads only its box (`sampling.make_training_sample` cleans it).
 
 Layouts:
 
@@ -48,16 +39,6 @@ from torch.utils.data import Dataset
 
 from smd_core.data.io import read_disparity, read_image
 
-__all__ = [
-    "FrameEntry",
-    "FrameDataset",
-    "ListDataset",
-    "KITTI2015Dataset",
-    "MiddleburyDataset",
-    "SceneFlowDataset",
-    "read_list_file",
-]
-
 
 @dataclasses.dataclass(frozen=True)
 class FrameEntry:
@@ -71,7 +52,7 @@ class FrameEntry:
 
 
 class FrameDataset(Dataset):
-    """Base class: a fixed list of `FrameEntry`; item i is `frame(i)` (see module docstring)."""
+    """Base class: a fixed list of `FrameEntry`; item i is `frame(i)`."""
 
     def __init__(self, entries: Sequence[FrameEntry], *, limit: int = 0, raw_shape: tuple[int, int] | None = None):
         if limit < 0:
@@ -89,7 +70,6 @@ class FrameDataset(Dataset):
         return self.frame(index)
 
     def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
-        """Frame dict for entry `index`; `lazy=True` allows memory maps and unsanitised disparities."""
         e = self.entries[index]
         out: dict[str, Any] = {
             "left": read_image(e.left, raw_shape=self.raw_shape, mmap=lazy),
@@ -110,11 +90,6 @@ class FrameDataset(Dataset):
             if key in frame and frame[key].shape[:2] != shape:
                 raise ValueError(f"{e.name}: {key} has size {frame[key].shape[:2]} but disp_left has {shape} "
                                  f"({e.left}, {e.disp_left})")
-
-
-# ----------------------------------------------------------------------------------------------------
-# List files
-# ----------------------------------------------------------------------------------------------------
 
 
 def _name_from(path: Path, base: Path) -> str:
@@ -159,11 +134,6 @@ class ListDataset(FrameDataset):
         super().__init__(read_list_file(list_file, root=root), limit=limit, raw_shape=raw_shape)
 
 
-# ----------------------------------------------------------------------------------------------------
-# KITTI 2015 / 2012
-# ----------------------------------------------------------------------------------------------------
-
-
 class KITTI2015Dataset(FrameDataset):
     """KITTI stereo 2015 (or 2012) frames with ground truth: the `_10` pairs of `split` ("training")."""
 
@@ -189,11 +159,6 @@ class KITTI2015Dataset(FrameDataset):
         super().__init__(entries, limit=limit)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Middlebury 2014 (and MiddEval3)
-# ----------------------------------------------------------------------------------------------------
-
-
 class MiddleburyDataset(FrameDataset):
     """Middlebury scenes: every folder under `root` (or `root` itself) holding im0.png, im1.png, disp0*.pfm."""
 
@@ -212,11 +177,6 @@ class MiddleburyDataset(FrameDataset):
         if not entries:
             raise FileNotFoundError(f"{r}: no Middlebury scene with im0.png, im1.png and disp0.pfm / disp0GT.pfm")
         super().__init__(entries, limit=limit)
-
-
-# ----------------------------------------------------------------------------------------------------
-# SceneFlow
-# ----------------------------------------------------------------------------------------------------
 
 
 class SceneFlowDataset(FrameDataset):

@@ -1,15 +1,10 @@
-"""Readers and writers for stereo images and disparity maps.
-
-Conventions shared by every reader here:
+"""Readers (and, for tests and tools, the PFM and KITTI writers) of stereo images and disparity maps.
 
 - images come back as BGR uint8 (H, W, 3), whatever is on disk (grey, BGRA, 16-bit, `.raw`); 16-bit
   images are brought to 8 bits by `uint16_to_uint8`, the policy the node and `smd bag2dataset` share;
 - disparities come back as float32 (H, W) in pixels with 0 meaning "no ground truth"
   (`sanitize_disparity` maps inf / NaN / negative values to 0: Middlebury marks invalid pixels with
   inf, KITTI with 0).
-
-Formats:
-
 - PFM (`read_pfm` / `write_pfm`): text header `Pf` (grey) or `PF` (colour), `width height`, then a
   scale whose sign gives the byte order (negative = little-endian), then float32 rows stored
   bottom-up.
@@ -32,7 +27,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp", ".raw")
 DISPARITY_EXTENSIONS = (".npy", ".pfm", ".png")
 
 PathLike = str | Path
@@ -43,11 +37,6 @@ def _require_file(path: PathLike) -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
     return p
-
-
-# ----------------------------------------------------------------------------------------------------
-# Images
-# ----------------------------------------------------------------------------------------------------
 
 
 def infer_raw_shape(num_bytes: int, channels: int = 3) -> tuple[int, int]:
@@ -74,13 +63,6 @@ def read_raw_image(path: PathLike, shape: tuple[int, int] | None = None, *, mmap
     if mmap:
         return np.memmap(p, dtype=np.uint8, mode="r", shape=(h, w, 3))
     return np.fromfile(p, dtype=np.uint8).reshape(h, w, 3)
-
-
-def write_raw_image(path: PathLike, image: np.ndarray) -> None:
-    """Write a BGR uint8 (H, W, 3) image as headerless bytes (the SMD-Nets `.raw` layout)."""
-    image = as_bgr_u8(image)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.ascontiguousarray(image).tofile(str(path))
 
 
 def uint16_to_uint8(images: Sequence[np.ndarray], image_bits: int = 0) -> list[np.ndarray]:
@@ -134,26 +116,6 @@ def read_image(path: PathLike, *, raw_shape: tuple[int, int] | None = None, mmap
     if img is None:
         raise ValueError(f"{p}: not a readable image")
     return as_bgr_u8(img)
-
-
-def write_image(path: PathLike, image: np.ndarray) -> None:
-    """Write a BGR uint8 image (PNG/JPG/... by extension, `.raw` as headerless bytes)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".raw":
-        write_raw_image(p, image)
-        return
-    try:
-        ok = cv2.imwrite(str(p), as_bgr_u8(image))
-    except cv2.error as exc:  # OpenCV raises for unknown extensions
-        raise ValueError(f"{p}: OpenCV cannot write this image format ({exc.err})") from None
-    if not ok:
-        raise ValueError(f"{p}: OpenCV could not write the image")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Disparity
-# ----------------------------------------------------------------------------------------------------
 
 
 def sanitize_disparity(disp: np.ndarray) -> np.ndarray:
@@ -274,21 +236,3 @@ def read_disparity(path: PathLike, *, mmap: bool = False, sanitize: bool = True)
     if d.ndim != 2:
         raise ValueError(f"{p}: disparity must be (H, W), got {d.shape}")
     return sanitize_disparity(d) if sanitize else d.astype(np.float32, copy=False)
-
-
-def write_disparity(path: PathLike, disp: np.ndarray) -> None:
-    """Write float32 disparity (H, W) px by extension: .npy, .pfm (invalid -> inf), .png (KITTI)."""
-    p = Path(path)
-    ext = p.suffix.lower()
-    d = sanitize_disparity(disp)
-    if d.ndim != 2:
-        raise ValueError(f"disparity must be (H, W), got {d.shape}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if ext == ".npy":
-        np.save(p, d)
-    elif ext == ".pfm":
-        write_pfm(p, np.where(d > 0, d, np.inf).astype(np.float32))
-    elif ext == ".png":
-        write_kitti_disparity(p, d)
-    else:
-        raise ValueError(f"{p}: unsupported disparity format {ext!r}; expected one of {DISPARITY_EXTENSIONS}")

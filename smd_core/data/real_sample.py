@@ -1,15 +1,10 @@
 """The one real stereo pair with ground truth that needs no download: Middlebury 2014 "Motorcycle".
 
-scikit-image (already a dependency, for textures) bundles it: the left and right images of the benchmark's
-default exposure, downscaled 4x to 741x500 with `downscale_local_mean`, and their ground-truth disparity
-(NaN where there is none, about 7 % of the pixels: occlusions and unreliable structured-light matches).
-Real sensor noise, lighting and geometry (a motorcycle, wheels with spokes, a chair's lattice, shadows under
-the bike) are what the procedural generator only imitates, so this frame is the project's check that what is
-learnt on synthetic scenes carries over: `smd eval --data motorcycle --baseline sgbm,sgbm_fill`.
-Nothing trains on it.
-
-Items are frames as every `FrameDataset` gives them: "left", "right" uint8 (H, W, 3) BGR, "disp_left" float32
-(H, W) px with 0 = no ground truth, "name".
+scikit-image (already a dependency, for textures) bundles it, downscaled 4x to 741x500, with its ground-truth
+disparity (NaN where there is none: occlusions and unreliable structured-light matches). Real sensor noise,
+lighting and geometry (wheels with spokes, a chair's lattice) are what the procedural generator only imitates,
+so this frame is the project's check that what is learnt on synthetic scenes carries over:
+`smd eval --data motorcycle --baseline sgbm,sgbm_fill`. Nothing trains on it.
 """
 
 from __future__ import annotations
@@ -27,19 +22,15 @@ NAME = "middlebury2014_motorcycle_quarter"
 
 
 def motorcycle_camera() -> StereoCamera:
-    """The rectified camera of the bundled (4x downscaled) Motorcycle pair, as scikit-image documents it:
-    f 994.978 px, principal point (311.193, 254.877) px, right principal point 31.086 px further right
-    (doffs), baseline 193.001 mm."""
+    """The rectified camera of the bundled (4x downscaled) Motorcycle pair, as scikit-image documents it."""
     return StereoCamera(fx=994.978, fy=994.978, cx=311.193, cy=254.877, baseline=0.193001, width=741, height=500,
                         doffs=31.086)
 
 
 def load_motorcycle() -> dict[str, Any]:
-    """The Motorcycle frame (see the module docstring); raises ImportError naming scikit-image if absent."""
-    try:
-        from skimage import data as skdata
-    except ImportError as exc:  # pragma: no cover - scikit-image is an install requirement
-        raise ImportError("the 'motorcycle' data needs scikit-image (pip install scikit-image)") from exc
+    """The Motorcycle frame, a full frame (`smd_core.data` docstring)."""
+    from skimage import data as skdata
+
     left, right, disp = skdata.stereo_motorcycle()
     return {"left": cv2.cvtColor(np.ascontiguousarray(left), cv2.COLOR_RGB2BGR),
             "right": cv2.cvtColor(np.ascontiguousarray(right), cv2.COLOR_RGB2BGR),

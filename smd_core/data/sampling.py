@@ -1,38 +1,24 @@
 """From full-resolution stereo frames to SMD-Nets training samples (lib/data/Loader.py semantics).
 
 `make_training_sample(frame, cfg, augment, rng)`:
+1. a random crop of `cfg.crop_size` at GROUND-TRUTH resolution (the same box in both views; frames smaller
+   than the crop are padded with black and invalid disparity);
+2. images resized to the network input (crop / aspect_ratio, cv2.INTER_AREA); the labels stay at full
+   resolution (SMD-Nets supervises a continuous function at GT resolution from a smaller input) but in
+   network-input pixels (GT / aspect_ratio);
+3. augmentation (`augment.augment_pair`);
+4. exactly `num_points` query points (so batches stack) at sub-pixel positions of the crop grid, each its
+   pixel centre plus a uniform offset in [-0.5, 0.5) (clipped to the grid) and labelled with that pixel's
+   disparity; invalid pixels are never drawn. "random": uniform over valid pixels; "dda"
+   (depth-discontinuity aware): half of the points (or all edge pixels, if fewer) on `dilated_depth_edges`.
 
-1. random crop of `cfg.crop_size` = (crop_h, crop_w) at GROUND-TRUTH resolution (the same box in both
-   views; frames smaller than the crop are padded with black and invalid disparity);
-2. images resized to the network input (crop_h / aspect_ratio, crop_w / aspect_ratio) with
-   cv2.INTER_AREA (the disparity stays at full resolution: SMD-Nets supervises a continuous function
-   at GT resolution from a lower-resolution input);
-3. disparity converted to network-input pixels: labels = GT / aspect_ratio;
-4. augmentation (`augment.augment_pair`: colour, left-right flip with view swap, up-down flip);
-5. `num_points` query points at sub-pixel positions of the GT crop grid, each labelled with the
-   disparity of its nearest GT pixel; invalid pixels (0) are never drawn. Strategies:
-   - "random": uniform over valid pixels;
-   - "dda" (depth-discontinuity aware): half of the points (or all edge pixels, if fewer) inside the
-     depth edges of the crop, the rest outside. Edges: valid pixels whose disparity (network px) differs
-     by more than `edge_threshold` (1 px) from a valid 4-neighbour, dilated with a `dilation` x `dilation`
-     (10 x 10) square, as the reference's `get_boundaries` (`dilated_depth_edges`).
-   Points are drawn without replacement while there are enough valid pixels, then padded to exactly
-   `num_points` by resampling valid ones, so batches stack. A point is its pixel centre plus a uniform
-   offset in [-0.5, 0.5) (clipped to the grid), so every point lies in [0, crop_w - 1] x
-   [0, crop_h - 1] and its nearest pixel is the one whose label it carries.
+A sample (all tensors, so `torch.utils.data.default_collate` works): "left", "right" float32 (3, h, w) BGR
+0..255 (crop / aspect_ratio); "points" float32 (2, N) (x, y) in the crop grid; "labels" float32 (N,) (all 0,
+which the loss ignores, when the crop held no valid pixel); "output_size" int64 [crop_h, crop_w]; "disp"
+(with `dense_labels`) float32 (crop_h, crop_w) labels, 0 = invalid; "name".
 
-A sample (all tensors, so `torch.utils.data.default_collate` works):
-    "left", "right": float32 (3, h, w) BGR 0..255, h = crop_h / aspect_ratio, w = crop_w / aspect_ratio;
-    "points": float32 (2, N) (x, y) in the GT crop grid (pixel centres at integers);
-    "labels": float32 (N,) disparity in network-input pixels (GT / aspect_ratio), > 0 unless the crop
-        had no valid pixel at all (then all 0, which the loss ignores);
-    "output_size": int64 (2,) = [crop_h, crop_w];
-    "disp" (only with cfg.dense_labels): float32 (crop_h, crop_w) labels grid, 0 = invalid;
-    "name": str.
-
-Randomness comes from a NumPy Generator passed in; `torch_seeded_generator()` derives one from
-torch's global RNG, which DataLoader seeds per worker (NumPy's global RNG is not reseeded in workers,
-so drawing from it would repeat augmentations across workers).
+Randomness comes from the NumPy Generator passed in; `TrainingDataset` derives it from torch's global RNG,
+which DataLoader seeds per worker (NumPy's global RNG is not reseeded in workers).
 """
 
 from __future__ import annotations
@@ -49,11 +35,6 @@ from smd_core.data.augment import AugmentConfig, augment_pair
 from smd_core.data.io import as_bgr_u8, sanitize_disparity
 from smd_core.data.sample_config import SAMPLING_STRATEGIES, SampleConfig
 from smd_core.metrics import depth_edges
-
-
-def torch_seeded_generator() -> np.random.Generator:
-    """NumPy Generator seeded from torch's global RNG (seeded per DataLoader worker / by torch.manual_seed)."""
-    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
 def random_crop_box(height: int, width: int, crop_h: int, crop_w: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -77,12 +58,9 @@ def crop(array: np.ndarray, y: int, x: int, h: int, w: int, fill: float = 0) -> 
 
 
 def dilated_depth_edges(disp: np.ndarray, threshold: float = 1.0, dilation: int = 10) -> np.ndarray:
-    """bool (H, W): `metrics.depth_edges` of a label grid (0 = invalid), dilated by a `dilation` square.
-
-    A depth edge is a jump > threshold between two valid 4-neighbours (both pixels marked); the kernel is
-    `dilation` x `dilation` as the reference's `get_boundaries`; 0 disables dilation. Unlike the reference,
-    a jump into an invalid pixel is not an edge: the rim of every hole in sparse labels would be one.
-    """
+    """bool (H, W): `metrics.depth_edges` of a label grid (0 = invalid), dilated by a `dilation` x `dilation`
+    square as the reference's `get_boundaries` (0: no dilation). Unlike the reference, a jump into an invalid
+    pixel is no edge: the rim of every hole in sparse labels would be one."""
     d = np.asarray(disp, dtype=np.float32)
     if d.ndim != 2:
         raise ValueError(f"disparity must be (H, W), got {d.shape}")
@@ -111,11 +89,8 @@ def sample_points(
     edge_threshold: float = 1.0,
     dilation: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Query points on a label grid (H, W) (0 = invalid): (points float32 (2, N) (x, y), labels float32 (N,)).
-
-    See the module docstring for the strategies; N is always `num_points`. With no valid pixel the
-    points are uniform and all labels 0.
-    """
+    """(points float32 (2, num_points) (x, y), labels float32 (num_points,)) on a label grid (H, W), 0 = invalid
+    (module docstring). With no valid pixel the points are uniform and all labels 0."""
     grid = np.asarray(labels, dtype=np.float32)
     if grid.ndim != 2:
         raise ValueError(f"labels must be (H, W), got {grid.shape}")
@@ -163,11 +138,8 @@ def make_training_sample(
     augment: AugmentConfig | None,
     rng: np.random.Generator,
 ) -> dict[str, Any]:
-    """One training sample from a frame {"left", "right" (H, W, 3), "disp_left", optional "disp_right" (H, W)}.
-
-    Image arrays may be memory maps and disparities unsanitised (inf / NaN / negative = invalid):
-    only the crop is read and cleaned. See the module docstring for the steps and the output.
-    """
+    """One training sample from a frame (module docstring); memory maps and unsanitised disparities (inf / NaN /
+    negative = invalid) are read and cleaned only in the crop."""
     left_full, right_full = frame["left"], frame["right"]
     disp_full = frame["disp_left"]
     disp_right_full = frame.get("disp_right")
@@ -210,12 +182,9 @@ def make_training_sample(
 
 
 class TrainingDataset(Dataset):
-    """Training samples from a frame source (any object with `__len__` and `frame(index, lazy=True)`).
-
-    Item i is `make_training_sample(frames.frame(i, lazy=True), ...)` with a Generator from
-    `torch_seeded_generator()`: deterministic under `torch.manual_seed` (and the per-worker seeds of
-    DataLoader), different at every call otherwise.
-    """
+    """Training samples from a frame source (`__len__` and `frame(index, lazy=True)`): item i is
+    `make_training_sample` of frame i with a Generator seeded from torch's RNG, deterministic under
+    `torch.manual_seed` (and DataLoader's per-worker seeds), different at every call otherwise."""
 
     def __init__(self, frames: Any, sample_config: SampleConfig, augment_config: AugmentConfig | None = None) -> None:
         if len(frames) == 0:
@@ -232,4 +201,4 @@ class TrainingDataset(Dataset):
         return make_training_sample(self.frames.frame(index, lazy=True), self.sample_config, self.augment_config, rng)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.sample(index, torch_seeded_generator())
+        return self.sample(index, np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item())))

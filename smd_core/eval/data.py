@@ -1,4 +1,10 @@
-"""The frames `smd eval` scores: `--data` specs (see `smd_core.eval.loop`) -> `DataConfig` -> frames."""
+"""The frames `smd eval` scores: `--data` specs -> `DataConfig` -> frames.
+
+`synthetic:SEED:N` (scenes `render_scene((SEED, i))`, i < N, 640x480, disparity up to 64 px unless
+`--data-option` says otherwise; a seed training never used gives scenes it never saw), `motorcycle` (the real
+Middlebury scene of `smd_core.data.real_sample`), a list file, a YAML file (a training config's val_data,
+else its data section; or a DataConfig), or `KIND:ROOT` for the other `DataConfig` kinds.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from smd_core.config import apply_overrides, from_dict
 
 
 def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
-    """`--data` string (+ `key=value` DataConfig overrides) -> `smd_core.data.DataConfig`; see `smd_core.eval.loop`."""
+    """`--data` string (+ `key=value` DataConfig overrides) -> `smd_core.data.DataConfig`."""
     from smd_core.data import DATASET_KINDS, DataConfig
 
     spec = str(spec).strip()
@@ -60,7 +66,6 @@ def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
                              "YAML file or "
                              f"KIND:ROOT with KIND one of {DATASET_KINDS}")
     apply_overrides(data, options)
-    # Evaluation reads full frames; augmentation settings are irrelevant but must not be invalid.
     return from_dict(DataConfig, data)
 
 

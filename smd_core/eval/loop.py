@@ -1,59 +1,26 @@
-"""`smd eval`: score a checkpoint on a dataset; EPE, bad-1/2/3, SEE, bleeding rate, density, time per frame.
+"""`smd eval`'s scoring: `evaluate` runs the Predictor (and the baselines) over frames with ground truth.
 
     smd eval --checkpoint CKPT --data synthetic:9000:50 [--scale S] [--input-scale S] [--out DIR]
-    smd eval --checkpoint CKPT --data list:/data/val.txt            (or just /data/val.txt)
-    smd eval --checkpoint CKPT --data kitti2015:/data/kitti --data-option limit=20
-    smd eval --checkpoint CKPT --data configs/light_synthetic.yaml  (its val_data, else its data section)
     smd eval --checkpoint CKPT --baseline sgbm,sgbm_fill [--sgbm block_size=7]   (model and SGBM side by side)
     smd eval --checkpoint none --baseline sgbm --data ... [--max-disp 128]      (baselines only)
 
-`--data` forms: `synthetic:SEED:N` (N procedural frames `render_scene((SEED, i))`, 640x480, disparity
-up to 64 px unless `--data-option height=... width=... max_disparity=...` says otherwise), `motorcycle`
-(a real Middlebury 2014 scene with ground truth bundled with scikit-image: `smd_core.data.real_sample`),
-a list file (`left right disp_left [disp_right]`), a YAML file, or `KIND:ROOT` for the other `DataConfig` kinds.
-Held-out synthetic sets: scene i of seed S is `render_scene((S, i))`, both for `smd synth --seed S` and for
-`DataConfig(kind="synthetic", seed=S)`, so a seed that training never used gives scenes it never saw. The
-light model trains on `smd synth --seed 1000` (scenes (1000, i)); the project's held-out set is
-`synthetic:9000:50` (the default of `--data`).
-
 Resolution. Frames are scored at their ground truth's resolution. The network sees the images resized by
-`--input-scale`; the head is queried on a grid `--scale` times the image size. When that grid differs from
-the ground truth (`--scale` != 1), the prediction is resized to it with nearest-neighbour sampling and its
-values multiplied by the width ratio (`metrics.resize_disparity`); nearest, because bilinear resampling
-would itself create flying pixels at every edge. Ground truth beyond the model's range (max_disp in
-network pixels, i.e. max_disp / input_scale in image pixels) is not scored, as in SMD-Nets.
+`--input-scale`; the head is queried on a grid `--scale` times the image size, resized to the ground truth
+by `metrics.resize_disparity` (nearest: bilinear resampling would itself create flying pixels). Ground truth
+beyond the model's range (max_disp / input_scale image pixels) is not scored, as in SMD-Nets; the baselines
+search that range (`smd_core.eval.baselines`).
 
-Baselines (`--baseline`, `smd_core.eval.baselines`): the one SGBM of `smd_core.classical` (stereo_image_proc's
-parameters, `--sgbm key=value` overrides `SGBMConfig` fields) raw (`sgbm`: holes are errors in the
-all-pixel figures, and its figures on its matched pixels are reported beside them with its valid fraction)
-and with the row-wise background fill (`sgbm_fill`), on the same frames at ground-truth resolution,
-searching the model's range (numDisparities = `SGBMConfig.disparities_for(max_disp / input_scale)`).
+Equal density. With a sparse baseline (`bm`, `sgbm`) a mixture model is also scored on as many of its own
+pixels per frame as that matcher matched, its least uncertain ones (`curve.most_confident`):
+`summary_at_sgbm_density`. `--max-uncertainty PX` scores it on the pixels a fixed node setting keeps:
+`summary_below_max_uncertainty`.
 
-Equal density. SGBM's valid-pixel figures leave out the pixels it could not match; with the `sgbm` baseline
-a model with a mixture head is also scored on as many of its own pixels per frame, its least uncertain ones
-(`most_confident`, what the node's `max_uncertainty` keeps): `summary_at_sgbm_density`, the row "model (at
-SGBM's density)".
-`--max-uncertainty PX` scores the model on the pixels a fixed node setting keeps (uncertainty <= PX):
-`summary_below_max_uncertainty`, the row "model (uncertainty <= PX px)".
-
-Report (returned by `evaluate`, and `DIR/report.json` with `--out DIR`): settings (model_config, scale,
-input_scale, max_disp_px, device, metric_options, and `extra`), `summary` (`summarize`: frames, metrics,
-pooled, timing), `summary_at_sgbm_density` (with the `sgbm` baseline) and `per_frame` (one `score_frame`
-dict + name and timings per frame, and `at_sgbm_density`) for the model (absent without one), and
-`baselines`: name -> {sgbm_config, num_disparities, summary, per_frame; for `sgbm` also
-valid_pixels (a summary) and valid_fraction (%)}. Pictures (with `--out`): for the
-first `--images` frames colored PNGs under `DIR/images/` (disparity, ground truth, error, uncertainty, with
-colour bars in px, and flying pixels; `*_sgbm_*` for the baselines) plus `DIR/overview.png`, a contact
-sheet with one row per frame.
-
-Python API (the demo scores the node's outputs with the same code):
-    report = evaluate(model_or_predictor, frames, scale=1.0, out_dir=None)   # runs the Predictor
-    row = score_frame(pred_disparity, gt, max_disp=...)   # one prediction, any resolution -> metrics dict
-    summary = summarize(rows)                            # frame means, pooled values, timing
-    pictures = report.frame_pictures(pred_or_dense_prediction, gt, left)   # smd_core.eval.report
-
-Summary statistics: `metrics` is the mean over frames of each frame's value (SMD-Nets' convention; frames
-where a metric is undefined, e.g. no edges, are skipped); `pooled` weighs every pixel equally instead.
+Report (returned, and `DIR/report.json` with `--out DIR`): the settings and `extra`, the model's `summary`
+(`summarize`: frame means as SMD-Nets reports them, frames where a metric is undefined skipped; `pooled`,
+every pixel weighing the same; timing), the summaries above, `density_curve`, `flying_breakdown` and
+`per_frame` (`score_frame` rows); `baselines`: name -> {sgbm_config, num_disparities, summary, per_frame, for
+BM and SGBM also valid_pixels and valid_fraction}. With `--out`: pictures of the first `--images` frames
+under `DIR/images/`, `DIR/overview.png` and `DIR/flying_vs_density.png` (`smd_core.eval.report`, `curve`).
 """
 
 from __future__ import annotations
@@ -84,10 +51,6 @@ from smd_core.eval.report import overview_picture, write_frame_pictures, write_p
 from smd_core.infer.dense import DensePrediction
 from smd_core.infer.torch_backend import Predictor
 from smd_core.model.network import SMDNet
-
-# ----------------------------------------------------------------------------------------------------
-# Scoring
-# ----------------------------------------------------------------------------------------------------
 
 
 def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = None,
@@ -137,11 +100,6 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             if vals:
                 out["timing"][key] = sum(vals) / len(vals)
     return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# Evaluation loop
-# ----------------------------------------------------------------------------------------------------
 
 
 def _frame_count(frames: Any) -> int | None:
@@ -221,30 +179,17 @@ def evaluate(
     written when `out_dir`).
 
     model_or_predictor: the model, or None to score only `baselines`.
-    frames: iterable (or dataset) of dicts with "left", "right" (H, W, 3) uint8 BGR, "disp_left" (H, W) float32
-        ground truth in pixels of those images (0 = invalid) and optionally "name".
-    scale: output grid relative to the images (the head is queried on (H, W) * scale; scored at (H, W)).
-    input_scale: resize the images by this before the network (SMD-Nets runs UnrealStereo4K at 0.25).
-    out_dir: write report.json, images/ for the first `images` frames and overview.png there.
-    warmup: run the first frame once untimed first, so one-off costs (allocator, kernel selection) do not
-        count as time per frame.
-    metric_options: keyword arguments of `metrics.compute_metrics` (edge_threshold, see_radius, band_radius,
-        tolerance).
+    frames: iterable (or dataset) of full frames (`smd_core.data`) with ground truth.
+    scale, input_scale: output grid and network input relative to the images (see the module docstring).
+    warmup: run the first frame once untimed first (one-off costs are no time per frame).
+    metric_options: keyword options of `metrics.compute_metrics`.
     extra: entries copied into the report (e.g. checkpoint path, data spec).
-    baselines: names from `smd_core.eval.baselines.BASELINES` (or comma lists), scored on the same frames; see
-        that module for how SGBM's holes are scored.
-    sgbm: the baselines' `SGBMConfig` (default: stereo_image_proc's parameters).
-    max_disp: the scored range in image pixels; only without a model (with one it is the model's max_disp /
-        input_scale, and a different value is an error).
-    max_uncertainty: > 0: also score the model on its pixels whose uncertainty is at most this (output px), as
-        the node's `max_uncertainty` keeps them in its cloud: `summary_below_max_uncertainty`.
+    baselines: names of `baselines.BASELINES` (or comma lists); `sgbm`: their `SGBMConfig`.
+    max_disp: the scored range in image pixels; only without a model (with one: its max_disp / input_scale).
+    max_uncertainty: > 0: also score the model on its pixels whose uncertainty is at most this (output px).
     """
     from tqdm import tqdm
 
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale}")
-    if not (math.isfinite(input_scale) and input_scale > 0):
-        raise ValueError(f"input_scale must be a positive number, got {input_scale}")
     if images < 0:
         raise ValueError(f"images must be >= 0, got {images}")
     if not max_uncertainty >= 0:
@@ -392,6 +337,3 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-# ----------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------

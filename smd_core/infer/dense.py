@@ -1,10 +1,10 @@
-"""Dense inference at any output resolution, whatever runs the network: the part of `Predictor` free of torch.
+"""Dense inference at any output resolution, whatever runs the network (no torch here).
 
-`DensePredictor.predict` pads like the reference test pipeline (top and right, edge mode, to a multiple of the
-backbone's `size_multiple` or 64), encodes once, queries every output pixel in row blocks of at most
-`chunk_points` and removes the padding. A backend supplies `_encode` and `_query_block`: PyTorch
-(`torch_backend.Predictor`) or ONNX Runtime (`ort_backend.OrtPredictor`), so both see the same
-padded uint8 images, the same query coordinates and the same assembly into output-grid units.
+`DensePredictor.predict` pads like the reference test pipeline (top and right, edge mode, to a multiple of
+`pad_multiple`), encodes once, queries every output pixel in row blocks of at most `chunk_points` and removes
+the padding. A backend supplies `_encode` and `_query_block`: PyTorch (`torch_backend.Predictor`) or ONNX
+Runtime (`ort_backend.OrtPredictor`), so both see the same padded uint8 images, the same query coordinates
+and the same assembly into output-grid units.
 
 Units: unlike the reference (whose disparity stays in input-image pixels whatever the output size),
 `DensePrediction.disparity` is in pixels of the OUTPUT grid, i.e. multiplied by
@@ -69,15 +69,9 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 @dataclasses.dataclass
 class DensePrediction:
-    """Dense maps, each float32 (H_out, W_out).
-
-    disparity: selected mode (highest density), output-grid px. uncertainty: output-grid px, by default
-    (`Predictor(uncertainty_kind="edge")`) sqrt(2) * b / pi of the selected mode (its std where it holds all
-    the weight, more where the other mode shares it) plus twice its distance to the nearer local surface where
-    it lies between the two sides of a depth edge (`mixture.uncertainty`); zeros for a standard head.
-    mu0/mu1: mode disparities (px),
-    sigma0/sigma1: Laplacian scales (px), pi0/pi1: weights (bimodal only; sigma0 also holds the unimodal scale).
-    """
+    """Dense maps, each float32 (H_out, W_out), in output-grid px: disparity (the selected mode), uncertainty
+    (`DensePredictor`'s kind; zeros for a standard head), and for mixture heads the modes mu0/mu1, Laplacian
+    scales sigma0/sigma1 (sigma0 also the unimodal scale) and weights pi0/pi1."""
 
     disparity: np.ndarray
     uncertainty: np.ndarray
@@ -92,18 +86,11 @@ class DensePrediction:
 
 
 def normalize_coords(coords: A, size: float) -> A:
-    """Pixel coordinates (any shape, NumPy or torch) along one axis of an output grid of `size` pixels -> [-1, 1].
-
-    The 1-D form of `head.normalize_points`: clip(2 c / (size - 1) - 1, -1, 1).
-    """
+    """Pixel coordinates (any shape, NumPy or torch) along one axis of an output grid of `size` pixels -> [-1, 1]:
+    clip(2 c / (size - 1) - 1, -1, 1), the reference's convention (`head.normalize_points`)."""
     if float(size) <= 1:
         raise ValueError(f"output grid size must be larger than 1, got {size}")
     return (coords * (2.0 / (float(size) - 1.0)) - 1.0).clip(-1.0, 1.0)  # type: ignore[operator,union-attr]
-
-
-def pad_amounts(size: int, multiple: int) -> int:
-    """Padding that brings `size` up to a multiple of `multiple` (0 if it already is)."""
-    return (-size) % multiple
 
 
 def as_bgr(image: np.ndarray, name: str) -> np.ndarray:
@@ -126,15 +113,9 @@ def as_bgr(image: np.ndarray, name: str) -> np.ndarray:
 class DensePredictor:
     """Dense disparity + uncertainty, backend-independent (see the module docstring).
 
-    Args:
-        chunk_points: query points per block; bounds memory whatever the output size.
-        pad_multiple: pad the network input to a multiple of this.
-        uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
-            "edge" (default) is "peak" plus the distance to the nearer local surface where a disparity lies
-            between the two sides of a depth edge; "peak" ranks pixels by how sure the mode choice is too;
-            "sigma" is the selected mode's std, which sits at its floor on most pixels of the bundled models.
-    Subclasses set `backend` ("torch" / "onnxruntime"), `device`, `config` (the ModelConfig) and `deployment`
-    (the model's `config.Deployment`: the node's cloud threshold and CPU precision).
+    chunk_points: query points per block; bounds memory whatever the output size. uncertainty_kind: the
+    `uncertainty` map, one of PIXEL_UNCERTAINTIES (`mixture.uncertainty`; "edge" by default).
+    Subclasses set `backend` ("torch" / "onnxruntime"), `device`, `config` (the ModelConfig) and `deployment`.
     """
 
     backend = ""
@@ -153,7 +134,6 @@ class DensePredictor:
         self.pad_multiple = int(pad_multiple)
         self.uncertainty_kind = uncertainty_kind
 
-    # -- what a backend supplies
     def _context(self) -> contextlib.AbstractContextManager:
         """Around encode and every query (torch: inference mode and autocast)."""
         return contextlib.nullcontext()
@@ -176,7 +156,6 @@ class DensePredictor:
         `self.uncertainty_kind` in network px."""
         raise NotImplementedError
 
-    # -- shared
     def predict(
         self,
         left_bgr: np.ndarray,
@@ -215,7 +194,7 @@ class DensePredictor:
             left = cv2.resize(left, (wn, hn), interpolation=interp)
             right = cv2.resize(right, (wn, hn), interpolation=interp)
         hn, wn = left.shape[:2]
-        top, rightpad = pad_amounts(hn, self.pad_multiple), pad_amounts(wn, self.pad_multiple)
+        top, rightpad = -hn % self.pad_multiple, -wn % self.pad_multiple
         pair = np.pad(np.stack([left, right]), ((0, 0), (top, 0), (0, rightpad), (0, 0)), mode="edge")
         hp, wp = hn + top, wn + rightpad
         sy, sx = h_out / hn, w_out / wn

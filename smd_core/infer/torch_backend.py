@@ -1,9 +1,4 @@
-"""Dense inference with PyTorch: `Predictor` runs an `SMDNet` through `dense.DensePredictor` (padding, row
-blocks of at most `chunk_points` queries, output-grid units; see `smd_core.infer.dense`).
-
-Units: `DensePrediction.disparity` is in pixels of the OUTPUT grid (`disparity_scale = W_out / W_network_input`
-times the reference's input-pixel values), so it pairs directly with the output grid's intrinsics.
-"""
+"""Dense inference with PyTorch: `Predictor` runs an `SMDNet` through `dense.DensePredictor`."""
 
 from __future__ import annotations
 
@@ -30,18 +25,9 @@ def cpu_has_bfloat16() -> bool:
 class Predictor(DensePredictor):
     """Dense disparity + uncertainty from an `SMDNet` with PyTorch.
 
-    Args:
-        model: the network (its device is changed to `device`).
-        device: torch device; default: the model's current device.
-        chunk_points: query points per chunk; bounds memory whatever the output size.
-        pad_multiple: pad the network input to a multiple of this; default: the backbone's `size_multiple`
-            where it declares one (16 for sgbm_guided), else 64 (the published backbones' test pipeline).
-        autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; on the CPU only
-            torch.bfloat16 is used (float16 is ignored there). Disparities stay float32 either way.
-        uncertainty_kind: the `uncertainty` map, one of PIXEL_UNCERTAINTIES (see `mixture.uncertainty`):
-            "edge" (default) is "peak" plus the distance to the nearer local surface where a disparity lies
-            between the two sides of a depth edge; "peak" ranks pixels by how sure the mode choice is too;
-            "sigma" is the selected mode's std, which sits at its floor on most pixels of the bundled models.
+    model: moved to `device` (default: the model's current device). pad_multiple: default `SMDNet.pad_multiple`.
+    autocast_dtype: torch.float16 / torch.bfloat16 for mixed precision on CUDA; on the CPU only torch.bfloat16
+    is used. Disparities stay float32 either way. The other arguments: `DensePredictor`.
     """
 
     backend = "torch"
@@ -78,8 +64,7 @@ class Predictor(DensePredictor):
         if self.autocast_dtype is not None and self.device.type == "cuda":
             stack.enter_context(torch.autocast("cuda", dtype=self.autocast_dtype))
         elif self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu":
-            # CPUs with bfloat16 dot products (AVX512-BF16, AMX) run the convolutions and the head's GEMMs
-            # several times faster than float32 (bench/bench_model.py --bf16).
+            # Meant for CPUs with native bfloat16 dot products (`cpu_has_bfloat16`).
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
         return stack
 

@@ -14,9 +14,7 @@ import cv2
 import numpy as np
 
 TEXTURE_KINDS = ("image", "pink", "wood", "fabric", "noise", "stripes", "gradient")
-# Relative frequency of each kind (renormalised over the kinds a caller allows): natural textures
-# (photos, 1/f noise, wood, cloth, multi-scale noise) dominate, as in the world; periodic stripes /
-# checkers and near-textureless gradients are a minority, about 8 % each.
+# Relative frequency of each kind (renormalised over the kinds a caller allows).
 TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8,
                    "gradient": 0.8}
 # Images bundled with scikit-image (no download needed); used as texture crops.
