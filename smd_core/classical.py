@@ -81,6 +81,22 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
 
 
+def _pixels(raw: np.ndarray, min_disparity: int) -> np.ndarray:
+    """OpenCV's fixed-point disparity (16 per px) as float32 px; its rejected pixels, (min - 1) * 16, NaN."""
+    out = raw.astype(np.float32) / 16.0
+    out[raw < min_disparity * 16] = np.nan
+    return out
+
+
+def _gray_pair(left: np.ndarray, right: np.ndarray, matcher: str) -> tuple[np.ndarray, np.ndarray]:
+    """A matcher's gray inputs: left and right (H, W, 3) BGR or (H, W) gray uint8 of the same size."""
+    if left.shape != right.shape:
+        raise ValueError(f"left and right differ in size: {left.shape} vs {right.shape}")
+    if left.dtype != np.uint8 or right.dtype != np.uint8:
+        raise ValueError(f"{matcher} needs uint8 images, got {left.dtype} and {right.dtype}")
+    return _to_gray(left), _to_gray(right)
+
+
 def make_matcher(config: SGBMConfig, num_disparities: int) -> cv2.StereoSGBM:
     """The cv2 matcher for `config` (gray input)."""
     area = config.block_size * config.block_size
@@ -131,12 +147,9 @@ class BMConfig:
 
 def bm_disparity(left: np.ndarray, right: np.ndarray, max_disp: float, config: BMConfig | None = None) -> np.ndarray:
     """Block-matching disparity (H, W) float32 px, NaN where StereoBM rejects a pixel (`stereo_image_proc`'s
-    default algorithm). left, right: (H, W, 3) BGR or (H, W) gray uint8 of the same size."""
+    default algorithm)."""
     config = config or BMConfig()
-    if left.shape != right.shape:
-        raise ValueError(f"left and right differ in size: {left.shape} vs {right.shape}")
-    if left.dtype != np.uint8 or right.dtype != np.uint8:
-        raise ValueError(f"bm needs uint8 images, got {left.dtype} and {right.dtype}")
+    gl, gr = _gray_pair(left, right, "bm")
     matcher = cv2.StereoBM_create(numDisparities=config.disparities_for(int(np.ceil(max_disp))),
                                   blockSize=config.block_size)
     matcher.setMinDisparity(config.min_disparity)
@@ -146,32 +159,19 @@ def bm_disparity(left: np.ndarray, right: np.ndarray, max_disp: float, config: B
     matcher.setUniquenessRatio(config.uniqueness_ratio)
     matcher.setSpeckleWindowSize(config.speckle_window_size)
     matcher.setSpeckleRange(config.speckle_range)
-    raw = matcher.compute(_to_gray(left), _to_gray(right))
-    out = raw.astype(np.float32) / 16.0
-    out[raw < config.min_disparity * 16] = np.nan
-    return out
+    return _pixels(matcher.compute(gl, gr), config.min_disparity)
 
 
 def sgbm_disparity(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
-    """SGBM disparity (H, W) float32 in px of the inputs; NaN where SGBM found no valid match.
-
-    left, right: (H, W, 3) BGR or (H, W) gray uint8 of the same size.
-    """
-    if left.shape != right.shape:
-        raise ValueError(f"left and right differ in size: {left.shape} vs {right.shape}")
-    if left.dtype != np.uint8 or right.dtype != np.uint8:
-        raise ValueError(f"sgbm needs uint8 images, got {left.dtype} and {right.dtype}")
-    gl, gr = _to_gray(left), _to_gray(right)
+    """SGBM disparity (H, W) float32 in px of the inputs; NaN where SGBM found no valid match (uniqueness,
+    left-right check, speckle filter, no match in range)."""
+    gl, gr = _gray_pair(left, right, "sgbm")
     d = config.disparities_for(max_disp)
     pad = d + config.min_disparity if config.pad_left else 0
     if pad:
         gl = cv2.copyMakeBorder(gl, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
         gr = cv2.copyMakeBorder(gr, 0, 0, pad, 0, cv2.BORDER_REPLICATE)
-    raw = make_matcher(config, d).compute(gl, gr)[:, pad:]
-    out = raw.astype(np.float32) / 16.0
-    # OpenCV marks rejected pixels with (minDisparity - 1) * 16.
-    out[raw < config.min_disparity * 16] = np.nan
-    return out
+    return _pixels(make_matcher(config, d).compute(gl, gr)[:, pad:], config.min_disparity)
 
 
 def fill_background(disparity: np.ndarray) -> np.ndarray:
@@ -196,11 +196,6 @@ def fill_background(disparity: np.ndarray) -> np.ndarray:
     from_right = np.where(right_idx < w, d[rows, np.clip(right_idx, 0, w - 1)], big)
     filled = np.where(valid, d, np.minimum(from_left, from_right))
     return np.where(np.isfinite(filled), filled, 0.0).astype(np.float32)
-
-
-def sgbm_fill(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_disp: int) -> np.ndarray:
-    """SGBM followed by `fill_background`: a dense (H, W) float32 disparity, the classical baseline."""
-    return fill_background(sgbm_disparity(left, right, config, max_disp))
 
 
 # (rows, columns) of the windows whose max / min disparity are the foreground / background candidates: a

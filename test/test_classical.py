@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity, sgbm_fill
+from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
 from smd_core.data.synthetic.render import render_scene
 
 
@@ -37,7 +37,7 @@ def test_fill_takes_the_background_side():
 
 
 def test_sgbm_fill_is_dense(frame):
-    out = sgbm_fill(frame.left, frame.right, SGBMConfig(), 32)
+    out = fill_background(sgbm_disparity(frame.left, frame.right, SGBMConfig(), 32))
     assert np.isfinite(out).all()
 
 

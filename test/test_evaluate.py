@@ -306,7 +306,7 @@ def test_sgbm_baseline_counts_holes_as_errors_and_reports_its_valid_pixels() -> 
 
 
 def test_sgbm_fill_baseline_is_dense_and_keeps_sgbm_matches() -> None:
-    from smd_core.classical import SGBMConfig, sgbm_disparity, sgbm_fill
+    from smd_core.classical import SGBMConfig, fill_background, sgbm_disparity
     from smd_core.metrics import compute_metrics
 
     frames = frames_small(1)
@@ -314,7 +314,7 @@ def test_sgbm_fill_baseline_is_dense_and_keeps_sgbm_matches() -> None:
     entry = report["baselines"]["sgbm_fill"]
     assert list(report["baselines"]) == ["sgbm_fill"] and "valid_pixels" not in entry
     gt = frames[0]["disp_left"]
-    filled = sgbm_fill(frames[0]["left"], frames[0]["right"], SGBMConfig(), 16)
+    filled = fill_background(sgbm_disparity(frames[0]["left"], frames[0]["right"], SGBMConfig(), 16))
     raw = sgbm_disparity(frames[0]["left"], frames[0]["right"], SGBMConfig(), 16)
     assert np.array_equal(filled[np.isfinite(raw)], raw[np.isfinite(raw)])
     expected = compute_metrics(filled, gt, valid=(gt > 0) & (gt <= 16))

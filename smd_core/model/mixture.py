@@ -1,13 +1,7 @@
-"""Output representations of the SMD head: activations, mode selection, losses, uncertainty.
-
-All mixture math lives here (SMD-Nets Sec. 3.2-3.3). Conventions follow the reference
-implementation (see ../shared/parity/README.md):
-
-- disparities `mu0`, `mu1`, `disparity` are in pixels of the network input (sigmoid * max_disp);
-- Laplacian scales `sigma0`, `sigma1`, `sigma` are in units of max_disp, clamped to [0.01, 1];
-- mixture weights `pi0`, `pi1 = 1 - pi0`.
-
-Every field is a tensor of shape (B, N): one value per query point.
+"""Output representations of the SMD head (SMD-Nets Sec. 3.2-3.3): activations, mode selection, losses,
+uncertainty. As in the reference, disparities (`mu0`, `mu1`, `disparity`) are in pixels of the network input,
+Laplacian scales (`sigma0`, `sigma1`, `sigma`) in units of max_disp, clamped to [SIGMA_EPS, 1], and the
+weights are `pi0`, `pi1 = 1 - pi0`; every field is (B, N), one value per query point.
 """
 
 from __future__ import annotations
@@ -21,8 +15,7 @@ from torch import Tensor
 from smd_core.config import OUTPUT_CHANNELS
 from smd_core.infer.confidence import SIGMA_EPS
 
-# Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only); the
-# published backbones have none, so their loss is exactly the reference's.
+# Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only).
 COARSE_WEIGHT = 1.0
 UNCERTAINTY_KINDS = ("edge", "peak", "sigma", "std", "entropy")
 # The "edge" uncertainty: where the backbone's local foreground and background surfaces (anchors 2 and 3) differ
@@ -141,13 +134,8 @@ def laplacian_log_density(y: Tensor, mu: Tensor, b: Tensor) -> Tensor:
 
 
 def bimodal_nll(pred: Prediction, y: Tensor) -> Tensor:
-    """Per-point -log(pi0 L(y|mu0,b0) + pi1 L(y|mu1,b1)); y and mu in units of max_disp (SMD-Nets Eq. 4).
-
-    Uses logsumexp, which equals the reference's direct form where that is finite and stays finite
-    where the reference's exp underflows.
-    """
-    assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
-    assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
+    """Per-point -log(pi0 L(y|mu0,b0) + pi1 L(y|mu1,b1)); y and mu in units of max_disp (SMD-Nets Eq. 4), by
+    logsumexp: the reference's value where that is finite, finite where the reference's exp underflows."""
     tiny = torch.finfo(y.dtype).tiny
     l0 = torch.log(pred.pi0.clamp_min(tiny)) + laplacian_log_density(y, pred.mu0, pred.sigma0)
     l1 = torch.log(pred.pi1.clamp_min(tiny)) + laplacian_log_density(y, pred.mu1, pred.sigma1)
@@ -167,8 +155,6 @@ def selection_loss(pred: Prediction, y: Tensor, *, max_disp: float, target: str 
     """
     if target not in SELECTION_TARGETS:
         raise ValueError(f"selection target must be one of {SELECTION_TARGETS}, got {target!r}")
-    assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
-    assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
     tiny = torch.finfo(y.dtype).tiny
     z = (torch.log(pred.pi0.clamp_min(tiny)) - torch.log(pred.sigma0)
          - torch.log(pred.pi1.clamp_min(tiny)) + torch.log(pred.sigma1))
@@ -185,15 +171,10 @@ def loss(
     pred: Prediction, target: Tensor, *, output: str, max_disp: float, selection_weight: float = 0.0,
     selection_target: str = "closer",
 ) -> Tensor:
-    """Training loss (scalar) over valid labels, as in the reference.
-
-    pred: Prediction with (B, N) fields in the units of `activate` (mu in px); target: (B, N) disparity
-    in network-input pixels. Labels are divided by max_disp and kept where 0 < y <= 1.
-    bimodal: mixture NLL; unimodal: |mu - y| / b + log b; standard: L1 (all in units of max_disp).
-    Plus COARSE_WEIGHT * L1 of `pred.coarse` when set (a backbone's own disparity, in training), and for
-    a bimodal head selection_weight * `selection_loss` with `selection_target` (weight 0: the reference's
-    loss exactly).
-    """
+    """Training loss (scalar) over the labels `target` (B, N) (network-input px) with 0 < target / max_disp <= 1,
+    as in the reference: mixture NLL (bimodal), |mu - y| / b + log b (unimodal) or L1 (standard), in units of
+    max_disp; plus COARSE_WEIGHT * L1 of `pred.coarse` when set and, for a bimodal head, selection_weight *
+    `selection_loss` (weight 0: the reference's loss exactly)."""
     if target.shape != pred.disparity.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != prediction shape {tuple(pred.disparity.shape)}")
     y = target / max_disp
@@ -246,12 +227,9 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
             raise ValueError("a standard (L1) head has no distribution: entropy is undefined")
         return torch.zeros_like(pred.disparity)
     if out == "unimodal":
-        assert pred.sigma is not None
         if kind == "entropy":
             return 1.0 + torch.log(2.0 * pred.sigma)  # closed form for one Laplacian
         return math.sqrt(2.0) * pred.sigma * max_disp
-    assert pred.mu0 is not None and pred.mu1 is not None and pred.sigma0 is not None
-    assert pred.sigma1 is not None and pred.pi0 is not None and pred.pi1 is not None
     if kind in ("sigma", "peak", "edge"):
         first = pred.pi0 / pred.sigma0 > pred.pi1 / pred.sigma1
         b = torch.where(first, pred.sigma0, pred.sigma1)
@@ -284,12 +262,11 @@ def differential_entropy(
     b: float = 2.0,
     chunk: int = 4096,
 ) -> Tensor:
-    """Differential entropy -∫ f log f of the bimodal Laplacian mixture, in torch, vectorized.
+    """Differential entropy -∫ f log f of the bimodal Laplacian mixture (mu in units of max_disp), broadcast.
 
-    Trapezoid rule with `steps` intervals over [a, b], integrand zeroed where f < 1e-6 (mu in units of
-    max_disp), as the reference's NumPy loop; the reference adds f/2 rather than f log f / 2 at the two
-    end nodes, a difference below 3e-4 nats for any clamped sigma. Evaluated on all points at once in chunks so memory
-    stays bounded (chunk x steps values). Inputs broadcast to a common shape; returns that shape.
+    The reference's trapezoid rule (`steps` intervals over [a, b], integrand zeroed where f < 1e-6), except
+    that it adds f/2 rather than f log f / 2 at the two end nodes (below 3e-4 nats for any clamped sigma);
+    `chunk` points at a time bound the memory.
     """
     shape = torch.broadcast_shapes(mu0.shape, mu1.shape, sigma0.shape, sigma1.shape, pi0.shape, pi1.shape)
     flat = [t.expand(shape).reshape(-1, 1).to(torch.float64) for t in (mu0, mu1, sigma0, sigma1, pi0, pi1)]

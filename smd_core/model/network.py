@@ -82,8 +82,6 @@ class SMDNet(nn.Module):
         Any size the backbone accepts (the original's sizes for PSMNet/HSMNet; multiples of 64 always work);
         query with output_size = (H, W) (times s for super-resolution), as the reference does.
         """
-        if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
-            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
         return list(self.stereo_network(left, right))
 
     def prepare(self, features: list[Tensor]) -> FlatMaps:

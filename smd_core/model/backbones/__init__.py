@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 _REGISTRY = {
     "psmnet": ("smd_core.model.backbones.psmnet", "PSMNet"),
@@ -29,6 +29,12 @@ def build_backbone(name: str, *, max_disp: int, **options: Any) -> nn.Module:
         raise ValueError(f"unknown backbone {name!r}; available: {sorted(_REGISTRY)}")
     module, cls = _REGISTRY[name.lower()]
     return getattr(importlib.import_module(module), cls)(max_disp=max_disp, **options)
+
+
+def check_pair(left: Tensor, right: Tensor) -> None:
+    """ValueError unless left and right are both (B, 3, H, W)."""
+    if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
+        raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
 
 
 def check_input_size(name: str, h: int, w: int, *, stride: int, multiple: int) -> None:

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from smd_core.classical import GUIDE_DISPARITIES, SGBMConfig, guide_channel_count, guide_channels
 from smd_core.config import from_dict
+from smd_core.model.backbones import check_pair
 from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_relu
 
 
@@ -169,8 +170,7 @@ class SGBMGuided(nn.Module):
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
         """left, right (B, 3, H, W) BGR 0..255 -> [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4),
         (B, 4, H, W) anchors in px: filled SGBM disparity, the alternative, the local surfaces]."""
-        if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
-            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
+        check_pair(left, right)
         h, w = left.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
             raise ValueError(f"image size must be a multiple of {self.size_multiple}, got {h}x{w}")

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smd_core.model.backbones import check_input_size
+from smd_core.model.backbones import check_input_size, check_pair
+from smd_core.model.backbones.psmnet import conv_bn_3d
 
 # The encoder reaches 1/64 resolution and its decoder concatenates levels 1/8 .. 1/32 with the 2x-upsampled
 # coarser one, so the 1/8 map (every stride-2 level rounds up) must halve exactly three more times.
@@ -59,7 +60,6 @@ class ConvBnLeaky(nn.Module):
         self.cbr_unit = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, in_ch, H, W) -> (B, out_ch, H', W')."""
         return self.cbr_unit(x)
 
 
@@ -73,11 +73,10 @@ class ConvBn(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, in_ch, H, W) -> (B, out_ch, H', W')."""
         return self.cb_unit(x)
 
 
-class ResidualBlock(nn.Module):
+class HSMResidualBlock(nn.Module):
     """conv-bn-leaky, conv-bn, + (projected) shortcut; no activation after the sum, as trained."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
@@ -91,7 +90,6 @@ class ResidualBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, in_ch, H, W) -> (B, out_ch, H / stride, W / stride)."""
         shortcut = x if self.downsample is None else self.downsample(x)
         return self.convbn2(self.convbnrelu1(x)) + shortcut
 
@@ -117,7 +115,6 @@ class PyramidPooling(nn.Module):
         self.path_module_list = nn.ModuleList([ConvBnLeaky(channels, channels, 1, 1, 0) for _ in range(4)])
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, h, w) -> (B, C, h, w)."""
         size = tuple(x.shape[-2:])
         fused = x
         for branch, kernel in zip(self.path_module_list, pyramid_pool_sizes(size), strict=True):
@@ -144,10 +141,10 @@ class UNetFeatures(nn.Module):
         self.convbnrelu1_1 = ConvBnLeaky(3, 16, 3, 2, 1)
         self.convbnrelu1_2 = ConvBnLeaky(16, 16, 3, 1, 1)
         self.convbnrelu1_3 = ConvBnLeaky(16, 32, 3, 1, 1)
-        self.res_block3 = nn.Sequential(ResidualBlock(32, 64, 2))
-        self.res_block5 = nn.Sequential(ResidualBlock(64, 128, 2))
-        self.res_block6 = nn.Sequential(ResidualBlock(128, 128, 2))
-        self.res_block7 = nn.Sequential(ResidualBlock(128, 128, 2))
+        self.res_block3 = nn.Sequential(HSMResidualBlock(32, 64, 2))
+        self.res_block5 = nn.Sequential(HSMResidualBlock(64, 128, 2))
+        self.res_block6 = nn.Sequential(HSMResidualBlock(128, 128, 2))
+        self.res_block7 = nn.Sequential(HSMResidualBlock(128, 128, 2))
         self.pyramid_pooling = PyramidPooling(128)
         self.upconv6 = _up_conv(128, 64)
         self.iconv5 = ConvBnLeaky(192, 128, 3, 1, 1)
@@ -179,13 +176,6 @@ class UNetFeatures(nn.Module):
         conv4 = self.iconv4(torch.cat([conv4, self.upconv5(conv5)], dim=1))
         conv3 = self.iconv3(torch.cat([conv3, self.upconv4(conv4)], dim=1))
         return self.proj3(conv3), [conv1, conv3, conv4, conv5]
-
-
-def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: tuple[int, int, int], padding: int) -> nn.Sequential:
-    """Conv3d (no bias) + BatchNorm3d (`0.weight`, `1.*`)."""
-    return nn.Sequential(
-        nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False), nn.BatchNorm3d(out_ch)
-    )
 
 
 class DisparityProjection(nn.Module):
@@ -362,8 +352,7 @@ class HSMNet(nn.Module):
          conv4 (B, 128, H/16, W/16), conv5 (B, 128, H/32, W/32)].
         The cost is decoder3's raw classifier output (no softmax, no upsampling).
         """
-        if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
-            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
+        check_pair(left, right)
         check_input_size("HSMNet", *left.shape[-2:], stride=MATCHING_STRIDE, multiple=DECODER_MULTIPLE)
 
         b = left.shape[0]

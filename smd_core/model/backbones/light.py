@@ -18,15 +18,11 @@ Why a distribution rather than a disparity: the head samples these maps bilinear
 Next to a depth edge the sample is a blend of the two sides; a blend of two distributions is a bimodal
 distribution (and a linear code of it a blend of the two codes) that the bimodal head can split into its
 two modes (SMD-Nets' argument), whereas a blend of two disparities is a flying pixel. The soft-argmin
-channel makes the unimodal case quick to learn.
+channel makes the unimodal case quick to learn. The head runs once per output pixel at a cost that grows
+with its input width C, so C is kept small.
 
-Input: left/right (B, 3, H, W) float BGR in 0..255 (the `Predictor` pads H, W to multiples of 64; this
-module needs multiples of 16). Output: [(B, D + 1 + f4, H/4, W/4), (B, f2, H/2, W/2)] (the second map only
-when f2 > 0) where D = `cost_channels`, or D4 when that is 0; `feature_channels` = D + 1 + f4 + f2.
-
-The previous bundled model's configuration is configs/light_synthetic.yaml; `bench/bench_model.py
---presets light` prints its speed. The per-point head cost grows with C x sum(head_widths), so C and the
-head are kept small: at 307 k queries per frame the head, not the backbone, is most of the time.
+Input: left/right (B, 3, H, W) float BGR in 0..255, H and W multiples of 16. Output:
+[(B, D + 1 + f4, H/4, W/4), (B, f2, H/2, W/2) if f2 > 0], D = `cost_channels` or D4 when that is 0.
 """
 
 from __future__ import annotations
@@ -36,6 +32,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from smd_core.model.backbones import check_pair
 
 # Inputs must be multiples of this: the aggregation U-Net goes down to 1/16 resolution.
 SIZE_MULTIPLE = 16
@@ -48,7 +46,7 @@ _BGR_STD = (57.375, 57.12, 58.395)
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    """Conv (no bias: BatchNorm follows) + BatchNorm + ReLU; 'same' padding for odd kernels."""
+    """Conv (no bias: BatchNorm follows) + BatchNorm + ReLU, 'same' padding."""
     return nn.Sequential(
         nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(out_ch),
@@ -56,7 +54,7 @@ def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> n
     )
 
 
-class ResidualBlock(nn.Module):
+class LightResidualBlock(nn.Module):
     """Two 3x3 conv-BN layers with an identity shortcut; (B, C, h, w) -> (B, C, h, w)."""
 
     def __init__(self, channels: int) -> None:
@@ -77,7 +75,7 @@ class FeaturePyramid(nn.Module):
         super().__init__()
         w0, w1 = widths
         self.stem = nn.Sequential(conv_bn_relu(3, w0, 3, 2), conv_bn_relu(w0, w0))
-        self.stage4 = nn.Sequential(conv_bn_relu(w0, w1, 3, 2), ResidualBlock(w1))
+        self.stage4 = nn.Sequential(conv_bn_relu(w0, w1, 3, 2), LightResidualBlock(w1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         half = self.stem(x)
@@ -143,17 +141,12 @@ def _pair(value: Sequence[int] | int, name: str, size: int) -> tuple[int, ...]:
 
 
 class LightStereo(nn.Module):
-    """Small 2D stereo backbone for the SMD head (see the module docstring for the design).
+    """Small 2D stereo backbone for the SMD head (see the module docstring).
 
-    Args:
-        max_disp: largest disparity in input pixels; a positive multiple of 4 (D4 = max_disp / 4).
-        widths: channels of the shared features at 1/2 and 1/4 resolution.
-        groups: correlation groups; must divide widths[1].
-        agg_widths: channels of the aggregation U-Net at 1/4, 1/8 and 1/16.
-        image_features: left-image feature channels handed to the head at 1/4 and 1/2 (0 drops the 1/2 map).
-        cost_channels: 0 hands the head the whole distribution over the D4 hypotheses; > 0 compresses it
-            linearly (1x1 convolution) to this many channels first. Linear, so a blend of two distributions
-            stays a blend of their codes; fewer channels make every dense query cheaper.
+    max_disp: a multiple of 4 (D4 = max_disp / 4). widths: shared features at 1/2 and 1/4; `groups` divides
+    widths[1]. agg_widths: the aggregation U-Net at 1/4, 1/8, 1/16. image_features: left-image channels for the
+    head at 1/4 and 1/2 (0 drops the 1/2 map). cost_channels: > 0 compresses the distribution linearly (a 1x1
+    convolution, so a blend of two distributions stays a blend of their codes) to this many channels.
     """
 
     def __init__(
@@ -212,8 +205,7 @@ class LightStereo(nn.Module):
         half, quarter = self.features(x)
         lq = quarter[:b]
         # Matching features: a linear map of the (ReLU, non-negative) pyramid output, normalised per group so
-        # the correlation is a cosine. Measured: correlating the non-negative features directly, the cost
-        # distribution had not learnt to match after 1000 steps (soft-argmin EPE 13 px on held-out scenes).
+        # the correlation is a cosine (non-negative features all correlate positively: a weak matching signal).
         m = self.match(quarter)
         n, c, h, w = m.shape
         m = F.normalize(m.view(n, self.groups, c // self.groups, h, w), dim=2) * (c // self.groups) ** 0.5
@@ -226,12 +218,7 @@ class LightStereo(nn.Module):
         return logits, half[:b], lq
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right (B, 3, H, W) BGR 0..255 -> [(B, D + 1 + f4, H/4, W/4), (B, f2, H/2, W/2) if f2].
-
-        D = D4 (the distribution) or `cost_channels` (its linear code).
-        """
-        if left.shape != right.shape or left.dim() != 4 or left.shape[1] != 3:
-            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
+        check_pair(left, right)
         h, w = left.shape[-2:]
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             raise ValueError(f"image size must be a multiple of {SIZE_MULTIPLE}, got {h}x{w}")
@@ -249,9 +236,8 @@ class LightStereo(nn.Module):
     def coarse_disparity(self, features: list[Tensor]) -> Tensor:
         """The backbone's own soft-argmin disparity (B, 1, H/4, W/4) in input pixels, from `forward`'s maps.
 
-        Training supervises it directly (`mixture.loss` adds an L1 term when a Prediction carries it):
-        measured on the synthetic recipe, through the SMD head alone the cost distribution had not learnt to
-        match after 1000 steps (soft-argmin EPE 75 px), so the head regressed a near-constant disparity.
+        Training supervises it directly (`mixture.loss` adds an L1 term): through the SMD head alone the cost
+        distribution is slow to learn to match.
         """
         channel = self.cost_channels or self.num_disp
         return features[0][:, channel : channel + 1] * self.max_disp

@@ -11,9 +11,7 @@ like the original.
 
 Input: left/right (B, 3, H, W) float BGR in 0..255 with no normalisation (the published models were trained
 that way), of any size the original runs on: ceil(H/4) and ceil(W/4) multiples of 4, i.e. sides 16k-3 .. 16k
-(the 1/4 cost volume is halved twice and doubled back by each hourglass; 256 x 591 works, 256 x 600 does
-not). The `Predictor` pads to multiples of 64.
-Output: [cost (B, max_disp/4, ceil(H/4), ceil(W/4)), left features (B, 32, ceil(H/4), ceil(W/4))].
+(the 1/4 cost volume is halved twice and doubled back by each hourglass).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smd_core.model.backbones import check_input_size
+from smd_core.model.backbones import check_input_size, check_pair
 
 FEATURE_WIDTH = 32  # channels of the 2D feature map fed to the cost volume (and to the SMD head)
 # The 1/4-resolution maps (feature stride 4) must be multiples of 4: two stride-2 levels in each hourglass.
@@ -40,7 +38,8 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, dil
     )
 
 
-def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int | tuple[int, int, int],
+               padding: int) -> nn.Sequential:
     """3D convolution (no bias) + BatchNorm3d. Keys `0.weight`, `1.*`."""
     return nn.Sequential(
         nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
@@ -48,11 +47,8 @@ def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) 
     )
 
 
-class ResidualBlock(nn.Module):
-    """PSMNet's basic residual block: conv-bn-relu, conv-bn, + shortcut.
-
-    Unlike a ResNet block there is no ReLU after the sum; the published weights were trained that way.
-    """
+class PSMResidualBlock(nn.Module):
+    """PSMNet's basic residual block: conv-bn-relu, conv-bn, + shortcut, no ReLU after the sum (as trained)."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, dilation: int) -> None:
         super().__init__()
@@ -66,25 +62,19 @@ class ResidualBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, in_ch, H, W) -> (B, out_ch, H / stride, W / stride)."""
         shortcut = x if self.downsample is None else self.downsample(x)
         return self.conv2(self.conv1(x)) + shortcut
 
 
 class BlockAvgPool(nn.Module):
-    """Non-overlapping average pooling over `size` x `size` blocks (the pyramid's pooling step).
-
-    Matches `nn.AvgPool2d(size, stride=size)` (incomplete blocks at the bottom/right are dropped, as in the
-    reference) whenever the map is at least `size` on a side. Where it is smaller (inputs under 4 * size
-    pixels), the block shrinks to the whole side instead of failing, i.e. the pooling becomes global along it.
-    """
+    """`nn.AvgPool2d(size, stride=size)` (the pyramid's pooling step, incomplete blocks dropped as in the
+    reference), except that along a side shorter than `size` it pools the whole side instead of failing."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = int(size)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, h, w) -> (B, C, h // k_h, w // k_w) with k = min(size, side)."""
         kernel = (min(self.size, x.shape[-2]), min(self.size, x.shape[-1]))
         return F.avg_pool2d(x, kernel, stride=kernel)
 
@@ -124,12 +114,11 @@ class FeatureExtraction(nn.Module):
 
     @staticmethod
     def _stage(in_ch: int, out_ch: int, *, blocks: int, stride: int, dilation: int) -> nn.Sequential:
-        layers = [ResidualBlock(in_ch, out_ch, stride, dilation)]
-        layers += [ResidualBlock(out_ch, out_ch, 1, dilation) for _ in range(blocks - 1)]
+        layers = [PSMResidualBlock(in_ch, out_ch, stride, dilation)]
+        layers += [PSMResidualBlock(out_ch, out_ch, 1, dilation) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) BGR 0..255 -> (B, 32, H/4, W/4)."""
         x = self.layer1(self.firstconv(x))
         raw = self.layer2(x)  # (B, 64, H/4, W/4)
         skip = self.layer4(self.layer3(raw))  # (B, 128, H/4, W/4)
@@ -199,19 +188,12 @@ def build_cost_volume(left: Tensor, right: Tensor, num_disp: int) -> Tensor:
 
 
 class PSMNet(nn.Module):
-    """PSMNet stacked-hourglass backbone for SMD-Nets.
-
-    Args:
-        max_disp: largest disparity (input pixels) of the cost volume; a positive multiple of 16
-            (the volume has max_disp / 4 hypotheses at 1/4 resolution, halved twice in each hourglass).
-
-    `feature_channels` = max_disp / 4 (cost) + 32 (features), the SMD head's input width.
-    """
+    """PSMNet stacked-hourglass backbone for SMD-Nets; max_disp (input pixels) a positive multiple of 16 (the
+    volume's max_disp / 4 hypotheses are halved twice in each hourglass)."""
 
     def __init__(self, *, max_disp: int = 256) -> None:
         super().__init__()
         if int(max_disp) != max_disp or max_disp <= 0 or max_disp % 16:
-            # The disparity axis (max_disp / 4 hypotheses) goes through the hourglasses like H and W.
             raise ValueError(f"max_disp must be a positive multiple of 16, got {max_disp}")
         self.max_disp = int(max_disp)
         self.num_disp = self.max_disp // 4
@@ -236,10 +218,8 @@ class PSMNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """PSMNet's initialisation: He-normal convolutions (fan-out), unit/zero BatchNorm.
-
-        Transposed convolutions keep PyTorch's default, as in the original.
-        """
+        """PSMNet's initialisation: He-normal convolutions (fan-out; transposed ones keep PyTorch's default, as in
+        the original), unit/zero BatchNorm."""
         for m in self.modules():
             if type(m) in (nn.Conv2d, nn.Conv3d):
                 fan_out = math.prod(m.kernel_size) * m.out_channels
@@ -255,8 +235,7 @@ class PSMNet(nn.Module):
         final cost volume (three hourglasses, classifier outputs summed, no upsampling, no softmax) and the
         left image's features, in the order the SMD head concatenates them.
         """
-        if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:
-            raise ValueError(f"left/right must both be (B, 3, H, W); got {tuple(left.shape)} and {tuple(right.shape)}")
+        check_pair(left, right)
         check_input_size("PSMNet", *left.shape[-2:], stride=FEATURE_STRIDE, multiple=HOURGLASS_MULTIPLE)
 
         # One pass over both images (shared weights); in eval mode BatchNorm is per-channel affine, so
