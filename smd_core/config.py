@@ -65,9 +65,8 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class Deployment:
-    """How a model is deployed, stored in its checkpoint (`network.deployment_for` gives the measured defaults
-    for files without it): read by the Predictor's users (the node, pseudo-labels), never derived from a
-    backbone's name outside smd_core.
+    """How a model is deployed, stored in its checkpoint (`network.deployment_for` for files without it): read by
+    the Predictor's users (the node, pseudo-labels), never derived from a backbone's name outside smd_core.
 
     cloud_max_uncertainty: the node's default cloud keeps points whose uncertainty is at most this (px of the
         network input, times the output scale at run time); 0 keeps every point.
@@ -178,17 +177,20 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def read_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file: {})."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    loaded = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{p}: top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_yaml(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Read a YAML file (optional) into dataclass `cls`, applying `key=value` overrides first."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{p}: top level must be a mapping, got {type(loaded).__name__}")
-        data = loaded
+    data = read_mapping(path) if path is not None else {}
     apply_overrides(data, overrides)
     return from_dict(cls, data)
 

@@ -6,7 +6,6 @@ Conventions (those of ROS `image_geometry` / `stereo_image_proc`):
   usual rectification with identical principal points);
 - X = (u - cx) * Z / fx, Y = (v - cy) * Z / fy in the left optical frame (x right, y down, z forward),
   with (u, v) the integer pixel coordinates of the grid.
-Everything is vectorized over whole maps; nothing loops over pixels in Python.
 """
 
 from __future__ import annotations
@@ -16,24 +15,10 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "StereoCamera",
-    "depth_to_disparity",
-    "disparity_bounds",
-    "disparity_to_depth",
-    "disparity_to_points",
-    "disparity_to_xyz",
-    "scale_principal_point",
-    "validity_mask",
-]
-
 
 def scale_principal_point(c: float, scale: float) -> float:
-    """Principal point on a grid resized by `scale`, pixel-centre convention.
-
-    Pixel centres sit at integer coordinates and a resize maps the image's outer edges (-0.5 and N - 0.5)
-    onto each other, as `cv2.resize` does: c' = (c + 0.5) * scale - 0.5.
-    """
+    """Principal point on a grid resized by `scale`: pixel centres at integers, the outer edges (-0.5, N - 0.5)
+    mapped onto each other as `cv2.resize` does."""
     return (c + 0.5) * scale - 0.5
 
 
@@ -72,11 +57,8 @@ class StereoCamera:
         return self.fx * self.baseline
 
     def scaled(self, width: int, height: int) -> StereoCamera:
-        """The same cameras described on a `width` x `height` grid covering the same field of view.
-
-        Use it for outputs at another resolution than the input (super-resolution, downscaled network input);
-        a disparity measured on that grid pairs with these intrinsics.
-        """
+        """The same cameras on a `width` x `height` grid covering the same field of view (an output at another
+        resolution than the input): a disparity measured on that grid pairs with these intrinsics."""
         width, height = int(width), int(height)
         if width < 1 or height < 1:
             raise ValueError(f"grid size must be positive, got {width}x{height}")
@@ -131,11 +113,8 @@ def depth_to_disparity(depth: np.ndarray, camera: StereoCamera, *, invalid: floa
 def disparity_to_xyz(
     disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X, Y, Z) as three contiguous float32 (H, W) maps in metres, left optical frame; NaN where invalid.
-
-    X = (u - cx) Z / fx, Y = (v - cy) Z / fy, Z = fx B / (d + doffs) at integer pixel (u, v). Planar maps are
-    cheap to compute; interleave them only once, where a message needs it.
-    """
+    """(X, Y, Z) as three float32 (H, W) maps in metres, left optical frame (module docstring); NaN where
+    invalid. Planar maps are cheap to compute; interleave them only once, where a message needs it."""
     z = disparity_to_depth(disparity, camera, valid=valid, invalid=np.nan)
     h, w = z.shape
     # One row of (u - cx)/fx and one column of (v - cy)/fy, broadcast, instead of full coordinate grids.
@@ -147,20 +126,15 @@ def disparity_to_xyz(
 def disparity_to_points(
     disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
 ) -> np.ndarray:
-    """3-D points float32 (H, W, 3) = (X, Y, Z) in metres, left optical frame; NaN where invalid.
-
-    See `disparity_to_xyz` for the formulas.
-    """
+    """`disparity_to_xyz` as float32 (H, W, 3) points."""
     return np.stack(disparity_to_xyz(disparity, camera, valid=valid), axis=-1)
 
 
 def disparity_bounds(
     camera: StereoCamera, *, min_depth: float = 0.0, max_depth: float = math.inf, max_disparity: float = math.inf
 ) -> tuple[float, float]:
-    """(lowest, highest) disparity whose depth lies in [min_depth, max_depth] and that is <= max_disparity.
-
-    The lowest is never below the disparity at infinity (-doffs, i.e. d + doffs > 0).
-    """
+    """(lowest, highest) disparity whose depth lies in [min_depth, max_depth] and that is <= max_disparity;
+    the lowest is never below the disparity at infinity (-doffs)."""
     if not (min_depth >= 0 and max_depth > 0 and max_depth >= min_depth):
         raise ValueError(f"need 0 <= min_depth <= max_depth and max_depth > 0, got {min_depth}, {max_depth}")
     low = -camera.doffs if math.isinf(max_depth) else camera.focal_baseline / max_depth - camera.doffs

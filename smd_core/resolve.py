@@ -19,17 +19,22 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 class DeviceUnavailableError(ValueError, RuntimeError):
-    """A CUDA device was requested, is absent, and falling back to the CPU was not allowed.
-
-    A ValueError (a setting the user must change: the CLI prints it as one line) and a RuntimeError (the
-    node treats it as a failure of its environment).
-    """
+    """A CUDA device was requested, is absent, and falling back to the CPU was not allowed: a setting to change
+    (ValueError: the CLI prints one line) and a failure of the environment (RuntimeError, for the node)."""
 
 
 # How a caller of `resolve_device` without fallback turns it on: the ROS node's parameter by default.
 NODE_FALLBACK_HINT = "device_fallback is false"
 # ... and a command's (`--device` / `device=`): commands have no fallback setting.
 COMMAND_HINT = "choose device cpu or auto on this machine"
+
+
+def device_setting(value: str) -> str:
+    """A `device` setting normalised (auto, cpu, cuda or cuda:N); ValueError for anything else."""
+    value = str(value).strip().lower()
+    if not DEVICE_PATTERN.match(value):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
 
 
 def resolve_device(requested: str, *, fallback: bool = False, cuda_available: bool | None = None,
@@ -40,9 +45,7 @@ def resolve_device(requested: str, *, fallback: bool = False, cuda_available: bo
     warning if `fallback`, else DeviceUnavailableError ending with `hint` (what the caller's user can do).
     `cuda_available` overrides the check (tests).
     """
-    requested = str(requested).strip().lower()
-    if not DEVICE_PATTERN.match(requested):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {requested!r}")
+    requested = device_setting(requested)
     count = 0
     if cuda_available is None:
         import torch

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """cv2.imwrite that raises OSError when the file was not written."""
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"could not write {path}")
 
 
 def _normalize(values: np.ndarray, vmin: float | None,

@@ -1,22 +1,11 @@
-"""Classical baselines scored beside the model (`smd eval --baseline`, the demo): the one SGBM of
-`smd_core.classical`, raw and with its row-wise background fill, and `stereo_image_proc`'s default
-block matcher.
+"""Classical baselines scored beside the model (`smd eval --baseline`, the demo), from `smd_core.classical`:
+`bm` (`stereo_image_proc`'s default block matcher), `sgbm` (SGBM as `stereo_image_proc` runs it) and
+`sgbm_fill` (SGBM + `fill_background`, dense). They run at ground-truth resolution and search the scored range.
 
-- `bm`: `classical.bm_disparity` (StereoBM with `stereo_image_proc`'s default parameters), holes kept and
-  scored as `sgbm`'s below (all pixels, and `valid_pixels`).
-
-- `sgbm`: OpenCV SGBM as `stereo_image_proc` runs it, holes (NaN) kept. Two sets of figures:
-  * all pixels: every hole is an error: a bad pixel at every threshold, a flying pixel where it lies in
-    the edge band, and, in EPE and SEE, the error of disparity 0 (what a consumer that needs a depth
-    at every pixel gets from a matcher with no answer);
-  * `valid_pixels`: the same metrics on the pixels SGBM did match; their `density` is SGBM's valid
-    fraction of the scored ground-truth pixels.
-- `sgbm_fill`: SGBM + `classical.fill_background` (each hole takes the farther of its row neighbours):
-  dense, scored once.
-
-SGBM runs on the images at ground-truth resolution with numDisparities from the disparity range being
-scored (`SGBMConfig.disparities_for(max_disp)`, max_disp in image pixels: the model's max_disp divided by
-the input scale), so it searches the same range as the model.
+BM and SGBM keep their holes (NaN) and get two sets of figures: all pixels, where every hole is an error (a
+bad pixel at every threshold, a flying pixel in the edge band, and in EPE and SEE the error of disparity 0:
+what a consumer that needs a depth at every pixel gets), and `valid_pixels`, the pixels they did match
+(whose `density` is their valid fraction).
 """
 
 from __future__ import annotations
@@ -38,10 +27,7 @@ SPARSE = ("bm", "sgbm")
 
 
 def parse_baselines(values: str | Iterable[str]) -> list[str]:
-    """`--baseline` values (repeatable, each a comma list; or one string) -> names in order, without repeats.
-
-    Raises ValueError naming an unknown baseline.
-    """
+    """`--baseline` values (repeatable, each a comma list; or one string) -> names in order, without repeats."""
     if isinstance(values, str):
         values = [values]
     names: list[str] = []
@@ -71,13 +57,8 @@ def holes_as_errors(disparity: np.ndarray) -> np.ndarray:
 
 def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, config: SGBMConfig,
                   max_disp: float) -> dict[str, tuple[np.ndarray, float]]:
-    """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both SGBM baselines.
-
-    `bm` and `sgbm` keep their NaN holes; `sgbm_fill`'s time includes the SGBM it fills.
-    """
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
+    """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both SGBM baselines
+    (`sgbm_fill`'s time includes it)."""
     out: dict[str, tuple[np.ndarray, float]] = {}
     if "bm" in names:
         t0 = time.perf_counter()
@@ -99,10 +80,8 @@ def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, con
 
 def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.ndarray,
                             **metric_options: Any) -> dict[str, Any]:
-    """`metrics.compute_metrics` with every hole (NaN) of `disparity` an error (see the module docstring).
-
-    The result also nests `valid_pixels`: `compute_metrics` on the matched pixels only.
-    """
+    """`metrics.compute_metrics` with every hole (NaN) of `disparity` an error, nesting `valid_pixels` (module
+    docstring)."""
     matched = M.compute_metrics(disparity, gt, valid=valid, **metric_options)
     row: dict[str, Any] = M.compute_metrics(holes_as_errors(disparity), gt, valid=valid, **metric_options)
     holes = M.valid_mask(gt, valid=valid) & ~np.isfinite(disparity)
@@ -125,8 +104,7 @@ def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.nda
 
 def score_baseline(name: str, disparity: np.ndarray, gt: np.ndarray, *, max_disp: float | None,
                    **metric_options: Any) -> dict[str, Any]:
-    """One frame's metrics row for baseline `name` (see the module docstring); `bm` and `sgbm` rows nest
-    `valid_pixels`, the figures on the pixels they matched."""
+    """One frame's metrics row for baseline `name` (module docstring)."""
     mask = M.valid_mask(gt, max_disp=max_disp)
     if name in SPARSE:
         return holes_as_errors_metrics(disparity, gt, mask, **metric_options)

@@ -1,12 +1,11 @@
 """Edge figures of `smd eval`: flying rate and bad-2 against density, and where the model's flying points
 come from relative to SGBM + fill (its first anchor).
 
-Density curve. A mixture model ranked by its uncertainty keeps its least uncertain share of the scored
-pixels (`most_confident`, what the node's `max_uncertainty` does with a per-frame threshold); at
-each density of DENSITIES the kept pixels' flying rate (`metrics.flying_map`) and bad-2 on the kept pixels
-are pooled over frames. An uncertainty that knows edges drops flying and wrong points faster than good ones:
-its curves fall as density falls. `curve_picture` draws both curves with the classical matchers (BM, SGBM on
-their matched pixels, SGBM + fill dense) and the node's auto threshold as points on the same axes.
+Density curve. A mixture model keeps its least uncertain share of the scored pixels (`most_confident`, what
+the node's `max_uncertainty` does with a per-frame threshold); at each density of DENSITIES the kept pixels'
+flying rate and bad-2 are pooled over frames. An uncertainty that knows edges drops flying and wrong points
+faster than good ones: its curves fall as density falls. `curve_picture` draws them with the classical
+matchers and the node's threshold as points on the same axes.
 
 Breakdown (`flying_breakdown`), per frame against SGBM + fill, both dense: `kept` flying points where SGBM +
 fill flies too, `introduced` where it does not, `repaired` SGBM + fill's flying points the model does not
@@ -30,6 +29,10 @@ DENSITIES = (100.0, 97.5, 95.0, 92.5, 90.0, 87.5, 85.0, 80.0, 75.0)
 BREAKDOWN_KEYS = ("model", "fill", "kept", "introduced", "repaired", "near_anchor")
 
 
+def _pct(num: int, den: int) -> float:
+    return 100.0 * num / den if den else float("nan")
+
+
 def _kept_counts(kept: np.ndarray, gt: np.ndarray, scored: np.ndarray) -> dict[str, int]:
     """Pixel counts of one kept map (NaN = dropped): scored pixels kept, bad-2 among them, flying band/points."""
     valid = scored & np.isfinite(kept)
@@ -43,8 +46,7 @@ def _kept_counts(kept: np.ndarray, gt: np.ndarray, scored: np.ndarray) -> dict[s
 def most_confident(disparity: np.ndarray, uncertainty: np.ndarray, fraction: float,
                    within: np.ndarray | None = None) -> np.ndarray:
     """`disparity` (H, W) with NaN beyond its `fraction` (0..1) least uncertain pixels of `within` (bool (H, W),
-    default all; outside it NaN too); `uncertainty` (H, W) on the same grid. What the node's `max_uncertainty`
-    keeps, with the threshold set per frame."""
+    default all; outside it NaN too); `uncertainty` (H, W) on the same grid."""
     if disparity.shape != uncertainty.shape:
         raise ValueError(f"disparity {disparity.shape} and uncertainty {uncertainty.shape} differ in size")
     if not 0.0 <= fraction <= 1.0:
@@ -72,12 +74,8 @@ def curve_counts(disparity: np.ndarray, uncertainty: np.ndarray, gt: np.ndarray,
 def pool_counts(rows: Sequence[Mapping[str, int]]) -> dict[str, float]:
     """Pixel-pooled density, bad-2 (on kept pixels) and flying rate, all in %, of `_kept_counts` rows."""
     total = {k: sum(r[k] for r in rows) for k in ("n_valid", "n_bad2", "n_fly_band", "n_fly", "n_scored")}
-
-    def pct(num: int, den: int) -> float:
-        return 100.0 * num / den if den else float("nan")
-
-    return {"density": pct(total["n_valid"], total["n_scored"]), "bad2": pct(total["n_bad2"], total["n_valid"]),
-            "flying": pct(total["n_fly"], total["n_fly_band"])}
+    return {"density": _pct(total["n_valid"], total["n_scored"]), "bad2": _pct(total["n_bad2"], total["n_valid"]),
+            "flying": _pct(total["n_fly"], total["n_fly_band"])}
 
 
 def pool_curve(per_frame: Sequence[Sequence[Mapping[str, int]]],
@@ -104,15 +102,11 @@ def pool_breakdown(rows: Sequence[Mapping[str, int]]) -> dict[str, float]:
     """Pooled `flying_breakdown` counts and shares (%): kept and near_anchor of the model's flying points,
     repaired and introduced relative to SGBM + fill's."""
     total = {k: sum(r[k] for r in rows) for k in BREAKDOWN_KEYS}
-
-    def pct(num: int, den: int) -> float:
-        return 100.0 * num / den if den else float("nan")
-
     return {**{f"n_{k}": v for k, v in total.items()},
-            "kept_pct": pct(total["kept"], total["model"]),
-            "near_anchor_pct": pct(total["near_anchor"], total["model"]),
-            "repaired_pct": pct(total["repaired"], total["fill"]),
-            "introduced_pct": pct(total["introduced"], total["fill"])}
+            "kept_pct": _pct(total["kept"], total["model"]),
+            "near_anchor_pct": _pct(total["near_anchor"], total["model"]),
+            "repaired_pct": _pct(total["repaired"], total["fill"]),
+            "introduced_pct": _pct(total["introduced"], total["fill"])}
 
 
 def format_edges(report: Mapping[str, Any]) -> str:

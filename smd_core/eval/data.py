@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from smd_core.config import apply_overrides, from_dict
+from smd_core.config import apply_overrides, from_dict, read_mapping
 
 
 def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
@@ -44,11 +42,7 @@ def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
     else:
         path = Path(spec)
         if path.suffix.lower() in (".yaml", ".yml"):
-            if not path.is_file():
-                raise FileNotFoundError(f"data config not found: {path}")
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+            loaded = read_mapping(path, "data config")
             # A training config: evaluate on its validation data, else its training data; else a DataConfig.
             if "data" in loaded or "val_data" in loaded:
                 section = loaded.get("val_data") or loaded.get("data")

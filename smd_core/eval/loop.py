@@ -47,10 +47,11 @@ from smd_core.eval.curve import (
     pool_breakdown,
     pool_curve,
 )
-from smd_core.eval.report import overview_picture, write_frame_pictures, write_png
+from smd_core.eval.report import overview_picture, write_frame_pictures
 from smd_core.infer.dense import DensePrediction
 from smd_core.infer.torch_backend import Predictor
 from smd_core.model.network import SMDNet
+from smd_core.viz import write_png
 
 
 def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = None,

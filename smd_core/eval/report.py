@@ -87,11 +87,6 @@ def frame_pictures(pred: DensePrediction | np.ndarray, gt: np.ndarray, left: np.
     return pics
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write {path}")
-
-
 # Width (px) of each map in overview.png, before its colour bar: four maps and their bars fit a screen.
 OVERVIEW_TILE_W = 400
 
@@ -114,7 +109,7 @@ def write_frame_pictures(out: Path, index: int, name: str, left: np.ndarray, gt:
         prefix = f"{method}_" if method else ""
         for kind, img in frame_pictures(pred, gt, left, max_disp=max_gt, **options).items():
             if kind != "gt" or not method:
-                write_png(out / "images" / f"{stem}_{prefix}{kind}.png", img)
+                viz.write_png(out / "images" / f"{stem}_{prefix}{kind}.png", img)
         pics = frame_pictures(pred, gt, left, max_disp=max_gt, width=width, **options)
         if len(block[0]) == 1:
             block[0].append(viz.label(pics["gt"], "ground truth"))

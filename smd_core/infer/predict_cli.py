@@ -68,7 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
 
     from smd_core import viz
@@ -92,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
             np.save(out / f"{name}.npy", value)
     # Colour bars in px; the uncertainty scale starts at the model's floor, so that confident pixels are dark.
     floor = uncertainty_floor_px(config.output, config.max_disp, pred.disparity_scale)
-    cv2.imwrite(str(out / "disparity.png"), viz.colorize_disparity(pred.disparity, unit="px"))
-    cv2.imwrite(str(out / "uncertainty.png"), viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
+    viz.write_png(out / "disparity.png", viz.colorize_disparity(pred.disparity, unit="px"))
+    viz.write_png(out / "uncertainty.png", viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
     info = {
         "checkpoint": str(ckpt),
         "model": {"backbone": config.backbone, "output": config.output, "max_disp": config.max_disp},

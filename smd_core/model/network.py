@@ -36,16 +36,16 @@ from smd_core.model.mixture import Prediction, activate
 
 CHECKPOINT_FORMAT = "smd_ros"
 CHECKPOINT_VERSION = 1
-# Head input width C as a function of max_disp for the published backbones (parity README).
-_PUBLISHED_WIDTH = {"psmnet": (32, 4), "hsmnet": (352, 16)}  # C = base + max_disp / div
+# Head input width C = base + max_disp / div of the published backbones (their `feature_channels`).
+_PUBLISHED_WIDTH = {"psmnet": (32, 4), "hsmnet": (352, 16)}
 
 
 def deployment_for(config: ModelConfig) -> Deployment:
-    """The measured deployment defaults of a model (MODEL_CARD.md), written into a checkpoint when it is shipped
-    and used for files without one: for SGBM-guided mixture models a cloud threshold of CLOUD_FLOOR_FACTOR x
-    their uncertainty floor (about SGBM's density) and bfloat16 on the CPU; the published models keep every
-    point (their uncertainty on images unlike their training data can exceed any such threshold everywhere)
-    in float32; every mixture head a pseudo-label threshold of PSEUDO_FLOOR_FACTOR x its floor."""
+    """The deployment defaults of a model, written into a checkpoint when it is shipped and used for files
+    without one: SGBM-guided mixture models keep the points within CLOUD_FLOOR_FACTOR x their uncertainty floor
+    and run bfloat16 on the CPU; the published models keep every point (their uncertainty on images unlike
+    their training data can exceed any threshold everywhere); every mixture head has a pseudo-label threshold of
+    PSEUDO_FLOOR_FACTOR x its floor."""
     mixture = config.output != "standard"
     guided = config.backbone == "sgbm_guided"
     floor = uncertainty_floor(config.max_disp)
@@ -77,11 +77,8 @@ class SMDNet(nn.Module):
         return FlatMaps(flat.maps[:-1], flat.sizes[:-1]), FlatMaps(flat.maps[-1:], flat.sizes[-1:])
 
     def encode(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right: (B, 3, H, W) float BGR in 0..255 -> feature maps (B, C_i, h_i, w_i).
-
-        Any size the backbone accepts (the original's sizes for PSMNet/HSMNet; multiples of 64 always work);
-        query with output_size = (H, W) (times s for super-resolution), as the reference does.
-        """
+        """left, right: (B, 3, H, W) float BGR in 0..255 of a size the backbone accepts (multiples of
+        `pad_multiple` always work) -> feature maps (B, C_i, h_i, w_i)."""
         return list(self.stereo_network(left, right))
 
     def prepare(self, features: list[Tensor]) -> FlatMaps:
@@ -140,11 +137,8 @@ def build_model(config: ModelConfig) -> SMDNet:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
-    """Write an smd_ros checkpoint atomically (temp file in the same folder + rename).
-
-    `model` may be wrapped (DDP); its `config` is stored as `model_config`. `extra` entries (optimizer
-    state, step, train config, ...) must be plain tensors / containers so `weights_only` loads work.
-    """
+    """Write an smd_ros checkpoint of `model` (or of the SMDNet a DDP wrapper holds) atomically; `extra` entries
+    (optimizer state, step, train config, ...) must be plain tensors / containers for `weights_only` loads."""
     path = Path(path)
     net = model.module if hasattr(model, "module") else model
     if not isinstance(net, SMDNet):

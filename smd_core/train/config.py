@@ -13,7 +13,7 @@ import torch
 from smd_core.config import ModelConfig, apply_overrides, from_dict, load_yaml
 from smd_core.data import DataConfig
 from smd_core.model.mixture import SELECTION_TARGETS
-from smd_core.resolve import DEVICE_PATTERN
+from smd_core.resolve import device_setting
 
 SCHEDULES = ("multistep", "cosine", "constant")
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -133,9 +133,7 @@ class TrainConfig:
         self.amp_dtype = str(self.amp_dtype).lower()
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
-        self.device = str(self.device).strip().lower()
-        if not DEVICE_PATTERN.match(self.device):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        self.device = device_setting(self.device)
 
     @property
     def checkpoint_dir(self) -> Path:

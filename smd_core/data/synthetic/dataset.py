@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from smd_core import viz
 from smd_core.data.synthetic.render import render_scene
 from smd_core.data.synthetic.scene import SCENE_OPTION_NAMES, scene_options
 
@@ -97,9 +97,7 @@ def write_dataset(
     list_path = out / list_name
     list_path.write_text("\n".join(lines) + "\n")
     if sheet:
-        from smd_core import viz
-
-        cv2.imwrite(str(out / "preview.png"), viz.contact_sheet(sheet, cols=4))
+        viz.write_png(out / "preview.png", viz.contact_sheet(sheet, cols=4))
     return list_path
 
 
@@ -108,16 +106,13 @@ def _write_scene(dataset: SyntheticDataset, out: Path, index: int) -> str:
     f = dataset.frame(index)
     name = f"{index:06d}"
     for key in ("left", "right"):
-        if not cv2.imwrite(str(out / key / f"{name}.png"), f[key]):
-            raise OSError(f"could not write {out / key / f'{name}.png'}")
+        viz.write_png(out / key / f"{name}.png", f[key])
     np.save(out / "disp_left" / f"{name}.npy", f["disp_left"])
     np.save(out / "disp_right" / f"{name}.npy", f["disp_right"])
     return name
 
 
 def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.ndarray]:
-    from smd_core import viz
-
     return [
         viz.label(frame["left"], "left"),
         viz.label(frame["right"], "right"),
