@@ -42,7 +42,7 @@ CHECKPOINT_KEYS = ("format", "version", "step", "source", "stages")
 
 
 def is_guided(net: SMDNet) -> bool:
-    """Whether the backbone takes SGBM guide channels instead of the right image (`forward_guided`)."""
+    """Whether the backbone takes SGBM guide channels instead of the right image."""
     return hasattr(net.stereo_network, "forward_guided")
 
 
@@ -137,14 +137,9 @@ def build_graphs(net: SMDNet, image_size: tuple[int, int] | None = None) -> tupl
 
 def metadata(net: SMDNet, checkpoint: Path | None, encode: Any, query: Any,
              image_size: tuple[int, int] | None) -> dict[str, str]:
-    """The file's metadata_props: what `ort_backend` needs to rebuild the pipeline, each a JSON value.
-
-    model_config (incl. the SGBM parameters in backbone_options), pad_multiple, guide_channels (SGBM channels
-    the encoder takes, 0 for the published backbones) and guide_options (`classical.guide_channels` keywords),
-    the split (encode_inputs/outputs, query_inputs/outputs), image_size (null: dynamic), checkpoint (file name,
-    sha256 and how it was trained) and deployment (the uncertainty floor and the node's default cloud
-    threshold of this model, in network px, for the record).
-    """
+    """The file's metadata_props, each a JSON value: what `ort_backend` needs to rebuild the pipeline (model
+    config, pad multiple, guide channels and options, the graph's split, image size (null: dynamic),
+    deployment) and where the weights came from (checkpoint name, sha256 and training record)."""
     cfg = net.config
     ckpt: dict[str, Any] = {}
     if checkpoint is not None:

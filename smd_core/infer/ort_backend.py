@@ -6,8 +6,8 @@ cpu; cuda[:N] (CUDA provider); tensorrt[:N] (TensorRT, then CUDA, engines cached
 where onnxruntime has it, else the CPU). A provider that is asked for but absent, or that fails to load, falls
 back to the CPU with a warning (`OnnxModel.warnings`), or raises when `fallback` is False.
 
-`OrtPredictor` is a `dense.DensePredictor`: the padding, row blocks and output-grid units are the PyTorch
-Predictor's; SGBM and the guide channels come from `classical.guide_channels` on the same padded uint8 pair.
+`OrtPredictor` is a `dense.DensePredictor`, as the PyTorch Predictor; SGBM and the guide channels come from
+`classical.guide_channels` on the same padded uint8 pair.
 """
 
 from __future__ import annotations
@@ -97,16 +97,9 @@ def _name(provider: Any) -> str:
 
 
 class OnnxModel:
-    """An `smd export` file: its ModelConfig, metadata and encode / query sessions.
-
-    Args:
-        path: the .onnx file.
-        device: see `select_providers`.
-        threads: intra-op threads on the CPU (0: onnxruntime's default, one per core).
-        spin: let waiting worker threads spin (onnxruntime's default); False makes them sleep, as the node's
-            OpenMP policy for torch does on a shared CPU (`smd_ros.runtime`).
-        fallback: run on the CPU (with a warning) when the requested provider is missing.
-    """
+    """An `smd export` file: its ModelConfig, metadata and encode / query sessions on the providers of `device`
+    (`select_providers`). threads: intra-op threads on the CPU (0: one per core). spin: let waiting worker
+    threads spin (onnxruntime's default; False makes them sleep, as the node's OpenMP policy does for torch)."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int = 0, spin: bool = False,
                  fallback: bool = True, hint: str = NODE_FALLBACK_HINT) -> None:
@@ -201,13 +194,8 @@ class OnnxModel:
 
 
 class OrtPredictor(DensePredictor):
-    """Dense disparity + uncertainty from an `smd export` file with onnxruntime (same outputs as `Predictor`).
-
-    Args:
-        model: an OnnxModel, or the path of the .onnx file (then `device`, `threads`, `spin`, `fallback`, `hint`
-            build it).
-        chunk_points, uncertainty_kind: as `DensePredictor`.
-    """
+    """Dense disparity + uncertainty from an `smd export` file with onnxruntime (same outputs as `Predictor`):
+    `model` an OnnxModel, or the .onnx file the other arguments open as one."""
 
     backend = "onnxruntime"
 

@@ -16,11 +16,9 @@ from smd_core.infer.dense import QUERY_BLOCK, normalize_coords
 
 
 def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor:
-    """Pixel coordinates (B, 2, N) as (x, y) in an output grid (H_out, W_out) -> grid_sample grid (B, 1, N, 2).
-
-    As the reference: x_n = clamp(2 x / (W_out - 1) - 1, -1, 1), same for y with H_out. This maps the first
-    and last output pixel onto the feature map's outer edges (the reference's convention, kept for parity).
-    """
+    """Pixel coordinates (B, 2, N) as (x, y) in an output grid (H_out, W_out) -> grid_sample grid (B, 1, N, 2),
+    `normalize_coords` per axis: the first and last output pixel fall on the feature map's outer edges (the
+    reference's convention)."""
     if points.dim() != 3 or points.shape[1] != 2:
         raise ValueError(f"points must be (B, 2, N), got {tuple(points.shape)}")
     h_out, w_out = float(output_size[0]), float(output_size[1])
@@ -37,12 +35,9 @@ def flatten_maps(maps: list[Tensor]) -> FlatMaps:
 
 
 def gather_bilinear(flat: FlatMaps, grid: Tensor) -> Tensor:
-    """Sample channels-last maps at `grid` (B, 1, N, 2) -> (B, N, sum C_i).
-
-    Same values as `F.grid_sample(bilinear, zeros, align_corners=False)`, but gathering whole channel rows:
-    measured 10x faster than grid_sample on CPU for the head's 96-368 channels, where grid_sample's
-    per-channel loop dominated dense inference.
-    """
+    """Sample channels-last maps at `grid` (B, 1, N, 2) -> (B, N, sum C_i): the values of
+    `F.grid_sample(bilinear, zeros, align_corners=False)`, gathering whole channel rows (grid_sample loops over
+    channels, slow for the head's hundreds of them on a CPU)."""
     g = grid[:, 0]  # (B, N, 2)
     b, n = g.shape[0], g.shape[1]
     out = []
@@ -81,12 +76,10 @@ def _axis_taps(g: Tensor, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, T
 def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor, *, split: bool = False) -> Tensor | list[Tensor]:
     """Sample channels-last maps on the Cartesian grid of normalized columns gx (W,) and rows gy (R,).
 
-    Returns (B, R * W, sum C_i) (with `split`, the list of per-map (B, R * W, C_i), for
-    `SMDHead.forward_points`, which then never concatenates them), row-major: the same values as
-    `gather_bilinear` at every (gx[j], gy[i]), since
-    a bilinear weight is the product of one weight per axis. Interpolating rows first and then columns costs
-    2 R (w_i + W) C_i multiply-adds instead of 4 R W C_i gathers: for dense 640x480 queries of the light model
-    on 2 CPU cores, 120-140 ms instead of 320-340 ms (the pointwise gather was 2/3 of the query time).
+    Returns (B, R * W, sum C_i) row-major (with `split`, the per-map parts for `SMDHead.forward_points`): the
+    values of `gather_bilinear` at every (gx[j], gy[i]), since a bilinear weight is the product of one weight per
+    axis. Interpolating rows first and then columns costs 2 R (w_i + W) C_i multiply-adds instead of 4 R W C_i
+    gathers.
     """
     if gx.dim() != 1 or gy.dim() != 1:
         raise ValueError(f"gx and gy must be 1-D, got shapes {tuple(gx.shape)} and {tuple(gy.shape)}")
@@ -99,7 +92,7 @@ def gather_grid(flat: FlatMaps, gx: Tensor, gy: Tensor, *, split: bool = False) 
         rows = grid.index_select(1, y0).mul_(wy0.view(1, -1, 1, 1)).addcmul_(grid.index_select(1, y1),
                                                                              wy1.view(1, -1, 1, 1))
         # Column weights spelled out as (W, C): broadcasting a (W, 1) weight over the few channels of the
-        # innermost dimension was measured 3.6x slower on CPU.
+        # innermost dimension is slow on a CPU.
         ex0, ex1 = (wt.view(-1, 1).expand(-1, c).contiguous() for wt in (wx0, wx1))
         cols = rows.index_select(2, x0).mul_(ex0).addcmul_(rows.index_select(2, x1), ex1)
         out.append(cols.reshape(b, -1, c))
@@ -166,13 +159,9 @@ class SMDHead(nn.Module):
         return y
 
     def forward_points(self, features: Tensor | list[Tensor]) -> Tensor:
-        """Sampled features (B, N, C) -> raw outputs (B, N, K); equals `forward` in points-major layout.
-
-        `features` may also be a list of (B, N, C_i) parts (one per backbone map, channels in head order,
-        sum C_i = C): the first product is then a sum over the parts, so they are never concatenated.
-        Points-major rows make every layer one GEMM; the skip inputs of all layers come from a single
-        product with the stacked feature weights, so nothing is concatenated per layer.
-        """
+        """Sampled features (B, N, C), or their per-map parts (B, N, C_i) in head order, -> raw outputs (B, N, K):
+        `forward` in points-major layout, where every layer is one GEMM and the skip inputs of all layers come
+        from one product with the stacked feature weights (nothing is concatenated)."""
         parts = [features] if isinstance(features, Tensor) else list(features)
         b, n = parts[0].shape[:2]
         rows = [p.reshape(b * n, p.shape[-1]) for p in parts]

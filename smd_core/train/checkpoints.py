@@ -1,8 +1,5 @@
-"""Training checkpoints: RNG state as weights_only-safe containers, step files, rotation, resume, --init.
-
-A resumable checkpoint holds model, optimizer, scheduler, AMP scaler, step and the torch/NumPy/Python (and
-CUDA) RNG states, as tensors, lists and scalars so `torch.load(weights_only=True)` reads it.
-"""
+"""Training checkpoints: RNG states as tensors, lists and scalars (so `torch.load(weights_only=True)` reads
+them), step files, rotation, resume, --init."""
 
 from __future__ import annotations
 
@@ -106,13 +103,12 @@ def remove_stale_temporaries(ckpt_dir: Path) -> None:
 def load_init_weights(
     model: SMDNet, path: str | Path, *, strict: bool = True, skip: Sequence[str] = ()
 ) -> list[str]:
-    """Copy weights from a published SMD-Nets checkpoint or one of ours into `model`.
+    """Copy weights from a published SMD-Nets checkpoint or one of ours into `model`; returns the names of the
+    tensors that keep their fresh initialisation.
 
-    strict: every tensor must match by name and shape, else ValueError listing the differences.
-    Not strict: tensors with matching name and shape are loaded; the skipped names are returned
-    (e.g. a new output head when fine-tuning a bimodal model into a standard one).
-    skip: name prefixes never copied (they keep the model's fresh initialisation; returned with the others);
-    a prefix that names no tensor of the model is a ValueError.
+    strict: every tensor must match by name and shape (else ValueError listing the differences). Not strict:
+    the tensors with matching name and shape (and widened convolutions, `widened`) are loaded, the rest kept.
+    skip: name prefixes never copied; one that names no tensor of the model is a ValueError.
     """
     path = Path(path)
     sd = state_dict_of(read_checkpoint(path), path)
@@ -128,7 +124,6 @@ def load_init_weights(
 
 
 def _load_state(model: SMDNet, sd: dict[str, Tensor], *, path: Path, strict: bool) -> list[str]:
-    """`load_init_weights` on a state dict already read from `path` (named in errors)."""
     if strict:
         load_state_dict_checked(model, sd, path=path)
         return []

@@ -23,12 +23,8 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler that yields (index, sample seed) and can start in the middle of an epoch.
-
-    The epoch's order is DistributedSampler's (permutation from `seed + epoch`, this rank's shard);
-    `set_epoch(epoch, skip=k)` drops the first k indices of this rank's shard, i.e. the batches a
-    resumed run has already trained on.
-    """
+    """DistributedSampler that yields (index, sample seed); `set_epoch(epoch, skip=k)` drops the first k indices
+    of this rank's shard (the batches a resumed run has already trained on)."""
 
     def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, shuffle: bool = True) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
@@ -48,11 +44,8 @@ class ResumableSampler(DistributedSampler):
 
 
 class SeededDataset(Dataset):
-    """Wraps a dataset so item (index, seed) is drawn with Python/NumPy/torch seeded by `seed`.
-
-    The global RNG states are restored afterwards, so with `num_workers=0` loading never disturbs the
-    training process's own random streams.
-    """
+    """Item (index, seed) of a dataset drawn with Python/NumPy/torch seeded by `seed`; the global RNG states are
+    restored afterwards (with `num_workers=0` loading never disturbs the training process's own streams)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -75,10 +68,8 @@ class SeededDataset(Dataset):
 
 
 def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Stack samples; "points" (2, N_i) and "labels" (N_i,) are padded to the largest N with label 0.
-
-    A 0 label is invalid for the loss (it keeps 0 < y <= 1), so padding never contributes.
-    """
+    """Stack samples; "points" (2, N_i) and "labels" (N_i,) are padded to the largest N with label 0, which the
+    loss ignores."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
     out: dict[str, Any] = {}
@@ -107,6 +98,4 @@ def make_loader(dataset: Dataset, sampler: Any, batch_size: int, num_workers: in
     # An explicit generator keeps the DataLoader from drawing its base seed from the global torch RNG,
     # which would differ between an uninterrupted and a resumed run.
     return DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate, drop_last=True, pin_memory=pin,
-                      generator=torch.Generator().manual_seed(0),
-                      persistent_workers=False)
+                      collate_fn=collate, drop_last=True, pin_memory=pin, generator=torch.Generator().manual_seed(0))

@@ -43,16 +43,13 @@ from smd_core.model.backbones.light import _BGR_MEAN, _BGR_STD, _pair, conv_bn_r
 
 
 def alternative(filled: Tensor, fg: Tensor, bg: Tensor) -> Tensor:
-    """`classical.alternative_candidate` on tensors: the wide window's candidate farther from SGBM's filled
-    disparity. All (B, 1, H, W) px."""
+    """`classical.alternative_candidate` on tensors (B, 1, H, W) px."""
     return torch.where((bg - filled).abs() > (fg - filled).abs(), bg, fg)
 
 
 def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int, cost_offsets: int = 0) -> Tensor:
-    """`classical.guide_channels` for a batch: (B, 3, H, W) BGR 0..255 -> (B, guide_channel_count, H, W).
-
-    Runs on the CPU (OpenCV) whatever the tensors' device; the result comes back on that device.
-    """
+    """`classical.guide_channels` of a batch (B, 3, H, W) BGR 0..255, computed on the CPU (OpenCV), on the
+    tensors' device."""
     def to_u8(t: Tensor) -> np.ndarray:
         return t.detach().clamp(0, 255).to("cpu", torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
@@ -86,18 +83,11 @@ class _Up(nn.Module):
 class SGBMGuided(nn.Module):
     """SGBM + a small U-Net for the SMD head (see the module docstring).
 
-    Args:
-        max_disp: largest disparity in input pixels (SGBM's numDisparities follow it unless set in `sgbm`).
-        sgbm: SGBMConfig fields (mode, block_size, p1, p2, uniqueness_ratio, ...); stored in checkpoints.
-        widths: U-Net channels at 1/2, 1/4, 1/8, ... (one level per entry; inputs must be multiples of
-            2 ** len(widths)).
-        features: head channels at 1/2, 1/4 and full resolution (f2, f4, f1).
-        full_res_width: 0: the full-resolution map is one linear 3x3 conv over the guide channels; > 0: a 3x3
-            conv-BN-ReLU layer of this width comes first (a 5x5 nonlinear view of the image and the
-            candidates' photometric errors, to place each depth edge to the pixel).
-        cost_offsets: k > 0 adds the full-resolution matching costs at -k..k px around both anchors to the guide
-            channels (`classical.matching_costs`): evidence to move a smeared anchor
-            onto the surface the images support. 0: none (the channels of earlier checkpoints).
+    max_disp: SGBM's range unless `sgbm` (SGBMConfig fields) sets it. widths: U-Net channels at 1/2, 1/4, ...
+    (inputs multiples of 2 ** len(widths)). features: head channels at 1/2, 1/4 and full resolution.
+    full_res_width: > 0 puts a conv-BN-ReLU layer of this width before the full-resolution map (a 5x5 nonlinear
+    view, to place each depth edge to the pixel). cost_offsets: k > 0 adds the matching costs at -k..k px
+    around both anchors (`classical.matching_costs`: evidence to move a smeared anchor); 0 as earlier models.
     """
 
     residual = True
@@ -148,16 +138,8 @@ class SGBMGuided(nn.Module):
         self.feature_channels = f1 + f2 + f4
 
     def guide(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
-        """Guide channels (B, self.guide_channels, H, W) and the anchors (B, 4, H, W) px: the filled SGBM disparity,
-        the `alternative` from the widest window's candidates, and the smallest window's foreground and
-        background candidates.
-
-        Channels: normalised left BGR (3); filled disparity and, per `CANDIDATE_WINDOWS` entry, its local
-        maximum and minimum (the foreground and background candidates at a boundary), / max_disp; validity;
-        |left - right warped| by each of those disparities, which tell at every pixel which candidate the
-        images support (block matchers fatten foreground edges by about half a block, and fill small
-        see-through holes with the foreground entirely).
-        """
+        """The U-Net's input (B, self.guide_channels, H, W): the normalised left image and the scaled
+        `classical.guide_channels`; and the anchors (B, 4, H, W) px (module docstring)."""
         return self.guide_from(left, sgbm_guide(left, right, self.sgbm, self.max_disp, self.cost_offsets))
 
     def guide_from(self, left: Tensor, sg: Tensor) -> tuple[Tensor, Tensor]:
@@ -168,8 +150,6 @@ class SGBMGuided(nn.Module):
         return x, torch.cat([filled, alternative(filled, fg, bg), sg[:, 1:3]], dim=1)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right (B, 3, H, W) BGR 0..255 -> [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4),
-        (B, 4, H, W) anchors in px: filled SGBM disparity, the alternative, the local surfaces]."""
         check_pair(left, right)
         h, w = left.shape[-2:]
         if h % self.size_multiple or w % self.size_multiple:
@@ -177,8 +157,7 @@ class SGBMGuided(nn.Module):
         return self.forward_guided(left, sgbm_guide(left, right, self.sgbm, self.max_disp, self.cost_offsets))
 
     def forward_guided(self, left: Tensor, sg: Tensor) -> list[Tensor]:
-        """The network after SGBM (what `smd export` puts in ONNX): left (B, 3, H, W) BGR 0..255 and its SGBM
-        channels `sg` (B, guide_channels - 3, H, W) from `classical.guide_channels` -> the `forward` maps."""
+        """`forward` after SGBM (what `smd export` puts in ONNX), from the SGBM channels `sg` (`sgbm_guide`)."""
         x, anchors = self.guide_from(left, sg)
         skips, y = [], x
         for enc in self.encoders:
