@@ -148,24 +148,26 @@ def colorize_uncertainty(uncertainty: np.ndarray, vmax: float | None = None, *, 
 
 def colorize_error(error: np.ndarray, vmax: float = 3.0, valid: np.ndarray | None = None, *,
                    unit: str | None = None) -> np.ndarray:
-    """Absolute error (H, W) px -> BGR, blue (0) to red (>= vmax); pixels outside `valid` are black.
-
-    `unit` adds a colour bar whose top tick reads "≥ vmax" (larger errors share its colour).
-    """
+    """Absolute error (H, W) px -> BGR, blue (0) to red (>= vmax, "≥" on the colour bar `unit` adds); pixels
+    outside `valid` are black."""
     e = np.abs(np.asarray(error, dtype=np.float32))
     if valid is not None:
         e = np.where(valid, e, np.nan)
     return colorize(e, vmin=0.0, vmax=vmax, colormap=cv2.COLORMAP_JET, unit=unit, over=True)
 
 
-def label(image: np.ndarray, text: str) -> np.ndarray:
-    """Copy of `image` with `text` (lines split at "\n") in a dark band at the top-left, at least
-    MIN_TEXT_SCALE (legible) and larger on wide images."""
-    out = image.copy()
-    scale = max(MIN_TEXT_SCALE, out.shape[1] / 1200)
-    lines = text.split("\n")
+def _lines(text: str, width: int) -> tuple[list[str], float, int, int]:
+    """(lines, scale, text height, line step) of `text` on a picture `width` px wide: at least MIN_TEXT_SCALE
+    (legible), larger on wide pictures."""
+    scale = max(MIN_TEXT_SCALE, width / 1200)
     th = text_size("Ag", scale)[1]
-    step = th + max(4, th // 3)
+    return text.split("\n"), scale, th, th + max(4, th // 3)
+
+
+def label(image: np.ndarray, text: str) -> np.ndarray:
+    """Copy of `image` with `text` (lines split at "\n") in a dark band at the top-left."""
+    out = image.copy()
+    lines, scale, th, step = _lines(text, out.shape[1])
     tw = max(text_size(line, scale)[0] for line in lines)
     cv2.rectangle(out, (0, 0), (tw + 8, step * len(lines) + 6), (0, 0, 0), -1)
     for i, line in enumerate(lines):
@@ -178,10 +180,7 @@ def text_tile(height: int, width: int, text: str, *, color: tuple[int, int, int]
     says why a picture is missing (e.g. a frame the node dropped)."""
     out = np.empty((height, width, 3), np.uint8)
     out[:] = color
-    lines = text.split("\n")
-    scale = max(MIN_TEXT_SCALE, width / 1200)
-    th = text_size("Ag", scale)[1]
-    step = th + max(4, th // 3)
+    lines, scale, th, step = _lines(text, width)
     y0 = (height - step * len(lines)) // 2 + th
     for i, line in enumerate(lines):
         put_text(out, line, ((width - text_size(line, scale)[0]) // 2, y0 + i * step), scale)

@@ -130,7 +130,7 @@ def test_read_image_converts_to_bgr_u8(tmp_path) -> None:
     with pytest.raises(ValueError):
         io.as_bgr_u8(np.zeros((2, 2), np.int64))
     (tmp_path / "junk.png").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="not a readable image"):
+    with pytest.raises(ValueError, match="not an image format"):
         io.read_image(tmp_path / "junk.png")
     with pytest.raises(FileNotFoundError):
         io.read_image(tmp_path / "none.png")

@@ -128,7 +128,7 @@ def test_same_seed_same_frame_and_different_seed_differs() -> None:
     a = render_scene(11, height=48, width=64, max_disparity=12)
     b = render_scene(11, height=48, width=64, max_disparity=12)
     c = render_scene(12, height=48, width=64, max_disparity=12)
-    for key, value in a.as_dict().items():
+    for key, value in vars(a).items():
         assert np.array_equal(value, getattr(b, key)), key
     assert not np.array_equal(a.left, c.left)
     # Tuple seeds (base seed, index) are distinct streams.

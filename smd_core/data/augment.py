@@ -1,19 +1,15 @@
 """Training augmentation for stereo pairs, as in SMD-Nets (lib/data/augmentation.py), with fixes.
 
-- Colour (probability `prob`): one gamma, one brightness factor and one per-channel factor, the same
-  for both views, then clipped to 0..255. Unlike the reference (which raised raw 0..255 values to the
-  power gamma, saturating almost everything for gamma > 1), gamma acts on intensities in 0..1.
-  `asymmetric` > 0 adds independent per-view brightness / per-channel jitter of that relative size,
-  mimicking two cameras with slightly different responses.
-- Left-right flip with view swap (probability 0.5): mirroring a rectified pair turns the right view
-  into a valid left view: new_left = flip(right), new_right = flip(left), new_disp_left =
-  flip(disp_right) (and new_disp_right = flip(disp_left)). Needs the right view's disparity; skipped
-  when it is missing, since flipping without it would make the target wrong.
-- Up-down flip (probability 0.5): both views and disparities flipped vertically (rows stay epipolar).
+- Colour (probability `color_prob`): one gamma, one brightness factor and one per-channel factor, the same
+  for both views, then clipped to 0..255. Unlike the reference (which raised raw 0..255 values to the power
+  gamma, saturating almost everything for gamma > 1), gamma acts on intensities in 0..1. `asymmetric` > 0
+  adds independent per-view jitter of that relative size (two cameras with slightly different responses).
+- Left-right flip with view swap: mirroring a rectified pair turns the right view into a valid left view
+  (new_left = flip(right), new_disp_left = flip(disp_right), ...); skipped without the right view's disparity.
+- Up-down flip: both views and disparities flipped vertically (rows stay epipolar).
 
-Images are float32 (h, w, 3) BGR 0..255 (any resolution); disparities (H, W) float32 (any other
-resolution; flips act on each array as a whole, so differently sized image and disparity grids that
-cover the same field of view stay aligned).
+Images are float32 (h, w, 3) BGR 0..255, disparities (H, W) float32 at any other resolution covering the same
+field of view (flips act on each array as a whole).
 """
 
 from __future__ import annotations
@@ -27,18 +23,14 @@ import numpy as np
 class AugmentConfig:
     """Augmentation switches and ranges (defaults: SMD-Nets lib/options.py); `DataConfig.augment` in YAML."""
 
-    # Master switch: False trains on unaugmented samples (the other settings are then ignored).
+    # False: unaugmented samples, whatever the other settings.
     enabled: bool = True
-    # Colour augmentation (gamma, brightness, per-channel gain) on or off.
     color: bool = True
-    # Probability of applying the colour augmentation to a sample.
     color_prob: float = 0.5
     gamma: tuple[float, float] = (0.8, 1.1)
     brightness: tuple[float, float] = (0.5, 1.5)
     channel: tuple[float, float] = (0.8, 1.2)
-    # Extra independent per-view jitter (relative amplitude, e.g. 0.05); 0 = identical for both views.
     asymmetric: float = 0.0
-    # Left-right flip with view swap (needs the right view's disparity) and up-down flip, each with flip_prob.
     flip_lr: bool = True
     flip_ud: bool = True
     flip_prob: float = 0.5
@@ -102,10 +94,7 @@ def augment_pair(
     rng: np.random.Generator,
     cfg: AugmentConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Colour, then left-right flip with swap (only with `disp_right`), then up-down flip (reference order).
-
-    `cfg.enabled` False returns the inputs unchanged.
-    """
+    """Colour, then left-right flip with swap (only with `disp_right`), then up-down flip (reference order)."""
     if not cfg.enabled:
         return left, right, disp_left, disp_right
     left, right = color_augment(left, right, rng, cfg)

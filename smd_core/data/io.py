@@ -108,13 +108,20 @@ def as_bgr_u8(image: np.ndarray, *, image_bits: int = 0) -> np.ndarray:
 
 
 def read_image(path: PathLike, *, raw_shape: tuple[int, int] | None = None, mmap: bool = False) -> np.ndarray:
-    """Read an image file as BGR uint8 (H, W, 3); `.raw` files are headerless BGR (see module docstring)."""
-    p = _require_file(path)
+    """An image file as BGR uint8 (H, W, 3) (module docstring); errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image not found: {p}")
     if p.suffix.lower() == ".raw":
         return read_raw_image(p, raw_shape, mmap=mmap)
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    # Decoded from the bytes: cv2.imread logs a WARN line of its own for a file it cannot open or decode.
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise ValueError(f"cannot read image {p}: {exc.strerror or exc}") from exc
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise ValueError(f"{p}: not a readable image")
+        raise ValueError(f"cannot read image {p}: not an image format OpenCV decodes")
     return as_bgr_u8(img)
 
 

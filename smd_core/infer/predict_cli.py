@@ -5,41 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from smd_core.config import CHUNK_POINTS
-
-if TYPE_CHECKING:
-    import numpy as np
 
 # OpenCV, NumPy, the backend and viz are imported in the functions that use them: `smd predict --help` loads none
 # of them, and torch is imported only for the torch backend.
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 BGR; FileNotFoundError / ValueError naming the file when it is missing
-    or not an image."""
-    import cv2
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    # Read the bytes ourselves and decode them: cv2.imread logs its own WARN line on stderr for files it cannot
-    # open or decode, before our error.
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise ValueError(f"cannot read image {path}: {exc.strerror or exc}") from exc
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot read image {path}: not an image format OpenCV decodes")
-    return img
-
-
 def uncertainty_floor_px(output: str, max_disp: float, disparity_scale: float = 1.0) -> float:
     """The smallest uncertainty (output px) a model with head `output` can give: where its uncertainty
-    pictures start (`mixture.uncertainty_floor` scaled to the output grid; 0 for a standard head, which has
+    pictures start (`confidence.uncertainty_floor` scaled to the output grid; 0 for a standard head, which has
     none)."""
     if output == "standard":
         return 0.0
@@ -71,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from smd_core import viz
+    from smd_core.data.io import read_image
     from smd_core.infer.backend import load_predictor, resolve_model
 
     ckpt, backend = resolve_model(args.checkpoint, args.backend, hint="pass --checkpoint")

@@ -37,15 +37,8 @@ from smd_core.data.synthetic.textures import TEXTURE_KINDS
 
 @dataclasses.dataclass
 class SyntheticFrame:
-    """One rendered stereo pair.
-
-    left, right: (H, W, 3) BGR uint8.
-    disp_left, disp_right: (H, W) float32 disparity in pixels, exact, > 0 everywhere
-        (left pixel x matches right x - disp_left; right pixel x matches left x + disp_right).
-    occlusion_left: (H, W) bool, left pixels whose surface point is not visible in the right view
-        (hidden behind a nearer layer or outside the right image).
-    instance_left, instance_right: (H, W) int32 id of the visible layer (0 = background wall).
-    """
+    """One rendered stereo pair: BGR uint8 views; exact disparities (> 0 everywhere: left x matches right
+    x - disp_left); the left pixels hidden in the right view; the visible layer's id (0 = background wall)."""
 
     left: np.ndarray
     right: np.ndarray
@@ -54,9 +47,6 @@ class SyntheticFrame:
     occlusion_left: np.ndarray
     instance_left: np.ndarray
     instance_right: np.ndarray
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def _view_region(posed: Posed, view: str, H: int, W: int) -> tuple[int, int, int, int] | None:
@@ -228,21 +218,11 @@ def render_scene(
     photometric: bool = True,
     shapes: tuple[str, ...] | list[str] | str | None = None,
 ) -> SyntheticFrame:
-    """Render one random stereo pair; the same `seed` always gives the same arrays.
-
-    Args:
-        seed: int or sequence of ints (e.g. (base_seed, index)), fed to `numpy.random.SeedSequence`.
-        height, width: image size in pixels.
-        max_disparity, min_disparity: every disparity (both views) lies in [min, max];
-            min defaults to 5 % of max.
-        num_objects: foreground shapes (drawn from `shapes` with SHAPE_WEIGHTS); default random 5..14.
-        num_thin: thin structures (poles, wires); default random 1..4.
-        ground_plane: add a ground plane slanting towards the camera; default random (p = 0.5).
-        textures: subset of TEXTURE_KINDS to draw from.
-        max_slope: largest |d disparity / d x| (and / d y) of object planes.
-        photometric: apply gain / gamma / blur / noise differences between the views.
-        shapes: subset of SHAPE_KINDS for the foreground objects; None: all of them.
-    """
+    """Render one random stereo pair; the same `seed` (an int or ints, e.g. (base_seed, index)) always gives
+    the same arrays. Every disparity lies in [min_disparity (default 5 % of max), max_disparity]; num_objects
+    (default 5..14, of `shapes`) and num_thin (poles, wires; default 1..4) are drawn when None, as is
+    ground_plane (p = 0.5); max_slope bounds |d disparity / dx| and / dy of object planes; photometric adds
+    gain / gamma / blur / noise differences between the views."""
     opt = scene_options(height, width, max_disparity, min_disparity, num_objects, num_thin, ground_plane, textures,
                         max_slope, shapes)
     rng = generator(seed)
