@@ -178,4 +178,3 @@ def _frames(cfg: DataConfig) -> Any:
         return UnrealStereo4KDataset(root, split_file=cfg.split or None, limit=cfg.limit, raw_shape=raw_shape)
     return UnrealStereo4KQuarterDataset(root, split_file=cfg.split or None, limit=cfg.limit,
                                         disparity_scale=cfg.disparity_scale)
-

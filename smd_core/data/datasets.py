@@ -14,17 +14,7 @@ Layouts:
 - `SceneFlowDataset`: `.../frames_cleanpass/.../left/XXXX.png` (or `frames_finalpass`) with
   `.../disparity/.../left/XXXX.pfm` beside it, and `right/` for both; FlyingThings3D, Monkaa and Driving
   all follow this; `split` keeps paths containing that folder name (e.g. "TRAIN", "TEST").
-- `UnrealStereo4KDataset` (in `unreal4k`): `root/0000S/Image0|Image1/NNNNN.png` (4-channel PNG, alpha dropped) or the
-  `.raw` conversion the SMD-Nets README recommends (headerless BGR 2160x3840), `Disp0|Disp1/NNNNN.npy`
-  (float32 at full 4K pixel scale); an official split file (4 columns relative to `root`) may select
-  the frames; a listed `.png` that is missing is looked up as `.raw` and vice versa.
-- `UnrealStereo4KQuarterDataset` (in `unreal4k`): the quarter-resolution release (960x540 images, JPG or PNG, and NPY
-  disparities) in the same folder layout. Whether its NPYs are stored at quarter resolution and/or in
-  quarter-resolution pixels is detected from the data, not assumed: a disparity map k times wider than
-  the image is resampled to the image grid, and the value scale is chosen among the candidates
-  (1 / k and 1, or 1 and 1 / 4 for maps of the image's size) by which one makes the right image,
-  warped with the disparity, match the left image best (`detect_disparity_scale`). Pass
-  `disparity_scale` to override.
+- UnrealStereo4K: `unreal4k`.
 """
 
 from __future__ import annotations
@@ -216,4 +206,3 @@ class SceneFlowDataset(FrameDataset):
             raise FileNotFoundError(f"{r}: no SceneFlow frames under {frames_dir}/.../left/"
                                     + (f" in split {split!r}" if split else ""))
         super().__init__(entries, limit=limit)
-

@@ -1,4 +1,15 @@
-"""UnrealStereo4K frame sources, full and quarter resolution (layouts: `smd_core.data.datasets` docstring)."""
+"""UnrealStereo4K frame sources, full and quarter resolution.
+
+- `UnrealStereo4KDataset`: `root/0000S/Image0|Image1/NNNNN.png` (4-channel PNG, alpha dropped) or the `.raw`
+  conversion the SMD-Nets README recommends (headerless BGR 2160x3840), `Disp0|Disp1/NNNNN.npy` (float32 at
+  full 4K pixel scale); an official split file (4 columns relative to `root`) may select the frames; a listed
+  `.png` that is missing is looked up as `.raw` and vice versa.
+- `UnrealStereo4KQuarterDataset`: the quarter-resolution release (960x540 JPG or PNG images, NPY disparities)
+  in the same layout. Whether its NPYs are at quarter resolution and/or in quarter-resolution pixels is
+  detected, not assumed: a map k times wider than the image is resampled to the image grid, and the value
+  scale is the candidate (1 / k and 1, or 1 and 1 / 4) with which the right image, warped by the disparity,
+  matches the left image best (`detect_disparity_scale`); `disparity_scale` overrides it.
+"""
 
 from __future__ import annotations
 
@@ -94,12 +105,9 @@ def detect_disparity_scale(
     max_points: int = 50000,
     seed: int = 0,
 ) -> float:
-    """The factor s among `candidates` for which right(x - s * disp, y) best matches left(x, y).
-
-    left, right: (H, W, 3) images; disp: (H, W) on the same grid (0 = invalid). Compares grey levels
-    at up to `max_points` valid pixels whose match stays inside the image for every candidate (median
-    absolute difference, robust to occlusions). Raises ValueError when no pixel qualifies.
-    """
+    """The factor s among `candidates` for which right(x - s * disp, y) best matches left(x, y): the median
+    absolute grey-level difference (robust to occlusions) at up to `max_points` valid pixels whose match stays
+    inside the image for every candidate; disp (H, W) on the images' grid, 0 = invalid."""
     if not candidates:
         raise ValueError("candidates must not be empty")
     d = sanitize_disparity(disp)
@@ -131,7 +139,7 @@ def detect_disparity_scale(
 
 
 class UnrealStereo4KQuarterDataset(FrameDataset):
-    """Quarter-resolution UnrealStereo4K (960x540); disparity grid and scale detected (module docstring)."""
+    """Quarter-resolution UnrealStereo4K (module docstring)."""
 
     def __init__(self, root: str | Path, *, split_file: str | Path | None = None, limit: int = 0,
                  disparity_scale: float | None = None) -> None:
@@ -179,4 +187,3 @@ class UnrealStereo4KQuarterDataset(FrameDataset):
                 frame[key] = frame[key] * np.float32(s)
         self._check_shapes(frame, self.entries[index])
         return frame
-

@@ -46,15 +46,9 @@ def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, 
 def frame_pictures(pred: DensePrediction | np.ndarray, gt: np.ndarray, left: np.ndarray | None = None, *,
                    max_disp: float | None = None, uncertainty: np.ndarray | None = None, width: int | None = None,
                    **options: Any) -> dict[str, np.ndarray]:
-    """Colored BGR pictures of one frame: disparity, gt, error, uncertainty, bleeding.
-
-    Each is the (H, W) map at ground-truth resolution (or resized to `width` px wide: colour bars and text
-    are drawn at the size they are shown, so they stay legible in the overview) with a colour bar in px
-    (disparity, gt, error: "≥ 3", uncertainty: from the smallest uncertainty, a mixture model's floor) or a
-    legend (bleeding) on its right. NaN (holes) are black.
-
-    `options`: edge_threshold, band_radius, tolerance (as `metrics.compute_metrics`; see_radius is ignored).
-    """
+    """Colored BGR pictures of one frame (disparity, gt, error, uncertainty, bleeding) at ground-truth
+    resolution or `width` px wide (colour bars and text drawn at the size shown), each with a colour bar in px
+    or a legend; NaN (holes) black. `options`: those of `metrics.compute_metrics` (see_radius ignored)."""
     options = {k: v for k, v in options.items() if k != "see_radius"}
     disp = pred.disparity if isinstance(pred, DensePrediction) else np.asarray(pred, np.float32)
     if uncertainty is None and isinstance(pred, DensePrediction) and np.any(pred.uncertainty):

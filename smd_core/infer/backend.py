@@ -1,11 +1,5 @@
 """Which backend runs a model file, with no torch import: PyTorch for checkpoints, ONNX Runtime for `smd export`
-files. The node (`backend` parameter), `smd predict` and `smd demo` (`--backend`) choose here.
-
-`resolve_model(checkpoint, backend)` -> (file, backend): "auto" picks by the file's type (.onnx -> onnxruntime,
-anything else -> torch); an empty checkpoint means the bundled model, as a checkpoint where torch is installed
-(and backend is not onnxruntime), else as its .onnx export. `load_predictor` builds the predictor for plain
-callers (the node adds its CPU precision and thread settings for torch itself).
-"""
+files (the node's `backend` parameter, `smd predict` and `smd demo` `--backend`)."""
 
 from __future__ import annotations
 
@@ -42,8 +36,9 @@ def _bundled(backend: str, hint: str) -> Path:
 
 def resolve_model(checkpoint: str | Path | None, backend: str = "auto", *,
                   hint: str = "pass a checkpoint file") -> tuple[Path, str]:
-    """(model file, "torch" or "onnxruntime") for a checkpoint setting ("" / None: the bundled model) and a
-    backend setting; ValueError for a file the backend cannot run, FileNotFoundError for a missing one."""
+    """(model file, "torch" or "onnxruntime") for a checkpoint setting and a backend setting: "auto" picks by the
+    file's type (.onnx: onnxruntime); "" / None is the bundled model, its checkpoint where torch is installed
+    (and backend is not onnxruntime), else its .onnx export. ValueError for a file the backend cannot run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     path = _bundled(backend, hint) if checkpoint is None or str(checkpoint) == "" \
@@ -61,12 +56,9 @@ def resolve_model(checkpoint: str | Path | None, backend: str = "auto", *,
 
 def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threads: int = 0, fallback: bool = False,
                    **kwargs: Any) -> DensePredictor:
-    """A predictor for a file `resolve_model` returned, for the commands (`smd predict`, the demo's comparison).
-    kwargs: chunk_points, uncertainty_kind; for torch also backbone, output, max_disp (published checkpoints).
-    torch is imported only for the torch backend."""
-    overrides = {k: kwargs.pop(k) for k in ("backbone", "output", "max_disp") if kwargs.get(k) is not None}
-    for k in ("backbone", "output", "max_disp"):
-        kwargs.pop(k, None)
+    """A predictor for a file `resolve_model` returned, for the commands (the node adds its own CPU settings).
+    kwargs: chunk_points, uncertainty_kind; for torch also backbone, output, max_disp (published checkpoints)."""
+    overrides = {k: v for k in ("backbone", "output", "max_disp") if (v := kwargs.pop(k, None)) is not None}
     if backend == "onnxruntime":
         from smd_core.infer.ort_backend import OrtPredictor
 

@@ -150,7 +150,6 @@ def widened(old: Tensor, new: Tensor) -> Tensor:
     return out
 
 
-
 def read_resume_state(resume: str | Path) -> tuple[Path, dict[str, Any]]:
     """(file, contents) of a resumable checkpoint; ValueError naming what a plain weights file lacks."""
     path = resolve_resume(resume)

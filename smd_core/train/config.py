@@ -148,4 +148,3 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def config_from_dict(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
     """TrainConfig from a (checkpoint's) dict, with overrides applied to a copy."""
     return from_dict(TrainConfig, apply_overrides(json.loads(json.dumps(dict(data))), overrides))
-

@@ -92,7 +92,6 @@ def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-
 def make_loader(dataset: Dataset, sampler: Any, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
     """DataLoader over `SeededDataset(dataset)` in `sampler`'s order, full batches only."""
     # An explicit generator keeps the DataLoader from drawing its base seed from the global torch RNG,

@@ -51,4 +51,3 @@ class Logger:
             self.writer.close()
         if self.jsonl is not None:
             self.jsonl.close()
-

@@ -31,25 +31,16 @@ class Runtime:
         return self.world_size > 1
 
 
-def rank_device(name: str, local_rank: int = 0) -> torch.device:
-    """The device of this process: `select_device(name)`; on CUDA, under torchrun, the local rank's GPU.
-
-    The CUDA device is made current (collectives and `torch.cuda` calls default to it).
-    """
-    device = select_device(name)
-    if device.type == "cuda":
-        index = local_rank if int(os.environ.get("WORLD_SIZE", "1")) > 1 else (device.index or 0)
-        device = torch.device("cuda", index)
-        torch.cuda.set_device(device)
-    return device
-
-
 def setup_runtime(cfg: TrainConfig) -> Runtime:
-    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and start the process group."""
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and start the process group. On CUDA under
+    torchrun each process runs on its local rank's GPU, made current (collectives default to it)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = rank_device(cfg.device, local_rank)
+    device = select_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if world > 1 else (device.index or 0))
+        torch.cuda.set_device(device)
     owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -57,7 +48,6 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
                                 **({"device_id": device} if device.type == "cuda" else {}))
         owns = True
     return Runtime(device=device, rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
-
 
 
 def global_mean(value: float, rt: Runtime) -> float:

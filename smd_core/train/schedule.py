@@ -39,4 +39,3 @@ def build_optimizer(
     # A closure over the config: the scheduler's state is just its step counter, so it resumes exactly.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, o, cfg.steps))
     return opt, sched
-

@@ -43,4 +43,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.num} pairs; list file: {path}")
     return 0
-

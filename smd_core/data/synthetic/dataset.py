@@ -119,4 +119,3 @@ def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.nd
         viz.label(viz.colorize_disparity(frame["disp_left"], vmin=0.0, vmax=max_disparity), "disp left"),
         viz.label(viz.colorize_disparity(frame["disp_right"], vmin=0.0, vmax=max_disparity), "disp right"),
     ]
-

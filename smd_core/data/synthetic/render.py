@@ -261,4 +261,3 @@ def render_sequence(
     ph = _photometric(rng) if photometric else None
     for t in range(num_frames):
         yield _render(layers, float(t), opt, ph, rng)
-

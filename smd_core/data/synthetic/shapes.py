@@ -233,7 +233,6 @@ class Wheel(Shape):
         return np.maximum(d, r - np.float32(self.radius))
 
 
-
 def random_shape(rng: np.random.Generator, kind: str, cx: float, cy: float, H: int, W: int, hi: float) -> Shape:
     """A random shape of `kind` (a key of SHAPE_WEIGHTS or THIN_WEIGHTS) centred near (cx, cy)."""
     unit = min(H, W)
@@ -284,4 +283,3 @@ def random_shape(rng: np.random.Generator, kind: str, cx: float, cy: float, H: i
         return Wire(x0, x1, rng.uniform(0.05, 0.8) * H, rng.uniform(-0.15, 0.15),
                      rng.uniform(0.0, 0.12) * H, rng.uniform(0.5, 1.8) * px)
     raise ValueError(f"unknown shape kind {kind!r}; expected one of {sorted({**SHAPE_WEIGHTS, **THIN_WEIGHTS})}")
-

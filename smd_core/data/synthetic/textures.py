@@ -244,5 +244,3 @@ def make_texture(
     # (and make the two views differ by more than the resampling of a real lens image does).
     tex = cv2.GaussianBlur(maker[kind](rng, gh, gw), (0, 0), _TEXTURE_BLUR)
     return tex, np.array([[1.0 / f, 0.0, 0.0], [0.0, 1.0 / f, 0.0]], np.float32)
-
-

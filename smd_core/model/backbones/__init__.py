@@ -1,11 +1,6 @@
-"""Backbone registry: name -> builder.
-
-Every backbone is an `nn.Module` built as `Cls(*, max_disp=..., **options)` with
-- `feature_channels: int`, the total channels of the maps it returns (the SMD head's input width C);
-- `forward(left, right) -> list[Tensor]`: left/right (B, 3, H, W) float BGR in 0..255 of any size the
-  backbone accepts (`check_input_size`; the `Predictor` pads to multiples of 64, which all accept); returns
-  feature maps (B, C_i, h_i, w_i) in the order the head concatenates them.
-Modules are imported lazily so one backbone's dependencies never block another.
+"""Backbone registry (modules imported on use). A backbone is an `nn.Module` `Cls(*, max_disp=..., **options)`
+with `feature_channels` (the SMD head's input width) and `forward(left, right)`: (B, 3, H, W) float BGR 0..255
+-> feature maps (B, C_i, h_i, w_i) in the head's order; optional `size_multiple` (its input multiple).
 """
 
 from __future__ import annotations
