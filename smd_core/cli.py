@@ -1,10 +1,6 @@
-"""The `smd` command's dispatcher: `smd predict|train|eval|synth|export ...` (and whatever a caller registers).
-
-A subcommand is a module exposing `add_arguments(parser)` and `run(args) -> int`, registered by name with
-a one-line help text. smd_core registers its own (`CORE_COMMANDS`); the installed `smd` command is
-`smd_ros.cli:main`, which adds the ROS-side ones (bag2dataset, demo) — smd_core never imports smd_ros.
-Modules are imported only when their subcommand is named, so `smd --help` imports nothing heavy, and a
-command module keeps torch out of its top level so `smd CMD --help` stays fast too.
+"""The `smd` command's dispatcher: a subcommand is a module with `add_arguments(parser)` and `run(args) -> int`,
+registered by name with a one-line help (`CORE_COMMANDS`; the installed `smd`, `smd_ros.cli:main`, adds the ROS
+ones). Modules are imported only when named, and keep torch out of their top level, so `--help` stays fast.
 """
 
 from __future__ import annotations

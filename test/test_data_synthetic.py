@@ -231,7 +231,7 @@ def test_dataset_frames_and_samples() -> None:
         SyntheticDataset(0)
     with pytest.raises(ValueError):
         SyntheticDataset(2, render_options={"textures": ("bogus",)})
-    with pytest.raises(ValueError, match="unknown render_options"):
+    with pytest.raises(ValueError, match="unknown options"):
         SyntheticDataset(2, render_options={"num_object": 3})
     assert SyntheticDataset(1, height=32, width=48, render_options={"photometric": False, "shapes": "fence"})[0][
         "left"].shape == (32, 48, 3)

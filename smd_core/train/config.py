@@ -21,12 +21,8 @@ AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 @dataclasses.dataclass
 class OptimConfig:
-    """Adam and its learning-rate schedule (all step counts are optimizer steps, not epochs).
-
-    SMD-Nets (apps/train.py, scripts/train.sh): Adam, lr 1e-4, multiplied by `gamma` at fixed epochs
-    (150 and 175 of 200, gamma 0.1). Here the milestones are steps; `configs/unreal4k_psmnet.yaml`
-    converts the paper's epochs for its 7720-pair training split at batch size 4.
-    """
+    """Adam and its learning-rate schedule; step counts are optimizer steps (SMD-Nets' epoch milestones are
+    converted in configs/unreal4k_psmnet.yaml)."""
 
     lr: float = 1e-4
     betas: tuple[float, ...] = (0.9, 0.999)

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from smd_core import viz
 from smd_core.data.synthetic.render import render_scene
-from smd_core.data.synthetic.scene import SCENE_OPTION_NAMES, scene_options
+from smd_core.data.synthetic.scene import options_from
 
 
 class SyntheticDataset(Dataset):
@@ -29,13 +29,7 @@ class SyntheticDataset(Dataset):
         self.seed = int(seed)
         self.render_kwargs: dict[str, Any] = dict(render_options or {})
         self.render_kwargs.update(height=int(height), width=int(width), max_disparity=float(max_disparity))
-        # Fail early on bad options rather than inside a DataLoader worker.
-        scene = {k: v for k, v in self.render_kwargs.items() if k not in ("height", "width", "max_disparity")}
-        scene.pop("photometric", None)
-        unknown = sorted(set(scene) - set(SCENE_OPTION_NAMES))
-        if unknown:
-            raise ValueError(f"unknown render_options {unknown}; expected some of {SCENE_OPTION_NAMES} or photometric")
-        scene_options(height, width, max_disparity, **scene)
+        options_from(height, width, max_disparity, render_options or {})  # bad options fail here, not in a worker
 
     def __len__(self) -> int:
         return self.num_samples

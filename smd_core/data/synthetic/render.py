@@ -23,15 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from smd_core.data.synthetic.scene import (
-    SCENE_OPTION_NAMES,
-    Layer,
-    Posed,
-    SceneOptions,
-    build_scene,
-    pose,
-    scene_options,
-)
+from smd_core.data.synthetic.scene import Layer, Posed, SceneOptions, build_scene, options_from, pose, scene_options
 from smd_core.data.synthetic.textures import TEXTURE_KINDS
 
 
@@ -251,11 +243,7 @@ def render_sequence(
         raise ValueError(f"num_frames must be >= 0, got {num_frames}")
     if speed < 0:
         raise ValueError(f"speed must be >= 0, got {speed}")
-    photometric = bool(options.pop("photometric", True))
-    unknown = sorted(set(options) - set(SCENE_OPTION_NAMES))
-    if unknown:
-        raise ValueError(f"unknown options {unknown}; expected some of {SCENE_OPTION_NAMES} or photometric")
-    opt = scene_options(height, width, max_disparity, **options)
+    opt, photometric = options_from(height, width, max_disparity, options)
     rng = generator(seed)
     layers = build_scene(rng, opt, motion=float(speed))
     ph = _photometric(rng) if photometric else None

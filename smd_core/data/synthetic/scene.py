@@ -135,6 +135,17 @@ def scene_options(
                         kinds, float(max_slope), shape_kinds)
 
 
+def options_from(height: int, width: int, max_disparity: float,
+                 options: Mapping[str, Any]) -> tuple[SceneOptions, bool]:
+    """(SceneOptions, photometric) of `render_scene`'s keyword options; ValueError naming unknown ones."""
+    options = dict(options)
+    photometric = bool(options.pop("photometric", True))
+    unknown = sorted(set(options) - set(SCENE_OPTION_NAMES))
+    if unknown:
+        raise ValueError(f"unknown options {unknown}; expected some of {SCENE_OPTION_NAMES} or photometric")
+    return scene_options(height, width, max_disparity, **options), photometric
+
+
 def background_disparity(layers: list[Layer], x: float, y: float) -> float:
     """Disparity of the nearest background plane (wall / ground) at left pixel (x, y)."""
     return max(
