@@ -9,24 +9,20 @@ Conventions:
 - Every rate is a percentage (0..100). A metric over an empty set of pixels is NaN (never 0, which would
   read as "perfect" and bias averages); `compute_metrics` also returns the pixel counts, which `pool` sums.
 
-Soft edge error (SEE, SMD-Nets Sec. 4): on ground-truth depth-edge pixels (a 4-neighbour disparity jump
-larger than `edge_threshold`, both sides of the jump marked), the smallest |pred - gt(q)| over q in the
-(2 radius + 1)^2 neighbourhood. It forgives a boundary misplaced by a pixel but not a disparity that
-belongs to neither side. Unlike the reference code, neighbours without ground truth and pixels beyond the
-image border are skipped (the reference compares against 0 there) and a jump is only an edge when both
-pixels have ground truth (the reference also marks jumps to invalid pixels).
+Soft edge error (SEE, SMD-Nets Sec. 4): on ground-truth depth-edge pixels (both sides of a 4-neighbour jump
+larger than `edge_threshold`, both with ground truth), the smallest |pred - gt(q)| over q in the
+(2 radius + 1)^2 neighbourhood: a boundary misplaced by a pixel is forgiven, a disparity of neither side is
+not. Unlike the reference code, neighbours without ground truth or beyond the border are skipped.
 
 Bleeding rate: in the band within `radius` pixels of a ground-truth edge, the share of pixels whose
-prediction is more than `tolerance` px away from the local foreground (maximum valid gt in the
-(2 radius + 3)^2 window, wide enough to reach across the edge from anywhere in the band), from the local
-background (minimum) and from the pixel's own gt (so that a correct prediction where three surfaces meet is
-never counted). A bimodal head that picks a mode lands on one side; a regression that averages the two
-sides leaves points floating between them.
+prediction is more than `tolerance` px from the local foreground (maximum valid gt in the (2 radius + 3)^2
+window, which reaches across the edge from anywhere in the band), from the local background (minimum) and
+from its own gt (a correct prediction where three surfaces meet is never counted): the points a regression
+that averages the two sides leaves floating between them.
 
-Flying rate (`flying`, the project's headline edge figure): the bleeding rate with the default band and
-tolerance around ground-truth jumps of more than FLYING_EDGE_PX only, so that slanted surfaces and 1-px steps
-do not count as edges. The demo's flying counts on point clouds are `flying_map` of the disparity the cloud
-was made from (pixels with no point, NaN, excluded).
+Flying rate (`flying`, the project's headline edge figure): the bleeding rate around ground-truth jumps of
+more than FLYING_EDGE_PX only (slanted surfaces and 1-px steps are no edges); `flying_map` also counts the
+flying points of the demo's clouds.
 """
 
 from __future__ import annotations

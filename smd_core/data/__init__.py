@@ -54,13 +54,8 @@ LEGACY_KEYS = {
 @dataclasses.dataclass
 class DataConfig:
     """Which data (`kind`, `root`, `split`, ...), how training samples are cut from it (`sample`) and how they
-    are augmented (`augment`); see the module docstring.
-
-    YAML: `data: {kind: list, split: ..., sample: {crop_size: [256, 512], num_points: 10000, strategy: dda},
-    augment: {flip_lr: false}}`. The flat keys of earlier configs (`crop_size`, `num_points`, `sampling`,
-    `flip_lr`, `augment: true|false`, ... see LEGACY_KEYS) are still read, into the same fields;
-    giving both spellings with different values is an error naming the nested key.
-    """
+    are augmented (`augment`). The flat keys of earlier configs (LEGACY_KEYS, `augment: true|false`) are still
+    read into the same fields; both spellings with different values are an error naming the nested key."""
 
     kind: str = "synthetic"
     root: str = ""
@@ -107,11 +102,8 @@ class DataConfig:
 
     @staticmethod
     def upgrade_dict(data: Mapping[str, Any], where: str = "data") -> dict[str, Any]:
-        """A mapping with the flat LEGACY_KEYS (and `augment: true|false`) moved into `sample` / `augment`.
-
-        `from_dict` calls this, so YAML files, `key=value` overrides and stored checkpoints of earlier
-        versions load unchanged. ValueError when a flat key and its nested key disagree.
-        """
+        """`data` with the flat keys moved into `sample` / `augment` (`from_dict` calls it, so YAML files,
+        overrides and checkpoints of earlier versions load unchanged)."""
         out = dict(data)
         if isinstance(out.get("augment"), bool):
             out["augment"] = {"enabled": out["augment"]}

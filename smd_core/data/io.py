@@ -1,20 +1,11 @@
 """Readers (and, for tests and tools, the PFM and KITTI writers) of stereo images and disparity maps.
 
-- images come back as BGR uint8 (H, W, 3), whatever is on disk (grey, BGRA, 16-bit, `.raw`); 16-bit
-  images are brought to 8 bits by `uint16_to_uint8`, the policy the node and `smd bag2dataset` share;
-- disparities come back as float32 (H, W) in pixels with 0 meaning "no ground truth"
-  (`sanitize_disparity` maps inf / NaN / negative values to 0: Middlebury marks invalid pixels with
-  inf, KITTI with 0).
-- PFM (`read_pfm` / `write_pfm`): text header `Pf` (grey) or `PF` (colour), `width height`, then a
-  scale whose sign gives the byte order (negative = little-endian), then float32 rows stored
-  bottom-up.
-- KITTI disparity PNG (`read_kitti_disparity` / `write_kitti_disparity`): uint16, disparity * 256,
-  0 = invalid.
-- NPY: float32 disparity in pixels (UnrealStereo4K, our synthetic sets, `smd bag2dataset`).
-- UnrealStereo4K `.raw` images: the SMD-Nets README suggests converting the 8 Mpx 4-channel PNGs to
-  headerless uint8 files, `cv2.imread(png, -1)` with the alpha channel dropped, i.e. BGR
-  (2160, 3840, 3) in C order. The shape is not stored; `read_image` infers it from the file size
-  (16:9 frames) unless `raw_shape` is given.
+- Images come back as BGR uint8 (H, W, 3), whatever is on disk (grey, BGRA, 16-bit, `.raw`); 16-bit images
+  are brought to 8 bits by `uint16_to_uint8`, the policy the node and `smd bag2dataset` share.
+- Disparities come back as float32 (H, W) px, 0 = no ground truth (`sanitize_disparity`: Middlebury marks
+  invalid pixels with inf, KITTI with 0), from PFM, KITTI 16-bit PNG (disparity * 256) or NPY files.
+- UnrealStereo4K `.raw` images: the 4-channel PNGs with the alpha dropped, as headerless BGR bytes (the
+  SMD-Nets README's conversion); `read_image` infers the shape from the size (16:9) unless `raw_shape` says.
 """
 
 from __future__ import annotations

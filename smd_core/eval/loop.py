@@ -56,14 +56,9 @@ from smd_core.viz import write_png
 
 def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = None,
                 valid: np.ndarray | None = None, **metric_options: Any) -> dict[str, float]:
-    """Metrics of one prediction against its ground truth (see `metrics.compute_metrics`).
-
-    `pred` may be at another resolution than `gt`; it is resized to it (nearest, values scaled by the
-    width ratio). Ground truth above `max_disp` (ground-truth pixels) is not scored.
-    """
+    """`metrics.compute_metrics` of a prediction at any resolution (resized to the ground truth's), ground truth
+    above `max_disp` (ground-truth pixels) not scored."""
     gt = np.asarray(gt, dtype=np.float32)
-    if gt.ndim != 2:
-        raise ValueError(f"ground truth must be (H, W), got shape {gt.shape}")
     pred = M.resize_disparity(pred, gt.shape)
     mask = M.valid_mask(gt, valid=valid, max_disp=max_disp)
     return M.compute_metrics(pred, gt, valid=mask, **metric_options)

@@ -1,16 +1,14 @@
 """`smd export CKPT --out model.onnx`: an SMD-Nets checkpoint as one ONNX file for ONNX Runtime and TensorRT.
 
-The file holds one graph, encode -> query, which the onnxruntime backend (`smd_core.infer.ort_backend`) splits at the
-encoder's outputs so it encodes once and queries in row blocks (memory independent of the output size):
-- encode: `left` (1, 3, H, W) float BGR 0..255 and `right` (the published backbones) or, for sgbm_guided
-  models, `sgbm_guide` (1, G, H, W): `classical.guide_channels` of the same uint8 pair; SGBM and the guide
-  channels stay OpenCV/NumPy code shared by both backends, so both see identical inputs. Outputs `map0..`:
-  the backbone's maps channels-last (1, h_i, w_i, C_i) (`SMDNet.prepare`'s layout).
-- query: the maps, `gx` (W,) and `gy` (R,) normalized grid coordinates (`dense.normalize_coords`) ->
-  `disparity`, the mixture fields and `uncertainty_<kind>` for every `dense.PIXEL_UNCERTAINTIES` kind, each
-  (1, R * W) row-major (`SMDNet.query_normalized` and `mixture.uncertainty`, traced, not re-written).
-H and W are dynamic (multiples of the backbone's pad multiple) unless `image_size` pins them; R and W always
-are. `metadata_props` carry what rebuilds the pipeline: see `metadata`.
+One graph, encode -> query, which `ort_backend` splits at the encoder's outputs (encode once, query in row
+blocks):
+- encode: `left` (1, 3, H, W) float BGR 0..255 and `right`, or for sgbm_guided models `sgbm_guide`
+  (`classical.guide_channels` of the same uint8 pair, OpenCV/NumPy code both backends share) -> `map0..`,
+  the backbone's maps channels-last (1, h_i, w_i, C_i);
+- query: the maps and normalized grid coordinates `gx` (W,), `gy` (R,) -> `disparity`, the mixture fields and
+  `uncertainty_<kind>` for every `dense.PIXEL_UNCERTAINTIES` kind, each (1, R * W) (`SMDNet.query_normalized`
+  and `mixture.uncertainty`, traced).
+H and W are dynamic unless `image_size` pins them; `metadata` carries what rebuilds the pipeline.
 """
 
 from __future__ import annotations

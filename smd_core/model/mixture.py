@@ -209,15 +209,12 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
     - "edge" (the Predictor's): "peak" + EDGE_GAP_WEIGHT * `Prediction.surface_gap` px, so that a disparity
       between the two surfaces of a depth edge ranks as uncertain however sharp its mode; "peak" where the
       backbone gives no local surfaces.
-    - "peak": sqrt(2) * b / pi * max_disp of the selected mode, in pixels: the std of the
-      single Laplacian whose peak density equals the selected mode's pi / (2 b). It is "sigma" where that
-      mode holds all the weight and grows as weight moves to the other mode, so it also ranks the many
-      pixels whose b sits at its floor (SIGMA_EPS), where "sigma" ties; unimodal: "sigma"; standard: zeros.
-    - "sigma": standard deviation of the selected mode in pixels, sqrt(2) * b * max_disp
-      (a Laplacian's std is sqrt(2) b); for unimodal the single mode; zeros for standard.
-    - "std": standard deviation of the whole mixture in pixels (includes the spread between modes).
-    - "entropy": differential entropy of the mixture over disparity / max_disp (nats), see
-      `differential_entropy`.
+    - "peak": sqrt(2) b / pi max_disp px of the selected mode, the std of the Laplacian of the same peak
+      density: "sigma" where that mode holds all the weight, more as the other mode shares it, so it also ranks
+      the many pixels whose b sits at its floor, where "sigma" ties.
+    - "sigma": the selected (unimodal: the only) mode's std in px, sqrt(2) b max_disp.
+    - "std": the whole mixture's std in px; "entropy": its `differential_entropy` (nats).
+    A standard head gives zeros (and has no entropy).
     """
     if kind not in UNCERTAINTY_KINDS:
         raise ValueError(f"uncertainty kind must be one of {UNCERTAINTY_KINDS}, got {kind!r}")

@@ -18,13 +18,9 @@ from smd_core.train.logger import Logger
 
 def validate(model: SMDNet, frames: Dataset, cfg: TrainConfig, device: torch.device,
              logger: Logger | None = None, step: int = 0) -> dict[str, float]:
-    """The pooled metrics (those defined) of the first `val_samples` full frames of the val set.
-
-    As at test time in SMD-Nets: the network sees the images downscaled by the val set's
-    `sample.aspect_ratio`, the prediction is queried on the full ground-truth grid and compared with the GT
-    in GT pixels. The first `val_images` frames also go to TensorBoard as input, disparity, uncertainty and
-    error images. The model is left in training mode.
-    """
+    """The pooled metrics (those defined) of the first `val_samples` frames of the val set, predicted as at test
+    time in SMD-Nets (images downscaled by its `sample.aspect_ratio`, queried on the full ground-truth grid); the
+    first `val_images` also go to TensorBoard. The model is left in training mode."""
     assert cfg.val_data is not None
     n = min(len(frames), cfg.val_samples) if cfg.val_samples else len(frames)  # type: ignore[arg-type]
     predictor = Predictor(model, device=device)

@@ -1,11 +1,9 @@
 """Rendering: both views of a layer stack by forward geometry, with exact disparity and occlusion.
 
-- left view: pixel (x, y) shows the layer point at (x, y); its disparity is the plane value there;
-- right view: a layer point at left x lands at x_r = x - d(x, y). For a plane that inverts in closed
-  form, x = (x_r + b y + c) / (1 - a), so right pixel (x_r, y) shows the layer point at that x and its
-  right-view disparity is d_R = x - x_r = (a x_r + b y + c) / (1 - a), again a plane. Shape, texture and
-  shading are all evaluated at that left-frame point (texture through `cv2.remap`, i.e. bilinear at
-  sub-pixel positions), so a surface point looks the same in both views up to resampling.
+Left pixel (x, y) shows the layer point at (x, y), of disparity d(x, y) = a x + b y + c. That point lands
+at x_r = x - d in the right view, so right pixel (x_r, y) shows the point at x = (x_r + b y + c) / (1 - a),
+of right-view disparity (a x_r + b y + c) / (1 - a), again a plane. Shape, texture (`cv2.remap`, bilinear)
+and shading are evaluated at that left-frame point, so a surface looks the same in both views.
 
 Occlusion is a per-pixel z-buffer in each view: the layer with the larger disparity wins. Layers are
 composited back to front with anti-aliased edges (coverage from the signed distance); the ground truth

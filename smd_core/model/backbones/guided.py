@@ -6,24 +6,15 @@ channels learns to keep them, repair outliers, fill holes from image edges, and 
 with which it picks the foreground or background mode at every boundary.
 
 Pipeline, for left/right (B, 3, H, W) float BGR 0..255 (H, W multiples of 2 ** len(widths)):
-1. SGBM on the gray pair -> disparity with NaN holes; holes filled row-wise from the background side.
-2. Guide channels at full resolution (`SGBMGuided.guide`, `classical.guide_channels`): normalised left
-   image, filled disparity and its local foreground / background candidates, validity, the photometric
-   error of each candidate, and with `cost_offsets` the matching costs a few px around both anchors.
-3. U-Net (1/2 .. 1/2 ** len(widths)) -> head maps at 1/4 (`features[1]` ch) and 1/2 (`features[0]` ch), and a
-   full-resolution map (`features[2]` ch: one conv over the guide channels, or with `full_res_width` a
-   conv-BN-ReLU layer of that width first) for exact edges.
-4. Four anchors, (B, 4, H, W) in px, as the last map: the filled SGBM disparity and the alternative
-   hypothesis (`alternative`: the wide window's foreground or background candidate, whichever is farther
-   from SGBM's). `residual = True` tells SMDNet to sample them nearest-neighbour (never blended across an
-   edge) and to read the head's modes as offsets from them (`mixture.activate(..., base=...)`): the
-   bimodal head's mode 0 refines SGBM, mode 1 the alternative, and its weights choose; a standard head
-   refines SGBM. The last two are the small window's foreground and background candidates: not modes, but
-   the local surfaces on either side of an edge, from which `mixture.activate` measures how far the chosen
-   disparity lies from both (`Prediction.surface_gap`, the edge term of the "edge" uncertainty).
-
-Output: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4), (B, 4, H, W) anchors]; `feature_channels` =
-f1 + f2 + f4 (the anchors are not a head input).
+1. SGBM on the gray pair, holes filled row-wise from the background side, and the other guide channels
+   (`classical.guide_channels`: foreground / background candidates, validity, photometric errors, costs).
+2. A U-Net over them and the normalised left image -> head maps at 1/2 and 1/4, and a full-resolution map
+   for exact edges: [(B, f1, H, W), (B, f2, H/2, W/2), (B, f4, H/4, W/4)].
+3. Four anchors (B, 4, H, W) px as the last map (not a head input): the filled SGBM disparity and the
+   `alternative` (the wide window's candidate farther from it), whose offsets the head's modes are
+   (`residual`: SMDNet samples them nearest-neighbour and `mixture.activate` adds the modes to them; mode 0
+   refines SGBM, mode 1 the alternative), then the small window's foreground and background candidates, the
+   local surfaces from which `mixture.activate` measures `Prediction.surface_gap` (the "edge" uncertainty).
 """
 
 from __future__ import annotations

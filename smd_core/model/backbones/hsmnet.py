@@ -4,12 +4,7 @@ Yang et al., "Hierarchical Deep Stereo Matching on High-resolution Images", CVPR
 al., CVPR 2021) keeps HSMNet's U-Net feature extractor and one 3D decoder, the finest one (`decoder3`, at
 1/8 resolution): a difference cost volume over max_disp/8 hypotheses is aggregated (halving the disparity
 axis once) into a cost of max_disp/16 channels. The SMD head receives that cost followed by four of the
-left image's encoder features:
-
-    [cost (B, max_disp/16, H/8, W/8), enc1 (B, 32, H/2, W/2), enc3 (B, 64, H/8, W/8),
-     enc4 (B, 128, H/16, W/16), enc5 (B, 128, H/32, W/32)]
-
-so the head's input width is 352 + max_disp/16 (368 for max_disp = 256).
+left image's encoder features (`forward`): an input width of 352 + max_disp/16.
 
 Checkpoint layout: the published models were built with HSMNet's full decoder hierarchy (`decoder6`,
 `decoder5`, `decoder4`, disparity-regression buffers `disp_reg8/16/32/64`) although its forward pass only
@@ -19,8 +14,8 @@ no gradients. Eval and training modes compute the same graph (decoder3 has no up
 HSMNet's eval mode differs).
 
 Input: left/right (B, 3, H, W) float BGR in 0..255 without normalisation (as the published models were
-trained), of any size the original runs on: ceil(H/8) and ceil(W/8) multiples of 8, i.e. sides 64k-7 .. 64k
-(250 x 505 works, 256 x 591 does not). Map sizes below are ceil(side / stride).
+trained), of any size the original runs on: ceil(H/8) and ceil(W/8) multiples of 8, i.e. sides 64k-7 .. 64k.
+Map sizes below are ceil(side / stride).
 """
 
 from __future__ import annotations
@@ -303,14 +298,8 @@ def difference_volume(left: Tensor, right: Tensor, num_disp: int) -> Tensor:
 
 
 class HSMNet(nn.Module):
-    """HSMNet backbone for SMD-Nets.
-
-    Args:
-        max_disp: largest disparity (input pixels); a positive multiple of 16 (the cost volume holds
-            max_disp / 8 hypotheses at 1/8 resolution, halved once by the decoder).
-
-    `feature_channels` = 352 + max_disp / 16, the SMD head's input width.
-    """
+    """HSMNet backbone for SMD-Nets; max_disp (input pixels) a positive multiple of 16 (the cost volume's
+    max_disp / 8 hypotheses are halved once by the decoder)."""
 
     def __init__(self, *, max_disp: int = 256) -> None:
         super().__init__()
@@ -332,10 +321,8 @@ class HSMNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """HSMNet's initialisation: He-normal (fan-out) 2D convs of the U-Net and 3D convs of the decoders.
-
-        The decoders' 1x1 Conv2d shortcuts and all BatchNorms keep PyTorch's defaults, as in the original.
-        """
+        """HSMNet's initialisation: He-normal (fan-out) 2D convs of the U-Net and 3D convs of the decoders; the
+        decoders' 1x1 Conv2d shortcuts and all BatchNorms keep PyTorch's defaults, as in the original."""
         convs = [m for m in self.feature_extraction.modules() if isinstance(m, nn.Conv2d)]
         convs += [m for m in self.modules() if isinstance(m, nn.Conv3d)]
         for m in convs:
@@ -345,13 +332,8 @@ class HSMNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
-        """left, right: (B, 3, H, W) float BGR 0..255, ceil(H/8) and ceil(W/8) multiples of 8.
-
-        Returns, in the order the SMD head concatenates them:
-        [cost (B, max_disp/16, H/8, W/8), left conv1 (B, 32, H/2, W/2), conv3 (B, 64, H/8, W/8),
-         conv4 (B, 128, H/16, W/16), conv5 (B, 128, H/32, W/32)].
-        The cost is decoder3's raw classifier output (no softmax, no upsampling).
-        """
+        """[cost (B, max_disp/16, H/8, W/8): decoder3's raw classifier output (no softmax, no upsampling), left
+        conv1 (B, 32, H/2, W/2), conv3 (B, 64, H/8, W/8), conv4 (B, 128, H/16, W/16), conv5 (B, 128, H/32, W/32)]."""
         check_pair(left, right)
         check_input_size("HSMNet", *left.shape[-2:], stride=MATCHING_STRIDE, multiple=DECODER_MULTIPLE)
 
