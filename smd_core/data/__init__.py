@@ -10,19 +10,12 @@ same for the right view when the dataset has it for every frame; "occlusion_left
 only; "name" str. Training samples are described in `sampling`; their randomness (crop, points,
 augmentation) comes from torch's global RNG, while a synthetic scene is fixed per index.
 
-Kinds (`DataConfig.kind`) and what `root` / `split` mean (layouts: `datasets`):
-    "synthetic": procedural scenes (`synthetic.render.render_scene`); no files; `num_samples` frames of
-        `height` x `width`, disparities in [min_disparity, max_disparity], seeded by `seed`;
-        `synthetic_options` passes further `render_scene` keywords.
-    "list": `split` = list file `left right disp_left [disp_right]` (paths relative to the list
-        file's folder, or to `root` if set); written by `smd synth` and `smd bag2dataset`.
-    "kitti2015": `split` = "training" (default); `kitti_disparity` "occ" | "noc".
-    "middlebury": scene folders (im0.png, im1.png, disp0.pfm).
-    "sceneflow": `split` = "TRAIN" / "TEST" / "" (a path component filter); `sceneflow_pass` "clean" | "final".
-    "unreal4k", "unreal4k_quarter": `split` = optional official split file; `raw_shape` for `.raw` images
-        not 16:9, `disparity_scale` overrides the quarter release's detected NPY scale.
-    "motorcycle": no files; the real Middlebury 2014 pair scikit-image bundles (`real_sample`).
-`limit` > 0 keeps only the first `limit` frames (kinds other than synthetic).
+Kinds (`DataConfig.kind`): "synthetic" (`num_samples` procedural scenes of `height` x `width`, disparities in
+[min_disparity, max_disparity], `seed`; `synthetic_options`: further `render_scene` keywords), "list" (`split`
+= a list file `left right disp_left [disp_right]`, relative to its folder or `root`, as `smd synth` and
+`smd bag2dataset` write them), "motorcycle" (`real_sample`), and dataset folders at `root` ("kitti2015",
+"middlebury", "sceneflow": `datasets`; "unreal4k", "unreal4k_quarter": `unreal4k`). `limit` > 0 keeps the
+first `limit` frames (kinds other than synthetic).
 """
 
 from __future__ import annotations

@@ -98,6 +98,15 @@ def as_bgr_u8(image: np.ndarray, *, image_bits: int = 0) -> np.ndarray:
     raise ValueError(f"unsupported image shape {img.shape}; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
 
 
+def resize_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """`image` at (h, w) = `size_hw`: INTER_AREA when it shrinks (no aliasing), bilinear when it grows."""
+    h, w = size_hw
+    if image.shape[:2] == (h, w):
+        return image
+    shrinks = h * w < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
+
+
 def read_image(path: PathLike, *, raw_shape: tuple[int, int] | None = None, mmap: bool = False) -> np.ndarray:
     """An image file as BGR uint8 (H, W, 3) (module docstring); errors name the file."""
     p = Path(path)

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from smd_core.data.augment import AugmentConfig, augment_pair
-from smd_core.data.io import as_bgr_u8, sanitize_disparity
+from smd_core.data.io import as_bgr_u8, resize_image, sanitize_disparity
 from smd_core.data.sample_config import SAMPLING_STRATEGIES, SampleConfig
 from smd_core.metrics import depth_edges
 
@@ -123,15 +123,6 @@ def sample_points(
     return np.stack([x, y]).astype(np.float32), flat[idx].astype(np.float32)
 
 
-def _resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    h, w = size_hw
-    if image.shape[:2] == (h, w):
-        return image
-    # INTER_AREA averages when shrinking (no aliasing); it is bilinear-like when enlarging.
-    interp = cv2.INTER_AREA if h < image.shape[0] else cv2.INTER_LINEAR
-    return cv2.resize(image, (w, h), interpolation=interp)
-
-
 def make_training_sample(
     frame: Mapping[str, Any],
     cfg: SampleConfig,
@@ -159,8 +150,8 @@ def make_training_sample(
             break
     disp_right = None if disp_right_full is None else sanitize_disparity(crop(disp_right_full, y, x, ch, cw))
     net_hw = cfg.network_size
-    left = _resize(as_bgr_u8(crop(left_full, y, x, ch, cw)), net_hw).astype(np.float32)
-    right = _resize(as_bgr_u8(crop(right_full, y, x, ch, cw)), net_hw).astype(np.float32)
+    left = resize_image(as_bgr_u8(crop(left_full, y, x, ch, cw)), net_hw).astype(np.float32)
+    right = resize_image(as_bgr_u8(crop(right_full, y, x, ch, cw)), net_hw).astype(np.float32)
     # Disparity in network-input pixels: the network sees images 1 / aspect_ratio as wide.
     labels_grid = disp / np.float32(ar) if ar != 1.0 else disp
     labels_right = None if disp_right is None else (disp_right / np.float32(ar) if ar != 1.0 else disp_right)

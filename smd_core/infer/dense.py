@@ -22,10 +22,10 @@ import sys
 import time
 from typing import Any, TypeVar
 
-import cv2
 import numpy as np
 
 from smd_core.config import Deployment, ModelConfig
+from smd_core.data.io import resize_image
 
 # `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
 PIXEL_UNCERTAINTIES = ("edge", "peak", "sigma", "std")
@@ -189,10 +189,7 @@ class DensePredictor:
 
         t0 = time.perf_counter()
         if input_scale != 1.0:
-            hn, wn = scaled_size(h, w, input_scale)
-            interp = cv2.INTER_AREA if input_scale < 1 else cv2.INTER_LINEAR
-            left = cv2.resize(left, (wn, hn), interpolation=interp)
-            right = cv2.resize(right, (wn, hn), interpolation=interp)
+            left, right = (resize_image(im, scaled_size(h, w, input_scale)) for im in (left, right))
         hn, wn = left.shape[:2]
         top, rightpad = -hn % self.pad_multiple, -wn % self.pad_multiple
         pair = np.pad(np.stack([left, right]), ((0, 0), (top, 0), (0, rightpad), (0, 0)), mode="edge")
