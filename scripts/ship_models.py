@@ -20,18 +20,19 @@ from pathlib import Path
 import torch
 
 from smd_core.classical import SGBMConfig
+from smd_core.eval.baselines import BASELINES
+from smd_core.eval.cli import HELD_OUT_SEED
 from smd_core.eval.curve import format_edges
 from smd_core.eval.data import load_frames
 from smd_core.eval.loop import evaluate
 from smd_core.infer.export import export, is_guided
+from smd_core.metrics import METRIC_KEYS as KEYS
 from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
 from smd_core.train.checkpoints import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
 
-HELD_OUT = "synthetic:9000:{n}"
+HELD_OUT = f"synthetic:{HELD_OUT_SEED}:{{n}}"
 REAL = "motorcycle"  # smd_core.data.real_sample: a real Middlebury scene with ground truth
-KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
-BASELINES = ("bm", "sgbm", "sgbm_fill")
 NETWORK = {
     "guided": "SGBM-guided backbone (`sgbm_guided`: OpenCV SGBM, parameters stored in the checkpoint, + a "
               "5-level 2D U-Net over the left image, the filled SGBM disparity, its foreground/background "
@@ -238,7 +239,7 @@ backbone options `{json.dumps(model.get('backbone_options'))}`. Input BGR 0..255
 (1/f noise, wood, woven cloth, scikit-image photographs) on most surfaces, periodic and textureless ones a
 minority, thin structures and see-through objects (wheels with spokes, fences and grids, perforated plates,
 rings, wires), photometric differences between the views. See `scripts/train_{fam}.sh` for the exact sets.
-Held-out: `{HELD_OUT.format(n=frames)}` ({frames} scenes of seed 9000, never seen in training).
+Held-out: `{HELD_OUT.format(n=frames)}` ({frames} scenes of seed {HELD_OUT_SEED}, never seen in training).
 
 **Recipe.** `bash scripts/train_{fam}.sh` on CPU, the two heads side by side with one thread each (stages
 after the second, where the script has them, train the bimodal default alone on both cores): crops
@@ -255,7 +256,7 @@ jumps over 2 px, the share more than 1 px from the ground truth and from both si
 (`metrics.flying_map`); BM is `stereo_image_proc`'s default matcher; BM's and SGBM's holes count as errors
 except in their "valid pixels" rows; "at BM's / SGBM's density": a model on its least uncertain pixels, as
 many per frame as that matcher matched; "node's cloud": the pixels the node keeps by default,
-`max_uncertainty` -1, i.e. X px for this model, a point on the curve below):
+`max_uncertainty` -1, its threshold in the row's name, a point on the curve below):
 
 {markdown_table(rows)}
 

@@ -235,16 +235,16 @@ def test_predictor_on_cuda_matches_cpu(tiny):
 
 def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) -> None:
     from smd_core.config import Deployment
-    from smd_core.infer.confidence import uncertainty_floor
+    from smd_core.infer.confidence import CLOUD_FLOOR_FACTOR, PSEUDO_FLOOR_FACTOR, uncertainty_floor
     from smd_core.model.network import deployment_for
 
     guided = ModelConfig(backbone="sgbm_guided", output="bimodal", max_disp=128, head_widths=(8,),
                          backbone_options={"widths": [8, 8], "features": [4, 4, 4]})
     auto = deployment_for(guided)
-    assert auto.cloud_max_uncertainty == pytest.approx(2.25 * uncertainty_floor(128)) and auto.cpu_bfloat16
-    assert auto.pseudo_max_uncertainty == pytest.approx(1.1 * uncertainty_floor(128))
+    assert auto.cloud_max_uncertainty == pytest.approx(CLOUD_FLOOR_FACTOR * uncertainty_floor(128))
+    assert auto.cpu_bfloat16 and auto.pseudo_max_uncertainty == pytest.approx(PSEUDO_FLOOR_FACTOR * uncertainty_floor(128))
     published = deployment_for(ModelConfig(backbone="psmnet", output="bimodal", max_disp=256))
-    assert published == Deployment(0.0, False, 1.1 * uncertainty_floor(256))
+    assert published == Deployment(0.0, False, PSEUDO_FLOOR_FACTOR * uncertainty_floor(256))
     l1 = deployment_for(ModelConfig(backbone="sgbm_guided", output="standard", max_disp=128))
     assert l1.pseudo_max_uncertainty == 0 == l1.cloud_max_uncertainty
     # What a checkpoint stores is what loads, whatever the rule says.
