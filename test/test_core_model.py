@@ -241,8 +241,9 @@ def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) 
     guided = ModelConfig(backbone="sgbm_guided", output="bimodal", max_disp=128, head_widths=(8,),
                          backbone_options={"widths": [8, 8], "features": [4, 4, 4]})
     auto = deployment_for(guided)
-    assert auto.cloud_max_uncertainty == pytest.approx(CLOUD_FLOOR_FACTOR * uncertainty_floor(128))
-    assert auto.cpu_bfloat16 and auto.pseudo_max_uncertainty == pytest.approx(PSEUDO_FLOOR_FACTOR * uncertainty_floor(128))
+    floor = uncertainty_floor(128)
+    assert auto.cloud_max_uncertainty == pytest.approx(CLOUD_FLOOR_FACTOR * floor) and auto.cpu_bfloat16
+    assert auto.pseudo_max_uncertainty == pytest.approx(PSEUDO_FLOOR_FACTOR * floor)
     published = deployment_for(ModelConfig(backbone="psmnet", output="bimodal", max_disp=256))
     assert published == Deployment(0.0, False, PSEUDO_FLOOR_FACTOR * uncertainty_floor(256))
     l1 = deployment_for(ModelConfig(backbone="sgbm_guided", output="standard", max_disp=128))
