@@ -140,7 +140,7 @@ def colorize_uncertainty(uncertainty: np.ndarray, vmax: float | None = None, *, 
                          unit: str | None = None) -> np.ndarray:
     """Uncertainty (H, W) px -> BGR (dark = confident, bright = uncertain); `unit` adds a colour bar.
 
-    vmin: the darkest value; a mixture model's floor (`mixture.uncertainty_floor`, its smallest possible
+    vmin: the darkest value; a mixture model's floor (`confidence.uncertainty_floor`, its smallest possible
     uncertainty) so that its most confident pixels are black, not mid-scale.
     """
     return colorize(uncertainty, vmin=vmin, vmax=vmax, colormap=cv2.COLORMAP_INFERNO, unit=unit)

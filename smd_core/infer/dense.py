@@ -151,9 +151,8 @@ class DensePredictor:
 
     def _query_block(self, features: Any, xs: np.ndarray, ys: np.ndarray,
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
-        """Fields at the grid of columns xs (W,) x rows ys (R,) (float32 px of `grid_size`), each float32 (R * W,)
-        row-major: `Prediction.fields()` names with the unimodal `sigma` as `sigma0`, and `uncertainty` of
-        `self.uncertainty_kind` in network px."""
+        """`Prediction.maps()` and `uncertainty` (of `uncertainty_kind`) in network px at the grid of columns xs
+        (W,) x rows ys (R,) (float32 px of `grid_size`), each float32 (R * W,) row-major."""
         raise NotImplementedError
 
     def predict(

@@ -77,8 +77,8 @@ class TrainConfig:
     # Per process: the global batch is batch_size * world_size.
     batch_size: int = 4
     num_workers: int = 2
-    # torch intra-op threads of each training process (0: torch's default). On a small shared CPU, 1 thread
-    # for the model plus DataLoader workers beats oversubscribing cores (measured 8x faster on 2 busy cores).
+    # torch intra-op threads of each training process (0: torch's default); on a small shared CPU 1 thread plus
+    # the DataLoader workers avoids oversubscribing the cores.
     threads: int = 0
     # Mixed precision; CUDA only (ignored with a warning on the CPU).
     amp: bool = False
