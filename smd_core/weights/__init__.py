@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
-DEFAULT_NAME = "guided_bimodal.pt"
-STANDARD_NAME = "guided_standard.pt"
 
 
 def bundled(name: str) -> Path:
@@ -19,23 +17,19 @@ def bundled(name: str) -> Path:
 
 def default_checkpoint() -> Path:
     """The bundled SGBM-guided bimodal model, the default of the node, the demo and the CLI."""
-    return bundled(DEFAULT_NAME)
+    return bundled("guided_bimodal.pt")
 
 
 def standard_checkpoint() -> Path:
     """The bundled SGBM-guided standard (L1) model, trained with the same recipe, for comparisons."""
-    return bundled(STANDARD_NAME)
-
-
-DEFAULT_ONNX_NAME = "guided_bimodal.onnx"
-STANDARD_ONNX_NAME = "guided_standard.onnx"
+    return bundled("guided_standard.pt")
 
 
 def default_onnx() -> Path:
     """The default model as `smd export` writes it, for the onnxruntime backend (no torch needed)."""
-    return bundled(DEFAULT_ONNX_NAME)
+    return bundled("guided_bimodal.onnx")
 
 
 def standard_onnx() -> Path:
     """The standard (L1) model as ONNX."""
-    return bundled(STANDARD_ONNX_NAME)
+    return bundled("guided_standard.onnx")
