@@ -266,12 +266,11 @@ def evaluate(
         report["per_frame"] = per_frame
     if names:
         report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}
-    if out is not None and "density_curve" in report:
-        out.mkdir(parents=True, exist_ok=True)
-        curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
-                      title=str((extra or {}).get("data", "")))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        if "density_curve" in report:
+            curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
+                          title=str((extra or {}).get("data", "")))
         (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
         if sheet_rows:
             write_png(out / "overview.png", overview_picture(sheet_rows))
