@@ -234,13 +234,10 @@ def matching_costs(nl: np.ndarray, nr: np.ndarray, anchor: np.ndarray, offsets: 
     evidence for either side of a depth edge where SGBM's block blends them, so the network can move a
     smeared anchor by a few pixels on the images' own evidence.
     """
-    h, w = anchor.shape
-    xs = np.arange(w, dtype=np.float32)[None, :] - anchor
-    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    out = np.empty((2 * offsets + 1, h, w), np.float32)
+    xs = np.arange(anchor.shape[1], dtype=np.float32)[None, :] - anchor
+    out = np.empty((2 * offsets + 1, *anchor.shape), np.float32)
     for i, d in enumerate(range(-offsets, offsets + 1)):
-        warped = cv2.remap(nr, xs - np.float32(d), ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out[i] = cv2.blur(np.abs(nl - warped), (_COST_WINDOW, _COST_WINDOW))
+        out[i] = cv2.blur(np.abs(nl - _sample_rows(nr, xs - np.float32(d))), (_COST_WINDOW, _COST_WINDOW))
     return out
 
 
@@ -280,8 +277,11 @@ def guide_channels(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_
 
 
 def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
-    """|left - right sampled at x - disparity| (bilinear, border replicated); all (H, W) float32."""
-    h, w = disparity.shape
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    ys = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    return np.abs(left - cv2.remap(right, xs - disparity, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    """|left - right sampled at x - disparity|; all (H, W) float32."""
+    return np.abs(left - _sample_rows(right, np.arange(disparity.shape[1], dtype=np.float32)[None, :] - disparity))
+
+
+def _sample_rows(image: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """`image` (H, W) sampled at columns xs (H, W) float32 of each pixel's own row (bilinear, border replicated)."""
+    ys = np.broadcast_to(np.arange(xs.shape[0], dtype=np.float32)[:, None], xs.shape)
+    return cv2.remap(image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
