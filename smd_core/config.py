@@ -1,9 +1,5 @@
-"""Typed configuration: the one source of truth.
-
-YAML files, `key=value` command-line overrides, ROS parameters and checkpoints
-all map onto these dataclasses (`from_dict` / `to_dict`). A checkpoint stores
-`to_dict(model_config)` so a model rebuilds itself from the file alone.
-"""
+"""Typed configuration: YAML files, `key=value` overrides, ROS parameters and checkpoints all map onto these
+dataclasses (`from_dict` / `to_dict`); a checkpoint stores `to_dict(model_config)` to rebuild its model."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""`SampleConfig`: how a training sample is cut from a frame (`DataConfig.sample` in YAML).
-
-No torch here: `DataConfig` needs it, and `smd synth --help` must not load torch. The sampling itself is
-`smd_core.data.sampling`.
-"""
+"""`SampleConfig` (`DataConfig.sample` in YAML), apart from `smd_core.data.sampling` because it needs no torch."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ SAMPLING_STRATEGIES = ("random", "dda")
 
 @dataclasses.dataclass
 class SampleConfig:
-    """How a training sample is cut from a frame (see `smd_core.data.sampling`); `DataConfig.sample` in YAML."""
+    """How a training sample is cut from a frame (`smd_core.data.sampling`)."""
 
     # Training crop (height, width) at ground-truth resolution (SMD-Nets: 512 x 512 on UnrealStereo4K).
     crop_size: tuple[int, int] = (256, 512)
