@@ -101,8 +101,7 @@ def test_contact_sheet_keeps_a_row_for_every_frame_and_marks_dropped_ones(tmp_pa
     frames = [{"left": np.full((48, 64, 3), 100 + i, np.uint8)} for i in range(3)]
     tile_h = round(48 * SHEET_TILE_W / 64)
     maps = [np.full((tile_h, 330, 3), 200, np.uint8)] * 3  # each map with its colour bar
-    sheet = {0: (maps, ["disparity", "uncertainty", "error"]), 2: (maps, ["disparity", "uncertainty", "error"])}
-    write_contact_sheet(tmp_path / "s.png", frames, sheet, {0: 150.0, 2: 170.0})
+    write_contact_sheet(tmp_path / "s.png", frames, {0: (150.0, maps), 2: (170.0, maps)})
     picture = cv2.imread(str(tmp_path / "s.png"))
     assert picture.shape[:2] == (3 * tile_h, SHEET_TILE_W + 3 * 330)
     dropped = picture[tile_h:2 * tile_h, SHEET_TILE_W:]

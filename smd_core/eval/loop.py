@@ -64,7 +64,7 @@ import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,8 +81,11 @@ from smd_core.eval.curve import (
     pool_curve,
 )
 from smd_core.eval.report import overview_picture, write_frame_pictures, write_png
-from smd_core.infer.torch_backend import DensePrediction, Predictor
-from smd_core.model.network import SMDNet
+from smd_core.infer.dense import DensePrediction
+
+if TYPE_CHECKING:  # torch only runs a model (`evaluate`): scoring (`score_frame`, `summarize`) needs none
+    from smd_core.infer.torch_backend import Predictor
+    from smd_core.model.network import SMDNet
 
 METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
 
@@ -183,6 +186,9 @@ def _iterate(frames: Any) -> Iterable[Mapping[str, Any]]:
 
 
 def _as_predictor(model_or_predictor: SMDNet | Predictor | None) -> Predictor | None:
+    from smd_core.infer.torch_backend import Predictor
+    from smd_core.model.network import SMDNet
+
     if model_or_predictor is None or isinstance(model_or_predictor, Predictor):
         return model_or_predictor
     if isinstance(model_or_predictor, SMDNet):

@@ -15,7 +15,7 @@ import numpy as np
 from smd_core import metrics as M
 from smd_core import viz
 from smd_core.eval.baselines import SPARSE
-from smd_core.infer.torch_backend import DensePrediction
+from smd_core.infer.dense import DensePrediction
 
 BLEEDING_LEGEND = (((0, 200, 255), "edge band"), ((0, 0, 255), "flying"))
 
