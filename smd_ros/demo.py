@@ -60,16 +60,6 @@ def find_config(name: str) -> Path:
     return path
 
 
-def loopback_env(domain_id: int) -> dict[str, str]:
-    """Environment for a loopback-only DDS run on a private domain."""
-    from smd_ros.ros_session import dds_profile_env
-
-    env = {**os.environ, **dds_profile_env(find_config("loopback_fastdds.xml"), domain_id)}
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    # No OpenMP settings: the node chooses its wait policy itself (smd_ros.runtime), as for any user.
-    return env
-
-
 def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
     """Frames of a stereo bag: dicts with `stamp_ns`, `left`, `right` (BGR uint8), `left_info`, `right_info`
     (rclpy CameraInfo), grouped by header stamp and sorted. Images are decoded by `smd_ros.sensors`, the
@@ -105,8 +95,7 @@ class DemoClient:
         from stereo_msgs.msg import DisparityImage
 
         self.node = rclpy.create_node("smd_demo_player")
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = input_publishers(self.node, qos)
+        self.pubs = input_publishers(self.node, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.lock = threading.Lock()
         # topic -> stamp -> (receive time, message)
         self.outputs: dict[str, dict[int, tuple[float, Any]]] = {"disparity": {}, "uncertainty": {}, "points2": {}}
@@ -217,8 +206,8 @@ def restamped(frame: dict[str, Any], stamp: int) -> dict[str, Any]:
 
 def _warm_up(client: DemoClient, frame: dict[str, Any], proc: subprocess.Popen, log: Path,
              timeout: float) -> tuple[int, float]:
-    """Send copies of `frame` stamped before the recording until the node answered WARMUP_ANSWERS of them
-    (see WARMUP_ANSWERS); returns how many were sent and the seconds the last answer took."""
+    """Send copies of `frame` stamped before the recording until the node answered WARMUP_ANSWERS of them;
+    returns how many were sent and the seconds the last answer took."""
     deadline = time.monotonic() + timeout
     stamps: list[int] = []
     took = 0.0
@@ -243,12 +232,30 @@ def auto_rate(stamps_ns: list[int], answer_s: float) -> float:
     return min(1.0, period / (AUTO_RATE_MARGIN * answer_s))
 
 
+def real_frame(stamp: int, frame_id: str = "motorcycle_left_optical_frame") -> dict[str, Any]:
+    """The Middlebury Motorcycle pair (`smd_core.data.real_sample`) as the node receives a stereo set: BGR
+    images, ground truth, and the left / right CameraInfo of its calibration (P_right carries -fx B and the
+    right principal point cx + doffs), stamped `stamp` (ns)."""
+    from sensor_msgs.msg import CameraInfo
+
+    from smd_core.data.real_sample import load_motorcycle, motorcycle_camera
+
+    sample, cam = load_motorcycle(), motorcycle_camera()
+    frame = {"stamp_ns": stamp, "left": sample["left"], "right": sample["right"], "gt": sample["disp_left"],
+             "name": sample["name"]}
+    for side, cx, tx in (("left", cam.cx, 0.0), ("right", cam.cx + cam.doffs, -cam.fx * cam.baseline)):
+        frame[f"{side}_info"] = CameraInfo(height=cam.height, width=cam.width, distortion_model="plumb_bob",
+                                           d=[0.0] * 5, k=[cam.fx, 0.0, cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0],
+                                           r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                                           p=[cam.fx, 0.0, cx, tx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+        frame[f"{side}_info"].header.frame_id = frame_id
+    return restamped(frame, stamp)
+
+
 def _answer_real(client: DemoClient, stamp: int, proc: subprocess.Popen, log: Path,
                  timeout: float) -> dict[str, Any] | None:
-    """Send the Middlebury Motorcycle pair (`demo_report.real_frame`) to the node and return it with its outputs
+    """Send the Middlebury Motorcycle pair (`real_frame`) to the node and return it with its outputs
     (topic -> (receive time, message)), or None (with a note) when it did not answer."""
-    from smd_ros.demo_report import real_frame
-
     try:  # ImportError: a runtime install has no loader of the pair (it comes with pip install .[torch])
         frame = real_frame(stamp)
         client.publish(frame)
@@ -258,16 +265,6 @@ def _answer_real(client: DemoClient, stamp: int, proc: subprocess.Popen, log: Pa
         return None
     with client.lock:
         return dict(frame, outputs={k: v[stamp] for k, v in client.outputs.items()})
-
-
-def _play(client: DemoClient, frames: list[dict[str, Any]], rate: float) -> list[float]:
-    """Publish at `rate` times the recorded rate; returns each frame's wall-clock send time."""
-    start, sent = time.monotonic(), []
-    for frame in tqdm(frames, desc="play", unit="frame"):
-        time.sleep(max(0.0, start + (frame["stamp_ns"] - frames[0]["stamp_ns"]) / 1e9 / rate - time.monotonic()))
-        sent.append(time.monotonic())
-        client.publish(frame)
-    return sent
 
 
 def run(args: argparse.Namespace) -> int:
@@ -281,10 +278,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     domain = args.domain_id or random.Random(os.getpid() ^ time.time_ns()).randint(100, 199)
-    env = loopback_env(domain)
     from smd_ros.ros_session import dds_profile_env, ros_session
 
-    os.environ.update({k: env[k] for k in dds_profile_env("", 0)})  # this process's rclpy: the same DDS set-up
+    dds = dds_profile_env(find_config("loopback_fastdds.xml"), domain)  # loopback only, a private domain
+    os.environ.update(dds)  # this process's rclpy: the same DDS set-up as the node's
+    # The node's environment: the profile decides the transport; no OpenMP settings (the node chooses them).
+    env = {k: v for k, v in os.environ.items() if k != "ROS_LOCALHOST_ONLY"}
     log = out / "node.log"
     print(f"smd demo: {len(frames)} frames from {args.bag}, node on ROS_DOMAIN_ID={domain} (loopback only)")
 
@@ -296,7 +295,11 @@ def run(args: argparse.Namespace) -> int:
         rate = args.rate or auto_rate(stamps, took)
         print(f"smd demo: node warmed up ({WARMUP_ANSWERS} answers to {warmups} copies of frame 0, the last in "
               f"{1000 * took:.0f} ms); playing at {rate:.2f}x the recorded rate")
-        sent = _play(client, frames, rate)
+        start, sent = time.monotonic(), []  # each frame's wall-clock send time
+        for frame in tqdm(frames, desc="play", unit="frame"):
+            time.sleep(max(0.0, start + (frame["stamp_ns"] - stamps[0]) / 1e9 / rate - time.monotonic()))
+            sent.append(time.monotonic())
+            client.publish(frame)
         # The node keeps only the newest set: frames it had no time for are dropped, not queued. Nothing newer
         # follows the last one, so it is answered unless the node fails: wait for it.
         last, seen = time.monotonic(), client.count(stamps)

@@ -37,9 +37,9 @@ def organized_cloud(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     from smd_ros.ros_libs import point_cloud2
 
     pts = np.asarray(point_cloud2.read_points(msg, field_names=("x", "y", "z", "rgb"), skip_nans=False))
-    h, w = int(msg.height), int(msg.width)
-    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=-1).astype(np.float64).reshape(h, w, 3)
-    rgb = np.ascontiguousarray(pts["rgb"]).astype(np.float32).view(np.uint32).reshape(h, w)
+    pts = pts.reshape(int(msg.height), int(msg.width))
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=-1).astype(np.float64)
+    rgb = np.ascontiguousarray(pts["rgb"]).astype(np.float32).view(np.uint32)
     bgr = np.stack([rgb & 255, (rgb >> 8) & 255, (rgb >> 16) & 255], axis=-1).astype(np.uint8)
     return xyz, bgr
 
@@ -48,19 +48,18 @@ def _standard_predictor(args: argparse.Namespace) -> Any:
     """The standard-head model for the comparison, on the node's backend (the bundled one in that format)."""
     if args.standard_checkpoint.lower() == "none":
         return None
+    from smd_core import weights
     from smd_core.infer.backend import load_predictor, resolve_model, torch_available
 
     if args.standard_checkpoint:
         return load_predictor(*resolve_model(args.standard_checkpoint, "auto"), device="cpu")
-    from smd_core import weights
-
-    onnx = args.backend == "onnxruntime" or not torch_available()
+    backend = "onnxruntime" if args.backend == "onnxruntime" or not torch_available() else "torch"
     try:
-        path = weights.standard_onnx() if onnx else weights.standard_checkpoint()
+        path = weights.standard_onnx() if backend == "onnxruntime" else weights.standard_checkpoint()
     except FileNotFoundError as exc:
         print(f"smd demo: no standard-head comparison ({exc})")
         return None
-    return load_predictor(path, "onnxruntime" if onnx else "torch", device="cpu")
+    return load_predictor(path, backend, device="cpu")
 
 
 def node_model(args: argparse.Namespace) -> tuple[float, float]:
@@ -224,26 +223,3 @@ def compare_scene(path: Path, frame: dict[str, Any], disp: np.ndarray, cmsg: Any
     clouds += [cloud_from_disparity(name, d, left, camera, gt) for name, d in methods]
     truth = cloud_from_disparity("ground truth", gt, left, camera, None) if gt is not None else None
     return compare_clouds(path, left, clouds, camera, truth, max_disp=max_disp, title=title)
-
-
-def real_frame(stamp_ns: int, frame_id: str = "motorcycle_left_optical_frame") -> dict[str, Any]:
-    """The Middlebury Motorcycle pair (`smd_core.data.real_sample`) as the node receives a stereo set: BGR
-    images, ground truth, and the left / right CameraInfo of its calibration (P_right carries -fx B and the
-    right principal point cx + doffs), stamped `stamp_ns`."""
-    from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import CameraInfo
-
-    from smd_core.data.real_sample import load_motorcycle, motorcycle_camera
-
-    sample, cam = load_motorcycle(), motorcycle_camera()
-    stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
-    infos = {}
-    for side, cx, tx in (("left", cam.cx, 0.0), ("right", cam.cx + cam.doffs, -cam.fx * cam.baseline)):
-        info = CameraInfo(height=cam.height, width=cam.width, distortion_model="plumb_bob", d=[0.0] * 5,
-                          k=[cam.fx, 0.0, cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0],
-                          r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                          p=[cam.fx, 0.0, cx, tx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
-        info.header.stamp, info.header.frame_id = stamp, frame_id
-        infos[f"{side}_info"] = info
-    return {"stamp_ns": stamp_ns, "left": sample["left"], "right": sample["right"], "gt": sample["disp_left"],
-            "name": sample["name"], **infos}
