@@ -51,6 +51,9 @@ def test_short_demo_end_to_end(tmp_path, ros_env):
     assert summary["frames_in"] == 3 and 1 <= summary["frames_out"] <= 3
     assert summary["latency_ms"]["p50"] > 0
     assert np.isfinite(summary["bimodal"]["epe"]) and summary["bimodal"]["epe"] < 10
+    # Scored by smd eval's code: per-frame rows of score_frame, their frame means in the summary.
+    assert summary["bimodal"]["epe"] == pytest.approx(np.mean([r["epe"] for r in summary["per_frame"]]))
+    assert all(r["n_valid"] > 0 for r in summary["per_frame"])
     assert summary["standard"] is not None and np.isfinite(summary["standard"]["see"])
     # The classical baselines, scored on the same frames; raw SGBM also on its own matched pixels.
     for key in ("epe", "bad2", "bad3", "see", "bleeding", "time_s"):
