@@ -114,14 +114,13 @@ class DemoClient:
         return all(p.get_subscription_count() > 0 for p in self.pubs.values())
 
     def publish(self, frame: dict[str, Any]) -> None:
-        from smd_ros.ros_libs import CvBridge
+        from std_msgs.msg import Header
 
-        bridge = CvBridge()
+        from smd_ros.messages import image_msg
+
         stamp = frame["left_info"].header.stamp
         for side in ("left", "right"):
-            msg = bridge.cv2_to_imgmsg(frame[side], "bgr8")
-            msg.header.stamp = stamp
-            msg.header.frame_id = frame[f"{side}_info"].header.frame_id
+            msg = image_msg(Header(stamp=stamp, frame_id=frame[f"{side}_info"].header.frame_id), frame[side], "bgr8")
             self.pubs[f"{side}_info"].publish(frame[f"{side}_info"])
             self.pubs[side].publish(msg)
 

@@ -34,12 +34,13 @@ Outputs = dict[str, dict[int, tuple[float, Any]]]  # topic -> stamp -> (receive 
 def organized_cloud(msg: Any) -> tuple[np.ndarray, np.ndarray]:
     """PointCloud2 with x, y, z, rgb -> points (H, W, 3) float (NaN = no point) and colors (H, W, 3) BGR uint8
     in the cloud's own layout (height x width; an unorganized cloud is one row)."""
-    from smd_ros.ros_libs import point_cloud2
-
-    pts = np.asarray(point_cloud2.read_points(msg, field_names=("x", "y", "z", "rgb"), skip_nans=False))
-    pts = pts.reshape(int(msg.height), int(msg.width))
-    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=-1).astype(np.float64)
-    rgb = np.ascontiguousarray(pts["rgb"]).astype(np.float32).view(np.uint32)
+    names = [f.name for f in msg.fields]
+    if names != ["x", "y", "z", "rgb"]:
+        raise ValueError(f"expected a cloud of fields x, y, z, rgb (the node's, use_color true), got {names}")
+    h, w = int(msg.height), int(msg.width)
+    pts = np.frombuffer(msg.data, np.float32).reshape(h, w, 4)  # the node's layout: messages.CLOUD_FIELDS_RGB
+    xyz = pts[..., :3].astype(np.float64)
+    rgb = np.ascontiguousarray(pts[..., 3]).view(np.uint32)
     bgr = np.stack([rgb & 255, (rgb >> 8) & 255, (rgb >> 16) & 255], axis=-1).astype(np.uint8)
     return xyz, bgr
 

@@ -82,7 +82,7 @@ def test_short_data_and_unknown_encoding_raise():
     with pytest.raises(sensors.InputError, match="too short") as err:
         sensors.decode_image(msg)
     assert err.value.kind == "layout"
-    with pytest.raises(bm.EncodingError, match="cannot encode"):
+    with pytest.raises(sensors.EncodingError, match="cannot encode"):
         bm.image_message(np.zeros((2, 2, 3), np.uint8), STAMP, "c", "mono16")
 
 

@@ -19,7 +19,7 @@ needs_weights = pytest.mark.skipif(not BUNDLED, reason="the bundled light weight
 def test_bundled_models_load_by_default_and_predict():
     import smd_core
     from smd_core.infer.predict_cli import default_checkpoint as cli_default
-    from smd_ros.params import resolve_checkpoint  # the node's resolution of checkpoint:=""
+    from smd_core.resolve import resolve_checkpoint  # the node's resolution of checkpoint:=""
 
     assert cli_default() == default_checkpoint()
     assert resolve_checkpoint("") == default_checkpoint()

@@ -127,7 +127,7 @@ def test_throttled_log_mixes_levels_on_a_real_rclpy_logger():
     "Logger severity cannot be changed between calls" (issue 10)."""
     import rclpy.logging
 
-    from smd_ros.stereo_node import ThrottledLog
+    from smd_ros.node_tools import ThrottledLog
 
     log = ThrottledLog(rclpy.logging.get_logger("smd_test_throttled"), period=0.0)
     for level in ("warning", "error", "info", "warning", "error"):
@@ -147,7 +147,7 @@ def test_output_qos_is_volatile_keep_last_1():
 
 
 def test_raised_at_names_the_innermost_frame():
-    from smd_ros.stereo_node import raised_at
+    from smd_ros.node_tools import raised_at
 
     def inner():
         raise KeyError("x")

@@ -36,10 +36,6 @@ _ENCODABLE_BGR = {
 BAYER_ENCODINGS = ("bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
 
 
-class EncodingError(ValueError):
-    """An array that cannot be written in the requested encoding."""
-
-
 def header(stamp_ns: int, frame_id: str) -> Any:
     """A std_msgs/Header for `stamp_ns` (non-negative nanoseconds)."""
     if stamp_ns < 0:
@@ -86,7 +82,7 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str, encoding: str
         elif encoding in BAYER_ENCODINGS:
             array = mosaic_bayer(array, encoding)
         else:
-            raise EncodingError(f"cannot encode a (H, W, 3) uint8 image as {encoding!r}")
+            raise sensors.EncodingError(f"cannot encode a (H, W, 3) uint8 image as {encoding!r}")
     elif array.ndim == 2 and array.dtype == np.uint8:
         encoding = encoding or "mono8"
     elif array.ndim == 2 and array.dtype == np.uint16:
@@ -94,7 +90,7 @@ def image_message(array: np.ndarray, stamp_ns: int, frame_id: str, encoding: str
     elif array.ndim == 2 and array.dtype == np.float32:
         encoding = encoding or "32FC1"
     elif encoding is None:
-        raise EncodingError(f"no default encoding for a {array.dtype} array of shape {array.shape}")
+        raise sensors.EncodingError(f"no default encoding for a {array.dtype} array of shape {array.shape}")
     array = np.ascontiguousarray(array)
     height, width = array.shape[:2]
     step = array.strides[0]
