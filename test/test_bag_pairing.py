@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
+from smd_ros.bags.pairing import Frame, apply_stride, assign_splits, pair_stamps, select_window
 
 MS = 1_000_000
 
@@ -47,13 +47,13 @@ def test_unsorted_input_and_empty_topics():
         pair_stamps(0, [], [], None, tolerance_ns=-1)
 
 
-def frames(n: int, step_ms: int = 100) -> list[PairedFrame]:
-    return [PairedFrame(0, i * step_ms * MS, i * step_ms * MS) for i in range(n)]
+def frames(n: int, step_ms: int = 100) -> list[Frame]:
+    return [Frame(0, i * step_ms * MS, i * step_ms * MS) for i in range(n)]
 
 
 def test_window_relative_to_first_frame_and_stride():
     dropped: Counter = Counter()
-    seq = [PairedFrame(0, 10_000 * MS + f.left_ns, 0) for f in frames(20)]  # starts at an arbitrary time
+    seq = [Frame(0, 10_000 * MS + f.left_ns, 0) for f in frames(20)]  # starts at an arbitrary time
     kept = select_window(seq, 0.5, 1.2, dropped)
     assert [round((f.left_ns - seq[0].left_ns) / MS) for f in kept] == [500, 600, 700, 800, 900, 1000, 1100]
     kept = apply_stride(kept, 3, dropped)

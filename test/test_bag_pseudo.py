@@ -8,12 +8,13 @@ import types
 import cv2
 import numpy as np
 import pytest
+from bag_fixtures import write_stereo_bag
 
 from smd_core.data.synthetic import render_scene
 from smd_ros.bags.cli import main
-from smd_ros.bags.convert import Bag2DatasetOptions, convert
+from smd_ros.bags.convert import convert
+from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pseudo import left_right_error, pseudo_label
-from smd_ros.bags.writer import write_stereo_bag
 
 H, W = 64, 96
 

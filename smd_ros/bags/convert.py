@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from smd_core.files import atomic_write
 from smd_ros.bags.calib import StereoCalibration, vertical_misalignment
-from smd_ros.bags.errors import BagError, DamagedBagError, DatasetExistsError
-from smd_ros.bags.frames import FrameWriter, PlannedFrame, load_predictor
+from smd_ros.bags.errors import BagError, DamagedBagError
+from smd_ros.bags.frames import FrameWriter, load_predictor
 from smd_ros.bags.manifest import (
     MANIFEST,
     bag_identity,
@@ -49,9 +49,10 @@ from smd_ros.bags.manifest import (
     write_lists,
     write_preview,
 )
-from smd_ros.bags.options import Bag2DatasetOptions, ConversionReport
-from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
+from smd_ros.bags.options import Bag2DatasetOptions
+from smd_ros.bags.pairing import Frame, apply_stride, assign_splits, pair_stamps, select_window
 from smd_ros.bags.reader import BagSource
+from smd_ros.bags.report import ConversionReport
 from smd_ros.bags.scan import BagScan, collect, scan_bag
 
 LOG = logging.getLogger("smd_ros.bags")
@@ -59,11 +60,9 @@ LOG = logging.getLogger("smd_ros.bags")
 MAX_VERTICAL_OFFSET_PX = 1.0
 MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
 
-__all__ = ["Bag2DatasetOptions", "ConversionReport", "DamagedBagError", "DatasetExistsError", "convert"]
 
-
-def _where(scan: BagScan, frame: PlannedFrame) -> str:
-    return f"{scan.source.path} frame {frame.name} (left stamp {frame.pair.left_ns} ns)"
+def _where(scan: BagScan, frame: Frame) -> str:
+    return f"{scan.source.path} frame {frame.name} (left stamp {frame.left_ns} ns)"
 
 
 def _calibrate(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> StereoCalibration:
@@ -103,11 +102,11 @@ def _bag_summary(scan: BagScan, paired: int, frames: int, dropped: dict[str, int
     return info
 
 
-def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> list[PlannedFrame]:
+def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> list[Frame]:
     """Pairing, time window, stride, frame cap and train/val split; fills `report.bags` and the counts."""
     tol_ns = round(options.tolerance * 1e9)
     gt_role = "depth" if options.depth else "disparity" if options.disparity else None
-    planned: list[PairedFrame] = []
+    planned: list[Frame] = []
     for scan in scans:
         result = pair_stamps(
             scan.index, scan.stamps["left"], scan.stamps["right"], scan.stamps[gt_role] if gt_role else None,
@@ -124,18 +123,19 @@ def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionR
         report.bags.append(_bag_summary(scan, len(result.frames), len(frames), dict(result.dropped)))
         report.dropped.update(result.dropped)
     assign_splits(planned, options.val_fraction, options.val_blocks)
-    frames = [PlannedFrame(i, p) for i, p in enumerate(planned)]
-    report.frames = len(frames)
-    report.train = sum(f.pair.split == "train" for f in frames)
+    for index, frame in enumerate(planned):
+        frame.index = index
+    report.frames = len(planned)
+    report.train = sum(f.split == "train" for f in planned)
     report.val = report.frames - report.train
-    if not frames:
+    if not planned:
         damage = "".join(f"; {b['path']}: {b['damaged']['message']}" for b in report.bags if b.get("damaged"))
         raise BagError("no frames to convert: " + ("; ".join(f"{n} {r}" for r, n in report.dropped.items())
                                                    or "no stereo pairs at all") + damage)
     if not options.has_labels:
         report.warnings.append("no ground truth (--depth, --disparity or --pseudo-labels): the lists have no "
                                "disparity column and are not usable for supervised training")
-    return frames
+    return planned
 
 
 @dataclasses.dataclass
@@ -149,7 +149,7 @@ class _Conversion:
     report: ConversionReport
     scans: list[BagScan]
     calib: StereoCalibration
-    frames: list[PlannedFrame]
+    frames: list[Frame]
     created: str = ""
 
     def save_manifest(self, status: str) -> None:
@@ -195,7 +195,7 @@ class _Conversion:
         since_manifest = 0
         try:
             for scan in self.scans:
-                bag_todo = [f for f in todo if f.pair.bag == scan.index]
+                bag_todo = [f for f in todo if f.bag == scan.index]
                 for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
                     if parts is None:
                         continue  # cut off by damage; counted in finish()

@@ -1,9 +1,8 @@
-"""One frame of `smd bag2dataset`: its plan (`PlannedFrame`) and its conversion (`FrameWriter`: decode with the
-node's decoder, rectify, label, write atomically)."""
+"""One frame of `smd bag2dataset` to files (`FrameWriter`): decode with the node's decoder, rectify, label,
+range-check the labels, write atomically."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import math
@@ -19,7 +18,7 @@ from smd_ros import sensors
 from smd_ros.bags.calib import StereoCalibration, stereo_matches
 from smd_ros.bags.errors import BagError
 from smd_ros.bags.options import Bag2DatasetOptions
-from smd_ros.bags.pairing import PairedFrame
+from smd_ros.bags.pairing import Frame
 
 LOG = logging.getLogger("smd_ros.bags")
 RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
@@ -58,51 +57,6 @@ def check_labels(disparity: np.ndarray, max_disparity: float) -> tuple[np.ndarra
     if counts["impossible"] or counts["beyond_range"]:
         d = np.where(impossible | beyond, np.float32(0.0), d)
     return d, counts
-
-
-@dataclasses.dataclass
-class PlannedFrame:
-    """A planned frame: its pairing and name; after processing, the fraction of labelled pixels, what the
-    label check masked and why the frame was left out of the lists (None: it was not)."""
-
-    index: int
-    pair: PairedFrame
-    valid_fraction: float | None = None
-    masked: dict[str, int] | None = None
-    rejected: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.index:06d}"
-
-    def files(self, options: Bag2DatasetOptions) -> dict[str, str]:
-        files = {"left": f"left/{self.name}.png", "right": f"right/{self.name}.png"}
-        if options.has_labels:
-            files["disp"] = f"disp/{self.name}.npy"
-        if options.pseudo_labels:
-            files["conf"] = f"conf/{self.name}.png"
-        return files
-
-    def done(self, out: Path, options: Bag2DatasetOptions) -> bool:
-        return all((out / f).is_file() for f in self.files(options).values())
-
-    def measure(self, disparity: np.ndarray) -> None:
-        self.valid_fraction = float(np.count_nonzero(disparity > 0) / disparity.size)
-
-    def restore(self, previous: dict[str, Any]) -> None:
-        """Per-frame results of an interrupted run (its manifest entry)."""
-        self.valid_fraction = previous.get("valid_fraction")
-        labels = previous.get("labels") or {}
-        self.masked = labels.get("masked")
-        self.rejected = labels.get("rejected")
-
-    def to_json(self, options: Bag2DatasetOptions) -> dict[str, Any]:
-        return {
-            "id": self.name, "bag": self.pair.bag, "split": self.pair.split,
-            "stamps": {"left": self.pair.left_ns, "right": self.pair.right_ns, "gt": self.pair.gt_ns},
-            "files": self.files(options), "valid_fraction": self.valid_fraction,
-            "labels": {"masked": self.masked, "rejected": self.rejected},
-        }
 
 
 class FrameWriter:
@@ -205,7 +159,7 @@ class FrameWriter:
             return text
         return None
 
-    def write(self, frame: PlannedFrame, parts: dict[str, Any], where: str) -> None:
+    def write(self, frame: Frame, parts: dict[str, Any], where: str) -> None:
         options = self.options
         left, right = self._images(parts, where)
         if options.check_rectification and not options.rectify and len(self.matches) < RECTIFICATION_CHECK_FRAMES:

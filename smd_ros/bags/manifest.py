@@ -17,9 +17,11 @@ import numpy as np
 from smd_core.files import atomic_write
 from smd_ros.bags.calib import StereoCalibration
 from smd_ros.bags.errors import DatasetExistsError
-from smd_ros.bags.frames import PlannedFrame, png_bytes
-from smd_ros.bags.options import Bag2DatasetOptions, ConversionReport
+from smd_ros.bags.frames import png_bytes
+from smd_ros.bags.options import Bag2DatasetOptions
+from smd_ros.bags.pairing import Frame
 from smd_ros.bags.reader import BagSource
+from smd_ros.bags.report import ConversionReport
 
 TOOL_VERSION = "1.0"
 MANIFEST_FORMAT = "smd_ros.bag2dataset"
@@ -138,12 +140,12 @@ def clear_dataset(out: Path) -> None:
 
 
 def check_same_plan(
-    existing: dict[str, Any], frames: list[PlannedFrame], options: Bag2DatasetOptions, out: Path
+    existing: dict[str, Any], frames: list[Frame], options: Bag2DatasetOptions, out: Path
 ) -> None:
     old = {f["id"]: f for f in existing.get("frames", [])}
     for f in frames:
         prev = old.get(f.name)
-        if prev is None or prev.get("stamps") != f.to_json(options)["stamps"] or prev.get("split") != f.pair.split:
+        if prev is None or prev.get("stamps") != f.to_json(options)["stamps"] or prev.get("split") != f.split:
             raise DatasetExistsError(
                 f"{out}: frame {f.name} was planned differently by the interrupted run (tool version "
                 f"{existing.get('tool_version')}); pass --overwrite to start over"
@@ -156,7 +158,7 @@ def now() -> str:
 
 def manifest_of(
     options: Bag2DatasetOptions, fingerprint: str, identity: dict[str, Any], report: ConversionReport,
-    calib: StereoCalibration, frames: list[PlannedFrame], created: str, status: str,
+    calib: StereoCalibration, frames: list[Frame], created: str, status: str,
 ) -> dict[str, Any]:
     from smd_core import __version__ as smd_version
 
@@ -191,18 +193,18 @@ def manifest_of(
     }
 
 
-def write_lists(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOptions) -> None:
+def write_lists(out: Path, frames: list[Frame], options: Bag2DatasetOptions) -> None:
     for split in ("train", "val"):
         lines = []
         for f in frames:
-            if f.pair.split == split:
+            if f.split == split:
                 files = f.files(options)
                 cols = [files["left"], files["right"]] + ([files["disp"]] if "disp" in files else [])
                 lines.append(" ".join(cols))
         atomic_write(out / f"{split}.txt", ("\n".join(lines) + ("\n" if lines else "")).encode())
 
 
-def write_preview(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOptions, count: int = 4) -> None:
+def write_preview(out: Path, frames: list[Frame], options: Bag2DatasetOptions, count: int = 4) -> None:
     """preview.png: left | right | disparity (| kept pixels) for a few frames spread over the dataset."""
     if not frames:
         return
@@ -217,7 +219,7 @@ def write_preview(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOpt
         files = by_index[idx].files(options)
         left = cv2.imread(str(out / files["left"]), cv2.IMREAD_COLOR)
         right = cv2.imread(str(out / files["right"]), cv2.IMREAD_COLOR)
-        tiles.append(label(left, f"{by_index[idx].name} {by_index[idx].pair.split} left"))
+        tiles.append(label(left, f"{by_index[idx].name} {by_index[idx].split} left"))
         tiles.append(label(right, "right"))
         if "disp" in files:
             disp = np.load(out / files["disp"])

@@ -1,6 +1,6 @@
-"""Which messages become training frames: stamp pairing, time window, stride, frame cap, validation split.
+"""Which messages become training frames (`Frame`): stamp pairing, time window, stride, validation split.
 
-Pure functions on integer nanosecond stamps, so each rule is testable without a bag. Every message that
+The rules are functions of integer nanosecond stamps, so each is testable without a bag. Every message that
 does not become a frame is counted under a reason, so the tool can say exactly where data went.
 """
 
@@ -10,22 +10,69 @@ import bisect
 import dataclasses
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smd_ros.bags.options import Bag2DatasetOptions
 
 
 @dataclasses.dataclass
-class PairedFrame:
-    """One stereo pair of a bag: header stamps (ns) of left, right and ground truth (None without)."""
+class Frame:
+    """One frame of a conversion: header stamps (ns) of its left, right and ground-truth (None without) messages
+    in bag number `bag`, its split, its place in the plan (`index`, set once the plan is final) and, once
+    written, the fraction of labelled pixels, what the label check masked and why the frame was left out of
+    the lists (None: it was not)."""
 
     bag: int
     left_ns: int
     right_ns: int
     gt_ns: int | None = None
     split: str = "train"
+    index: int = -1
+    valid_fraction: float | None = None
+    masked: dict[str, int] | None = None
+    rejected: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:06d}"
+
+    def files(self, options: Bag2DatasetOptions) -> dict[str, str]:
+        """role ("left", "right", "disp", "conf") -> path relative to the output folder."""
+        files = {"left": f"left/{self.name}.png", "right": f"right/{self.name}.png"}
+        if options.has_labels:
+            files["disp"] = f"disp/{self.name}.npy"
+        if options.pseudo_labels:
+            files["conf"] = f"conf/{self.name}.png"
+        return files
+
+    def done(self, out: Path, options: Bag2DatasetOptions) -> bool:
+        return all((out / f).is_file() for f in self.files(options).values())
+
+    def measure(self, disparity: np.ndarray) -> None:
+        self.valid_fraction = float(np.count_nonzero(disparity > 0) / disparity.size)
+
+    def restore(self, previous: dict[str, Any]) -> None:
+        """Per-frame results of an interrupted run (its manifest entry)."""
+        self.valid_fraction = previous.get("valid_fraction")
+        labels = previous.get("labels") or {}
+        self.masked = labels.get("masked")
+        self.rejected = labels.get("rejected")
+
+    def to_json(self, options: Bag2DatasetOptions) -> dict[str, Any]:
+        return {
+            "id": self.name, "bag": self.bag, "split": self.split,
+            "stamps": {"left": self.left_ns, "right": self.right_ns, "gt": self.gt_ns},
+            "files": self.files(options), "valid_fraction": self.valid_fraction,
+            "labels": {"masked": self.masked, "rejected": self.rejected},
+        }
 
 
 @dataclasses.dataclass
 class PairingResult:
-    frames: list[PairedFrame]
+    frames: list[Frame]
     dropped: Counter  # reason -> number of left images (or right images, for "right image without left")
 
 
@@ -102,13 +149,13 @@ def pair_stamps(
                 dropped[f"no ground truth ({gt_topic}) within {tol_ms:g} ms"] += 1
                 continue
             gt_ns = gts[near[0]]
-        frames.append(PairedFrame(bag, lefts[li], rights[ri], gt_ns))
+        frames.append(Frame(bag, lefts[li], rights[ri], gt_ns))
     return PairingResult(frames, dropped)
 
 
 def select_window(
-    frames: list[PairedFrame], start_s: float | None, end_s: float | None, dropped: Counter
-) -> list[PairedFrame]:
+    frames: list[Frame], start_s: float | None, end_s: float | None, dropped: Counter
+) -> list[Frame]:
     """Keep frames whose left stamp lies in [first + start_s, first + end_s), `first` being the bag's
     first paired frame; seconds relative to the recording are what people read off a bag player."""
     if not frames or (start_s is None and end_s is None):
@@ -122,7 +169,7 @@ def select_window(
     return kept
 
 
-def apply_stride(frames: list[PairedFrame], stride: int, dropped: Counter) -> list[PairedFrame]:
+def apply_stride(frames: list[Frame], stride: int, dropped: Counter) -> list[Frame]:
     """Every `stride`-th frame, starting with the first."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -132,7 +179,7 @@ def apply_stride(frames: list[PairedFrame], stride: int, dropped: Counter) -> li
     return kept
 
 
-def assign_splits(frames: list[PairedFrame], val_fraction: float, blocks: int) -> None:
+def assign_splits(frames: list[Frame], val_fraction: float, blocks: int) -> None:
     """Mark whole time blocks as validation, in place.
 
     The frame sequence (bags in order, time order within) is cut into `blocks` contiguous blocks of

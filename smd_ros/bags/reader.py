@@ -14,10 +14,12 @@ import sqlite3
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import yaml
 from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.typesys import Stores, get_typestore
 
 try:  # rosbags' own dependencies: zstd in the stdlib from 3.14, the backport before
     from compression import zstd  # type: ignore[import-not-found]
@@ -25,7 +27,17 @@ except ImportError:
     from backports import zstd  # type: ignore[no-redef]
 import lz4.frame  # type: ignore[import-untyped]
 
+from smd_ros import sensors
 from smd_ros.bags.errors import BagError, BagReadError
+
+# The layouts of the message types we read are the same in every ROS 2 distribution, so one store reads bags
+# from any of them.
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+DISPARITY_IMAGE = "stereo_msgs/msg/DisparityImage"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -48,6 +60,23 @@ class RawMessage:
     msgtype: str
     log_time_ns: int
     data: bytes | memoryview
+
+
+def deserialize(raw: bytes | memoryview, msgtype: str) -> Any:
+    """CDR bytes -> rosbags message (numpy arrays for uint8[] fields, no copies)."""
+    return TYPESTORE.deserialize_cdr(raw, msgtype)
+
+
+def header_stamp_ns(raw: bytes | memoryview, msgtype: str) -> int:
+    """Header stamp (ns) of a serialized message whose first field is a std_msgs/Header.
+
+    Reads the 8 stamp bytes after the 4-byte CDR encapsulation header, so pairing a long recording never
+    decodes its images; unusual encapsulations are deserialized.
+    """
+    if len(raw) >= 12 and raw[0] == 0 and raw[1] in (0, 1):
+        sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+        return sec * 1_000_000_000 + nanosec
+    return sensors.stamp_ns(deserialize(raw, msgtype))
 
 
 def describe_topics(topics: dict[str, TopicInfo]) -> str:

@@ -10,11 +10,19 @@ from typing import Any
 from rosbags.serde import SerdeError
 from tqdm import tqdm
 
-from smd_ros.bags import messages as bm
 from smd_ros.bags.calib import CameraModel
-from smd_ros.bags.frames import PlannedFrame
+from smd_ros.bags.errors import BagError, BagReadError
 from smd_ros.bags.options import Bag2DatasetOptions
-from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
+from smd_ros.bags.pairing import Frame
+from smd_ros.bags.reader import (
+    CAMERA_INFO,
+    DISPARITY_IMAGE,
+    IMAGE_TYPES,
+    BagSource,
+    describe_topics,
+    deserialize,
+    header_stamp_ns,
+)
 
 # A message whose bytes are garbage (bit rot, a bad disk block inside an otherwise readable file).
 CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, UnicodeDecodeError)
@@ -36,8 +44,8 @@ class BagScan:
 
 
 _EXPECTED = {
-    "left": bm.IMAGE_TYPES, "right": bm.IMAGE_TYPES, "left_info": (bm.CAMERA_INFO,),
-    "right_info": (bm.CAMERA_INFO,), "depth": bm.IMAGE_TYPES, "disparity": (bm.DISPARITY_IMAGE,),
+    "left": IMAGE_TYPES, "right": IMAGE_TYPES, "left_info": (CAMERA_INFO,), "right_info": (CAMERA_INFO,),
+    "depth": IMAGE_TYPES, "disparity": (DISPARITY_IMAGE,),
 }
 _OPTION_OF = {
     "left": "--left-image", "right": "--right-image", "left_info": "--left-info",
@@ -94,13 +102,13 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
             role = topic_role[msg.topic]
             counts[role] += 1
             if role.endswith("_info"):
-                model = CameraModel.from_msg(bm.deserialize(msg.data, msg.msgtype))
+                model = CameraModel.from_msg(deserialize(msg.data, msg.msgtype))
                 if role not in infos:
                     infos[role] = model
                 elif not infos[role].same_as(model):
                     changes[role] += 1
                 continue
-            stamp = msg.log_time_ns if options.stamp == "log" else bm.header_stamp_ns(msg.data, msg.msgtype)
+            stamp = msg.log_time_ns if options.stamp == "log" else header_stamp_ns(msg.data, msg.msgtype)
             stamps[role].append(stamp)
     except BagReadError as err:
         damage = err
@@ -117,7 +125,7 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
                    damage)
 
 
-def collect(scan: BagScan, frames: list[PlannedFrame], options: Bag2DatasetOptions, corrupt: dict[int, str]):  # noqa: ANN202
+def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions, corrupt: dict[int, str]):  # noqa: ANN202
     """Pass 2 over one bag: yields (frame, {"left": msg, "right": msg[, "gt": msg]}) as frames complete,
     in recording order, and (frame, None) for frames the damaged end of the recording cut off or whose
     message does not deserialize (those are added to `corrupt`: frame index -> why)."""
@@ -125,9 +133,9 @@ def collect(scan: BagScan, frames: list[PlannedFrame], options: Bag2DatasetOptio
     if options.gt_topic:
         roles["gt"] = options.gt_topic
     topic_role = {t: r for r, t in roles.items()}
-    wanted: dict[tuple[str, int], list[PlannedFrame]] = {}
+    wanted: dict[tuple[str, int], list[Frame]] = {}
     for f in frames:
-        stamps = {"left": f.pair.left_ns, "right": f.pair.right_ns, "gt": f.pair.gt_ns}
+        stamps = {"left": f.left_ns, "right": f.right_ns, "gt": f.gt_ns}
         for role in roles:
             wanted.setdefault((role, stamps[role]), []).append(f)
     pending: dict[int, dict[str, Any]] = {}
@@ -135,12 +143,12 @@ def collect(scan: BagScan, frames: list[PlannedFrame], options: Bag2DatasetOptio
     try:
         for msg in scan.source.messages(set(roles.values())):
             role = topic_role[msg.topic]
-            stamp = msg.log_time_ns if options.stamp == "log" else bm.header_stamp_ns(msg.data, msg.msgtype)
+            stamp = msg.log_time_ns if options.stamp == "log" else header_stamp_ns(msg.data, msg.msgtype)
             targets = wanted.pop((role, stamp), None)
             if not targets:
                 continue
             try:
-                decoded = bm.deserialize(bytes(msg.data), msg.msgtype)
+                decoded = deserialize(bytes(msg.data), msg.msgtype)
             except CORRUPT_MESSAGE_ERRORS as err:
                 for f in targets:
                     corrupt[f.index] = f"{msg.topic} message at stamp {stamp} does not deserialize ({err})"
