@@ -46,7 +46,7 @@ class CameraModel:
     frame_id: str = ""
     binning_x: int = 0
     binning_y: int = 0
-    roi: Roi = dataclasses.field(default_factory=lambda: Roi())
+    roi: Roi = Roi()
 
     @classmethod
     def from_msg(cls, msg: Any) -> CameraModel:
@@ -63,8 +63,7 @@ class CameraModel:
     @property
     def full_frame(self) -> bool:
         """True when the images are the whole sensor (no binning, no ROI): raw K, D, R apply to them."""
-        return max(1, self.binning_x) == 1 and max(1, self.binning_y) == 1 and not (self.roi.width or
-                                                                                  self.roi.height)
+        return max(1, self.binning_x, self.binning_y) == 1 and not (self.roi.width or self.roi.height)
 
     def same_as(self, other: CameraModel, tol: float = 1e-9) -> bool:
         """True when both describe the same calibration (size, binning, ROI, model and all matrices)."""
@@ -78,11 +77,7 @@ class CameraModel:
 
     def rotation_deg(self) -> float:
         """Angle (degrees) of R; 0 when the rectification rotation is the identity."""
-        cos = (np.trace(self.r) - 1.0) / 2.0
-        return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
-
-    def has_distortion(self) -> bool:
-        return bool(np.any(np.abs(self.d) > 1e-12))
+        return math.degrees(math.acos(float(np.clip((np.trace(self.r) - 1.0) / 2.0, -1.0, 1.0))))
 
     def rectify_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """cv2.remap maps (H, W) float32 taking raw images to the rectified grid of P (same size)."""
@@ -136,7 +131,7 @@ class StereoCalibration:
         notes = []
         for side, cam in (("left", self.left), ("right", self.right)):
             angle = cam.rotation_deg()
-            if angle > 0.05 or cam.has_distortion():
+            if angle > 0.05 or np.any(np.abs(cam.d) > 1e-12):
                 notes.append(
                     f"{side} camera_info has R rotating {angle:.2f} deg and D={np.round(cam.d, 4).tolist()}: "
                     "it describes the raw camera. The images are taken to be rectified already (intrinsics from "
@@ -166,20 +161,12 @@ class StereoCalibration:
     def to_yaml_dict(self) -> dict[str, Any]:
         """What calib.yaml stores: rectified intrinsics K, baseline, size, and the source CameraInfos."""
         cam = self.camera
-        k = [[cam.fx, 0.0, cam.cx], [0.0, cam.fy, cam.cy], [0.0, 0.0, 1.0]]
         return {
-            "width": cam.width,
-            "height": cam.height,
-            "K": k,
-            "fx": cam.fx,
-            "fy": cam.fy,
-            "cx": cam.cx,
-            "cy": cam.cy,
-            "baseline": cam.baseline,
-            "doffs": cam.doffs,
+            "width": cam.width, "height": cam.height,
+            "K": [[cam.fx, 0.0, cam.cx], [0.0, cam.fy, cam.cy], [0.0, 0.0, 1.0]],
+            "fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "baseline": cam.baseline, "doffs": cam.doffs,
             "disparity_to_depth": "Z = fx * baseline / (disparity + doffs)",
-            "P_left": self.left.p.tolist(),
-            "P_right": self.right.p.tolist(),
+            "P_left": self.left.p.tolist(), "P_right": self.right.p.tolist(),
             "raw": {
                 side: {
                     "frame_id": cam.frame_id, "distortion_model": cam.distortion_model,

@@ -1,10 +1,4 @@
-"""`smd bag2dataset BAG [BAG...] --out DIR`: turn rosbag2 stereo recordings into a training set.
-
-Reads sqlite3 and mcap recordings (split or not, also cut-off ones) with `rosbags`, no ROS install needed.
-Left/right images (`sensor_msgs/Image` or `CompressedImage`) are paired by header stamp; ground truth comes
-from a depth image registered to the left camera (`--depth`, 32FC1 metres / 16UC1 mm, d = fx * B / Z with
-fx and B from the rectified P matrices), a `stereo_msgs/DisparityImage` (`--disparity`), or confident
-model predictions (`--pseudo-labels CKPT`).
+"""`smd bag2dataset BAG [BAG...] --out DIR`: rosbag2 stereo recordings -> a training set (README: Fine-tuning).
 
 Output folder:
     left/000000.png right/000000.png   images (8-bit PNG, as recorded or rectified with --rectify)
@@ -15,8 +9,8 @@ Output folder:
     manifest.json                      source bags, topics, per-frame stamps, counts, options, tool version
     preview.png                        a few frames: left, right, disparity (, kept pixels)
 
-Every file is written to a temporary name and renamed, and the manifest fixes the frame plan up front, so
-a rerun with the same arguments resumes an interrupted conversion without rewriting finished frames.
+Every file is written under a temporary name and renamed, and the manifest fixes the frame plan up front, so
+rerunning the same command resumes an interrupted conversion without rewriting finished frames.
 """
 
 from __future__ import annotations
@@ -59,10 +53,6 @@ LOG = logging.getLogger("smd_ros.bags")
 # Largest median vertical offset (px) of feature matches tolerated in a "rectified" pair.
 MAX_VERTICAL_OFFSET_PX = 1.0
 MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
-
-
-def _where(scan: BagScan, frame: Frame) -> str:
-    return f"{scan.source.path} frame {frame.name} (left stamp {frame.left_ns} ns)"
 
 
 def _calibrate(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> StereoCalibration:
@@ -157,8 +147,7 @@ class _Conversion:
                                                     self.calib, self.frames, self.created, status))
 
     def prepare_output(self, action: str, existing: dict[str, Any] | None) -> None:
-        """Resume (same plan, earlier per-frame results kept), replace or create `out`; write calib.yaml and
-        the manifest of the plan."""
+        """Resume (same plan, earlier per-frame results kept), replace or create `out`; calib.yaml, manifest."""
         out, options = self.out, self.options
         if action == "resume":
             check_same_plan(existing or {}, self.frames, options, out)
@@ -171,16 +160,15 @@ class _Conversion:
             existing = None
         out.mkdir(parents=True, exist_ok=True)
         remove_temporaries(out)
-        for sub in ("left", "right", *(("disp",) if options.has_labels else ()),
-                    *(("conf",) if options.pseudo_labels else ())):
+        for sub in {Path(f).parent.name for f in self.frames[0].files(options).values()}:
             (out / sub).mkdir(exist_ok=True)
         atomic_write(out / "calib.yaml", yaml.safe_dump(self.calib.to_yaml_dict(), sort_keys=False).encode())
         self.created = (existing or {}).get("created") or now()
         self.save_manifest("in_progress")
 
     def write_frames(self, predictor: Any, on_frame: Callable[[int], None] | None) -> FrameWriter:
-        """Pass 2: decode and write the frames not already on disk; the manifest is saved every
-        MANIFEST_EVERY frames and on interruption."""
+        """Pass 2: the frames not on disk yet; the manifest is saved every MANIFEST_EVERY frames and when
+        interrupted, so a rerun knows what was written."""
         out, options, report = self.out, self.options, self.report
         todo = [f for f in self.frames if not f.done(out, options)]
         report.reused = len(self.frames) - len(todo)
@@ -192,24 +180,20 @@ class _Conversion:
         writer = FrameWriter(out, options, self.calib, predictor)
         bar = tqdm(total=len(self.frames), initial=report.reused, desc="convert", unit="frame",
                    disable=not options.progress)
-        since_manifest = 0
         try:
             for scan in self.scans:
                 bag_todo = [f for f in todo if f.bag == scan.index]
                 for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
                     if parts is None:
                         continue  # cut off by damage; counted in finish()
-                    writer.write(frame, parts, _where(scan, frame))
+                    writer.write(frame, parts, f"{scan.source.path} frame {frame.name} (left stamp {frame.left_ns} ns)")
                     report.written += 1
                     bar.update()
-                    since_manifest += 1
                     if on_frame is not None:
                         on_frame(frame.index)
-                    if since_manifest >= MANIFEST_EVERY:
-                        since_manifest = 0
+                    if report.written % MANIFEST_EVERY == 0:
                         self.save_manifest("in_progress")
         except BaseException:
-            # Interrupted or failed: keep the per-frame bookkeeping of what was written, then re-raise.
             if report.written:
                 self.save_manifest("in_progress")
             raise
@@ -218,8 +202,7 @@ class _Conversion:
         return writer
 
     def finish(self, writer: FrameWriter) -> ConversionReport:
-        """Warnings, lists, preview and the final manifest; DamagedBagError for damaged recordings unless
-        --allow-truncated."""
+        """Warnings, lists, preview, the final manifest; DamagedBagError for damage unless --allow-truncated."""
         out, options, report, frames = self.out, self.options, self.report, self.frames
         report.warnings.extend(writer.warnings)
         if writer.matches:
@@ -228,8 +211,7 @@ class _Conversion:
                 report.warnings.append(
                     f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
                     f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
-                    "topics carry raw images, or check that left and right are a rectified pair"
-                )
+                    "topics carry raw images, or check that left and right are a rectified pair")
         for index, why in sorted(writer.corrupt.items()):
             report.corrupt[frames[index].name] = why
             report.warnings.append(f"skipped frame {frames[index].name}: {why}")
@@ -248,8 +230,7 @@ class _Conversion:
                 f"{details}. Kept the {len(done)} frames converted from the readable part in {out} (lists and "
                 "manifest written, status 'partial'). Rerun with --allow-truncated to accept them as the dataset, "
                 "or repair the recording (ros2 bag reindex) first", report)
-        for bag in damaged:
-            report.warnings.append(f"{bag['path']}: {bag['damaged']['message']}; converted the readable part")
+        report.warnings.extend(f"{b['path']}: {b['damaged']['message']}; converted the readable part" for b in damaged)
         return report
 
 
@@ -261,16 +242,16 @@ def convert(
     predictor: Any = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> ConversionReport:
-    """Convert recordings `bags` into the dataset folder `out`; returns a ConversionReport.
+    """Convert the recordings `bags` into the dataset folder `out`.
 
-    Steps: check the output folder (before the long scan, changing nothing), pass 1 over every bag (stamps,
+    Steps: check the output folder (changing nothing, before the long scan), pass 1 over every bag (stamps,
     CameraInfos), calibration, frame plan, output folder and manifest, pass 2 (frames), lists and summary.
-    predictor: for pseudo-labels, anything with `predict(left, right)` returning `disparity` and
-        `uncertainty` maps (default: `smd_core.Predictor` on `options.pseudo_labels`).
+    predictor: for pseudo-labels, anything with `predict(left, right)` returning (H, W) `disparity` and
+        `uncertainty` maps and `model.deployment` (default: the torch Predictor of `options.pseudo_labels`).
     on_frame: called with the frame index after each frame is written (progress hooks, tests).
-    Raises BagError (missing topic, wrong type, mismatched sizes, foreign output folder...),
-    sensors.InputError (unsupported encodings, bad calibration), FileNotFoundError, and DamagedBagError
-    after writing everything readable when a recording is damaged (unless options.allow_truncated).
+    Raises BagError (topics, sizes, output folder...), sensors.InputError (encodings, calibration),
+    FileNotFoundError, and DamagedBagError after writing everything readable of a damaged recording (unless
+    options.allow_truncated).
     """
     options = options or Bag2DatasetOptions()
     if not bags:
@@ -286,8 +267,6 @@ def convert(
     report = ConversionReport(out=out)
     scans = [scan_bag(i, s, options) for i, s in enumerate(sources)]
     calib = _calibrate(scans, options, report)
-    frames = _plan(scans, options, report)
-    job = _Conversion(out, options, fingerprint, identity, report, scans, calib, frames)
+    job = _Conversion(out, options, fingerprint, identity, report, scans, calib, _plan(scans, options, report))
     job.prepare_output(action, existing)
-    writer = job.write_frames(predictor, on_frame)
-    return job.finish(writer)
+    return job.finish(job.write_frames(predictor, on_frame))

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from smd_core.files import atomic_write
+from smd_core.viz import colorize_disparity, contact_sheet, label
 from smd_ros.bags.calib import StereoCalibration
 from smd_ros.bags.errors import DatasetExistsError
 from smd_ros.bags.frames import png_bytes
@@ -33,15 +34,12 @@ NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "chec
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, (json.dumps(data, indent=1, default=_json_default) + "\n").encode())
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, Path | np.generic):
+            return str(obj) if isinstance(obj, Path) else obj.item()
+        raise TypeError(f"{path.name}: a {type(obj).__name__} is not JSON serializable")
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    atomic_write(path, (json.dumps(data, indent=1, default=plain) + "\n").encode())
 
 
 def remove_temporaries(out: Path) -> None:
@@ -50,9 +48,6 @@ def remove_temporaries(out: Path) -> None:
         if folder.is_dir():
             for tmp in folder.glob(".*.tmp*"):
                 tmp.unlink()
-
-
-# ------------------------------------------------------------------------------------------ fingerprint
 
 
 def bag_identity(source: BagSource) -> dict[str, Any]:
@@ -80,12 +75,11 @@ def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     for key in sorted(set(old_opts) | set(new_opts)):
         if old_opts.get(key) != new_opts.get(key):
             diffs.append(f"{key}: {old_opts.get(key)!r} -> {new_opts.get(key)!r}")
-    old_bags = [(b["path"], b["files"]) for b in old.get("bags", [])]
-    new_bags = [(b["path"], b["files"]) for b in new.get("bags", [])]
-    if old_bags != new_bags:
-        diffs.append(f"bags: {[b[0] for b in old_bags]} -> {[b[0] for b in new_bags]}"
-                     + (" (same paths, different file sizes)" if [b[0] for b in old_bags] ==
-                        [b[0] for b in new_bags] else ""))
+    (old_paths, old_files), (new_paths, new_files) = (
+        ([b["path"] for b in d.get("bags", [])], [b["files"] for b in d.get("bags", [])]) for d in (old, new))
+    if (old_paths, old_files) != (new_paths, new_files):
+        same = " (same paths, different file sizes)" if old_paths == new_paths else ""
+        diffs.append(f"bags: {old_paths} -> {new_paths}{same}")
     return "; ".join(diffs) or "(format version)"
 
 
@@ -139,9 +133,8 @@ def clear_dataset(out: Path) -> None:
     remove_temporaries(out)
 
 
-def check_same_plan(
-    existing: dict[str, Any], frames: list[Frame], options: Bag2DatasetOptions, out: Path
-) -> None:
+def check_same_plan(existing: dict[str, Any], frames: list[Frame], options: Bag2DatasetOptions, out: Path) -> None:
+    """DatasetExistsError unless the interrupted run planned the same frames (stamps and split)."""
     old = {f["id"]: f for f in existing.get("frames", [])}
     for f in frames:
         prev = old.get(f.name)
@@ -165,16 +158,9 @@ def manifest_of(
     labels = ("depth" if options.depth else "disparity" if options.disparity else
               "pseudo" if options.pseudo_labels else None)
     return {
-        "format": MANIFEST_FORMAT,
-        "format_version": MANIFEST_VERSION,
-        "tool": "bag2dataset",
-        "tool_version": TOOL_VERSION,
-        "smd_core_version": smd_version,
-        "status": status,
-        "created": created,
-        "updated": now(),
-        "fingerprint": fingerprint,
-        "fingerprint_input": identity,
+        "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "tool": "bag2dataset",
+        "tool_version": TOOL_VERSION, "smd_core_version": smd_version, "status": status, "created": created,
+        "updated": now(), "fingerprint": fingerprint, "fingerprint_input": identity,
         "options": dataclasses.asdict(options),
         "topics": {"left_image": options.left_image, "right_image": options.right_image,
                    "left_info": options.left_info, "right_info": options.right_info,
@@ -194,38 +180,24 @@ def manifest_of(
 
 
 def write_lists(out: Path, frames: list[Frame], options: Bag2DatasetOptions) -> None:
+    """train.txt and val.txt: a `left right [disp]` line per frame."""
     for split in ("train", "val"):
-        lines = []
-        for f in frames:
-            if f.split == split:
-                files = f.files(options)
-                cols = [files["left"], files["right"]] + ([files["disp"]] if "disp" in files else [])
-                lines.append(" ".join(cols))
-        atomic_write(out / f"{split}.txt", ("\n".join(lines) + ("\n" if lines else "")).encode())
+        lines = [" ".join(v for k, v in f.files(options).items() if k != "conf") + "\n" for f in frames
+                 if f.split == split]
+        atomic_write(out / f"{split}.txt", "".join(lines).encode())
 
 
 def write_preview(out: Path, frames: list[Frame], options: Bag2DatasetOptions, count: int = 4) -> None:
     """preview.png: left | right | disparity (| kept pixels) for a few frames spread over the dataset."""
     if not frames:
         return
-    try:
-        from smd_core.viz import colorize_disparity, contact_sheet, label
-    except ImportError:  # viz is optional for conversion
-        return
-    picks = sorted({frames[round(i * (len(frames) - 1) / max(1, count - 1))].index for i in range(count)})
-    by_index = {f.index: f for f in frames}
     tiles = []
-    for idx in picks:
-        files = by_index[idx].files(options)
-        left = cv2.imread(str(out / files["left"]), cv2.IMREAD_COLOR)
-        right = cv2.imread(str(out / files["right"]), cv2.IMREAD_COLOR)
-        tiles.append(label(left, f"{by_index[idx].name} {by_index[idx].split} left"))
-        tiles.append(label(right, "right"))
+    for i in sorted({round(k * (len(frames) - 1) / max(1, count - 1)) for k in range(count)}):
+        files = frames[i].files(options)
+        tiles += [label(cv2.imread(str(out / files["left"])), f"{frames[i].name} {frames[i].split} left"),
+                  label(cv2.imread(str(out / files["right"])), "right")]
         if "disp" in files:
-            disp = np.load(out / files["disp"])
-            tiles.append(label(colorize_disparity(disp), "disparity"))
+            tiles.append(label(colorize_disparity(np.load(out / files["disp"])), "disparity"))
         if "conf" in files:
-            conf = cv2.imread(str(out / files["conf"]), cv2.IMREAD_GRAYSCALE)
-            tiles.append(label(cv2.cvtColor(conf, cv2.COLOR_GRAY2BGR), "kept"))
-    cols = 2 + ("disp" in frames[0].files(options)) + ("conf" in frames[0].files(options))
-    atomic_write(out / "preview.png", png_bytes(contact_sheet(tiles, cols=cols)))
+            tiles.append(label(cv2.imread(str(out / files["conf"])), "kept"))
+    atomic_write(out / "preview.png", png_bytes(contact_sheet(tiles, cols=len(files))))
