@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from smd_ros.bags.pairing import Frame, apply_stride, assign_splits, pair_stamps, select_window
 
 MS = 1_000_000
@@ -43,8 +41,6 @@ def test_unsorted_input_and_empty_topics():
     assert result.dropped == Counter({"no ground truth (ground truth) within 0 ms": 3})
     result = pair_stamps(0, [200, 0, 100], [], None, tolerance_ns=0)
     assert result.dropped == Counter({"no right image within 0 ms": 3})
-    with pytest.raises(ValueError, match="tolerance must be >= 0"):
-        pair_stamps(0, [], [], None, tolerance_ns=-1)
 
 
 def frames(n: int, step_ms: int = 100) -> list[Frame]:
@@ -60,8 +56,6 @@ def test_window_relative_to_first_frame_and_stride():
     assert [round((f.left_ns - seq[0].left_ns) / MS) for f in kept] == [500, 800, 1100]
     assert dropped == Counter({"outside the time window": 13, "stride 3": 4})
     assert select_window(seq, None, None, dropped) is seq
-    with pytest.raises(ValueError, match="stride must be >= 1"):
-        apply_stride(seq, 0, dropped)
 
 
 def test_validation_is_whole_time_blocks_spread_over_the_sequence():
@@ -76,7 +70,3 @@ def test_validation_is_whole_time_blocks_spread_over_the_sequence():
     few = frames(3)
     assign_splits(few, 0.9, 10)
     assert [f.split for f in few].count("train") >= 1 and [f.split for f in few].count("val") >= 1
-    with pytest.raises(ValueError, match="val_fraction"):
-        assign_splits(seq, 1.0, 10)
-    with pytest.raises(ValueError, match="val blocks"):
-        assign_splits(seq, 0.1, 1)

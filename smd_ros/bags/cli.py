@@ -11,8 +11,6 @@ from pathlib import Path
 from smd_ros.bags.errors import BagError, DamagedBagError
 from smd_ros.bags.options import Bag2DatasetOptions
 
-DESCRIPTION = "turn rosbag2 stereo recordings into a training set"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `smd bag2dataset` (and the `bag2dataset` console script)."""
@@ -62,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a frame whose non-finite or >= image-width labels exceed this fraction of its pixels is "
                           f"left out of the lists (default {d.max_bad_labels:g}); fewer are masked")
     geo.add_argument("--pseudo-max-uncertainty", type=float, default=d.pseudo_max_uncertainty, metavar="PX",
-                     help="keep pixels whose uncertainty (the model's, px) is below this; 0 (default): 1.1 x the "
-                          "model's floor, sqrt(2) * 0.01 * max_disp, i.e. a sharp mode with over 90 %% of the weight")
+                     help="keep pixels whose uncertainty (the model's, px) is below this; 0 (default): the "
+                          "model's own threshold (its Deployment.pseudo_max_uncertainty)")
     geo.add_argument("--pseudo-lr-tolerance", type=float, default=d.pseudo_lr_tolerance, metavar="PX",
                      help=f"left-right consistency tolerance (default {d.pseudo_lr_tolerance})")
     geo.add_argument("--device", default=d.device, help="torch device for --pseudo-labels (default cpu)")
@@ -105,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script `bag2dataset` (same arguments as `smd bag2dataset`)."""
-    parser = argparse.ArgumentParser(prog="bag2dataset", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="bag2dataset", description="turn rosbag2 recordings into a training set")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -26,23 +26,10 @@ import yaml
 from tqdm import tqdm
 
 from smd_core.files import atomic_write
+from smd_ros.bags import manifest
 from smd_ros.bags.calib import StereoCalibration, vertical_misalignment
 from smd_ros.bags.errors import BagError, DamagedBagError
 from smd_ros.bags.frames import FrameWriter, load_predictor
-from smd_ros.bags.manifest import (
-    MANIFEST,
-    bag_identity,
-    check_same_plan,
-    clear_dataset,
-    fingerprint_of,
-    inspect_output,
-    manifest_of,
-    now,
-    remove_temporaries,
-    write_json,
-    write_lists,
-    write_preview,
-)
 from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pairing import Frame, apply_stride, assign_splits, pair_stamps, select_window
 from smd_ros.bags.reader import BagSource
@@ -77,8 +64,8 @@ def _calibrate(scans: list[BagScan], options: Bag2DatasetOptions, report: Conver
 
 def _bag_summary(scan: BagScan, paired: int, frames: int, dropped: dict[str, int]) -> dict[str, Any]:
     """What the report and the manifest say about one bag."""
-    info = dict(bag_identity(scan.source), messages={k: v for k, v in scan.counts.items() if not k.endswith("_info")},
-                paired=paired, frames=frames, dropped=dropped,
+    messages = {k: v for k, v in scan.counts.items() if not k.endswith("_info")}
+    info = dict(manifest.bag_identity(scan.source), messages=messages, paired=paired, frames=frames, dropped=dropped,
                 topics={t: {"type": i.msgtype, "count": i.count} for t, i in scan.source.topics().items()})
     if scan.damage:
         first, last = scan.first_log_ns, scan.damage.last_time_ns
@@ -143,27 +130,27 @@ class _Conversion:
     created: str = ""
 
     def save_manifest(self, status: str) -> None:
-        write_json(self.out / MANIFEST, manifest_of(self.options, self.fingerprint, self.identity, self.report,
-                                                    self.calib, self.frames, self.created, status))
+        manifest.write_manifest(self.out, self.options, self.fingerprint, self.identity, self.report, self.calib,
+                                self.frames, self.created, status)
 
     def prepare_output(self, action: str, existing: dict[str, Any] | None) -> None:
         """Resume (same plan, earlier per-frame results kept), replace or create `out`; calib.yaml, manifest."""
         out, options = self.out, self.options
         if action == "resume":
-            check_same_plan(existing or {}, self.frames, options, out)
+            manifest.check_same_plan(existing or {}, self.frames, options, out)
             previous = {f["id"]: f for f in (existing or {}).get("frames", [])}
             for f in self.frames:
                 f.restore(previous.get(f.name, {}))
         elif action == "replace":
             LOG.warning("--overwrite: replacing the dataset in %s", out)
-            clear_dataset(out)
+            manifest.clear_dataset(out)
             existing = None
         out.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(out)
+        manifest.remove_temporaries(out)
         for sub in {Path(f).parent.name for f in self.frames[0].files(options).values()}:
             (out / sub).mkdir(exist_ok=True)
         atomic_write(out / "calib.yaml", yaml.safe_dump(self.calib.to_yaml_dict(), sort_keys=False).encode())
-        self.created = (existing or {}).get("created") or now()
+        self.created = (existing or {}).get("created") or manifest.now()
         self.save_manifest("in_progress")
 
     def write_frames(self, predictor: Any, on_frame: Callable[[int], None] | None) -> FrameWriter:
@@ -219,8 +206,8 @@ class _Conversion:
         report.incomplete = len(frames) - len(done) - len(writer.corrupt)
         report.count_labels(done)
         usable = [f for f in done if f.rejected is None]
-        write_lists(out, usable, options)
-        write_preview(out, usable, options)
+        manifest.write_lists(out, usable, options)
+        manifest.write_preview(out, usable, options)
         damaged = [b for b in report.bags if b.get("damaged")]
         report.status = "partial" if (damaged and not options.allow_truncated) or report.incomplete else "complete"
         self.save_manifest(report.status)
@@ -262,8 +249,8 @@ def convert(
         raise ValueError(f"the same bag is given twice: {[str(s.path) for s in sources]}")
     if options.pseudo_labels and not Path(options.pseudo_labels).is_file():
         raise FileNotFoundError(f"--pseudo-labels checkpoint not found: {options.pseudo_labels}")
-    fingerprint, identity = fingerprint_of(options, sources)
-    action, existing = inspect_output(out, fingerprint, identity, options.overwrite)
+    fingerprint, identity = manifest.fingerprint_of(options, sources)
+    action, existing = manifest.inspect_output(out, fingerprint, identity, options.overwrite)
     report = ConversionReport(out=out)
     scans = [scan_bag(i, s, options) for i, s in enumerate(sources)]
     calib = _calibrate(scans, options, report)

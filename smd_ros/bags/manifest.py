@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+import smd_core
 from smd_core.files import atomic_write
 from smd_core.viz import colorize_disparity, contact_sheet, label
 from smd_ros.bags.calib import StereoCalibration
@@ -31,15 +32,6 @@ MANIFEST = "manifest.json"
 OWN_ENTRIES = ("left", "right", "disp", "conf", "train.txt", "val.txt", "calib.yaml", MANIFEST, "preview.png")
 # Options that change nothing in the output, so a resume may change them.
 NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "check_rectification")
-
-
-def write_json(path: Path, data: Any) -> None:
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, Path | np.generic):
-            return str(obj) if isinstance(obj, Path) else obj.item()
-        raise TypeError(f"{path.name}: a {type(obj).__name__} is not JSON serializable")
-
-    atomic_write(path, (json.dumps(data, indent=1, default=plain) + "\n").encode())
 
 
 def remove_temporaries(out: Path) -> None:
@@ -149,17 +141,15 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def manifest_of(
-    options: Bag2DatasetOptions, fingerprint: str, identity: dict[str, Any], report: ConversionReport,
-    calib: StereoCalibration, frames: list[Frame], created: str, status: str,
-) -> dict[str, Any]:
-    from smd_core import __version__ as smd_version
-
+def write_manifest(out: Path, options: Bag2DatasetOptions, fingerprint: str, identity: dict[str, Any],
+                   report: ConversionReport, calib: StereoCalibration, frames: list[Frame], created: str,
+                   status: str) -> None:
+    """manifest.json: what was converted from what, how, and each frame's stamps, files and label check."""
     labels = ("depth" if options.depth else "disparity" if options.disparity else
               "pseudo" if options.pseudo_labels else None)
-    return {
+    data = {
         "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "tool": "bag2dataset",
-        "tool_version": TOOL_VERSION, "smd_core_version": smd_version, "status": status, "created": created,
+        "tool_version": TOOL_VERSION, "smd_core_version": smd_core.__version__, "status": status, "created": created,
         "updated": now(), "fingerprint": fingerprint, "fingerprint_input": identity,
         "options": dataclasses.asdict(options),
         "topics": {"left_image": options.left_image, "right_image": options.right_image,
@@ -177,6 +167,13 @@ def manifest_of(
         "warnings": report.warnings,
         "frames": [f.to_json(options) for f in frames],
     }
+
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, Path | np.generic):
+            return str(obj) if isinstance(obj, Path) else obj.item()
+        raise TypeError(f"{MANIFEST}: a {type(obj).__name__} is not JSON serializable")
+
+    atomic_write(out / MANIFEST, (json.dumps(data, indent=1, default=plain) + "\n").encode())
 
 
 def write_lists(out: Path, frames: list[Frame], options: Bag2DatasetOptions) -> None:

@@ -95,15 +95,8 @@ def _nearest(sorted_stamps: Sequence[int], stamp: int) -> tuple[int, int] | None
     return j, abs(sorted_stamps[j] - stamp)
 
 
-def pair_stamps(
-    bag: int,
-    left: Sequence[int],
-    right: Sequence[int],
-    gt: Sequence[int] | None,
-    *,
-    tolerance_ns: int,
-    topics: tuple[str, str, str | None] = ("left", "right", "ground truth"),
-) -> PairingResult:
+def pair_stamps(bag: int, left: Sequence[int], right: Sequence[int], gt: Sequence[int] | None, *, tolerance_ns: int,
+                topics: tuple[str, str, str | None] = ("left", "right", "ground truth")) -> PairingResult:
     """Pair each left stamp with the nearest right stamp within `tolerance_ns`, one-to-one.
 
     Closest pairs win: candidate (left, nearest right) pairs are accepted in order of increasing time
@@ -111,15 +104,11 @@ def pair_stamps(
     Ground truth (if `gt` is given) is the nearest gt stamp within tolerance, and a pair without one is
     dropped, since a training frame needs its label. Frames come back sorted by left stamp.
     """
-    if tolerance_ns < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance_ns} ns")
     left_topic, right_topic, gt_topic = topics
     dropped: Counter = Counter()
-    lefts = _dedupe(left, left_topic, dropped)
-    rights = _dedupe(right, right_topic, dropped)
+    lefts, rights = _dedupe(left, left_topic, dropped), _dedupe(right, right_topic, dropped)
     gts = None if gt is None else _dedupe(gt, gt_topic or "ground truth", dropped)
     tol_ms = tolerance_ns / 1e6
-
     candidates = []
     for li, stamp in enumerate(lefts):
         near = _nearest(rights, stamp)
@@ -139,7 +128,6 @@ def pair_stamps(
     unpaired_right = len(rights) - len(used_right)
     if unpaired_right:
         dropped["right image without a left image"] += unpaired_right
-
     frames = []
     for li, ri in sorted(pairs):
         gt_ns = None
@@ -153,9 +141,7 @@ def pair_stamps(
     return PairingResult(frames, dropped)
 
 
-def select_window(
-    frames: list[Frame], start_s: float | None, end_s: float | None, dropped: Counter
-) -> list[Frame]:
+def select_window(frames: list[Frame], start_s: float | None, end_s: float | None, dropped: Counter) -> list[Frame]:
     """Keep frames whose left stamp lies in [first + start_s, first + end_s), `first` being the bag's
     first paired frame; seconds relative to the recording are what people read off a bag player."""
     if not frames or (start_s is None and end_s is None):
@@ -171,8 +157,6 @@ def select_window(
 
 def apply_stride(frames: list[Frame], stride: int, dropped: Counter) -> list[Frame]:
     """Every `stride`-th frame, starting with the first."""
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
     kept = frames[::stride]
     if len(kept) != len(frames):
         dropped[f"stride {stride}"] += len(frames) - len(kept)
@@ -185,11 +169,8 @@ def assign_splits(frames: list[Frame], val_fraction: float, blocks: int) -> None
     The frame sequence (bags in order, time order within) is cut into `blocks` contiguous blocks of
     near-equal length and round(val_fraction * blocks) of them, spread evenly, become validation. Random
     frame-level splits would put near-duplicate neighbouring frames on both sides and flatter validation.
+    `val_fraction` in [0, 1) and `blocks` >= 2, as Bag2DatasetOptions checks them.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if blocks < 2:
-        raise ValueError(f"val blocks must be >= 2, got {blocks}")
     for f in frames:
         f.split = "train"
     n = len(frames)

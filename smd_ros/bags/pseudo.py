@@ -1,29 +1,18 @@
 """Pseudo-labels for recordings without ground truth: confident, left-right consistent model predictions.
 
-A pixel keeps the model's disparity only if (1) the model is sure of it (the Predictor's uncertainty, by
-default sqrt(2) b / pi of the selected mode, is below `max_uncertainty` px; by default the model's own
-`Deployment.pseudo_max_uncertainty`, for the bundled models a sharp mode holding over 90 % of the weight)
-and (2) the right view agrees: the right disparity map, predicted by running the same model on the
-horizontally flipped, swapped pair, maps the pixel back to itself within `lr_tolerance` px. Occlusions and
-mismatches fail (2); blurry depth edges and textureless regions fail (1).
+A pixel keeps the model's disparity only if (1) the model is sure of it: the Predictor's uncertainty is below
+`max_uncertainty` px (`smd bag2dataset` passes the model's own `Deployment.pseudo_max_uncertainty` unless told
+otherwise), and (2) the right view agrees: the right disparity map, predicted by the same model on the mirrored,
+swapped pair, maps the pixel back to itself within `lr_tolerance` px. Occlusions and mismatches fail (2);
+blurry depth edges and textureless regions fail (1).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-
-
-class DisparityPredictor(Protocol):
-    """What pseudo-labelling needs from `smd_core.Predictor` (`model.deployment` only for the auto threshold)."""
-
-    model: Any
-
-    def predict(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> Any:
-        """Returns an object with float32 (H, W) `disparity` and `uncertainty` (px)."""
-        ...
 
 
 @dataclasses.dataclass
@@ -35,10 +24,6 @@ class PseudoLabel:
     confident: np.ndarray
     uncertainty: np.ndarray
     lr_error: np.ndarray
-
-    @property
-    def kept_fraction(self) -> float:
-        return float(self.confident.mean())
 
 
 def left_right_error(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
@@ -63,22 +48,17 @@ def left_right_error(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarra
     return error
 
 
-def right_disparity(predictor: DisparityPredictor, left_bgr: np.ndarray, right_bgr: np.ndarray) -> Any:
+def right_disparity(predictor: Any, left_bgr: np.ndarray, right_bgr: np.ndarray) -> Any:
     """Prediction for the right view: a left-reference network sees the mirrored world, where the right
     image is the left one, so predict on (flip(right), flip(left)) and flip the maps back."""
     flipped = predictor.predict(np.ascontiguousarray(right_bgr[:, ::-1]), np.ascontiguousarray(left_bgr[:, ::-1]))
     return np.ascontiguousarray(flipped.disparity[:, ::-1])
 
 
-def pseudo_label(
-    predictor: DisparityPredictor,
-    left_bgr: np.ndarray,
-    right_bgr: np.ndarray,
-    *,
-    max_uncertainty: float,
-    lr_tolerance: float,
-) -> PseudoLabel:
-    """Run `predictor` on the pair (and the mirrored pair) and keep confident, consistent pixels."""
+def pseudo_label(predictor: Any, left_bgr: np.ndarray, right_bgr: np.ndarray, *, max_uncertainty: float,
+                 lr_tolerance: float) -> PseudoLabel:
+    """Run `predictor` (`predict(left, right)` -> (H, W) float32 `disparity` and `uncertainty`, px) on the
+    (H, W, 3) BGR pair and on the mirrored pair, and keep confident, consistent pixels."""
     if max_uncertainty <= 0 or lr_tolerance <= 0:
         raise ValueError(
             f"max_uncertainty and lr_tolerance must be positive, got {max_uncertainty} and {lr_tolerance}"

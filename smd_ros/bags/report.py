@@ -33,8 +33,7 @@ class ConversionReport:
     rejected: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def count_labels(self, frames: list[Frame]) -> None:
-        """Totals of the label check over the written `frames`; rejected frames leave the split
-        counts."""
+        """Totals of the label check over the written `frames`; rejected frames leave the split counts."""
         self.masked.clear()
         self.masked_frames.clear()
         self.rejected.clear()
@@ -44,30 +43,18 @@ class ConversionReport:
                 self.masked_frames[kind] += n > 0
             if f.rejected:
                 self.rejected[f.name] = f.rejected
-                if f.split == "train":
-                    self.train -= 1
-                else:
-                    self.val -= 1
-
-    def label_summary(self) -> list[str]:
-        lines = []
-        if self.masked["impossible"]:
-            lines.append(f"labels: masked {self.masked['impossible']} impossible (non-finite or >= the image width) "
-                         f"in {self.masked_frames['impossible']} frame(s)")
-        if self.masked["beyond_range"]:
-            lines.append(f"labels: masked {self.masked['beyond_range']} beyond --max-disparity in "
-                         f"{self.masked_frames['beyond_range']} frame(s)")
-        lines.extend(f"dropped frame {name} from the lists: {why}" for name, why in sorted(self.rejected.items()))
-        return lines
+                self.train -= f.split == "train"
+                self.val -= f.split == "val"
 
     def summary(self) -> str:
+        """What the command prints: per bag what was read, paired and dropped; the dataset; the label check."""
         lines = []
         for bag in self.bags:
             counts = ", ".join(f"{k} {v}" for k, v in bag["messages"].items())
             lines.append(f"{bag['path']} ({bag['storage']}, {len(bag['files'])} file(s)): {counts} "
                          f"-> {bag['paired']} pairs, {bag['frames']} frames")
-            for reason, n in sorted(bag["dropped"].items(), key=lambda kv: -kv[1]):
-                lines.append(f"    dropped {n:>6}  {reason}")
+            lines.extend(f"    dropped {n:>6}  {reason}" for reason, n in sorted(bag["dropped"].items(),
+                                                                                 key=lambda kv: -kv[1]))
             if bag.get("damaged"):
                 lines.append(f"    DAMAGED: {bag['damaged']['message']}")
         lines.append(f"dataset {self.out}: {self.frames} frames (train {self.train}, val {self.val}); "
@@ -75,6 +62,12 @@ class ConversionReport:
                      + (f", incomplete {self.incomplete}" if self.incomplete else "")
                      + (f", skipped as corrupt {len(self.corrupt)}" if self.corrupt else "")
                      + (f", dropped for implausible labels {len(self.rejected)}" if self.rejected else ""))
-        lines.extend(self.label_summary())
+        if self.masked["impossible"]:
+            lines.append(f"labels: masked {self.masked['impossible']} impossible (non-finite or >= the image width) "
+                         f"in {self.masked_frames['impossible']} frame(s)")
+        if self.masked["beyond_range"]:
+            lines.append(f"labels: masked {self.masked['beyond_range']} beyond --max-disparity in "
+                         f"{self.masked_frames['beyond_range']} frame(s)")
+        lines.extend(f"dropped frame {name} from the lists: {why}" for name, why in sorted(self.rejected.items()))
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)

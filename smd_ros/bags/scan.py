@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from rosbags.serde import SerdeError
 from tqdm import tqdm
 
+from smd_ros.bags import reader
 from smd_ros.bags.calib import CameraModel
 from smd_ros.bags.errors import BagError, BagReadError
 from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pairing import Frame
-from smd_ros.bags.reader import (
-    CAMERA_INFO,
-    DISPARITY_IMAGE,
-    IMAGE_TYPES,
-    BagSource,
-    describe_topics,
-    deserialize,
-    header_stamp_ns,
-)
+from smd_ros.bags.reader import BagSource, RawMessage, describe_topics, deserialize, header_stamp_ns
 
 # A message whose bytes are garbage (bit rot, a bad disk block inside an otherwise readable file).
 CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, UnicodeDecodeError)
@@ -30,7 +24,8 @@ CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, Unic
 
 @dataclasses.dataclass
 class BagScan:
-    """Pass 1 over one recording: stamps per role, the CameraInfos, damage."""
+    """Pass 1 over one recording: stamps (ns) and message counts per role, the first CameraInfos and how often
+    they changed, the first log time, the damage that ended the read (None: read to the end)."""
 
     index: int
     source: BagSource
@@ -43,55 +38,43 @@ class BagScan:
     damage: BagReadError | None = None
 
 
-_EXPECTED = {
-    "left": IMAGE_TYPES, "right": IMAGE_TYPES, "left_info": (CAMERA_INFO,), "right_info": (CAMERA_INFO,),
-    "depth": IMAGE_TYPES, "disparity": (DISPARITY_IMAGE,),
-}
-_OPTION_OF = {
-    "left": "--left-image", "right": "--right-image", "left_info": "--left-info",
-    "right_info": "--right-info", "depth": "--depth", "disparity": "--disparity",
-}
+# role -> (the Bag2DatasetOptions field naming its topic, the message types it may have)
+_ROLES = {"left": ("left_image", reader.IMAGE_TYPES), "right": ("right_image", reader.IMAGE_TYPES),
+          "left_info": ("left_info", (reader.CAMERA_INFO,)), "right_info": ("right_info", (reader.CAMERA_INFO,)),
+          "depth": ("depth", reader.IMAGE_TYPES), "disparity": ("disparity", (reader.DISPARITY_IMAGE,))}
 
 
-def _roles(options: Bag2DatasetOptions) -> dict[str, str]:
-    """role -> topic for everything this conversion reads."""
-    roles = {"left": options.left_image, "right": options.right_image,
-             "left_info": options.left_info, "right_info": options.right_info}
-    if options.depth:
-        roles["depth"] = options.depth
-    if options.disparity:
-        roles["disparity"] = options.disparity
-    return roles
+def _flag(role: str) -> str:
+    return "--" + _ROLES[role][0].replace("_", "-")
+
+
+def _stamp(msg: RawMessage, options: Bag2DatasetOptions) -> int:
+    return msg.log_time_ns if options.stamp == "log" else header_stamp_ns(msg.data, msg.msgtype)
 
 
 def check_topics(source: BagSource, roles: dict[str, str]) -> None:
     """BagError naming the missing topic / wrong type and listing what the bag has."""
     topics = source.topics()
     for role, topic in roles.items():
-        info = topics.get(topic)
+        info, expected = topics.get(topic), _ROLES[role][1]
         if info is None:
-            raise BagError(
-                f"{source.path}: topic {topic!r} ({_OPTION_OF[role]}) is not in this recording. It has:\n"
-                f"{describe_topics(topics)}\nChoose the topic with {_OPTION_OF[role]} TOPIC"
-            )
-        if info.msgtype not in _EXPECTED[role]:
-            raise BagError(
-                f"{source.path}: topic {topic!r} ({_OPTION_OF[role]}) has type {info.msgtype}; expected "
-                f"{' or '.join(_EXPECTED[role])}. The recording has:\n{describe_topics(topics)}"
-            )
+            raise BagError(f"{source.path}: topic {topic!r} ({_flag(role)}) is not in this recording. It has:\n"
+                           f"{describe_topics(topics)}\nChoose the topic with {_flag(role)} TOPIC")
+        if info.msgtype not in expected:
+            raise BagError(f"{source.path}: topic {topic!r} ({_flag(role)}) has type {info.msgtype}; expected "
+                           f"{' or '.join(expected)}. The recording has:\n{describe_topics(topics)}")
 
 
 def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagScan:
     """Pass 1: stamps of every image / ground-truth message (header bytes only) and the CameraInfos."""
-    roles = _roles(options)
+    roles = {role: getattr(options, field) for role, (field, _) in _ROLES.items() if getattr(options, field)}
     check_topics(source, roles)
     topic_role = {t: r for r, t in roles.items()}
     stamps: dict[str, list[int]] = {r: [] for r in roles if not r.endswith("_info")}
     counts = {r: 0 for r in roles}
     infos: dict[str, CameraModel] = {}
     changes = {"left_info": 0, "right_info": 0}
-    damage = None
-    first_log = None
+    damage, first_log = None, None
     total = sum(source.topics()[t].count or 0 for t in roles.values()) or None
     bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress,
                leave=False)
@@ -108,15 +91,14 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
                 elif not infos[role].same_as(model):
                     changes[role] += 1
                 continue
-            stamp = msg.log_time_ns if options.stamp == "log" else header_stamp_ns(msg.data, msg.msgtype)
-            stamps[role].append(stamp)
+            stamps[role].append(_stamp(msg, options))
     except BagReadError as err:
         damage = err
     finally:
         bar.close()
     for role in ("left_info", "right_info"):
         if role not in infos:
-            raise BagError(f"{source.path}: no CameraInfo message on {roles[role]} ({_OPTION_OF[role]})"
+            raise BagError(f"{source.path}: no CameraInfo message on {roles[role]} ({_flag(role)})"
                            + (f" before the damage: {damage.reason}" if damage else ""))
     if options.stamp == "header" and stamps["left"] and len(set(stamps["left"])) == 1 and len(stamps["left"]) > 1:
         raise BagError(f"{source.path}: all {len(stamps['left'])} messages on {roles['left']} carry the same header "
@@ -125,7 +107,8 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
                    damage)
 
 
-def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions, corrupt: dict[int, str]):  # noqa: ANN202
+def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions,
+            corrupt: dict[int, str]) -> Iterator[tuple[Frame, dict[str, Any] | None]]:
     """Pass 2 over one bag: yields (frame, {"left": msg, "right": msg[, "gt": msg]}) as frames complete,
     in recording order, and (frame, None) for frames the damaged end of the recording cut off or whose
     message does not deserialize (those are added to `corrupt`: frame index -> why)."""
@@ -143,7 +126,7 @@ def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions, cor
     try:
         for msg in scan.source.messages(set(roles.values())):
             role = topic_role[msg.topic]
-            stamp = msg.log_time_ns if options.stamp == "log" else header_stamp_ns(msg.data, msg.msgtype)
+            stamp = _stamp(msg, options)
             targets = wanted.pop((role, stamp), None)
             if not targets:
                 continue
