@@ -67,7 +67,7 @@ def test_written_bags_read_back_with_rosbags_and_bagsource(tmp_path, storage, sp
     np.testing.assert_allclose(sensors.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
 
     source = BagSource(bag)
-    assert not source.recovered and source.storage == storage
+    assert source.damaged_reason is None and source.storage == storage
     assert len(source.files) == (3 if split_every else 1)
     topics = source.topics()
     assert topics["/left/image_rect"].count == 7 and topics["/disparity"].msgtype == DISPARITY_IMAGE
@@ -84,7 +84,7 @@ def test_single_storage_file_and_folder_without_metadata(tmp_path):
     # A recording killed before metadata.yaml was written: read the storage files directly.
     (bag / "metadata.yaml").unlink()
     source = BagSource(bag)
-    assert source.recovered
+    assert source.damaged_reason
     assert sum(1 for _ in source.messages({"/left/image_rect"})) == 4
 
 
@@ -117,7 +117,7 @@ def test_truncated_recording_yields_everything_before_the_cut(tmp_path, storage)
     data = storage_file(bag)
     os.truncate(data, int(data.stat().st_size * 0.6))
     source = BagSource(bag)
-    assert source.recovered and source.damaged_reason
+    assert source.damaged_reason
     assert 0 < source.topics()["/left/image_rect"].count < 30
     got = []
     with pytest.raises(BagReadError) as info:

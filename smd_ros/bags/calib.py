@@ -1,10 +1,7 @@
-"""Stereo calibration of a recording from its CameraInfo pair: the camera, rectification maps, notes.
-
-The rectified camera (intrinsics from P, baseline, doffs, binning and ROI) is `smd_ros.sensors.stereo_camera`,
-the node's own; this module adds what conversion needs on top: the raw cameras (K, D, R) to rectify raw
-images and depth, hints that the infos describe raw cameras, and calib.yaml. REP 104: images on
-`image_rect` topics come with the same CameraInfo as the raw ones, so their intrinsics are P[:, :3], not K.
-"""
+"""A recording's stereo calibration from its CameraInfo pair. The rectified camera is the node's own
+(`sensors.stereo_camera`); this module adds the raw cameras (K, D, R) to rectify raw images and depth, hints
+that the infos describe raw cameras, calib.yaml, and the check that a pair's feature matches share rows.
+REP 104: `image_rect` topics come with the raw CameraInfo, so their intrinsics are P[:, :3], not K."""
 
 from __future__ import annotations
 
@@ -96,11 +93,8 @@ class CameraModel:
 
 @dataclasses.dataclass
 class StereoCalibration:
-    """A rectified horizontal stereo pair: its `camera` (from `sensors.stereo_camera`) and the raw models.
-
-    `camera.doffs` = cx_right - cx_left (px) is non-zero only when the two rectified principal points differ;
-    then disparity = f * B / Z - doffs.
-    """
+    """A rectified horizontal stereo pair: its `camera` (doffs = cx_right - cx_left: disparity = f B / Z - doffs)
+    and the raw models."""
 
     left: CameraModel
     right: CameraModel
@@ -109,8 +103,7 @@ class StereoCalibration:
 
     @classmethod
     def from_models(cls, left: CameraModel, right: CameraModel) -> StereoCalibration:
-        """Validate that the pair is a rectified horizontal one (InputError, a ValueError, if not), for the
-        images the left CameraInfo describes (binning and ROI applied)."""
+        """The pair for the images the left CameraInfo describes; InputError (a ValueError) if not rectified."""
         width, height = sensors.info_image_size(left)
         camera = sensors.stereo_camera(left, right, width, height)
         warnings: list[str] = []
@@ -127,16 +120,14 @@ class StereoCalibration:
         return self.camera.width, self.camera.height
 
     def rectification_notes(self) -> list[str]:
-        """Hints that the infos describe raw cameras (non-identity R or distortion), for images not rectified here."""
+        """Hints that the infos describe raw cameras (R not the identity, or distortion)."""
         notes = []
         for side, cam in (("left", self.left), ("right", self.right)):
             angle = cam.rotation_deg()
             if angle > 0.05 or np.any(np.abs(cam.d) > 1e-12):
-                notes.append(
-                    f"{side} camera_info has R rotating {angle:.2f} deg and D={np.round(cam.d, 4).tolist()}: "
-                    "it describes the raw camera. The images are taken to be rectified already (intrinsics from "
-                    "P); pass --rectify if the image topics carry raw images"
-                )
+                notes.append(f"{side} camera_info has R rotating {angle:.2f} deg and D={np.round(cam.d, 4).tolist()}: "
+                             "it describes the raw camera. The images are taken to be rectified already (intrinsics "
+                             "from P); pass --rectify if the image topics carry raw images")
         return notes
 
     def rectify_depth(self, depth_m: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
@@ -148,13 +139,10 @@ class StereoCalibration:
         """
         sampled = cv2.remap(depth_m.astype(np.float32), map_x, map_y, cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-        height, width = sampled.shape
-        cam = self.camera
-        xs = (np.arange(width, dtype=np.float64) - cam.cx) / cam.fx
-        ys = (np.arange(height, dtype=np.float64) - cam.cy) / cam.fy
-        r = self.left.r  # raw -> rectified
-        # z-component of R^T r, i.e. column 2 of R dotted with r.
-        raw_z = r[0, 2] * xs[None, :] + r[1, 2] * ys[:, None] + r[2, 2]
+        cam, r = self.camera, self.left.r  # r: raw -> rectified
+        xs = (np.arange(sampled.shape[1], dtype=np.float64) - cam.cx) / cam.fx
+        ys = (np.arange(sampled.shape[0], dtype=np.float64) - cam.cy) / cam.fy
+        raw_z = r[0, 2] * xs[None, :] + r[1, 2] * ys[:, None] + r[2, 2]  # (R^T r)_z: column 2 of R dotted with r
         with np.errstate(invalid="ignore", divide="ignore"):
             return (sampled / raw_z).astype(np.float32)
 
@@ -167,13 +155,9 @@ class StereoCalibration:
             "fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "baseline": cam.baseline, "doffs": cam.doffs,
             "disparity_to_depth": "Z = fx * baseline / (disparity + doffs)",
             "P_left": self.left.p.tolist(), "P_right": self.right.p.tolist(),
-            "raw": {
-                side: {
-                    "frame_id": cam.frame_id, "distortion_model": cam.distortion_model,
-                    "K": cam.k.tolist(), "D": cam.d.tolist(), "R": cam.r.tolist(),
-                }
-                for side, cam in (("left", self.left), ("right", self.right))
-            },
+            "raw": {side: {"frame_id": raw.frame_id, "distortion_model": raw.distortion_model, "K": raw.k.tolist(),
+                           "D": raw.d.tolist(), "R": raw.r.tolist()}
+                    for side, raw in (("left", self.left), ("right", self.right))},
         }
 
 
@@ -199,10 +183,8 @@ def stereo_matches(left: np.ndarray, right: np.ndarray, max_corners: int = 400) 
     return np.hstack([p0[ok], p1[ok]]).astype(np.float32)
 
 
-def vertical_misalignment(
-    matches: np.ndarray, size: tuple[int, int], *, threshold: float = 0.5, min_inliers: int = 20,
-    iterations: int = 300,
-) -> tuple[float, int]:
+def vertical_misalignment(matches: np.ndarray, size: tuple[int, int], *, threshold: float = 0.5, min_inliers: int = 20,
+                          iterations: int = 300) -> tuple[float, int]:
     """Typical vertical offset (px) between matched points of a stereo pair, and the inlier count.
 
     In a rectified pair matches share a row. An unrectified pair shows a smooth vertical offset field (shift,
@@ -214,10 +196,9 @@ def vertical_misalignment(
     n = len(matches)
     if n < max(3, min_inliers):
         return float("nan"), 0
-    width, height = size
-    x, y = matches[:, 0].astype(np.float64), matches[:, 1].astype(np.float64)
-    dy = (matches[:, 3] - matches[:, 1]).astype(np.float64)
-    design = np.stack([np.ones(n), x / width, y / height], axis=1)
+    m = matches.astype(np.float64)
+    dy = m[:, 3] - m[:, 1]
+    design = np.stack([np.ones(n), m[:, 0] / size[0], m[:, 1] / size[1]], axis=1)
     rng = np.random.default_rng(0)
     best = np.zeros(n, bool)
     for _ in range(iterations):

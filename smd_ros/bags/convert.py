@@ -15,7 +15,6 @@ rerunning the same command resumes an interrupted conversion without rewriting f
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,120 +114,88 @@ def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionR
     return planned
 
 
-@dataclasses.dataclass
-class _Conversion:
-    """One conversion's state between its steps (see `convert`)."""
-
-    out: Path
-    options: Bag2DatasetOptions
-    fingerprint: str
-    identity: dict[str, Any]
-    report: ConversionReport
-    scans: list[BagScan]
-    calib: StereoCalibration
-    frames: list[Frame]
-    created: str = ""
-
-    def save_manifest(self, status: str) -> None:
-        manifest.write_manifest(self.out, self.options, self.fingerprint, self.identity, self.report, self.calib,
-                                self.frames, self.created, status)
-
-    def prepare_output(self, action: str, existing: dict[str, Any] | None) -> None:
-        """Resume (same plan, earlier per-frame results kept), replace or create `out`; calib.yaml, manifest."""
-        out, options = self.out, self.options
-        if action == "resume":
-            manifest.check_same_plan(existing or {}, self.frames, options, out)
-            previous = {f["id"]: f for f in (existing or {}).get("frames", [])}
-            for f in self.frames:
-                f.restore(previous.get(f.name, {}))
-        elif action == "replace":
-            LOG.warning("--overwrite: replacing the dataset in %s", out)
-            manifest.clear_dataset(out)
-            existing = None
-        out.mkdir(parents=True, exist_ok=True)
-        manifest.remove_temporaries(out)
-        for sub in {Path(f).parent.name for f in self.frames[0].files(options).values()}:
-            (out / sub).mkdir(exist_ok=True)
-        atomic_write(out / "calib.yaml", yaml.safe_dump(self.calib.to_yaml_dict(), sort_keys=False).encode())
-        self.created = (existing or {}).get("created") or manifest.now()
-        self.save_manifest("in_progress")
-
-    def write_frames(self, predictor: Any, on_frame: Callable[[int], None] | None) -> FrameWriter:
-        """Pass 2: the frames not on disk yet; the manifest is saved every MANIFEST_EVERY frames and when
-        interrupted, so a rerun knows what was written."""
-        out, options, report = self.out, self.options, self.report
-        todo = [f for f in self.frames if not f.done(out, options)]
-        report.reused = len(self.frames) - len(todo)
-        for f in self.frames:
-            if f.valid_fraction is None and options.has_labels and f.done(out, options):
-                f.measure(np.load(out / f.files(options)["disp"], mmap_mode="r"))
-        if todo and options.pseudo_labels and predictor is None:
-            predictor = load_predictor(options)
-        writer = FrameWriter(out, options, self.calib, predictor)
-        bar = tqdm(total=len(self.frames), initial=report.reused, desc="convert", unit="frame",
-                   disable=not options.progress)
-        try:
-            for scan in self.scans:
-                bag_todo = [f for f in todo if f.bag == scan.index]
-                for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
-                    if parts is None:
-                        continue  # cut off by damage; counted in finish()
-                    writer.write(frame, parts, f"{scan.source.path} frame {frame.name} (left stamp {frame.left_ns} ns)")
-                    report.written += 1
-                    bar.update()
-                    if on_frame is not None:
-                        on_frame(frame.index)
-                    if report.written % MANIFEST_EVERY == 0:
-                        self.save_manifest("in_progress")
-        except BaseException:
-            if report.written:
-                self.save_manifest("in_progress")
-            raise
-        finally:
-            bar.close()
-        return writer
-
-    def finish(self, writer: FrameWriter) -> ConversionReport:
-        """Warnings, lists, preview, the final manifest; DamagedBagError for damage unless --allow-truncated."""
-        out, options, report, frames = self.out, self.options, self.report, self.frames
-        report.warnings.extend(writer.warnings)
-        if writer.matches:
-            offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.image_size)
-            if offset > MAX_VERTICAL_OFFSET_PX:
-                report.warnings.append(
-                    f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
-                    f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
-                    "topics carry raw images, or check that left and right are a rectified pair")
-        for index, why in sorted(writer.corrupt.items()):
-            report.corrupt[frames[index].name] = why
-            report.warnings.append(f"skipped frame {frames[index].name}: {why}")
-        done = [f for f in frames if f.done(out, options)]
-        report.incomplete = len(frames) - len(done) - len(writer.corrupt)
-        report.count_labels(done)
-        usable = [f for f in done if f.rejected is None]
-        manifest.write_lists(out, usable, options)
-        manifest.write_preview(out, usable, options)
-        damaged = [b for b in report.bags if b.get("damaged")]
-        report.status = "partial" if (damaged and not options.allow_truncated) or report.incomplete else "complete"
-        self.save_manifest(report.status)
-        if damaged and not options.allow_truncated:
-            details = "; ".join(f"{b['path']}: {b['damaged']['message']}" for b in damaged)
-            raise DamagedBagError(
-                f"{details}. Kept the {len(done)} frames converted from the readable part in {out} (lists and "
-                "manifest written, status 'partial'). Rerun with --allow-truncated to accept them as the dataset, "
-                "or repair the recording (ros2 bag reindex) first", report)
-        report.warnings.extend(f"{b['path']}: {b['damaged']['message']}; converted the readable part" for b in damaged)
-        return report
+def _prepare_output(out: Path, action: str, existing: dict[str, Any] | None, frames: list[Frame],
+                    options: Bag2DatasetOptions, calib: StereoCalibration) -> str:
+    """Resume (same plan, earlier per-frame results kept), replace or create `out`, write calib.yaml; returns
+    when the dataset was created."""
+    if action == "resume":
+        manifest.resume(existing or {}, frames, options, out)
+    elif action == "replace":
+        LOG.warning("--overwrite: replacing the dataset in %s", out)
+        manifest.clear_dataset(out)
+        existing = None
+    out.mkdir(parents=True, exist_ok=True)
+    manifest.remove_temporaries(out)
+    for sub in {Path(f).parent.name for f in frames[0].files(options).values()}:
+        (out / sub).mkdir(exist_ok=True)
+    atomic_write(out / "calib.yaml", yaml.safe_dump(calib.to_yaml_dict(), sort_keys=False).encode())
+    return (existing or {}).get("created") or manifest.now()
 
 
-def convert(
-    bags: Sequence[str | Path],
-    out: str | Path,
-    options: Bag2DatasetOptions | None = None,
-    *,
-    predictor: Any = None,
-    on_frame: Callable[[int], None] | None = None,
-) -> ConversionReport:
+def _write_frames(out: Path, scans: list[BagScan], frames: list[Frame], writer: FrameWriter, report: ConversionReport,
+                  on_frame: Callable[[int], None] | None, save: Callable[[str], None]) -> None:
+    """Pass 2: the frames not on disk yet; `save`s the manifest every MANIFEST_EVERY frames and when interrupted,
+    so a rerun knows what was written."""
+    options = writer.options
+    todo = [f for f in frames if not f.done(out, options)]
+    bar = tqdm(total=len(frames), initial=report.reused, desc="convert", unit="frame", disable=not options.progress)
+    try:
+        for scan in scans:
+            bag_todo = [f for f in todo if f.bag == scan.index]
+            for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
+                if parts is None:
+                    continue  # cut off by damage; counted as incomplete
+                writer.write(frame, parts, f"{scan.source.path} frame {frame.name} (left stamp {frame.left_ns} ns)")
+                report.written += 1
+                bar.update()
+                if on_frame is not None:
+                    on_frame(frame.index)
+                if report.written % MANIFEST_EVERY == 0:
+                    save("in_progress")
+    except BaseException:
+        if report.written:
+            save("in_progress")
+        raise
+    finally:
+        bar.close()
+
+
+def _finish(out: Path, frames: list[Frame], writer: FrameWriter, report: ConversionReport,
+            save: Callable[[str], None]) -> ConversionReport:
+    """Warnings, lists, preview, the final manifest; DamagedBagError for damage unless --allow-truncated."""
+    options = writer.options
+    report.warnings.extend(writer.warnings)
+    if writer.matches:
+        offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.image_size)
+        if offset > MAX_VERTICAL_OFFSET_PX:
+            report.warnings.append(
+                f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
+                f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
+                "topics carry raw images, or check that left and right are a rectified pair")
+    for index, why in sorted(writer.corrupt.items()):
+        report.corrupt[frames[index].name] = why
+        report.warnings.append(f"skipped frame {frames[index].name}: {why}")
+    done = [f for f in frames if f.done(out, options)]
+    report.incomplete = len(frames) - len(done) - len(writer.corrupt)
+    report.count_labels(done)
+    usable = [f for f in done if f.rejected is None]
+    manifest.write_lists(out, usable, options)
+    manifest.write_preview(out, usable, options)
+    damaged = [b for b in report.bags if b.get("damaged")]
+    report.status = "partial" if (damaged and not options.allow_truncated) or report.incomplete else "complete"
+    save(report.status)
+    if damaged and not options.allow_truncated:
+        details = "; ".join(f"{b['path']}: {b['damaged']['message']}" for b in damaged)
+        raise DamagedBagError(
+            f"{details}. Kept the {len(done)} frames converted from the readable part in {out} (lists and "
+            "manifest written, status 'partial'). Rerun with --allow-truncated to accept them as the dataset, "
+            "or repair the recording (ros2 bag reindex) first", report)
+    report.warnings.extend(f"{b['path']}: {b['damaged']['message']}; converted the readable part" for b in damaged)
+    return report
+
+
+def convert(bags: Sequence[str | Path], out: str | Path, options: Bag2DatasetOptions | None = None, *,
+            predictor: Any = None, on_frame: Callable[[int], None] | None = None) -> ConversionReport:
     """Convert the recordings `bags` into the dataset folder `out`.
 
     Steps: check the output folder (changing nothing, before the long scan), pass 1 over every bag (stamps,
@@ -254,6 +221,19 @@ def convert(
     report = ConversionReport(out=out)
     scans = [scan_bag(i, s, options) for i, s in enumerate(sources)]
     calib = _calibrate(scans, options, report)
-    job = _Conversion(out, options, fingerprint, identity, report, scans, calib, _plan(scans, options, report))
-    job.prepare_output(action, existing)
-    return job.finish(job.write_frames(predictor, on_frame))
+    frames = _plan(scans, options, report)
+    created = _prepare_output(out, action, existing, frames, options, calib)
+
+    def save(status: str) -> None:
+        manifest.write_manifest(out, options, fingerprint, identity, report, calib, frames, created, status)
+
+    save("in_progress")
+    report.reused = sum(f.done(out, options) for f in frames)
+    for f in frames:  # frames of an earlier run without a recorded labelled fraction
+        if f.valid_fraction is None and options.has_labels and f.done(out, options):
+            f.measure(np.load(out / f.files(options)["disp"], mmap_mode="r"))
+    if report.reused < len(frames) and options.pseudo_labels and predictor is None:
+        predictor = load_predictor(options)
+    writer = FrameWriter(out, options, calib, predictor)
+    _write_frames(out, scans, frames, writer, report, on_frame, save)
+    return _finish(out, frames, writer, report, save)

@@ -43,11 +43,9 @@ def remove_temporaries(out: Path) -> None:
 
 
 def bag_identity(source: BagSource) -> dict[str, Any]:
-    return {
-        "path": str(source.path.resolve()),
-        "storage": source.storage,
-        "files": [{"name": f.name, "bytes": f.stat().st_size} for f in source.files],
-    }
+    """What identifies a recording: its path, storage and files with their sizes."""
+    return {"path": str(source.path.resolve()), "storage": source.storage,
+            "files": [{"name": f.name, "bytes": f.stat().st_size} for f in source.files]}
 
 
 def fingerprint_of(options: Bag2DatasetOptions, sources: Sequence[BagSource]) -> tuple[str, dict[str, Any]]:
@@ -62,11 +60,9 @@ def fingerprint_of(options: Bag2DatasetOptions, sources: Sequence[BagSource]) ->
 
 def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     """Human-readable differences between two fingerprint inputs."""
-    diffs = []
-    old_opts, new_opts = old.get("options", {}), new.get("options", {})
-    for key in sorted(set(old_opts) | set(new_opts)):
-        if old_opts.get(key) != new_opts.get(key):
-            diffs.append(f"{key}: {old_opts.get(key)!r} -> {new_opts.get(key)!r}")
+    was, new_opts = old.get("options", {}), new.get("options", {})
+    diffs = [f"{k}: {was.get(k)!r} -> {new_opts.get(k)!r}" for k in sorted(set(was) | set(new_opts))
+             if was.get(k) != new_opts.get(k)]
     (old_paths, old_files), (new_paths, new_files) = (
         ([b["path"] for b in d.get("bags", [])], [b["files"] for b in d.get("bags", [])]) for d in (old, new))
     if (old_paths, old_files) != (new_paths, new_files):
@@ -125,16 +121,18 @@ def clear_dataset(out: Path) -> None:
     remove_temporaries(out)
 
 
-def check_same_plan(existing: dict[str, Any], frames: list[Frame], options: Bag2DatasetOptions, out: Path) -> None:
-    """DatasetExistsError unless the interrupted run planned the same frames (stamps and split)."""
+def resume(existing: dict[str, Any], frames: list[Frame], options: Bag2DatasetOptions, out: Path) -> None:
+    """Take over the per-frame results of the interrupted run whose manifest is `existing`; DatasetExistsError
+    unless it planned the same frames (stamps and split)."""
     old = {f["id"]: f for f in existing.get("frames", [])}
     for f in frames:
         prev = old.get(f.name)
         if prev is None or prev.get("stamps") != f.to_json(options)["stamps"] or prev.get("split") != f.split:
-            raise DatasetExistsError(
-                f"{out}: frame {f.name} was planned differently by the interrupted run (tool version "
-                f"{existing.get('tool_version')}); pass --overwrite to start over"
-            )
+            raise DatasetExistsError(f"{out}: frame {f.name} was planned differently by the interrupted run (tool "
+                                     f"version {existing.get('tool_version')}); pass --overwrite to start over")
+        labels = prev.get("labels") or {}
+        f.valid_fraction, f.masked, f.rejected = (prev.get("valid_fraction"), labels.get("masked"),
+                                                   labels.get("rejected"))
 
 
 def now() -> str:

@@ -50,41 +50,35 @@ class Bag2DatasetOptions:
     def __post_init__(self) -> None:
         sources = [n for n, v in (("--depth", self.depth), ("--disparity", self.disparity),
                                   ("--pseudo-labels", self.pseudo_labels)) if v]
-        if len(sources) > 1:
-            raise ValueError(f"choose one ground-truth source, got {' and '.join(sources)}")
-        if self.stamp not in ("header", "log"):
-            raise ValueError(f"stamp must be 'header' or 'log', got {self.stamp!r}")
-        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
-            raise ValueError(f"tolerance must be >= 0 seconds, got {self.tolerance}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
-        if (self.start is not None and self.start < 0) or (self.end is not None and self.end <= 0):
-            raise ValueError(f"time window must be start >= 0 and end > 0 seconds, got start={self.start}, "
-                             f"end={self.end}")
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError(f"time window is empty: start={self.start} s >= end={self.end} s")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.val_blocks < 2:
-            raise ValueError(f"val_blocks must be >= 2, got {self.val_blocks}")
-        if self.min_depth < 0 or (self.max_depth is not None and self.max_depth <= self.min_depth):
-            raise ValueError(f"depth range must satisfy 0 <= min_depth < max_depth, got {self.min_depth}, "
-                             f"{self.max_depth}")
-        if not (math.isfinite(self.max_disparity) and self.max_disparity >= 0):
-            raise ValueError(f"max_disparity must be >= 0 px (0: the image width only), got {self.max_disparity}")
-        if not 0.0 <= self.max_bad_labels < 1.0:
-            raise ValueError(f"max_bad_labels must be a fraction in [0, 1), got {self.max_bad_labels}")
-        if self.image_bits != 0 and not 9 <= self.image_bits <= 16:
-            raise ValueError(f"image_bits must be 0 (auto) or 9..16, got {self.image_bits}")
-        if self.pseudo_max_uncertainty < 0 or self.pseudo_lr_tolerance <= 0:
-            raise ValueError("pseudo_max_uncertainty must be >= 0 (0: auto) and pseudo_lr_tolerance positive, got "
-                             f"{self.pseudo_max_uncertainty} and {self.pseudo_lr_tolerance}")
-        topics = [self.left_image, self.right_image, self.left_info, self.right_info, self.gt_topic]
-        named = [t for t in topics if t]
-        if len(set(named)) != len(named):
-            raise ValueError(f"topics must be distinct, got {named}")
+        start, end = self.start, self.end
+        topics = [t for t in (self.left_image, self.right_image, self.left_info, self.right_info, self.gt_topic) if t]
+        for ok, problem in (
+            (len(sources) <= 1, f"choose one ground-truth source, got {' and '.join(sources)}"),
+            (self.stamp in ("header", "log"), f"stamp must be 'header' or 'log', got {self.stamp!r}"),
+            (math.isfinite(self.tolerance) and self.tolerance >= 0,
+             f"tolerance must be >= 0 seconds, got {self.tolerance}"),
+            (self.stride >= 1, f"stride must be >= 1, got {self.stride}"),
+            (self.max_frames is None or self.max_frames >= 1, f"max_frames must be >= 1, got {self.max_frames}"),
+            ((start is None or start >= 0) and (end is None or end > 0),
+             f"time window must be start >= 0 and end > 0 seconds, got start={start}, end={end}"),
+            (start is None or end is None or end > start, f"time window is empty: start={start} s >= end={end} s"),
+            (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.val_blocks >= 2, f"val_blocks must be >= 2, got {self.val_blocks}"),
+            (self.min_depth >= 0 and (self.max_depth is None or self.max_depth > self.min_depth),
+             f"depth range must satisfy 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}"),
+            (math.isfinite(self.max_disparity) and self.max_disparity >= 0,
+             f"max_disparity must be >= 0 px (0: the image width only), got {self.max_disparity}"),
+            (0.0 <= self.max_bad_labels < 1.0,
+             f"max_bad_labels must be a fraction in [0, 1), got {self.max_bad_labels}"),
+            (self.image_bits == 0 or 9 <= self.image_bits <= 16,
+             f"image_bits must be 0 (auto) or 9..16, got {self.image_bits}"),
+            (self.pseudo_max_uncertainty >= 0 and self.pseudo_lr_tolerance > 0,
+             "pseudo_max_uncertainty must be >= 0 (0: auto) and pseudo_lr_tolerance positive, got "
+             f"{self.pseudo_max_uncertainty} and {self.pseudo_lr_tolerance}"),
+            (len(set(topics)) == len(topics), f"topics must be distinct, got {topics}"),
+        ):
+            if not ok:
+                raise ValueError(problem)
 
     @property
     def gt_topic(self) -> str | None:

@@ -54,13 +54,6 @@ class Frame:
     def measure(self, disparity: np.ndarray) -> None:
         self.valid_fraction = float(np.count_nonzero(disparity > 0) / disparity.size)
 
-    def restore(self, previous: dict[str, Any]) -> None:
-        """Per-frame results of an interrupted run (its manifest entry)."""
-        self.valid_fraction = previous.get("valid_fraction")
-        labels = previous.get("labels") or {}
-        self.masked = labels.get("masked")
-        self.rejected = labels.get("rejected")
-
     def to_json(self, options: Bag2DatasetOptions) -> dict[str, Any]:
         return {
             "id": self.name, "bag": self.bag, "split": self.split,

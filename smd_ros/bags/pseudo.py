@@ -39,20 +39,11 @@ def left_right_error(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarra
     inside = (xs >= 0) & (xs <= width - 1) & np.isfinite(xs)
     xs = np.where(inside, xs, 0.0)
     x0 = np.floor(xs).astype(np.int64)
-    x1 = np.minimum(x0 + 1, width - 1)
-    w1 = xs - x0
-    rows = np.arange(height)[:, None]
-    sampled = (1.0 - w1) * disp_right[rows, x0] + w1 * disp_right[rows, x1]
+    w1, rows = xs - x0, np.arange(height)[:, None]
+    sampled = (1.0 - w1) * disp_right[rows, x0] + w1 * disp_right[rows, np.minimum(x0 + 1, width - 1)]
     error = np.abs(disp_left - sampled).astype(np.float32)
     error[~inside] = np.inf
     return error
-
-
-def right_disparity(predictor: Any, left_bgr: np.ndarray, right_bgr: np.ndarray) -> Any:
-    """Prediction for the right view: a left-reference network sees the mirrored world, where the right
-    image is the left one, so predict on (flip(right), flip(left)) and flip the maps back."""
-    flipped = predictor.predict(np.ascontiguousarray(right_bgr[:, ::-1]), np.ascontiguousarray(left_bgr[:, ::-1]))
-    return np.ascontiguousarray(flipped.disparity[:, ::-1])
 
 
 def pseudo_label(predictor: Any, left_bgr: np.ndarray, right_bgr: np.ndarray, *, max_uncertainty: float,
@@ -60,13 +51,12 @@ def pseudo_label(predictor: Any, left_bgr: np.ndarray, right_bgr: np.ndarray, *,
     """Run `predictor` (`predict(left, right)` -> (H, W) float32 `disparity` and `uncertainty`, px) on the
     (H, W, 3) BGR pair and on the mirrored pair, and keep confident, consistent pixels."""
     if max_uncertainty <= 0 or lr_tolerance <= 0:
-        raise ValueError(
-            f"max_uncertainty and lr_tolerance must be positive, got {max_uncertainty} and {lr_tolerance}"
-        )
+        raise ValueError(f"max_uncertainty and lr_tolerance must be positive, got {max_uncertainty} and {lr_tolerance}")
     pred = predictor.predict(left_bgr, right_bgr)
-    disp_left = np.asarray(pred.disparity, np.float32)
-    unc = np.asarray(pred.uncertainty, np.float32)
-    disp_right = right_disparity(predictor, left_bgr, right_bgr)
+    disp_left, unc = np.asarray(pred.disparity, np.float32), np.asarray(pred.uncertainty, np.float32)
+    # The right view: a left-reference network sees the mirrored world, where the right image is the left one.
+    mirrored = predictor.predict(np.ascontiguousarray(right_bgr[:, ::-1]), np.ascontiguousarray(left_bgr[:, ::-1]))
+    disp_right = np.ascontiguousarray(mirrored.disparity[:, ::-1])
     lr_error = left_right_error(disp_left, disp_right)
     confident = (disp_left > 0) & (unc < max_uncertainty) & (lr_error <= lr_tolerance)
     return PseudoLabel(np.where(confident, disp_left, 0.0).astype(np.float32), confident, unc, lr_error)

@@ -12,6 +12,7 @@ import binascii
 import dataclasses
 import sqlite3
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ DAMAGE_ERRORS: tuple[type[BaseException], ...] = (
 class TopicInfo:
     name: str
     msgtype: str
-    count: int | None  # None when unknown (damaged file whose index is gone)
+    count: int  # of a damaged recording: in its readable part
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +87,7 @@ def describe_topics(topics: dict[str, TopicInfo]) -> str:
     width = max(len(t) for t in topics)
     lines = []
     for info in sorted(topics.values(), key=lambda i: i.name):
-        count = "?" if info.count is None else str(info.count)
-        lines.append(f"  {info.name:<{width}}  {info.msgtype}  ({count} msgs)")
+        lines.append(f"  {info.name:<{width}}  {info.msgtype}  ({info.count} msgs)")
     return "\n".join(lines)
 
 
@@ -107,17 +107,16 @@ class BagSource:
         if len(suffixes) != 1:
             raise BagError(f"{self.path}: mixes storage formats {sorted(suffixes)}")
         self.storage = STORAGE_SUFFIXES[self.files[0].suffix]
-        self.damaged_reason: str | None = None
+        self.damaged_reason: str | None = None  # why rosbags refused the recording: our fallbacks read it
         self._fallback_channels: dict[str, str] = {}
         self._topics: dict[str, TopicInfo] | None = None
         # Probe with rosbags: a healthy recording is read by it; a damaged one by our fallbacks.
         try:
-            with self._rosbags_reader() as reader:
-                self._topics = {c.topic: TopicInfo(c.topic, c.msgtype, 0) for c in reader.connections}
-                counts: dict[str, int] = {}
+            with Reader(self.path) as reader:
+                counts: Counter = Counter()
                 for c in reader.connections:
-                    counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-                self._topics = {t: dataclasses.replace(i, count=counts[t]) for t, i in self._topics.items()}
+                    counts[c.topic] += int(c.msgcount)
+                self._topics = {c.topic: TopicInfo(c.topic, c.msgtype, counts[c.topic]) for c in reader.connections}
         except (ReaderError, FileNotFoundError) as err:
             self.damaged_reason = str(err)
 
@@ -139,46 +138,32 @@ class BagSource:
                 raise BagError(f"{self.path}: storage files listed in metadata.yaml are missing: {names}")
             if files and all(f.suffix in STORAGE_SUFFIXES for f in files):
                 return files
-        files = sorted(
-            (f for f in self.path.iterdir() if f.suffix in STORAGE_SUFFIXES), key=_split_index
-        )
+        files = sorted((f for f in self.path.iterdir() if f.suffix in STORAGE_SUFFIXES), key=_split_index)
         if not files:
             raise BagError(f"{self.path}: no rosbag2 storage files (.mcap, .db3) in this folder")
         return files
 
-    def _rosbags_reader(self) -> Reader:
-        """An unopened rosbags Reader (open it with `with`)."""
-        return Reader(self.path)
-
-    @property
-    def recovered(self) -> bool:
-        """True when rosbags could not open the recording and the fallback readers are used."""
-        return self.damaged_reason is not None
-
     def topics(self) -> dict[str, TopicInfo]:
         """topic -> TopicInfo. For a damaged recording this scans the readable part once."""
         if self._topics is None:
-            found: dict[str, TopicInfo] = {}
-            counts: dict[str, int] = {}
+            counts: Counter = Counter()
             try:
                 for msg in self._fallback_messages(None):
-                    counts[msg.topic] = counts.get(msg.topic, 0) + 1
-                    found.setdefault(msg.topic, TopicInfo(msg.topic, msg.msgtype, None))
+                    counts[msg.topic] += 1
             except BagReadError:
                 pass  # listing what is readable is the point here
-            for name, types in self._fallback_channels.items():
-                found.setdefault(name, TopicInfo(name, types, None))
-            self._topics = {t: dataclasses.replace(i, count=counts.get(t, 0)) for t, i in found.items()}
+            # Every message's topic has a channel (mcap) or a topics row (sqlite3), so these are all topics.
+            self._topics = {t: TopicInfo(t, msgtype, counts[t]) for t, msgtype in self._fallback_channels.items()}
         return self._topics
 
     def messages(self, topics: set[str] | None = None) -> Iterator[RawMessage]:
         """Messages on `topics` (all if None). Raises BagReadError after the last readable message."""
-        if self.recovered:
+        if self.damaged_reason is not None:
             yield from self._fallback_messages(topics)
             return
         count, last = 0, None
         try:
-            with self._rosbags_reader() as reader:
+            with Reader(self.path) as reader:
                 conns = [c for c in reader.connections if topics is None or c.topic in topics]
                 if not conns:
                     return
@@ -248,9 +233,8 @@ def _chunk_payload(buf: bytes, start: int, stop: int) -> tuple[bytes, int]:
         if compression == "zstd":
             payload = zstd.decompress(compressed) if complete else zstd.ZstdDecompressor().decompress(compressed)
         elif compression == "lz4":
-            payload = lz4.frame.decompress(compressed) if complete else lz4.frame.LZ4FrameDecompressor().decompress(
-                compressed
-            )
+            payload = (lz4.frame.decompress(compressed) if complete
+                       else lz4.frame.LZ4FrameDecompressor().decompress(compressed))
         elif compression == "":
             payload = compressed
         else:

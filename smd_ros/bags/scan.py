@@ -75,7 +75,7 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
     infos: dict[str, CameraModel] = {}
     changes = {"left_info": 0, "right_info": 0}
     damage, first_log = None, None
-    total = sum(source.topics()[t].count or 0 for t in roles.values()) or None
+    total = sum(source.topics()[t].count for t in roles.values()) or None
     bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress,
                leave=False)
     try:
