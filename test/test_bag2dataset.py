@@ -15,10 +15,10 @@ from bag_fixtures import DEFAULT_START_NS, StereoBagWriter, StereoRig, image_mes
 from smd_core.data.synthetic import render_scene, render_sequence
 from smd_ros import sensors
 from smd_ros.bags.cli import main
-from smd_ros.bags.convert import convert
-from smd_ros.bags.errors import BagError, DamagedBagError, DatasetExistsError
+from smd_ros.bags.convert import DamagedBagError, convert
+from smd_ros.bags.manifest import DatasetExistsError
 from smd_ros.bags.options import Bag2DatasetOptions
-from smd_ros.bags.reader import IMAGE
+from smd_ros.bags.reader import IMAGE, BagError
 
 H, W, N = 64, 96, 12
 MS = 1_000_000

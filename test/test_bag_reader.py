@@ -14,11 +14,12 @@ from bag_fixtures import DEFAULT_TOPICS, StereoBagWriter, StereoRig, image_messa
 from rosbags.highlevel import AnyReader
 
 from smd_ros import sensors
-from smd_ros.bags.errors import BagError, BagReadError
 from smd_ros.bags.reader import (
     CAMERA_INFO,
     DISPARITY_IMAGE,
     IMAGE,
+    BagError,
+    BagReadError,
     BagSource,
     describe_topics,
     deserialize,

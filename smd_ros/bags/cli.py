@@ -8,7 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-from smd_ros.bags.errors import BagError, DamagedBagError
 from smd_ros.bags.options import Bag2DatasetOptions
 
 
@@ -81,7 +80,9 @@ def options_from_args(args: argparse.Namespace) -> Bag2DatasetOptions:
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 done, 1 bad input (topics, encodings, sizes, output folder), 3 damaged recording
     (readable part converted and kept), 130 interrupted (rerun the same command to resume)."""
-    from smd_ros.bags.convert import convert  # deferred: `--help` needs none of the conversion code
+    # Deferred: `--help` needs none of the conversion code.
+    from smd_ros.bags.convert import DamagedBagError, convert
+    from smd_ros.bags.reader import BagError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -27,15 +27,24 @@ from tqdm import tqdm
 from smd_core.files import atomic_write
 from smd_ros.bags import manifest
 from smd_ros.bags.calib import StereoCalibration, vertical_misalignment
-from smd_ros.bags.errors import BagError, DamagedBagError
 from smd_ros.bags.frames import FrameWriter, load_predictor
 from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pairing import Frame, apply_stride, assign_splits, pair_stamps, select_window
-from smd_ros.bags.reader import BagSource
+from smd_ros.bags.reader import BagError, BagSource
 from smd_ros.bags.report import ConversionReport
 from smd_ros.bags.scan import BagScan, collect, scan_bag
 
 LOG = logging.getLogger("smd_ros.bags")
+
+
+class DamagedBagError(BagError):
+    """Recordings were damaged; the frames before the damage were written (`report` says what was converted)."""
+
+    def __init__(self, message: str, report: ConversionReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 # Largest median vertical offset (px) of feature matches tolerated in a "rectified" pair.
 MAX_VERTICAL_OFFSET_PX = 1.0
 MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
@@ -166,7 +175,7 @@ def _finish(out: Path, frames: list[Frame], writer: FrameWriter, report: Convers
     options = writer.options
     report.warnings.extend(writer.warnings)
     if writer.matches:
-        offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.image_size)
+        offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.calib.size)
         if offset > MAX_VERTICAL_OFFSET_PX:
             report.warnings.append(
                 f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "

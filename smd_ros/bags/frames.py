@@ -16,10 +16,10 @@ from smd_core.files import atomic_write
 from smd_core.geometry import depth_to_disparity
 from smd_ros import sensors
 from smd_ros.bags.calib import StereoCalibration, stereo_matches
-from smd_ros.bags.errors import BagError
 from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pairing import Frame
 from smd_ros.bags.pseudo import pseudo_label
+from smd_ros.bags.reader import BagError
 
 LOG = logging.getLogger("smd_ros.bags")
 RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
@@ -77,7 +77,6 @@ class FrameWriter:
         self.fb_warned = False
         self.matches: list[np.ndarray] = []  # (N, 4) point matches of the first pairs (rectification check)
         self.corrupt: dict[int, str] = {}
-        self.image_size = calib.size
 
     def _images(self, parts: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
         """The pair as (H, W, 3) BGR uint8, decoded as the node decodes it (`sensors.stereo_images`), rectified."""
@@ -133,7 +132,6 @@ class FrameWriter:
         left, right = self._images(parts, where)
         if options.check_rectification and not options.rectify and len(self.matches) < RECTIFICATION_CHECK_FRAMES:
             self.matches.append(stereo_matches(left, right))
-            self.image_size = (left.shape[1], left.shape[0])
         files = frame.files(options)
         outputs = {files["left"]: png_bytes(_grey_if_grey(left)), files["right"]: png_bytes(_grey_if_grey(right))}
         disparity = None

@@ -18,12 +18,16 @@ import smd_core
 from smd_core.files import atomic_write
 from smd_core.viz import colorize_disparity, contact_sheet, label
 from smd_ros.bags.calib import StereoCalibration
-from smd_ros.bags.errors import DatasetExistsError
 from smd_ros.bags.frames import png_bytes
 from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pairing import Frame
-from smd_ros.bags.reader import BagSource
+from smd_ros.bags.reader import BagError, BagSource
 from smd_ros.bags.report import ConversionReport
+
+
+class DatasetExistsError(BagError):
+    """The output folder holds something this run must not overwrite or mix with."""
+
 
 TOOL_VERSION = "1.0"
 MANIFEST_FORMAT = "smd_ros.bag2dataset"

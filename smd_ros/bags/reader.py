@@ -29,7 +29,6 @@ except ImportError:
 import lz4.frame  # type: ignore[import-untyped]
 
 from smd_ros import sensors
-from smd_ros.bags.errors import BagError, BagReadError
 
 # The layouts of the message types we read are the same in every ROS 2 distribution, so one store reads bags
 # from any of them.
@@ -39,6 +38,20 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DISPARITY_IMAGE = "stereo_msgs/msg/DisparityImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+
+class BagError(ValueError):
+    """A recording cannot be used as asked (missing topic, wrong type, unreadable file...)."""
+
+
+class BagReadError(BagError):
+    """The recording is damaged: `messages_read` messages were delivered, the last at log time `last_time_ns`
+    (None: none), then reading failed for `reason`."""
+
+    def __init__(self, bag: Path, messages_read: int, last_time_ns: int | None, reason: str) -> None:
+        self.messages_read, self.last_time_ns, self.reason = messages_read, last_time_ns, reason
+        where = "before the first message" if last_time_ns is None else f"after log time {last_time_ns} ns"
+        super().__init__(f"{bag}: recording is damaged ({reason}); read {messages_read} messages, stopped {where}")
+
 
 STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -50,7 +63,6 @@ DAMAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class TopicInfo:
-    name: str
     msgtype: str
     count: int  # of a damaged recording: in its readable part
 
@@ -85,10 +97,7 @@ def describe_topics(topics: dict[str, TopicInfo]) -> str:
     if not topics:
         return "  (no topics)"
     width = max(len(t) for t in topics)
-    lines = []
-    for info in sorted(topics.values(), key=lambda i: i.name):
-        lines.append(f"  {info.name:<{width}}  {info.msgtype}  ({info.count} msgs)")
-    return "\n".join(lines)
+    return "\n".join(f"  {name:<{width}}  {i.msgtype}  ({i.count} msgs)" for name, i in sorted(topics.items()))
 
 
 class BagSource:
@@ -116,7 +125,7 @@ class BagSource:
                 counts: Counter = Counter()
                 for c in reader.connections:
                     counts[c.topic] += int(c.msgcount)
-                self._topics = {c.topic: TopicInfo(c.topic, c.msgtype, counts[c.topic]) for c in reader.connections}
+                self._topics = {c.topic: TopicInfo(c.msgtype, counts[c.topic]) for c in reader.connections}
         except (ReaderError, FileNotFoundError) as err:
             self.damaged_reason = str(err)
 
@@ -153,7 +162,7 @@ class BagSource:
             except BagReadError:
                 pass  # listing what is readable is the point here
             # Every message's topic has a channel (mcap) or a topics row (sqlite3), so these are all topics.
-            self._topics = {t: TopicInfo(t, msgtype, counts[t]) for t, msgtype in self._fallback_channels.items()}
+            self._topics = {t: TopicInfo(msgtype, counts[t]) for t, msgtype in self._fallback_channels.items()}
         return self._topics
 
     def messages(self, topics: set[str] | None = None) -> Iterator[RawMessage]:

@@ -1,5 +1,5 @@
-"""Reading a recording for `smd bag2dataset`: topic checks, pass 1 (stamps and CameraInfos, header bytes only)
-and pass 2 (the messages of the planned frames, in recording order)."""
+"""Reading a recording for `smd bag2dataset`: pass 1 (topic checks, stamps from header bytes, CameraInfos) and
+pass 2 (the messages of the planned frames, in recording order)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from tqdm import tqdm
 
 from smd_ros.bags import reader
 from smd_ros.bags.calib import CameraModel
-from smd_ros.bags.errors import BagError, BagReadError
 from smd_ros.bags.options import Bag2DatasetOptions
 from smd_ros.bags.pairing import Frame
-from smd_ros.bags.reader import BagSource, RawMessage, describe_topics, deserialize, header_stamp_ns
+from smd_ros.bags.reader import BagError, BagReadError, BagSource
 
 # A message whose bytes are garbage (bit rot, a bad disk block inside an otherwise readable file).
 CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, UnicodeDecodeError)
@@ -48,34 +47,30 @@ def _flag(role: str) -> str:
     return "--" + _ROLES[role][0].replace("_", "-")
 
 
-def _stamp(msg: RawMessage, options: Bag2DatasetOptions) -> int:
-    return msg.log_time_ns if options.stamp == "log" else header_stamp_ns(msg.data, msg.msgtype)
+def _stamp(msg: reader.RawMessage, options: Bag2DatasetOptions) -> int:
+    return msg.log_time_ns if options.stamp == "log" else reader.header_stamp_ns(msg.data, msg.msgtype)
 
 
-def check_topics(source: BagSource, roles: dict[str, str]) -> None:
-    """BagError naming the missing topic / wrong type and listing what the bag has."""
+def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagScan:
+    """Pass 1: topic checks (BagError naming the topic and listing the recording's), stamps of every image and
+    ground-truth message (header bytes only) and the CameraInfos."""
+    roles = {role: getattr(options, field) for role, (field, _) in _ROLES.items() if getattr(options, field)}
     topics = source.topics()
     for role, topic in roles.items():
         info, expected = topics.get(topic), _ROLES[role][1]
         if info is None:
             raise BagError(f"{source.path}: topic {topic!r} ({_flag(role)}) is not in this recording. It has:\n"
-                           f"{describe_topics(topics)}\nChoose the topic with {_flag(role)} TOPIC")
+                           f"{reader.describe_topics(topics)}\nChoose the topic with {_flag(role)} TOPIC")
         if info.msgtype not in expected:
             raise BagError(f"{source.path}: topic {topic!r} ({_flag(role)}) has type {info.msgtype}; expected "
-                           f"{' or '.join(expected)}. The recording has:\n{describe_topics(topics)}")
-
-
-def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagScan:
-    """Pass 1: stamps of every image / ground-truth message (header bytes only) and the CameraInfos."""
-    roles = {role: getattr(options, field) for role, (field, _) in _ROLES.items() if getattr(options, field)}
-    check_topics(source, roles)
+                           f"{' or '.join(expected)}. The recording has:\n{reader.describe_topics(topics)}")
     topic_role = {t: r for r, t in roles.items()}
     stamps: dict[str, list[int]] = {r: [] for r in roles if not r.endswith("_info")}
     counts = {r: 0 for r in roles}
     infos: dict[str, CameraModel] = {}
     changes = {"left_info": 0, "right_info": 0}
     damage, first_log = None, None
-    total = sum(source.topics()[t].count for t in roles.values()) or None
+    total = sum(topics[t].count for t in roles.values()) or None
     bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress,
                leave=False)
     try:
@@ -85,7 +80,7 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
             role = topic_role[msg.topic]
             counts[role] += 1
             if role.endswith("_info"):
-                model = CameraModel.from_msg(deserialize(msg.data, msg.msgtype))
+                model = CameraModel.from_msg(reader.deserialize(msg.data, msg.msgtype))
                 if role not in infos:
                     infos[role] = model
                 elif not infos[role].same_as(model):
@@ -131,7 +126,7 @@ def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions,
             if not targets:
                 continue
             try:
-                decoded = deserialize(bytes(msg.data), msg.msgtype)
+                decoded = reader.deserialize(bytes(msg.data), msg.msgtype)
             except CORRUPT_MESSAGE_ERRORS as err:
                 for f in targets:
                     corrupt[f.index] = f"{msg.topic} message at stamp {stamp} does not deserialize ({err})"
