@@ -12,35 +12,35 @@ MS = 1_000_000
 def test_exact_and_jittered_pairs_within_tolerance():
     left = [0, 100 * MS, 200 * MS, 300 * MS]
     right = [0, 103 * MS, 195 * MS, 330 * MS]  # last one 30 ms late
-    result = pair_stamps(0, left, right, None, tolerance_ns=10 * MS)
-    assert [(f.left_ns, f.right_ns) for f in result.frames] == [(0, 0), (100 * MS, 103 * MS), (200 * MS, 195 * MS)]
-    assert result.dropped == Counter({"no right image within 10 ms": 1, "right image without a left image": 1})
+    paired, dropped = pair_stamps(0, left, right, None, tolerance_ns=10 * MS)
+    assert [(f.left_ns, f.right_ns) for f in paired] == [(0, 0), (100 * MS, 103 * MS), (200 * MS, 195 * MS)]
+    assert dropped == Counter({"no right image within 10 ms": 1, "right image without a left image": 1})
 
 
 def test_closest_left_wins_a_shared_right_image():
     # Two left images (the right camera dropped a frame) both nearest to right stamp 100 ms.
     left = [96 * MS, 104 * MS + 1]
     right = [100 * MS]
-    result = pair_stamps(0, left, right, None, tolerance_ns=10 * MS)
-    assert [(f.left_ns, f.right_ns) for f in result.frames] == [(96 * MS, 100 * MS)]
-    assert result.dropped == Counter({"its right image is paired with a closer left image": 1})
+    paired, dropped = pair_stamps(0, left, right, None, tolerance_ns=10 * MS)
+    assert [(f.left_ns, f.right_ns) for f in paired] == [(96 * MS, 100 * MS)]
+    assert dropped == Counter({"its right image is paired with a closer left image": 1})
 
 
 def test_ground_truth_required_and_duplicates_dropped():
     left = [0, 100 * MS, 100 * MS, 200 * MS]  # a republished frame
     right = [0, 100 * MS, 200 * MS]
     gt = [1 * MS, 150 * MS, 201 * MS]  # nothing near 100 ms
-    result = pair_stamps(3, left, right, gt, tolerance_ns=5 * MS, topics=("/l", "/r", "/depth"))
-    assert [(f.bag, f.left_ns, f.gt_ns) for f in result.frames] == [(3, 0, 1 * MS), (3, 200 * MS, 201 * MS)]
-    assert result.dropped == Counter({"duplicate stamp on /l": 1, "no ground truth (/depth) within 5 ms": 1})
+    paired, dropped = pair_stamps(3, left, right, gt, tolerance_ns=5 * MS, topics=("/l", "/r", "/depth"))
+    assert [(f.bag, f.left_ns, f.gt_ns) for f in paired] == [(3, 0, 1 * MS), (3, 200 * MS, 201 * MS)]
+    assert dropped == Counter({"duplicate stamp on /l": 1, "no ground truth (/depth) within 5 ms": 1})
 
 
 def test_unsorted_input_and_empty_topics():
-    result = pair_stamps(0, [200, 0, 100], [100, 200, 0], [], tolerance_ns=0)
-    assert result.frames == []
-    assert result.dropped == Counter({"no ground truth (ground truth) within 0 ms": 3})
-    result = pair_stamps(0, [200, 0, 100], [], None, tolerance_ns=0)
-    assert result.dropped == Counter({"no right image within 0 ms": 3})
+    paired, dropped = pair_stamps(0, [200, 0, 100], [100, 200, 0], [], tolerance_ns=0)
+    assert paired == []
+    assert dropped == Counter({"no ground truth (ground truth) within 0 ms": 3})
+    paired, dropped = pair_stamps(0, [200, 0, 100], [], None, tolerance_ns=0)
+    assert dropped == Counter({"no right image within 0 ms": 3})
 
 
 def frames(n: int, step_ms: int = 100) -> list[Frame]:

@@ -84,10 +84,8 @@ class CameraModel:
             d = np.zeros(4) if self.d.size == 0 else self.d[:4]
             return cv2.fisheye.initUndistortRectifyMap(self.k, d, self.r, self.p[:, :3], size, cv2.CV_32FC1)
         if model not in PLUMB_BOB_MODELS:
-            raise ValueError(
-                f"camera_info distortion_model {self.distortion_model!r} is not supported for --rectify; "
-                f"supported: plumb_bob, rational_polynomial, equidistant"
-            )
+            raise ValueError(f"camera_info distortion_model {self.distortion_model!r} is not supported for --rectify; "
+                             "supported: plumb_bob, rational_polynomial, equidistant")
         return cv2.initUndistortRectifyMap(self.k, self.d, self.r, self.p, size, cv2.CV_32FC1)
 
 

@@ -72,11 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def options_from_args(args: argparse.Namespace) -> Bag2DatasetOptions:
-    fields = {f.name for f in dataclasses.fields(Bag2DatasetOptions)}
-    return Bag2DatasetOptions(**{k: v for k, v in vars(args).items() if k in fields})
-
-
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 done, 1 bad input (topics, encodings, sizes, output folder), 3 damaged recording
     (readable part converted and kept), 130 interrupted (rerun the same command to resume)."""
@@ -87,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        report = convert(args.bags, args.out, options_from_args(args))
+        fields = {f.name for f in dataclasses.fields(Bag2DatasetOptions)}
+        options = Bag2DatasetOptions(**{k: v for k, v in vars(args).items() if k in fields})
+        report = convert(args.bags, args.out, options)
     except DamagedBagError as err:
         print(err.report.summary())
         print(f"bag2dataset: error: {err}", file=sys.stderr)

@@ -93,20 +93,18 @@ def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionR
     gt_role = "depth" if options.depth else "disparity" if options.disparity else None
     planned: list[Frame] = []
     for scan in scans:
-        result = pair_stamps(
-            scan.index, scan.stamps["left"], scan.stamps["right"], scan.stamps[gt_role] if gt_role else None,
-            tolerance_ns=tol_ns, topics=(options.left_image, options.right_image, options.gt_topic),
-        )
-        frames = select_window(result.frames, options.start, options.end, result.dropped)
-        frames = apply_stride(frames, options.stride, result.dropped)
+        paired, dropped = pair_stamps(scan.index, scan.stamps["left"], scan.stamps["right"],
+                                      scan.stamps[gt_role] if gt_role else None, tolerance_ns=tol_ns,
+                                      topics=(options.left_image, options.right_image, options.gt_topic))
+        frames = apply_stride(select_window(paired, options.start, options.end, dropped), options.stride, dropped)
         if options.max_frames is not None:
             room = max(0, options.max_frames - len(planned))
             if len(frames) > room:
-                result.dropped[f"beyond --max-frames {options.max_frames}"] += len(frames) - room
+                dropped[f"beyond --max-frames {options.max_frames}"] += len(frames) - room
                 frames = frames[:room]
         planned.extend(frames)
-        report.bags.append(_bag_summary(scan, len(result.frames), len(frames), dict(result.dropped)))
-        report.dropped.update(result.dropped)
+        report.bags.append(_bag_summary(scan, len(paired), len(frames), dict(dropped)))
+        report.dropped.update(dropped)
     assign_splits(planned, options.val_fraction, options.val_blocks)
     for index, frame in enumerate(planned):
         frame.index = index
@@ -205,16 +203,14 @@ def _finish(out: Path, frames: list[Frame], writer: FrameWriter, report: Convers
 
 def convert(bags: Sequence[str | Path], out: str | Path, options: Bag2DatasetOptions | None = None, *,
             predictor: Any = None, on_frame: Callable[[int], None] | None = None) -> ConversionReport:
-    """Convert the recordings `bags` into the dataset folder `out`.
+    """Convert the recordings `bags` into the dataset folder `out`: check the output folder (before the long scan),
+    pass 1, calibration, frame plan, output folder and manifest, pass 2, lists and summary.
 
-    Steps: check the output folder (changing nothing, before the long scan), pass 1 over every bag (stamps,
-    CameraInfos), calibration, frame plan, output folder and manifest, pass 2 (frames), lists and summary.
     predictor: for pseudo-labels, anything with `predict(left, right)` returning (H, W) `disparity` and
         `uncertainty` maps and `model.deployment` (default: the torch Predictor of `options.pseudo_labels`).
     on_frame: called with the frame index after each frame is written (progress hooks, tests).
-    Raises BagError (topics, sizes, output folder...), sensors.InputError (encodings, calibration),
-    FileNotFoundError, and DamagedBagError after writing everything readable of a damaged recording (unless
-    options.allow_truncated).
+    Raises BagError, sensors.InputError (encodings, calibration), FileNotFoundError, and DamagedBagError after
+    writing everything readable of a damaged recording (unless options.allow_truncated).
     """
     options = options or Bag2DatasetOptions()
     if not bags:

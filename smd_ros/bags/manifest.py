@@ -76,11 +76,9 @@ def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def inspect_output(out: Path, fingerprint: str, identity: dict[str, Any], overwrite: bool) -> tuple[str, dict | None]:
-    """What to do with `out`, without touching it: ("new", None), ("resume", manifest) for the same
-    conversion, or ("replace", manifest) for another bag2dataset dataset when `overwrite`.
-
-    Raises DatasetExistsError when `out` holds a different dataset (ours, without `overwrite`) or anything
-    that is not ours (never deleted, whatever the flags).
+    """What to do with `out`, without touching it: ("new", None), ("resume", manifest) for the same conversion,
+    or ("replace", manifest) for another bag2dataset dataset when `overwrite`. DatasetExistsError when `out`
+    holds a different dataset (ours, without `overwrite`) or anything not ours (never deleted, whatever the flags).
     """
     if out.exists() and not out.is_dir():
         raise DatasetExistsError(f"--out {out} is a file, not a folder")
@@ -99,25 +97,21 @@ def inspect_output(out: Path, fingerprint: str, identity: dict[str, Any], overwr
             return "resume", manifest
         difference = _describe_difference(manifest.get("fingerprint_input", {}), identity)
         if not overwrite:
-            raise DatasetExistsError(
-                f"{out} holds another bag2dataset dataset (made from different bags or options: {difference}). "
-                "Pass --overwrite to replace it, or choose another --out"
-            )
+            raise DatasetExistsError(f"{out} holds another bag2dataset dataset (made from different bags or options: "
+                                     f"{difference}). Pass --overwrite to replace it, or choose another --out")
         return "replace", manifest
     foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if foreign:
         shown = ", ".join(foreign[:8]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 8 else "")
-        raise DatasetExistsError(
-            f"{out} is not empty and is not a bag2dataset output (it holds {shown}); refusing to mix datasets "
-            "(--overwrite only replaces bag2dataset outputs). Choose an empty or new folder"
-        )
+        raise DatasetExistsError(f"{out} is not empty and is not a bag2dataset output (it holds {shown}); refusing to "
+                                 "mix datasets (--overwrite only replaces bag2dataset outputs). Choose an empty or new "
+                                 "folder")
     return "new", None
 
 
 def clear_dataset(out: Path) -> None:
     """Remove a previous bag2dataset dataset's own files (only those) from `out`."""
-    for name in OWN_ENTRIES:
-        target = out / name
+    for target in (out / name for name in OWN_ENTRIES):
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():

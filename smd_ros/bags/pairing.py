@@ -1,8 +1,6 @@
-"""Which messages become training frames (`Frame`): stamp pairing, time window, stride, validation split.
-
-The rules are functions of integer nanosecond stamps, so each is testable without a bag. Every message that
-does not become a frame is counted under a reason, so the tool can say exactly where data went.
-"""
+"""Which messages become training frames (`Frame`): stamp pairing, time window, stride, validation split, as
+functions of integer nanosecond stamps. Every message that does not become a frame is counted under a reason,
+so the tool can say exactly where data went."""
 
 from __future__ import annotations
 
@@ -63,12 +61,6 @@ class Frame:
         }
 
 
-@dataclasses.dataclass
-class PairingResult:
-    frames: list[Frame]
-    dropped: Counter  # reason -> number of left images (or right images, for "right image without left")
-
-
 def _dedupe(stamps: Sequence[int], topic: str, dropped: Counter) -> list[int]:
     """Sorted unique stamps; repeats of a stamp on one topic are dropped (a driver republishing a frame)."""
     ordered = sorted(stamps)
@@ -89,13 +81,14 @@ def _nearest(sorted_stamps: Sequence[int], stamp: int) -> tuple[int, int] | None
 
 
 def pair_stamps(bag: int, left: Sequence[int], right: Sequence[int], gt: Sequence[int] | None, *, tolerance_ns: int,
-                topics: tuple[str, str, str | None] = ("left", "right", "ground truth")) -> PairingResult:
+                topics: tuple[str, str, str | None] = ("left", "right", "ground truth")) -> tuple[list[Frame], Counter]:
     """Pair each left stamp with the nearest right stamp within `tolerance_ns`, one-to-one.
 
     Closest pairs win: candidate (left, nearest right) pairs are accepted in order of increasing time
     difference, so when two left images want the same right image the better-synchronized one gets it.
     Ground truth (if `gt` is given) is the nearest gt stamp within tolerance, and a pair without one is
-    dropped, since a training frame needs its label. Frames come back sorted by left stamp.
+    dropped, since a training frame needs its label. Returns the frames sorted by left stamp, and how many
+    left images (right ones for "right image without a left image") were dropped, by reason.
     """
     left_topic, right_topic, gt_topic = topics
     dropped: Counter = Counter()
@@ -131,7 +124,7 @@ def pair_stamps(bag: int, left: Sequence[int], right: Sequence[int], gt: Sequenc
                 continue
             gt_ns = gts[near[0]]
         frames.append(Frame(bag, lefts[li], rights[ri], gt_ns))
-    return PairingResult(frames, dropped)
+    return frames, dropped
 
 
 def select_window(frames: list[Frame], start_s: float | None, end_s: float | None, dropped: Counter) -> list[Frame]:

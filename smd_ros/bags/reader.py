@@ -1,10 +1,9 @@
 """Reading rosbag2 recordings (sqlite3 and mcap, split or not) with `rosbags`, surviving damaged ones.
 
-A recording that was cut short (robot powered off, `ros2 bag record` killed, disk full) is the normal case
-in the field: the MCAP file lacks its summary and footer, the sqlite3 file may end in the middle of a page,
-metadata.yaml may be missing. `rosbags` refuses such files, so `BagSource` falls back to its own sequential
-readers that return every message up to the damage and then raise `BagReadError` saying how far they got.
-"""
+A recording cut short (robot powered off, `ros2 bag record` killed, disk full) is the normal case in the field:
+the MCAP file lacks its summary and footer, the sqlite3 file may end mid-page, metadata.yaml may be missing.
+`rosbags` refuses such files, so `BagSource` falls back to its own sequential readers, which return every
+message up to the damage and then raise `BagReadError` saying how far they got."""
 
 from __future__ import annotations
 
@@ -38,6 +37,7 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DISPARITY_IMAGE = "stereo_msgs/msg/DisparityImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+
 
 class BagError(ValueError):
     """A recording cannot be used as asked (missing topic, wrong type, unreadable file...)."""
@@ -101,11 +101,8 @@ def describe_topics(topics: dict[str, TopicInfo]) -> str:
 
 
 class BagSource:
-    """One recording: a rosbag2 folder (with or without metadata.yaml) or a single .mcap / .db3 file.
-
-    `topics()` lists topics and types; `messages(topics)` yields `RawMessage`s in storage order (time
-    order within each split file, files in recording order) and raises `BagReadError` at damage.
-    """
+    """One recording: a rosbag2 folder (with or without metadata.yaml) or a single .mcap / .db3 file. `messages`
+    yields in storage order: time order within each split file, files in recording order."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -108,8 +108,7 @@ def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions,
     in recording order, and (frame, None) for frames the damaged end of the recording cut off or whose
     message does not deserialize (those are added to `corrupt`: frame index -> why)."""
     roles = {"left": options.left_image, "right": options.right_image}
-    if options.gt_topic:
-        roles["gt"] = options.gt_topic
+    roles.update({"gt": options.gt_topic} if options.gt_topic else {})
     topic_role = {t: r for r, t in roles.items()}
     wanted: dict[tuple[str, int], list[Frame]] = {}
     for f in frames:
