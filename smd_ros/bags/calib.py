@@ -48,14 +48,11 @@ class CameraModel:
     @classmethod
     def from_msg(cls, msg: Any) -> CameraModel:
         roi = msg.roi
-        return cls(
-            width=int(msg.width), height=int(msg.height),
-            k=np.asarray(msg.k, np.float64).reshape(3, 3), d=np.asarray(msg.d, np.float64).reshape(-1),
-            r=np.asarray(msg.r, np.float64).reshape(3, 3), p=np.asarray(msg.p, np.float64).reshape(3, 4),
-            distortion_model=str(msg.distortion_model), frame_id=str(msg.header.frame_id),
-            binning_x=int(msg.binning_x), binning_y=int(msg.binning_y),
-            roi=Roi(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)),
-        )
+        return cls(int(msg.width), int(msg.height), np.asarray(msg.k, np.float64).reshape(3, 3),
+                   np.asarray(msg.d, np.float64).reshape(-1), np.asarray(msg.r, np.float64).reshape(3, 3),
+                   np.asarray(msg.p, np.float64).reshape(3, 4), str(msg.distortion_model), str(msg.header.frame_id),
+                   int(msg.binning_x), int(msg.binning_y),
+                   Roi(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
 
     @property
     def full_frame(self) -> bool:
@@ -165,10 +162,7 @@ def stereo_matches(left: np.ndarray, right: np.ndarray, max_corners: int = 400) 
     Corners tracked left -> right with pyramidal Lucas-Kanade (sub-pixel, handles large disparities) and
     kept only when tracking back lands within 0.5 px of the start and the disparity is not negative.
     """
-    def gray(img: np.ndarray) -> np.ndarray:
-        return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-
-    gl, gr = gray(left), gray(right)
+    gl, gr = (img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in (left, right))
     p0 = cv2.goodFeaturesToTrack(gl, maxCorners=max_corners, qualityLevel=0.01, minDistance=4, blockSize=5)
     if p0 is None:
         return np.zeros((0, 4), np.float32)

@@ -76,14 +76,12 @@ def _bag_summary(scan: BagScan, paired: int, frames: int, dropped: dict[str, int
     info = dict(manifest.bag_identity(scan.source), messages=messages, paired=paired, frames=frames, dropped=dropped,
                 topics={t: {"type": i.msgtype, "count": i.count} for t, i in scan.source.topics().items()})
     if scan.damage:
-        first, last = scan.first_log_ns, scan.damage.last_time_ns
+        first, last, why, read = (scan.first_log_ns, scan.damage.last_time_ns, scan.damage.reason,
+                                  scan.damage.messages_read)
         seconds = (last - first) / 1e9 if (first is not None and last is not None) else 0.0
-        info["damaged"] = {
-            "reason": scan.damage.reason, "messages_read": scan.damage.messages_read,
-            "last_log_time_ns": last, "seconds_read": seconds,
-            "message": (f"recording is damaged ({scan.damage.reason}); readable up to {seconds:.2f} s into the "
-                        f"recording ({scan.damage.messages_read} messages on the converted topics)"),
-        }
+        info["damaged"] = {"reason": why, "messages_read": read, "last_log_time_ns": last, "seconds_read": seconds,
+                           "message": f"recording is damaged ({why}); readable up to {seconds:.2f} s into the "
+                                      f"recording ({read} messages on the converted topics)"}
     return info
 
 

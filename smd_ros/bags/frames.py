@@ -1,5 +1,4 @@
-"""One frame of `smd bag2dataset` to files (`FrameWriter`): decode with the node's decoder, rectify, label,
-range-check the labels, write atomically."""
+"""One frame of `smd bag2dataset` to files: decode (the node's decoder), rectify, label, check, write atomically."""
 
 from __future__ import annotations
 
@@ -144,8 +143,7 @@ class FrameWriter:
             outputs[files["conf"]] = png_bytes(label.confident.astype(np.uint8) * 255)
         if disparity is not None:
             disparity, frame.masked = check_labels(disparity, options.max_disparity)
-            limit = options.max_bad_labels * disparity.size
-            if frame.masked["impossible"] > limit:
+            if frame.masked["impossible"] > options.max_bad_labels * disparity.size:
                 frame.rejected = (
                     f"{frame.masked['impossible']} labels are non-finite or >= the image width (more than "
                     f"--max-bad-labels {options.max_bad_labels:g} of {disparity.size} pixels): corrupt ground truth "

@@ -40,10 +40,9 @@ NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "chec
 
 def remove_temporaries(out: Path) -> None:
     """Drop temporaries an interrupted run left behind (they are never part of a finished frame)."""
-    for folder in [out, *(out / d for d in ("left", "right", "disp", "conf"))]:
-        if folder.is_dir():
-            for tmp in folder.glob(".*.tmp*"):
-                tmp.unlink()
+    for folder in ("", "left", "right", "disp", "conf"):
+        for tmp in (out / folder).glob(".*.tmp*"):
+            tmp.unlink()
 
 
 def bag_identity(source: BagSource) -> dict[str, Any]:
@@ -53,6 +52,7 @@ def bag_identity(source: BagSource) -> dict[str, Any]:
 
 
 def fingerprint_of(options: Bag2DatasetOptions, sources: Sequence[BagSource]) -> tuple[str, dict[str, Any]]:
+    """(sha256, what it hashes): the options that shape the output, the bags, the checkpoint, the format."""
     content = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_FINGERPRINTED}
     if options.pseudo_labels:
         ckpt = Path(options.pseudo_labels)

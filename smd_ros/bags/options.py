@@ -14,10 +14,9 @@ class Bag2DatasetOptions:
     right_image: str = "/right/image_rect"
     left_info: str = "/left/camera_info"
     right_info: str = "/right/camera_info"
-    # Ground truth, at most one: depth registered to the left camera, or a stereo_msgs/DisparityImage.
+    # Labels, at most one source: depth registered to the left camera, a DisparityImage, or a model's checkpoint.
     depth: str | None = None
     disparity: str | None = None
-    # Checkpoint for pseudo-labels when the recording has no ground truth.
     pseudo_labels: str | None = None
     # px, the Predictor's uncertainty; 0: auto, the model's own (`Deployment.pseudo_max_uncertainty`).
     pseudo_max_uncertainty: float = 0.0
@@ -32,10 +31,9 @@ class Bag2DatasetOptions:
     val_fraction: float = 0.1
     val_blocks: int = 10
     rectify: bool = False
-    # Label range check (every label source): labels must be finite, 0 <= d < image width and d <= max_disparity
-    # (the model's range, in the recorded images' pixels; 0 = image width only). Implausible labels are masked
-    # (set to 0); a frame with more "impossible" ones (non-finite or >= the image width: no stereo pair shows
-    # them, so corrupt data or a wrong calibration) than max_bad_labels x its pixels is left out of the lists.
+    # Label check: labels must be finite, 0 <= d < image width and d <= max_disparity (the model's range, image px;
+    # 0: width only); others are masked (0). A frame with more "impossible" ones (non-finite or >= the width: corrupt
+    # data or a wrong calibration) than max_bad_labels x its pixels is left out of the lists.
     max_disparity: float = 256.0
     max_bad_labels: float = 1e-4
     # Significant bits of 16-bit images (smd_core.data.io.uint16_to_uint8): 0 = auto, as the node's image_bits.

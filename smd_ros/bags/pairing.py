@@ -18,10 +18,9 @@ from smd_ros.bags.options import Bag2DatasetOptions
 
 @dataclasses.dataclass
 class Frame:
-    """One frame of a conversion: header stamps (ns) of its left, right and ground-truth (None without) messages
-    in bag number `bag`, its split, its place in the plan (`index`, set once the plan is final) and, once
-    written, the fraction of labelled pixels, what the label check masked and why the frame was left out of
-    the lists (None: it was not)."""
+    """One frame: header stamps (ns) of its left, right and ground-truth (None without) messages in bag number
+    `bag`, its split and place in the plan (`index`, set once the plan is final); once written, its labelled
+    fraction, what the label check masked and why it was left out of the lists (None: it was not)."""
 
     bag: int
     left_ns: int
@@ -63,10 +62,9 @@ class Frame:
 
 def _dedupe(stamps: Sequence[int], topic: str, dropped: Counter) -> list[int]:
     """Sorted unique stamps; repeats of a stamp on one topic are dropped (a driver republishing a frame)."""
-    ordered = sorted(stamps)
-    unique = [s for i, s in enumerate(ordered) if i == 0 or s != ordered[i - 1]]
-    if len(unique) != len(ordered):
-        dropped[f"duplicate stamp on {topic}"] += len(ordered) - len(unique)
+    unique = sorted(set(stamps))
+    if len(unique) != len(stamps):
+        dropped[f"duplicate stamp on {topic}"] += len(stamps) - len(unique)
     return unique
 
 

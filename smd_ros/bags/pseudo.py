@@ -1,11 +1,9 @@
 """Pseudo-labels for recordings without ground truth: confident, left-right consistent model predictions.
 
-A pixel keeps the model's disparity only if (1) the model is sure of it: the Predictor's uncertainty is below
-`max_uncertainty` px (`smd bag2dataset` passes the model's own `Deployment.pseudo_max_uncertainty` unless told
-otherwise), and (2) the right view agrees: the right disparity map, predicted by the same model on the mirrored,
-swapped pair, maps the pixel back to itself within `lr_tolerance` px. Occlusions and mismatches fail (2);
-blurry depth edges and textureless regions fail (1).
-"""
+A pixel keeps the model's disparity only if (1) the model is sure of it (uncertainty below `max_uncertainty` px;
+`smd bag2dataset` passes the model's own `Deployment.pseudo_max_uncertainty` unless told otherwise) and (2) the
+right view, predicted by the same model on the mirrored pair, maps it back to itself within `lr_tolerance` px.
+Occlusions and mismatches fail (2); blurry depth edges and textureless regions fail (1)."""
 
 from __future__ import annotations
 

@@ -139,11 +139,10 @@ class BagSource:
             except (yaml.YAMLError, KeyError, TypeError) as err:
                 raise BagError(f"{meta}: unreadable rosbag2 metadata ({err})") from err
             files = [self.path / n for n in names if (self.path / n).is_file()]
-            # Compressed (.zstd) storage files are handled by rosbags only; map them back to the suffix inside.
             if not files and names:
                 raise BagError(f"{self.path}: storage files listed in metadata.yaml are missing: {names}")
             if files and all(f.suffix in STORAGE_SUFFIXES for f in files):
-                return files
+                return files  # otherwise (file-compressed .zstd ones): the folder's .mcap / .db3 files, if any
         files = sorted((f for f in self.path.iterdir() if f.suffix in STORAGE_SUFFIXES), key=_split_index)
         if not files:
             raise BagError(f"{self.path}: no rosbag2 storage files (.mcap, .db3) in this folder")
@@ -174,31 +173,28 @@ class BagSource:
                 if not conns:
                     return
                 for conn, log_time, data in reader.messages(connections=conns):
-                    count += 1
-                    last = log_time
+                    count, last = count + 1, log_time
                     yield RawMessage(conn.topic, conn.msgtype, log_time, data)
         except DAMAGE_ERRORS as err:
             raise BagReadError(self.path, count, last, f"{type(err).__name__}: {err}") from err
 
-    # ------------------------------------------------------------------------------------- fallbacks
-
     def _fallback_messages(self, topics: set[str] | None) -> Iterator[RawMessage]:
+        """Our own readers' messages on `topics` (all if None), for recordings rosbags refuses."""
         self._fallback_channels = {}
         count, last = 0, None
+        reader = _scan_mcap if self.storage == "mcap" else _scan_sqlite
         for path in self.files:
-            reader = _scan_mcap if self.storage == "mcap" else _scan_sqlite
             try:
                 for msg in reader(path, self._fallback_channels):
                     if topics is None or msg.topic in topics:
-                        count += 1
-                        last = msg.log_time_ns
+                        count, last = count + 1, msg.log_time_ns
                         yield msg
             except _Truncated as err:
                 raise BagReadError(self.path, count, last, f"{path.name}: {err}") from None
 
 
 class _Truncated(Exception):
-    pass
+    """A storage file is cut off or damaged here."""
 
 
 def _split_index(path: Path) -> tuple[str, int]:

@@ -26,17 +26,14 @@ class ConversionReport:
     bags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     warnings: list[str] = dataclasses.field(default_factory=list)
     status: str = "complete"
-    # Label range check: masked label pixels and the frames they were in, per kind ("impossible",
-    # "beyond_range"); frames left out of the lists (frame id -> why).
+    # Label check: masked pixels and frames per kind ("impossible", "beyond_range"); frames left out (id -> why).
     masked: Counter = dataclasses.field(default_factory=Counter)
     masked_frames: Counter = dataclasses.field(default_factory=Counter)
     rejected: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def count_labels(self, frames: list[Frame]) -> None:
         """Totals of the label check over the written `frames`; rejected frames leave the split counts."""
-        self.masked.clear()
-        self.masked_frames.clear()
-        self.rejected.clear()
+        self.masked, self.masked_frames, self.rejected = Counter(), Counter(), {}
         for f in frames:
             for kind, n in (f.masked or {}).items():
                 self.masked[kind] += n

@@ -71,8 +71,7 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
     changes = {"left_info": 0, "right_info": 0}
     damage, first_log = None, None
     total = sum(topics[t].count for t in roles.values()) or None
-    bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress,
-               leave=False)
+    bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress, leave=False)
     try:
         for msg in source.messages(set(roles.values())):
             bar.update()
@@ -98,8 +97,7 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
     if options.stamp == "header" and stamps["left"] and len(set(stamps["left"])) == 1 and len(stamps["left"]) > 1:
         raise BagError(f"{source.path}: all {len(stamps['left'])} messages on {roles['left']} carry the same header "
                        f"stamp {stamps['left'][0]} ns; the driver does not stamp images. Use --stamp log")
-    return BagScan(index, source, stamps, counts, infos["left_info"], infos["right_info"], changes, first_log,
-                   damage)
+    return BagScan(index, source, stamps, counts, infos["left_info"], infos["right_info"], changes, first_log, damage)
 
 
 def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions,
