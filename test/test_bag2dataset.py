@@ -407,7 +407,7 @@ def test_unknown_encodings(tmp_path, sequence):
         writer.write("/left/image_rect", left)
         writer.write("/right/image_rect", image_message(frame.right, DEFAULT_START_NS, "r"))
         writer.write("/left/depth", image_message(cv2.cvtColor(frame.left, cv2.COLOR_BGR2GRAY),
-                                                     DEFAULT_START_NS, "l"))
+                                                  DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
     with pytest.raises(sensors.EncodingError, match="unsupported encoding 'yuv420_nv12'"):

@@ -176,7 +176,7 @@ def test_header_stamp_fast_path_matches_deserialization(bgr):
         image_message(bgr, STAMP, "left"),
         compressed_image_message(bgr, STAMP, "left"),
         camera_info_message(stamp_ns=STAMP, frame_id="l", width=10, height=6, k=np.eye(3), d=np.zeros(5),
-                               r=np.eye(3), p=np.eye(3, 4)),
+                            r=np.eye(3), p=np.eye(3, 4)),
         disparity_image_message(np.ones((6, 10), np.float32), stamp_ns=STAMP, frame_id="l", focal=1, baseline=1),
     ):
         raw = serialize(msg)
@@ -189,7 +189,7 @@ def test_header_stamp_fast_path_matches_deserialization(bgr):
 def test_disparity_image_invalid_pixels_become_zero():
     d = np.array([[5.0, -1.0, np.nan], [300.0, 0.5, 40.0]], np.float32)
     msg = roundtrip(disparity_image_message(d, stamp_ns=STAMP, frame_id="l", focal=500, baseline=0.1,
-                                               min_disparity=1.0, max_disparity=256.0))
+                                            min_disparity=1.0, max_disparity=256.0))
     out = sensors.disparity_pixels(msg, "/disparity")
     np.testing.assert_array_equal(out, [[5.0, 0.0, 0.0], [0.0, 0.0, 40.0]])
     msg.image.encoding = "16UC1"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from bag_fixtures import DEFAULT_TOPICS, StereoBagWriter, StereoRig, image_message, write_stereo_bag
+from bag_fixtures import DEFAULT_TOPICS, write_stereo_bag
 from rosbags.highlevel import AnyReader
 
 from smd_ros import sensors
@@ -147,38 +147,6 @@ def test_corruption_inside_a_healthy_looking_sqlite_file(tmp_path):
         for _ in source.messages():
             count += 1
     assert 0 < count < 40 * 4 and info.value.messages_read == count
-
-
-def test_writer_refuses_misuse(tmp_path):
-    with pytest.raises(ValueError, match="storage must be one of"):
-        StereoBagWriter(tmp_path / "x", storage="bag")
-    (tmp_path / "exists").mkdir()
-    with pytest.raises(FileExistsError, match="never overwrite"):
-        StereoBagWriter(tmp_path / "exists")
-    with pytest.raises(RuntimeError, match="not open"):
-        StereoBagWriter(tmp_path / "closed").write("/t", StereoRig.default(4, 4).camera_info("left", 0))
-    with StereoBagWriter(tmp_path / "typed") as writer:
-        writer.write("/t", StereoRig.default(4, 4).camera_info("left", 0))
-        with pytest.raises(ValueError, match="already carries sensor_msgs/msg/CameraInfo"):
-            writer.write("/t", image_message(np.zeros((4, 4), np.uint8), 0, "x"))
-    frames = tiny_frames(2)
-    bad_args = [
-        ({"fps": 0}, "fps must be positive"), ({"depth": "mono8"}, "depth must be None"),
-        ({"compressed": "gif"}, "compressed must be"), ({"split_every": 0}, "split_every must be positive"),
-        ({"topics": {"leftt": "/x"}}, "unknown topic keys"),
-        ({"camera": StereoRig.default(10, 10)}, "size 32x24 != camera 10x10"),
-    ]
-    for i, (kwargs, message) in enumerate(bad_args):
-        with pytest.raises(ValueError, match=message):
-            write_stereo_bag(tmp_path / f"bad{i}", frames, **kwargs)
-    with pytest.raises(ValueError, match="need frames with disp_left"):
-        write_stereo_bag(tmp_path / "nodisp", [(frames[0][0], frames[0][1])], depth="16UC1")
-    with pytest.raises(ValueError, match="sizes differ"):
-        write_stereo_bag(tmp_path / "sizes", [(frames[0][0], frames[0][1][:10])])
-    with pytest.raises(ValueError, match="image size must be positive"):
-        StereoRig.default(0, 10)
-    with pytest.raises(ValueError, match="side must be"):
-        StereoRig.default(4, 4).camera_info("middle", 0)
 
 
 def test_readers_own_imports_are_declared_in_setup_py():
