@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from bag_fixtures import write_stereo_bag
 
 from smd_core.config import to_dict
 from smd_core.data.synthetic import render_sequence
-from smd_ros.bags.writer import write_stereo_bag
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "finetune_bag.yaml"
