@@ -136,6 +136,7 @@ def test_pseudo_labels_from_a_real_checkpoint(tmp_path, frame):
     assert np.all(expected.lr_error[conf] <= 2.0)
 
 
+@pytest.mark.slow  # the bundled model on 640x480 pairs, twice with its left-right check
 def test_auto_threshold_with_the_bundled_model_keeps_accurate_pixels():
     """The default threshold (0: auto) follows the model's uncertainty floor: with the bundled model a fixed
     1 px kept nothing (its floor is 1.81 px), the auto one keeps most pixels and they are right."""
