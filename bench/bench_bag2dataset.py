@@ -10,15 +10,21 @@ the demo ships it (20 JPEG frames, mcap).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from smd_core.data.synthetic.render import render_sequence
-from smd_ros.bags.convert import Bag2DatasetOptions, convert
-from smd_ros.bags.writer import write_stereo_bag
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "test")]  # the bag writer is a test fixture, not part of the package
+
+from bag_fixtures import write_stereo_bag  # noqa: E402
+
+from smd_core.data.synthetic.render import render_sequence  # noqa: E402
+from smd_ros.bags.convert import convert  # noqa: E402
+from smd_ros.bags.options import Bag2DatasetOptions  # noqa: E402
 
 VARIANTS = [
     # name, write_stereo_bag keyword arguments, ground-truth option

@@ -32,7 +32,6 @@ import smd_core
 from smd_core.infer.dense import scaled_size
 from smd_core.geometry import StereoCamera
 from smd_ros import messages
-from smd_ros.ros_libs import stamp_ns  # noqa: F401 (loads the ROS message packages before the baseline)
 from std_msgs.msg import Header
 
 ckpt, w, h, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

@@ -70,11 +70,11 @@ def main() -> int:
     args = parser.parse_args()
     with ros_session():
         rows, received, checkpoint = measure(args)
-    from smd_ros.ros_libs import BACKENDS
+    from smd_ros.ros_libs import message_filters
 
     print(f"\nnode overhead per frame, CPU, {os.cpu_count()} cores; median of {args.repeats} "
           f"(model: {args.model_runs} run{'s' if args.model_runs > 1 else ''}, {checkpoint or 'skipped'}); "
-          f"libraries {BACKENDS}")
+          f"synchronizer {message_filters.__name__}")
     header_row = ("size", "convert ms", "disp+unc msgs ms", "cloud ms", "(dense cloud ms)", "publish ms",
                   "node total ms", "model ms")
     print("| " + " | ".join(header_row) + " |")
@@ -95,7 +95,7 @@ def measure(args: argparse.Namespace) -> tuple[list[tuple], int, Path | None]:
     from sensor_msgs.msg import Image, PointCloud2
     from stereo_msgs.msg import DisparityImage
 
-    from smd_ros import messages
+    from smd_ros import messages, sensors
 
     pub_node, sub_node = Node("bench_publisher"), Node("bench_subscriber")
     received = {"n": 0}
@@ -135,8 +135,8 @@ def measure(args: argparse.Namespace) -> tuple[list[tuple], int, Path | None]:
         hdr = header(1.0)
 
         def convert(lmsg=lmsg, rmsg=rmsg, li=li, ri=ri, w=w, h=h):
-            lb, rb = messages.stereo_images(lmsg, rmsg)
-            return lb, rb, messages.stereo_camera(li, ri, w, h)
+            lb, rb = sensors.stereo_images(lmsg, rmsg)
+            return lb, rb, sensors.stereo_camera(li, ri, w, h)
 
         t_convert, (lb, _, camera) = median_ms(convert, args.repeats)
         steps.update()
@@ -149,7 +149,7 @@ def measure(args: argparse.Namespace) -> tuple[list[tuple], int, Path | None]:
 
         t_images, (dmsg, umsg) = median_ms(lambda disp=disp, unc=unc, valid=valid, camera=camera, hdr=hdr: (
             messages.disparity_msg(hdr, disp, valid, camera, max_disparity=256.0),
-            messages.float_image_msg(hdr, unc)), args.repeats)
+            messages.image_msg(hdr, unc)), args.repeats)
         steps.update()
         t_cloud, cloud = median_ms(lambda disp=disp, valid=valid, camera=camera, lb=lb, hdr=hdr: messages.cloud_msg(
             hdr, disp, valid, camera, colors_bgr=lb, organized=True), args.repeats)

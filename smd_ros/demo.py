@@ -1,24 +1,22 @@
 """`smd demo`: the real stereo node on the bundled recording, over real DDS, with pictures.
 
-1. starts `stereo_node` as its own process with the bundled light bimodal model, on a loopback-only Fast DDS
-   profile and a private domain id (nothing leaves 127.0.0.1);
+1. starts `stereo_node` as its own process with the bundled `sgbm_guided` bimodal model (or `--checkpoint`) on a
+   loopback-only Fast DDS profile and a private domain id (nothing leaves 127.0.0.1);
 2. warms it up on copies of the first frame stamped before the recording (`WARMUP_ANSWERS`), then plays the
-   bundled rosbag2 recording (`smd_ros/data/sample_stereo`, mcap) into it at its recorded rate, decoding its
-   JPEG images to `sensor_msgs/Image` as `image_transport` would;
-3. receives every `disparity`, `uncertainty` and `points2` output; then sends the real Middlebury Motorcycle
-   pair with its calibration (`--no-real` skips it) and receives the node's answer;
-4. `smd_ros.demo_report` scores the outputs against the ground truth beside the standard (L1) head and the
-   classical matchers on the same frames and writes `demo_out/`: per-frame pictures with colour bars (px),
-   `contact_sheet.png` (every recorded frame; dropped ones marked), `cloud_comparison.png` and
-   `cloud_comparison_real.png` (`smd_ros.demo_pictures`: the node's cloud, the L1 head's, SGBM's, BM's and
-   the ground truth's, with counts, densities and flying points, and zooms at the boundaries with the most
-   flying points) and `summary.json`.
+   bundled rosbag2 recording (`smd_ros/data/sample_stereo`) into it as raw `sensor_msgs/Image`, no faster than
+   the node answers (`auto_rate`);
+3. collects every `disparity`, `uncertainty` and `points2` output, then sends the real Middlebury Motorcycle pair
+   with its calibration (`--no-real` skips it);
+4. `smd_ros.demo_report` scores the outputs with `smd eval`'s code beside the standard (L1) head and the classical
+   matchers and writes `demo_out/` (pictures, contact sheet, cloud comparisons, `summary.json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import functools
 import json
 import os
 import random
@@ -28,11 +26,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from smd_ros.sensors import stamp_ns
 from smd_ros.topics import input_publishers
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -50,27 +50,14 @@ TAIL_IDLE_S = 10.0  # after playback, give up on the last frame when no output a
 def find_config(name: str) -> Path:
     """A file of the package's `config/` folder: the source tree's, else the installed share/smd_ros/config."""
     candidates = [PACKAGE_DIR.parent / "config" / name, Path(sys.prefix) / "share" / "smd_ros" / "config" / name]
-    if not any(p.is_file() for p in candidates):
-        try:  # a colcon install elsewhere on the ament index
-            from ament_index_python.packages import get_package_share_directory
+    with contextlib.suppress(ImportError, LookupError, OSError, ValueError):  # a colcon install elsewhere
+        from ament_index_python.packages import get_package_share_directory
 
-            candidates.append(Path(get_package_share_directory("smd_ros")) / "config" / name)
-        except (ImportError, LookupError, OSError, ValueError):
-            pass
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"config/{name} not found (looked in {', '.join(map(str, candidates))})")
-
-
-def loopback_env(domain_id: int) -> dict[str, str]:
-    """Environment for a loopback-only DDS run on a private domain."""
-    from smd_ros.ros_session import dds_profile_env
-
-    env = {**os.environ, **dds_profile_env(find_config("loopback_fastdds.xml"), domain_id)}
-    env.pop("ROS_LOCALHOST_ONLY", None)
-    # No OpenMP settings: the node chooses its wait policy itself (smd_ros.runtime), as for any user.
-    return env
+        candidates.append(Path(get_package_share_directory("smd_ros")) / "config" / name)
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"config/{name} not found (looked in {', '.join(map(str, candidates))})")
+    return path
 
 
 def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
@@ -90,10 +77,8 @@ def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
     frames: dict[int, dict[str, Any]] = {}
     for raw in BagSource(bag).messages(set(topics)):
         msg = deserialize_message(bytes(raw.data), types[raw.msgtype])
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        frames.setdefault(stamp, {"stamp_ns": stamp})[topics[raw.topic]] = msg
-    complete = [f for _, f in sorted(frames.items()) if len(f) == 5]
-    complete = complete[:limit] if limit > 0 else complete
+        frames.setdefault(stamp_ns(msg), {"stamp_ns": stamp_ns(msg)})[topics[raw.topic]] = msg
+    complete = [f for _, f in sorted(frames.items()) if len(f) == 5][: limit or None]
     for frame in complete:
         frame["left"], frame["right"] = stereo_images(frame["left"], frame["right"])
     return complete
@@ -110,38 +95,32 @@ class DemoClient:
         from stereo_msgs.msg import DisparityImage
 
         self.node = rclpy.create_node("smd_demo_player")
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = input_publishers(self.node, qos)
+        self.pubs = input_publishers(self.node, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.lock = threading.Lock()
+        # topic -> stamp -> (receive time, message)
         self.outputs: dict[str, dict[int, tuple[float, Any]]] = {"disparity": {}, "uncertainty": {}, "points2": {}}
         out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         for topic, mtype in (("disparity", DisparityImage), ("uncertainty", Image), ("points2", PointCloud2)):
-            self.node.create_subscription(mtype, topic, self._receiver(topic), out_qos)
+            self.node.create_subscription(mtype, topic, functools.partial(self._receive, topic), out_qos)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.executor.spin, daemon=True).start()
 
-    def _receiver(self, topic: str) -> Any:
-        def callback(msg: Any) -> None:
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            with self.lock:
-                self.outputs[topic][stamp] = (time.monotonic(), msg)
-
-        return callback
+    def _receive(self, topic: str, msg: Any) -> None:
+        with self.lock:
+            self.outputs[topic][stamp_ns(msg)] = (time.monotonic(), msg)
 
     def connected(self) -> bool:
         return all(p.get_subscription_count() > 0 for p in self.pubs.values())
 
     def publish(self, frame: dict[str, Any]) -> None:
-        from smd_ros.ros_libs import CvBridge
+        from std_msgs.msg import Header
 
-        bridge = CvBridge()
+        from smd_ros.messages import image_msg
+
         stamp = frame["left_info"].header.stamp
         for side in ("left", "right"):
-            msg = bridge.cv2_to_imgmsg(frame[side], "bgr8")
-            msg.header.stamp = stamp
-            msg.header.frame_id = frame[f"{side}_info"].header.frame_id
+            msg = image_msg(Header(stamp=stamp, frame_id=frame[f"{side}_info"].header.frame_id), frame[side], "bgr8")
             self.pubs[f"{side}_info"].publish(frame[f"{side}_info"])
             self.pubs[side].publish(msg)
 
@@ -149,7 +128,10 @@ class DemoClient:
         with self.lock:
             return sum(all(s in out for out in self.outputs.values()) for s in stamps)
 
-    def close(self) -> None:
+    def __enter__(self) -> DemoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
 
@@ -177,7 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the real scene (Middlebury Motorcycle, sent to the node after the recording)")
 
 
-def _start_node(args: argparse.Namespace, env: dict[str, str], log: Path) -> subprocess.Popen:
+@contextlib.contextmanager
+def _node_process(args: argparse.Namespace, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """The stereo node as its own process, logging to `log`; stopped with SIGINT (killed if it hangs) on exit."""
     cmd = [sys.executable, "-m", "smd_ros.stereo_node", "--ros-args",
            "-p", f"device:={args.device}", "-p", "use_color:=true", "-p", "organized_cloud:=true",
            "-p", "report_period:=2.0", "-p", f"backend:={args.backend}",
@@ -185,7 +169,16 @@ def _start_node(args: argparse.Namespace, env: dict[str, str], log: Path) -> sub
            "-p", "sensor_data_qos:=false"]
     if args.checkpoint:
         cmd += ["-p", f"checkpoint:={Path(args.checkpoint).resolve()}"]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _wait(predicate: Any, timeout: float, proc: subprocess.Popen, what: str, log: Path) -> None:
@@ -199,21 +192,21 @@ def _wait(predicate: Any, timeout: float, proc: subprocess.Popen, what: str, log
         time.sleep(0.05)
 
 
-def restamped(frame: dict[str, Any], stamp_ns: int) -> dict[str, Any]:
-    """A copy of a recorded frame whose camera_infos (and so images: `DemoClient.publish`) carry `stamp_ns`."""
+def restamped(frame: dict[str, Any], stamp: int) -> dict[str, Any]:
+    """A copy of a recorded frame whose camera_infos (and so images: `DemoClient.publish`) carry `stamp` (ns)."""
     from builtin_interfaces.msg import Time
 
-    out = dict(frame, stamp_ns=stamp_ns)
+    out = dict(frame, stamp_ns=stamp)
     for key in ("left_info", "right_info"):
         out[key] = copy.deepcopy(frame[key])
-        out[key].header.stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+        out[key].header.stamp = Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
     return out
 
 
 def _warm_up(client: DemoClient, frame: dict[str, Any], proc: subprocess.Popen, log: Path,
              timeout: float) -> tuple[int, float]:
-    """Send copies of `frame` stamped before the recording until the node answered WARMUP_ANSWERS of them
-    (see WARMUP_ANSWERS); returns how many were sent and the seconds the last answer took."""
+    """Send copies of `frame` stamped before the recording until the node answered WARMUP_ANSWERS of them;
+    returns how many were sent and the seconds the last answer took."""
     deadline = time.monotonic() + timeout
     stamps: list[int] = []
     took = 0.0
@@ -238,41 +231,39 @@ def auto_rate(stamps_ns: list[int], answer_s: float) -> float:
     return min(1.0, period / (AUTO_RATE_MARGIN * answer_s))
 
 
-def _answer_real(client: DemoClient, stamp_ns: int, proc: subprocess.Popen, log: Path,
-                 timeout: float) -> dict[str, Any] | None:
-    """Send the Middlebury Motorcycle pair (`demo_report.real_frame`) to the node and return it with the node's
-    outputs, or None (with a note) when it did not answer."""
-    from smd_ros.demo_report import real_frame
+def real_frame(stamp: int, frame_id: str = "motorcycle_left_optical_frame") -> dict[str, Any]:
+    """The Middlebury Motorcycle pair (`smd_core.data.real_sample`) as the node receives a stereo set: BGR
+    images, ground truth, and the left / right CameraInfo of its calibration (P_right carries -fx B and the
+    right principal point cx + doffs), stamped `stamp` (ns)."""
+    from sensor_msgs.msg import CameraInfo
 
-    try:
-        frame = real_frame(stamp_ns)
-    except ImportError as exc:  # a runtime install: the pair comes with scikit-image (pip install .[torch])
-        print(f"smd demo: no real-scene comparison: {exc}")
-        return None
-    client.publish(frame)
-    s = frame["stamp_ns"]
-    try:
-        _wait(lambda: client.count([s]) == 1, timeout, proc, "waiting for the node's answer to the real scene", log)
-    except (TimeoutError, RuntimeError) as exc:
+    from smd_core.data.real_sample import load_motorcycle, motorcycle_camera
+
+    sample, cam = load_motorcycle(), motorcycle_camera()
+    frame = {"stamp_ns": stamp, "left": sample["left"], "right": sample["right"], "gt": sample["disp_left"],
+             "name": sample["name"]}
+    for side, cx, tx in (("left", cam.cx, 0.0), ("right", cam.cx + cam.doffs, -cam.fx * cam.baseline)):
+        frame[f"{side}_info"] = CameraInfo(height=cam.height, width=cam.width, distortion_model="plumb_bob",
+                                           d=[0.0] * 5, k=[cam.fx, 0.0, cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0],
+                                           r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                                           p=[cam.fx, 0.0, cx, tx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+        frame[f"{side}_info"].header.frame_id = frame_id
+    return restamped(frame, stamp)
+
+
+def _answer_real(client: DemoClient, stamp: int, proc: subprocess.Popen, log: Path,
+                 timeout: float) -> dict[str, Any] | None:
+    """Send the Middlebury Motorcycle pair (`real_frame`) to the node and return it with its outputs
+    (topic -> (receive time, message)), or None (with a note) when it did not answer."""
+    try:  # ImportError: a runtime install has no loader of the pair (it comes with pip install .[torch])
+        frame = real_frame(stamp)
+        client.publish(frame)
+        _wait(lambda: client.count([stamp]) == 1, timeout, proc, "waiting for the node's answer to the real scene", log)
+    except (ImportError, TimeoutError, RuntimeError) as exc:
         print(f"smd demo: no real-scene comparison: {str(exc).splitlines()[0]}")
         return None
     with client.lock:
-        frame["outputs"] = (client.outputs["disparity"][s], client.outputs["uncertainty"][s][1],
-                            client.outputs["points2"][s][1])
-    return frame
-
-
-def _play(client: DemoClient, frames: list[dict[str, Any]], rate: float) -> list[float]:
-    """Publish at the recorded rate; returns each frame's wall-clock send time."""
-    t0_stamp = frames[0]["stamp_ns"]
-    start = time.monotonic()
-    sent = []
-    for frame in tqdm(frames, desc="play", unit="frame"):
-        due = start + (frame["stamp_ns"] - t0_stamp) / 1e9 / rate
-        time.sleep(max(0.0, due - time.monotonic()))
-        sent.append(time.monotonic())
-        client.publish(frame)
-    return sent
+        return dict(frame, outputs={k: v[stamp] for k, v in client.outputs.items()})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -286,45 +277,37 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     domain = args.domain_id or random.Random(os.getpid() ^ time.time_ns()).randint(100, 199)
-    env = loopback_env(domain)
     from smd_ros.ros_session import dds_profile_env, ros_session
 
-    os.environ.update({k: env[k] for k in dds_profile_env("", 0)})  # this process's rclpy: the same DDS set-up
+    dds = dds_profile_env(find_config("loopback_fastdds.xml"), domain)  # loopback only, a private domain
+    os.environ.update(dds)  # this process's rclpy: the same DDS set-up as the node's
+    # The node's environment: the profile decides the transport; no OpenMP settings (the node chooses them).
+    env = {k: v for k, v in os.environ.items() if k != "ROS_LOCALHOST_ONLY"}
     log = out / "node.log"
     print(f"smd demo: {len(frames)} frames from {args.bag}, node on ROS_DOMAIN_ID={domain} (loopback only)")
 
-    proc = _start_node(args, env, log)
     stamps = [f["stamp_ns"] for f in frames]
     t_start = time.monotonic()
-    try:
-        with ros_session():
-            client = DemoClient()
-            try:
-                _wait(client.connected, args.timeout, proc, "waiting for the node to subscribe", log)
-                warmups, took = _warm_up(client, frames[0], proc, log, args.timeout)
-                rate = args.rate or auto_rate(stamps, took)
-                print(f"smd demo: node warmed up ({WARMUP_ANSWERS} answers to {warmups} copies of frame 0, the last in "
-                      f"{1000 * took:.0f} ms); playing at {rate:.2f}x the recorded rate")
-                sent = _play(client, frames, rate)
-                # The node keeps only the newest set: frames it had no time for are dropped, not queued. Nothing
-                # newer follows the last one, so it is answered unless the node fails: wait for it.
-                last, seen = time.monotonic(), client.count(stamps)
-                while not client.count(stamps[-1:]) and time.monotonic() - last < TAIL_IDLE_S and proc.poll() is None:
-                    time.sleep(0.05)
-                    if client.count(stamps) != seen:
-                        seen, last = client.count(stamps), time.monotonic()
-                outputs = {k: {s: v[s] for s in stamps if s in v} for k, v in client.outputs.items()}
-                real = _answer_real(client, stamps[-1] + WARMUP_LEAD_NS, proc, log, args.timeout) \
-                    if args.real else None
-            finally:
-                client.close()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with _node_process(args, env, log) as proc, ros_session(), DemoClient() as client:
+        _wait(client.connected, args.timeout, proc, "waiting for the node to subscribe", log)
+        warmups, took = _warm_up(client, frames[0], proc, log, args.timeout)
+        rate = args.rate or auto_rate(stamps, took)
+        print(f"smd demo: node warmed up ({WARMUP_ANSWERS} answers to {warmups} copies of frame 0, the last in "
+              f"{1000 * took:.0f} ms); playing at {rate:.2f}x the recorded rate")
+        start, sent = time.monotonic(), []  # each frame's wall-clock send time
+        for frame in tqdm(frames, desc="play", unit="frame"):
+            time.sleep(max(0.0, start + (frame["stamp_ns"] - stamps[0]) / 1e9 / rate - time.monotonic()))
+            sent.append(time.monotonic())
+            client.publish(frame)
+        # The node keeps only the newest set: frames it had no time for are dropped, not queued. Nothing newer
+        # follows the last one, so it is answered unless the node fails: wait for it.
+        last, seen = time.monotonic(), client.count(stamps)
+        while not client.count(stamps[-1:]) and time.monotonic() - last < TAIL_IDLE_S and proc.poll() is None:
+            time.sleep(0.05)
+            if client.count(stamps) != seen:
+                seen, last = client.count(stamps), time.monotonic()
+        outputs = {k: {s: v[s] for s in stamps if s in v} for k, v in client.outputs.items()}
+        real = _answer_real(client, stamps[-1] + WARMUP_LEAD_NS, proc, log, args.timeout) if args.real else None
     wall = time.monotonic() - t_start
     from smd_ros.demo_report import report
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-__all__ = ["ERROR", "OK", "STALE", "WARN", "Health", "health", "window_counts"]
-
 # diagnostic_msgs/DiagnosticStatus levels.
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 

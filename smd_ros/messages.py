@@ -1,9 +1,6 @@
-"""Pure conversions between ROS messages and arrays; no node, no I/O, nothing per pixel in Python.
-
-In: `stereo_images`, `stereo_camera` and `InputError` are those of `smd_ros.sensors` (the one decoder of
-camera data, shared with the bag tools), re-exported here. Out: `disparity_msg` (stereo_msgs/DisparityImage),
-`float_image_msg` (32FC1 Image), `cloud_msg` (PointCloud2 from one structured array), `camera_info_msg`
-(CameraInfo for an output grid), `stereo_outputs` (all of them for one frame).
+"""Arrays out as ROS messages: `disparity_msg` (stereo_msgs/DisparityImage), `image_msg` (sensor_msgs/Image),
+`cloud_msg` (PointCloud2), `camera_info_msg` (CameraInfo for an output grid), `stereo_outputs` (all of them for
+one frame). No node, no I/O, nothing per pixel in Python. Messages in are `smd_ros.sensors`' job.
 """
 
 from __future__ import annotations
@@ -26,23 +23,7 @@ from smd_core.geometry import (
     disparity_to_xyz,
     validity_mask,
 )
-from smd_ros.ros_libs import point_cloud2
-from smd_ros.sensors import InputError, stereo_camera, stereo_images
-
-__all__ = [
-    "CLOUD_FIELDS_RGB",
-    "CLOUD_FIELDS_XYZ",
-    "InputError",
-    "StereoOutputs",
-    "camera_info_msg",
-    "cloud_msg",
-    "disparity_msg",
-    "float_image_msg",
-    "pack_rgb",
-    "stereo_camera",
-    "stereo_images",
-    "stereo_outputs",
-]
+from smd_ros.sensors import ENCODINGS, EncodingError
 
 CLOUD_FIELDS_XYZ = [
     PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
@@ -52,30 +33,26 @@ CLOUD_FIELDS_XYZ = [
 # PCL's convention: `rgb` is a FLOAT32 field whose bits are the uint32 0x00RRGGBB.
 CLOUD_FIELDS_RGB = [*CLOUD_FIELDS_XYZ, PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1)]
 
-# --------------------------------------------------------------------------------------------------------------
-# Grids
-# --------------------------------------------------------------------------------------------------------------
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Messages out
-# --------------------------------------------------------------------------------------------------------------
-
 
 def _byte_array(arr: np.ndarray) -> array.array:
     # One copy into the message's own buffer; assigning an array.array skips rclpy's per-element checks.
     data = array.array("B")
-    data.frombytes(np.ascontiguousarray(arr).data.cast("B"))
+    data.frombytes(np.ascontiguousarray(arr).view(np.uint8).data)
     return data
 
 
-def float_image_msg(header: Header, image: np.ndarray) -> Image:
-    """32FC1 sensor_msgs/Image holding float32 (H, W) `image`."""
-    if image.ndim != 2:
-        raise ValueError(f"expected an (H, W) map, got shape {image.shape}")
-    img = np.ascontiguousarray(image, dtype=np.float32)
-    msg = Image(header=header, height=img.shape[0], width=img.shape[1], encoding="32FC1",
-                is_bigendian=sys.byteorder == "big", step=img.shape[1] * 4)
+def image_msg(header: Header, image: np.ndarray, encoding: str = "32FC1") -> Image:
+    """sensor_msgs/Image of `image`: (H, W) for one channel, else (H, W, C), with the dtype `encoding` has in
+    `sensors.ENCODINGS`."""
+    if encoding not in ENCODINGS:
+        raise EncodingError(f"cannot write encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
+    dtype, channels, _ = ENCODINGS[encoding]
+    shape = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+    if image.dtype != dtype or image.ndim != (2 if channels == 1 else 3) or image.shape[2:] not in ((), (channels,)):
+        raise ValueError(f"a {encoding} image is {np.dtype(dtype).name} {shape}, got {image.dtype} {image.shape}")
+    img = np.ascontiguousarray(image)
+    msg = Image(header=header, height=img.shape[0], width=img.shape[1], encoding=encoding,
+                is_bigendian=sys.byteorder == "big", step=img.strides[0])
     msg.data = _byte_array(img)
     return msg
 
@@ -114,7 +91,7 @@ def disparity_msg(
     msg = DisparityImage(header=header, f=float(camera.fx), t=float(camera.baseline),
                          min_disparity=float(low), max_disparity=float(high),
                          delta_d=float(np.spacing(np.float32(high))), valid_window=_valid_window(valid))
-    msg.image = float_image_msg(header, image)
+    msg.image = image_msg(header, image)
     return msg
 
 
@@ -146,9 +123,8 @@ def cloud_msg(
 ) -> PointCloud2:
     """PointCloud2 of the points of `disparity` (H, W) px on `camera`'s grid, left optical frame.
 
-    Fields x, y, z (float32, metres) and, with `colors_bgr` (H, W, 3) uint8, a packed `rgb`. The cloud is built
-    from one structured array: organized -> height H, width W, NaN x/y/z where not `valid`; otherwise one row of
-    the valid points only (is_dense).
+    Fields x, y, z (float32, metres) and, with `colors_bgr` (H, W, 3) uint8, a packed `rgb`. Organized: height H,
+    width W, NaN x/y/z where not `valid`; otherwise one row of the valid points only (is_dense).
     """
     h, w = disparity.shape
     planes = list(disparity_to_xyz(disparity, camera, valid=valid))
@@ -157,23 +133,16 @@ def cloud_msg(
             raise ValueError(f"colors are {colors_bgr.shape[1]}x{colors_bgr.shape[0]}, the grid is {w}x{h}")
         planes.append(pack_rgb(colors_bgr))
     fields = CLOUD_FIELDS_XYZ if colors_bgr is None else CLOUD_FIELDS_RGB
-    # Interleave the planar maps into one (H, W, F) float32 buffer (cv2.merge: one SIMD pass) and view it as the
-    # cloud's structured dtype: one array, no per-point Python.
-    buf = cv2.merge(planes)
-    dtype = point_cloud2.dtype_from_fields(fields)
-    points = buf.view(dtype).reshape(-1)
+    # Interleave the planar maps into the cloud's bytes in one SIMD pass (cv2.merge: (H, W, F) float32).
+    point_step = 4 * len(planes)
+    points = cv2.merge(planes).reshape(h * w, len(planes))
     if not organized:
-        # Gather whole points as opaque 12/16-byte items (much faster than boolean indexing of (H, W, F)).
-        points = points.view(np.dtype((np.void, dtype.itemsize)))[valid.reshape(-1)].view(dtype)
-    cloud = point_cloud2.create_cloud(header, fields, points)
-    # Set the layout here rather than passing a 2-D array: create_cloud swaps height and width for 2-D input
-    # in some distributions.
-    if organized:
-        cloud.height, cloud.width = h, w
-    else:
-        cloud.height, cloud.width = 1, int(points.shape[0])
-    cloud.row_step = cloud.point_step * cloud.width
-    cloud.is_dense = not organized
+        # Gather whole points as opaque items (much faster than boolean indexing of (H, W, F)).
+        points = points.view(np.dtype((np.void, point_step)))[valid.reshape(-1)]
+    height, width = (h, w) if organized else (1, len(points))
+    cloud = PointCloud2(header=header, height=height, width=width, fields=fields, is_bigendian=sys.byteorder == "big",
+                        point_step=point_step, row_step=point_step * width, is_dense=not organized)
+    cloud.data = _byte_array(points)
     return cloud
 
 
@@ -242,9 +211,9 @@ def stereo_outputs(
     return StereoOutputs(
         disparity=disparity_msg(header, disparity, disp_valid, camera, max_disparity=max_disparity,
                                 min_depth=min_depth, max_depth=max_depth),
-        uncertainty=float_image_msg(header, uncertainty),
+        uncertainty=image_msg(header, np.asarray(uncertainty, np.float32)),
         points=cloud_msg(header, disparity, confident, camera, colors_bgr=colors, organized=organized),
-        depth=float_image_msg(header, disparity_to_depth(disparity, camera, valid=confident)) if publish_depth
+        depth=image_msg(header, disparity_to_depth(disparity, camera, valid=confident)) if publish_depth
         else None,
         camera_info=camera_info_msg(header, left_info, camera) if left_info is not None else None,
         valid_points=int(np.count_nonzero(confident)),

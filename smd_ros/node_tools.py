@@ -9,8 +9,6 @@ import time
 import traceback
 from typing import Any
 
-__all__ = ["LatestSlot", "Stats", "ThrottledLog", "raised_at"]
-
 
 def raised_at(exc: BaseException) -> str:
     """"file:line in function" of the innermost frame of `exc`'s traceback (where it was raised)."""

@@ -15,26 +15,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
 from smd_core.infer.backend import BACKENDS
 from smd_core.infer.ort_backend import ORT_DEVICE_PATTERN
-from smd_core.resolve import DEVICE_PATTERN, resolve_device
-from smd_core.resolve import resolve_checkpoint as core_resolve_checkpoint
+from smd_core.resolve import DEVICE_PATTERN
 from smd_ros.topics import TRANSPORTS
-
-__all__ = [
-    "DEVICE_PATTERN",
-    "NodeConfig",
-    "declare_parameters",
-    "describe",
-    "parameter_descriptors",
-    "resolve_checkpoint",
-    "resolve_device",
-    "updated_config",
-]
 
 LIVE, RELOAD, RESTART = "live", "reload", "restart"
 MIN_INPUT_PIXELS = 64 * 64  # one padding block: below it the network sees nothing useful
@@ -72,9 +59,8 @@ class NodeConfig:
     half_precision: bool = _p(False, "Run the network in float16 autocast (CUDA only; ignored with a warning on "
                               "the CPU).", RELOAD)
     cpu_precision: str = _p("auto", "Precision of the network on the CPU: float32 (exact); bfloat16 (autocast, on CPUs "
-                            "with native bfloat16: AVX512-BF16, AMX; float32 elsewhere); auto: what the checkpoint "
-                            "says is safe for its model (bfloat16 for the bundled models, float32 for the published "
-                            "ones, whose wide heads move by pixels in bfloat16).", RELOAD,
+                            "with native bfloat16: AVX512-BF16, AMX; float32 elsewhere); auto: bfloat16 only where the "
+                            "checkpoint says its model keeps its accuracy in it.", RELOAD,
                             choices=("auto", "float32", "bfloat16"))
     uncertainty_kind: str = _p("edge", "What the uncertainty output (and max_uncertainty) measures, in output px: "
                                "edge: peak plus twice the distance to the nearer of the local foreground and "
@@ -102,11 +88,8 @@ class NodeConfig:
                                "Outputs keep the images' grid. 0: no limit.", LIVE, lo=0, hi=100_000_000)
     # Validity: live.
     max_uncertainty: float = _p(-1.0, "Pixels whose uncertainty (output px, see uncertainty_kind) exceeds this are "
-                                "left out of the cloud (and the depth). -1: auto, the checkpoint's own threshold times "
-                                "the output scale (for the bundled models twice their uncertainty floor, about "
-                                "stereo_image_proc SGBM's density; every point for the published models); 0: keep "
-                                "every point.", LIVE,
-                                lo=-1.0, hi=1000.0)
+                                "left out of the cloud (and the depth). -1: auto, the threshold stored in the "
+                                "checkpoint, times the output scale; 0: keep every point.", LIVE, lo=-1.0, hi=1000.0)
     mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty invalid in the "
                                              "published disparity.", LIVE)
     min_depth: float = _p(0.0, "Nearest valid depth in metres (0: no limit).", LIVE, lo=0.0, hi=10_000.0)
@@ -278,8 +261,3 @@ def updated_config(config: NodeConfig, changes: Iterable[tuple[str, Any]]) -> tu
 def describe(config: NodeConfig) -> str:
     """One line with every parameter value (for the start-up log)."""
     return ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(config).items())
-
-
-def resolve_checkpoint(value: str) -> Path:
-    """The checkpoint file for parameter value `value` ("" = the bundled model); FileNotFoundError if none."""
-    return core_resolve_checkpoint(value, hint="set the `checkpoint` parameter to a file")

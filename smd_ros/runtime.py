@@ -1,13 +1,9 @@
 """The node process's CPU settings and input-size guard; no ROS and no torch imports at module level.
 
-- `set_openmp_defaults(environ)`: the OpenMP wait behaviour, written into the environment before torch loads
-  (libgomp reads it once, when the library is loaded). On a robot other processes always share the CPU: with
-  libgomp's default (spin up to 300k iterations) a thread waiting at a barrier burns the core that the busy
-  neighbour needs and frames take several times longer. `WAIT_POLICY_ENV` (PASSIVE: waiting threads sleep)
-  was the fastest of default / PASSIVE / GOMP_SPINCOUNT=1000 / 10000 with one core busy and on the shared
-  machine in every run of bench/bench_threads.py. A value the user set in the environment always wins.
-- `default_threads()`: the cores this process may run on (the `threads` parameter's 0).
-- `input_guard(...)`: the factor that downscales a frame whose network input exceeds `max_input_pixels`.
+The OpenMP wait behaviour is written into the environment before torch loads (libgomp reads it once, when the
+library is loaded). On a robot other processes always share the CPU: with libgomp's default (spin up to 300k
+iterations) a thread waiting at a barrier burns the core that the busy neighbour needs. `WAIT_POLICY_ENV`
+(PASSIVE: waiting threads sleep) is the choice of bench/bench_threads.py. A value the user set always wins.
 """
 
 from __future__ import annotations
@@ -19,17 +15,6 @@ from collections.abc import MutableMapping
 
 from smd_core.infer.dense import scaled_size
 
-__all__ = [
-    "OPENMP_VARIABLES",
-    "WAIT_POLICY_ENV",
-    "cloud_max_uncertainty",
-    "cpu_bfloat16",
-    "default_threads",
-    "input_guard",
-    "set_openmp_defaults",
-]
-
-# Chosen by measurement (bench/bench_threads.py): waiting threads sleep at once.
 WAIT_POLICY_ENV: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
 # Any of these set by the user means "the user chose": leave the environment alone.
 OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")

@@ -1,17 +1,8 @@
 """Camera data in: the one decoder of images and calibration, shared by the stereo node and the bag tools.
 
 It reads rclpy messages (the node) and rosbags messages (`smd bag2dataset`) alike: both have the same field
-names, and nothing here imports a ROS package.
-
-- `decode_image(msg, name)`: sensor_msgs/Image or CompressedImage -> array at its own bit depth, colour in
-  BGR order: (H, W, 3) uint8, (H, W) uint8 / uint16 mono, or (H, W) float32 (depth). `ENCODINGS` is the
-  table of raw encodings (mono8/16, bgr8, rgb8, bgra8, rgba8, Bayer, YUV 4:2:2, 8UCn, 16UC1, 32FC1).
-- `stereo_images(left, right, image_bits=...)`: a camera pair -> two BGR uint8 (H, W, 3) arrays. 16-bit
-  images follow the one 16-bit policy, `smd_core.data.io.uint16_to_uint8` (0 = auto: one right shift shared
-  by the pair, the smallest that fits the brighter image; 9..16 = a fixed shift for an N-bit sensor).
-- `depth_metres(msg, name)`, `disparity_pixels(msg, name)`: ground-truth images -> float32 maps.
-- `stereo_camera(left_info, right_info, width, height)`: two CameraInfo -> `smd_core.geometry.StereoCamera`.
-- `stamp_ns(msg)`: a message's header stamp in nanoseconds.
+names, and nothing here imports a ROS package. `ENCODINGS` is the one table of raw image encodings. 16-bit
+camera images follow the one 16-bit policy, `smd_core.data.io.uint16_to_uint8`.
 
 Bad input raises `InputError`, a ValueError whose `kind` names the problem (for counters and throttled
 logs): "encoding", "empty", "layout", "size_mismatch", "calibration", "info_size".
@@ -29,21 +20,6 @@ import numpy as np
 from smd_core.data.io import uint16_to_uint8
 from smd_core.geometry import StereoCamera
 
-__all__ = [
-    "CAMERA_ENCODINGS",
-    "DEPTH_ENCODINGS",
-    "ENCODINGS",
-    "EncodingError",
-    "InputError",
-    "decode_image",
-    "depth_metres",
-    "disparity_pixels",
-    "info_image_size",
-    "stamp_ns",
-    "stereo_camera",
-    "stereo_images",
-]
-
 
 class InputError(ValueError):
     """A message that cannot be processed; `kind` is a short stable key such as "encoding" or "calibration"."""
@@ -54,7 +30,7 @@ class InputError(ValueError):
 
 
 class EncodingError(InputError):
-    """An image encoding or compressed format this decoder does not understand."""
+    """An image encoding or format that cannot be read or written."""
 
     def __init__(self, message: str) -> None:
         super().__init__("encoding", message)

@@ -52,18 +52,15 @@ from smd_ros import health, messages, model_loading, sensors
 from smd_ros.model_loading import CheckpointError
 from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
 from smd_ros.params import NodeConfig, declare_parameters, describe, updated_config
-from smd_ros.ros_libs import BACKENDS, message_filters, stamp_ns
+from smd_ros.ros_libs import message_filters
 from smd_ros.ros_session import ros_session
-from smd_ros.sensors import InputError
+from smd_ros.sensors import InputError, stamp_ns
 from smd_ros.topics import inputs
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 except ImportError:  # diagnostics are optional: the node runs without the package
     DiagnosticArray = None
-
-__all__ = ["CheckpointError", "FrameSet", "LatestSlot", "StereoNode", "Stats", "ThrottledLog", "main", "output_qos",
-           "raised_at"]
 
 # A stamp this far behind the newest accepted one is a clock reset (bag loop, simulation restart), not an
 # out-of-order frame: accept it and start over instead of rejecting every frame from now on.
@@ -160,7 +157,7 @@ class StereoNode(Node):
                  f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
                  f"queue {self.config.queue_size}); publishing {', '.join(p.topic_name for p in outputs)} "
                  f"({'best effort' if self.config.output_best_effort else 'reliable'}, volatile); "
-                 f"libraries: {BACKENDS}")
+                 f"synchronizer: {message_filters.__name__}")
 
     # ---------------------------------------------------------------------------------------------- start-up
 

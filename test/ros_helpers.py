@@ -85,14 +85,17 @@ def camera_infos(width: int, height: int, t: float = 0.0, *, fx: float = 100.0, 
 
 
 def organized_points(cloud: Any, field_names: list[str] | None = None) -> np.ndarray:
-    """The points of an organized PointCloud2 as a (height, width) structured array.
+    """The points of a PointCloud2 of float32 fields as a (height, width) structured array, read with NumPy from
+    the fields' offsets, point_step and row_step (independently of how smd_ros writes them)."""
+    from sensor_msgs.msg import PointField
 
-    Read flat and reshaped here: sensor_msgs_py's `read_points(..., reshape_organized_cloud=True)` reshapes to
-    (width, height) (its code does, in the releases up to rolling 2024-11), so no caller may rely on it.
-    """
-    from smd_ros.ros_libs import point_cloud2
-
-    return point_cloud2.read_points(cloud, field_names=field_names).reshape(cloud.height, cloud.width)
+    assert all(f.datatype == PointField.FLOAT32 and f.count == 1 for f in cloud.fields), cloud.fields
+    assert cloud.is_bigendian == (sys.byteorder == "big") and len(cloud.data) == cloud.height * cloud.row_step
+    dtype = np.dtype({"names": [f.name for f in cloud.fields], "formats": ["f4"] * len(cloud.fields),
+                      "offsets": [f.offset for f in cloud.fields], "itemsize": cloud.point_step})
+    rows = np.frombuffer(cloud.data, np.uint8).reshape(cloud.height, cloud.row_step)
+    points = np.ascontiguousarray(rows[:, : cloud.width * cloud.point_step]).view(dtype)
+    return points if field_names is None else points[list(field_names)]
 
 
 def restamp(msg: Any, t: float) -> Any:

@@ -10,19 +10,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from bag_fixtures import DEFAULT_START_NS, StereoBagWriter, StereoRig, image_message, serialize, write_stereo_bag
 
 from smd_core.data.synthetic.render import render_scene, render_sequence
 from smd_ros import sensors
-from smd_ros.bags import messages as bm
 from smd_ros.bags.cli import main
-from smd_ros.bags.convert import (
-    Bag2DatasetOptions,
-    DamagedBagError,
-    DatasetExistsError,
-    convert,
-)
-from smd_ros.bags.reader import BagError
-from smd_ros.bags.writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera, write_stereo_bag
+from smd_ros.bags.convert import DamagedBagError, convert
+from smd_ros.bags.manifest import DatasetExistsError
+from smd_ros.bags.options import Bag2DatasetOptions
+from smd_ros.bags.reader import IMAGE, BagError
 
 H, W, N = 64, 96, 12
 MS = 1_000_000
@@ -68,7 +64,7 @@ def test_depth_bags_convert_to_exact_disparity(tmp_path, sequence, storage, comp
     bag = tmp_path / "rec"
     summary = write_stereo_bag(bag, sequence, storage=storage, compressed=compressed, depth=depth,
                                depth_compressed=depth_compressed)
-    camera: StereoCamera = summary["camera"]
+    camera: StereoRig = summary["camera"]
     out = tmp_path / "ds"
     report = convert([bag], out, options(depth="/left/depth"))
     assert (report.frames, report.written, report.reused, report.incomplete) == (N, N, 0, 0)
@@ -133,7 +129,7 @@ def test_label_range_check_masks_and_drops_frames(tmp_path, sequence):
     """Labels must be finite, 0 <= d < image width and within --max-disparity: a depth message with a patch nearer
     than the model's range is masked and kept; one with 4 KiB of random bytes in its middle (labels up to 1e30 and
     inf, as a damaged mcap chunk with CRC 0 gives) is left out of the lists, and both are reported."""
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     rng = np.random.default_rng(5)
     bag = tmp_path / "rec"
     with StereoBagWriter(bag) as writer:
@@ -142,13 +138,13 @@ def test_label_range_check_masks_and_drops_frames(tmp_path, sequence):
             depth = camera.depth_from_disparity(frame.disp_left).astype(np.float32)
             if i == 1:
                 depth[10:13, 20:24] = camera.fx * camera.baseline / 60.0  # 60 px: inside the image, beyond 40
-            msg = bm.image_message(depth, stamp, "l")
+            msg = image_message(depth, stamp, "l")
             if i == 2:
                 data = msg.data.copy()
                 data[8000:8000 + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8)
                 msg.data = data
-            writer.write("/left/image_rect", bm.image_message(frame.left, stamp, "l"))
-            writer.write("/right/image_rect", bm.image_message(frame.right, stamp, "r"))
+            writer.write("/left/image_rect", image_message(frame.left, stamp, "l"))
+            writer.write("/right/image_rect", image_message(frame.right, stamp, "r"))
             writer.write("/left/depth", msg)
             writer.write("/left/camera_info", camera.camera_info("left", stamp))
             writer.write("/right/camera_info", camera.camera_info("right", stamp))
@@ -183,24 +179,24 @@ def test_label_range_check_masks_and_drops_frames(tmp_path, sequence):
 # ------------------------------------------------------------------------------------ pairing, selection
 
 
-def write_irregular_bag(path: Path, sequence, *, storage: str = "mcap") -> StereoCamera:
+def write_irregular_bag(path: Path, sequence, *, storage: str = "mcap") -> StereoRig:
     """Left at 10 Hz; the right camera jitters by up to 4 ms, is 30 ms late once and drops a frame; depth
     is missing once; one left image is published twice."""
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     with StereoBagWriter(path, storage=storage) as writer:
         for i, frame in enumerate(sequence):
             stamp = DEFAULT_START_NS + i * 100 * MS
-            writer.write("/left/image_rect", bm.image_message(frame.left, stamp, "l"))
+            writer.write("/left/image_rect", image_message(frame.left, stamp, "l"))
             if i == 5:
-                writer.write("/left/image_rect", bm.image_message(frame.left, stamp, "l"), stamp + MS)
+                writer.write("/left/image_rect", image_message(frame.left, stamp, "l"), stamp + MS)
             writer.write("/left/camera_info", camera.camera_info("left", stamp))
             writer.write("/right/camera_info", camera.camera_info("right", stamp))
             if i != 3:
                 offset = 30 * MS if i == 7 else ((i * 37) % 9 - 4) * MS
-                writer.write("/right/image_rect", bm.image_message(frame.right, stamp + offset, "r"))
+                writer.write("/right/image_rect", image_message(frame.right, stamp + offset, "r"))
             if i != 9:
                 z = camera.depth_from_disparity(frame.disp_left).astype(np.float32)
-                writer.write("/left/depth", bm.image_message(z, stamp, "l"))
+                writer.write("/left/depth", image_message(z, stamp, "l"))
     return camera
 
 
@@ -270,14 +266,14 @@ def test_split_and_multiple_bags(tmp_path, sequence):
 
 
 def test_log_time_stamps_when_the_driver_does_not_stamp(tmp_path, sequence):
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     bag = tmp_path / "rec"
     with StereoBagWriter(bag) as writer:
         for i, frame in enumerate(sequence[:4]):
             log = DEFAULT_START_NS + i * 100 * MS
             for side, image in (("left", frame.left), ("right", frame.right)):
                 delay = MS if side == "right" else 0
-                writer.write(f"/{side}/image_rect", bm.image_message(image, 0, side), log + delay)
+                writer.write(f"/{side}/image_rect", image_message(image, 0, side), log + delay)
                 writer.write(f"/{side}/camera_info", camera.camera_info(side, 0), log)
     with pytest.raises(BagError, match="carry the same header stamp 0 ns.*--stamp log"):
         convert([bag], tmp_path / "a", options())
@@ -297,7 +293,7 @@ def test_manifest_records_sources_topics_stamps_counts_options(tmp_path, sequenc
     assert manifest["tool"] == "bag2dataset" and manifest["tool_version"] and manifest["smd_core_version"]
     assert manifest["bags"][0]["path"] == str(bag.resolve())
     assert manifest["bags"][0]["files"][0]["bytes"] == next(bag.glob("*.mcap")).stat().st_size
-    assert manifest["bags"][0]["topics"]["/left/depth"] == {"type": bm.IMAGE, "count": N}
+    assert manifest["bags"][0]["topics"]["/left/depth"] == {"type": IMAGE, "count": N}
     assert manifest["topics"] == {"left_image": "/left/image_rect", "right_image": "/right/image_rect",
                                   "left_info": "/left/camera_info", "right_info": "/right/camera_info",
                                   "ground_truth": "/left/depth"}
@@ -404,14 +400,14 @@ def test_missing_topic_lists_the_recording(tmp_path, sequence):
 def test_unknown_encodings(tmp_path, sequence):
     frame = sequence[0]
     bag = tmp_path / "rec"
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     with StereoBagWriter(bag) as writer:
-        left = bm.image_message(frame.left, DEFAULT_START_NS, "l")
+        left = image_message(frame.left, DEFAULT_START_NS, "l")
         left.encoding = "yuv420_nv12"
         writer.write("/left/image_rect", left)
-        writer.write("/right/image_rect", bm.image_message(frame.right, DEFAULT_START_NS, "r"))
-        writer.write("/left/depth", bm.image_message(cv2.cvtColor(frame.left, cv2.COLOR_BGR2GRAY),
-                                                     DEFAULT_START_NS, "l"))
+        writer.write("/right/image_rect", image_message(frame.right, DEFAULT_START_NS, "r"))
+        writer.write("/left/depth", image_message(cv2.cvtColor(frame.left, cv2.COLOR_BGR2GRAY),
+                                                  DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
     with pytest.raises(sensors.EncodingError, match="unsupported encoding 'yuv420_nv12'"):
@@ -419,9 +415,9 @@ def test_unknown_encodings(tmp_path, sequence):
     good = tmp_path / "rec2"
     write_stereo_bag(good, [frame], topics={"depth": "/unused"})
     with StereoBagWriter(tmp_path / "rec3") as writer:
-        writer.write("/left/image_rect", bm.image_message(frame.left, DEFAULT_START_NS, "l"))
-        writer.write("/right/image_rect", bm.image_message(frame.right, DEFAULT_START_NS, "r"))
-        writer.write("/left/depth", bm.image_message(frame.right[..., 0].copy(), DEFAULT_START_NS, "l"))
+        writer.write("/left/image_rect", image_message(frame.left, DEFAULT_START_NS, "l"))
+        writer.write("/right/image_rect", image_message(frame.right, DEFAULT_START_NS, "r"))
+        writer.write("/left/depth", image_message(frame.right[..., 0].copy(), DEFAULT_START_NS, "l"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
     with pytest.raises(sensors.EncodingError, match="depth encoding 'mono8' is not supported"):
@@ -429,20 +425,20 @@ def test_unknown_encodings(tmp_path, sequence):
 
 
 def one_frame_bag(path: Path, left, right, depth=None, camera=None) -> None:
-    camera = camera or StereoCamera.default(left.shape[1], left.shape[0])
+    camera = camera or StereoRig.default(left.shape[1], left.shape[0])
     with StereoBagWriter(path) as writer:
-        writer.write("/left/image_rect", bm.image_message(left, DEFAULT_START_NS, "l"))
-        writer.write("/right/image_rect", bm.image_message(right, DEFAULT_START_NS, "r"))
+        writer.write("/left/image_rect", image_message(left, DEFAULT_START_NS, "l"))
+        writer.write("/right/image_rect", image_message(right, DEFAULT_START_NS, "r"))
         writer.write("/left/camera_info", camera.camera_info("left", DEFAULT_START_NS))
         writer.write("/right/camera_info", camera.camera_info("right", DEFAULT_START_NS))
         if depth is not None:
-            writer.write("/left/depth", bm.image_message(depth, DEFAULT_START_NS, "l"))
+            writer.write("/left/depth", image_message(depth, DEFAULT_START_NS, "l"))
 
 
 def test_mismatched_sizes(tmp_path, sequence):
     frame = sequence[0]
     small = cv2.resize(frame.right, (W // 2, H // 2))
-    one_frame_bag(tmp_path / "a", cv2.resize(frame.left, (W // 2, H // 2)), small, camera=StereoCamera.default(W, H))
+    one_frame_bag(tmp_path / "a", cv2.resize(frame.left, (W // 2, H // 2)), small, camera=StereoRig.default(W, H))
     with pytest.raises(BagError, match=f"image_rect image is {W // 2}x{H // 2} but its camera_info says {W}x{H}"):
         convert([tmp_path / "a"], tmp_path / "da", options())
     one_frame_bag(tmp_path / "b", frame.left, frame.right, depth=np.ones((H // 2, W // 2), np.float32))
@@ -454,7 +450,7 @@ def test_mismatched_sizes(tmp_path, sequence):
                                        f"is {W // 2}x{H // 2}"):
         convert([tmp_path / "c"], tmp_path / "dc", options())
     # Camera infos that omit the size (0x0) are refused, as the node refuses them.
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     camera.width = camera.height = 0
     one_frame_bag(tmp_path / "e", frame.left, frame.right, camera=camera)
     with pytest.raises(BagError, match="left camera_info has no size"):
@@ -462,7 +458,7 @@ def test_mismatched_sizes(tmp_path, sequence):
 
 
 def test_uncalibrated_camera_and_nothing_to_convert(tmp_path, sequence):
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     camera.fx = camera.fy = 0.0  # an uncalibrated driver publishes zero focal lengths
     write_stereo_bag(tmp_path / "a", sequence[:2], camera=camera)
     with pytest.raises(BagError, match="/right/camera_info: focal length must be positive.*uncalibrated"):
@@ -473,17 +469,17 @@ def test_uncalibrated_camera_and_nothing_to_convert(tmp_path, sequence):
 
 
 def test_differently_calibrated_bags_and_changing_camera_info(tmp_path, sequence):
-    write_stereo_bag(tmp_path / "a", sequence[:2], camera=StereoCamera.default(W, H, baseline=0.1))
-    write_stereo_bag(tmp_path / "b", sequence[2:4], camera=StereoCamera.default(W, H, baseline=0.2))
+    write_stereo_bag(tmp_path / "a", sequence[:2], camera=StereoRig.default(W, H, baseline=0.1))
+    write_stereo_bag(tmp_path / "b", sequence[2:4], camera=StereoRig.default(W, H, baseline=0.2))
     with pytest.raises(BagError, match="camera_info differs .* need separate datasets"):
         convert([tmp_path / "a", tmp_path / "b"], tmp_path / "ds", options())
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     with StereoBagWriter(tmp_path / "c") as writer:
         for i, frame in enumerate(sequence[:3]):
             stamp = DEFAULT_START_NS + i * 100 * MS
             camera.baseline = 0.12 + 0.01 * i  # a driver re-publishing a changed calibration
-            writer.write("/left/image_rect", bm.image_message(frame.left, stamp, "l"))
-            writer.write("/right/image_rect", bm.image_message(frame.right, stamp, "r"))
+            writer.write("/left/image_rect", image_message(frame.left, stamp, "l"))
+            writer.write("/right/image_rect", image_message(frame.right, stamp, "r"))
             writer.write("/left/camera_info", camera.camera_info("left", stamp))
             writer.write("/right/camera_info", camera.camera_info("right", stamp))
     report = convert([tmp_path / "c"], tmp_path / "dc", options())
@@ -518,17 +514,17 @@ def test_truncated_bag_keeps_what_was_readable(tmp_path, sequence, storage):
 
 
 def test_corrupt_message_skips_its_frame(tmp_path, sequence):
-    camera = StereoCamera.default(W, H)
+    camera = StereoRig.default(W, H)
     bag = tmp_path / "rec"
     with StereoBagWriter(bag) as writer:
         for i, frame in enumerate(sequence[:4]):
             stamp = DEFAULT_START_NS + i * 100 * MS
-            raw = bm.serialize(bm.image_message(frame.left, stamp, "l"))
+            raw = serialize(image_message(frame.left, stamp, "l"))
             if i == 2:  # stamp intact, the rest cut short: pairs fine, does not deserialize
-                writer.write_raw("/left/image_rect", bm.IMAGE, raw[:40], stamp)
+                writer.write_raw("/left/image_rect", IMAGE, raw[:40], stamp)
             else:
-                writer.write_raw("/left/image_rect", bm.IMAGE, raw, stamp)
-            writer.write("/right/image_rect", bm.image_message(frame.right, stamp, "r"))
+                writer.write_raw("/left/image_rect", IMAGE, raw, stamp)
+            writer.write("/right/image_rect", image_message(frame.right, stamp, "r"))
             writer.write("/left/camera_info", camera.camera_info("left", stamp))
             writer.write("/right/camera_info", camera.camera_info("right", stamp))
     out = tmp_path / "ds"
@@ -564,7 +560,7 @@ def test_option_validation():
 # ------------------------------------------------------------------------------------ rectification
 
 
-def unrectify(camera: StereoCamera, side: str, image: np.ndarray, interpolation: int) -> np.ndarray:
+def unrectify(camera: StereoRig, side: str, image: np.ndarray, interpolation: int) -> np.ndarray:
     """What the raw camera saw: each raw pixel looks up its rectified position (cv2.undistortPoints)."""
     k, d, r = getattr(camera, f"k_{side}"), getattr(camera, f"d_{side}"), getattr(camera, f"r_{side}")
     u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
@@ -573,8 +569,8 @@ def unrectify(camera: StereoCamera, side: str, image: np.ndarray, interpolation:
     return cv2.remap(image, rect[..., 0], rect[..., 1], interpolation, borderMode=cv2.BORDER_REFLECT)
 
 
-def raw_camera() -> StereoCamera:
-    camera = StereoCamera.default(W, H)
+def raw_camera() -> StereoRig:
+    camera = StereoRig.default(W, H)
     camera.d_left = np.array([-0.05, 0.01, 0.001, -0.001, 0.0])
     camera.d_right = np.array([-0.04, 0.008, -0.001, 0.001, 0.0])
     camera.r_left = cv2.Rodrigues(np.array([0.01, -0.02, 0.015]))[0]

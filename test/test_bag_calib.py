@@ -5,19 +5,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from bag_fixtures import StereoRig
 
 from smd_core.data.synthetic.render import render_scene
 from smd_core.geometry import depth_to_disparity
 from smd_ros.bags.calib import CameraModel, Roi, StereoCalibration, stereo_matches, vertical_misalignment
-from smd_ros.bags.writer import StereoCamera
 
 
-def models(camera: StereoCamera) -> tuple[CameraModel, CameraModel]:
+def models(camera: StereoRig) -> tuple[CameraModel, CameraModel]:
     return (CameraModel.from_msg(camera.camera_info("left", 0)), CameraModel.from_msg(camera.camera_info("right", 0)))
 
 
 def test_baseline_focal_and_yaml():
-    cam = StereoCamera(640, 480, 500.0, 501.0, 320.5, 240.5, baseline=0.2)
+    cam = StereoRig(640, 480, 500.0, 501.0, 320.5, 240.5, baseline=0.2)
     calib = StereoCalibration.from_models(*models(cam))
     c = calib.camera
     assert (c.fx, c.fy, c.cx, c.cy, c.width, c.height) == (500.0, 501.0, 320.5, 240.5, 640, 480)
@@ -29,7 +29,7 @@ def test_baseline_focal_and_yaml():
 
 
 def test_doffs_enters_disparity():
-    left, right = models(StereoCamera(8, 2, 400.0, 400.0, 3.5, 0.5, baseline=0.1))
+    left, right = models(StereoRig(8, 2, 400.0, 400.0, 3.5, 0.5, baseline=0.1))
     right.p[0, 2] += 2.0  # right principal point 2 px further right -> disparity 2 px smaller
     calib = StereoCalibration.from_models(left, right)
     assert calib.camera.doffs == 2.0 and any("doffs" in w for w in calib.warnings)
@@ -37,7 +37,7 @@ def test_doffs_enters_disparity():
 
 
 def test_binning_and_roi_are_applied_and_rectify_refuses_them():
-    left, right = models(StereoCamera(16, 8, 400.0, 400.0, 7.5, 3.5, baseline=0.1))
+    left, right = models(StereoRig(16, 8, 400.0, 400.0, 7.5, 3.5, baseline=0.1))
     for model in (left, right):
         model.binning_x = model.binning_y = 2
     calib = StereoCalibration.from_models(left, right)
@@ -62,14 +62,14 @@ def test_binning_and_roi_are_applied_and_rectify_refuses_them():
     ],
 )
 def test_inconsistent_pairs_are_rejected(edit, message):
-    left, right = models(StereoCamera(8, 4, 400.0, 400.0, 3.5, 1.5, baseline=0.1))
+    left, right = models(StereoRig(8, 4, 400.0, 400.0, 3.5, 1.5, baseline=0.1))
     edit(left, right)
     with pytest.raises(ValueError, match=message):
         StereoCalibration.from_models(left, right)
 
 
 def test_raw_camera_infos_are_noted():
-    cam = StereoCamera.default(64, 48)
+    cam = StereoRig.default(64, 48)
     cam.r_left = cv2.Rodrigues(np.array([0.0, 0.02, 0.0]))[0]
     cam.d_left = np.array([-0.1, 0.0, 0.0, 0.0, 0.0])
     calib = StereoCalibration.from_models(*models(cam))
@@ -78,7 +78,7 @@ def test_raw_camera_infos_are_noted():
 
 
 def test_unsupported_distortion_model_for_rectify():
-    left, _ = models(StereoCamera.default(64, 48))
+    left, _ = models(StereoRig.default(64, 48))
     left.distortion_model = "kannala_brandt_x"
     with pytest.raises(ValueError, match="distortion_model 'kannala_brandt_x' is not supported"):
         left.rectify_maps()
@@ -95,7 +95,7 @@ def test_unsupported_distortion_model_for_rectify():
 def test_rectified_depth_reexpresses_z_in_the_rotated_frame():
     # A fronto-parallel wall at Z_raw = 2 m in front of a rotated raw camera is a slanted plane in the
     # rectified frame; each rectified pixel's depth must equal the geometric intersection.
-    cam = StereoCamera.default(64, 48)
+    cam = StereoRig.default(64, 48)
     rot = cv2.Rodrigues(np.array([0.0, 0.05, 0.0]))[0]
     cam.r_left = rot
     left, right = models(cam)

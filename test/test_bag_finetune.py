@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from bag_fixtures import write_stereo_bag
 
 from smd_core.config import to_dict
 from smd_core.data.synthetic.render import render_sequence
-from smd_ros.bags.writer import write_stereo_bag
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "finetune_bag.yaml"
@@ -75,7 +75,8 @@ def test_finetuned_checkpoint_loads_through_the_node_config_and_predicts(finetun
 
     import smd_core
     from smd_core.model.network import read_checkpoint
-    from smd_ros.params import config_from_mapping, resolve_checkpoint
+    from smd_core.resolve import resolve_checkpoint
+    from smd_ros.params import config_from_mapping
 
     dataset, init, ckpt, frames = finetuned
     # What the node does with `checkpoint:=...` (smd_ros.stereo_node._load_model).

@@ -1,4 +1,4 @@
-"""Reading and writing real rosbag2 recordings (smd_ros.bags.reader / bag_writer), damaged ones too."""
+"""Reading and writing real rosbag2 recordings (smd_ros.bags.reader / bag_fixtures), damaged ones too."""
 
 from __future__ import annotations
 
@@ -10,12 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from bag_fixtures import DEFAULT_TOPICS, write_stereo_bag
 from rosbags.highlevel import AnyReader
 
 from smd_ros import sensors
-from smd_ros.bags import messages as bm
-from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
-from smd_ros.bags.writer import DEFAULT_TOPICS, StereoBagWriter, StereoCamera, write_stereo_bag
+from smd_ros.bags.reader import (
+    CAMERA_INFO,
+    DISPARITY_IMAGE,
+    IMAGE,
+    BagError,
+    BagReadError,
+    BagSource,
+    describe_topics,
+    deserialize,
+    header_stamp_ns,
+)
 
 H, W = 24, 32
 
@@ -48,9 +57,9 @@ def test_written_bags_read_back_with_rosbags_and_bagsource(tmp_path, storage, sp
     with AnyReader([bag]) as reader:
         types = {c.topic: c.msgtype for c in reader.connections}
         assert types == {
-            DEFAULT_TOPICS["left_image"]: bm.IMAGE, DEFAULT_TOPICS["right_image"]: bm.IMAGE,
-            DEFAULT_TOPICS["left_info"]: bm.CAMERA_INFO, DEFAULT_TOPICS["right_info"]: bm.CAMERA_INFO,
-            DEFAULT_TOPICS["depth"]: bm.IMAGE, DEFAULT_TOPICS["disparity"]: bm.DISPARITY_IMAGE,
+            DEFAULT_TOPICS["left_image"]: IMAGE, DEFAULT_TOPICS["right_image"]: IMAGE,
+            DEFAULT_TOPICS["left_info"]: CAMERA_INFO, DEFAULT_TOPICS["right_info"]: CAMERA_INFO,
+            DEFAULT_TOPICS["depth"]: IMAGE, DEFAULT_TOPICS["disparity"]: DISPARITY_IMAGE,
         }
         conns = [c for c in reader.connections if c.topic == "/left/depth"]
         depths = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
@@ -59,11 +68,11 @@ def test_written_bags_read_back_with_rosbags_and_bagsource(tmp_path, storage, sp
     np.testing.assert_allclose(sensors.decode_image(depths[2]), camera.fx * camera.baseline / 6.0, rtol=1e-6)
 
     source = BagSource(bag)
-    assert not source.recovered and source.storage == storage
+    assert source.damaged_reason is None and source.storage == storage
     assert len(source.files) == (3 if split_every else 1)
     topics = source.topics()
-    assert topics["/left/image_rect"].count == 7 and topics["/disparity"].msgtype == bm.DISPARITY_IMAGE
-    stamps = [bm.header_stamp_ns(m.data, m.msgtype) for m in source.messages({"/right/image_rect"})]
+    assert topics["/left/image_rect"].count == 7 and topics["/disparity"].msgtype == DISPARITY_IMAGE
+    stamps = [header_stamp_ns(m.data, m.msgtype) for m in source.messages({"/right/image_rect"})]
     assert stamps == summary["stamps"]
     assert re.search(r"/left/camera_info +sensor_msgs/msg/CameraInfo  \(7 msgs\)", describe_topics(topics))
 
@@ -76,7 +85,7 @@ def test_single_storage_file_and_folder_without_metadata(tmp_path):
     # A recording killed before metadata.yaml was written: read the storage files directly.
     (bag / "metadata.yaml").unlink()
     source = BagSource(bag)
-    assert source.recovered
+    assert source.damaged_reason
     assert sum(1 for _ in source.messages({"/left/image_rect"})) == 4
 
 
@@ -109,19 +118,19 @@ def test_truncated_recording_yields_everything_before_the_cut(tmp_path, storage)
     data = storage_file(bag)
     os.truncate(data, int(data.stat().st_size * 0.6))
     source = BagSource(bag)
-    assert source.recovered and source.damaged_reason
+    assert source.damaged_reason
     assert 0 < source.topics()["/left/image_rect"].count < 30
     got = []
     with pytest.raises(BagReadError) as info:
         for msg in source.messages({"/left/image_rect"}):
-            got.append(bm.header_stamp_ns(msg.data, msg.msgtype))
+            got.append(header_stamp_ns(msg.data, msg.msgtype))
     err = info.value
     # Every message before the cut arrives intact and in order; the error says how far it got.
     assert len(got) >= 10 and got == summary["stamps"][: len(got)]
     assert err.messages_read == len(got) and err.last_time_ns == got[-1]
     assert f"read {len(got)} messages" in str(err) and "recording is damaged" in str(err)
     first = next(iter(BagSource(bag).messages({"/left/image_rect"})))
-    decoded = sensors.decode_image(bm.deserialize(first.data, first.msgtype))
+    decoded = sensors.decode_image(deserialize(first.data, first.msgtype))
     np.testing.assert_array_equal(decoded, tiny_frames(30)[0][0])
 
 
@@ -138,38 +147,6 @@ def test_corruption_inside_a_healthy_looking_sqlite_file(tmp_path):
         for _ in source.messages():
             count += 1
     assert 0 < count < 40 * 4 and info.value.messages_read == count
-
-
-def test_writer_refuses_misuse(tmp_path):
-    with pytest.raises(ValueError, match="storage must be one of"):
-        StereoBagWriter(tmp_path / "x", storage="bag")
-    (tmp_path / "exists").mkdir()
-    with pytest.raises(FileExistsError, match="never overwrite"):
-        StereoBagWriter(tmp_path / "exists")
-    with pytest.raises(RuntimeError, match="not open"):
-        StereoBagWriter(tmp_path / "closed").write("/t", StereoCamera.default(4, 4).camera_info("left", 0))
-    with StereoBagWriter(tmp_path / "typed") as writer:
-        writer.write("/t", StereoCamera.default(4, 4).camera_info("left", 0))
-        with pytest.raises(ValueError, match="already carries sensor_msgs/msg/CameraInfo"):
-            writer.write("/t", bm.image_message(np.zeros((4, 4), np.uint8), 0, "x"))
-    frames = tiny_frames(2)
-    bad_args = [
-        ({"fps": 0}, "fps must be positive"), ({"depth": "mono8"}, "depth must be None"),
-        ({"compressed": "gif"}, "compressed must be"), ({"split_every": 0}, "split_every must be positive"),
-        ({"topics": {"leftt": "/x"}}, "unknown topic keys"),
-        ({"camera": StereoCamera.default(10, 10)}, "size 32x24 != camera 10x10"),
-    ]
-    for i, (kwargs, message) in enumerate(bad_args):
-        with pytest.raises(ValueError, match=message):
-            write_stereo_bag(tmp_path / f"bad{i}", frames, **kwargs)
-    with pytest.raises(ValueError, match="need frames with disp_left"):
-        write_stereo_bag(tmp_path / "nodisp", [(frames[0][0], frames[0][1])], depth="16UC1")
-    with pytest.raises(ValueError, match="sizes differ"):
-        write_stereo_bag(tmp_path / "sizes", [(frames[0][0], frames[0][1][:10])])
-    with pytest.raises(ValueError, match="image size must be positive"):
-        StereoCamera.default(0, 10)
-    with pytest.raises(ValueError, match="side must be"):
-        StereoCamera.default(4, 4).camera_info("middle", 0)
 
 
 def test_readers_own_imports_are_declared_in_setup_py():

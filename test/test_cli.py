@@ -31,34 +31,36 @@ def test_smd_offers_every_subcommand_and_smd_core_knows_no_ros(capsys):
         cli.main(["bag2dataset", "--help"])  # not a core command: an argparse error
 
 
-def _help_in_subprocess(argv: list[str]) -> dict:
-    """Run `smd ARGV` (expecting --help) in a fresh interpreter; what it imported and how long it took."""
+def test_help_is_fast_and_imports_no_torch():
+    """`smd --help` and `smd CMD --help` for every command, in turn, in one fresh interpreter: after each, neither
+    torch nor rclpy has been imported (a module that did shows up at the command that imported it)."""
     code = (
-        "import io, json, sys, time, contextlib\n"
+        "import contextlib, io, json, sys, time\n"
         "t = time.perf_counter()\n"
         "from smd_ros import cli\n"
-        "out = io.StringIO()\n"
-        "try:\n"
-        "    with contextlib.redirect_stdout(out):\n"
-        f"        cli.main({argv!r})\n"
-        "except SystemExit as exc:\n"
-        "    code = exc.code\n"
-        "print(json.dumps({'seconds': time.perf_counter() - t, 'code': code, 'usage': out.getvalue()[:200],\n"
-        "                  'torch': 'torch' in sys.modules, 'rclpy': 'rclpy' in sys.modules}))\n"
+        "results = []\n"
+        "for argv in [['--help']] + [[name, '--help'] for name in cli.COMMANDS]:\n"
+        "    out = io.StringIO()\n"
+        "    try:\n"
+        "        with contextlib.redirect_stdout(out):\n"
+        "            cli.main(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        code = exc.code\n"
+        "    now = time.perf_counter()\n"
+        "    results.append({'argv': argv, 'seconds': now - t, 'code': code, 'usage': out.getvalue()[:200],\n"
+        "                    'heavy': sorted(m for m in ('torch', 'rclpy') if m in sys.modules)})\n"
+        "    t = now\n"
+        "print(json.dumps(results))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
-
-
-@pytest.mark.parametrize("command", [None, *ros_cli.COMMANDS])
-def test_help_is_fast_and_imports_no_torch(command):
-    result = _help_in_subprocess(["--help"] if command is None else [command, "--help"])
-    assert result["code"] == 0 and "usage: smd" in result["usage"]
-    assert not result["torch"] and not result["rclpy"]
-    # The goal is < 0.3 s on an idle machine (imports only); the bound is generous for a shared, busy CI CPU.
-    assert result["seconds"] < 1.5, result
+    results = json.loads(proc.stdout.splitlines()[-1])
+    assert [r["argv"][:-1] for r in results] == [[], *([name] for name in ros_cli.COMMANDS)]
+    for r in results:
+        assert r["code"] == 0 and "usage: smd" in r["usage"] and not r["heavy"], r
+        # Imports only: < 0.3 s each on an idle machine; the bound is generous for a shared, busy CI CPU.
+        assert r["seconds"] < 1.5, r
 
 
 def test_unknown_command_is_an_argparse_error():

@@ -19,7 +19,7 @@ needs_weights = pytest.mark.skipif(not BUNDLED, reason="the bundled light weight
 def test_bundled_models_load_by_default_and_predict():
     import smd_core
     from smd_core.infer.backend import resolve_model  # `smd predict`'s resolution of no --checkpoint
-    from smd_ros.params import resolve_checkpoint  # the node's resolution of checkpoint:=""
+    from smd_core.resolve import resolve_checkpoint  # the node's resolution of checkpoint:=""
 
     assert resolve_model(None) == (default_checkpoint(), "torch")
     assert resolve_checkpoint("") == default_checkpoint()
@@ -51,6 +51,9 @@ def test_short_demo_end_to_end(tmp_path, ros_env):
     assert summary["frames_in"] == 3 and 1 <= summary["frames_out"] <= 3
     assert summary["latency_ms"]["p50"] > 0
     assert np.isfinite(summary["bimodal"]["epe"]) and summary["bimodal"]["epe"] < 10
+    # Scored by smd eval's code: per-frame rows of score_frame, their frame means in the summary.
+    assert summary["bimodal"]["epe"] == pytest.approx(np.mean([r["epe"] for r in summary["per_frame"]]))
+    assert all(r["n_valid"] > 0 for r in summary["per_frame"])
     assert summary["standard"] is not None and np.isfinite(summary["standard"]["see"])
     # The classical baselines, scored on the same frames; raw SGBM also on its own matched pixels.
     for key in ("epe", "bad2", "bad3", "see", "bleeding", "time_s"):
@@ -101,8 +104,7 @@ def test_contact_sheet_keeps_a_row_for_every_frame_and_marks_dropped_ones(tmp_pa
     frames = [{"left": np.full((48, 64, 3), 100 + i, np.uint8)} for i in range(3)]
     tile_h = round(48 * SHEET_TILE_W / 64)
     maps = [np.full((tile_h, 330, 3), 200, np.uint8)] * 3  # each map with its colour bar
-    sheet = {0: (maps, ["disparity", "uncertainty", "error"]), 2: (maps, ["disparity", "uncertainty", "error"])}
-    write_contact_sheet(tmp_path / "s.png", frames, sheet, {0: 150.0, 2: 170.0})
+    write_contact_sheet(tmp_path / "s.png", frames, {0: (150.0, maps), 2: (170.0, maps)})
     picture = cv2.imread(str(tmp_path / "s.png"))
     assert picture.shape[:2] == (3 * tile_h, SHEET_TILE_W + 3 * 330)
     dropped = picture[tile_h:2 * tile_h, SHEET_TILE_W:]

@@ -34,14 +34,14 @@ def test_side_view_separates_depth_layers_and_validates():
     assert (empty == 40).all()
 
 
-def test_boundary_windows_pick_the_densest_non_overlapping_regions():
-    from smd_ros.demo_pictures import boundary_windows
+def test_zoom_windows_pick_the_densest_non_overlapping_regions():
+    from smd_ros.demo_pictures import zoom_windows
 
     score = np.zeros((40, 60))
     score[5:9, 10:14] = 1.0  # 16
     score[30:32, 40:50] = 2.0  # 40: densest
     score[20, 0] = 0.5
-    wins = boundary_windows(score, (10, 12), count=3)
+    wins = zoom_windows(score, size=(10, 12), count=3)
     assert len(wins) == 3 and all(w[2:] == (10, 12) for w in wins)
     (y0, x0, _, _), (y1, x1, _, _) = wins[:2]
     assert score[y0:y0 + 10, x0:x0 + 12].sum() == 40 and score[y1:y1 + 10, x1:x1 + 12].sum() == 16
@@ -49,16 +49,5 @@ def test_boundary_windows_pick_the_densest_non_overlapping_regions():
         for b in range(a + 1, 3):
             ya, xa, yb, xb = wins[a][0], wins[a][1], wins[b][0], wins[b][1]
             assert abs(ya - yb) >= 10 or abs(xa - xb) >= 12  # no overlap
-    assert boundary_windows(np.zeros((40, 60)), (10, 12)) == []  # nothing flies: nothing to zoom into
-    with pytest.raises(ValueError, match="fit"):
-        boundary_windows(score, (50, 12))
-
-
-def test_window_fov_frames_the_window():
-    from smd_ros.demo_pictures import window_fov
-
-    # 640 px at fx 320 is a 90 degree view; a quarter of it, unwidened, is 2 atan(0.25).
-    assert window_fov(640, 320, margin=1.0) == pytest.approx(90.0)
-    assert window_fov(160, 320, margin=1.0) == pytest.approx(np.degrees(2 * np.arctan(0.25)))
-    with pytest.raises(ValueError, match="positive"):
-        window_fov(0, 320)
+    assert zoom_windows(np.zeros((40, 60)), size=(10, 12)) == []  # nothing flies: nothing to zoom into
+    assert zoom_windows(score, size=(50, 12)) == []  # no room for a window

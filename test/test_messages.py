@@ -1,4 +1,5 @@
-"""smd_ros.messages: ROS messages <-> arrays, every input check, outputs against hand-computed geometry."""
+"""smd_ros.sensors and smd_ros.messages on rclpy messages: every input check, outputs against hand-computed
+geometry, clouds read back with NumPy."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ pytest.importorskip("sensor_msgs.msg")
 from ros_helpers import camera_infos, header, image_msg, organized_points  # noqa: E402
 
 from smd_core.geometry import StereoCamera, disparity_to_points  # noqa: E402
-from smd_ros import messages  # noqa: E402
-from smd_ros.messages import InputError  # noqa: E402
-from smd_ros.ros_libs import point_cloud2  # noqa: E402
+from smd_ros import messages, sensors  # noqa: E402
+from smd_ros.sensors import EncodingError, InputError  # noqa: E402
 
 RNG = np.random.default_rng(0)
 BGR = RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)
@@ -38,7 +38,7 @@ CAM = StereoCamera(fx=100.0, fy=110.0, cx=3.0, cy=2.0, baseline=0.5, width=6, he
 @pytest.mark.parametrize("pad", [0, 3])
 def test_colour_encodings_become_bgr(encoding, make, pad):
     msg = image_msg(make(BGR), encoding, pad=pad)
-    left, right = messages.stereo_images(msg, msg)
+    left, right = sensors.stereo_images(msg, msg)
     assert left.dtype == np.uint8 and left.shape == (4, 6, 3)
     np.testing.assert_array_equal(left, BGR)
     np.testing.assert_array_equal(right, BGR)
@@ -46,20 +46,20 @@ def test_colour_encodings_become_bgr(encoding, make, pad):
 
 def test_mono8_and_mono16_become_grey_bgr():
     grey = BGR[..., 0]
-    left, _ = messages.stereo_images(image_msg(grey, "mono8"), image_msg(grey, "mono8"))
+    left, _ = sensors.stereo_images(image_msg(grey, "mono8"), image_msg(grey, "mono8"))
     np.testing.assert_array_equal(left, np.dstack([grey] * 3))
     # 12-bit data in mono16: one shared shift (4 bits here) keeps the contrast and the left/right relation.
     left16 = (grey.astype(np.uint16) << 4) | 5
     right16 = left16 // 2
-    left, right = messages.stereo_images(image_msg(left16, "mono16"), image_msg(right16, "mono16"))
+    left, right = sensors.stereo_images(image_msg(left16, "mono16"), image_msg(right16, "mono16"))
     np.testing.assert_array_equal(left[..., 0], (left16 >> 4).astype(np.uint8))
     np.testing.assert_array_equal(right[..., 1], (right16 >> 4).astype(np.uint8))
     # 8-bit range data in mono16 is not shifted.
     small = grey.astype(np.uint16)
-    left, _ = messages.stereo_images(image_msg(small, "mono16"), image_msg(small, "mono16"))
+    left, _ = sensors.stereo_images(image_msg(small, "mono16"), image_msg(small, "mono16"))
     np.testing.assert_array_equal(left[..., 2], grey)
     # Mixed encodings are fine as long as the sizes agree.
-    left, right = messages.stereo_images(image_msg(BGR, "bgr8"), image_msg(grey, "mono8"))
+    left, right = sensors.stereo_images(image_msg(BGR, "bgr8"), image_msg(grey, "mono8"))
     np.testing.assert_array_equal(right[..., 0], grey)
 
 
@@ -68,7 +68,7 @@ def test_unsupported_encoding(encoding):
     bad = image_msg(np.full((4, 6), np.nan, np.float32) if encoding == "32FC1" else BGR[..., 0], "mono8")
     bad.encoding = encoding
     with pytest.raises(InputError, match="unsupported encoding") as err:
-        messages.stereo_images(image_msg(BGR, "bgr8"), bad)
+        sensors.stereo_images(image_msg(BGR, "bgr8"), bad)
     assert err.value.kind == "encoding"
 
 
@@ -77,17 +77,17 @@ def test_empty_and_truncated_images():
     empty.height, empty.width, empty.step = 0, 0, 0
     empty.data = []
     with pytest.raises(InputError, match="empty image") as err:
-        messages.stereo_images(empty, image_msg(BGR, "bgr8"))
+        sensors.stereo_images(empty, image_msg(BGR, "bgr8"))
     assert err.value.kind == "empty"
     short = image_msg(BGR, "bgr8")
     short.data = short.data[:-5]
     with pytest.raises(InputError, match="data bytes") as err:
-        messages.stereo_images(image_msg(BGR, "bgr8"), short)
+        sensors.stereo_images(image_msg(BGR, "bgr8"), short)
     assert err.value.kind == "layout"
     narrow = image_msg(BGR, "bgr8")
     narrow.step = 6 * 3 - 1
     with pytest.raises(InputError, match="step") as err:
-        messages.stereo_images(narrow, image_msg(BGR, "bgr8"))
+        sensors.stereo_images(narrow, image_msg(BGR, "bgr8"))
     assert err.value.kind == "layout"
 
 
@@ -97,13 +97,13 @@ def test_mono16_rows_of_half_a_pixel_are_bad_layout():
     odd = image_msg(grey, "mono16", pad=1)
     assert odd.step == 13
     with pytest.raises(InputError, match="not a multiple of the 2-byte channel") as err:
-        messages.stereo_images(odd, image_msg(grey, "mono16"))
+        sensors.stereo_images(odd, image_msg(grey, "mono16"))
     assert err.value.kind == "layout"
 
 
 def test_left_right_size_mismatch():
     with pytest.raises(InputError, match="left image is 6x4 but right image is 5x4") as err:
-        messages.stereo_images(image_msg(BGR, "bgr8"), image_msg(BGR[:, :5].copy(), "bgr8"))
+        sensors.stereo_images(image_msg(BGR, "bgr8"), image_msg(BGR[:, :5].copy(), "bgr8"))
     assert err.value.kind == "size_mismatch"
 
 
@@ -112,7 +112,7 @@ def test_left_right_size_mismatch():
 
 def test_stereo_camera_from_camera_info():
     li, ri = camera_infos(6, 4, fx=100.0, fy=110.0, cx=3.0, cy=2.0, baseline=0.5, cx_right=4.5)
-    cam = messages.stereo_camera(li, ri, 6, 4)
+    cam = sensors.stereo_camera(li, ri, 6, 4)
     assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height) == (100.0, 110.0, 3.0, 2.0, 6, 4)
     assert cam.baseline == pytest.approx(0.5) and cam.doffs == pytest.approx(1.5)
 
@@ -121,12 +121,12 @@ def test_binning_and_roi_follow_image_geometry():
     li, ri = camera_infos(12, 8, fx=100.0, cx=6.0, cy=4.0, baseline=0.5)
     for info in (li, ri):
         info.binning_x = info.binning_y = 2
-    cam = messages.stereo_camera(li, ri, 6, 4)
+    cam = sensors.stereo_camera(li, ri, 6, 4)
     assert (cam.fx, cam.cx, cam.cy) == (50.0, 3.0, 2.0) and cam.baseline == pytest.approx(0.5)
     li, ri = camera_infos(12, 8, fx=100.0, cx=6.0, cy=4.0, baseline=0.5)
     for info in (li, ri):
         info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 2, 1, 6, 4
-    cam = messages.stereo_camera(li, ri, 6, 4)
+    cam = sensors.stereo_camera(li, ri, 6, 4)
     assert (cam.cx, cam.cy) == (4.0, 3.0)
 
 
@@ -175,7 +175,7 @@ def _bad_infos(case):
 def test_bad_camera_info(case, kind, match):
     li, ri = _bad_infos(case)
     with pytest.raises(InputError, match=match) as err:
-        messages.stereo_camera(li, ri, 6, 4)
+        sensors.stereo_camera(li, ri, 6, 4)
     assert err.value.kind == kind
 
 
@@ -191,14 +191,22 @@ def test_output_grid():
 # ------------------------------------------------------------------------------------------------ outputs
 
 
-def test_float_image_msg_round_trip():
+def test_image_msg_round_trip():
     arr = RNG.normal(size=(4, 6)).astype(np.float32)
-    msg = messages.float_image_msg(header(3.5), arr)
+    msg = messages.image_msg(header(3.5), arr)
     assert (msg.encoding, msg.height, msg.width, msg.step) == ("32FC1", 4, 6, 24)
     np.testing.assert_array_equal(np.frombuffer(msg.data, np.float32).reshape(4, 6), arr)
     assert msg.header.stamp.sec == 3 and msg.header.stamp.nanosec == 500_000_000
-    with pytest.raises(ValueError, match="map"):
-        messages.float_image_msg(header(0), np.zeros((4, 6, 2), np.float32))
+    # What the demo publishes: BGR images, which the node's decoder reads back unchanged.
+    bgr = messages.image_msg(header(1.0), BGR[:, ::-1], "bgr8")
+    assert (bgr.encoding, bgr.step) == ("bgr8", 18)
+    np.testing.assert_array_equal(sensors.decode_image(bgr), BGR[:, ::-1])
+    with pytest.raises(ValueError, match=r"a 32FC1 image is float32 \(H, W\), got float32 \(4, 6, 2\)"):
+        messages.image_msg(header(0), np.zeros((4, 6, 2), np.float32))
+    with pytest.raises(ValueError, match=r"a bgr8 image is uint8 \(H, W, 3\), got float32"):
+        messages.image_msg(header(0), arr, "bgr8")
+    with pytest.raises(EncodingError, match="cannot write encoding 'nv12'"):
+        messages.image_msg(header(0), BGR, "nv12")
 
 
 def test_disparity_msg_fields():
@@ -254,8 +262,10 @@ def test_organized_cloud_matches_hand_geometry():
     np.testing.assert_allclose(xyz[valid], want[valid], rtol=1e-5)
     assert np.isnan(xyz[~valid]).all()
     np.testing.assert_array_equal(pts["rgb"], messages.pack_rgb(BGR))
-    # skip_nans drops exactly the invalid points.
-    assert point_cloud2.read_points(cloud, skip_nans=True).shape == (22,)
+    # The bytes on the wire: x, y, z, rgb float32 interleaved per point, row after row.
+    raw = np.frombuffer(cloud.data, np.float32).reshape(4, 6, 4)
+    np.testing.assert_array_equal(raw[..., 2], pts["z"])
+    np.testing.assert_array_equal(raw[..., 3].view(np.uint32), messages.pack_rgb(BGR).view(np.uint32))
 
 
 def test_dense_cloud_has_only_valid_points():
@@ -265,7 +275,7 @@ def test_dense_cloud_has_only_valid_points():
     n = int(valid.sum())
     assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (1, n, 12, 12 * n)
     assert cloud.is_dense and [f.name for f in cloud.fields] == ["x", "y", "z"]
-    pts = point_cloud2.read_points(cloud)
+    pts = organized_points(cloud)[0]
     np.testing.assert_allclose(np.stack([pts["x"], pts["y"], pts["z"]], -1), _hand_points(disp)[valid], rtol=1e-5)
     with pytest.raises(ValueError, match="colors"):
         messages.cloud_msg(header(0), disp, valid, CAM, colors_bgr=BGR[:2])

@@ -58,6 +58,7 @@ def selection(pred) -> np.ndarray:
     return pred.pi0 / pred.sigma0 > pred.pi1 / pred.sigma1
 
 
+@pytest.mark.slow  # four frames up to 741x500, three output grids, both backends (fast lane: the next test, one frame)
 @pytest.mark.parametrize("kwargs", [{}, {"scale": 1.5}, {"output_size": (250, 333)}])
 def test_bundled_default_onnx_matches_torch_float32(frames, kwargs):
     ort_pred = OrtPredictor(weights.default_onnx(), threads=2)

@@ -67,4 +67,4 @@ def test_package_xml_is_format_3_ament_python():
     assert root.get("format") == "3" and root.findtext("name") == "smd_ros"
     assert root.find("export/build_type").text == "ament_python"
     deps = {e.text for e in root.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "stereo_msgs", "message_filters", "cv_bridge", "python3-numpy"} <= deps
+    assert {"rclpy", "sensor_msgs", "stereo_msgs", "message_filters", "python3-numpy"} <= deps

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -89,10 +90,29 @@ def test_openmp_defaults_leave_a_user_choice_alone():
         assert env == user and "from the environment" in line and next(iter(user.values())) in line
 
 
-def test_default_threads_is_the_usable_cores():
+def test_default_threads_follows_the_cpu_affinity():
+    """`threads` 0 means the cores this process may run on (a container's or `taskset`'s), not the machine's."""
     import os
 
-    assert runtime.default_threads() == len(os.sched_getaffinity(0))
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    cores = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(cores)})  # this thread only: pid 0 is the calling thread
+        assert runtime.default_threads() == 1
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert runtime.default_threads() == len(cores)
+
+
+def test_default_threads_without_affinity_is_the_cpu_count(monkeypatch):
+    import os
+
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert runtime.default_threads() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # undeterminable
+    assert runtime.default_threads() == 1
 
 
 @pytest.mark.parametrize("w, h, scale, limit", [(4000, 3000, 1.0, 2_100_000), (1920, 1080, 2.0, 2_100_000),
@@ -127,7 +147,7 @@ def test_throttled_log_mixes_levels_on_a_real_rclpy_logger():
     "Logger severity cannot be changed between calls" (issue 10)."""
     import rclpy.logging
 
-    from smd_ros.stereo_node import ThrottledLog
+    from smd_ros.node_tools import ThrottledLog
 
     log = ThrottledLog(rclpy.logging.get_logger("smd_test_throttled"), period=0.0)
     for level in ("warning", "error", "info", "warning", "error"):
@@ -147,7 +167,7 @@ def test_output_qos_is_volatile_keep_last_1():
 
 
 def test_raised_at_names_the_innermost_frame():
-    from smd_ros.stereo_node import raised_at
+    from smd_ros.node_tools import raised_at
 
     def inner():
         raise KeyError("x")
@@ -215,6 +235,18 @@ def inproc(ros_env):
         session.close()
         thread.join(timeout=5.0)
         torch.set_num_threads(threads)
+
+
+def wait_logged(capfd, found: Callable[[str], bool], what: str, timeout: float = 10.0) -> str:
+    """What the process wrote to stderr (from the last `capfd.readouterr()` on) once `found(it)` holds."""
+    err: list[str] = []
+
+    def logged() -> bool:
+        err.append(capfd.readouterr().err)
+        return found("".join(err))
+
+    wait_until(logged, timeout, what)
+    return "".join(err)
 
 
 def levels_since(harness, start: int) -> list[int]:
@@ -303,11 +335,15 @@ def test_images_without_camera_info_warn(inproc, frame):
     assert warned()
 
 
-def test_first_image_after_a_pause_does_not_warn(inproc, frame):
+def test_first_image_after_a_pause_does_not_warn(inproc, frame, monkeypatch):
     """After a pause in the input longer than the no-sync delay, a timer tick between the first image and the
     rest of its set said "no synchronized set for N s" (it measured from the last set, before the pause)."""
-    from smd_ros.stereo_node import NO_SYNC_WARN_S
+    from smd_ros import stereo_node
 
+    # A shorter delay (read at every timer tick) for a shorter pause; still longer than the 1 s after which the
+    # node judges the input afresh.
+    monkeypatch.setattr(stereo_node, "NO_SYNC_WARN_S", 1.2)
+    NO_SYNC_WARN_S = stereo_node.NO_SYNC_WARN_S
     node, harness = inproc
     t = 380.0
     harness.send(good_set(frame, t), t)
@@ -335,9 +371,8 @@ def test_failure_log_names_type_and_place(inproc, frame, monkeypatch, capfd):
     node.throttled._last.pop("frame_error_Unforeseen", None)
     errors = node.stats.counts["errors"]
     harness.publish(*good_set(frame, 310.0))
-    wait_until(lambda: node.stats.counts["errors"] > errors, 30, "the failing frame")
-    time.sleep(0.2)
-    err = capfd.readouterr().err
+    err = wait_logged(capfd, lambda err: "frame 310.000000 failed" in err, "the failure's log line", 30)
+    assert node.stats.counts["errors"] > errors
     assert "frame 310.000000 failed (Unforeseen at " in err and "test_ros_health.py:" in err and "in fail" in err
 
 
@@ -348,9 +383,9 @@ def test_time_jump_warning_is_throttled(inproc, frame, capfd):
     jumps = node.stats.counts["time_jumps"]
     for i in range(20):
         t = 400.0 + 0.01 * i - (30.0 if i % 2 else 0.0)
-        node._on_set(*good_set(frame, t))
-    time.sleep(0.2)
-    lines = [line for line in capfd.readouterr().err.splitlines() if "time jumped back" in line]
+        node._on_set(*good_set(frame, t))  # logs, if at all, before it returns
+    err = wait_logged(capfd, lambda err: "time jumped back" in err, "a time jump warning")
+    lines = [line for line in err.splitlines() if "time jumped back" in line]
     assert node.stats.counts["time_jumps"] - jumps >= 10
     assert 1 <= len(lines) <= 2, lines
 
@@ -371,10 +406,9 @@ def test_large_input_is_downscaled_once(inproc, frame, capfd):
             assert (out["points2"].width, out["points2"].height) == (wn, hn)
             info = out["camera_info"]
             assert (info.width, info.height) == (wn, hn) and info.k[0] == pytest.approx(100.0 * wn / W, rel=0.02)
-        time.sleep(0.2)
-        err = capfd.readouterr().err
+        # The size line follows the frame's publication.
+        err = wait_logged(capfd, lambda err: f"network {wn}x{hn}, outputs {wn}x{hn}" in err, "the size line")
         assert err.count("exceed max_input_pixels=4096") == 1
-        assert f"network {wn}x{hn}, outputs {wn}x{hn}" in err
     finally:
         harness.set_parameters("/inproc/stereo_node", {"max_input_pixels": 2_100_000})
 

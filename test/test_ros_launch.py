@@ -150,6 +150,8 @@ def test_rviz_config_shows_cloud_disparity_and_uncertainty():
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"]
 
 
+@pytest.mark.slow  # starts the node as its own process
+@pytest.mark.ros
 def test_real_launch(ros_env):
     """Launch the installed package with the real `launch` / `launch_ros` and see the node subscribe.
 

@@ -2,14 +2,14 @@
 
 One node process (the bundled default model in float32, 64x128 synthetic pairs) serves the checks in this
 module, in order: outputs and their agreement with `smd_core.Predictor` and the geometry; run-time parameters;
-every bad input followed by a good frame; a 30 Hz burst against the CPU model.
-Start-up failures use short-lived processes.
+every bad input followed by a good frame; a 30 Hz burst against the CPU model. Two more processes check the
+subscription options (approximate sync with reliable QoS; compressed transport). Start-up, and every reason the
+node cannot start, are checked in-process (`test_ros_node_startup.py`).
 """
 
 from __future__ import annotations
 
 import itertools
-import subprocess
 import time
 
 import numpy as np
@@ -22,12 +22,9 @@ from ros_helpers import (  # noqa: E402
     NODE_CHECKPOINT,
     Harness,
     NodeProcess,
-    answer_once,
     camera_infos,
     compressed_msg,
     image_msg,
-    node_command,
-    node_env,
     organized_points,
     stamp_of,
     wait_until,
@@ -353,6 +350,18 @@ def vga_set(vga, t):
     return image_msg(vga.left, "bgr8", t), image_msg(vga.right, "bgr8", t), li, ri
 
 
+def idle_counters(harness, after: int) -> dict[str, str] | None:
+    """The latest diagnostics counters if they came in the second report or later after the first `after` reports
+    (so made after the moment `after` was read) and say the node is idle: no set waiting, and every set it received
+    published, dropped or rejected (none in the worker); else None."""
+    with harness.lock:
+        if len(harness.diagnostics) <= after + 1:
+            return None
+    counters = harness.latest_counters()
+    done = sum(int(counters.get(k, "0")) for k in ("published", "dropped_stale", "rejected", "errors"))
+    return counters if counters["queued"] == "0" and int(counters["received"]) == done else None
+
+
 def test_30hz_input_with_slow_model_drops_stale_sets(stereo):
     """A 30 Hz VGA camera: the bundled model needs more than 100 ms a frame on a CPU (README), so most sets
     are dropped as stale, never queued."""
@@ -360,8 +369,9 @@ def test_30hz_input_with_slow_model_drops_stale_sets(stereo):
 
     node, harness = stereo
     vga = render_scene(5, height=480, width=640, max_disparity=48.0)
-    wait_until(lambda: harness.latest_counters(), 10, "diagnostics")
-    dropped_before = harness.counter("dropped_stale")
+    reports = len(harness.diagnostics)
+    counters = wait_until(lambda: idle_counters(harness, reports), 30, "the node to be idle")
+    dropped_before, node_published_before = int(counters["dropped_stale"]), int(counters["published"])
     published_before = len(harness.stamps())
     sets = [vga_set(vga, next_stamp()) for _ in range(45)]
     period = 1 / 30
@@ -374,7 +384,20 @@ def test_30hz_input_with_slow_model_drops_stale_sets(stereo):
     # The newest set is never dropped: once the burst ends the node finishes with it (or one just before it if
     # the transport lost the very last messages) and then goes quiet.
     wait_until(lambda: any(s >= stamp_of(sets[-3][0]) - 1e-6 for s in harness.stamps()), 90, "the newest set")
-    time.sleep(3.0)
+    # Then until a later report says the node is idle and every frame it published since the burst began is here:
+    # nothing more can follow.
+    reports = len(harness.diagnostics)
+
+    def settled() -> bool:
+        counters = idle_counters(harness, reports)
+        return counters is not None and (len(harness.stamps()) - published_before
+                                         >= int(counters["published"]) - node_published_before)
+
+    try:
+        wait_until(settled, 30, "the node to go idle with every output delivered")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: counters {harness.latest_counters()}, {len(harness.stamps())} outputs "
+                             "here") from None
     with harness.lock:
         burst = [(rt, stamp_of(m)) for rt, m in harness.received["disparity"][published_before:]]
     stamps = [s for _, s in burst]
@@ -435,93 +458,3 @@ def test_compressed_image_transport(ros_env, tmp_path, frame, stereo):
     assert rc == 0, node.log()
     _, raw = run_frame(stereo, frame)
     np.testing.assert_array_equal(as_array(out["disparity"].image), as_array(raw["disparity"].image))
-
-
-def test_bundled_model_cloud_keeps_confident_points(ros_env, tmp_path):
-    """The bundled model with max_uncertainty at its default, auto: the cloud holds exactly the pixels whose
-    uncertainty is at most the checkpoint's own threshold; the disparity stays dense."""
-    from smd_core import load_model
-    from smd_core.data.synthetic.render import render_scene
-    from smd_core.weights import default_checkpoint
-
-    try:
-        threshold = load_model(default_checkpoint()).deployment.cloud_max_uncertainty
-    except FileNotFoundError:
-        pytest.skip("the bundled weights are not in this checkout")
-    scene = render_scene(4, height=96, width=128, max_disparity=24.0)
-    out, _ = answer_once({"checkpoint": "", "device": "cpu", "use_color": False}, ros_env, tmp_path, scene.left,
-                         scene.right, t=700.0, name="bundled", namespace="bundled", fx=FX, baseline=BASELINE)
-    disp, unc = as_array(out["disparity"].image), as_array(out["uncertainty"])
-    assert (disp > 0).mean() > 0.99  # dense disparity
-    pts = organized_points(out["points2"])
-    in_cloud = np.isfinite(pts["z"])
-    assert threshold > 0
-    want = (disp > 0) & (unc <= threshold)
-    np.testing.assert_array_equal(in_cloud, want)
-    assert 0.3 < in_cloud.mean() < 1.0, in_cloud.mean()
-
-
-# ------------------------------------------------------------------------------------------------ start-up failures
-
-
-def run_to_exit(params, ros_env, tmp_path, timeout=120):
-    proc = subprocess.run(node_command(params), env=node_env(ros_env, tmp_path), capture_output=True, text=True,
-                          timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def test_missing_checkpoint_is_a_clear_fatal_error(ros_env, tmp_path):
-    missing = tmp_path / "no_such_model.pth"
-    rc, log = run_to_exit({"checkpoint": str(missing), "device": "cpu"}, ros_env, tmp_path)
-    assert rc == 1 and "cannot start" in log and str(missing) in log, (rc, log)
-
-
-def test_corrupt_checkpoint_is_a_clear_fatal_error(ros_env, tmp_path):
-    bad = tmp_path / "corrupt.pth"
-    bad.write_bytes(b"this is not a checkpoint")
-    rc, log = run_to_exit({"checkpoint": str(bad), "device": "cpu"}, ros_env, tmp_path)
-    assert rc == 1 and f"failed to load checkpoint {bad}" in log, (rc, log)
-
-
-def test_invalid_parameter_is_a_clear_fatal_error(ros_env, tmp_path):
-    rc, log = run_to_exit({"checkpoint": str(NODE_CHECKPOINT), "output_scale": 0.5}, ros_env, tmp_path)
-    assert rc == 1 and "output_scale" in log, (rc, log)
-
-
-def test_cuda_requested_but_absent(ros_env, tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    rc, log = run_to_exit({"checkpoint": str(NODE_CHECKPOINT), "device": "cuda", "device_fallback": False},
-                          ros_env, tmp_path)
-    assert rc == 1 and "CUDA is not available" in log and "device_fallback is false" in log, (rc, log)
-    node = NodeProcess({"checkpoint": str(NODE_CHECKPOINT), "device": "cuda", "half_precision": True}, ros_env,
-                       tmp_path, "fallback")
-    try:
-        log = node.wait_log("loaded in", 120)
-        assert "running on the CPU" in log and "device cpu" in log
-        assert "half_precision is ignored on the CPU" in log
-    finally:
-        rc = node.stop()
-    assert rc == 0, node.log()
-
-
-def test_bundled_default_when_absent(ros_env, tmp_path):
-    """An install without the bundled weights (e.g. a slim package) and `checkpoint` left empty: a clear fatal
-    error naming the missing file, not a traceback."""
-    import shutil
-
-    from ros_helpers import REPO
-
-    # A copy of the two packages without smd_core/weights/*.pt, first on the node's path (and the working
-    # directory elsewhere: `python -m` puts it first).
-    site = tmp_path / "site"
-    for pkg in ("smd_core", "smd_ros"):
-        shutil.copytree(REPO / pkg, site / pkg, ignore=shutil.ignore_patterns("*.pt", "__pycache__"))
-    env = dict(node_env(ros_env, tmp_path), PYTHONPATH=str(site))
-    proc = subprocess.run(node_command({"device": "cpu"}), env=env, capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 1 and "no model is bundled" in log and "guided_bimodal.pt" in log, log
-    assert "Traceback" not in log and str(site) in log, log

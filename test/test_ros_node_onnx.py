@@ -1,12 +1,11 @@
 """The stereo node on the onnxruntime backend, as its own process over real rclpy/DDS (loopback-only profile,
 private domain id), with torch blocked in that process (a runtime install has none): the bundled .onnx model's
-outputs equal `OrtPredictor`'s on the same input, its cloud follows the same rule as on torch, and GPU requests
-fall back to the CPU (or fail, with device_fallback false) with one clear line."""
+outputs equal `OrtPredictor`'s on the same input, and its cloud follows the same rule as on torch. GPU requests
+that fall back to the CPU (or fail, with device_fallback false) are checked in-process (`test_ros_node_startup.py`)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("stereo_msgs.msg")
 pytest.importorskip("onnxruntime")
 
-from ros_helpers import NodeProcess, answer_once, node_command, node_env, organized_points  # noqa: E402
+from ros_helpers import answer_once, organized_points  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -66,33 +65,3 @@ def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
     want = disparity_to_points(disp, camera, valid=in_cloud)
     got = np.dstack([pts["x"], pts["y"], pts["z"]])
     np.testing.assert_allclose(got[in_cloud], want[in_cloud], rtol=1e-5)
-
-
-def run_to_exit(params, env, tmp_path, timeout=120):
-    proc = subprocess.run(node_command(params), env=node_env(env, tmp_path), capture_output=True, text=True,
-                          timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def test_gpu_provider_requested_but_absent(torch_free_env, tmp_path):
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this onnxruntime has CUDA")
-    onnx = {"checkpoint": "", "backend": "onnxruntime"}
-    rc, log = run_to_exit({**onnx, "device": "tensorrt", "device_fallback": False}, torch_free_env, tmp_path)
-    assert rc == 1 and "cannot start" in log and "has no TensorrtExecutionProvider" in log, (rc, log)
-    assert "Traceback" not in log
-    node = NodeProcess({**onnx, "device": "cuda"}, torch_free_env, tmp_path, "fallback")
-    try:
-        log = node.wait_log("ready:", 120)
-        assert "has no CUDAExecutionProvider" in log and "running on the CPU" in log
-        assert "ready: device cpu (CPUExecutionProvider)" in log
-    finally:
-        rc = node.stop()
-    assert rc == 0, node.log()
-
-
-def test_tensorrt_needs_the_onnxruntime_backend(ros_env, tmp_path):
-    rc, log = run_to_exit({"backend": "torch", "device": "tensorrt"}, ros_env, tmp_path)
-    assert rc == 1 and "device='tensorrt' needs backend onnxruntime" in log, (rc, log)

@@ -1,4 +1,4 @@
-"""smd_ros.params: NodeConfig validation, ROS descriptors, run-time changes, config/stereo.yaml, resolvers."""
+"""smd_ros.params: NodeConfig validation, ROS descriptors, run-time changes, config/stereo.yaml, devices."""
 
 from __future__ import annotations
 
@@ -132,37 +132,22 @@ def test_stereo_yaml_lists_every_parameter_with_its_default_and_a_comment():
     params.config_from_mapping(values)
 
 
-def test_resolve_checkpoint(tmp_path, monkeypatch):
-    f = tmp_path / "m.pth"
-    f.write_bytes(b"x")
-    assert params.resolve_checkpoint(str(f)) == f
-    with pytest.raises(FileNotFoundError, match="checkpoint file not found: .*missing.pth"):
-        params.resolve_checkpoint(str(tmp_path / "missing.pth"))
-    import smd_core.weights as weights
+def test_device_parameter_resolution():
+    """The node's `device` and `device_fallback` (smd_core.resolve, whose default hint names the parameter)."""
+    from smd_core.resolve import resolve_device
 
-    def absent():
-        raise FileNotFoundError("bundled weights guided_bimodal.pt are not in this install")
-
-    monkeypatch.setattr(weights, "default_checkpoint", absent)
-    with pytest.raises(FileNotFoundError, match="no model is bundled.*set the `checkpoint` parameter"):
-        params.resolve_checkpoint("")
-    monkeypatch.setattr(weights, "default_checkpoint", lambda: f)
-    assert params.resolve_checkpoint("") == f
-
-
-def test_resolve_device():
-    assert params.resolve_device("cpu", fallback=False, cuda_available=True) == ("cpu", "")
-    assert params.resolve_device("auto", fallback=False, cuda_available=False) == ("cpu", "")
-    assert params.resolve_device("auto", fallback=False, cuda_available=True) == ("cuda", "")
-    assert params.resolve_device("cuda:1", fallback=False, cuda_available=True) == ("cuda:1", "")
-    device, warning = params.resolve_device("cuda", fallback=True, cuda_available=False)
+    assert resolve_device("cpu", fallback=False, cuda_available=True) == ("cpu", "")
+    assert resolve_device("auto", fallback=False, cuda_available=False) == ("cpu", "")
+    assert resolve_device("auto", fallback=False, cuda_available=True) == ("cuda", "")
+    assert resolve_device("cuda:1", fallback=False, cuda_available=True) == ("cuda:1", "")
+    device, warning = resolve_device("cuda", fallback=True, cuda_available=False)
     assert device == "cpu" and "CUDA is not available" in warning
     with pytest.raises(RuntimeError, match="device_fallback is false"):
-        params.resolve_device("cuda", fallback=False, cuda_available=False)
+        resolve_device("cuda", fallback=False, cuda_available=False)
     with pytest.raises(ValueError, match="auto, cpu"):
-        params.resolve_device("tpu", fallback=True, cuda_available=False)
+        resolve_device("tpu", fallback=True, cuda_available=False)
     # Without an override it asks torch, which this machine answers either way.
-    device, _ = params.resolve_device("auto", fallback=True)
+    device, _ = resolve_device("auto", fallback=True)
     assert device in ("cpu", "cuda")
 
 

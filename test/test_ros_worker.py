@@ -7,9 +7,7 @@ import time
 
 import pytest
 
-pytest.importorskip("rclpy")
-
-from smd_ros.stereo_node import LatestSlot, Stats, ThrottledLog  # noqa: E402
+from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog
 
 
 def test_latest_slot_keeps_only_the_newest_item():
@@ -78,6 +76,7 @@ def test_stats_windows():
 
 def test_ctrl_c_during_start_up_exits_cleanly(monkeypatch, ros_env):
     """SIGINT while the model loads: rclpy's shutdown destroys the half-built node, which must not raise."""
+    pytest.importorskip("rclpy")
     from smd_ros import stereo_node
 
     def interrupted(self):

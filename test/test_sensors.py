@@ -10,15 +10,23 @@ import yaml
 
 pytest.importorskip("rclpy")
 
+from bag_fixtures import (  # noqa: E402
+    DEFAULT_START_NS,
+    StereoBagWriter,
+    StereoRig,
+    compressed_image_message,
+    image_message,
+    serialize,
+)
 from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from smd_core.data.io import read_image  # noqa: E402
 from smd_core.geometry import depth_to_disparity  # noqa: E402
 from smd_ros import sensors  # noqa: E402
-from smd_ros.bags import messages as bm  # noqa: E402
-from smd_ros.bags.convert import Bag2DatasetOptions, convert  # noqa: E402
-from smd_ros.bags.writer import DEFAULT_START_NS, StereoBagWriter, StereoCamera  # noqa: E402
+from smd_ros.bags.convert import convert  # noqa: E402
+from smd_ros.bags.options import Bag2DatasetOptions  # noqa: E402
+from smd_ros.bags.reader import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE  # noqa: E402
 from smd_ros.params import NodeConfig  # noqa: E402
 
 H, W = 24, 32
@@ -41,25 +49,25 @@ def _messages(case: str, stamp: int) -> tuple:
     """(left, right) rosbags messages of one encoding case."""
     if case.startswith("compressed_"):
         fmt = case.removeprefix("compressed_")
-        return tuple(bm.compressed_image_message(im, stamp, "cam", fmt) for im in (BGR_L, BGR_R))
+        return tuple(compressed_image_message(im, stamp, "cam", fmt) for im in (BGR_L, BGR_R))
     if case in ("mono8", "mono16"):
         grey = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY) for im in (BGR_L, BGR_R)]
         if case == "mono16":  # a 12-bit sensor
             grey = [(g.astype(np.uint16) << 4) | 7 for g in grey]
-        return tuple(bm.image_message(g, stamp, "cam", case) for g in grey)
+        return tuple(image_message(g, stamp, "cam", case) for g in grey)
     if case == "yuv422":
-        return tuple(bm.image_message(_uyvy(im), stamp, "cam", case) for im in (BGR_L, BGR_R))
-    return tuple(bm.image_message(im, stamp, "cam", case) for im in (BGR_L, BGR_R))
+        return tuple(image_message(_uyvy(im), stamp, "cam", case) for im in (BGR_L, BGR_R))
+    return tuple(image_message(im, stamp, "cam", case) for im in (BGR_L, BGR_R))
 
 
 def _camera_infos(binning: int, stamp: int) -> tuple:
     """CameraInfo pair for W x H images; with binning 2 the sensor is 2W x 2H and a ROI offset is set."""
     if binning == 1:
-        cam = StereoCamera(W, H, 40.0, 41.0, 15.5, 11.5, baseline=0.5)
+        cam = StereoRig(W, H, 40.0, 41.0, 15.5, 11.5, baseline=0.5)
         infos = [cam.camera_info(side, stamp) for side in ("left", "right")]
         infos[1].p[2] = 17.0  # doffs = 1.5 px
         return tuple(infos)
-    cam = StereoCamera(2 * W + 4, 2 * H, 80.0, 80.0, 33.0, 23.0, baseline=0.25)
+    cam = StereoRig(2 * W + 4, 2 * H, 80.0, 80.0, 33.0, 23.0, baseline=0.25)
     infos = [cam.camera_info(side, stamp) for side in ("left", "right")]
     for info in infos:
         info.binning_x = info.binning_y = 2
@@ -78,8 +86,8 @@ def _write_bag(path, left, right, infos, depth) -> None:
 
 def _as_rclpy(msg):
     """The rclpy message the node would receive for the same bytes."""
-    kind = {bm.IMAGE: Image, bm.COMPRESSED_IMAGE: CompressedImage, bm.CAMERA_INFO: CameraInfo}[msg.__msgtype__]
-    return deserialize_message(bm.serialize(msg), kind)
+    kind = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo}[msg.__msgtype__]
+    return deserialize_message(serialize(msg), kind)
 
 
 @pytest.mark.parametrize("binning", [1, 2])
@@ -90,7 +98,7 @@ def test_node_and_bag_tool_decode_identically(tmp_path, case, binning):
     left, right = _messages(case, stamp)
     infos = _camera_infos(binning, stamp)
     depth_m = np.linspace(1.0, 9.0, H * W, dtype=np.float32).reshape(H, W)
-    depth = bm.image_message(depth_m, stamp, "cam")
+    depth = image_message(depth_m, stamp, "cam")
     _write_bag(tmp_path / "rec", left, right, infos, depth)
     convert([tmp_path / "rec"], tmp_path / "ds", Bag2DatasetOptions(depth="/left/depth", progress=False,
                                                                     check_rectification=False, val_fraction=0.0))
@@ -119,7 +127,7 @@ def test_rclpy_and_rosbags_messages_share_the_encoding_table():
     a = sensors.stereo_images(left, right)
     b = sensors.stereo_images(_as_rclpy(left), _as_rclpy(right))
     np.testing.assert_array_equal(a[0], b[0])
-    depth = bm.image_message(np.ones((H, W), np.float32), 0, "cam")
+    depth = image_message(np.ones((H, W), np.float32), 0, "cam")
     for msg in (depth, _as_rclpy(depth)):
         with pytest.raises(sensors.InputError, match="unsupported encoding '32FC1'") as err:
             sensors.stereo_images(msg, msg)

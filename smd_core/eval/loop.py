@@ -31,7 +31,7 @@ import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,9 +49,11 @@ from smd_core.eval.curve import (
 )
 from smd_core.eval.report import overview_picture, write_frame_pictures
 from smd_core.infer.dense import DensePrediction
-from smd_core.infer.torch_backend import Predictor
-from smd_core.model.network import SMDNet
 from smd_core.viz import write_png
+
+if TYPE_CHECKING:  # torch only runs a model (`evaluate`): scoring (`score_frame`, `summarize`) needs none
+    from smd_core.infer.torch_backend import Predictor
+    from smd_core.model.network import SMDNet
 
 
 def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = None,
@@ -115,6 +117,9 @@ def _iterate(frames: Any) -> Iterable[Mapping[str, Any]]:
 
 
 def _as_predictor(model_or_predictor: SMDNet | Predictor | None) -> Predictor | None:
+    from smd_core.infer.torch_backend import Predictor
+    from smd_core.model.network import SMDNet
+
     if model_or_predictor is None or isinstance(model_or_predictor, Predictor):
         return model_or_predictor
     if isinstance(model_or_predictor, SMDNet):

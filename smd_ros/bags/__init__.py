@@ -1,12 +1,10 @@
-"""rosbag2 tools on the ROS side, runnable without a ROS install (pure-Python `rosbags`).
+"""rosbag2 tools, runnable without a ROS install (pure-Python `rosbags`).
 
-Reading: `reader` (sqlite3/mcap recordings, split, cut off or damaged), `messages` (CDR (de)serialization,
-header stamps from the raw bytes, message builders), `errors`.
-`smd bag2dataset` (one bag -> a training set): `cli` (arguments, exit codes) -> `convert` (the steps) ->
-`scan` (topic checks, pass 1: stamps and CameraInfos; pass 2: the planned frames' messages), `calib`
-(the CameraInfo pair, rectification), `pairing` (frames by stamp, window, stride, split), `frames`
-(decode, rectify, label, range-check, write one frame), `pseudo` (labels from a model), `manifest`
-(the output folder: fingerprint, resume, manifest, lists, preview), `options` (settings and report).
-Recording: `writer` (bags for tests, scripts and the bundled sample).
-Camera images and calibration are decoded by `smd_ros.sensors`, the decoder the stereo node uses too.
+`reader` (sqlite3 / mcap recordings, split, cut off or damaged; CDR, header stamps; BagError) and
+`smd bag2dataset`: `cli` -> `convert` (the steps) -> `scan` (topic checks, pass 1: stamps and CameraInfos;
+pass 2: the planned frames' messages), `calib` (the CameraInfo pair, rectification), `pairing` (`Frame`; by
+stamp, window, stride, split), `frames` (decode, rectify, label, range-check, write one frame), `pseudo`
+(labels from a model), `manifest` (the output folder: fingerprint, resume, lists, preview), `options`,
+`report`. Images and calibration are decoded by `smd_ros.sensors`, the stereo node's decoder.
+Bags for tests, benches and the bundled sample are written by test/bag_fixtures.py (not installed).
 """

@@ -1,10 +1,7 @@
-"""Stereo calibration of a recording from its CameraInfo pair: the camera, rectification maps, notes.
-
-The rectified camera (intrinsics from P, baseline, doffs, binning and ROI) is `smd_ros.sensors.stereo_camera`,
-the node's own; this module adds what conversion needs on top: the raw cameras (K, D, R) to rectify raw
-images and depth, hints that the infos describe raw cameras, and calib.yaml. REP 104: images on
-`image_rect` topics come with the same CameraInfo as the raw ones, so their intrinsics are P[:, :3], not K.
-"""
+"""A recording's stereo calibration from its CameraInfo pair. The rectified camera is the node's own
+(`sensors.stereo_camera`); this module adds the raw cameras (K, D, R) to rectify raw images and depth, hints
+that the infos describe raw cameras, calib.yaml, and the check that a pair's feature matches share rows.
+REP 104: `image_rect` topics come with the raw CameraInfo, so their intrinsics are P[:, :3], not K."""
 
 from __future__ import annotations
 
@@ -46,25 +43,21 @@ class CameraModel:
     frame_id: str = ""
     binning_x: int = 0
     binning_y: int = 0
-    roi: Roi = dataclasses.field(default_factory=lambda: Roi())
+    roi: Roi = Roi()
 
     @classmethod
     def from_msg(cls, msg: Any) -> CameraModel:
         roi = msg.roi
-        return cls(
-            width=int(msg.width), height=int(msg.height),
-            k=np.asarray(msg.k, np.float64).reshape(3, 3), d=np.asarray(msg.d, np.float64).reshape(-1),
-            r=np.asarray(msg.r, np.float64).reshape(3, 3), p=np.asarray(msg.p, np.float64).reshape(3, 4),
-            distortion_model=str(msg.distortion_model), frame_id=str(msg.header.frame_id),
-            binning_x=int(msg.binning_x), binning_y=int(msg.binning_y),
-            roi=Roi(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)),
-        )
+        return cls(int(msg.width), int(msg.height), np.asarray(msg.k, np.float64).reshape(3, 3),
+                   np.asarray(msg.d, np.float64).reshape(-1), np.asarray(msg.r, np.float64).reshape(3, 3),
+                   np.asarray(msg.p, np.float64).reshape(3, 4), str(msg.distortion_model), str(msg.header.frame_id),
+                   int(msg.binning_x), int(msg.binning_y),
+                   Roi(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
 
     @property
     def full_frame(self) -> bool:
         """True when the images are the whole sensor (no binning, no ROI): raw K, D, R apply to them."""
-        return max(1, self.binning_x) == 1 and max(1, self.binning_y) == 1 and not (self.roi.width or
-                                                                                  self.roi.height)
+        return max(1, self.binning_x, self.binning_y) == 1 and not (self.roi.width or self.roi.height)
 
     def same_as(self, other: CameraModel, tol: float = 1e-9) -> bool:
         """True when both describe the same calibration (size, binning, ROI, model and all matrices)."""
@@ -78,11 +71,7 @@ class CameraModel:
 
     def rotation_deg(self) -> float:
         """Angle (degrees) of R; 0 when the rectification rotation is the identity."""
-        cos = (np.trace(self.r) - 1.0) / 2.0
-        return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
-
-    def has_distortion(self) -> bool:
-        return bool(np.any(np.abs(self.d) > 1e-12))
+        return math.degrees(math.acos(float(np.clip((np.trace(self.r) - 1.0) / 2.0, -1.0, 1.0))))
 
     def rectify_maps(self) -> tuple[np.ndarray, np.ndarray]:
         """cv2.remap maps (H, W) float32 taking raw images to the rectified grid of P (same size)."""
@@ -92,20 +81,15 @@ class CameraModel:
             d = np.zeros(4) if self.d.size == 0 else self.d[:4]
             return cv2.fisheye.initUndistortRectifyMap(self.k, d, self.r, self.p[:, :3], size, cv2.CV_32FC1)
         if model not in PLUMB_BOB_MODELS:
-            raise ValueError(
-                f"camera_info distortion_model {self.distortion_model!r} is not supported for --rectify; "
-                f"supported: plumb_bob, rational_polynomial, equidistant"
-            )
+            raise ValueError(f"camera_info distortion_model {self.distortion_model!r} is not supported for --rectify; "
+                             "supported: plumb_bob, rational_polynomial, equidistant")
         return cv2.initUndistortRectifyMap(self.k, self.d, self.r, self.p, size, cv2.CV_32FC1)
 
 
 @dataclasses.dataclass
 class StereoCalibration:
-    """A rectified horizontal stereo pair: its `camera` (from `sensors.stereo_camera`) and the raw models.
-
-    `camera.doffs` = cx_right - cx_left (px) is non-zero only when the two rectified principal points differ;
-    then disparity = f * B / Z - doffs.
-    """
+    """A rectified horizontal stereo pair: its `camera` (doffs = cx_right - cx_left: disparity = f B / Z - doffs)
+    and the raw models."""
 
     left: CameraModel
     right: CameraModel
@@ -114,8 +98,7 @@ class StereoCalibration:
 
     @classmethod
     def from_models(cls, left: CameraModel, right: CameraModel) -> StereoCalibration:
-        """Validate that the pair is a rectified horizontal one (InputError, a ValueError, if not), for the
-        images the left CameraInfo describes (binning and ROI applied)."""
+        """The pair for the images the left CameraInfo describes; InputError (a ValueError) if not rectified."""
         width, height = sensors.info_image_size(left)
         camera = sensors.stereo_camera(left, right, width, height)
         warnings: list[str] = []
@@ -132,16 +115,14 @@ class StereoCalibration:
         return self.camera.width, self.camera.height
 
     def rectification_notes(self) -> list[str]:
-        """Hints that the infos describe raw cameras (non-identity R or distortion), for images not rectified here."""
+        """Hints that the infos describe raw cameras (R not the identity, or distortion)."""
         notes = []
         for side, cam in (("left", self.left), ("right", self.right)):
             angle = cam.rotation_deg()
-            if angle > 0.05 or cam.has_distortion():
-                notes.append(
-                    f"{side} camera_info has R rotating {angle:.2f} deg and D={np.round(cam.d, 4).tolist()}: "
-                    "it describes the raw camera. The images are taken to be rectified already (intrinsics from "
-                    "P); pass --rectify if the image topics carry raw images"
-                )
+            if angle > 0.05 or np.any(np.abs(cam.d) > 1e-12):
+                notes.append(f"{side} camera_info has R rotating {angle:.2f} deg and D={np.round(cam.d, 4).tolist()}: "
+                             "it describes the raw camera. The images are taken to be rectified already (intrinsics "
+                             "from P); pass --rectify if the image topics carry raw images")
         return notes
 
     def rectify_depth(self, depth_m: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
@@ -153,40 +134,25 @@ class StereoCalibration:
         """
         sampled = cv2.remap(depth_m.astype(np.float32), map_x, map_y, cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-        height, width = sampled.shape
-        cam = self.camera
-        xs = (np.arange(width, dtype=np.float64) - cam.cx) / cam.fx
-        ys = (np.arange(height, dtype=np.float64) - cam.cy) / cam.fy
-        r = self.left.r  # raw -> rectified
-        # z-component of R^T r, i.e. column 2 of R dotted with r.
-        raw_z = r[0, 2] * xs[None, :] + r[1, 2] * ys[:, None] + r[2, 2]
+        cam, r = self.camera, self.left.r  # r: raw -> rectified
+        xs = (np.arange(sampled.shape[1], dtype=np.float64) - cam.cx) / cam.fx
+        ys = (np.arange(sampled.shape[0], dtype=np.float64) - cam.cy) / cam.fy
+        raw_z = r[0, 2] * xs[None, :] + r[1, 2] * ys[:, None] + r[2, 2]  # (R^T r)_z: column 2 of R dotted with r
         with np.errstate(invalid="ignore", divide="ignore"):
             return (sampled / raw_z).astype(np.float32)
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """What calib.yaml stores: rectified intrinsics K, baseline, size, and the source CameraInfos."""
         cam = self.camera
-        k = [[cam.fx, 0.0, cam.cx], [0.0, cam.fy, cam.cy], [0.0, 0.0, 1.0]]
         return {
-            "width": cam.width,
-            "height": cam.height,
-            "K": k,
-            "fx": cam.fx,
-            "fy": cam.fy,
-            "cx": cam.cx,
-            "cy": cam.cy,
-            "baseline": cam.baseline,
-            "doffs": cam.doffs,
+            "width": cam.width, "height": cam.height,
+            "K": [[cam.fx, 0.0, cam.cx], [0.0, cam.fy, cam.cy], [0.0, 0.0, 1.0]],
+            "fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy, "baseline": cam.baseline, "doffs": cam.doffs,
             "disparity_to_depth": "Z = fx * baseline / (disparity + doffs)",
-            "P_left": self.left.p.tolist(),
-            "P_right": self.right.p.tolist(),
-            "raw": {
-                side: {
-                    "frame_id": cam.frame_id, "distortion_model": cam.distortion_model,
-                    "K": cam.k.tolist(), "D": cam.d.tolist(), "R": cam.r.tolist(),
-                }
-                for side, cam in (("left", self.left), ("right", self.right))
-            },
+            "P_left": self.left.p.tolist(), "P_right": self.right.p.tolist(),
+            "raw": {side: {"frame_id": raw.frame_id, "distortion_model": raw.distortion_model, "K": raw.k.tolist(),
+                           "D": raw.d.tolist(), "R": raw.r.tolist()}
+                    for side, raw in (("left", self.left), ("right", self.right))},
         }
 
 
@@ -196,10 +162,7 @@ def stereo_matches(left: np.ndarray, right: np.ndarray, max_corners: int = 400) 
     Corners tracked left -> right with pyramidal Lucas-Kanade (sub-pixel, handles large disparities) and
     kept only when tracking back lands within 0.5 px of the start and the disparity is not negative.
     """
-    def gray(img: np.ndarray) -> np.ndarray:
-        return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-
-    gl, gr = gray(left), gray(right)
+    gl, gr = (img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in (left, right))
     p0 = cv2.goodFeaturesToTrack(gl, maxCorners=max_corners, qualityLevel=0.01, minDistance=4, blockSize=5)
     if p0 is None:
         return np.zeros((0, 4), np.float32)
@@ -212,10 +175,8 @@ def stereo_matches(left: np.ndarray, right: np.ndarray, max_corners: int = 400) 
     return np.hstack([p0[ok], p1[ok]]).astype(np.float32)
 
 
-def vertical_misalignment(
-    matches: np.ndarray, size: tuple[int, int], *, threshold: float = 0.5, min_inliers: int = 20,
-    iterations: int = 300,
-) -> tuple[float, int]:
+def vertical_misalignment(matches: np.ndarray, size: tuple[int, int], *, threshold: float = 0.5, min_inliers: int = 20,
+                          iterations: int = 300) -> tuple[float, int]:
     """Typical vertical offset (px) between matched points of a stereo pair, and the inlier count.
 
     In a rectified pair matches share a row. An unrectified pair shows a smooth vertical offset field (shift,
@@ -227,10 +188,9 @@ def vertical_misalignment(
     n = len(matches)
     if n < max(3, min_inliers):
         return float("nan"), 0
-    width, height = size
-    x, y = matches[:, 0].astype(np.float64), matches[:, 1].astype(np.float64)
-    dy = (matches[:, 3] - matches[:, 1]).astype(np.float64)
-    design = np.stack([np.ones(n), x / width, y / height], axis=1)
+    m = matches.astype(np.float64)
+    dy = m[:, 3] - m[:, 1]
+    design = np.stack([np.ones(n), m[:, 0] / size[0], m[:, 1] / size[1]], axis=1)
     rng = np.random.default_rng(0)
     best = np.zeros(n, bool)
     for _ in range(iterations):

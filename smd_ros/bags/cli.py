@@ -8,10 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from smd_ros.bags.errors import BagError, DamagedBagError
 from smd_ros.bags.options import Bag2DatasetOptions
-
-DESCRIPTION = "turn rosbag2 stereo recordings into a training set"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a frame whose non-finite or >= image-width labels exceed this fraction of its pixels is "
                           f"left out of the lists (default {d.max_bad_labels:g}); fewer are masked")
     geo.add_argument("--pseudo-max-uncertainty", type=float, default=d.pseudo_max_uncertainty, metavar="PX",
-                     help="keep pixels whose uncertainty (the model's, px) is below this; 0 (default): 1.1 x the "
-                          "model's floor, sqrt(2) * 0.01 * max_disp, i.e. a sharp mode with over 90 %% of the weight")
+                     help="keep pixels whose uncertainty (the model's, px) is below this; 0 (default): the "
+                          "model's own threshold (its Deployment.pseudo_max_uncertainty)")
     geo.add_argument("--pseudo-lr-tolerance", type=float, default=d.pseudo_lr_tolerance, metavar="PX",
                      help=f"left-right consistency tolerance (default {d.pseudo_lr_tolerance})")
     geo.add_argument("--device", default=d.device, help="torch device for --pseudo-labels (default cpu)")
@@ -75,20 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def options_from_args(args: argparse.Namespace) -> Bag2DatasetOptions:
-    fields = {f.name for f in dataclasses.fields(Bag2DatasetOptions)}
-    return Bag2DatasetOptions(**{k: v for k, v in vars(args).items() if k in fields})
-
-
 def run(args: argparse.Namespace) -> int:
     """Exit codes: 0 done, 1 bad input (topics, encodings, sizes, output folder), 3 damaged recording
     (readable part converted and kept), 130 interrupted (rerun the same command to resume)."""
-    from smd_ros.bags.convert import convert  # deferred: `--help` needs none of the conversion code
+    # Deferred: `--help` needs none of the conversion code.
+    from smd_ros.bags.convert import DamagedBagError, convert
+    from smd_ros.bags.reader import BagError
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        report = convert(args.bags, args.out, options_from_args(args))
+        fields = {f.name for f in dataclasses.fields(Bag2DatasetOptions)}
+        options = Bag2DatasetOptions(**{k: v for k, v in vars(args).items() if k in fields})
+        report = convert(args.bags, args.out, options)
     except DamagedBagError as err:
         print(err.report.summary())
         print(f"bag2dataset: error: {err}", file=sys.stderr)
@@ -105,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script `bag2dataset` (same arguments as `smd bag2dataset`)."""
-    parser = argparse.ArgumentParser(prog="bag2dataset", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="bag2dataset", description="turn rosbag2 recordings into a training set")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

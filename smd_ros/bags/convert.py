@@ -1,10 +1,4 @@
-"""`smd bag2dataset BAG [BAG...] --out DIR`: turn rosbag2 stereo recordings into a training set.
-
-Reads sqlite3 and mcap recordings (split or not, also cut-off ones) with `rosbags`, no ROS install needed.
-Left/right images (`sensor_msgs/Image` or `CompressedImage`) are paired by header stamp; ground truth comes
-from a depth image registered to the left camera (`--depth`, 32FC1 metres / 16UC1 mm, d = fx * B / Z with
-fx and B from the rectified P matrices), a `stereo_msgs/DisparityImage` (`--disparity`), or confident
-model predictions (`--pseudo-labels CKPT`).
+"""`smd bag2dataset BAG [BAG...] --out DIR`: rosbag2 stereo recordings -> a training set (README: Fine-tuning).
 
 Output folder:
     left/000000.png right/000000.png   images (8-bit PNG, as recorded or rectified with --rectify)
@@ -15,13 +9,12 @@ Output folder:
     manifest.json                      source bags, topics, per-frame stamps, counts, options, tool version
     preview.png                        a few frames: left, right, disparity (, kept pixels)
 
-Every file is written to a temporary name and renamed, and the manifest fixes the frame plan up front, so
-a rerun with the same arguments resumes an interrupted conversion without rewriting finished frames.
+Every file is written under a temporary name and renamed, and the manifest fixes the frame plan up front, so
+rerunning the same command resumes an interrupted conversion without rewriting finished frames.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,38 +25,29 @@ import yaml
 from tqdm import tqdm
 
 from smd_core.files import atomic_write
+from smd_ros.bags import manifest
 from smd_ros.bags.calib import StereoCalibration, vertical_misalignment
-from smd_ros.bags.errors import BagError, DamagedBagError, DatasetExistsError
-from smd_ros.bags.frames import FrameWriter, PlannedFrame, load_predictor
-from smd_ros.bags.manifest import (
-    MANIFEST,
-    bag_identity,
-    check_same_plan,
-    clear_dataset,
-    fingerprint_of,
-    inspect_output,
-    manifest_of,
-    now,
-    remove_temporaries,
-    write_json,
-    write_lists,
-    write_preview,
-)
-from smd_ros.bags.options import Bag2DatasetOptions, ConversionReport
-from smd_ros.bags.pairing import PairedFrame, apply_stride, assign_splits, pair_stamps, select_window
-from smd_ros.bags.reader import BagSource
+from smd_ros.bags.frames import FrameWriter, load_predictor
+from smd_ros.bags.options import Bag2DatasetOptions
+from smd_ros.bags.pairing import Frame, apply_stride, assign_splits, pair_stamps, select_window
+from smd_ros.bags.reader import BagError, BagSource
+from smd_ros.bags.report import ConversionReport
 from smd_ros.bags.scan import BagScan, collect, scan_bag
 
 LOG = logging.getLogger("smd_ros.bags")
+
+
+class DamagedBagError(BagError):
+    """Recordings were damaged; the frames before the damage were written (`report` says what was converted)."""
+
+    def __init__(self, message: str, report: ConversionReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 # Largest median vertical offset (px) of feature matches tolerated in a "rectified" pair.
 MAX_VERTICAL_OFFSET_PX = 1.0
 MANIFEST_EVERY = 25  # frames between manifest updates (resume bookkeeping survives a kill)
-
-__all__ = ["Bag2DatasetOptions", "ConversionReport", "DamagedBagError", "DatasetExistsError", "convert"]
-
-
-def _where(scan: BagScan, frame: PlannedFrame) -> str:
-    return f"{scan.source.path} frame {frame.name} (left stamp {frame.pair.left_ns} ns)"
 
 
 def _calibrate(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> StereoCalibration:
@@ -88,189 +72,143 @@ def _calibrate(scans: list[BagScan], options: Bag2DatasetOptions, report: Conver
 
 def _bag_summary(scan: BagScan, paired: int, frames: int, dropped: dict[str, int]) -> dict[str, Any]:
     """What the report and the manifest say about one bag."""
-    info = dict(bag_identity(scan.source), messages={k: v for k, v in scan.counts.items() if not k.endswith("_info")},
-                paired=paired, frames=frames, dropped=dropped,
+    messages = {k: v for k, v in scan.counts.items() if not k.endswith("_info")}
+    info = dict(manifest.bag_identity(scan.source), messages=messages, paired=paired, frames=frames, dropped=dropped,
                 topics={t: {"type": i.msgtype, "count": i.count} for t, i in scan.source.topics().items()})
     if scan.damage:
-        first, last = scan.first_log_ns, scan.damage.last_time_ns
+        first, last, why, read = (scan.first_log_ns, scan.damage.last_time_ns, scan.damage.reason,
+                                  scan.damage.messages_read)
         seconds = (last - first) / 1e9 if (first is not None and last is not None) else 0.0
-        info["damaged"] = {
-            "reason": scan.damage.reason, "messages_read": scan.damage.messages_read,
-            "last_log_time_ns": last, "seconds_read": seconds,
-            "message": (f"recording is damaged ({scan.damage.reason}); readable up to {seconds:.2f} s into the "
-                        f"recording ({scan.damage.messages_read} messages on the converted topics)"),
-        }
+        info["damaged"] = {"reason": why, "messages_read": read, "last_log_time_ns": last, "seconds_read": seconds,
+                           "message": f"recording is damaged ({why}); readable up to {seconds:.2f} s into the "
+                                      f"recording ({read} messages on the converted topics)"}
     return info
 
 
-def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> list[PlannedFrame]:
+def _plan(scans: list[BagScan], options: Bag2DatasetOptions, report: ConversionReport) -> list[Frame]:
     """Pairing, time window, stride, frame cap and train/val split; fills `report.bags` and the counts."""
     tol_ns = round(options.tolerance * 1e9)
     gt_role = "depth" if options.depth else "disparity" if options.disparity else None
-    planned: list[PairedFrame] = []
+    planned: list[Frame] = []
     for scan in scans:
-        result = pair_stamps(
-            scan.index, scan.stamps["left"], scan.stamps["right"], scan.stamps[gt_role] if gt_role else None,
-            tolerance_ns=tol_ns, topics=(options.left_image, options.right_image, options.gt_topic),
-        )
-        frames = select_window(result.frames, options.start, options.end, result.dropped)
-        frames = apply_stride(frames, options.stride, result.dropped)
+        paired, dropped = pair_stamps(scan.index, scan.stamps["left"], scan.stamps["right"],
+                                      scan.stamps[gt_role] if gt_role else None, tolerance_ns=tol_ns,
+                                      topics=(options.left_image, options.right_image, options.gt_topic))
+        frames = apply_stride(select_window(paired, options.start, options.end, dropped), options.stride, dropped)
         if options.max_frames is not None:
             room = max(0, options.max_frames - len(planned))
             if len(frames) > room:
-                result.dropped[f"beyond --max-frames {options.max_frames}"] += len(frames) - room
+                dropped[f"beyond --max-frames {options.max_frames}"] += len(frames) - room
                 frames = frames[:room]
         planned.extend(frames)
-        report.bags.append(_bag_summary(scan, len(result.frames), len(frames), dict(result.dropped)))
-        report.dropped.update(result.dropped)
+        report.bags.append(_bag_summary(scan, len(paired), len(frames), dict(dropped)))
+        report.dropped.update(dropped)
     assign_splits(planned, options.val_fraction, options.val_blocks)
-    frames = [PlannedFrame(i, p) for i, p in enumerate(planned)]
-    report.frames = len(frames)
-    report.train = sum(f.pair.split == "train" for f in frames)
+    for index, frame in enumerate(planned):
+        frame.index = index
+    report.frames = len(planned)
+    report.train = sum(f.split == "train" for f in planned)
     report.val = report.frames - report.train
-    if not frames:
+    if not planned:
         damage = "".join(f"; {b['path']}: {b['damaged']['message']}" for b in report.bags if b.get("damaged"))
         raise BagError("no frames to convert: " + ("; ".join(f"{n} {r}" for r, n in report.dropped.items())
                                                    or "no stereo pairs at all") + damage)
     if not options.has_labels:
         report.warnings.append("no ground truth (--depth, --disparity or --pseudo-labels): the lists have no "
                                "disparity column and are not usable for supervised training")
-    return frames
+    return planned
 
 
-@dataclasses.dataclass
-class _Conversion:
-    """One conversion's state between its steps (see `convert`)."""
-
-    out: Path
-    options: Bag2DatasetOptions
-    fingerprint: str
-    identity: dict[str, Any]
-    report: ConversionReport
-    scans: list[BagScan]
-    calib: StereoCalibration
-    frames: list[PlannedFrame]
-    created: str = ""
-
-    def save_manifest(self, status: str) -> None:
-        write_json(self.out / MANIFEST, manifest_of(self.options, self.fingerprint, self.identity, self.report,
-                                                    self.calib, self.frames, self.created, status))
-
-    def prepare_output(self, action: str, existing: dict[str, Any] | None) -> None:
-        """Resume (same plan, earlier per-frame results kept), replace or create `out`; write calib.yaml and
-        the manifest of the plan."""
-        out, options = self.out, self.options
-        if action == "resume":
-            check_same_plan(existing or {}, self.frames, options, out)
-            previous = {f["id"]: f for f in (existing or {}).get("frames", [])}
-            for f in self.frames:
-                f.restore(previous.get(f.name, {}))
-        elif action == "replace":
-            LOG.warning("--overwrite: replacing the dataset in %s", out)
-            clear_dataset(out)
-            existing = None
-        out.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(out)
-        for sub in ("left", "right", *(("disp",) if options.has_labels else ()),
-                    *(("conf",) if options.pseudo_labels else ())):
-            (out / sub).mkdir(exist_ok=True)
-        atomic_write(out / "calib.yaml", yaml.safe_dump(self.calib.to_yaml_dict(), sort_keys=False).encode())
-        self.created = (existing or {}).get("created") or now()
-        self.save_manifest("in_progress")
-
-    def write_frames(self, predictor: Any, on_frame: Callable[[int], None] | None) -> FrameWriter:
-        """Pass 2: decode and write the frames not already on disk; the manifest is saved every
-        MANIFEST_EVERY frames and on interruption."""
-        out, options, report = self.out, self.options, self.report
-        todo = [f for f in self.frames if not f.done(out, options)]
-        report.reused = len(self.frames) - len(todo)
-        for f in self.frames:
-            if f.valid_fraction is None and options.has_labels and f.done(out, options):
-                f.measure(np.load(out / f.files(options)["disp"], mmap_mode="r"))
-        if todo and options.pseudo_labels and predictor is None:
-            predictor = load_predictor(options)
-        writer = FrameWriter(out, options, self.calib, predictor)
-        bar = tqdm(total=len(self.frames), initial=report.reused, desc="convert", unit="frame",
-                   disable=not options.progress)
-        since_manifest = 0
-        try:
-            for scan in self.scans:
-                bag_todo = [f for f in todo if f.pair.bag == scan.index]
-                for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
-                    if parts is None:
-                        continue  # cut off by damage; counted in finish()
-                    writer.write(frame, parts, _where(scan, frame))
-                    report.written += 1
-                    bar.update()
-                    since_manifest += 1
-                    if on_frame is not None:
-                        on_frame(frame.index)
-                    if since_manifest >= MANIFEST_EVERY:
-                        since_manifest = 0
-                        self.save_manifest("in_progress")
-        except BaseException:
-            # Interrupted or failed: keep the per-frame bookkeeping of what was written, then re-raise.
-            if report.written:
-                self.save_manifest("in_progress")
-            raise
-        finally:
-            bar.close()
-        return writer
-
-    def finish(self, writer: FrameWriter) -> ConversionReport:
-        """Warnings, lists, preview and the final manifest; DamagedBagError for damaged recordings unless
-        --allow-truncated."""
-        out, options, report, frames = self.out, self.options, self.report, self.frames
-        report.warnings.extend(writer.warnings)
-        if writer.matches:
-            offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.image_size)
-            if offset > MAX_VERTICAL_OFFSET_PX:
-                report.warnings.append(
-                    f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
-                    f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
-                    "topics carry raw images, or check that left and right are a rectified pair"
-                )
-        for index, why in sorted(writer.corrupt.items()):
-            report.corrupt[frames[index].name] = why
-            report.warnings.append(f"skipped frame {frames[index].name}: {why}")
-        done = [f for f in frames if f.done(out, options)]
-        report.incomplete = len(frames) - len(done) - len(writer.corrupt)
-        report.count_labels(done)
-        usable = [f for f in done if f.rejected is None]
-        write_lists(out, usable, options)
-        write_preview(out, usable, options)
-        damaged = [b for b in report.bags if b.get("damaged")]
-        report.status = "partial" if (damaged and not options.allow_truncated) or report.incomplete else "complete"
-        self.save_manifest(report.status)
-        if damaged and not options.allow_truncated:
-            details = "; ".join(f"{b['path']}: {b['damaged']['message']}" for b in damaged)
-            raise DamagedBagError(
-                f"{details}. Kept the {len(done)} frames converted from the readable part in {out} (lists and "
-                "manifest written, status 'partial'). Rerun with --allow-truncated to accept them as the dataset, "
-                "or repair the recording (ros2 bag reindex) first", report)
-        for bag in damaged:
-            report.warnings.append(f"{bag['path']}: {bag['damaged']['message']}; converted the readable part")
-        return report
+def _prepare_output(out: Path, action: str, existing: dict[str, Any] | None, frames: list[Frame],
+                    options: Bag2DatasetOptions, calib: StereoCalibration) -> str:
+    """Resume (same plan, earlier per-frame results kept), replace or create `out`, write calib.yaml; returns
+    when the dataset was created."""
+    if action == "resume":
+        manifest.resume(existing or {}, frames, options, out)
+    elif action == "replace":
+        LOG.warning("--overwrite: replacing the dataset in %s", out)
+        manifest.clear_dataset(out)
+        existing = None
+    out.mkdir(parents=True, exist_ok=True)
+    manifest.remove_temporaries(out)
+    for sub in {Path(f).parent.name for f in frames[0].files(options).values()}:
+        (out / sub).mkdir(exist_ok=True)
+    atomic_write(out / "calib.yaml", yaml.safe_dump(calib.to_yaml_dict(), sort_keys=False).encode())
+    return (existing or {}).get("created") or manifest.now()
 
 
-def convert(
-    bags: Sequence[str | Path],
-    out: str | Path,
-    options: Bag2DatasetOptions | None = None,
-    *,
-    predictor: Any = None,
-    on_frame: Callable[[int], None] | None = None,
-) -> ConversionReport:
-    """Convert recordings `bags` into the dataset folder `out`; returns a ConversionReport.
+def _write_frames(out: Path, scans: list[BagScan], frames: list[Frame], writer: FrameWriter, report: ConversionReport,
+                  on_frame: Callable[[int], None] | None, save: Callable[[str], None]) -> None:
+    """Pass 2: the frames not on disk yet; `save`s the manifest every MANIFEST_EVERY frames and when interrupted,
+    so a rerun knows what was written."""
+    options = writer.options
+    todo = [f for f in frames if not f.done(out, options)]
+    bar = tqdm(total=len(frames), initial=report.reused, desc="convert", unit="frame", disable=not options.progress)
+    try:
+        for scan in scans:
+            bag_todo = [f for f in todo if f.bag == scan.index]
+            for frame, parts in collect(scan, bag_todo, options, writer.corrupt) if bag_todo else ():
+                if parts is None:
+                    continue  # cut off by damage; counted as incomplete
+                writer.write(frame, parts, f"{scan.source.path} frame {frame.name} (left stamp {frame.left_ns} ns)")
+                report.written += 1
+                bar.update()
+                if on_frame is not None:
+                    on_frame(frame.index)
+                if report.written % MANIFEST_EVERY == 0:
+                    save("in_progress")
+    except BaseException:
+        if report.written:
+            save("in_progress")
+        raise
+    finally:
+        bar.close()
 
-    Steps: check the output folder (before the long scan, changing nothing), pass 1 over every bag (stamps,
-    CameraInfos), calibration, frame plan, output folder and manifest, pass 2 (frames), lists and summary.
-    predictor: for pseudo-labels, anything with `predict(left, right)` returning `disparity` and
-        `uncertainty` maps (default: `smd_core.Predictor` on `options.pseudo_labels`).
+
+def _finish(out: Path, frames: list[Frame], writer: FrameWriter, report: ConversionReport,
+            save: Callable[[str], None]) -> ConversionReport:
+    """Warnings, lists, preview, the final manifest; DamagedBagError for damage unless --allow-truncated."""
+    options = writer.options
+    report.warnings.extend(writer.warnings)
+    if writer.matches:
+        offset, inliers = vertical_misalignment(np.concatenate(writer.matches), writer.calib.size)
+        if offset > MAX_VERTICAL_OFFSET_PX:
+            report.warnings.append(
+                f"the images do not look rectified: matched points differ by {offset:.1f} px vertically "
+                f"(median of a fit to {inliers} matches in {len(writer.matches)} pairs). Pass --rectify if the "
+                "topics carry raw images, or check that left and right are a rectified pair")
+    for index, why in sorted(writer.corrupt.items()):
+        report.corrupt[frames[index].name] = why
+        report.warnings.append(f"skipped frame {frames[index].name}: {why}")
+    done = [f for f in frames if f.done(out, options)]
+    report.incomplete = len(frames) - len(done) - len(writer.corrupt)
+    report.count_labels(done)
+    usable = [f for f in done if f.rejected is None]
+    manifest.write_lists(out, usable, options)
+    manifest.write_preview(out, usable, options)
+    damaged = [b for b in report.bags if b.get("damaged")]
+    report.status = "partial" if (damaged and not options.allow_truncated) or report.incomplete else "complete"
+    save(report.status)
+    if damaged and not options.allow_truncated:
+        details = "; ".join(f"{b['path']}: {b['damaged']['message']}" for b in damaged)
+        raise DamagedBagError(
+            f"{details}. Kept the {len(done)} frames converted from the readable part in {out} (lists and "
+            "manifest written, status 'partial'). Rerun with --allow-truncated to accept them as the dataset, "
+            "or repair the recording (ros2 bag reindex) first", report)
+    report.warnings.extend(f"{b['path']}: {b['damaged']['message']}; converted the readable part" for b in damaged)
+    return report
+
+
+def convert(bags: Sequence[str | Path], out: str | Path, options: Bag2DatasetOptions | None = None, *,
+            predictor: Any = None, on_frame: Callable[[int], None] | None = None) -> ConversionReport:
+    """Convert the recordings `bags` into the dataset folder `out`: check the output folder (before the long scan),
+    pass 1, calibration, frame plan, output folder and manifest, pass 2, lists and summary.
+
+    predictor: for pseudo-labels, anything with `predict(left, right)` returning (H, W) `disparity` and
+        `uncertainty` maps and `model.deployment` (default: the torch Predictor of `options.pseudo_labels`).
     on_frame: called with the frame index after each frame is written (progress hooks, tests).
-    Raises BagError (missing topic, wrong type, mismatched sizes, foreign output folder...),
-    sensors.InputError (unsupported encodings, bad calibration), FileNotFoundError, and DamagedBagError
-    after writing everything readable when a recording is damaged (unless options.allow_truncated).
+    Raises BagError, sensors.InputError (encodings, calibration), FileNotFoundError, and DamagedBagError after
+    writing everything readable of a damaged recording (unless options.allow_truncated).
     """
     options = options or Bag2DatasetOptions()
     if not bags:
@@ -281,13 +219,24 @@ def convert(
         raise ValueError(f"the same bag is given twice: {[str(s.path) for s in sources]}")
     if options.pseudo_labels and not Path(options.pseudo_labels).is_file():
         raise FileNotFoundError(f"--pseudo-labels checkpoint not found: {options.pseudo_labels}")
-    fingerprint, identity = fingerprint_of(options, sources)
-    action, existing = inspect_output(out, fingerprint, identity, options.overwrite)
+    fingerprint, identity = manifest.fingerprint_of(options, sources)
+    action, existing = manifest.inspect_output(out, fingerprint, identity, options.overwrite)
     report = ConversionReport(out=out)
     scans = [scan_bag(i, s, options) for i, s in enumerate(sources)]
     calib = _calibrate(scans, options, report)
     frames = _plan(scans, options, report)
-    job = _Conversion(out, options, fingerprint, identity, report, scans, calib, frames)
-    job.prepare_output(action, existing)
-    writer = job.write_frames(predictor, on_frame)
-    return job.finish(writer)
+    created = _prepare_output(out, action, existing, frames, options, calib)
+
+    def save(status: str) -> None:
+        manifest.write_manifest(out, options, fingerprint, identity, report, calib, frames, created, status)
+
+    save("in_progress")
+    report.reused = sum(f.done(out, options) for f in frames)
+    for f in frames:  # frames of an earlier run without a recorded labelled fraction
+        if f.valid_fraction is None and options.has_labels and f.done(out, options):
+            f.measure(np.load(out / f.files(options)["disp"], mmap_mode="r"))
+    if report.reused < len(frames) and options.pseudo_labels and predictor is None:
+        predictor = load_predictor(options)
+    writer = FrameWriter(out, options, calib, predictor)
+    _write_frames(out, scans, frames, writer, report, on_frame, save)
+    return _finish(out, frames, writer, report, save)

@@ -1,9 +1,7 @@
-"""One frame of `smd bag2dataset`: its plan (`PlannedFrame`) and its conversion (`FrameWriter`: decode with the
-node's decoder, rectify, label, write atomically)."""
+"""One frame of `smd bag2dataset` to files: decode (the node's decoder), rectify, label, check, write atomically."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import math
@@ -17,9 +15,10 @@ from smd_core.files import atomic_write
 from smd_core.geometry import depth_to_disparity
 from smd_ros import sensors
 from smd_ros.bags.calib import StereoCalibration, stereo_matches
-from smd_ros.bags.errors import BagError
 from smd_ros.bags.options import Bag2DatasetOptions
-from smd_ros.bags.pairing import PairedFrame
+from smd_ros.bags.pairing import Frame
+from smd_ros.bags.pseudo import pseudo_label
+from smd_ros.bags.reader import BagError
 
 LOG = logging.getLogger("smd_ros.bags")
 RECTIFICATION_CHECK_FRAMES = 3  # pairs whose feature matches feed the rectification check
@@ -40,12 +39,6 @@ def _grey_if_grey(bgr: np.ndarray) -> np.ndarray:
     return bgr
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 def check_labels(disparity: np.ndarray, max_disparity: float) -> tuple[np.ndarray, dict[str, int]]:
     """Labels (H, W) px with implausible values set to 0 (invalid), and how many of each kind were:
     "impossible" (non-finite or >= the image width: no stereo pair shows them) and "beyond_range" (above
@@ -60,84 +53,32 @@ def check_labels(disparity: np.ndarray, max_disparity: float) -> tuple[np.ndarra
     return d, counts
 
 
-@dataclasses.dataclass
-class PlannedFrame:
-    """A planned frame: its pairing and name; after processing, the fraction of labelled pixels, what the
-    label check masked and why the frame was left out of the lists (None: it was not)."""
-
-    index: int
-    pair: PairedFrame
-    valid_fraction: float | None = None
-    masked: dict[str, int] | None = None
-    rejected: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.index:06d}"
-
-    def files(self, options: Bag2DatasetOptions) -> dict[str, str]:
-        files = {"left": f"left/{self.name}.png", "right": f"right/{self.name}.png"}
-        if options.has_labels:
-            files["disp"] = f"disp/{self.name}.npy"
-        if options.pseudo_labels:
-            files["conf"] = f"conf/{self.name}.png"
-        return files
-
-    def done(self, out: Path, options: Bag2DatasetOptions) -> bool:
-        return all((out / f).is_file() for f in self.files(options).values())
-
-    def measure(self, disparity: np.ndarray) -> None:
-        self.valid_fraction = float(np.count_nonzero(disparity > 0) / disparity.size)
-
-    def restore(self, previous: dict[str, Any]) -> None:
-        """Per-frame results of an interrupted run (its manifest entry)."""
-        self.valid_fraction = previous.get("valid_fraction")
-        labels = previous.get("labels") or {}
-        self.masked = labels.get("masked")
-        self.rejected = labels.get("rejected")
-
-    def to_json(self, options: Bag2DatasetOptions) -> dict[str, Any]:
-        return {
-            "id": self.name, "bag": self.pair.bag, "split": self.pair.split,
-            "stamps": {"left": self.pair.left_ns, "right": self.pair.right_ns, "gt": self.pair.gt_ns},
-            "files": self.files(options), "valid_fraction": self.valid_fraction,
-            "labels": {"masked": self.masked, "rejected": self.rejected},
-        }
-
-
 class FrameWriter:
-    """Decodes one frame's messages, applies rectification / labels / the label check, writes its files
-    atomically; `corrupt`: frame index -> why its messages did not deserialize (filled by `scan.collect`)."""
+    """Decodes one frame's messages, rectifies, labels and range-checks, writes its files atomically.
+    `corrupt`: frame index -> why its messages did not deserialize (filled by `scan.collect`)."""
 
     def __init__(self, out: Path, options: Bag2DatasetOptions, calib: StereoCalibration, predictor: Any) -> None:
-        self.out = out
-        self.options = options
-        self.calib = calib
-        self.predictor = predictor
+        self.out, self.options, self.calib, self.predictor = out, options, calib, predictor
         self.pseudo_max_uncertainty = options.pseudo_max_uncertainty
         # 0: auto, the model's own threshold (no predictor when every frame is already on disk).
         if options.pseudo_labels and not self.pseudo_max_uncertainty and predictor is not None:
             self.pseudo_max_uncertainty = predictor.model.deployment.pseudo_max_uncertainty
+            if not self.pseudo_max_uncertainty:
+                raise ValueError(f"--pseudo-labels {options.pseudo_labels}: the model has no pseudo-label threshold "
+                                 "(Deployment.pseudo_max_uncertainty 0); pass --pseudo-max-uncertainty PX")
         self.maps = None
         if options.rectify:
             if not (calib.left.full_frame and calib.right.full_frame):
                 raise BagError("--rectify needs camera_info of whole sensor images: these use binning or a ROI "
                                "(record image_rect topics, or the raw full-size images)")
             self.maps = {"left": calib.left.rectify_maps(), "right": calib.right.rectify_maps()}
-        self.warned: set[str] = set()
         self.warnings: list[str] = []
-        self.matches: list[np.ndarray] = []  # point matches of the first few pairs (rectification check)
+        self.fb_warned = False
+        self.matches: list[np.ndarray] = []  # (N, 4) point matches of the first pairs (rectification check)
         self.corrupt: dict[int, str] = {}
-        self.image_size = calib.size
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self.warned:
-            self.warned.add(key)
-            self.warnings.append(text)
-            LOG.warning(text)
 
     def _images(self, parts: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
-        """The pair as BGR uint8, decoded as the node decodes it (`sensors.stereo_images`), then rectified."""
+        """The pair as (H, W, 3) BGR uint8, decoded as the node decodes it (`sensors.stereo_images`), rectified."""
         options = self.options
         try:
             images = sensors.stereo_images(parts["left"], parts["right"], image_bits=options.image_bits,
@@ -156,80 +97,61 @@ class FrameWriter:
         return tuple(cv2.remap(image, *self.maps[role], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
                      for role, image in zip(("left", "right"), images, strict=True))  # type: ignore[return-value]
 
-    def _depth_labels(self, depth: np.ndarray) -> np.ndarray:
-        """Depth (H, W) m -> disparity px, 0 outside [min_depth, max_depth], where invalid or behind doffs."""
-        options = self.options
-        with np.errstate(invalid="ignore"):
-            depth[(depth < options.min_depth) | (depth > (options.max_depth or math.inf))] = np.nan
-        disparity = depth_to_disparity(depth, self.calib.camera)
-        with np.errstate(invalid="ignore"):
-            disparity[disparity <= 0] = 0.0
-        return disparity
-
-    def _disparity_image(self, msg: Any) -> np.ndarray:
-        options, camera = self.options, self.calib.camera
-        disparity = sensors.disparity_pixels(msg, options.disparity or "")
-        if abs(msg.f - camera.fx) > 1e-3 * camera.fx or abs(msg.t - camera.baseline) > 1e-3 * camera.baseline:
-            self._warn_once("disparity_fb", (
-                f"{options.disparity}: DisparityImage f={msg.f:.6g}, T={msg.t:.6g} differ from camera_info "
-                f"(fx={camera.fx:.6g}, B={camera.baseline:.6g}); its disparities are used as they are"
-            ))
-        return disparity
-
     def _ground_truth(self, msg: Any, shape: tuple[int, int], where: str) -> np.ndarray:
         """Disparity labels (H, W) px of the left image from the ground-truth message (0 = invalid)."""
-        options = self.options
+        options, camera = self.options, self.calib.camera
         if options.disparity:
-            data, what = self._disparity_image(msg), "disparity image"
+            data, what = sensors.disparity_pixels(msg, options.disparity), "disparity image"
+            if not self.fb_warned and (abs(msg.f - camera.fx) > 1e-3 * camera.fx
+                                       or abs(msg.t - camera.baseline) > 1e-3 * camera.baseline):
+                self.fb_warned = True  # once per conversion: every message of a recording says the same
+                self.warnings.append(
+                    f"{options.disparity}: DisparityImage f={msg.f:.6g}, T={msg.t:.6g} differ from camera_info "
+                    f"(fx={camera.fx:.6g}, B={camera.baseline:.6g}); its disparities are used as they are")
+                LOG.warning(self.warnings[-1])
         else:
             data, what = sensors.depth_metres(msg, options.depth or ""), "depth image"
         if data.shape != shape:
-            raise BagError(
-                f"{where}: {what} on {options.gt_topic} is {data.shape[1]}x{data.shape[0]} but the left "
-                f"image is {shape[1]}x{shape[0]}; ground truth must be registered to the left camera at its "
-                "resolution"
-            )
+            raise BagError(f"{where}: {what} on {options.gt_topic} is {data.shape[1]}x{data.shape[0]} but the left "
+                           f"image is {shape[1]}x{shape[0]}; ground truth must be registered to the left camera at its "
+                           "resolution")
         if options.disparity:
             return data
         if self.maps is not None:
             data = self.calib.rectify_depth(data, *self.maps["left"])
-        return self._depth_labels(data)
+        with np.errstate(invalid="ignore"):
+            data[(data < options.min_depth) | (data > (options.max_depth or math.inf))] = np.nan
+            disparity = depth_to_disparity(data, camera)
+            disparity[disparity <= 0] = 0.0  # invalid depth, or behind doffs
+        return disparity
 
-    def _verdict(self, masked: dict[str, int], pixels: int, where: str) -> str | None:
-        """Why the frame must be left out of the lists, or None."""
-        limit = self.options.max_bad_labels * pixels
-        if masked["impossible"] > limit:
-            text = (f"{masked['impossible']} labels are non-finite or >= the image width (more than --max-bad-labels "
-                    f"{self.options.max_bad_labels:g} of {pixels} pixels): corrupt ground truth or a wrong calibration")
-            LOG.warning("%s: %s; frame left out of the lists", where, text)
-            return text
-        return None
-
-    def write(self, frame: PlannedFrame, parts: dict[str, Any], where: str) -> None:
+    def write(self, frame: Frame, parts: dict[str, Any], where: str) -> None:
+        """Writes `frame` from its decoded messages `parts` ("left", "right"[, "gt"]); `where` names it in errors."""
         options = self.options
         left, right = self._images(parts, where)
         if options.check_rectification and not options.rectify and len(self.matches) < RECTIFICATION_CHECK_FRAMES:
             self.matches.append(stereo_matches(left, right))
-            self.image_size = (left.shape[1], left.shape[0])
-        outputs: dict[str, bytes] = {}
         files = frame.files(options)
-        outputs[files["left"]] = png_bytes(_grey_if_grey(left))
-        outputs[files["right"]] = png_bytes(_grey_if_grey(right))
+        outputs = {files["left"]: png_bytes(_grey_if_grey(left)), files["right"]: png_bytes(_grey_if_grey(right))}
+        disparity = None
         if options.gt_topic:
             disparity = self._ground_truth(parts["gt"], left.shape[:2], where)
         elif options.pseudo_labels:
-            from smd_ros.bags.pseudo import pseudo_label
-
             label = pseudo_label(self.predictor, left, right, max_uncertainty=self.pseudo_max_uncertainty,
                                  lr_tolerance=options.pseudo_lr_tolerance)
             disparity = label.disparity
             outputs[files["conf"]] = png_bytes(label.confident.astype(np.uint8) * 255)
-        else:
-            disparity = None
         if disparity is not None:
             disparity, frame.masked = check_labels(disparity, options.max_disparity)
-            frame.rejected = self._verdict(frame.masked, disparity.size, where)
-            outputs[files["disp"]] = _npy_bytes(disparity)
+            if frame.masked["impossible"] > options.max_bad_labels * disparity.size:
+                frame.rejected = (
+                    f"{frame.masked['impossible']} labels are non-finite or >= the image width (more than "
+                    f"--max-bad-labels {options.max_bad_labels:g} of {disparity.size} pixels): corrupt ground truth "
+                    "or a wrong calibration")
+                LOG.warning("%s: %s; frame left out of the lists", where, frame.rejected)
+            buf = io.BytesIO()
+            np.save(buf, disparity, allow_pickle=False)
+            outputs[files["disp"]] = buf.getvalue()
             frame.measure(disparity)
         # Disparity (and confidence) last: a frame counts as done when all its files exist.
         for rel, data in outputs.items():
@@ -237,12 +159,8 @@ class FrameWriter:
 
 
 def load_predictor(options: Bag2DatasetOptions) -> Any:
-    import torch  # deferred: conversion without pseudo-labels needs no torch
+    """The torch Predictor of the --pseudo-labels checkpoint (imported here: other conversions need no torch)."""
+    from smd_core.infer.torch_backend import Predictor
+    from smd_core.model.network import load_model
 
-    from smd_core import Predictor, load_model
-
-    ckpt = Path(options.pseudo_labels or "")
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"--pseudo-labels checkpoint not found: {ckpt}")
-    device = torch.device(options.device)
-    return Predictor(load_model(ckpt, device=device), device=device)
+    return Predictor(load_model(options.pseudo_labels or "", device=options.device), device=options.device)

@@ -14,12 +14,20 @@ from typing import Any
 import cv2
 import numpy as np
 
+import smd_core
 from smd_core.files import atomic_write
+from smd_core.viz import colorize_disparity, contact_sheet, label
 from smd_ros.bags.calib import StereoCalibration
-from smd_ros.bags.errors import DatasetExistsError
-from smd_ros.bags.frames import PlannedFrame, png_bytes
-from smd_ros.bags.options import Bag2DatasetOptions, ConversionReport
-from smd_ros.bags.reader import BagSource
+from smd_ros.bags.frames import png_bytes
+from smd_ros.bags.options import Bag2DatasetOptions
+from smd_ros.bags.pairing import Frame
+from smd_ros.bags.reader import BagError, BagSource
+from smd_ros.bags.report import ConversionReport
+
+
+class DatasetExistsError(BagError):
+    """The output folder holds something this run must not overwrite or mix with."""
+
 
 TOOL_VERSION = "1.0"
 MANIFEST_FORMAT = "smd_ros.bag2dataset"
@@ -30,38 +38,21 @@ OWN_ENTRIES = ("left", "right", "disp", "conf", "train.txt", "val.txt", "calib.y
 NOT_FINGERPRINTED = ("overwrite", "progress", "allow_truncated", "device", "check_rectification")
 
 
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, (json.dumps(data, indent=1, default=_json_default) + "\n").encode())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
 def remove_temporaries(out: Path) -> None:
     """Drop temporaries an interrupted run left behind (they are never part of a finished frame)."""
-    for folder in [out, *(out / d for d in ("left", "right", "disp", "conf"))]:
-        if folder.is_dir():
-            for tmp in folder.glob(".*.tmp*"):
-                tmp.unlink()
-
-
-# ------------------------------------------------------------------------------------------ fingerprint
+    for folder in ("", "left", "right", "disp", "conf"):
+        for tmp in (out / folder).glob(".*.tmp*"):
+            tmp.unlink()
 
 
 def bag_identity(source: BagSource) -> dict[str, Any]:
-    return {
-        "path": str(source.path.resolve()),
-        "storage": source.storage,
-        "files": [{"name": f.name, "bytes": f.stat().st_size} for f in source.files],
-    }
+    """What identifies a recording: its path, storage and files with their sizes."""
+    return {"path": str(source.path.resolve()), "storage": source.storage,
+            "files": [{"name": f.name, "bytes": f.stat().st_size} for f in source.files]}
 
 
 def fingerprint_of(options: Bag2DatasetOptions, sources: Sequence[BagSource]) -> tuple[str, dict[str, Any]]:
+    """(sha256, what it hashes): the options that shape the output, the bags, the checkpoint, the format."""
     content = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_FINGERPRINTED}
     if options.pseudo_labels:
         ckpt = Path(options.pseudo_labels)
@@ -73,26 +64,21 @@ def fingerprint_of(options: Bag2DatasetOptions, sources: Sequence[BagSource]) ->
 
 def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     """Human-readable differences between two fingerprint inputs."""
-    diffs = []
-    old_opts, new_opts = old.get("options", {}), new.get("options", {})
-    for key in sorted(set(old_opts) | set(new_opts)):
-        if old_opts.get(key) != new_opts.get(key):
-            diffs.append(f"{key}: {old_opts.get(key)!r} -> {new_opts.get(key)!r}")
-    old_bags = [(b["path"], b["files"]) for b in old.get("bags", [])]
-    new_bags = [(b["path"], b["files"]) for b in new.get("bags", [])]
-    if old_bags != new_bags:
-        diffs.append(f"bags: {[b[0] for b in old_bags]} -> {[b[0] for b in new_bags]}"
-                     + (" (same paths, different file sizes)" if [b[0] for b in old_bags] ==
-                        [b[0] for b in new_bags] else ""))
+    was, new_opts = old.get("options", {}), new.get("options", {})
+    diffs = [f"{k}: {was.get(k)!r} -> {new_opts.get(k)!r}" for k in sorted(set(was) | set(new_opts))
+             if was.get(k) != new_opts.get(k)]
+    (old_paths, old_files), (new_paths, new_files) = (
+        ([b["path"] for b in d.get("bags", [])], [b["files"] for b in d.get("bags", [])]) for d in (old, new))
+    if (old_paths, old_files) != (new_paths, new_files):
+        same = " (same paths, different file sizes)" if old_paths == new_paths else ""
+        diffs.append(f"bags: {old_paths} -> {new_paths}{same}")
     return "; ".join(diffs) or "(format version)"
 
 
 def inspect_output(out: Path, fingerprint: str, identity: dict[str, Any], overwrite: bool) -> tuple[str, dict | None]:
-    """What to do with `out`, without touching it: ("new", None), ("resume", manifest) for the same
-    conversion, or ("replace", manifest) for another bag2dataset dataset when `overwrite`.
-
-    Raises DatasetExistsError when `out` holds a different dataset (ours, without `overwrite`) or anything
-    that is not ours (never deleted, whatever the flags).
+    """What to do with `out`, without touching it: ("new", None), ("resume", manifest) for the same conversion,
+    or ("replace", manifest) for another bag2dataset dataset when `overwrite`. DatasetExistsError when `out`
+    holds a different dataset (ours, without `overwrite`) or anything not ours (never deleted, whatever the flags).
     """
     if out.exists() and not out.is_dir():
         raise DatasetExistsError(f"--out {out} is a file, not a folder")
@@ -111,25 +97,21 @@ def inspect_output(out: Path, fingerprint: str, identity: dict[str, Any], overwr
             return "resume", manifest
         difference = _describe_difference(manifest.get("fingerprint_input", {}), identity)
         if not overwrite:
-            raise DatasetExistsError(
-                f"{out} holds another bag2dataset dataset (made from different bags or options: {difference}). "
-                "Pass --overwrite to replace it, or choose another --out"
-            )
+            raise DatasetExistsError(f"{out} holds another bag2dataset dataset (made from different bags or options: "
+                                     f"{difference}). Pass --overwrite to replace it, or choose another --out")
         return "replace", manifest
     foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if foreign:
         shown = ", ".join(foreign[:8]) + (f", ... ({len(foreign)} entries)" if len(foreign) > 8 else "")
-        raise DatasetExistsError(
-            f"{out} is not empty and is not a bag2dataset output (it holds {shown}); refusing to mix datasets "
-            "(--overwrite only replaces bag2dataset outputs). Choose an empty or new folder"
-        )
+        raise DatasetExistsError(f"{out} is not empty and is not a bag2dataset output (it holds {shown}); refusing to "
+                                 "mix datasets (--overwrite only replaces bag2dataset outputs). Choose an empty or new "
+                                 "folder")
     return "new", None
 
 
 def clear_dataset(out: Path) -> None:
     """Remove a previous bag2dataset dataset's own files (only those) from `out`."""
-    for name in OWN_ENTRIES:
-        target = out / name
+    for target in (out / name for name in OWN_ENTRIES):
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
@@ -137,42 +119,34 @@ def clear_dataset(out: Path) -> None:
     remove_temporaries(out)
 
 
-def check_same_plan(
-    existing: dict[str, Any], frames: list[PlannedFrame], options: Bag2DatasetOptions, out: Path
-) -> None:
+def resume(existing: dict[str, Any], frames: list[Frame], options: Bag2DatasetOptions, out: Path) -> None:
+    """Take over the per-frame results of the interrupted run whose manifest is `existing`; DatasetExistsError
+    unless it planned the same frames (stamps and split)."""
     old = {f["id"]: f for f in existing.get("frames", [])}
     for f in frames:
         prev = old.get(f.name)
-        if prev is None or prev.get("stamps") != f.to_json(options)["stamps"] or prev.get("split") != f.pair.split:
-            raise DatasetExistsError(
-                f"{out}: frame {f.name} was planned differently by the interrupted run (tool version "
-                f"{existing.get('tool_version')}); pass --overwrite to start over"
-            )
+        if prev is None or prev.get("stamps") != f.to_json(options)["stamps"] or prev.get("split") != f.split:
+            raise DatasetExistsError(f"{out}: frame {f.name} was planned differently by the interrupted run (tool "
+                                     f"version {existing.get('tool_version')}); pass --overwrite to start over")
+        labels = prev.get("labels") or {}
+        f.valid_fraction, f.masked, f.rejected = (prev.get("valid_fraction"), labels.get("masked"),
+                                                   labels.get("rejected"))
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def manifest_of(
-    options: Bag2DatasetOptions, fingerprint: str, identity: dict[str, Any], report: ConversionReport,
-    calib: StereoCalibration, frames: list[PlannedFrame], created: str, status: str,
-) -> dict[str, Any]:
-    from smd_core import __version__ as smd_version
-
+def write_manifest(out: Path, options: Bag2DatasetOptions, fingerprint: str, identity: dict[str, Any],
+                   report: ConversionReport, calib: StereoCalibration, frames: list[Frame], created: str,
+                   status: str) -> None:
+    """manifest.json: what was converted from what, how, and each frame's stamps, files and label check."""
     labels = ("depth" if options.depth else "disparity" if options.disparity else
               "pseudo" if options.pseudo_labels else None)
-    return {
-        "format": MANIFEST_FORMAT,
-        "format_version": MANIFEST_VERSION,
-        "tool": "bag2dataset",
-        "tool_version": TOOL_VERSION,
-        "smd_core_version": smd_version,
-        "status": status,
-        "created": created,
-        "updated": now(),
-        "fingerprint": fingerprint,
-        "fingerprint_input": identity,
+    data = {
+        "format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "tool": "bag2dataset",
+        "tool_version": TOOL_VERSION, "smd_core_version": smd_core.__version__, "status": status, "created": created,
+        "updated": now(), "fingerprint": fingerprint, "fingerprint_input": identity,
         "options": dataclasses.asdict(options),
         "topics": {"left_image": options.left_image, "right_image": options.right_image,
                    "left_info": options.left_info, "right_info": options.right_info,
@@ -190,40 +164,33 @@ def manifest_of(
         "frames": [f.to_json(options) for f in frames],
     }
 
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, Path | np.generic):
+            return str(obj) if isinstance(obj, Path) else obj.item()
+        raise TypeError(f"{MANIFEST}: a {type(obj).__name__} is not JSON serializable")
 
-def write_lists(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOptions) -> None:
+    atomic_write(out / MANIFEST, (json.dumps(data, indent=1, default=plain) + "\n").encode())
+
+
+def write_lists(out: Path, frames: list[Frame], options: Bag2DatasetOptions) -> None:
+    """train.txt and val.txt: a `left right [disp]` line per frame."""
     for split in ("train", "val"):
-        lines = []
-        for f in frames:
-            if f.pair.split == split:
-                files = f.files(options)
-                cols = [files["left"], files["right"]] + ([files["disp"]] if "disp" in files else [])
-                lines.append(" ".join(cols))
-        atomic_write(out / f"{split}.txt", ("\n".join(lines) + ("\n" if lines else "")).encode())
+        lines = [" ".join(v for k, v in f.files(options).items() if k != "conf") + "\n" for f in frames
+                 if f.split == split]
+        atomic_write(out / f"{split}.txt", "".join(lines).encode())
 
 
-def write_preview(out: Path, frames: list[PlannedFrame], options: Bag2DatasetOptions, count: int = 4) -> None:
+def write_preview(out: Path, frames: list[Frame], options: Bag2DatasetOptions, count: int = 4) -> None:
     """preview.png: left | right | disparity (| kept pixels) for a few frames spread over the dataset."""
     if not frames:
         return
-    try:
-        from smd_core.viz import colorize_disparity, contact_sheet, label
-    except ImportError:  # viz is optional for conversion
-        return
-    picks = sorted({frames[round(i * (len(frames) - 1) / max(1, count - 1))].index for i in range(count)})
-    by_index = {f.index: f for f in frames}
     tiles = []
-    for idx in picks:
-        files = by_index[idx].files(options)
-        left = cv2.imread(str(out / files["left"]), cv2.IMREAD_COLOR)
-        right = cv2.imread(str(out / files["right"]), cv2.IMREAD_COLOR)
-        tiles.append(label(left, f"{by_index[idx].name} {by_index[idx].pair.split} left"))
-        tiles.append(label(right, "right"))
+    for i in sorted({round(k * (len(frames) - 1) / max(1, count - 1)) for k in range(count)}):
+        files = frames[i].files(options)
+        tiles += [label(cv2.imread(str(out / files["left"])), f"{frames[i].name} {frames[i].split} left"),
+                  label(cv2.imread(str(out / files["right"])), "right")]
         if "disp" in files:
-            disp = np.load(out / files["disp"])
-            tiles.append(label(colorize_disparity(disp), "disparity"))
+            tiles.append(label(colorize_disparity(np.load(out / files["disp"])), "disparity"))
         if "conf" in files:
-            conf = cv2.imread(str(out / files["conf"]), cv2.IMREAD_GRAYSCALE)
-            tiles.append(label(cv2.cvtColor(conf, cv2.COLOR_GRAY2BGR), "kept"))
-    cols = 2 + ("disp" in frames[0].files(options)) + ("conf" in frames[0].files(options))
-    atomic_write(out / "preview.png", png_bytes(contact_sheet(tiles, cols=cols)))
+            tiles.append(label(cv2.imread(str(out / files["conf"])), "kept"))
+    atomic_write(out / "preview.png", png_bytes(contact_sheet(tiles, cols=len(files))))

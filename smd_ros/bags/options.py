@@ -1,12 +1,9 @@
-"""What `smd bag2dataset` is asked (`Bag2DatasetOptions`), what it reports (`ConversionReport`), its errors."""
+"""What `smd bag2dataset` is asked: `Bag2DatasetOptions`, validated."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
-from pathlib import Path
-from typing import Any
 
 
 @dataclasses.dataclass
@@ -17,10 +14,9 @@ class Bag2DatasetOptions:
     right_image: str = "/right/image_rect"
     left_info: str = "/left/camera_info"
     right_info: str = "/right/camera_info"
-    # Ground truth, at most one: depth registered to the left camera, or a stereo_msgs/DisparityImage.
+    # Labels, at most one source: depth registered to the left camera, a DisparityImage, or a model's checkpoint.
     depth: str | None = None
     disparity: str | None = None
-    # Checkpoint for pseudo-labels when the recording has no ground truth.
     pseudo_labels: str | None = None
     # px, the Predictor's uncertainty; 0: auto, the model's own (`Deployment.pseudo_max_uncertainty`).
     pseudo_max_uncertainty: float = 0.0
@@ -35,10 +31,9 @@ class Bag2DatasetOptions:
     val_fraction: float = 0.1
     val_blocks: int = 10
     rectify: bool = False
-    # Label range check (every label source): labels must be finite, 0 <= d < image width and d <= max_disparity
-    # (the model's range, in the recorded images' pixels; 0 = image width only). Implausible labels are masked
-    # (set to 0); a frame with more "impossible" ones (non-finite or >= the image width: no stereo pair shows
-    # them, so corrupt data or a wrong calibration) than max_bad_labels x its pixels is left out of the lists.
+    # Label check: labels must be finite, 0 <= d < image width and d <= max_disparity (the model's range, image px;
+    # 0: width only); others are masked (0). A frame with more "impossible" ones (non-finite or >= the width: corrupt
+    # data or a wrong calibration) than max_bad_labels x its pixels is left out of the lists.
     max_disparity: float = 256.0
     max_bad_labels: float = 1e-4
     # Significant bits of 16-bit images (smd_core.data.io.uint16_to_uint8): 0 = auto, as the node's image_bits.
@@ -53,41 +48,35 @@ class Bag2DatasetOptions:
     def __post_init__(self) -> None:
         sources = [n for n, v in (("--depth", self.depth), ("--disparity", self.disparity),
                                   ("--pseudo-labels", self.pseudo_labels)) if v]
-        if len(sources) > 1:
-            raise ValueError(f"choose one ground-truth source, got {' and '.join(sources)}")
-        if self.stamp not in ("header", "log"):
-            raise ValueError(f"stamp must be 'header' or 'log', got {self.stamp!r}")
-        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
-            raise ValueError(f"tolerance must be >= 0 seconds, got {self.tolerance}")
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {self.stride}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
-        if (self.start is not None and self.start < 0) or (self.end is not None and self.end <= 0):
-            raise ValueError(f"time window must be start >= 0 and end > 0 seconds, got start={self.start}, "
-                             f"end={self.end}")
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError(f"time window is empty: start={self.start} s >= end={self.end} s")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.val_blocks < 2:
-            raise ValueError(f"val_blocks must be >= 2, got {self.val_blocks}")
-        if self.min_depth < 0 or (self.max_depth is not None and self.max_depth <= self.min_depth):
-            raise ValueError(f"depth range must satisfy 0 <= min_depth < max_depth, got {self.min_depth}, "
-                             f"{self.max_depth}")
-        if not (math.isfinite(self.max_disparity) and self.max_disparity >= 0):
-            raise ValueError(f"max_disparity must be >= 0 px (0: the image width only), got {self.max_disparity}")
-        if not 0.0 <= self.max_bad_labels < 1.0:
-            raise ValueError(f"max_bad_labels must be a fraction in [0, 1), got {self.max_bad_labels}")
-        if self.image_bits != 0 and not 9 <= self.image_bits <= 16:
-            raise ValueError(f"image_bits must be 0 (auto) or 9..16, got {self.image_bits}")
-        if self.pseudo_max_uncertainty < 0 or self.pseudo_lr_tolerance <= 0:
-            raise ValueError("pseudo_max_uncertainty must be >= 0 (0: auto) and pseudo_lr_tolerance positive, got "
-                             f"{self.pseudo_max_uncertainty} and {self.pseudo_lr_tolerance}")
-        topics = [self.left_image, self.right_image, self.left_info, self.right_info, self.gt_topic]
-        named = [t for t in topics if t]
-        if len(set(named)) != len(named):
-            raise ValueError(f"topics must be distinct, got {named}")
+        start, end = self.start, self.end
+        topics = [t for t in (self.left_image, self.right_image, self.left_info, self.right_info, self.gt_topic) if t]
+        for ok, problem in (
+            (len(sources) <= 1, f"choose one ground-truth source, got {' and '.join(sources)}"),
+            (self.stamp in ("header", "log"), f"stamp must be 'header' or 'log', got {self.stamp!r}"),
+            (math.isfinite(self.tolerance) and self.tolerance >= 0,
+             f"tolerance must be >= 0 seconds, got {self.tolerance}"),
+            (self.stride >= 1, f"stride must be >= 1, got {self.stride}"),
+            (self.max_frames is None or self.max_frames >= 1, f"max_frames must be >= 1, got {self.max_frames}"),
+            ((start is None or start >= 0) and (end is None or end > 0),
+             f"time window must be start >= 0 and end > 0 seconds, got start={start}, end={end}"),
+            (start is None or end is None or end > start, f"time window is empty: start={start} s >= end={end} s"),
+            (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.val_blocks >= 2, f"val_blocks must be >= 2, got {self.val_blocks}"),
+            (self.min_depth >= 0 and (self.max_depth is None or self.max_depth > self.min_depth),
+             f"depth range must satisfy 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}"),
+            (math.isfinite(self.max_disparity) and self.max_disparity >= 0,
+             f"max_disparity must be >= 0 px (0: the image width only), got {self.max_disparity}"),
+            (0.0 <= self.max_bad_labels < 1.0,
+             f"max_bad_labels must be a fraction in [0, 1), got {self.max_bad_labels}"),
+            (self.image_bits == 0 or 9 <= self.image_bits <= 16,
+             f"image_bits must be 0 (auto) or 9..16, got {self.image_bits}"),
+            (self.pseudo_max_uncertainty >= 0 and self.pseudo_lr_tolerance > 0,
+             "pseudo_max_uncertainty must be >= 0 (0: auto) and pseudo_lr_tolerance positive, got "
+             f"{self.pseudo_max_uncertainty} and {self.pseudo_lr_tolerance}"),
+            (len(set(topics)) == len(topics), f"topics must be distinct, got {topics}"),
+        ):
+            if not ok:
+                raise ValueError(problem)
 
     @property
     def gt_topic(self) -> str | None:
@@ -96,73 +85,3 @@ class Bag2DatasetOptions:
     @property
     def has_labels(self) -> bool:
         return bool(self.gt_topic or self.pseudo_labels)
-
-
-@dataclasses.dataclass
-class ConversionReport:
-    """What a conversion did; `summary()` is what the command prints."""
-
-    out: Path
-    frames: int = 0
-    train: int = 0
-    val: int = 0
-    written: int = 0
-    reused: int = 0
-    incomplete: int = 0
-    corrupt: dict[str, str] = dataclasses.field(default_factory=dict)  # frame id -> why it was skipped
-    dropped: Counter = dataclasses.field(default_factory=Counter)
-    bags: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    status: str = "complete"
-    # Label range check: masked label pixels and the frames they were in, per kind ("impossible",
-    # "beyond_range"); frames left out of the lists (frame id -> why).
-    masked: Counter = dataclasses.field(default_factory=Counter)
-    masked_frames: Counter = dataclasses.field(default_factory=Counter)
-    rejected: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    def count_labels(self, frames: list[Any]) -> None:
-        """Totals of the label check over the written `frames` (PlannedFrame); rejected frames leave the split
-        counts."""
-        self.masked.clear()
-        self.masked_frames.clear()
-        self.rejected.clear()
-        for f in frames:
-            for kind, n in (f.masked or {}).items():
-                self.masked[kind] += n
-                self.masked_frames[kind] += n > 0
-            if f.rejected:
-                self.rejected[f.name] = f.rejected
-                if f.pair.split == "train":
-                    self.train -= 1
-                else:
-                    self.val -= 1
-
-    def label_summary(self) -> list[str]:
-        lines = []
-        if self.masked["impossible"]:
-            lines.append(f"labels: masked {self.masked['impossible']} impossible (non-finite or >= the image width) "
-                         f"in {self.masked_frames['impossible']} frame(s)")
-        if self.masked["beyond_range"]:
-            lines.append(f"labels: masked {self.masked['beyond_range']} beyond --max-disparity in "
-                         f"{self.masked_frames['beyond_range']} frame(s)")
-        lines.extend(f"dropped frame {name} from the lists: {why}" for name, why in sorted(self.rejected.items()))
-        return lines
-
-    def summary(self) -> str:
-        lines = []
-        for bag in self.bags:
-            counts = ", ".join(f"{k} {v}" for k, v in bag["messages"].items())
-            lines.append(f"{bag['path']} ({bag['storage']}, {len(bag['files'])} file(s)): {counts} "
-                         f"-> {bag['paired']} pairs, {bag['frames']} frames")
-            for reason, n in sorted(bag["dropped"].items(), key=lambda kv: -kv[1]):
-                lines.append(f"    dropped {n:>6}  {reason}")
-            if bag.get("damaged"):
-                lines.append(f"    DAMAGED: {bag['damaged']['message']}")
-        lines.append(f"dataset {self.out}: {self.frames} frames (train {self.train}, val {self.val}); "
-                     f"written now {self.written}, already there {self.reused}"
-                     + (f", incomplete {self.incomplete}" if self.incomplete else "")
-                     + (f", skipped as corrupt {len(self.corrupt)}" if self.corrupt else "")
-                     + (f", dropped for implausible labels {len(self.rejected)}" if self.rejected else ""))
-        lines.extend(self.label_summary())
-        lines.extend(f"warning: {w}" for w in self.warnings)
-        return "\n".join(lines)

@@ -1,29 +1,16 @@
 """Pseudo-labels for recordings without ground truth: confident, left-right consistent model predictions.
 
-A pixel keeps the model's disparity only if (1) the model is sure of it (the Predictor's uncertainty, by
-default sqrt(2) b / pi of the selected mode, is below `max_uncertainty` px; by default the model's own
-`Deployment.pseudo_max_uncertainty`, for the bundled models a sharp mode holding over 90 % of the weight)
-and (2) the right view agrees: the right disparity map, predicted by running the same model on the
-horizontally flipped, swapped pair, maps the pixel back to itself within `lr_tolerance` px. Occlusions and
-mismatches fail (2); blurry depth edges and textureless regions fail (1).
-"""
+A pixel keeps the model's disparity only if (1) the model is sure of it (uncertainty below `max_uncertainty` px;
+`smd bag2dataset` passes the model's own `Deployment.pseudo_max_uncertainty` unless told otherwise) and (2) the
+right view, predicted by the same model on the mirrored pair, maps it back to itself within `lr_tolerance` px.
+Occlusions and mismatches fail (2); blurry depth edges and textureless regions fail (1)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-
-
-class DisparityPredictor(Protocol):
-    """What pseudo-labelling needs from `smd_core.Predictor` (`model.deployment` only for the auto threshold)."""
-
-    model: Any
-
-    def predict(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> Any:
-        """Returns an object with float32 (H, W) `disparity` and `uncertainty` (px)."""
-        ...
 
 
 @dataclasses.dataclass
@@ -35,10 +22,6 @@ class PseudoLabel:
     confident: np.ndarray
     uncertainty: np.ndarray
     lr_error: np.ndarray
-
-    @property
-    def kept_fraction(self) -> float:
-        return float(self.confident.mean())
 
 
 def left_right_error(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarray:
@@ -54,39 +37,24 @@ def left_right_error(disp_left: np.ndarray, disp_right: np.ndarray) -> np.ndarra
     inside = (xs >= 0) & (xs <= width - 1) & np.isfinite(xs)
     xs = np.where(inside, xs, 0.0)
     x0 = np.floor(xs).astype(np.int64)
-    x1 = np.minimum(x0 + 1, width - 1)
-    w1 = xs - x0
-    rows = np.arange(height)[:, None]
-    sampled = (1.0 - w1) * disp_right[rows, x0] + w1 * disp_right[rows, x1]
+    w1, rows = xs - x0, np.arange(height)[:, None]
+    sampled = (1.0 - w1) * disp_right[rows, x0] + w1 * disp_right[rows, np.minimum(x0 + 1, width - 1)]
     error = np.abs(disp_left - sampled).astype(np.float32)
     error[~inside] = np.inf
     return error
 
 
-def right_disparity(predictor: DisparityPredictor, left_bgr: np.ndarray, right_bgr: np.ndarray) -> Any:
-    """Prediction for the right view: a left-reference network sees the mirrored world, where the right
-    image is the left one, so predict on (flip(right), flip(left)) and flip the maps back."""
-    flipped = predictor.predict(np.ascontiguousarray(right_bgr[:, ::-1]), np.ascontiguousarray(left_bgr[:, ::-1]))
-    return np.ascontiguousarray(flipped.disparity[:, ::-1])
-
-
-def pseudo_label(
-    predictor: DisparityPredictor,
-    left_bgr: np.ndarray,
-    right_bgr: np.ndarray,
-    *,
-    max_uncertainty: float,
-    lr_tolerance: float,
-) -> PseudoLabel:
-    """Run `predictor` on the pair (and the mirrored pair) and keep confident, consistent pixels."""
+def pseudo_label(predictor: Any, left_bgr: np.ndarray, right_bgr: np.ndarray, *, max_uncertainty: float,
+                 lr_tolerance: float) -> PseudoLabel:
+    """Run `predictor` (`predict(left, right)` -> (H, W) float32 `disparity` and `uncertainty`, px) on the
+    (H, W, 3) BGR pair and on the mirrored pair, and keep confident, consistent pixels."""
     if max_uncertainty <= 0 or lr_tolerance <= 0:
-        raise ValueError(
-            f"max_uncertainty and lr_tolerance must be positive, got {max_uncertainty} and {lr_tolerance}"
-        )
+        raise ValueError(f"max_uncertainty and lr_tolerance must be positive, got {max_uncertainty} and {lr_tolerance}")
     pred = predictor.predict(left_bgr, right_bgr)
-    disp_left = np.asarray(pred.disparity, np.float32)
-    unc = np.asarray(pred.uncertainty, np.float32)
-    disp_right = right_disparity(predictor, left_bgr, right_bgr)
+    disp_left, unc = np.asarray(pred.disparity, np.float32), np.asarray(pred.uncertainty, np.float32)
+    # The right view: a left-reference network sees the mirrored world, where the right image is the left one.
+    mirrored = predictor.predict(np.ascontiguousarray(right_bgr[:, ::-1]), np.ascontiguousarray(left_bgr[:, ::-1]))
+    disp_right = np.ascontiguousarray(mirrored.disparity[:, ::-1])
     lr_error = left_right_error(disp_left, disp_right)
     confident = (disp_left > 0) & (unc < max_uncertainty) & (lr_error <= lr_tolerance)
     return PseudoLabel(np.where(confident, disp_left, 0.0).astype(np.float32), confident, unc, lr_error)

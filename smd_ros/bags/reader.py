@@ -1,10 +1,9 @@
 """Reading rosbag2 recordings (sqlite3 and mcap, split or not) with `rosbags`, surviving damaged ones.
 
-A recording that was cut short (robot powered off, `ros2 bag record` killed, disk full) is the normal case
-in the field: the MCAP file lacks its summary and footer, the sqlite3 file may end in the middle of a page,
-metadata.yaml may be missing. `rosbags` refuses such files, so `BagSource` falls back to its own sequential
-readers that return every message up to the damage and then raise `BagReadError` saying how far they got.
-"""
+A recording cut short (robot powered off, `ros2 bag record` killed, disk full) is the normal case in the field:
+the MCAP file lacks its summary and footer, the sqlite3 file may end mid-page, metadata.yaml may be missing.
+`rosbags` refuses such files, so `BagSource` falls back to its own sequential readers, which return every
+message up to the damage and then raise `BagReadError` saying how far they got."""
 
 from __future__ import annotations
 
@@ -12,12 +11,15 @@ import binascii
 import dataclasses
 import sqlite3
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import yaml
 from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.typesys import Stores, get_typestore
 
 try:  # rosbags' own dependencies: zstd in the stdlib from 3.14, the backport before
     from compression import zstd  # type: ignore[import-not-found]
@@ -25,7 +27,31 @@ except ImportError:
     from backports import zstd  # type: ignore[no-redef]
 import lz4.frame  # type: ignore[import-untyped]
 
-from smd_ros.bags.errors import BagError, BagReadError
+from smd_ros import sensors
+
+# The layouts of the message types we read are the same in every ROS 2 distribution, so one store reads bags
+# from any of them.
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+DISPARITY_IMAGE = "stereo_msgs/msg/DisparityImage"
+IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+
+
+class BagError(ValueError):
+    """A recording cannot be used as asked (missing topic, wrong type, unreadable file...)."""
+
+
+class BagReadError(BagError):
+    """The recording is damaged: `messages_read` messages were delivered, the last at log time `last_time_ns`
+    (None: none), then reading failed for `reason`."""
+
+    def __init__(self, bag: Path, messages_read: int, last_time_ns: int | None, reason: str) -> None:
+        self.messages_read, self.last_time_ns, self.reason = messages_read, last_time_ns, reason
+        where = "before the first message" if last_time_ns is None else f"after log time {last_time_ns} ns"
+        super().__init__(f"{bag}: recording is damaged ({reason}); read {messages_read} messages, stopped {where}")
+
 
 STORAGE_SUFFIXES = {".mcap": "mcap", ".db3": "sqlite3"}
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -37,9 +63,8 @@ DAMAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class TopicInfo:
-    name: str
     msgtype: str
-    count: int | None  # None when unknown (damaged file whose index is gone)
+    count: int  # of a damaged recording: in its readable part
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,24 +75,34 @@ class RawMessage:
     data: bytes | memoryview
 
 
+def deserialize(raw: bytes | memoryview, msgtype: str) -> Any:
+    """CDR bytes -> rosbags message (numpy arrays for uint8[] fields, no copies)."""
+    return TYPESTORE.deserialize_cdr(raw, msgtype)
+
+
+def header_stamp_ns(raw: bytes | memoryview, msgtype: str) -> int:
+    """Header stamp (ns) of a serialized message whose first field is a std_msgs/Header.
+
+    Reads the 8 stamp bytes after the 4-byte CDR encapsulation header, so pairing a long recording never
+    decodes its images; unusual encapsulations are deserialized.
+    """
+    if len(raw) >= 12 and raw[0] == 0 and raw[1] in (0, 1):
+        sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+        return sec * 1_000_000_000 + nanosec
+    return sensors.stamp_ns(deserialize(raw, msgtype))
+
+
 def describe_topics(topics: dict[str, TopicInfo]) -> str:
     """One line per topic: `  /left/image_rect  sensor_msgs/msg/Image  (20 msgs)`."""
     if not topics:
         return "  (no topics)"
     width = max(len(t) for t in topics)
-    lines = []
-    for info in sorted(topics.values(), key=lambda i: i.name):
-        count = "?" if info.count is None else str(info.count)
-        lines.append(f"  {info.name:<{width}}  {info.msgtype}  ({count} msgs)")
-    return "\n".join(lines)
+    return "\n".join(f"  {name:<{width}}  {i.msgtype}  ({i.count} msgs)" for name, i in sorted(topics.items()))
 
 
 class BagSource:
-    """One recording: a rosbag2 folder (with or without metadata.yaml) or a single .mcap / .db3 file.
-
-    `topics()` lists topics and types; `messages(topics)` yields `RawMessage`s in storage order (time
-    order within each split file, files in recording order) and raises `BagReadError` at damage.
-    """
+    """One recording: a rosbag2 folder (with or without metadata.yaml) or a single .mcap / .db3 file. `messages`
+    yields in storage order: time order within each split file, files in recording order."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -78,17 +113,16 @@ class BagSource:
         if len(suffixes) != 1:
             raise BagError(f"{self.path}: mixes storage formats {sorted(suffixes)}")
         self.storage = STORAGE_SUFFIXES[self.files[0].suffix]
-        self.damaged_reason: str | None = None
+        self.damaged_reason: str | None = None  # why rosbags refused the recording: our fallbacks read it
         self._fallback_channels: dict[str, str] = {}
         self._topics: dict[str, TopicInfo] | None = None
         # Probe with rosbags: a healthy recording is read by it; a damaged one by our fallbacks.
         try:
-            with self._rosbags_reader() as reader:
-                self._topics = {c.topic: TopicInfo(c.topic, c.msgtype, 0) for c in reader.connections}
-                counts: dict[str, int] = {}
+            with Reader(self.path) as reader:
+                counts: Counter = Counter()
                 for c in reader.connections:
-                    counts[c.topic] = counts.get(c.topic, 0) + int(c.msgcount)
-                self._topics = {t: dataclasses.replace(i, count=counts[t]) for t, i in self._topics.items()}
+                    counts[c.topic] += int(c.msgcount)
+                self._topics = {c.topic: TopicInfo(c.msgtype, counts[c.topic]) for c in reader.connections}
         except (ReaderError, FileNotFoundError) as err:
             self.damaged_reason = str(err)
 
@@ -105,80 +139,62 @@ class BagSource:
             except (yaml.YAMLError, KeyError, TypeError) as err:
                 raise BagError(f"{meta}: unreadable rosbag2 metadata ({err})") from err
             files = [self.path / n for n in names if (self.path / n).is_file()]
-            # Compressed (.zstd) storage files are handled by rosbags only; map them back to the suffix inside.
             if not files and names:
                 raise BagError(f"{self.path}: storage files listed in metadata.yaml are missing: {names}")
             if files and all(f.suffix in STORAGE_SUFFIXES for f in files):
-                return files
-        files = sorted(
-            (f for f in self.path.iterdir() if f.suffix in STORAGE_SUFFIXES), key=_split_index
-        )
+                return files  # otherwise (file-compressed .zstd ones): the folder's .mcap / .db3 files, if any
+        files = sorted((f for f in self.path.iterdir() if f.suffix in STORAGE_SUFFIXES), key=_split_index)
         if not files:
             raise BagError(f"{self.path}: no rosbag2 storage files (.mcap, .db3) in this folder")
         return files
 
-    def _rosbags_reader(self) -> Reader:
-        """An unopened rosbags Reader (open it with `with`)."""
-        return Reader(self.path)
-
-    @property
-    def recovered(self) -> bool:
-        """True when rosbags could not open the recording and the fallback readers are used."""
-        return self.damaged_reason is not None
-
     def topics(self) -> dict[str, TopicInfo]:
         """topic -> TopicInfo. For a damaged recording this scans the readable part once."""
         if self._topics is None:
-            found: dict[str, TopicInfo] = {}
-            counts: dict[str, int] = {}
+            counts: Counter = Counter()
             try:
                 for msg in self._fallback_messages(None):
-                    counts[msg.topic] = counts.get(msg.topic, 0) + 1
-                    found.setdefault(msg.topic, TopicInfo(msg.topic, msg.msgtype, None))
+                    counts[msg.topic] += 1
             except BagReadError:
                 pass  # listing what is readable is the point here
-            for name, types in self._fallback_channels.items():
-                found.setdefault(name, TopicInfo(name, types, None))
-            self._topics = {t: dataclasses.replace(i, count=counts.get(t, 0)) for t, i in found.items()}
+            # Every message's topic has a channel (mcap) or a topics row (sqlite3), so these are all topics.
+            self._topics = {t: TopicInfo(msgtype, counts[t]) for t, msgtype in self._fallback_channels.items()}
         return self._topics
 
     def messages(self, topics: set[str] | None = None) -> Iterator[RawMessage]:
         """Messages on `topics` (all if None). Raises BagReadError after the last readable message."""
-        if self.recovered:
+        if self.damaged_reason is not None:
             yield from self._fallback_messages(topics)
             return
         count, last = 0, None
         try:
-            with self._rosbags_reader() as reader:
+            with Reader(self.path) as reader:
                 conns = [c for c in reader.connections if topics is None or c.topic in topics]
                 if not conns:
                     return
                 for conn, log_time, data in reader.messages(connections=conns):
-                    count += 1
-                    last = log_time
+                    count, last = count + 1, log_time
                     yield RawMessage(conn.topic, conn.msgtype, log_time, data)
         except DAMAGE_ERRORS as err:
             raise BagReadError(self.path, count, last, f"{type(err).__name__}: {err}") from err
 
-    # ------------------------------------------------------------------------------------- fallbacks
-
     def _fallback_messages(self, topics: set[str] | None) -> Iterator[RawMessage]:
+        """Our own readers' messages on `topics` (all if None), for recordings rosbags refuses."""
         self._fallback_channels = {}
         count, last = 0, None
+        reader = _scan_mcap if self.storage == "mcap" else _scan_sqlite
         for path in self.files:
-            reader = _scan_mcap if self.storage == "mcap" else _scan_sqlite
             try:
                 for msg in reader(path, self._fallback_channels):
                     if topics is None or msg.topic in topics:
-                        count += 1
-                        last = msg.log_time_ns
+                        count, last = count + 1, msg.log_time_ns
                         yield msg
             except _Truncated as err:
                 raise BagReadError(self.path, count, last, f"{path.name}: {err}") from None
 
 
 class _Truncated(Exception):
-    pass
+    """A storage file is cut off or damaged here."""
 
 
 def _split_index(path: Path) -> tuple[str, int]:
@@ -219,9 +235,8 @@ def _chunk_payload(buf: bytes, start: int, stop: int) -> tuple[bytes, int]:
         if compression == "zstd":
             payload = zstd.decompress(compressed) if complete else zstd.ZstdDecompressor().decompress(compressed)
         elif compression == "lz4":
-            payload = lz4.frame.decompress(compressed) if complete else lz4.frame.LZ4FrameDecompressor().decompress(
-                compressed
-            )
+            payload = (lz4.frame.decompress(compressed) if complete
+                       else lz4.frame.LZ4FrameDecompressor().decompress(compressed))
         elif compression == "":
             payload = compressed
         else:

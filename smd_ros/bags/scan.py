@@ -1,20 +1,21 @@
-"""Reading a recording for `smd bag2dataset`: topic checks, pass 1 (stamps and CameraInfos, header bytes only)
-and pass 2 (the messages of the planned frames, in recording order)."""
+"""Reading a recording for `smd bag2dataset`: pass 1 (topic checks, stamps from header bytes, CameraInfos) and
+pass 2 (the messages of the planned frames, in recording order)."""
 
 from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from rosbags.serde import SerdeError
 from tqdm import tqdm
 
-from smd_ros.bags import messages as bm
+from smd_ros.bags import reader
 from smd_ros.bags.calib import CameraModel
-from smd_ros.bags.frames import PlannedFrame
 from smd_ros.bags.options import Bag2DatasetOptions
-from smd_ros.bags.reader import BagError, BagReadError, BagSource, describe_topics
+from smd_ros.bags.pairing import Frame
+from smd_ros.bags.reader import BagError, BagReadError, BagSource
 
 # A message whose bytes are garbage (bit rot, a bad disk block inside an otherwise readable file).
 CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, UnicodeDecodeError)
@@ -22,7 +23,8 @@ CORRUPT_MESSAGE_ERRORS = (SerdeError, struct.error, IndexError, ValueError, Unic
 
 @dataclasses.dataclass
 class BagScan:
-    """Pass 1 over one recording: stamps per role, the CameraInfos, damage."""
+    """Pass 1 over one recording: stamps (ns) and message counts per role, the first CameraInfos and how often
+    they changed, the first log time, the damage that ended the read (None: read to the end)."""
 
     index: int
     source: BagSource
@@ -35,58 +37,41 @@ class BagScan:
     damage: BagReadError | None = None
 
 
-_EXPECTED = {
-    "left": bm.IMAGE_TYPES, "right": bm.IMAGE_TYPES, "left_info": (bm.CAMERA_INFO,),
-    "right_info": (bm.CAMERA_INFO,), "depth": bm.IMAGE_TYPES, "disparity": (bm.DISPARITY_IMAGE,),
-}
-_OPTION_OF = {
-    "left": "--left-image", "right": "--right-image", "left_info": "--left-info",
-    "right_info": "--right-info", "depth": "--depth", "disparity": "--disparity",
-}
+# role -> (the Bag2DatasetOptions field naming its topic, the message types it may have)
+_ROLES = {"left": ("left_image", reader.IMAGE_TYPES), "right": ("right_image", reader.IMAGE_TYPES),
+          "left_info": ("left_info", (reader.CAMERA_INFO,)), "right_info": ("right_info", (reader.CAMERA_INFO,)),
+          "depth": ("depth", reader.IMAGE_TYPES), "disparity": ("disparity", (reader.DISPARITY_IMAGE,))}
 
 
-def _roles(options: Bag2DatasetOptions) -> dict[str, str]:
-    """role -> topic for everything this conversion reads."""
-    roles = {"left": options.left_image, "right": options.right_image,
-             "left_info": options.left_info, "right_info": options.right_info}
-    if options.depth:
-        roles["depth"] = options.depth
-    if options.disparity:
-        roles["disparity"] = options.disparity
-    return roles
+def _flag(role: str) -> str:
+    return "--" + _ROLES[role][0].replace("_", "-")
 
 
-def check_topics(source: BagSource, roles: dict[str, str]) -> None:
-    """BagError naming the missing topic / wrong type and listing what the bag has."""
-    topics = source.topics()
-    for role, topic in roles.items():
-        info = topics.get(topic)
-        if info is None:
-            raise BagError(
-                f"{source.path}: topic {topic!r} ({_OPTION_OF[role]}) is not in this recording. It has:\n"
-                f"{describe_topics(topics)}\nChoose the topic with {_OPTION_OF[role]} TOPIC"
-            )
-        if info.msgtype not in _EXPECTED[role]:
-            raise BagError(
-                f"{source.path}: topic {topic!r} ({_OPTION_OF[role]}) has type {info.msgtype}; expected "
-                f"{' or '.join(_EXPECTED[role])}. The recording has:\n{describe_topics(topics)}"
-            )
+def _stamp(msg: reader.RawMessage, options: Bag2DatasetOptions) -> int:
+    return msg.log_time_ns if options.stamp == "log" else reader.header_stamp_ns(msg.data, msg.msgtype)
 
 
 def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagScan:
-    """Pass 1: stamps of every image / ground-truth message (header bytes only) and the CameraInfos."""
-    roles = _roles(options)
-    check_topics(source, roles)
+    """Pass 1: topic checks (BagError naming the topic and listing the recording's), stamps of every image and
+    ground-truth message (header bytes only) and the CameraInfos."""
+    roles = {role: getattr(options, field) for role, (field, _) in _ROLES.items() if getattr(options, field)}
+    topics = source.topics()
+    for role, topic in roles.items():
+        info, expected = topics.get(topic), _ROLES[role][1]
+        if info is None:
+            raise BagError(f"{source.path}: topic {topic!r} ({_flag(role)}) is not in this recording. It has:\n"
+                           f"{reader.describe_topics(topics)}\nChoose the topic with {_flag(role)} TOPIC")
+        if info.msgtype not in expected:
+            raise BagError(f"{source.path}: topic {topic!r} ({_flag(role)}) has type {info.msgtype}; expected "
+                           f"{' or '.join(expected)}. The recording has:\n{reader.describe_topics(topics)}")
     topic_role = {t: r for r, t in roles.items()}
     stamps: dict[str, list[int]] = {r: [] for r in roles if not r.endswith("_info")}
     counts = {r: 0 for r in roles}
     infos: dict[str, CameraModel] = {}
     changes = {"left_info": 0, "right_info": 0}
-    damage = None
-    first_log = None
-    total = sum(source.topics()[t].count or 0 for t in roles.values()) or None
-    bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress,
-               leave=False)
+    damage, first_log = None, None
+    total = sum(topics[t].count for t in roles.values()) or None
+    bar = tqdm(total=total, desc=f"scan {source.path.name}", unit="msg", disable=not options.progress, leave=False)
     try:
         for msg in source.messages(set(roles.values())):
             bar.update()
@@ -94,40 +79,38 @@ def scan_bag(index: int, source: BagSource, options: Bag2DatasetOptions) -> BagS
             role = topic_role[msg.topic]
             counts[role] += 1
             if role.endswith("_info"):
-                model = CameraModel.from_msg(bm.deserialize(msg.data, msg.msgtype))
+                model = CameraModel.from_msg(reader.deserialize(msg.data, msg.msgtype))
                 if role not in infos:
                     infos[role] = model
                 elif not infos[role].same_as(model):
                     changes[role] += 1
                 continue
-            stamp = msg.log_time_ns if options.stamp == "log" else bm.header_stamp_ns(msg.data, msg.msgtype)
-            stamps[role].append(stamp)
+            stamps[role].append(_stamp(msg, options))
     except BagReadError as err:
         damage = err
     finally:
         bar.close()
     for role in ("left_info", "right_info"):
         if role not in infos:
-            raise BagError(f"{source.path}: no CameraInfo message on {roles[role]} ({_OPTION_OF[role]})"
+            raise BagError(f"{source.path}: no CameraInfo message on {roles[role]} ({_flag(role)})"
                            + (f" before the damage: {damage.reason}" if damage else ""))
     if options.stamp == "header" and stamps["left"] and len(set(stamps["left"])) == 1 and len(stamps["left"]) > 1:
         raise BagError(f"{source.path}: all {len(stamps['left'])} messages on {roles['left']} carry the same header "
                        f"stamp {stamps['left'][0]} ns; the driver does not stamp images. Use --stamp log")
-    return BagScan(index, source, stamps, counts, infos["left_info"], infos["right_info"], changes, first_log,
-                   damage)
+    return BagScan(index, source, stamps, counts, infos["left_info"], infos["right_info"], changes, first_log, damage)
 
 
-def collect(scan: BagScan, frames: list[PlannedFrame], options: Bag2DatasetOptions, corrupt: dict[int, str]):  # noqa: ANN202
+def collect(scan: BagScan, frames: list[Frame], options: Bag2DatasetOptions,
+            corrupt: dict[int, str]) -> Iterator[tuple[Frame, dict[str, Any] | None]]:
     """Pass 2 over one bag: yields (frame, {"left": msg, "right": msg[, "gt": msg]}) as frames complete,
     in recording order, and (frame, None) for frames the damaged end of the recording cut off or whose
     message does not deserialize (those are added to `corrupt`: frame index -> why)."""
     roles = {"left": options.left_image, "right": options.right_image}
-    if options.gt_topic:
-        roles["gt"] = options.gt_topic
+    roles.update({"gt": options.gt_topic} if options.gt_topic else {})
     topic_role = {t: r for r, t in roles.items()}
-    wanted: dict[tuple[str, int], list[PlannedFrame]] = {}
+    wanted: dict[tuple[str, int], list[Frame]] = {}
     for f in frames:
-        stamps = {"left": f.pair.left_ns, "right": f.pair.right_ns, "gt": f.pair.gt_ns}
+        stamps = {"left": f.left_ns, "right": f.right_ns, "gt": f.gt_ns}
         for role in roles:
             wanted.setdefault((role, stamps[role]), []).append(f)
     pending: dict[int, dict[str, Any]] = {}
@@ -135,12 +118,12 @@ def collect(scan: BagScan, frames: list[PlannedFrame], options: Bag2DatasetOptio
     try:
         for msg in scan.source.messages(set(roles.values())):
             role = topic_role[msg.topic]
-            stamp = msg.log_time_ns if options.stamp == "log" else bm.header_stamp_ns(msg.data, msg.msgtype)
+            stamp = _stamp(msg, options)
             targets = wanted.pop((role, stamp), None)
             if not targets:
                 continue
             try:
-                decoded = bm.deserialize(bytes(msg.data), msg.msgtype)
+                decoded = reader.deserialize(bytes(msg.data), msg.msgtype)
             except CORRUPT_MESSAGE_ERRORS as err:
                 for f in targets:
                     corrupt[f.index] = f"{msg.topic} message at stamp {stamp} does not deserialize ({err})"
