@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from timing import TIMED_LOOP, busy_core
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,15 +51,8 @@ else:
     from smd_core import weights
     from smd_core.infer.ort_backend import OrtPredictor
     predictor = OrtPredictor(weights.default_onnx(), threads=threads, spin=spin)
-for _ in range(2):
-    predictor.predict(left, right)
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    predictor.predict(left, right)
-    times.append(time.perf_counter() - t0)
-print(json.dumps(times))
-'''
+warmup = 2
+''' + TIMED_LOOP
 
 NODE = r'''
 import json, sys
@@ -90,11 +84,6 @@ mib = lambda k: int(status[k].split()[0]) / 1024
 print(json.dumps({"rss_mib": mib("VmRSS"), "peak_mib": mib("VmHWM"),
                   "torch_loaded": "torch" in sys.modules and sys.modules["torch"] is not None}))
 '''
-
-
-def busy_core() -> subprocess.Popen:
-    """A process that keeps one core busy until killed."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 def env_for(python: str) -> dict[str, str]:

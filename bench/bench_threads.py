@@ -29,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from timing import TIMED_LOOP, busy_core
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,23 +52,13 @@ torch.set_num_threads(threads)
 model = smd_core.load_model(ckpt, device="cpu")
 # The node's cpu_precision rule.
 bf16 = cpu_bfloat16(sys.argv[6], model.deployment.cpu_bfloat16, cpu_has_bfloat16())
-pred = smd_core.Predictor(model, device="cpu", autocast_dtype=torch.bfloat16 if bf16 else None)
+predictor = smd_core.Predictor(model, device="cpu", autocast_dtype=torch.bfloat16 if bf16 else None)
+print(json.dumps(bf16))
 rng = np.random.default_rng(0)
 left = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
 right = np.roll(left, -8, axis=1)
-pred.predict(left, right)
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    pred.predict(left, right)
-    times.append(time.perf_counter() - t0)
-print(json.dumps({"times_ms": [1e3 * t for t in times], "bfloat16": bf16}))
-"""
-
-
-def busy_core() -> subprocess.Popen:
-    """A process that keeps one core busy until killed."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+warmup = 1
+""" + TIMED_LOOP
 
 
 def run_cell(policy: str, threads: int, busy: bool, args: argparse.Namespace) -> dict:
@@ -83,7 +74,8 @@ def run_cell(policy: str, threads: int, busy: bool, args: argparse.Namespace) ->
         if spinner is not None:
             spinner.kill()
             spinner.wait()
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    bf16, times = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    return {"times_ms": [1e3 * t for t in times], "bfloat16": bf16}
 
 
 def default_checkpoint() -> Path:

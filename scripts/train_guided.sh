@@ -11,13 +11,8 @@
 # exactly where their last checkpoint stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. .venv/bin/activate
-DATA=${SMD_DATA:-data}
-RUNS=${SMD_RUNS:-runs}
-STEPS=${1:-}
 STAGE2_STEPS=${2:-2000}
-extra=()
-[ -n "$STEPS" ] && extra+=("steps=$STEPS")
+. scripts/two_stage.sh   # the venv, DATA, RUNS, STEPS (first argument), extra
 # 600 scenes with disparities up to 64 px and 200 up to 128 px (the model's whole range).
 if [ ! -f "$DATA/synth_guided/train.txt" ]; then
   smd synth --out "$DATA/synth_guided/d64" --num 600 --height 480 --width 640 --seed 1000 --max-disparity 64
@@ -26,5 +21,4 @@ if [ ! -f "$DATA/synth_guided/train.txt" ]; then
     > "$DATA/synth_guided/train.txt"
 fi
 . scripts/guided_stages.sh
-. scripts/two_stage.sh
 train_two_stages guided "$DATA/synth_guided/train.txt"

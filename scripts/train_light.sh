@@ -13,18 +13,12 @@
 # STAGE2_STEPS=0 skips stage 2. On 2 cores: stage 1 took 45 min, stage 2 53 min (both runs side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. .venv/bin/activate
-DATA=${SMD_DATA:-data}
-RUNS=${SMD_RUNS:-runs}
-STEPS=${1:-}
 STAGE2_STEPS=${2:-5000}
-extra=()
-[ -n "$STEPS" ] && extra+=("steps=$STEPS")
+. scripts/two_stage.sh   # the venv, DATA, RUNS, STEPS (first argument), extra
 if [ ! -f "$DATA/synth_train/train.txt" ]; then
   smd synth --out "$DATA/synth_train" --num 800 --height 480 --width 640 --seed 1000 --max-disparity 64
 fi
 export OMP_WAIT_POLICY=PASSIVE
 declare -A CONFIG=([light_synthetic]=configs/light_synthetic.yaml
                    [light_synthetic_standard]=configs/light_synthetic_standard.yaml)
-. scripts/two_stage.sh
 train_two_stages light "$DATA/synth_train/train.txt"

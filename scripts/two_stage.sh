@@ -6,6 +6,14 @@
 #                                   run alone, each "NAME STEPS key=value ...", from the previous stage's
 #                                   last weights (one run on both cores); the last ones are shipped.
 # Finished stages are skipped; an interrupted stage-1 run resumes exactly from its last checkpoint.
+# Sourcing it also sets what both recipes take: the venv, DATA and RUNS (SMD_DATA, SMD_RUNS), STEPS (the
+# recipe's first argument) and `extra` (steps=STEPS when given).
+. .venv/bin/activate
+DATA=${SMD_DATA:-data}
+RUNS=${SMD_RUNS:-runs}
+STEPS=${1:-}
+extra=()
+[ -n "$STEPS" ] && extra+=("steps=$STEPS")
 
 # finished RUN STEPS: RUN already holds its step-STEPS checkpoint.
 finished() { [ -f "$(printf '%s/checkpoints/step_%08d.pth' "$1" "$2")" ]; }

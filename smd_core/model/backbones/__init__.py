@@ -26,6 +26,14 @@ def build_backbone(name: str, *, max_disp: int, **options: Any) -> nn.Module:
     return getattr(importlib.import_module(module), cls)(max_disp=max_disp, **options)
 
 
+def projection_shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+    """The residual blocks' 1x1 conv + BN shortcut where a block changes size or width, else None (the published
+    layouts' `downsample`, so checkpoint keys match)."""
+    if stride == 1 and in_ch == out_ch:
+        return None
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
 def check_pair(left: Tensor, right: Tensor) -> None:
     """ValueError unless left and right are both (B, 3, H, W)."""
     if left.dim() != 4 or left.shape[1] != 3 or left.shape != right.shape:

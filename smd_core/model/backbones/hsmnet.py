@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smd_core.model.backbones import check_input_size, check_pair
+from smd_core.model.backbones import check_input_size, check_pair, projection_shortcut
 from smd_core.model.backbones.psmnet import conv_bn_3d
 
 # The encoder reaches 1/64 resolution and its decoder concatenates levels 1/8 .. 1/32 with the 2x-upsampled
@@ -78,11 +78,7 @@ class HSMResidualBlock(nn.Module):
         super().__init__()
         self.convbnrelu1 = ConvBnLeaky(in_ch, out_ch, 3, stride, 1)
         self.convbn2 = ConvBn(out_ch, out_ch, 3, 1, 1)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+        self.downsample = projection_shortcut(in_ch, out_ch, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)

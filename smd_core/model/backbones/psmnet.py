@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from smd_core.model.backbones import check_input_size, check_pair
+from smd_core.model.backbones import check_input_size, check_pair, projection_shortcut
 
 FEATURE_WIDTH = 32  # channels of the 2D feature map fed to the cost volume (and to the SMD head)
 # The 1/4-resolution maps (feature stride 4) must be multiples of 4: two stride-2 levels in each hourglass.
@@ -55,11 +55,7 @@ class PSMResidualBlock(nn.Module):
         # PSMNet pads by the dilation so every dilated 3x3 conv keeps the spatial size.
         self.conv1 = nn.Sequential(conv_bn(in_ch, out_ch, 3, stride, dilation, dilation), nn.ReLU(inplace=True))
         self.conv2 = conv_bn(out_ch, out_ch, 3, 1, dilation, dilation)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or in_ch != out_ch:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
+        self.downsample = projection_shortcut(in_ch, out_ch, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
