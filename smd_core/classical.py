@@ -150,8 +150,12 @@ def bm_disparity(left: np.ndarray, right: np.ndarray, max_disp: float, config: B
     default algorithm)."""
     config = config or BMConfig()
     gl, gr = _gray_pair(left, right, "bm")
-    matcher = cv2.StereoBM_create(numDisparities=config.disparities_for(int(np.ceil(max_disp))),
-                                  blockSize=config.block_size)
+    d = config.disparities_for(int(np.ceil(max_disp)))
+    if d + config.min_disparity >= gl.shape[1]:
+        # No column has its whole search range inside the image (StereoBM does not pad): no match anywhere.
+        # OpenCV returns uninitialised memory here rather than its invalid value.
+        return np.full(gl.shape, np.nan, np.float32)
+    matcher = cv2.StereoBM_create(numDisparities=d, blockSize=config.block_size)
     matcher.setMinDisparity(config.min_disparity)
     matcher.setPreFilterSize(config.pre_filter_size)
     matcher.setPreFilterCap(config.pre_filter_cap)

@@ -73,6 +73,8 @@ def test_bm_matches_a_shifted_texture_and_leaves_the_left_border_empty() -> None
     assert np.isfinite(inner).mean() > 0.95 and np.nanmedian(np.abs(inner - 7)) < 0.25
     # stereo_image_proc does not pad: BM cannot match the first num_disparities columns.
     assert np.isnan(d[:, :32]).all()
+    # A search range as wide as the image leaves no column to match: all holes, the same on every call.
+    assert np.isnan(bm_disparity(left[:, :64], right[:, :64], 64)).all()
     with pytest.raises(ValueError, match="block_size must be odd"):
         BMConfig(block_size=8)
     with pytest.raises(ValueError, match="differ in size"):
