@@ -54,8 +54,7 @@ def render_cloud(points: np.ndarray, colors: np.ndarray, *, size: tuple[int, int
     if len(points) != len(colors):
         raise ValueError(f"points ({len(points)}) and colors ({len(colors)}) differ in length")
     h, w = size
-    img = np.empty((h, w, 3), np.uint8)
-    img[:] = background
+    img = np.full((h, w, 3), background, np.uint8)
     ok = np.isfinite(points).all(axis=1)
     if not ok.any():
         return img
@@ -120,7 +119,6 @@ class Cloud:
 
     def view(self, size: tuple[int, int], center: np.ndarray | None, window: Window | None = None,
              **options: Any) -> np.ndarray:
-        """The side view of the cloud (of `window` only if given), flying points magenta."""
         y, x, h, w = window or (0, 0, *self.points.shape[:2])
         colors = self.colors.copy()
         if self.flying is not None:
@@ -130,8 +128,7 @@ class Cloud:
 
 
 def flying_points(disparity: np.ndarray, gt: np.ndarray | None) -> np.ndarray | None:
-    """(H, W) bool flying points (`metrics.flying_map`) of the cloud made from `disparity` (px, NaN or <= 0 =
-    no point), or None without ground truth."""
+    """(H, W) bool flying points of the cloud of `disparity` (px, NaN or <= 0 = no point); None without gt."""
     if gt is None or disparity.shape != gt.shape:
         return None
     return flying_map(np.where(disparity > 0, disparity, np.nan).astype(np.float32), gt)[1]
@@ -139,7 +136,6 @@ def flying_points(disparity: np.ndarray, gt: np.ndarray | None) -> np.ndarray | 
 
 def cloud_from_disparity(name: str, disparity: np.ndarray, left: np.ndarray, camera: StereoCamera,
                          gt: np.ndarray | None) -> Cloud:
-    """A method's cloud through the node's geometry; non-positive or NaN disparity gives no point."""
     d = np.where(disparity > 0, disparity, np.nan).astype(np.float32)
     return Cloud(name, disparity_to_points(d, camera), left, flying_points(d, gt))
 

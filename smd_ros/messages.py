@@ -1,6 +1,5 @@
-"""Arrays out as ROS messages: `disparity_msg` (stereo_msgs/DisparityImage), `image_msg` (sensor_msgs/Image),
-`cloud_msg` (PointCloud2), `camera_info_msg` (CameraInfo for an output grid), `stereo_outputs` (all of them for
-one frame). No node, no I/O, nothing per pixel in Python. Messages in are `smd_ros.sensors`' job.
+"""Arrays out as ROS messages (`stereo_outputs`: every output of one frame); no node, no I/O, nothing per pixel
+in Python. Messages in are `smd_ros.sensors`' job.
 """
 
 from __future__ import annotations
@@ -16,13 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOf
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from smd_core.geometry import (
-    StereoCamera,
-    disparity_bounds,
-    disparity_to_depth,
-    disparity_to_xyz,
-    validity_mask,
-)
+from smd_core.geometry import StereoCamera, disparity_bounds, disparity_to_depth, disparity_to_xyz, validity_mask
 from smd_ros.sensors import ENCODINGS, EncodingError
 
 CLOUD_FIELDS_XYZ = [
@@ -66,16 +59,8 @@ def _valid_window(valid: np.ndarray) -> RegionOfInterest:
                             height=int(rows[-1] - rows[0] + 1))
 
 
-def disparity_msg(
-    header: Header,
-    disparity: np.ndarray,
-    valid: np.ndarray,
-    camera: StereoCamera,
-    *,
-    max_disparity: float,
-    min_depth: float = 0.0,
-    max_depth: float = math.inf,
-) -> DisparityImage:
+def disparity_msg(header: Header, disparity: np.ndarray, valid: np.ndarray, camera: StereoCamera, *,
+                  max_disparity: float, min_depth: float = 0.0, max_depth: float = math.inf) -> DisparityImage:
     """stereo_msgs/DisparityImage for float32 (H, W) `disparity` on `camera`'s grid.
 
     f, t: focal length (px) and baseline (m). min/max_disparity: the range a valid pixel can take (the network's
@@ -86,8 +71,7 @@ def disparity_msg(
     """
     low, high = disparity_bounds(camera, min_depth=min_depth, max_depth=max_depth, max_disparity=max_disparity)
     low = max(0.0, low)
-    invalid_value = np.float32(low - 1.0)
-    image = np.where(valid, disparity, invalid_value).astype(np.float32, copy=False)
+    image = np.where(valid, disparity, np.float32(low - 1.0)).astype(np.float32, copy=False)
     msg = DisparityImage(header=header, f=float(camera.fx), t=float(camera.baseline),
                          min_disparity=float(low), max_disparity=float(high),
                          delta_d=float(np.spacing(np.float32(high))), valid_window=_valid_window(valid))
@@ -112,15 +96,8 @@ def pack_rgb(bgr: np.ndarray) -> np.ndarray:
     return ((r << 16) | (g << 8) | b).view(np.float32)
 
 
-def cloud_msg(
-    header: Header,
-    disparity: np.ndarray,
-    valid: np.ndarray,
-    camera: StereoCamera,
-    *,
-    colors_bgr: np.ndarray | None = None,
-    organized: bool = True,
-) -> PointCloud2:
+def cloud_msg(header: Header, disparity: np.ndarray, valid: np.ndarray, camera: StereoCamera, *,
+              colors_bgr: np.ndarray | None = None, organized: bool = True) -> PointCloud2:
     """PointCloud2 of the points of `disparity` (H, W) px on `camera`'s grid, left optical frame.
 
     Fields x, y, z (float32, metres) and, with `colors_bgr` (H, W, 3) uint8, a packed `rgb`. Organized: height H,
@@ -132,7 +109,6 @@ def cloud_msg(
         if colors_bgr.shape[:2] != (h, w):
             raise ValueError(f"colors are {colors_bgr.shape[1]}x{colors_bgr.shape[0]}, the grid is {w}x{h}")
         planes.append(pack_rgb(colors_bgr))
-    fields = CLOUD_FIELDS_XYZ if colors_bgr is None else CLOUD_FIELDS_RGB
     # Interleave the planar maps into the cloud's bytes in one SIMD pass (cv2.merge: (H, W, F) float32).
     point_step = 4 * len(planes)
     points = cv2.merge(planes).reshape(h * w, len(planes))
@@ -140,7 +116,8 @@ def cloud_msg(
         # Gather whole points as opaque items (much faster than boolean indexing of (H, W, F)).
         points = points.view(np.dtype((np.void, point_step)))[valid.reshape(-1)]
     height, width = (h, w) if organized else (1, len(points))
-    cloud = PointCloud2(header=header, height=height, width=width, fields=fields, is_bigendian=sys.byteorder == "big",
+    cloud = PointCloud2(header=header, height=height, width=width, is_bigendian=sys.byteorder == "big",
+                        fields=CLOUD_FIELDS_XYZ if colors_bgr is None else CLOUD_FIELDS_RGB,
                         point_step=point_step, row_step=point_step * width, is_dense=not organized)
     cloud.data = _byte_array(points)
     return cloud
@@ -161,8 +138,6 @@ def camera_info_msg(header: Header, template: CameraInfo, camera: StereoCamera) 
 
 @dataclasses.dataclass
 class StereoOutputs:
-    """The messages for one frame (None where not requested) and how many points are valid."""
-
     disparity: DisparityImage
     uncertainty: Image
     points: PointCloud2
@@ -171,22 +146,10 @@ class StereoOutputs:
     valid_points: int
 
 
-def stereo_outputs(
-    header: Header,
-    disparity: np.ndarray,
-    uncertainty: np.ndarray,
-    camera: StereoCamera,
-    *,
-    max_disparity: float,
-    left_bgr: np.ndarray | None = None,
-    left_info: CameraInfo | None = None,
-    max_uncertainty: float = 0.0,
-    mask_disparity_by_uncertainty: bool = False,
-    min_depth: float = 0.0,
-    max_depth: float = math.inf,
-    organized: bool = True,
-    publish_depth: bool = False,
-) -> StereoOutputs:
+def stereo_outputs(header: Header, disparity: np.ndarray, uncertainty: np.ndarray, camera: StereoCamera, *,
+                   max_disparity: float, left_bgr: np.ndarray | None = None, left_info: CameraInfo | None = None,
+                   max_uncertainty: float = 0.0, mask_disparity_by_uncertainty: bool = False, min_depth: float = 0.0,
+                   max_depth: float = math.inf, organized: bool = True, publish_depth: bool = False) -> StereoOutputs:
     """Every output message of one frame from the dense maps on `camera`'s grid.
 
     disparity, uncertainty: float32 (H, W) in output-grid px (the selected mode and its standard deviation).
@@ -203,18 +166,16 @@ def stereo_outputs(
     else:
         confident = geometric
     disp_valid = confident if mask_disparity_by_uncertainty else geometric
-    colors = None
-    if left_bgr is not None:
-        h, w = disparity.shape
-        colors = left_bgr if left_bgr.shape[:2] == (h, w) else cv2.resize(left_bgr, (w, h),
-                                                                          interpolation=cv2.INTER_LINEAR)
+    h, w = disparity.shape
+    colors = left_bgr
+    if left_bgr is not None and left_bgr.shape[:2] != (h, w):
+        colors = cv2.resize(left_bgr, (w, h), interpolation=cv2.INTER_LINEAR)
     return StereoOutputs(
         disparity=disparity_msg(header, disparity, disp_valid, camera, max_disparity=max_disparity,
                                 min_depth=min_depth, max_depth=max_depth),
         uncertainty=image_msg(header, np.asarray(uncertainty, np.float32)),
         points=cloud_msg(header, disparity, confident, camera, colors_bgr=colors, organized=organized),
-        depth=image_msg(header, disparity_to_depth(disparity, camera, valid=confident)) if publish_depth
-        else None,
+        depth=image_msg(header, disparity_to_depth(disparity, camera, valid=confident)) if publish_depth else None,
         camera_info=camera_info_msg(header, left_info, camera) if left_info is not None else None,
         valid_points=int(np.count_nonzero(confident)),
     )

@@ -1,13 +1,8 @@
-"""ROS parameters <-> one typed `NodeConfig`.
+"""ROS parameters <-> one typed `NodeConfig`: each field is the node parameter of the same name.
 
-Every field of `NodeConfig` is one node parameter of the same name. Its metadata holds the description, the
-allowed range or choices and when a change takes effect:
-- "live": applied to the next frame (thresholds, scales, output options);
-- "reload": needs the model to be loaded again (checkpoint, backbone, device, ...);
-- "restart": changes the subscriptions (synchronization, QoS).
-`declare_parameters(node)` declares them all with `ParameterDescriptor`s (description, ranges, constraints)
-and returns the config; `updated_config(config, changes)` validates run-time changes for the node's
-parameter callback and refuses, saying why, those that need a reload or a restart.
+A field's metadata holds its description, allowed range or choices and when a change takes effect: "live" (the
+next frame), "reload" (needs the model loaded again) or "restart" (changes the subscriptions); `updated_config`
+refuses run-time changes of the last two, saying why.
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ from smd_core.resolve import DEVICE_PATTERN
 from smd_ros.topics import TRANSPORTS
 
 LIVE, RELOAD, RESTART = "live", "reload", "restart"
+TYPES = {"str": str, "int": int, "float": float, "bool": bool}  # field annotations (strings: future annotations)
 MIN_INPUT_PIXELS = 64 * 64  # one padding block: below it the network sees nothing useful
 
 
@@ -121,7 +117,36 @@ class NodeConfig:
                               "seconds without an output being published.", LIVE, lo=0.1, hi=3600.0)
 
     def __post_init__(self) -> None:
-        errors = validation_errors(self)
+        errors: list[str] = []  # every problem, each naming the parameter and its value
+        for name, f in FIELDS.items():
+            value, tp = getattr(self, name), TYPES[f.type]
+            accepted = (int, float) if tp is float else tp
+            if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
+                errors.append(f"{name} must be {tp.__name__}, got {value!r}")
+            elif tp is float and not math.isfinite(value):
+                errors.append(f"{name} must be finite, got {value!r}")
+            else:
+                rng, choices = f.metadata["range"], f.metadata["choices"]
+                if rng is not None and not (rng[0] <= value <= rng[1]):
+                    errors.append(f"{name}={value!r} is outside [{rng[0]}, {rng[1]}]")
+                if choices is not None and value not in choices:
+                    errors.append(f"{name}={value!r} is not one of {list(choices)}")
+        if not errors:  # the rules between values, once each has the right type
+            if not ORT_DEVICE_PATTERN.match(self.device):
+                errors.append(f"device={self.device!r} is not auto, cpu, cuda[:N] or tensorrt[:N]")
+            elif self.backend == "torch" and not DEVICE_PATTERN.match(self.device):
+                errors.append(f"device={self.device!r} needs backend onnxruntime (torch runs on auto, cpu, cuda or "
+                              "cuda:N)")
+            if 0 < self.image_bits < 9:
+                errors.append(f"image_bits={self.image_bits} must be 0 (auto) or 9..16")
+            if self.max_disparity % 16:
+                errors.append(f"max_disparity={self.max_disparity} must be 0 or a multiple of 16")
+            if 0 < self.max_input_pixels < MIN_INPUT_PIXELS:
+                errors.append(f"max_input_pixels={self.max_input_pixels} must be 0 (no limit) or at least "
+                              f"{MIN_INPUT_PIXELS}")
+            if self.max_depth and self.max_depth <= self.min_depth:
+                errors.append(f"max_depth={self.max_depth} must be 0 (no limit) or greater than "
+                              f"min_depth={self.min_depth}")
         if errors:
             raise ValueError("invalid node parameters: " + "; ".join(errors))
 
@@ -134,44 +159,6 @@ class NodeConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(NodeConfig)}
 
 
-def validation_errors(cfg: NodeConfig) -> list[str]:
-    """Every problem with `cfg`, each naming the parameter and its value."""
-    errors: list[str] = []
-    for name, f in FIELDS.items():
-        value, tp = getattr(cfg, name), _python_type(f)
-        accepted = (int, float) if tp is float else tp
-        if not isinstance(value, accepted) or (tp is not bool and isinstance(value, bool)):
-            errors.append(f"{name} must be {tp.__name__}, got {value!r}")
-            continue
-        if tp is float and not math.isfinite(value):
-            errors.append(f"{name} must be finite, got {value!r}")
-            continue
-        rng, choices = f.metadata["range"], f.metadata["choices"]
-        if rng is not None and not (rng[0] <= value <= rng[1]):
-            errors.append(f"{name}={value!r} is outside [{rng[0]}, {rng[1]}]")
-        if choices is not None and value not in choices:
-            errors.append(f"{name}={value!r} is not one of {list(choices)}")
-    if errors:
-        return errors
-    if not ORT_DEVICE_PATTERN.match(cfg.device):
-        errors.append(f"device={cfg.device!r} is not auto, cpu, cuda[:N] or tensorrt[:N]")
-    elif cfg.backend == "torch" and not DEVICE_PATTERN.match(cfg.device):
-        errors.append(f"device={cfg.device!r} needs backend onnxruntime (torch runs on auto, cpu, cuda or cuda:N)")
-    if 0 < cfg.image_bits < 9:
-        errors.append(f"image_bits={cfg.image_bits} must be 0 (auto) or 9..16")
-    if cfg.max_disparity % 16:
-        errors.append(f"max_disparity={cfg.max_disparity} must be 0 or a multiple of 16")
-    if 0 < cfg.max_input_pixels < MIN_INPUT_PIXELS:
-        errors.append(f"max_input_pixels={cfg.max_input_pixels} must be 0 (no limit) or at least {MIN_INPUT_PIXELS}")
-    if cfg.max_depth and cfg.max_depth <= cfg.min_depth:
-        errors.append(f"max_depth={cfg.max_depth} must be 0 (no limit) or greater than min_depth={cfg.min_depth}")
-    return errors
-
-
-def _python_type(f: dataclasses.Field) -> type:
-    return {"str": str, "int": int, "float": float, "bool": bool}[f.type] if isinstance(f.type, str) else f.type
-
-
 def parameter_descriptors() -> dict[str, Any]:
     """name -> rcl_interfaces/ParameterDescriptor (type, description, range, constraints)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
@@ -180,7 +167,7 @@ def parameter_descriptors() -> dict[str, Any]:
              float: ParameterType.PARAMETER_DOUBLE, bool: ParameterType.PARAMETER_BOOL}
     out = {}
     for name, f in FIELDS.items():
-        tp = _python_type(f)
+        tp = TYPES[f.type]
         constraints = []
         if f.metadata["choices"] is not None:
             constraints.append("one of: " + ", ".join(repr(c) for c in f.metadata["choices"]))
@@ -206,20 +193,12 @@ def config_from_mapping(values: Mapping[str, Any]) -> NodeConfig:
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown node parameters {unknown}; known: {sorted(FIELDS)}")
-    kwargs = {}
-    for name, value in values.items():
-        tp = _python_type(FIELDS[name])
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        kwargs[name] = value
-    return NodeConfig(**kwargs)
+    return NodeConfig(**{name: float(value) if FIELDS[name].type == "float" and type(value) is int else value
+                         for name, value in values.items()})
 
 
 def declare_parameters(node: Any) -> NodeConfig:
-    """Declare every parameter on `node` (values from overrides / params files) and return the config.
-
-    Raises ValueError listing every invalid value.
-    """
+    """Declare every parameter on `node` (values from overrides / params files); ValueError names bad values."""
     from rclpy.exceptions import ParameterException
 
     values = {}
@@ -235,8 +214,8 @@ def declare_parameters(node: Any) -> NodeConfig:
 def updated_config(config: NodeConfig, changes: Iterable[tuple[str, Any]]) -> tuple[NodeConfig | None, str]:
     """Apply run-time parameter changes [(name, value)]; returns (new config, "") or (None, reason).
 
-    Changes of "reload"/"restart" parameters are refused with a reason that says so (setting the current value
-    again is accepted), as are unknown names and invalid values.
+    Changes of "reload"/"restart" parameters (setting the current value again is no change), unknown names and
+    invalid values are refused.
     """
     values = dataclasses.asdict(config)
     for name, value in changes:
@@ -257,7 +236,3 @@ def updated_config(config: NodeConfig, changes: Iterable[tuple[str, Any]]) -> tu
     except ValueError as exc:
         return None, str(exc)
 
-
-def describe(config: NodeConfig) -> str:
-    """One line with every parameter value (for the start-up log)."""
-    return ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(config).items())

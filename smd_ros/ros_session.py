@@ -1,9 +1,8 @@
 """The one place where rclpy's start-up and shut-down differ between the ROS 2 distributions smd_ros runs on.
 
-- Kilted's `rclpy.init()` returns a context manager (usable in a `with` statement); Jazzy's returns None, so that
-  idiom dies on Jazzy with "'NoneType' object does not support the context manager protocol". Both have
-  `rclpy.utilities.try_shutdown` and `Context.try_shutdown`, which is all `ros_session` uses, so the node, the
-  demo, the tests and the benchmarks start and stop rclpy the same way on both.
+- Kilted's `rclpy.init()` returns a context manager; Jazzy's returns None, so `with rclpy.init():` dies there.
+  `ros_session` uses only what both have (`try_shutdown`), so the node, the demo, the tests and the benchmarks
+  start and stop rclpy the same way on both.
 - Fast DDS 2.x (Jazzy) reads its default XML profile from `FASTRTPS_DEFAULT_PROFILES_FILE` only, Fast DDS 3.x
   (Kilted) from `FASTDDS_DEFAULT_PROFILES_FILE` only (checked in both libraries' strings). Setting one of them
   leaves the other distribution silently on Fast DDS's defaults: `dds_profile_env` sets the right one.
@@ -19,8 +18,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rclpy.context import Context
 
-__all__ = ["PROFILE_VARIABLES", "dds_profile_env", "profile_variables", "ros_session", "shutdown"]
-
 # Fast DDS 3.x's name first, then Fast DDS 2.x's: each library ignores the other's.
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 # Distributions whose rmw_fastrtps runs on Fast DDS 2.x (rmw_fastrtps before 9.0).
@@ -31,8 +28,8 @@ def profile_variables() -> tuple[str, ...]:
     """The variable(s) that name Fast DDS's default XML profile file for the installed distribution.
 
     ROS_DISTRO where a ROS setup was sourced, else the version of the rmw_fastrtps_cpp wheel (PyPI installs set
-    no ROS_DISTRO); both where neither says: Kilted's rmw_fastrtps warns on every start that the old name is
-    deprecated, so the exact one is set when it is known.
+    no ROS_DISTRO); both where neither says (Kilted's rmw_fastrtps warns on every start that the old name is
+    deprecated, so the exact one is set when it is known).
     """
     distro = os.environ.get("ROS_DISTRO", "").strip().lower()
     if distro:
@@ -53,41 +50,28 @@ def dds_profile_env(profile: str | os.PathLike[str], domain_id: int) -> dict[str
     (shared memory + UDP with the OS's ~200 KiB socket buffers, multicast discovery): a small message published
     right after a 640x480 image then arrived up to 2.8 s late, and `smd demo` delivered 4-10 of 20 frames.
     """
-    path = str(profile)
-    return {**dict.fromkeys(profile_variables(), path), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+    return {**dict.fromkeys(profile_variables(), str(profile)), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
             "ROS_DOMAIN_ID": str(domain_id)}
 
 
 @contextlib.contextmanager
-def ros_session(args: list[str] | None = None, *, context: Context | None = None,
-                domain_id: int | None = None) -> Iterator[Context]:
-    """`rclpy.init(args=..., context=...)`; yields the initialized context; shuts it down on exit.
+def ros_session(args: list[str] | None = None, *, context: Context | None = None) -> Iterator[Context]:
+    """`rclpy.init(args=..., context=...)`; yields the initialized context; shuts it down on exit unless it
+    already is (Ctrl-C's handler shuts the context down under us).
 
     Without `context` this is the process's default context, with rclpy's SIGINT/SIGTERM handlers installed
-    (and removed on exit), as `rclpy.init()` does; a given context gets no signal handlers (rclpy's own rule).
-    Shutting down is a no-op where it already happened (Ctrl-C's handler shuts the context down under us).
-    """
-    import rclpy
-
-    rclpy.init(args=args, context=context, domain_id=domain_id)
-    initialized = rclpy.get_default_context() if context is None else context
-    try:
-        yield initialized
-    finally:
-        shutdown(context)
-
-
-def shutdown(context: Context | None = None) -> None:
-    """Shut `context` (None: the default one) down unless it already is.
-
-    For the default context rclpy replaces it with a fresh one (so `ros_session()` can run again in the same
-    process) and the signal handlers installed with it are removed, as leaving Kilted's init context does.
+    (removed on exit, as leaving Kilted's init context does; rclpy then replaces the context with a fresh one,
+    so `ros_session()` can run again in the same process); a given context gets no signal handlers.
     """
     import rclpy
     from rclpy.signals import uninstall_signal_handlers
     from rclpy.utilities import try_shutdown
 
     default = context is None or context is rclpy.get_default_context()
-    try_shutdown(context=None if default else context)
-    if default:
-        uninstall_signal_handlers()
+    rclpy.init(args=args, context=context)
+    try:
+        yield rclpy.get_default_context() if context is None else context
+    finally:
+        try_shutdown(context=None if default else context)
+        if default:
+            uninstall_signal_handlers()

@@ -1,11 +1,8 @@
-"""Camera data in: the one decoder of images and calibration, shared by the stereo node and the bag tools.
+"""Camera data in: the one decoder of images and calibration, for the stereo node and the bag tools alike.
 
-It reads rclpy messages (the node) and rosbags messages (`smd bag2dataset`) alike: both have the same field
-names, and nothing here imports a ROS package. `ENCODINGS` is the one table of raw image encodings. 16-bit
-camera images follow the one 16-bit policy, `smd_core.data.io.uint16_to_uint8`.
-
-Bad input raises `InputError`, a ValueError whose `kind` names the problem (for counters and throttled
-logs): "encoding", "empty", "layout", "size_mismatch", "calibration", "info_size".
+rclpy and rosbags messages have the same field names, so nothing here imports a ROS package. Bad input raises
+`InputError`, whose `kind` ("encoding", "empty", "layout", "size_mismatch", "calibration", "info_size") keys the
+node's counters and throttled logs.
 """
 
 from __future__ import annotations
@@ -22,16 +19,12 @@ from smd_core.geometry import StereoCamera
 
 
 class InputError(ValueError):
-    """A message that cannot be processed; `kind` is a short stable key such as "encoding" or "calibration"."""
-
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
 
 class EncodingError(InputError):
-    """An image encoding or format that cannot be read or written."""
-
     def __init__(self, message: str) -> None:
         super().__init__("encoding", message)
 
@@ -57,12 +50,8 @@ COMPRESSED_FORMATS = ("jpeg", "jpg", "png", "tiff", "tif", "webp", "bmp", "jp2")
 
 
 def stamp_ns(msg: Any) -> int:
-    """Nanoseconds of `msg.header.stamp` (builtin_interfaces/Time)."""
     stamp = msg.header.stamp
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-# ----------------------------------------------------------------------------------------------- images
 
 
 def _is_compressed(msg: Any) -> bool:
@@ -86,10 +75,10 @@ def _raw_pixels(msg: Any, name: str, supported: tuple[str, ...]) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height < 2 or width < 2:
         raise InputError("empty", f"{name}: empty image ({width}x{height})")
-    row_bytes = width * channels * np.dtype(dtype).itemsize
+    size = np.dtype(dtype).itemsize
+    row_bytes = width * channels * size
     if step < row_bytes:
         raise InputError("layout", f"{name}: step {step} < width {width} x {row_bytes // width} bytes ({encoding})")
-    size = np.dtype(dtype).itemsize
     if step % size:
         # cv_bridge would read such rows shifted by a byte (garbage), so it is bad input, not a picture.
         raise InputError("layout", f"{name}: step {step} is not a multiple of the {size}-byte channel ({encoding})")
@@ -150,11 +139,8 @@ def _compressed_depth(msg: Any, name: str, fmt: str) -> np.ndarray:
 
 
 def decode_image(msg: Any, name: str = "image", *, supported: tuple[str, ...] = tuple(ENCODINGS)) -> np.ndarray:
-    """Image or CompressedImage -> (H, W, 3) uint8 BGR, (H, W) uint8 / uint16 mono, or (H, W) float32.
-
-    Colour conversions (RGB, BGRA, Bayer, YUV) happen here; the bit depth is kept. `supported`: the raw
-    encodings accepted (EncodingError naming them otherwise).
-    """
+    """Image or CompressedImage -> (H, W, 3) uint8 BGR, (H, W) uint8 / uint16 mono, or (H, W) float32; the bit depth
+    is kept. `supported`: the raw encodings accepted."""
     if _is_compressed(msg):
         return _decode_compressed(msg, name)
     pixels = _raw_pixels(msg, name, supported)
@@ -179,8 +165,8 @@ def stereo_images(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) camera messages as (H, W, 3) BGR uint8 arrays, validated; `names` label errors.
 
-    16-bit images (mono16, 16-bit PNG) are brought to 8 bits together by `uint16_to_uint8(image_bits)`: one
-    shift for both, so left and right stay photometrically consistent (0 = auto from the brighter image).
+    16-bit images (mono16, 16-bit PNG) get one shift for both (`uint16_to_uint8(image_bits)`, the one 16-bit
+    policy), so left and right stay photometrically consistent.
     """
     lim, rim = _camera_image(left, names[0]), _camera_image(right, names[1])
     if lim.shape[:2] != rim.shape[:2]:
@@ -195,10 +181,7 @@ def stereo_images(
 
 
 def depth_metres(msg: Any, name: str = "depth") -> np.ndarray:
-    """Depth Image / CompressedImage -> float32 (H, W) metres, NaN where invalid (0 or non-finite).
-
-    32FC1 is metres, 16UC1 / mono16 millimetres (REP 118).
-    """
+    """Depth Image / CompressedImage -> float32 (H, W) metres, NaN where invalid; 16-bit ones are mm (REP 118)."""
     encoding = str(msg.format).split(";")[0].strip() if _is_compressed(msg) else str(msg.encoding)
     if encoding not in DEPTH_ENCODINGS:
         raise EncodingError(f"{name}: depth encoding {encoding!r} is not supported; use 32FC1 (metres) or 16UC1 "
@@ -226,8 +209,6 @@ def disparity_pixels(msg: Any, name: str = "disparity") -> np.ndarray:
     return disparity
 
 
-# ----------------------------------------------------------------------------------------------- calibration
-
 # Relative difference tolerated between the left and right rectified focal lengths (and absolute px between
 # their rectified cy): a rectified pair shares P[:3, :3] by construction, so only rounding (float32 of a
 # shared value: ~6e-8) may differ.
@@ -244,10 +225,10 @@ def info_image_size(info: Any) -> tuple[int, int]:
 
 def _projection(info: Any, name: str) -> np.ndarray:
     p = np.asarray(info.p, dtype=np.float64).reshape(-1)
-    with np.errstate(over="ignore"):
-        finite32 = np.isfinite(p.astype(np.float32))  # outputs carry float32 (DisparityImage.f, clouds)
     if p.size != 12:
         raise InputError("calibration", f"{name} camera_info P must hold 12 values, got {p.size}: {p.tolist()}")
+    with np.errstate(over="ignore"):  # outputs carry float32 (DisparityImage.f, clouds)
+        finite32 = np.isfinite(p.astype(np.float32))
     if not finite32.all():
         raise InputError("calibration", f"{name} camera_info P holds values that are not finite as float32: "
                          f"{p.tolist()}")

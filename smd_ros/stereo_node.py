@@ -35,23 +35,16 @@ from typing import Any
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
+from rclpy import qos
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_default,
-    qos_profile_sensor_data,
-)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
 from smd_ros import health, messages, model_loading, sensors
 from smd_ros.model_loading import CheckpointError
 from smd_ros.node_tools import LatestSlot, Stats, ThrottledLog, raised_at
-from smd_ros.params import NodeConfig, declare_parameters, describe, updated_config
+from smd_ros.params import NodeConfig, declare_parameters, updated_config
 from smd_ros.ros_libs import message_filters
 from smd_ros.ros_session import ros_session
 from smd_ros.sensors import InputError, stamp_ns
@@ -69,21 +62,19 @@ TIME_JUMP_RESET_S = 2.0
 NO_SYNC_WARN_S = 3.0
 
 
-def output_qos(best_effort: bool) -> QoSProfile:
-    """The outputs' QoS: keep last 1, volatile (a late subscriber gets no stale cloud), reliable or best effort."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.VOLATILE,
-                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE)
+def output_qos(best_effort: bool) -> qos.QoSProfile:
+    """Keep last 1, volatile (a late subscriber gets no stale cloud), reliable or best effort."""
+    reliability = qos.ReliabilityPolicy.BEST_EFFORT if best_effort else qos.ReliabilityPolicy.RELIABLE
+    return qos.QoSProfile(depth=1, durability=qos.DurabilityPolicy.VOLATILE, reliability=reliability)
 
 
 @dataclasses.dataclass
 class FrameSet:
-    """One synchronized input set and when it arrived (time.monotonic())."""
-
     left: Image | CompressedImage
     right: Image | CompressedImage
     left_info: CameraInfo
     right_info: CameraInfo
-    received: float
+    received: float  # time.monotonic()
 
 
 class StereoNode(Node):
@@ -95,9 +86,8 @@ class StereoNode(Node):
         self.slot = LatestSlot()
         self._stop = threading.Event()
         self.worker = threading.Thread(target=self._work, name="smd_inference", daemon=True)
-        log = self.get_logger()
         self.config: NodeConfig = declare_parameters(self)
-        self.throttled = ThrottledLog(log, period=self.config.report_period)
+        self.throttled = ThrottledLog(self.get_logger(), period=self.config.report_period)
         self.stats = Stats()
         self._geometry: tuple | None = None
         self._last_stamp: int | None = None
@@ -117,7 +107,7 @@ class StereoNode(Node):
         # sensor_data_qos:=false means ROS's default profile (reliable, keep last 10), the one most publishers use.
         # Not the RMW's "system default": for a Fast DDS reader that is best effort, which would make the switch
         # a no-op.
-        sub_qos = qos_profile_sensor_data if self.config.sensor_data_qos else qos_profile_default
+        sub_qos = qos.qos_profile_sensor_data if self.config.sensor_data_qos else qos.qos_profile_default
         self._pub_qos = output_qos(self.config.output_best_effort)
         self.pub_disparity = self.create_publisher(DisparityImage, "disparity", self._pub_qos)
         self.pub_disparity_image = self.create_publisher(Image, "disparity_image", self._pub_qos)
@@ -152,17 +142,15 @@ class StereoNode(Node):
         self.timer = self.create_timer(0.5, self._on_timer)
         sync = f"approximate (slop {self.config.sync_slop} s)" if self.config.approximate_sync else "exact"
         outputs = (self.pub_disparity, self.pub_uncertainty, self.pub_points, *self._optional_pubs.values())
-        log.info(f"ready: device {self.predictor.device}, model {self._model_name}, {self._threads} threads; "
-                 f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
-                 f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
-                 f"queue {self.config.queue_size}); publishing {', '.join(p.topic_name for p in outputs)} "
-                 f"({'best effort' if self.config.output_best_effort else 'reliable'}, volatile); "
-                 f"synchronizer: {message_filters.__name__}")
-
-    # ---------------------------------------------------------------------------------------------- start-up
+        self.get_logger().info(
+            f"ready: device {self.predictor.device}, model {self._model_name}, {self._threads} threads; "
+            f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
+            f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
+            f"queue {self.config.queue_size}); publishing {', '.join(p.topic_name for p in outputs)} "
+            f"({'best effort' if self.config.output_best_effort else 'reliable'}, volatile); "
+            f"synchronizer: {message_filters.__name__}")
 
     def _optional_publisher(self, topic: str) -> Any:
-        """The publisher of `depth` or `camera_info`, created the first time it is needed."""
         pub = self._optional_pubs.get(topic)
         if pub is None:
             msg_type = Image if topic == "depth" else CameraInfo
@@ -174,17 +162,13 @@ class StereoNode(Node):
     def _load_model(self) -> tuple[Any, int]:
         log = self.get_logger()
         log.info(OPENMP_STATUS)
-        loaded = model_loading.load(self.config, log)
-        predictor, cfg = loaded.predictor, self.config
-        self._threads = loaded.threads
+        loaded, cfg = model_loading.load(self.config, log), self.config
+        self._threads, self._model_name = loaded.threads, loaded.name
         log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of "
-                 f"{predictor.pad_multiple}), outputs = images x {cfg.output_scale}; the sizes are logged at the "
-                 "first frame")
-        log.info(f"parameters: {describe(cfg)}")
-        self._model_name = loaded.name
-        return predictor, predictor.config.max_disp
-
-    # ---------------------------------------------------------------------------------------------- executor side
+                 f"{loaded.predictor.pad_multiple}), outputs = images x {cfg.output_scale}; the sizes are logged at "
+                 "the first frame")
+        log.info("parameters: " + ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(cfg).items()))
+        return loaded.predictor, loaded.predictor.config.max_disp
 
     def _on_left_image(self, msg: Any) -> None:
         # Registered after the synchronizer: when this image completed a set, `_on_set` has already run.
@@ -194,7 +178,6 @@ class StereoNode(Node):
         self.stats.add("images")
 
     def _on_set(self, left: Any, right: Any, left_info: CameraInfo, right_info: CameraInfo) -> None:
-        """Synchronizer callback: store the newest set and return at once (inference runs on the worker)."""
         now = time.monotonic()
         stamp = stamp_ns(left)
         self._unsynced_since, self._synced_stamp = None, stamp
@@ -250,19 +233,14 @@ class StereoNode(Node):
 
     def _report(self) -> None:
         counts, window, seconds = self.stats.snapshot()
-        n = len(window)
-        lat = np.array([w[0] for w in window]) if n else np.zeros(0)
-        rate = n / seconds if seconds > 0 else 0.0
-        summary = {
-            "rate_hz": f"{rate:.2f}",
-            "latency_mean_ms": f"{lat.mean() * 1e3:.1f}" if n else "nan",
-            "latency_max_ms": f"{lat.max() * 1e3:.1f}" if n else "nan",
-            "model_mean_ms": f"{np.mean([w[1] for w in window]) * 1e3:.1f}" if n else "nan",
-            "overhead_mean_ms": f"{np.mean([w[2] for w in window]) * 1e3:.1f}" if n else "nan",
-            "queued": str(len(self.slot)),
-        }
-        for key in ("received", "published", "dropped_stale", "rejected", "errors"):
-            summary[key] = str(counts.get(key, 0))
+        rate = len(window) / seconds if seconds > 0 else 0.0
+        ms = np.array(window, dtype=float).reshape(-1, 3) * 1e3  # per frame: latency, model, overhead
+        figures = (ms[:, 0].mean(), ms[:, 0].max(), ms[:, 1].mean(), ms[:, 2].mean()) if len(ms) else [np.nan] * 4
+        summary = {"rate_hz": f"{rate:.2f}", **{key: f"{value:.1f}" for key, value in zip(
+            ("latency_mean_ms", "latency_max_ms", "model_mean_ms", "overhead_mean_ms"), figures, strict=True)}}
+        summary["queued"] = str(len(self.slot))
+        summary.update({key: str(counts.get(key, 0)) for key in ("received", "published", "dropped_stale", "rejected",
+                                                                   "errors")})
         # Per-kind counters (rejected_<kind>, no_sync_warnings) as they appear.
         summary.update({key: str(value) for key, value in sorted(counts.items()) if key not in summary})
         # Log only when something happened since the last report; /diagnostics gets every report.
@@ -284,8 +262,6 @@ class StereoNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(array)
-
-    # ---------------------------------------------------------------------------------------------- worker side
 
     def _work(self) -> None:
         try:
@@ -319,12 +295,12 @@ class StereoNode(Node):
         camera_in = sensors.stereo_camera(frame.left_info, frame.right_info, w, h)
         guard = runtime.input_guard(w, h, cfg.input_scale, cfg.max_input_pixels)
         scale = cfg.input_scale * guard
+        hn, wn = scaled_size(h, w, scale)
         h_out, w_out = scaled_size(h, w, cfg.output_scale * guard)
         camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
         self.predictor.chunk_points = cfg.chunk_points
         if guard < 1.0 and self._guard_logged != (w, h):
             self._guard_logged = (w, h)
-            hn, wn = scaled_size(h, w, scale)
             self.get_logger().warning(
                 f"images {w}x{h} x input_scale {cfg.input_scale:g} exceed max_input_pixels={cfg.max_input_pixels}: "
                 f"frames of this size are downscaled by {guard:.3f} (network {wn}x{hn}, outputs {w_out}x{h_out} "
@@ -332,7 +308,6 @@ class StereoNode(Node):
         t1 = time.monotonic()
         pred = self.predictor.predict(left, right, output_size=(h_out, w_out), input_scale=scale)
         t2 = time.monotonic()
-        min_depth, max_depth = cfg.depth_range
         max_uncertainty = runtime.cloud_max_uncertainty(
             cfg.max_uncertainty, self.predictor.deployment.cloud_max_uncertainty, pred.disparity_scale)
         header = frame.left.header
@@ -342,7 +317,8 @@ class StereoNode(Node):
             left_bgr=left if cfg.use_color else None,
             left_info=frame.left_info if (w_out, h_out) != (w, h) else None,
             max_uncertainty=max_uncertainty, mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
-            min_depth=min_depth, max_depth=max_depth, organized=cfg.organized_cloud, publish_depth=cfg.publish_depth,
+            min_depth=cfg.depth_range[0], max_depth=cfg.depth_range[1], organized=cfg.organized_cloud,
+            publish_depth=cfg.publish_depth,
         )
         self.pub_disparity.publish(out.disparity)
         if self.pub_disparity_image.get_subscription_count():
@@ -356,10 +332,8 @@ class StereoNode(Node):
         t3 = time.monotonic()
         self._last_published = t3
         self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
-        hn, wn = scaled_size(h, w, scale)
         geometry = (w, h, wn, hn, w_out, h_out, frame.left.encoding)
-        if geometry != self._geometry:
-            # At the first frame and whenever the images or the scales change.
+        if geometry != self._geometry:  # the first frame, or the images or the scales changed
             first = self._geometry is None
             self._geometry = geometry
             self.get_logger().info(

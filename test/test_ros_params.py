@@ -149,8 +149,3 @@ def test_device_parameter_resolution():
     # Without an override it asks torch, which this machine answers either way.
     device, _ = resolve_device("auto", fallback=True)
     assert device in ("cpu", "cuda")
-
-
-def test_describe_lists_values():
-    text = params.describe(NodeConfig(output_scale=2.0))
-    assert "output_scale=2.0" in text and "checkpoint=''" in text
