@@ -1,9 +1,7 @@
-"""The node's model: a `NodeConfig` -> a predictor on the backend, device and threads it asks for.
+"""The node's model: a `NodeConfig` -> a `DensePredictor` on the backend, device and threads it asks for.
 
-torch (checkpoints): as before, with the CPU precision rule (`runtime.cpu_bfloat16`) and float16 on CUDA;
-onnxruntime (`smd export` files): `smd_core.infer.ort_backend`, which never imports torch, so a runtime install
-without torch runs the node. Both give a `smd_core.infer.dense.DensePredictor`: the same outputs, units and
-uncertainty, so the rest of the node does not know which one runs.
+torch runs checkpoints (CPU precision rule: `runtime.cpu_bfloat16`; float16 on CUDA); onnxruntime runs `smd export`
+files without importing torch. Same outputs, units and uncertainty: the rest of the node does not know which runs.
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ class CheckpointError(RuntimeError):
 @dataclasses.dataclass
 class LoadedModel:
     predictor: DensePredictor
-    path: Path
-    backend: str
     threads: int
     name: str  # for the ready line
 
@@ -47,8 +43,8 @@ def load(cfg: NodeConfig, log: Any) -> LoadedModel:
     mc = predictor.config
     log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s ({backend}): backbone {mc.backbone}, output "
              f"{mc.output}, max_disp {mc.max_disp}, device {predictor.device}{detail}")
-    return LoadedModel(predictor, path, backend, threads,
-                       f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp}, {backend})")
+    return LoadedModel(predictor, threads, f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp}, "
+                                           f"{backend})")
 
 
 def _load_onnx(cfg: NodeConfig, path: Path, threads: int, log: Any) -> tuple[DensePredictor, str]:

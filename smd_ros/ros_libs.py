@@ -40,10 +40,7 @@ class Subscriber(_Filter):
 
     def __init__(self, node: Any, msg_type: type, topic: str, qos_profile: Any = 10, **kwargs: Any) -> None:
         super().__init__()
-        self.sub = node.create_subscription(msg_type, topic, self._on_message, qos_profile, **kwargs)
-
-    def _on_message(self, msg: Any) -> None:
-        self.signalMessage(msg)
+        self.sub = node.create_subscription(msg_type, topic, self.signalMessage, qos_profile, **kwargs)
 
 
 class TimeSynchronizer(_Filter):

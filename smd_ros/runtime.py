@@ -21,10 +21,8 @@ OPENMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> str:
-    """Write `WAIT_POLICY_ENV` into `environ` (default os.environ) unless the user set a wait policy.
-
-    Returns one line for the start-up log saying what is in force and why.
-    """
+    """Write `WAIT_POLICY_ENV` into `environ` (default os.environ) unless the user set a wait policy; returns the
+    start-up log's line saying what is in force and why."""
     env = os.environ if environ is None else environ
     user = {k: env[k] for k in OPENMP_VARIABLES if k in env}
     if user:
@@ -48,9 +46,7 @@ def cloud_max_uncertainty(value: float, model_default: float, disparity_scale: f
     """The cloud's uncertainty threshold (output px; 0 = keep every point) for the `max_uncertainty` parameter:
     `value` when >= 0; -1 (auto): the model's own `Deployment.cloud_max_uncertainty` (network px) times
     `disparity_scale` (output px per network px)."""
-    if value >= 0:
-        return float(value)
-    return float(model_default) * float(disparity_scale)
+    return float(value) if value >= 0 else float(model_default) * float(disparity_scale)
 
 
 def default_threads() -> int:
