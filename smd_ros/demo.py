@@ -54,29 +54,26 @@ def find_config(name: str) -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("smd_ros")) / "config" / name)
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"config/{name} not found (looked in {', '.join(map(str, candidates))})")
-    return path
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"config/{name} not found (looked in {', '.join(map(str, candidates))})")
 
 
 def read_recording(bag: Path, limit: int = 0) -> list[dict[str, Any]]:
-    """Frames of a stereo bag: dicts with `stamp_ns`, `left`, `right` (BGR uint8), `left_info`, `right_info`
-    (rclpy CameraInfo), grouped by header stamp and sorted. Images are decoded by `smd_ros.sensors`, the
-    node's own decoder, so the demo scores what the node sees."""
+    """Frames of a stereo bag by header stamp: dicts with `stamp_ns`, `left`, `right` (BGR uint8, decoded by the
+    node's own decoder: the demo scores what the node sees), `left_info`, `right_info` (rclpy CameraInfo)."""
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from sensor_msgs import msg as sensor_msgs
 
     from smd_ros.bags.reader import BagSource
     from smd_ros.sensors import stereo_images
 
     topics = {"/left/image_rect": "left", "/right/image_rect": "right", "/left/camera_info": "left_info",
               "/right/camera_info": "right_info"}
-    types = {"sensor_msgs/msg/CompressedImage": CompressedImage, "sensor_msgs/msg/Image": Image,
-             "sensor_msgs/msg/CameraInfo": CameraInfo}
     frames: dict[int, dict[str, Any]] = {}
     for raw in BagSource(bag).messages(set(topics)):
-        msg = deserialize_message(bytes(raw.data), types[raw.msgtype])
+        msg = deserialize_message(bytes(raw.data), getattr(sensor_msgs, raw.msgtype.rsplit("/", 1)[-1]))
         frames.setdefault(stamp_ns(msg), {"stamp_ns": stamp_ns(msg)})[topics[raw.topic]] = msg
     complete = [f for _, f in sorted(frames.items()) if len(f) == 5][: limit or None]
     for frame in complete:

@@ -1,6 +1,5 @@
-"""`smd demo`'s report: scores what the node published with `smd eval`'s code (`score_frame`, `summarize`, the
-SGBM baselines) beside the standard (L1) head on the same frames, and writes `demo_out/`: per-frame pictures, the
-contact sheet (every recorded frame; the ones the node dropped marked as such), the cloud comparisons of one
+"""`smd demo`'s report: scores what the node published with `smd eval`'s code beside the standard (L1) head and
+the SGBM baselines, and writes `demo_out/`: per-frame pictures, the contact sheet, the cloud comparisons of one
 recorded frame and of the real Motorcycle scene (`smd_ros.demo_pictures`) and `summary.json`.
 """
 
@@ -32,17 +31,14 @@ Outputs = dict[str, dict[int, tuple[float, Any]]]  # topic -> stamp -> (receive 
 
 
 def organized_cloud(msg: Any) -> tuple[np.ndarray, np.ndarray]:
-    """PointCloud2 with x, y, z, rgb -> points (H, W, 3) float (NaN = no point) and colors (H, W, 3) BGR uint8
-    in the cloud's own layout (height x width; an unorganized cloud is one row)."""
+    """The node's PointCloud2 (x, y, z, rgb) -> points (H, W, 3) float (NaN = no point), colors (H, W, 3) BGR."""
     names = [f.name for f in msg.fields]
     if names != ["x", "y", "z", "rgb"]:
         raise ValueError(f"expected a cloud of fields x, y, z, rgb (the node's, use_color true), got {names}")
-    h, w = int(msg.height), int(msg.width)
-    pts = np.frombuffer(msg.data, np.float32).reshape(h, w, 4)  # the node's layout: messages.CLOUD_FIELDS_RGB
-    xyz = pts[..., :3].astype(np.float64)
+    pts = np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width, 4)  # messages.CLOUD_FIELDS_RGB
     rgb = np.ascontiguousarray(pts[..., 3]).view(np.uint32)
     bgr = np.stack([rgb & 255, (rgb >> 8) & 255, (rgb >> 16) & 255], axis=-1).astype(np.uint8)
-    return xyz, bgr
+    return pts[..., :3].astype(np.float64), bgr
 
 
 def _standard_predictor(args: argparse.Namespace) -> Any:
@@ -64,8 +60,8 @@ def _standard_predictor(args: argparse.Namespace) -> Any:
 
 
 def node_model(args: argparse.Namespace) -> tuple[float, float]:
-    """(max_disp, uncertainty floor in output px) of the node's model: the scored range, which SGBM and BM also
-    search; the uncertainty scale starts at the floor (the demo's outputs are at scale 1)."""
+    """(max_disp: the scored range, which SGBM and BM also search; uncertainty floor in output px: the uncertainty
+    scale's start) of the node's model."""
     from smd_core.infer.backend import model_config, resolve_model
     from smd_core.infer.predict_cli import uncertainty_floor_px
 
@@ -74,8 +70,7 @@ def node_model(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def colored(kind: str, values: np.ndarray, floor: float, width: int | None = None) -> np.ndarray:
-    """A disparity, uncertainty or error map in colour with its colour bar (px), drawn `width` px wide if given
-    (the contact sheet: the bar stays legible at the size it is shown)."""
+    """A map in colour with its colour bar, drawn `width` px wide if given (the bar stays legible at that size)."""
     if width:
         size = (width, round(values.shape[0] * width / values.shape[1]))
         values = cv2.resize(values.astype(np.float32), size, interpolation=cv2.INTER_NEAREST_EXACT)

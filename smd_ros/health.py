@@ -1,14 +1,7 @@
-"""The stereo node's health for /diagnostics: one level and message from the last report window.
+"""The stereo node's health for /diagnostics: one level and message from the last report window (no ROS imports).
 
-Pure functions (no ROS imports) so every branch is unit-tested. The levels are diagnostic_msgs/DiagnosticStatus'
-byte values. The level describes the *current* window and the worker's state, never the cumulative counters
-(those are published as values beside it):
-
-- ERROR: the inference worker is not running; or a frame failed in this window; or synchronized sets are
-  waiting but nothing has been published for `stall_timeout` seconds;
-- WARN:  bad input was skipped in this window; or images arrive but no synchronized set forms;
-- STALE: no input at all in this window;
-- OK:    otherwise.
+The level describes the *current* window and the worker's state, never the cumulative counters (those are
+published as values beside it), so that a node recovers to OK once a problem is over.
 """
 
 from __future__ import annotations
@@ -16,8 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-# diagnostic_msgs/DiagnosticStatus levels.
-OK, WARN, ERROR, STALE = 0, 1, 2, 3
+OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,13 +23,7 @@ def window_counts(previous: Mapping[str, int], current: Mapping[str, int]) -> di
     return {key: value - previous.get(key, 0) for key, value in current.items()}
 
 
-def health(
-    window: Mapping[str, int],
-    *,
-    worker_alive: bool,
-    waiting_s: float,
-    stall_timeout: float,
-) -> Health:
+def health(window: Mapping[str, int], *, worker_alive: bool, waiting_s: float, stall_timeout: float) -> Health:
     """The level for one report window.
 
     window: counters added in this window ("images": left images seen, "received": synchronized sets,

@@ -1,18 +1,10 @@
-"""The SMD-Nets stereo node: synchronized rectified stereo in; disparity, uncertainty, point cloud out.
-
-Topics (relative, so a namespace and remaps place them; the names of `stereo_image_proc`):
-- in:  left/image_rect, right/image_rect, left/camera_info, right/camera_info (message_filters sync; with
-  image_transport:=compressed the images are CompressedImage on left/image_rect/compressed, ...);
-- out: disparity (stereo_msgs/DisparityImage), uncertainty (32FC1 px), points2 (PointCloud2, left optical
-  frame), depth (32FC1 m, with publish_depth), camera_info (when the output grid differs from the input),
-  disparity_image (the DisparityImage's 32FC1 image, for rviz; only built when subscribed),
-  /diagnostics (diagnostic_msgs/DiagnosticArray).
+"""The SMD-Nets stereo node: synchronized rectified stereo in (the topics of `stereo_image_proc`, relative);
+disparity, uncertainty, point cloud (and optionally depth) out; the topic table is in README.md.
 
 Never behind the camera: the synchronizer's callback only stores the newest set in a one-slot mailbox (a set
 still waiting there is dropped and counted); a worker thread runs the network and publishes; the executor only
 moves messages, parameters and timers. Bad input is logged (throttled, per kind of problem) and skipped; any
 other failure of one frame is counted and logged (throttled, with where it was raised) and the worker goes on.
-/diagnostics levels: see `smd_ros.health`. Outputs are reliable (or best effort), volatile, keep last 1.
 
 Run: `ros2 run smd_ros stereo_node --ros-args -p checkpoint:=/path/model.pth` or
 `python -m smd_ros.stereo_node --ros-args ...`.
@@ -128,11 +120,11 @@ class StereoNode(Node):
         types = {"Image": Image, "CompressedImage": CompressedImage, "CameraInfo": CameraInfo}
         self.subscribers = [message_filters.Subscriber(self, types[kind], topic, qos_profile=sub_qos)
                             for topic, kind in inputs(self.config.image_transport).values()]
-        if self.config.approximate_sync:
-            self.sync = message_filters.ApproximateTimeSynchronizer(
-                self.subscribers, self.config.queue_size, self.config.sync_slop)
+        cfg = self.config
+        if cfg.approximate_sync:
+            self.sync = message_filters.ApproximateTimeSynchronizer(self.subscribers, cfg.queue_size, cfg.sync_slop)
         else:
-            self.sync = message_filters.TimeSynchronizer(self.subscribers, self.config.queue_size)
+            self.sync = message_filters.TimeSynchronizer(self.subscribers, cfg.queue_size)
         self.sync.registerCallback(self._on_set)
         # Raw arrivals of the left image, to tell "no camera" from "images but no synchronized set".
         self.subscribers[0].registerCallback(self._on_left_image)
@@ -140,15 +132,15 @@ class StereoNode(Node):
         self.worker.start()
         self.add_on_set_parameters_callback(self._on_parameters)
         self.timer = self.create_timer(0.5, self._on_timer)
-        sync = f"approximate (slop {self.config.sync_slop} s)" if self.config.approximate_sync else "exact"
+        sync = f"approximate (slop {cfg.sync_slop} s)" if cfg.approximate_sync else "exact"
         outputs = (self.pub_disparity, self.pub_uncertainty, self.pub_points, *self._optional_pubs.values())
         self.get_logger().info(
             f"ready: device {self.predictor.device}, model {self._model_name}, {self._threads} threads; "
             f"subscribed to {', '.join(s.sub.topic_name for s in self.subscribers)} "
-            f"({'sensor-data' if self.config.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, "
-            f"queue {self.config.queue_size}); publishing {', '.join(p.topic_name for p in outputs)} "
-            f"({'best effort' if self.config.output_best_effort else 'reliable'}, volatile); "
-            f"synchronizer: {message_filters.__name__}")
+            f"({'sensor-data' if cfg.sensor_data_qos else 'default (reliable)'} QoS, {sync} sync, queue "
+            f"{cfg.queue_size}); publishing {', '.join(p.topic_name for p in outputs)} "
+            f"({'best effort' if cfg.output_best_effort else 'reliable'}, volatile); synchronizer: "
+            f"{message_filters.__name__}")
 
     def _optional_publisher(self, topic: str) -> Any:
         pub = self._optional_pubs.get(topic)
