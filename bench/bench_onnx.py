@@ -69,14 +69,14 @@ class Log:
     def warning(self, m): print(m, file=sys.stderr)
 
 backend, frame = sys.argv[1:3]
-loaded = model_loading.load(NodeConfig(backend=backend, device="cpu", threads=2), Log())
+predictor, _, _ = model_loading.load(NodeConfig(backend=backend, device="cpu", threads=2), Log())
 z = np.load(frame)
 left, right = z["left"], z["right"]
 h, w = left.shape[:2]
 camera = StereoCamera(fx=500.0, fy=500.0, cx=w / 2, cy=h / 2, baseline=0.1, width=w, height=h)
 from std_msgs.msg import Header
 for _ in range(5):
-    pred = loaded.predictor.predict(left, right)
+    pred = predictor.predict(left, right)
     messages.stereo_outputs(Header(), pred.disparity, pred.uncertainty, camera, max_disparity=128.0, left_bgr=left,
                             max_uncertainty=3.6)
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)

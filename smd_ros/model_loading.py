@@ -6,7 +6,6 @@ files without importing torch. Same outputs, units and uncertainty: the rest of 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,9 @@ class CheckpointError(RuntimeError):
     """The model could not be loaded; the message names the file."""
 
 
-@dataclasses.dataclass
-class LoadedModel:
-    predictor: DensePredictor
-    threads: int
-    name: str  # for the ready line
-
-
-def load(cfg: NodeConfig, log: Any) -> LoadedModel:
-    """Load the model `cfg` names; logs what it chose (and any fallback) on `log` (an rclpy logger)."""
+def load(cfg: NodeConfig, log: Any) -> tuple[DensePredictor, int, str]:
+    """The model `cfg` names, the threads it runs on and its name for the ready line; logs what it chose (and any
+    fallback) on `log` (an rclpy logger)."""
     threads = cfg.threads or runtime.default_threads()
     cv2.setNumThreads(threads)  # OpenCV (SGBM in the guided models) shares the same cores
     path, backend = resolve_model(cfg.checkpoint, cfg.backend, hint="set the `checkpoint` parameter to a file")
@@ -43,8 +36,7 @@ def load(cfg: NodeConfig, log: Any) -> LoadedModel:
     mc = predictor.config
     log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s ({backend}): backbone {mc.backbone}, output "
              f"{mc.output}, max_disp {mc.max_disp}, device {predictor.device}{detail}")
-    return LoadedModel(predictor, threads, f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp}, "
-                                           f"{backend})")
+    return predictor, threads, f"{path.name} ({mc.backbone}, {mc.output}, max_disp {mc.max_disp}, {backend})"
 
 
 def _load_onnx(cfg: NodeConfig, path: Path, threads: int, log: Any) -> tuple[DensePredictor, str]:

@@ -12,11 +12,8 @@ from typing import Any
 
 def raised_at(exc: BaseException) -> str:
     """"file:line in function" of the innermost frame of `exc`'s traceback (where it was raised)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return "unknown location"
-    last = frames[-1]
-    return f"{last.filename}:{last.lineno} in {last.name}"
+    last = (traceback.extract_tb(exc.__traceback__) or [None])[-1]
+    return f"{last.filename}:{last.lineno} in {last.name}" if last else "unknown location"
 
 
 class LatestSlot:
@@ -73,11 +70,7 @@ class ThrottledLog:
                 return False
             self._last[key] = now
             repeats = self._suppressed.pop(key, 0)
-        suffix = f" ({repeats} more since the last report)" if repeats else ""
-        self._emit(level, message + suffix)
-        return True
-
-    def _emit(self, level: str, text: str) -> None:
+        text = message + (f" ({repeats} more since the last report)" if repeats else "")
         # rclpy allows one severity per calling line ("Logger severity cannot be changed between calls"): one
         # line per level.
         if level == "error":
@@ -86,6 +79,7 @@ class ThrottledLog:
             self.logger.warning(text)
         else:
             self.logger.info(text)
+        return True
 
 
 class Stats:

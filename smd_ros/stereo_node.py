@@ -154,13 +154,13 @@ class StereoNode(Node):
     def _load_model(self) -> tuple[Any, int]:
         log = self.get_logger()
         log.info(OPENMP_STATUS)
-        loaded, cfg = model_loading.load(self.config, log), self.config
-        self._threads, self._model_name = loaded.threads, loaded.name
+        predictor, self._threads, self._model_name = model_loading.load(self.config, log)
+        cfg = self.config
         log.info(f"resolution: network input = images x {cfg.input_scale} (padded to multiples of "
-                 f"{loaded.predictor.pad_multiple}), outputs = images x {cfg.output_scale}; the sizes are logged at "
-                 "the first frame")
+                 f"{predictor.pad_multiple}), outputs = images x {cfg.output_scale}; the sizes are logged at the "
+                 "first frame")
         log.info("parameters: " + ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(cfg).items()))
-        return loaded.predictor, loaded.predictor.config.max_disp
+        return predictor, predictor.config.max_disp
 
     def _on_left_image(self, msg: Any) -> None:
         # Registered after the synchronizer: when this image completed a set, `_on_set` has already run.
