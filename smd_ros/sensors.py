@@ -235,22 +235,6 @@ def _projection(info: Any, name: str) -> np.ndarray:
     return p.reshape(3, 4)
 
 
-def _check_rectified(pl: np.ndarray, pr: np.ndarray) -> None:
-    fx, fy, fx_r, fy_r = pl[0, 0], pl[1, 1], pr[0, 0], pr[1, 1]
-    if min(fx, fy, fx_r, fy_r) <= 0:
-        raise InputError("calibration", f"focal length must be positive: left fx={fx}, fy={fy}, right fx={fx_r}, "
-                         f"fy={fy_r} (an all-zero P means an uncalibrated camera)")
-    if not (math.isclose(fx, fx_r, rel_tol=RECTIFIED_RTOL) and math.isclose(fy, fy_r, rel_tol=RECTIFIED_RTOL)):
-        raise InputError("calibration", f"left and right focal lengths differ ((fx, fy) = ({fx}, {fy}) vs "
-                         f"({fx_r}, {fy_r})): not a rectified pair")
-    if abs(pr[1, 3]) > 1e-9 * fx or abs(pl[1, 3]) > 1e-9 * fx:
-        raise InputError("calibration", f"P has a vertical translation (P_left[1,3]={pl[1, 3]}, "
-                         f"P_right[1,3]={pr[1, 3]}): vertical stereo is not supported")
-    if abs(pr[1, 2] - pl[1, 2]) > RECTIFIED_RTOL * fy:
-        raise InputError("calibration", f"rectified principal points differ vertically (cy {pl[1, 2]} vs "
-                         f"{pr[1, 2]}): rows would not correspond, not a rectified pair")
-
-
 def stereo_camera(left_info: Any, right_info: Any, width: int, height: int) -> StereoCamera:
     """The rectified stereo camera of images `width` x `height` from the two CameraInfo messages.
 
@@ -270,8 +254,19 @@ def stereo_camera(left_info: Any, right_info: Any, width: int, height: int) -> S
             raise InputError("info_size", f"{name} camera_info describes {got[0]}x{got[1]} images but the images "
                              f"are {width}x{height}")
     pl, pr = _projection(left_info, "left"), _projection(right_info, "right")
-    _check_rectified(pl, pr)
-    fx = float(pl[0, 0])
+    fx, fy, fx_r, fy_r = map(float, (pl[0, 0], pl[1, 1], pr[0, 0], pr[1, 1]))
+    if min(fx, fy, fx_r, fy_r) <= 0:
+        raise InputError("calibration", f"focal length must be positive: left fx={fx}, fy={fy}, right fx={fx_r}, "
+                         f"fy={fy_r} (an all-zero P means an uncalibrated camera)")
+    if not (math.isclose(fx, fx_r, rel_tol=RECTIFIED_RTOL) and math.isclose(fy, fy_r, rel_tol=RECTIFIED_RTOL)):
+        raise InputError("calibration", f"left and right focal lengths differ ((fx, fy) = ({fx}, {fy}) vs "
+                         f"({fx_r}, {fy_r})): not a rectified pair")
+    if abs(pr[1, 3]) > 1e-9 * fx or abs(pl[1, 3]) > 1e-9 * fx:
+        raise InputError("calibration", f"P has a vertical translation (P_left[1,3]={pl[1, 3]}, "
+                         f"P_right[1,3]={pr[1, 3]}): vertical stereo is not supported")
+    if abs(pr[1, 2] - pl[1, 2]) > RECTIFIED_RTOL * fy:
+        raise InputError("calibration", f"rectified principal points differ vertically (cy {pl[1, 2]} vs "
+                         f"{pr[1, 2]}): rows would not correspond, not a rectified pair")
     baseline = float((pl[0, 3] - pr[0, 3]) / fx)
     # As float32 (what DisparityImage.t and the cloud hold): 1e-48 m would be a baseline of 0 there.
     if not (baseline > 0 and np.float32(baseline) > 0):
@@ -279,11 +274,10 @@ def stereo_camera(left_info: Any, right_info: Any, width: int, height: int) -> S
                          f"{pl[0, 3]}, P_right[0,3]={pr[0, 3]}, fx={fx} (zero: the right P lacks the translation; "
                          "negative: are the left and right topics swapped?)")
     bx, by = max(1, int(left_info.binning_x)), max(1, int(left_info.binning_y))
-    ox, oy = int(left_info.roi.x_offset), int(left_info.roi.y_offset)
-    ox_r = int(right_info.roi.x_offset)
+    ox, oy, ox_r = int(left_info.roi.x_offset), int(left_info.roi.y_offset), int(right_info.roi.x_offset)
     cx, cy, cx_r = float(pl[0, 2]), float(pl[1, 2]), float(pr[0, 2])
     try:
-        return StereoCamera(fx=fx / bx, fy=float(pl[1, 1]) / by, cx=(cx - ox) / bx, cy=(cy - oy) / by,
+        return StereoCamera(fx=fx / bx, fy=fy / by, cx=(cx - ox) / bx, cy=(cy - oy) / by,
                             baseline=baseline, width=int(width), height=int(height),
                             doffs=((cx_r - ox_r) - (cx - ox)) / bx)
     except ValueError as err:

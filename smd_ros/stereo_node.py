@@ -228,17 +228,15 @@ class StereoNode(Node):
         rate = len(window) / seconds if seconds > 0 else 0.0
         ms = np.array(window, dtype=float).reshape(-1, 3) * 1e3  # per frame: latency, model, overhead
         figures = (ms[:, 0].mean(), ms[:, 0].max(), ms[:, 1].mean(), ms[:, 2].mean()) if len(ms) else [np.nan] * 4
-        summary = {"rate_hz": f"{rate:.2f}", **{key: f"{value:.1f}" for key, value in zip(
-            ("latency_mean_ms", "latency_max_ms", "model_mean_ms", "overhead_mean_ms"), figures, strict=True)}}
-        summary["queued"] = str(len(self.slot))
-        summary.update({key: str(counts.get(key, 0)) for key in ("received", "published", "dropped_stale", "rejected",
-                                                                   "errors")})
-        # Per-kind counters (rejected_<kind>, no_sync_warnings) as they appear.
-        summary.update({key: str(value) for key, value in sorted(counts.items()) if key not in summary})
+        names = ("latency_mean_ms", "latency_max_ms", "model_mean_ms", "overhead_mean_ms")
+        summary = {"rate_hz": f"{rate:.2f}", **{k: f"{v:.1f}" for k, v in zip(names, figures, strict=True)},
+                   "queued": str(len(self.slot))}
+        # The main counters, then the per-kind ones (rejected_<kind>, no_sync_warnings) as they appear.
+        for key in ("received", "published", "dropped_stale", "rejected", "errors", *sorted(counts)):
+            summary.setdefault(key, str(counts.get(key, 0)))
         # Log only when something happened since the last report; /diagnostics gets every report.
-        previous = self._last_counts
-        if counts != self._last_counts:
-            self._last_counts = counts
+        previous, self._last_counts = self._last_counts, counts
+        if counts != previous:
             self.get_logger().info(
                 f"{rate:.1f} Hz, latency {summary['latency_mean_ms']} ms mean / {summary['latency_max_ms']} ms max "
                 f"(model {summary['model_mean_ms']} ms, node {summary['overhead_mean_ms']} ms); received "
@@ -284,12 +282,14 @@ class StereoNode(Node):
         t0 = time.monotonic()
         left, right = sensors.stereo_images(frame.left, frame.right, image_bits=cfg.image_bits)
         h, w = left.shape[:2]
-        camera_in = sensors.stereo_camera(frame.left_info, frame.right_info, w, h)
+        camera = sensors.stereo_camera(frame.left_info, frame.right_info, w, h)
         guard = runtime.input_guard(w, h, cfg.input_scale, cfg.max_input_pixels)
         scale = cfg.input_scale * guard
         hn, wn = scaled_size(h, w, scale)
         h_out, w_out = scaled_size(h, w, cfg.output_scale * guard)
-        camera = camera_in.scaled(w_out, h_out) if (w_out, h_out) != (w, h) else camera_in
+        resized = (w_out, h_out) != (w, h)
+        if resized:
+            camera = camera.scaled(w_out, h_out)
         self.predictor.chunk_points = cfg.chunk_points
         if guard < 1.0 and self._guard_logged != (w, h):
             self._guard_logged = (w, h)
@@ -304,14 +304,11 @@ class StereoNode(Node):
             cfg.max_uncertainty, self.predictor.deployment.cloud_max_uncertainty, pred.disparity_scale)
         header = frame.left.header
         out = messages.stereo_outputs(
-            header, pred.disparity, pred.uncertainty, camera,
-            max_disparity=self.model_max_disp * pred.disparity_scale,
-            left_bgr=left if cfg.use_color else None,
-            left_info=frame.left_info if (w_out, h_out) != (w, h) else None,
+            header, pred.disparity, pred.uncertainty, camera, max_disparity=self.model_max_disp * pred.disparity_scale,
+            left_bgr=left if cfg.use_color else None, left_info=frame.left_info if resized else None,
             max_uncertainty=max_uncertainty, mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
             min_depth=cfg.depth_range[0], max_depth=cfg.depth_range[1], organized=cfg.organized_cloud,
-            publish_depth=cfg.publish_depth,
-        )
+            publish_depth=cfg.publish_depth)
         self.pub_disparity.publish(out.disparity)
         if self.pub_disparity_image.get_subscription_count():
             self.pub_disparity_image.publish(out.disparity.image)
@@ -321,8 +318,7 @@ class StereoNode(Node):
             self._optional_publisher("depth").publish(out.depth)
         if out.camera_info is not None:
             self._optional_publisher("camera_info").publish(out.camera_info)
-        t3 = time.monotonic()
-        self._last_published = t3
+        self._last_published = t3 = time.monotonic()
         self.stats.frame(latency=t3 - frame.received, model=t2 - t1, overhead=(t1 - t0) + (t3 - t2))
         geometry = (w, h, wn, hn, w_out, h_out, frame.left.encoding)
         if geometry != self._geometry:  # the first frame, or the images or the scales changed
@@ -330,9 +326,8 @@ class StereoNode(Node):
             self._geometry = geometry
             self.get_logger().info(
                 f"{'first frame' if first else 'resolution changed'}: images {w}x{h} ({frame.left.encoding}), "
-                f"network {wn}x{hn}, outputs {w_out}x{h_out}, "
-                f"frame '{header.frame_id}'; {out.valid_points} valid points; model {1e3 * (t2 - t1):.0f} ms, "
-                f"node {1e3 * ((t1 - t0) + (t3 - t2)):.0f} ms")
+                f"network {wn}x{hn}, outputs {w_out}x{h_out}, frame '{header.frame_id}'; {out.valid_points} valid "
+                f"points; model {1e3 * (t2 - t1):.0f} ms, node {1e3 * ((t1 - t0) + (t3 - t2)):.0f} ms")
 
     def destroy_node(self) -> None:
         self._stop.set()
