@@ -204,9 +204,7 @@ def _warm_up(client: DemoClient, frame: dict[str, Any], proc: subprocess.Popen, 
              timeout: float) -> tuple[int, float]:
     """Send copies of `frame` stamped before the recording until the node answered WARMUP_ANSWERS of them;
     returns how many were sent and the seconds the last answer took."""
-    deadline = time.monotonic() + timeout
-    stamps: list[int] = []
-    took = 0.0
+    deadline, stamps, took = time.monotonic() + timeout, [], 0.0
     while client.count(stamps) < WARMUP_ANSWERS:
         stamps.append(frame["stamp_ns"] - WARMUP_LEAD_NS + len(stamps) * 1_000_000)
         sent = time.monotonic()
@@ -250,8 +248,8 @@ def real_frame(stamp: int, frame_id: str = "motorcycle_left_optical_frame") -> d
 
 def _answer_real(client: DemoClient, stamp: int, proc: subprocess.Popen, log: Path,
                  timeout: float) -> dict[str, Any] | None:
-    """Send the Middlebury Motorcycle pair (`real_frame`) to the node and return it with its outputs
-    (topic -> (receive time, message)), or None (with a note) when it did not answer."""
+    """The Motorcycle pair (`real_frame`) with the node's outputs to it (topic -> (receive time, message)), or None
+    (with a note) when it did not answer."""
     try:  # ImportError: a runtime install has no loader of the pair (it comes with pip install .[torch])
         frame = real_frame(stamp)
         client.publish(frame)
@@ -276,15 +274,12 @@ def run(args: argparse.Namespace) -> int:
     domain = args.domain_id or random.Random(os.getpid() ^ time.time_ns()).randint(100, 199)
     from smd_ros.ros_session import dds_profile_env, ros_session
 
-    dds = dds_profile_env(find_config("loopback_fastdds.xml"), domain)  # loopback only, a private domain
-    os.environ.update(dds)  # this process's rclpy: the same DDS set-up as the node's
+    # Loopback only, a private domain; this process's rclpy gets the same DDS set-up as the node.
+    os.environ.update(dds_profile_env(find_config("loopback_fastdds.xml"), domain))
     # The node's environment: the profile decides the transport; no OpenMP settings (the node chooses them).
     env = {k: v for k, v in os.environ.items() if k != "ROS_LOCALHOST_ONLY"}
-    log = out / "node.log"
+    log, stamps, t_start = out / "node.log", [f["stamp_ns"] for f in frames], time.monotonic()
     print(f"smd demo: {len(frames)} frames from {args.bag}, node on ROS_DOMAIN_ID={domain} (loopback only)")
-
-    stamps = [f["stamp_ns"] for f in frames]
-    t_start = time.monotonic()
     with _node_process(args, env, log) as proc, ros_session(), DemoClient() as client:
         _wait(client.connected, args.timeout, proc, "waiting for the node to subscribe", log)
         warmups, took = _warm_up(client, frames[0], proc, log, args.timeout)
@@ -305,10 +300,9 @@ def run(args: argparse.Namespace) -> int:
                 seen, last = client.count(stamps), time.monotonic()
         outputs = {k: {s: v[s] for s in stamps if s in v} for k, v in client.outputs.items()}
         real = _answer_real(client, stamps[-1] + WARMUP_LEAD_NS, proc, log, args.timeout) if args.real else None
-    wall = time.monotonic() - t_start
     from smd_ros.demo_report import report
 
-    summary = report(args, frames, sent, outputs, out, wall, real, rate=rate)
+    summary = report(args, frames, sent, outputs, out, time.monotonic() - t_start, real, rate=rate)
     print(json.dumps({k: summary[k] for k in ("frames_in", "frames_out", "latency_ms", "bimodal", "standard",
                                               "sgbm", "sgbm_fill")}, indent=1))
     print(f"smd demo: pictures and summary.json in {out}/")

@@ -59,16 +59,6 @@ def _standard_predictor(args: argparse.Namespace) -> Any:
     return load_predictor(path, backend, device="cpu")
 
 
-def node_model(args: argparse.Namespace) -> tuple[float, float]:
-    """(max_disp: the scored range, which SGBM and BM also search; uncertainty floor in output px: the uncertainty
-    scale's start) of the node's model."""
-    from smd_core.infer.backend import model_config, resolve_model
-    from smd_core.infer.predict_cli import uncertainty_floor_px
-
-    config = model_config(*resolve_model(args.checkpoint or "", args.backend))
-    return float(config.max_disp), uncertainty_floor_px(config.output, config.max_disp)
-
-
 def colored(kind: str, values: np.ndarray, floor: float, width: int | None = None) -> np.ndarray:
     """A map in colour with its colour bar, drawn `width` px wide if given (the bar stays legible at that size)."""
     if width:
@@ -99,6 +89,8 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
     from smd_core.classical import SGBMConfig
     from smd_core.eval.baselines import run_baselines, score_baseline
     from smd_core.eval.loop import score_frame
+    from smd_core.infer.backend import model_config, resolve_model
+    from smd_core.infer.predict_cli import uncertainty_floor_px
     from smd_ros.sensors import decode_image, disparity_pixels
 
     gt_all = None
@@ -107,7 +99,10 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
             gt_all = z["disparity_x256"].astype(np.float32) / 256.0
     standard = _standard_predictor(args)
     sgbm = SGBMConfig()
-    max_disp, floor = node_model(args)
+    # The node's model: its range is the one scored (SGBM and BM search it too); the uncertainty scale starts at
+    # its floor (in output px: the demo's outputs are at scale 1).
+    config = model_config(*resolve_model(args.checkpoint or "", args.backend))
+    max_disp, floor = float(config.max_disp), uncertainty_floor_px(config.output, config.max_disp)
 
     def standard_disparity(frame: dict[str, Any]) -> np.ndarray | None:
         return standard.predict(frame["left"], frame["right"]).disparity if standard is not None else None

@@ -100,8 +100,7 @@ class NodeConfig:
                                 "instead of exactly.", RESTART)
     sync_slop: float = _p(0.01, "Largest stamp difference in seconds for approximate synchronization.", RESTART,
                           lo=0.0, hi=10.0)
-    queue_size: int = _p(5, "Messages kept per input while waiting for a synchronized set.", RESTART,
-                         lo=1, hi=100)
+    queue_size: int = _p(5, "Messages kept per input while waiting for a synchronized set.", RESTART, lo=1, hi=100)
     image_transport: str = _p("raw", "How the two camera images arrive, as image_transport names it: raw "
                               "(sensor_msgs/Image on left/image_rect, right/image_rect) or compressed "
                               "(sensor_msgs/CompressedImage, JPEG or PNG, on left/image_rect/compressed, "
