@@ -125,10 +125,7 @@ class DemoClient:
         with self.lock:
             return sum(all(s in out for out in self.outputs.values()) for s in stamps)
 
-    def __enter__(self) -> DemoClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
 
@@ -280,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k != "ROS_LOCALHOST_ONLY"}
     log, stamps, t_start = out / "node.log", [f["stamp_ns"] for f in frames], time.monotonic()
     print(f"smd demo: {len(frames)} frames from {args.bag}, node on ROS_DOMAIN_ID={domain} (loopback only)")
-    with _node_process(args, env, log) as proc, ros_session(), DemoClient() as client:
+    with _node_process(args, env, log) as proc, ros_session(), contextlib.closing(DemoClient()) as client:
         _wait(client.connected, args.timeout, proc, "waiting for the node to subscribe", log)
         warmups, took = _warm_up(client, frames[0], proc, log, args.timeout)
         rate = args.rate or auto_rate(stamps, took)

@@ -1,12 +1,10 @@
 """`smd demo`'s cloud comparison: side views of one frame's point clouds (the node's bimodal head, the standard
 L1 head, SGBM and BM as `stereo_image_proc` runs them, the ground truth) from one viewpoint, and zoomed views of
-the object boundaries with the most flying points.
+the object boundaries with the most flying points (`metrics.flying_map`'s, on pixels with a point; magenta).
 
-Every panel states its cloud's point count, density (points per image pixel) and flying points, drawn magenta.
-A flying point is `metrics.flying_map`'s (the project's one definition) on a pixel that has a point. Seen from
-the camera a cloud looks like its image; flying points only show as streaks behind edges when the view turns.
-The zoomed windows keep out of the image border's band (`border_margins`): left of the max disparity the right
-camera does not see the scene, so every matcher's points there are occlusion noise, not boundaries.
+Seen from the camera a cloud looks like its image; flying points only show as streaks behind edges when the view
+turns. The zoomed windows keep out of the image border's band (`border_margins`): left of the max disparity the
+right camera does not see the scene, so every matcher's points there are occlusion noise, not boundaries.
 """
 
 from __future__ import annotations

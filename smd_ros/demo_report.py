@@ -109,7 +109,7 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
 
     got = [i for i, frame in enumerate(frames) if all(frame["stamp_ns"] in v for v in outputs.values())]
     compare = got[len(got) // 2] if got else -1
-    rows, scored, std_rows, base_rows = [], [], [], {name: [] for name in BASELINES}
+    rows, std_rows, base_rows = [], [], {name: [] for name in BASELINES}
     sheet: dict[int, tuple[float, list[np.ndarray]]] = {}
     clouds = None
     for i in tqdm(got, desc="score", unit="frame"):
@@ -122,7 +122,6 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
         std_disp = standard_disparity(frame) if gt is not None or i == compare else None
         if gt is not None:
             row.update(score_frame(disp, gt, max_disp=max_disp))
-            scored.append(row)
             if std_disp is not None:
                 std_rows.append(score_frame(std_disp, gt, max_disp=max_disp))
             base = run_baselines(BASELINES, frame["left"], frame["right"], sgbm, max_disp)
@@ -154,7 +153,7 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
         "frames_in": len(frames), "frames_out": len(got), "frames_dropped": len(frames) - len(got),
         "dropped_frames": sorted(set(range(len(frames))) - set(got)),
         "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) if latencies else math.nan for q in (50, 95)},
-        "bimodal": means(scored) or dict.fromkeys(METRIC_KEYS, math.nan),
+        "bimodal": means([r for r in rows if "epe" in r]) or dict.fromkeys(METRIC_KEYS, math.nan),
         "standard": means(std_rows), "sgbm": sgbm_means, "sgbm_fill": means(base_rows["sgbm_fill"]),
         "units": UNITS, "uncertainty_floor_px": floor,
         "sgbm_settings": {"num_disparities": sgbm.disparities_for(int(max_disp)), "mode": sgbm.mode,

@@ -162,11 +162,10 @@ def parameter_descriptors() -> dict[str, Any]:
     """name -> rcl_interfaces/ParameterDescriptor (type, description, range, constraints)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-    types = {str: ParameterType.PARAMETER_STRING, int: ParameterType.PARAMETER_INTEGER,
-             float: ParameterType.PARAMETER_DOUBLE, bool: ParameterType.PARAMETER_BOOL}
+    types = {"str": ParameterType.PARAMETER_STRING, "int": ParameterType.PARAMETER_INTEGER,
+             "float": ParameterType.PARAMETER_DOUBLE, "bool": ParameterType.PARAMETER_BOOL}
     out = {}
     for name, f in FIELDS.items():
-        tp = TYPES[f.type]
         constraints = []
         if f.metadata["choices"] is not None:
             constraints.append("one of: " + ", ".join(repr(c) for c in f.metadata["choices"]))
@@ -176,12 +175,12 @@ def parameter_descriptors() -> dict[str, Any]:
                             RELOAD: "changing it needs a model reload: restart the node",
                             RESTART: "changing it needs new subscriptions: restart the node"}[f.metadata["apply"]])
         # Float parameters accept integers too (`-p output_scale:=2`); `NodeConfig` converts and validates them.
-        desc = ParameterDescriptor(name=name, type=types[tp], description=f.metadata["description"],
-                                   additional_constraints="; ".join(constraints), dynamic_typing=tp is float)
+        desc = ParameterDescriptor(name=name, type=types[f.type], description=f.metadata["description"],
+                                   additional_constraints="; ".join(constraints), dynamic_typing=f.type == "float")
         rng = f.metadata["range"]
-        if rng is not None and tp is float:
+        if rng is not None and f.type == "float":
             desc.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]), step=0.0)]
-        elif rng is not None and tp is int:
+        elif rng is not None and f.type == "int":
             desc.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]), step=1)]
         out[name] = desc
     return out

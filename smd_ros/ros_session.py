@@ -44,24 +44,19 @@ def profile_variables() -> tuple[str, ...]:
 
 
 def dds_profile_env(profile: str | os.PathLike[str], domain_id: int) -> dict[str, str]:
-    """The variables that run rclpy on Fast DDS with the XML `profile` on domain `domain_id`, on every distribution.
-
-    With only Fast DDS 3.x's variable, Jazzy ran the loopback profile's tests and demo on Fast DDS's defaults
-    (shared memory + UDP with the OS's ~200 KiB socket buffers, multicast discovery): a small message published
-    right after a 640x480 image then arrived up to 2.8 s late, and `smd demo` delivered 4-10 of 20 frames.
-    """
+    """The variables that run rclpy on Fast DDS with the XML `profile` on domain `domain_id`, on every distribution
+    (with only Fast DDS 3.x's variable, Jazzy ran the tests and demo on Fast DDS's defaults: a small message sent
+    after a 640x480 image arrived up to 2.8 s late, and `smd demo` delivered 4-10 of 20 frames)."""
     return {**dict.fromkeys(profile_variables(), str(profile)), "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
             "ROS_DOMAIN_ID": str(domain_id)}
 
 
 @contextlib.contextmanager
 def ros_session(args: list[str] | None = None, *, context: Context | None = None) -> Iterator[Context]:
-    """`rclpy.init(args=..., context=...)`; yields the initialized context; shuts it down on exit unless it
-    already is (Ctrl-C's handler shuts the context down under us).
+    """`rclpy.init(args=..., context=...)`; yields the context; shuts it down on exit unless Ctrl-C's handler did.
 
-    Without `context` this is the process's default context, with rclpy's SIGINT/SIGTERM handlers installed
-    (removed on exit, as leaving Kilted's init context does; rclpy then replaces the context with a fresh one,
-    so `ros_session()` can run again in the same process); a given context gets no signal handlers.
+    The default context (no `context`) gets rclpy's SIGINT/SIGTERM handlers, removed on exit as leaving Kilted's
+    init context does (rclpy then makes a fresh default context: `ros_session()` can run again in the process).
     """
     import rclpy
     from rclpy.signals import uninstall_signal_handlers

@@ -89,10 +89,9 @@ class StereoNode(Node):
         # the input the first image would otherwise look like seconds of images without sets.
         self._unsynced_since: float | None = None
         self._synced_stamp: int | None = None  # stamp of the last set the synchronizer delivered
-        self._last_report = time.monotonic()
+        self._last_report = self._last_published = time.monotonic()
         self._last_counts: dict[str, int] = {}
         self._busy_since: float | None = None  # when the worker took the frame it is working on
-        self._last_published = time.monotonic()
         self._guard_logged: tuple[int, int] | None = None
         self.predictor, self.model_max_disp = self._load_model()
 
@@ -170,8 +169,7 @@ class StereoNode(Node):
         self.stats.add("images")
 
     def _on_set(self, left: Any, right: Any, left_info: CameraInfo, right_info: CameraInfo) -> None:
-        now = time.monotonic()
-        stamp = stamp_ns(left)
+        now, stamp = time.monotonic(), stamp_ns(left)
         self._unsynced_since, self._synced_stamp = None, stamp
         self.stats.add("received")
         if self._last_stamp is not None and stamp <= self._last_stamp:
