@@ -18,11 +18,8 @@ from stereo_msgs.msg import DisparityImage
 from smd_core.geometry import StereoCamera, disparity_bounds, disparity_to_depth, disparity_to_xyz, validity_mask
 from smd_ros.sensors import ENCODINGS, EncodingError
 
-CLOUD_FIELDS_XYZ = [
-    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
-    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
-    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
-]
+CLOUD_FIELDS_XYZ = [PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                    for i, axis in enumerate("xyz")]
 # PCL's convention: `rgb` is a FLOAT32 field whose bits are the uint32 0x00RRGGBB.
 CLOUD_FIELDS_RGB = [*CLOUD_FIELDS_XYZ, PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1)]
 
