@@ -32,11 +32,7 @@ class _Filter:
 
 
 class Subscriber(_Filter):
-    """One subscription as a filter; `sub` is the rclpy subscription.
-
-    As message_filters', the QoS defaults to reliable depth 10, which never matches a best-effort camera driver:
-    pass `qos_profile`.
-    """
+    """One subscription as a filter; `sub` is the rclpy subscription (QoS: message_filters' default, see the node)."""
 
     def __init__(self, node: Any, msg_type: type, topic: str, qos_profile: Any = 10, **kwargs: Any) -> None:
         super().__init__()
