@@ -123,9 +123,7 @@ def disparity_to_xyz(
     return z * xs, z * ys, z
 
 
-def disparity_to_points(
-    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
-) -> np.ndarray:
+def disparity_to_points(disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None) -> np.ndarray:
     """`disparity_to_xyz` as float32 (H, W, 3) points."""
     return np.stack(disparity_to_xyz(disparity, camera, valid=valid), axis=-1)
 

@@ -237,8 +237,7 @@ def evaluate(
         if model is not None:
             _edge_rows(per_frame[-1], model[0], done, gt, max_gt=max_gt, ranked=ranked)
         for b in (b for b in SPARSE if b in done and model is not None and ranked):
-            per_frame[-1][f"at_{b}_density"] = _at_density_of(model[0], done[b][0], gt, max_gt=max_gt,
-                                                                options=options)
+            per_frame[-1][f"at_{b}_density"] = _at_density_of(model[0], done[b][0], gt, max_gt=max_gt, options=options)
         first_rows = per_frame or base_rows[names[0]]
         bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in first_rows):.2f}",
                         bleed=f"{_nanmean(f['bleeding'] for f in first_rows):.1f}%")

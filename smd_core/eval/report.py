@@ -140,8 +140,7 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
                      dict(report["summary_below_max_uncertainty"], timing={})))
     for name in SPARSE:
         if f"summary_at_{name}_density" in report:
-            rows.append((f"model (at {name.upper()}'s density)", dict(report[f"summary_at_{name}_density"],
-                                                                      timing={})))
+            rows.append((f"model (at {name.upper()}'s density)", dict(report[f"summary_at_{name}_density"], timing={})))
     for name, entry in (report.get("baselines") or {}).items():
         if name in SPARSE:
             rows.append((f"{name} (holes = errors)", entry["summary"]))
@@ -158,8 +157,7 @@ def format_summary(report: Mapping[str, Any]) -> str:
     rows = _table_rows(report)
     if not rows:
         raise ValueError("the report has neither a model summary nor baselines")
-    heads = ["method", "EPE", "bad-1 %", "bad-2 %", "bad-3 %", "SEE", "bleeding %", "flying %", "density %",
-             "s/frame"]
+    heads = ["method", "EPE", "bad-1 %", "bad-2 %", "bad-3 %", "SEE", "bleeding %", "flying %", "density %", "s/frame"]
     body = []
     for method, summary in rows:
         m, t = summary["metrics"], summary.get("timing", {})
@@ -170,7 +168,6 @@ def format_summary(report: Mapping[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:],
-                                                                                     strict=True)])
+        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)])
 
     return "\n".join([f"{rows[0][1]['frames']} frames", line(heads), *(line(r) for r in body)])

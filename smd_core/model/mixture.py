@@ -241,9 +241,7 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
         mean = pred.pi0 * mu0 + pred.pi1 * mu1
         second = pred.pi0 * (2 * pred.sigma0**2 + mu0**2) + pred.pi1 * (2 * pred.sigma1**2 + mu1**2)
         return torch.sqrt((second - mean**2).clamp_min(0.0)) * max_disp
-    return differential_entropy(
-        pred.mu0 / max_disp, pred.mu1 / max_disp, pred.sigma0, pred.sigma1, pred.pi0, pred.pi1
-    )
+    return differential_entropy(pred.mu0 / max_disp, pred.mu1 / max_disp, pred.sigma0, pred.sigma1, pred.pi0, pred.pi1)
 
 
 def differential_entropy(

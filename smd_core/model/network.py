@@ -96,9 +96,7 @@ class SMDNet(nn.Module):
         base = None if base_map is None else gather_nearest(base_map, grid).float()
         return self.mlp.forward_points(sampled).transpose(1, 2), base
 
-    def query(
-        self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
-    ) -> Prediction:
+    def query(self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]) -> Prediction:
         """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
         raw, base = self.query_raw(features, points, output_size)
         pred = activate(raw.float(), self.config.output, self.config.max_disp, base,

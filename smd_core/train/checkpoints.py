@@ -100,9 +100,7 @@ def remove_stale_temporaries(ckpt_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def load_init_weights(
-    model: SMDNet, path: str | Path, *, strict: bool = True, skip: Sequence[str] = ()
-) -> list[str]:
+def load_init_weights(model: SMDNet, path: str | Path, *, strict: bool = True, skip: Sequence[str] = ()) -> list[str]:
     """Copy weights from a published SMD-Nets checkpoint or one of ours into `model`; returns the names of the
     tensors that keep their fresh initialisation.
 

@@ -28,8 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue a run exactly: a step_*.pth file or a run/checkpoint folder (newest)")
 
 
-def resolve_config(config: Path | None, overrides: Sequence[str], init: str | None,
-                   resume: str | None) -> TrainConfig:
+def resolve_config(config: Path | None, overrides: Sequence[str], init: str | None, resume: str | None) -> TrainConfig:
     """The run's TrainConfig: the YAML (or, resuming without one, the checkpoint's) plus overrides."""
     from smd_core.model.network import read_checkpoint
     from smd_core.train.checkpoints import resolve_resume

@@ -115,8 +115,7 @@ class _Run:
                       f"(init_skip, or name or shape differ): {', '.join(skipped[:8])}{more}")
 
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.step = 0
         if resume_state is not None:
             self.optimizer.load_state_dict(resume_state["optimizer"])
@@ -142,8 +141,7 @@ class _Run:
         if self.steps_per_epoch < 1:
             raise ValueError(f"the training set has {len(dataset)} samples: too few for "
                              f"batch_size={cfg.batch_size} on {rt.world_size} process(es)")
-        self.loader = make_loader(dataset, self.sampler, cfg.batch_size, cfg.num_workers,
-                                  self.device.type == "cuda")
+        self.loader = make_loader(dataset, self.sampler, cfg.batch_size, cfg.num_workers, self.device.type == "cuda")
         if resume_state is not None:
             saved = resume_state.get("data", {})
             if saved and (int(saved.get("steps_per_epoch", -1)) != self.steps_per_epoch

@@ -14,8 +14,7 @@ import numpy as np
 
 # Foreground shapes and their relative frequency; the see-through ones (ring, wheel, fence, perforated)
 # show the background through holes, where matchers produce flying pixels.
-SHAPE_WEIGHTS = {"ellipse": 2.0, "box": 2.0, "polygon": 2.0, "ring": 1.2, "wheel": 0.8, "fence": 1.2,
-                 "perforated": 0.6}
+SHAPE_WEIGHTS = {"ellipse": 2.0, "box": 2.0, "polygon": 2.0, "ring": 1.2, "wheel": 0.8, "fence": 1.2, "perforated": 0.6}
 SHAPE_KINDS = tuple(SHAPE_WEIGHTS)
 # Thin structures (a few pixels wide at 480 px height).
 THIN_WEIGHTS = {"pole": 0.6, "wire": 0.4}

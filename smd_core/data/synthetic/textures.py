@@ -15,8 +15,7 @@ import numpy as np
 
 TEXTURE_KINDS = ("image", "pink", "wood", "fabric", "noise", "stripes", "gradient")
 # Relative frequency of each kind (renormalised over the kinds a caller allows).
-TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8,
-                   "gradient": 0.8}
+TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8, "gradient": 0.8}
 # Images bundled with scikit-image (no download needed); used as texture crops.
 _SKIMAGE_TEXTURES = (
     "astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins",
@@ -213,9 +212,7 @@ def _fabric_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return tex.astype(np.float32)
 
 
-def make_texture(
-    rng: np.random.Generator, kind: str, h: int, w: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_texture(rng: np.random.Generator, kind: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(texture (th, tw, 3) float32, affine (2, 3) from layer-local pixels (origin = top-left of the region)
     to texture pixels)."""
     if kind == "image":

@@ -38,8 +38,7 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, dil
     )
 
 
-def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int | tuple[int, int, int],
-               padding: int) -> nn.Sequential:
+def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int | tuple[int, int, int], padding: int) -> nn.Sequential:
     """3D convolution (no bias) + BatchNorm3d. Keys `0.weight`, `1.*`."""
     return nn.Sequential(
         nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
