@@ -141,13 +141,8 @@ def disparity_bounds(
 
 
 def validity_mask(
-    disparity: np.ndarray,
-    camera: StereoCamera,
-    *,
-    uncertainty: np.ndarray | None = None,
-    max_uncertainty: float = 0.0,
-    min_depth: float = 0.0,
-    max_depth: float = math.inf,
+    disparity: np.ndarray, camera: StereoCamera, *, uncertainty: np.ndarray | None = None, max_uncertainty: float = 0.0,
+    min_depth: float = 0.0, max_depth: float = math.inf,
 ) -> np.ndarray:
     """bool (H, W): finite disparity with positive depth inside [min_depth, max_depth] and, when
     `max_uncertainty` > 0, a finite `uncertainty` (H, W, px) <= max_uncertainty."""

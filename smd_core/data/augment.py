@@ -87,11 +87,7 @@ def flip_ud(
 
 
 def augment_pair(
-    left: np.ndarray,
-    right: np.ndarray,
-    disp_left: np.ndarray,
-    disp_right: np.ndarray | None,
-    rng: np.random.Generator,
+    left: np.ndarray, right: np.ndarray, disp_left: np.ndarray, disp_right: np.ndarray | None, rng: np.random.Generator,
     cfg: AugmentConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Colour, then left-right flip with swap (only with `disp_right`), then up-down flip (reference order)."""

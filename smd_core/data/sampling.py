@@ -81,13 +81,8 @@ def _choose(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
 
 
 def sample_points(
-    labels: np.ndarray,
-    num_points: int,
-    rng: np.random.Generator,
-    *,
-    strategy: str = "random",
-    edge_threshold: float = 1.0,
-    dilation: int = 10,
+    labels: np.ndarray, num_points: int, rng: np.random.Generator, *, strategy: str = "random",
+    edge_threshold: float = 1.0, dilation: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(points float32 (2, num_points) (x, y), labels float32 (num_points,)) on a label grid (H, W), 0 = invalid
     (module docstring). With no valid pixel the points are uniform and all labels 0."""
@@ -124,10 +119,7 @@ def sample_points(
 
 
 def make_training_sample(
-    frame: Mapping[str, Any],
-    cfg: SampleConfig,
-    augment: AugmentConfig | None,
-    rng: np.random.Generator,
+    frame: Mapping[str, Any], cfg: SampleConfig, augment: AugmentConfig | None, rng: np.random.Generator,
 ) -> dict[str, Any]:
     """One training sample from a frame (module docstring); memory maps and unsanitised disparities (inf / NaN /
     negative = invalid) are read and cleaned only in the crop."""
@@ -161,10 +153,8 @@ def make_training_sample(
                                    edge_threshold=cfg.edge_threshold, dilation=cfg.dilation)
     sample: dict[str, Any] = {
         "left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
-        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
-        "points": torch.from_numpy(points),
-        "labels": torch.from_numpy(labels),
-        "output_size": torch.tensor([ch, cw], dtype=torch.int64),
+        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))), "points": torch.from_numpy(points),
+        "labels": torch.from_numpy(labels), "output_size": torch.tensor([ch, cw], dtype=torch.int64),
         "name": str(frame.get("name", "")),
     }
     if cfg.dense_labels:

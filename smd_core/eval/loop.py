@@ -160,20 +160,10 @@ def _model_frame(predictor: Predictor, frame: Mapping[str, Any], name: str, gt: 
 
 
 def evaluate(
-    model_or_predictor: SMDNet | Predictor | None,
-    frames: Iterable[Mapping[str, Any]],
-    *,
-    scale: float = 1.0,
-    input_scale: float = 1.0,
-    out_dir: str | Path | None = None,
-    images: int = 8,
-    progress: bool = True,
-    warmup: bool = True,
-    metric_options: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    baselines: str | Sequence[str] = (),
-    sgbm: SGBMConfig | None = None,
-    max_disp: float | None = None,
+    model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Mapping[str, Any]], *, scale: float = 1.0,
+    input_scale: float = 1.0, out_dir: str | Path | None = None, images: int = 8, progress: bool = True,
+    warmup: bool = True, metric_options: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+    baselines: str | Sequence[str] = (), sgbm: SGBMConfig | None = None, max_disp: float | None = None,
     max_uncertainty: float = 0.0,
 ) -> dict[str, Any]:
     """Run the Predictor (and the baselines) over `frames` and score every frame; returns the report (also
@@ -248,11 +238,8 @@ def evaluate(
         raise ValueError("no frames to evaluate")
 
     report: dict[str, Any] = {
-        **dict(extra or {}),
-        "model_config": to_dict(predictor.model.config) if predictor is not None else None,
-        "scale": scale,
-        "input_scale": input_scale,
-        "max_disp_px": max_gt,
+        **dict(extra or {}), "model_config": to_dict(predictor.model.config) if predictor is not None else None,
+        "scale": scale, "input_scale": input_scale, "max_disp_px": max_gt,
         "device": str(predictor.device) if predictor is not None else "cpu",
         "metric_options": {**M.METRIC_OPTIONS, **options},
     }

@@ -156,13 +156,8 @@ class DensePredictor:
         raise NotImplementedError
 
     def predict(
-        self,
-        left_bgr: np.ndarray,
-        right_bgr: np.ndarray,
-        *,
-        output_size: tuple[int, int] | None = None,
-        scale: float | None = None,
-        input_scale: float = 1.0,
+        self, left_bgr: np.ndarray, right_bgr: np.ndarray, *, output_size: tuple[int, int] | None = None,
+        scale: float | None = None, input_scale: float = 1.0,
     ) -> DensePrediction:
         """Dense prediction for one rectified pair.
 
@@ -238,9 +233,5 @@ class DensePredictor:
                 maps[name] *= max_disp * sx
         extra = {k: maps.get(k) for k in MIXTURE_FIELDS}
         return DensePrediction(
-            disparity=maps["disparity"],
-            uncertainty=maps["uncertainty"],
-            disparity_scale=sx,
-            timings=timings,
-            **extra,
+            disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx, timings=timings, **extra,
         )

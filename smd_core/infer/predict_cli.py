@@ -72,14 +72,9 @@ def run(args: argparse.Namespace) -> int:
     info = {
         "checkpoint": str(ckpt),
         "model": {"backbone": config.backbone, "output": config.output, "max_disp": config.max_disp},
-        "backend": backend,
-        "device": str(device),
-        "input_size": list(left.shape[:2]),
-        "output_size": list(pred.disparity.shape),
-        "disparity_units": "output-grid pixels",
-        "disparity_scale": pred.disparity_scale,
-        "uncertainty_floor_px": floor,
-        "timings_s": pred.timings,
+        "backend": backend, "device": str(device), "input_size": list(left.shape[:2]),
+        "output_size": list(pred.disparity.shape), "disparity_units": "output-grid pixels",
+        "disparity_scale": pred.disparity_scale, "uncertainty_floor_px": floor, "timings_s": pred.timings,
     }
     (out / "prediction.json").write_text(json.dumps(info, indent=2))
     h, w = pred.disparity.shape

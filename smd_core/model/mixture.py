@@ -245,17 +245,8 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
 
 
 def differential_entropy(
-    mu0: Tensor,
-    mu1: Tensor,
-    sigma0: Tensor,
-    sigma1: Tensor,
-    pi0: Tensor,
-    pi1: Tensor,
-    *,
-    steps: int = 2000,
-    a: float = -1.0,
-    b: float = 2.0,
-    chunk: int = 4096,
+    mu0: Tensor, mu1: Tensor, sigma0: Tensor, sigma1: Tensor, pi0: Tensor, pi1: Tensor, *, steps: int = 2000,
+    a: float = -1.0, b: float = 2.0, chunk: int = 4096,
 ) -> Tensor:
     """Differential entropy -∫ f log f of the bimodal Laplacian mixture (mu in units of max_disp), broadcast.
 

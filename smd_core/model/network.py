@@ -142,11 +142,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     if not isinstance(net, SMDNet):
         raise TypeError(f"save_checkpoint needs an SMDNet, got {type(net).__name__}")
     payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model_config": to_dict(net.config),
-        "deployment": to_dict(net.deployment),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": to_dict(net.config),
+        "deployment": to_dict(net.deployment), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         **extra,
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -216,11 +213,7 @@ def _check_choice(name: str, value: str | None, choices: Iterable[str]) -> None:
 
 
 def load_model(
-    path: str | Path,
-    *,
-    backbone: str | None = None,
-    output: str | None = None,
-    max_disp: int | None = None,
+    path: str | Path, *, backbone: str | None = None, output: str | None = None, max_disp: int | None = None,
     device: str | torch.device = "cpu",
 ) -> SMDNet:
     """Load a published SMD-Nets checkpoint or one of ours; returns the model in eval mode on `device`.

@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     path = write_dataset(
         args.out, args.num, seed=args.seed, height=args.height, width=args.width,
         max_disparity=args.max_disparity, min_disparity=args.min_disparity, textures=tuple(args.textures),
-        shapes=tuple(args.shapes),
-        photometric=not args.no_photometric, list_name=args.list_name, preview=args.preview,
+        shapes=tuple(args.shapes), photometric=not args.no_photometric, list_name=args.list_name, preview=args.preview,
         jobs=args.jobs,
     )
     print(f"wrote {args.num} pairs; list file: {path}")

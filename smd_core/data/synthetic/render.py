@@ -174,13 +174,8 @@ def _render(layers: list[Layer], t: float, opt: SceneOptions, ph: _Photometric |
     col_r, disp_r, ids_r = _render_view(posed, H, W, "right")
     occ = _occlusion(disp_l, ids_l, disp_r, ids_r)
     return SyntheticFrame(
-        left=_finish(col_l, ph, 0, rng),
-        right=_finish(col_r, ph, 1, rng),
-        disp_left=disp_l.astype(np.float32),
-        disp_right=disp_r.astype(np.float32),
-        occlusion_left=occ,
-        instance_left=ids_l,
-        instance_right=ids_r,
+        left=_finish(col_l, ph, 0, rng), right=_finish(col_r, ph, 1, rng), disp_left=disp_l.astype(np.float32),
+        disp_right=disp_r.astype(np.float32), occlusion_left=occ, instance_left=ids_l, instance_right=ids_r,
     )
 
 
@@ -194,19 +189,10 @@ def generator(seed: int | np.random.SeedSequence | tuple[int, ...] | list[int]) 
 
 
 def render_scene(
-    seed: int | tuple[int, ...] | list[int],
-    *,
-    height: int = 480,
-    width: int = 640,
-    max_disparity: float = 64.0,
-    min_disparity: float | None = None,
-    num_objects: int | None = None,
-    num_thin: int | None = None,
-    ground_plane: bool | None = None,
-    textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
-    max_slope: float = 0.15,
-    photometric: bool = True,
-    shapes: tuple[str, ...] | list[str] | str | None = None,
+    seed: int | tuple[int, ...] | list[int], *, height: int = 480, width: int = 640, max_disparity: float = 64.0,
+    min_disparity: float | None = None, num_objects: int | None = None, num_thin: int | None = None,
+    ground_plane: bool | None = None, textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
+    max_slope: float = 0.15, photometric: bool = True, shapes: tuple[str, ...] | list[str] | str | None = None,
 ) -> SyntheticFrame:
     """Render one random stereo pair; the same `seed` (an int or ints, e.g. (base_seed, index)) always gives
     the same arrays. Every disparity lies in [min_disparity (default 5 % of max), max_disparity]; num_objects
@@ -222,14 +208,8 @@ def render_scene(
 
 
 def render_sequence(
-    seed: int | tuple[int, ...] | list[int],
-    num_frames: int,
-    *,
-    height: int = 480,
-    width: int = 640,
-    max_disparity: float = 64.0,
-    speed: float = 1.0,
-    **options: Any,
+    seed: int | tuple[int, ...] | list[int], num_frames: int, *, height: int = 480, width: int = 640,
+    max_disparity: float = 64.0, speed: float = 1.0, **options: Any,
 ) -> Iterator[SyntheticFrame]:
     """Frames of one scene whose objects move smoothly (constant velocity, disparity oscillating slowly).
 

@@ -104,15 +104,9 @@ def _kinds(value: tuple[str, ...] | list[str] | str, allowed: tuple[str, ...], n
 
 
 def scene_options(
-    height: int,
-    width: int,
-    max_disparity: float,
-    min_disparity: float | None = None,
-    num_objects: int | None = None,
-    num_thin: int | None = None,
-    ground_plane: bool | None = None,
-    textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
-    max_slope: float = 0.15,
+    height: int, width: int, max_disparity: float, min_disparity: float | None = None, num_objects: int | None = None,
+    num_thin: int | None = None, ground_plane: bool | None = None,
+    textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS, max_slope: float = 0.15,
     shapes: tuple[str, ...] | list[str] | str | None = None,
 ) -> SceneOptions:
     """Check the scene options of `render_scene` (clear ValueError naming the bad value) and fill defaults."""
@@ -187,8 +181,7 @@ def _motion(rng: np.random.Generator, opt: SceneOptions, motion: float, disp: fl
     return {
         "velocity": (speed * math.cos(ang), 0.5 * speed * math.sin(ang)),
         "disp_amp": min(room, 0.05 * (hi - lo) * motion) * rng.uniform(0.2, 1.0),
-        "disp_freq": rng.uniform(0.02, 0.1) * motion,
-        "disp_phase": rng.uniform(0, 2 * math.pi),
+        "disp_freq": rng.uniform(0.02, 0.1) * motion, "disp_phase": rng.uniform(0, 2 * math.pi),
     }
 
 

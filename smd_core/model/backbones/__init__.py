@@ -11,8 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 _REGISTRY = {
-    "psmnet": ("smd_core.model.backbones.psmnet", "PSMNet"),
-    "hsmnet": ("smd_core.model.backbones.hsmnet", "HSMNet"),
+    "psmnet": ("smd_core.model.backbones.psmnet", "PSMNet"), "hsmnet": ("smd_core.model.backbones.hsmnet", "HSMNet"),
     "light": ("smd_core.model.backbones.light", "LightStereo"),
     "sgbm_guided": ("smd_core.model.backbones.guided", "SGBMGuided"),
 }

@@ -218,29 +218,21 @@ class DecoderBlock(nn.Module):
     """
 
     def __init__(
-        self,
-        num_convs: int,
-        in_ch: int,
-        channels: int,
-        *,
-        disparity_stride: int = 1,
-        up: bool = False,
+        self, num_convs: int, in_ch: int, channels: int, *, disparity_stride: int = 1, up: bool = False,
         pool: bool = False,
     ) -> None:
         super().__init__()
         first = Residual3dBlock(in_ch, channels, (disparity_stride, 1, 1))
         self.convs = nn.Sequential(first, *[Residual3dBlock(channels, channels) for _ in range(num_convs - 1)])
         self.classify = nn.Sequential(
-            conv_bn_3d(channels, channels, 3, (1, 1, 1), 1),
-            nn.ReLU(inplace=True),
+            conv_bn_3d(channels, channels, 3, (1, 1, 1), 1), nn.ReLU(inplace=True),
             nn.Sequential(nn.Conv3d(channels, 1, 3, padding=1, bias=True)),
         )
         self.up: nn.Sequential | None = None
         if up:
             self.up = nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
-                conv_bn_3d(channels, channels // 2, 3, (1, 1, 1), 1),
-                nn.ReLU(inplace=True),
+                conv_bn_3d(channels, channels // 2, 3, (1, 1, 1), 1), nn.ReLU(inplace=True),
             )
         self.pool_convs: nn.ModuleList | None = None
         if pool:

@@ -48,8 +48,7 @@ _BGR_STD = (57.375, 57.12, 58.395)
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     """Conv (no bias: BatchNorm follows) + BatchNorm + ReLU, 'same' padding."""
     return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(out_ch),
+        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(out_ch),
         nn.ReLU(inplace=True),
     )
 
@@ -148,14 +147,8 @@ class LightStereo(nn.Module):
     """
 
     def __init__(
-        self,
-        *,
-        max_disp: int = 192,
-        widths: Sequence[int] = (16, 32),
-        groups: int = 8,
-        agg_widths: Sequence[int] = (32, 48, 64),
-        image_features: Sequence[int] = (8, 8),
-        cost_channels: int = 16,
+        self, *, max_disp: int = 192, widths: Sequence[int] = (16, 32), groups: int = 8,
+        agg_widths: Sequence[int] = (32, 48, 64), image_features: Sequence[int] = (8, 8), cost_channels: int = 16,
     ) -> None:
         super().__init__()
         if int(max_disp) <= 0 or int(max_disp) % COST_STRIDE:

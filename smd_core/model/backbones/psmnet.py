@@ -41,8 +41,7 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, dil
 def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int | tuple[int, int, int], padding: int) -> nn.Sequential:
     """3D convolution (no bias) + BatchNorm3d. Keys `0.weight`, `1.*`."""
     return nn.Sequential(
-        nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
-        nn.BatchNorm3d(out_ch),
+        nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False), nn.BatchNorm3d(out_ch),
     )
 
 
@@ -86,12 +85,8 @@ class FeatureExtraction(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.firstconv = nn.Sequential(
-            conv_bn(3, 32, 3, 2, 1),
-            nn.ReLU(inplace=True),
-            conv_bn(32, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            conv_bn(32, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
+            conv_bn(3, 32, 3, 2, 1), nn.ReLU(inplace=True), conv_bn(32, 32, 3, 1, 1), nn.ReLU(inplace=True),
+            conv_bn(32, 32, 3, 1, 1), nn.ReLU(inplace=True),
         )
         self.layer1 = self._stage(32, 32, blocks=3, stride=1, dilation=1)
         self.layer2 = self._stage(32, 64, blocks=16, stride=2, dilation=1)
@@ -102,9 +97,7 @@ class FeatureExtraction(nn.Module):
             self.add_module(f"branch{i}", branch)
         # 320 = layer2 (64) + layer4 (128) + four pyramid branches (4 x 32).
         self.lastconv = nn.Sequential(
-            conv_bn(320, 128, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, FEATURE_WIDTH, 1, bias=False),
+            conv_bn(320, 128, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(128, FEATURE_WIDTH, 1, bias=False),
         )
 
     @staticmethod
@@ -196,9 +189,7 @@ class PSMNet(nn.Module):
 
         self.feature_extraction = FeatureExtraction()
         self.dres0 = nn.Sequential(
-            conv_bn_3d(2 * FEATURE_WIDTH, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            conv_bn_3d(32, 32, 3, 1, 1),
+            conv_bn_3d(2 * FEATURE_WIDTH, 32, 3, 1, 1), nn.ReLU(inplace=True), conv_bn_3d(32, 32, 3, 1, 1),
             nn.ReLU(inplace=True),
         )
         self.dres1 = nn.Sequential(conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True), conv_bn_3d(32, 32, 3, 1, 1))
