@@ -100,20 +100,15 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _frame_count(frames: Any) -> int | None:
+def _iterate(frames: Any) -> tuple[Iterable[Mapping[str, Any]], int | None]:
+    """(the frames, their count or None). Datasets with __getitem__/__len__ but no __iter__ iterate via the index
+    protocol anyway; being explicit avoids relying on IndexError to stop."""
     try:
-        return len(frames)
+        n = len(frames)
     except TypeError:
-        return None
-
-
-def _iterate(frames: Any) -> Iterable[Mapping[str, Any]]:
-    # Datasets with __getitem__/__len__ but no __iter__ iterate via the index protocol anyway; being explicit
-    # avoids relying on IndexError to stop.
-    n = _frame_count(frames)
-    if n is not None and hasattr(frames, "__getitem__") and not isinstance(frames, Mapping):
-        return (frames[i] for i in range(n))
-    return iter(frames)
+        return iter(frames), None
+    return ((frames[i] for i in range(n)) if hasattr(frames, "__getitem__") and not isinstance(frames, Mapping)
+            else iter(frames)), n
 
 
 def _as_predictor(model_or_predictor: SMDNet | Predictor | None) -> Predictor | None:
@@ -201,7 +196,8 @@ def evaluate(
     ranked = predictor is not None and predictor.model.config.output != "standard"
     base_rows: dict[str, list[dict[str, Any]]] = {b: [] for b in names}
     sheet_rows: list[list[list[np.ndarray]]] = []  # per frame: rows of overview tiles
-    bar = tqdm(_iterate(frames), total=_frame_count(frames), desc="eval", unit="frame", disable=not progress)
+    frame_iter, count = _iterate(frames)
+    bar = tqdm(frame_iter, total=count, desc="eval", unit="frame", disable=not progress)
     for index, frame in enumerate(bar):
         name = str(frame.get("name", f"frame_{index:06d}"))
         if "disp_left" not in frame or frame["disp_left"] is None:

@@ -10,6 +10,7 @@ import torch
 
 from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig
 from smd_core.infer.dense import DensePredictor
+from smd_core.model.head import flatten_maps
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
 
@@ -68,7 +69,8 @@ class Predictor(DensePredictor):
 
     def _encode(self, pair: np.ndarray) -> Any:
         tensor = torch.from_numpy(pair).to(self.device).permute(0, 3, 1, 2).float()
-        return self.model.prepare(self.model.encode(tensor[0:1], tensor[1:2]))
+        # Channels-last copy of the maps, made once per encode for all the query blocks.
+        return flatten_maps(self.model.encode(tensor[0:1], tensor[1:2]))
 
     def _query_block(self, features: Any, xs: np.ndarray, ys: np.ndarray,
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:

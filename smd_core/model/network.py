@@ -81,10 +81,6 @@ class SMDNet(nn.Module):
         `pad_multiple` always work) -> feature maps (B, C_i, h_i, w_i)."""
         return list(self.stereo_network(left, right))
 
-    def prepare(self, features: list[Tensor]) -> FlatMaps:
-        """Channels-last copy of the maps, made once per encode; pass it to `query` for many chunks."""
-        return flatten_maps(features)
-
     def query_raw(
         self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
     ) -> tuple[Tensor, Tensor | None]:
@@ -190,9 +186,8 @@ def infer_config(state_dict: dict[str, Tensor], *, path: str | Path = "<state_di
         backbone = "hsmnet"
     else:
         raise ValueError(f"{path}: cannot tell the backbone from its keys (not PSMNet or HSMNet); pass backbone=")
-    convs = sorted(
-        (k for k in keys if k.startswith("mlp.conv") and k.endswith(".weight")), key=lambda k: int(k[8:].split(".")[0])
-    )
+    convs = sorted((k for k in keys if k.startswith("mlp.conv") and k.endswith(".weight")),
+                   key=lambda k: int(k[8:].split(".")[0]))
     if not convs:
         raise ValueError(f"{path}: no SMD head weights (mlp.conv*.weight) found")
     k_out = state_dict[convs[-1]].shape[0]
@@ -227,7 +222,7 @@ def load_model(
     sd = state_dict_of(data, path)
     backbone = backbone.lower() if backbone else None
     output = output.lower() if output else None
-    # Checked before the file is read: a typo gets the list of valid values, not a mismatch with the file.
+    # Checked before the file's own values: a typo gets the list of valid values, not a mismatch with the file.
     _check_choice("backbone", backbone, BACKBONE_NAMES)
     _check_choice("output", output, OUTPUT_CHANNELS)
     if data.get("format") == CHECKPOINT_FORMAT:
@@ -262,11 +257,8 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, Tensor], *, 
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and state_dict[k].shape != own[k].shape
-    ]
+    shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         def head(items: list[str]) -> str:
             return ", ".join(items[:5]) + (f" ... (+{len(items) - 5})" if len(items) > 5 else "")
