@@ -185,8 +185,7 @@ class SceneFlowDataset(FrameDataset):
             d = Path(dirpath)
             if d.name != "left" or frames_dir not in d.parts:
                 continue
-            rel = d.relative_to(r)
-            if split and split not in rel.parts:
+            if split and split not in d.relative_to(r).parts:
                 continue
             parts = list(d.parts)
             k = len(parts) - 1 - parts[::-1].index(frames_dir)

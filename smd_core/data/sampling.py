@@ -106,10 +106,7 @@ def sample_points(
         edges = dilated_depth_edges(grid, edge_threshold, dilation).reshape(-1)
         on_edge = np.flatnonzero(valid & edges)
         off_edge = np.flatnonzero(valid & ~edges)
-        if off_edge.size == 0:
-            n_edge = num_points
-        else:
-            n_edge = min(num_points // 2, on_edge.size)
+        n_edge = num_points if off_edge.size == 0 else min(num_points // 2, on_edge.size)
         idx = np.concatenate([_choose(on_edge, n_edge, rng), _choose(off_edge, num_points - n_edge, rng)])
     iy, ix = np.divmod(idx, W)
     # Offsets in [-0.5, 0.5) keep the chosen pixel the nearest one; clipping keeps points on the grid.
