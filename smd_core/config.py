@@ -109,17 +109,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None:
             return None
         return _coerce(args[0], value, where) if len(args) == 1 else value
-    if origin is tuple:
-        args = typing.get_args(tp)
+    if origin in (tuple, list):
         if isinstance(value, str) or not isinstance(value, Iterable):
             raise ValueError(f"{where}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        return tuple(_coerce(inner, v, where) for v in value)
-    if origin is list:
-        (inner,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str) or not isinstance(value, Iterable):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(inner, v, where) for v in value]
+        inner = (typing.get_args(tp) or (Any,))[0]  # tuple[int, ...]: int
+        return origin(_coerce(inner, v, where) for v in value)
     if tp is bool:
         if isinstance(value, bool):
             return value
