@@ -140,20 +140,6 @@ def _score_range(predictor: Predictor | None, input_scale: float, scale: float, 
     return model_range
 
 
-def _model_frame(predictor: Predictor, frame: Mapping[str, Any], name: str, gt: np.ndarray, *, first: bool,
-                 warmup: bool, scale: float, input_scale: float, max_gt: float,
-                 options: Mapping[str, Any]) -> tuple[dict[str, Any], DensePrediction]:
-    left, right = frame["left"], frame["right"]
-    if warmup and first:
-        predictor.predict(left, right, scale=scale, input_scale=input_scale)
-    t0 = time.perf_counter()
-    pred = predictor.predict(left, right, scale=scale, input_scale=input_scale)
-    elapsed = time.perf_counter() - t0
-    row = {"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options), "time_s": elapsed,
-           "encode_s": pred.timings.get("encode_s", math.nan), "query_s": pred.timings.get("query_s", math.nan)}
-    return row, pred
-
-
 def evaluate(
     model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Mapping[str, Any]], *, scale: float = 1.0,
     input_scale: float = 1.0, out_dir: str | Path | None = None, images: int = 8, progress: bool = True,
@@ -208,10 +194,15 @@ def evaluate(
             raise ValueError(f"frame {name!r}: ground truth {gt.shape} and image {left.shape[:2]} differ in size")
         model = None
         if predictor is not None:
-            row, pred = _model_frame(predictor, frame, name, gt, first=index == 0, warmup=warmup, scale=scale,
-                                     input_scale=input_scale, max_gt=max_gt, options=options)
-            per_frame.append(row)
-            model = (pred, row)
+            if warmup and index == 0:
+                predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
+            t0 = time.perf_counter()
+            pred = predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
+            elapsed = time.perf_counter() - t0
+            per_frame.append({"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options),
+                              "time_s": elapsed, "encode_s": pred.timings.get("encode_s", math.nan),
+                              "query_s": pred.timings.get("query_s", math.nan)})
+            model = (pred, per_frame[-1])
         done: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
         for b, (disp, seconds) in run_baselines(names, left, frame["right"], sgbm, max_gt).items():
             base_rows[b].append({"name": name, **score_baseline(b, disp, gt, max_disp=max_gt, **options),

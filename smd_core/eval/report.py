@@ -143,9 +143,9 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
             rows.append((f"model (at {name.upper()}'s density)", dict(report[f"summary_at_{name}_density"], timing={})))
     for name, entry in (report.get("baselines") or {}).items():
         if name in SPARSE:
-            rows.append((f"{name} (holes = errors)", entry["summary"]))
-            valid = dict(entry["valid_pixels"], timing=entry["summary"].get("timing", {}))
-            rows.append((f"{name} (valid pixels)", valid))
+            timing = entry["summary"].get("timing", {})
+            rows += [(f"{name} (holes = errors)", entry["summary"]),
+                     (f"{name} (valid pixels)", dict(entry["valid_pixels"], timing=timing))]
         else:
             rows.append((name, entry["summary"]))
     return rows
@@ -163,8 +163,7 @@ def format_summary(report: Mapping[str, Any]) -> str:
         m, t = summary["metrics"], summary.get("timing", {})
         body.append([method, f"{m['epe']:.3f}", f"{m['bad1']:.2f}", f"{m['bad2']:.2f}", f"{m['bad3']:.2f}",
                      f"{m['see']:.3f}", f"{m['bleeding']:.2f}", f"{m.get('flying', math.nan):.2f}",
-                     f"{m['density']:.1f}",
-                     f"{t.get('mean_s', math.nan):.3f}"])
+                     f"{m['density']:.1f}", f"{t.get('mean_s', math.nan):.3f}"])
     widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
 
     def line(cells: list[str]) -> str:

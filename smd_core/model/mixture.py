@@ -103,11 +103,10 @@ def activate(
         if base.dim() != 3 or base.shape[0] != raw.shape[0] or base.shape[2] != raw.shape[2]:
             raise ValueError(f"base must be (B, A, N) or (B, N) with B, N = {raw.shape[0]}, {raw.shape[2]}, "
                              f"got {tuple(base.shape)}")
-        anchors = base
 
         def disp(k: int) -> Tensor:
-            anchor = anchors[:, min(k, anchors.shape[1] - 1)]
-            if k >= 1 and anchors.shape[1] > 1 and anchor_range > 0:
+            anchor = base[:, min(k, base.shape[1] - 1)]
+            if k >= 1 and base.shape[1] > 1 and anchor_range > 0:
                 return (anchor + anchor_range * torch.tanh(raw[:, k])).clamp(0.0, max_disp)
             return (anchor + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
     if output == "standard":
