@@ -66,9 +66,7 @@ class SGBMConfig:
 
     def disparities_for(self, max_disp: int) -> int:
         """numDisparities used for a model whose range is [0, max_disp]."""
-        if self.num_disparities:
-            return self.num_disparities
-        return int(-(-int(max_disp) // 16) * 16)
+        return self.num_disparities or int(-(-int(max_disp) // 16) * 16)
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:

@@ -93,9 +93,7 @@ def to_dict(obj: Any) -> Any:
         return {str(k): to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return str(obj) if isinstance(obj, Path) else obj
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -80,10 +80,8 @@ def _choose(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     return np.concatenate([candidates, candidates[rng.integers(0, n, size=k - n)]])
 
 
-def sample_points(
-    labels: np.ndarray, num_points: int, rng: np.random.Generator, *, strategy: str = "random",
-    edge_threshold: float = 1.0, dilation: int = 10,
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_points(labels: np.ndarray, num_points: int, rng: np.random.Generator, *, strategy: str = "random",
+                  edge_threshold: float = 1.0, dilation: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(points float32 (2, num_points) (x, y), labels float32 (num_points,)) on a label grid (H, W), 0 = invalid
     (module docstring). With no valid pixel the points are uniform and all labels 0."""
     grid = np.asarray(labels, dtype=np.float32)
@@ -115,9 +113,8 @@ def sample_points(
     return np.stack([x, y]).astype(np.float32), flat[idx].astype(np.float32)
 
 
-def make_training_sample(
-    frame: Mapping[str, Any], cfg: SampleConfig, augment: AugmentConfig | None, rng: np.random.Generator,
-) -> dict[str, Any]:
+def make_training_sample(frame: Mapping[str, Any], cfg: SampleConfig, augment: AugmentConfig | None,
+                         rng: np.random.Generator) -> dict[str, Any]:
     """One training sample from a frame (module docstring); memory maps and unsanitised disparities (inf / NaN /
     negative = invalid) are read and cleaned only in the crop."""
     left_full, right_full = frame["left"], frame["right"]

@@ -91,10 +91,9 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def detect_disparity_scale(
-    left: np.ndarray, right: np.ndarray, disp: np.ndarray, candidates: Sequence[float] = (1.0, 0.25), *,
-    max_points: int = 50000, seed: int = 0,
-) -> float:
+def detect_disparity_scale(left: np.ndarray, right: np.ndarray, disp: np.ndarray,
+                           candidates: Sequence[float] = (1.0, 0.25), *, max_points: int = 50000,
+                           seed: int = 0) -> float:
     """The factor s among `candidates` for which right(x - s * disp, y) best matches left(x, y): the median
     absolute grey-level difference (robust to occlusions) at up to `max_points` valid pixels whose match stays
     inside the image for every candidate; disp (H, W) on the images' grid, 0 = invalid."""

@@ -140,13 +140,12 @@ def _score_range(predictor: Predictor | None, input_scale: float, scale: float, 
     return model_range
 
 
-def evaluate(
-    model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Mapping[str, Any]], *, scale: float = 1.0,
-    input_scale: float = 1.0, out_dir: str | Path | None = None, images: int = 8, progress: bool = True,
-    warmup: bool = True, metric_options: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-    baselines: str | Sequence[str] = (), sgbm: SGBMConfig | None = None, max_disp: float | None = None,
-    max_uncertainty: float = 0.0,
-) -> dict[str, Any]:
+def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Mapping[str, Any]], *, scale: float = 1.0,
+             input_scale: float = 1.0, out_dir: str | Path | None = None, images: int = 8, progress: bool = True,
+             warmup: bool = True, metric_options: Mapping[str, Any] | None = None,
+             extra: Mapping[str, Any] | None = None, baselines: str | Sequence[str] = (),
+             sgbm: SGBMConfig | None = None, max_disp: float | None = None,
+             max_uncertainty: float = 0.0) -> dict[str, Any]:
     """Run the Predictor (and the baselines) over `frames` and score every frame; returns the report (also
     written when `out_dir`).
 
@@ -305,6 +304,4 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -33,10 +33,9 @@ class Predictor(DensePredictor):
 
     backend = "torch"
 
-    def __init__(
-        self, model: SMDNet, *, device: str | torch.device | None = None, chunk_points: int = CHUNK_POINTS,
-        pad_multiple: int | None = None, autocast_dtype: torch.dtype | None = None, uncertainty_kind: str = "edge",
-    ) -> None:
+    def __init__(self, model: SMDNet, *, device: str | torch.device | None = None, chunk_points: int = CHUNK_POINTS,
+                 pad_multiple: int | None = None, autocast_dtype: torch.dtype | None = None,
+                 uncertainty_kind: str = "edge") -> None:
         super().__init__(chunk_points=chunk_points, pad_multiple=pad_multiple or model.pad_multiple,
                          uncertainty_kind=uncertainty_kind)
         if autocast_dtype not in (None, torch.float16, torch.bfloat16):

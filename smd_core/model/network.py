@@ -81,9 +81,8 @@ class SMDNet(nn.Module):
         `pad_multiple` always work) -> feature maps (B, C_i, h_i, w_i)."""
         return list(self.stereo_network(left, right))
 
-    def query_raw(
-        self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
-    ) -> tuple[Tensor, Tensor | None]:
+    def query_raw(self, features: list[Tensor] | FlatMaps, points: Tensor,
+                  output_size: tuple[float, float]) -> tuple[Tensor, Tensor | None]:
         """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid, and the
         residual anchors (B, A, N) px there (None for non-residual backbones)."""
         head_maps, base_map = self._split(features)
@@ -104,9 +103,8 @@ class SMDNet(nn.Module):
             pred.coarse = gather_bilinear(flatten_maps([coarse(features)]), grid)[..., 0].float()
         return pred
 
-    def query_grid(
-        self, features: list[Tensor] | FlatMaps, xs: Tensor, ys: Tensor, output_size: tuple[float, float]
-    ) -> Prediction:
+    def query_grid(self, features: list[Tensor] | FlatMaps, xs: Tensor, ys: Tensor,
+                   output_size: tuple[float, float]) -> Prediction:
         """`query` on the grid of columns xs (W,) x rows ys (R,) (pixels of `output_size`), fields (B, R * W)
         row-major; the dense path of `Predictor` (separable sampling, see `gather_grid`)."""
         return self.query_normalized(features, normalize_coords(xs, output_size[1]),
@@ -207,10 +205,8 @@ def _check_choice(name: str, value: str | None, choices: Iterable[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(options)} (or omitted: read from the file), got {value!r}")
 
 
-def load_model(
-    path: str | Path, *, backbone: str | None = None, output: str | None = None, max_disp: int | None = None,
-    device: str | torch.device = "cpu",
-) -> SMDNet:
+def load_model(path: str | Path, *, backbone: str | None = None, output: str | None = None, max_disp: int | None = None,
+               device: str | torch.device = "cpu") -> SMDNet:
     """Load a published SMD-Nets checkpoint or one of ours; returns the model in eval mode on `device`.
 
     backbone ("psmnet"/"hsmnet", case-insensitive), output ("standard"/"unimodal"/"bimodal") and max_disp

@@ -52,9 +52,7 @@ def _view_region(posed: Posed, view: str, H: int, W: int) -> tuple[int, int, int
         bx0, bx1 = min(xs), max(xs)
     x0, y0 = max(int(math.floor(bx0)), 0), max(int(math.floor(by0)), 0)
     x1, y1 = min(int(math.ceil(bx1)) + 1, W), min(int(math.ceil(by1)) + 1, H)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return x0, y0, x1, y1
+    return None if x0 >= x1 or y0 >= y1 else (x0, y0, x1, y1)
 
 
 def _render_view(posed_layers: list[Posed], H: int, W: int, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -188,12 +186,11 @@ def generator(seed: int | np.random.SeedSequence | tuple[int, ...] | list[int]) 
     return np.random.default_rng(np.random.SeedSequence(int(seed)))
 
 
-def render_scene(
-    seed: int | tuple[int, ...] | list[int], *, height: int = 480, width: int = 640, max_disparity: float = 64.0,
-    min_disparity: float | None = None, num_objects: int | None = None, num_thin: int | None = None,
-    ground_plane: bool | None = None, textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
-    max_slope: float = 0.15, photometric: bool = True, shapes: tuple[str, ...] | list[str] | str | None = None,
-) -> SyntheticFrame:
+def render_scene(seed: int | tuple[int, ...] | list[int], *, height: int = 480, width: int = 640,
+                 max_disparity: float = 64.0, min_disparity: float | None = None, num_objects: int | None = None,
+                 num_thin: int | None = None, ground_plane: bool | None = None,
+                 textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS, max_slope: float = 0.15,
+                 photometric: bool = True, shapes: tuple[str, ...] | list[str] | str | None = None) -> SyntheticFrame:
     """Render one random stereo pair; the same `seed` (an int or ints, e.g. (base_seed, index)) always gives
     the same arrays. Every disparity lies in [min_disparity (default 5 % of max), max_disparity]; num_objects
     (default 5..14, of `shapes`) and num_thin (poles, wires; default 1..4) are drawn when None, as is
@@ -207,10 +204,8 @@ def render_scene(
     return _render(layers, 0.0, opt, ph, rng)
 
 
-def render_sequence(
-    seed: int | tuple[int, ...] | list[int], num_frames: int, *, height: int = 480, width: int = 640,
-    max_disparity: float = 64.0, speed: float = 1.0, **options: Any,
-) -> Iterator[SyntheticFrame]:
+def render_sequence(seed: int | tuple[int, ...] | list[int], num_frames: int, *, height: int = 480, width: int = 640,
+                    max_disparity: float = 64.0, speed: float = 1.0, **options: Any) -> Iterator[SyntheticFrame]:
     """Frames of one scene whose objects move smoothly (constant velocity, disparity oscillating slowly).
 
     `speed` scales the motion (objects move about 0.3..2.5 px per frame at 480 px height when 1);

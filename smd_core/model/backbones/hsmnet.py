@@ -43,9 +43,8 @@ MATCHING_CHANNELS = 16
 class ConvBnLeaky(nn.Module):
     """Conv2d + BatchNorm2d + LeakyReLU(0.1) (`cbr_unit.0/1/2`); the BN is dropped when `with_bn` is False."""
 
-    def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, *, with_bn: bool = True
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, *,
+                 with_bn: bool = True) -> None:
         super().__init__()
         # Without BN the conv needs its own bias; with BN the BN's shift replaces it.
         layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=not with_bn)]
@@ -217,10 +216,8 @@ class DecoderBlock(nn.Module):
     the next finer level in the full HSMNet) exists only for the checkpoint layout; SMD-Nets never uses it.
     """
 
-    def __init__(
-        self, num_convs: int, in_ch: int, channels: int, *, disparity_stride: int = 1, up: bool = False,
-        pool: bool = False,
-    ) -> None:
+    def __init__(self, num_convs: int, in_ch: int, channels: int, *, disparity_stride: int = 1, up: bool = False,
+                 pool: bool = False) -> None:
         super().__init__()
         first = Residual3dBlock(in_ch, channels, (disparity_stride, 1, 1))
         self.convs = nn.Sequential(first, *[Residual3dBlock(channels, channels) for _ in range(num_convs - 1)])

@@ -146,10 +146,9 @@ class LightStereo(nn.Module):
     convolution, so a blend of two distributions stays a blend of their codes) to this many channels.
     """
 
-    def __init__(
-        self, *, max_disp: int = 192, widths: Sequence[int] = (16, 32), groups: int = 8,
-        agg_widths: Sequence[int] = (32, 48, 64), image_features: Sequence[int] = (8, 8), cost_channels: int = 16,
-    ) -> None:
+    def __init__(self, *, max_disp: int = 192, widths: Sequence[int] = (16, 32), groups: int = 8,
+                 agg_widths: Sequence[int] = (32, 48, 64), image_features: Sequence[int] = (8, 8),
+                 cost_channels: int = 16) -> None:
         super().__init__()
         if int(max_disp) <= 0 or int(max_disp) % COST_STRIDE:
             raise ValueError(f"max_disp must be a positive multiple of {COST_STRIDE}, got {max_disp}")
