@@ -229,6 +229,5 @@ class DensePredictor:
             if name in maps:
                 maps[name] *= max_disp * sx
         extra = {k: maps.get(k) for k in MIXTURE_FIELDS}
-        return DensePrediction(
-            disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx, timings=timings, **extra,
-        )
+        return DensePrediction(disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx,
+                               timings=timings, **extra)

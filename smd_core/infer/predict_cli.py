@@ -54,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
                                backbone=args.backbone, output=args.output_repr)
     device, config = predictor.device, predictor.config
     left, right = read_image(args.left), read_image(args.right)
-    pred = predictor.predict(
-        left, right, output_size=tuple(args.size) if args.size else None, scale=args.scale, input_scale=args.input_scale
-    )
+    pred = predictor.predict(left, right, output_size=tuple(args.size) if args.size else None, scale=args.scale,
+                             input_scale=args.input_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "disparity.npy", pred.disparity)

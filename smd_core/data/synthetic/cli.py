@@ -34,11 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from smd_core.data.synthetic.dataset import write_dataset
 
     torch.set_num_threads(1)
-    path = write_dataset(
-        args.out, args.num, seed=args.seed, height=args.height, width=args.width,
-        max_disparity=args.max_disparity, min_disparity=args.min_disparity, textures=tuple(args.textures),
-        shapes=tuple(args.shapes), photometric=not args.no_photometric, list_name=args.list_name, preview=args.preview,
-        jobs=args.jobs,
-    )
+    path = write_dataset(args.out, args.num, seed=args.seed, height=args.height, width=args.width,
+                         max_disparity=args.max_disparity, min_disparity=args.min_disparity,
+                         textures=tuple(args.textures), shapes=tuple(args.shapes), photometric=not args.no_photometric,
+                         list_name=args.list_name, preview=args.preview, jobs=args.jobs)
     print(f"wrote {args.num} pairs; list file: {path}")
     return 0

@@ -171,10 +171,9 @@ def _render(layers: list[Layer], t: float, opt: SceneOptions, ph: _Photometric |
     col_l, disp_l, ids_l = _render_view(posed, H, W, "left")
     col_r, disp_r, ids_r = _render_view(posed, H, W, "right")
     occ = _occlusion(disp_l, ids_l, disp_r, ids_r)
-    return SyntheticFrame(
-        left=_finish(col_l, ph, 0, rng), right=_finish(col_r, ph, 1, rng), disp_left=disp_l.astype(np.float32),
-        disp_right=disp_r.astype(np.float32), occlusion_left=occ, instance_left=ids_l, instance_right=ids_r,
-    )
+    return SyntheticFrame(left=_finish(col_l, ph, 0, rng), right=_finish(col_r, ph, 1, rng),
+                          disp_left=disp_l.astype(np.float32), disp_right=disp_r.astype(np.float32), occlusion_left=occ,
+                          instance_left=ids_l, instance_right=ids_r)
 
 
 def generator(seed: int | np.random.SeedSequence | tuple[int, ...] | list[int]) -> np.random.Generator:

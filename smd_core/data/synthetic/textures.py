@@ -17,10 +17,8 @@ TEXTURE_KINDS = ("image", "pink", "wood", "fabric", "noise", "stripes", "gradien
 # Relative frequency of each kind (renormalised over the kinds a caller allows).
 TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8, "gradient": 0.8}
 # Images bundled with scikit-image (no download needed); used as texture crops.
-_SKIMAGE_TEXTURES = (
-    "astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins",
-    "moon", "page", "text", "clock", "hubble_deep_field", "immunohistochemistry", "cell",
-)
+_SKIMAGE_TEXTURES = ("astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins", "moon",
+                     "page", "text", "clock", "hubble_deep_field", "immunohistochemistry", "cell")
 _texture_cache: dict[str, np.ndarray] = {}
 # Gaussian sigma (texture pixels) applied to every texture.
 _TEXTURE_BLUR = 0.7

@@ -62,9 +62,8 @@ class ConvBn(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> None:
         super().__init__()
-        self.cb_unit = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False), nn.BatchNorm2d(out_ch)
-        )
+        self.cb_unit = nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
+                                     nn.BatchNorm2d(out_ch))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.cb_unit(x)
@@ -221,16 +220,12 @@ class DecoderBlock(nn.Module):
         super().__init__()
         first = Residual3dBlock(in_ch, channels, (disparity_stride, 1, 1))
         self.convs = nn.Sequential(first, *[Residual3dBlock(channels, channels) for _ in range(num_convs - 1)])
-        self.classify = nn.Sequential(
-            conv_bn_3d(channels, channels, 3, (1, 1, 1), 1), nn.ReLU(inplace=True),
-            nn.Sequential(nn.Conv3d(channels, 1, 3, padding=1, bias=True)),
-        )
+        self.classify = nn.Sequential(conv_bn_3d(channels, channels, 3, (1, 1, 1), 1), nn.ReLU(inplace=True),
+                                      nn.Sequential(nn.Conv3d(channels, 1, 3, padding=1, bias=True)))
         self.up: nn.Sequential | None = None
         if up:
-            self.up = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
-                conv_bn_3d(channels, channels // 2, 3, (1, 1, 1), 1), nn.ReLU(inplace=True),
-            )
+            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
+                                    conv_bn_3d(channels, channels // 2, 3, (1, 1, 1), 1), nn.ReLU(inplace=True))
         self.pool_convs: nn.ModuleList | None = None
         if pool:
             self.pool_convs = nn.ModuleList([conv_bn_3d(channels, channels, 1, (1, 1, 1), 0) for _ in range(4)])
