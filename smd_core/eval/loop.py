@@ -38,15 +38,8 @@ import numpy as np
 from smd_core import metrics as M
 from smd_core.classical import SGBMConfig
 from smd_core.config import to_dict
+from smd_core.eval import curve
 from smd_core.eval.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
-from smd_core.eval.curve import (
-    curve_counts,
-    curve_picture,
-    flying_breakdown,
-    most_confident,
-    pool_breakdown,
-    pool_curve,
-)
 from smd_core.eval.report import overview_picture, write_frame_pictures
 from smd_core.infer.dense import DensePrediction
 from smd_core.viz import write_png
@@ -73,7 +66,7 @@ def _at_density_of(pred: DensePrediction, sparse: np.ndarray, gt: np.ndarray, *,
     disparity, uncertainty = (M.resize_disparity(a, gt.shape) for a in (pred.disparity, pred.uncertainty))
     scored = M.valid_mask(gt, max_disp=max_gt)
     fraction = float(np.isfinite(sparse)[scored].mean()) if scored.any() else 0.0
-    return score_frame(most_confident(disparity, uncertainty, fraction, scored), gt, max_disp=max_gt, **options)
+    return score_frame(curve.most_confident(disparity, uncertainty, fraction, scored), gt, max_disp=max_gt, **options)
 
 
 def _nanmean(values: Iterable[float]) -> float:
@@ -237,17 +230,17 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
         for b in (b for b in SPARSE if b in names and ranked):
             report[f"summary_at_{b}_density"] = summarize([r[f"at_{b}_density"] for r in per_frame])
         if ranked:
-            report["density_curve"] = pool_curve([r["curve"] for r in per_frame])
+            report["density_curve"] = curve.pool_curve([r["curve"] for r in per_frame])
         if "sgbm_fill" in names:
-            report["flying_breakdown"] = pool_breakdown([r["breakdown"] for r in per_frame])
+            report["flying_breakdown"] = curve.pool_breakdown([r["breakdown"] for r in per_frame])
         report["per_frame"] = per_frame
     if names:
         report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if "density_curve" in report:
-            curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
-                          title=str((extra or {}).get("data", "")))
+            curve.curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
+                                title=str((extra or {}).get("data", "")))
         (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
         if sheet_rows:
             write_png(out / "overview.png", overview_picture(sheet_rows))
@@ -262,9 +255,9 @@ def _edge_rows(row: dict[str, Any], pred: DensePrediction, done: Mapping[str, tu
     scored = M.valid_mask(gt, max_disp=max_gt)
     disparity = M.resize_disparity(pred.disparity, gt.shape)
     if ranked:
-        row["curve"] = curve_counts(disparity, M.resize_disparity(pred.uncertainty, gt.shape), gt, scored=scored)
+        row["curve"] = curve.curve_counts(disparity, M.resize_disparity(pred.uncertainty, gt.shape), gt, scored=scored)
     if "sgbm_fill" in done:
-        row["breakdown"] = flying_breakdown(disparity, done["sgbm_fill"][0], gt, scored=scored)
+        row["breakdown"] = curve.flying_breakdown(disparity, done["sgbm_fill"][0], gt, scored=scored)
 
 
 def curve_points(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
