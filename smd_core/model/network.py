@@ -21,17 +21,9 @@ from smd_core.config import BACKBONE_NAMES, OUTPUT_CHANNELS, Deployment, ModelCo
 from smd_core.files import atomic_write
 from smd_core.infer.confidence import CLOUD_FLOOR_FACTOR, PSEUDO_FLOOR_FACTOR, uncertainty_floor
 from smd_core.infer.dense import normalize_coords
+from smd_core.model import head as H
 from smd_core.model.backbones import build_backbone
-from smd_core.model.head import (
-    FlatMaps,
-    SMDHead,
-    flatten_maps,
-    gather_bilinear,
-    gather_grid,
-    gather_nearest,
-    gather_nearest_grid,
-    normalize_points,
-)
+from smd_core.model.head import FlatMaps, SMDHead
 from smd_core.model.mixture import Prediction, activate
 
 CHECKPOINT_FORMAT = "smd_ros"
@@ -71,7 +63,7 @@ class SMDNet(nn.Module):
         self.pad_multiple = int(getattr(self.stereo_network, "size_multiple", 64))
 
     def _split(self, features: list[Tensor] | FlatMaps) -> tuple[FlatMaps, FlatMaps | None]:
-        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
+        flat = features if isinstance(features, FlatMaps) else H.flatten_maps(features)
         if not self.residual:
             return flat, None
         return FlatMaps(flat.maps[:-1], flat.sizes[:-1]), FlatMaps(flat.maps[-1:], flat.sizes[-1:])
@@ -86,9 +78,9 @@ class SMDNet(nn.Module):
         """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid, and the
         residual anchors (B, A, N) px there (None for non-residual backbones)."""
         head_maps, base_map = self._split(features)
-        grid = normalize_points(points, output_size)
-        sampled = gather_bilinear(head_maps, grid)  # (B, N, C)
-        base = None if base_map is None else gather_nearest(base_map, grid).float()
+        grid = H.normalize_points(points, output_size)
+        sampled = H.gather_bilinear(head_maps, grid)  # (B, N, C)
+        base = None if base_map is None else H.gather_nearest(base_map, grid).float()
         return self.mlp.forward_points(sampled).transpose(1, 2), base
 
     def query(self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]) -> Prediction:
@@ -99,8 +91,8 @@ class SMDNet(nn.Module):
         coarse = getattr(self.stereo_network, "coarse_disparity", None)
         if self.training and coarse is not None and not isinstance(features, FlatMaps):
             # Backbones with their own disparity estimate get it supervised too (see mixture.loss).
-            grid = normalize_points(points, output_size)
-            pred.coarse = gather_bilinear(flatten_maps([coarse(features)]), grid)[..., 0].float()
+            grid = H.normalize_points(points, output_size)
+            pred.coarse = H.gather_bilinear(H.flatten_maps([coarse(features)]), grid)[..., 0].float()
         return pred
 
     def query_grid(self, features: list[Tensor] | FlatMaps, xs: Tensor, ys: Tensor,
@@ -114,8 +106,8 @@ class SMDNet(nn.Module):
         """`query_grid` at normalized columns gx (W,) and rows gy (R,) in [-1, 1] (`dense.normalize_coords`):
         the query graph `smd export` writes."""
         head_maps, base_map = self._split(features)
-        raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
-        base = None if base_map is None else gather_nearest_grid(base_map, gx, gy).float()
+        raw = self.mlp.forward_points(H.gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
+        base = None if base_map is None else H.gather_nearest_grid(base_map, gx, gy).float()
         return activate(raw.float(), self.config.output, self.config.max_disp, base,
                         anchor_range=self.config.anchor_range)
 
