@@ -58,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
                              input_scale=args.input_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "disparity.npy", pred.disparity)
-    np.save(out / "uncertainty.npy", pred.uncertainty)
-    for name in ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1"):
+    for name in ("disparity", "uncertainty", "mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1"):
         value = getattr(pred, name)
         if value is not None:
             np.save(out / f"{name}.npy", value)
