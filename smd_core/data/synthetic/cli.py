@@ -9,7 +9,6 @@ from smd_core.data.synthetic.textures import TEXTURE_KINDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `smd synth`."""
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--num", type=int, required=True, help="number of stereo pairs")
     parser.add_argument("--height", type=int, default=480)
@@ -28,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`smd synth`: write the dataset; returns the exit status."""
     import torch
 
     from smd_core.data.synthetic.dataset import write_dataset

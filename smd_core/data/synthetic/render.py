@@ -162,12 +162,9 @@ def _render(layers: list[Layer], t: float, opt: SceneOptions, ph: _Photometric |
             rng: np.random.Generator) -> SyntheticFrame:
     """Frame `t` of the scene `layers`: both views, both disparities, occlusion and instance maps."""
     H, W = opt.height, opt.width
-    posed = [pose(layer, t) for layer in layers]
     # Back to front by disparity at the layer's reference point (the z-buffer settles the rest).
-    order = sorted(range(len(posed)), key=lambda i: (posed[i].layer.shape is not None,
-                                                      posed[i].a * posed[i].layer.ref[0]
-                                                      + posed[i].b * posed[i].layer.ref[1] + posed[i].c))
-    posed = [posed[i] for i in order]
+    posed = sorted((pose(layer, t) for layer in layers),
+                   key=lambda p: (p.layer.shape is not None, p.a * p.layer.ref[0] + p.b * p.layer.ref[1] + p.c))
     col_l, disp_l, ids_l = _render_view(posed, H, W, "left")
     col_r, disp_r, ids_r = _render_view(posed, H, W, "right")
     occ = _occlusion(disp_l, ids_l, disp_r, ids_r)
