@@ -78,7 +78,6 @@ def flip_lr_swap(left: np.ndarray, right: np.ndarray, disp_left: np.ndarray,
 
 def flip_ud(left: np.ndarray, right: np.ndarray, disp_left: np.ndarray,
             disp_right: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Flip both views and disparities upside down."""
     return (np.ascontiguousarray(left[::-1]), np.ascontiguousarray(right[::-1]), np.ascontiguousarray(disp_left[::-1]),
             None if disp_right is None else np.ascontiguousarray(disp_right[::-1]))
 

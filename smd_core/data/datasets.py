@@ -32,8 +32,6 @@ from smd_core.data.io import read_disparity, read_image
 
 @dataclasses.dataclass(frozen=True)
 class FrameEntry:
-    """Paths of one stereo frame."""
-
     left: Path
     right: Path
     disp_left: Path

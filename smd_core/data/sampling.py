@@ -172,7 +172,6 @@ class TrainingDataset(Dataset):
         return len(self.frames)
 
     def sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
-        """Item `index` drawn with an explicit Generator."""
         return make_training_sample(self.frames.frame(index, lazy=True), self.sample_config, self.augment_config, rng)
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -50,11 +50,6 @@ def sgbm_config(overrides: Sequence[str] = ()) -> SGBMConfig:
     return from_dict(SGBMConfig, data, _where="--sgbm")
 
 
-def holes_as_errors(disparity: np.ndarray) -> np.ndarray:
-    """(H, W) disparity with NaN holes -> the same with holes at 0 (the all-pixel scoring of `sgbm`)."""
-    return np.where(np.isfinite(disparity), disparity, 0.0).astype(np.float32)
-
-
 def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, config: SGBMConfig,
                   max_disp: float) -> dict[str, tuple[np.ndarray, float]]:
     """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both SGBM baselines
@@ -83,7 +78,8 @@ def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.nda
     """`metrics.compute_metrics` with every hole (NaN) of `disparity` an error, nesting `valid_pixels` (module
     docstring)."""
     matched = M.compute_metrics(disparity, gt, valid=valid, **metric_options)
-    row: dict[str, Any] = M.compute_metrics(holes_as_errors(disparity), gt, valid=valid, **metric_options)
+    holes_at_0 = np.where(np.isfinite(disparity), disparity, 0.0).astype(np.float32)
+    row: dict[str, Any] = M.compute_metrics(holes_at_0, gt, valid=valid, **metric_options)
     holes = M.valid_mask(gt, valid=valid) & ~np.isfinite(disparity)
     n_holes = int(np.count_nonzero(holes))
     n = row["n_valid"]

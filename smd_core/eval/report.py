@@ -20,10 +20,6 @@ from smd_core.infer.dense import DensePrediction
 BLEEDING_LEGEND = (((0, 200, 255), "edge band"), ((0, 0, 255), "flying"))
 
 
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "frame"
-
-
 def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, *, max_disp: float | None = None,
                      edge_threshold: float = M.EDGE_THRESHOLD_PX, band_radius: int = M.BAND_RADIUS,
                      tolerance: float = M.TOLERANCE_PX) -> np.ndarray:
@@ -90,7 +86,7 @@ def write_frame_pictures(out: Path, index: int, name: str, left: np.ndarray, gt:
                           baselines: Mapping[str, tuple[np.ndarray, Mapping[str, Any]]]) -> list[list[np.ndarray]]:
     """Write one frame's PNGs under out/images/; returns its overview block: rows of labelled tiles (the left
     image and the ground truth, then one row per method: disparity, error, bleeding, uncertainty)."""
-    stem = f"{index:04d}_{safe_name(name)}"
+    stem = f"{index:04d}_" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "frame")
     runs: list[tuple[str, DensePrediction | np.ndarray, Mapping[str, Any]]] = []
     if model is not None:
         runs.append(("", *model))

@@ -116,7 +116,6 @@ class SMDNet(nn.Module):
 
 
 def build_model(config: ModelConfig) -> SMDNet:
-    """A freshly initialised SMDNet for `config`."""
     return SMDNet(config)
 
 
