@@ -131,10 +131,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, _where: str = "") -> T:
-    """Build dataclass `cls` from a mapping, coercing types; unknown keys raise ValueError naming them.
-
-    A class may define `upgrade_dict(data, where) -> dict` to map keys of earlier layouts onto its fields.
-    """
+    """Build dataclass `cls` from a mapping, coercing types; unknown keys raise ValueError naming them. A class may
+    define `upgrade_dict(data, where) -> dict` to map keys of earlier layouts onto its fields."""
     data = dict(data or {})
     upgrade = getattr(cls, "upgrade_dict", None)
     if callable(upgrade):

@@ -24,10 +24,8 @@ def scale_principal_point(c: float, scale: float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class StereoCamera:
-    """Intrinsics of the left rectified camera on a pixel grid of `width` x `height`, and the stereo baseline.
-
-    fx, fy, cx, cy: pixels. baseline: metres (> 0). doffs: cx_right - cx_left in pixels.
-    """
+    """Intrinsics of the left rectified camera on a pixel grid of `width` x `height`, and the stereo baseline. fx, fy,
+    cx, cy: pixels. baseline: metres (> 0). doffs: cx_right - cx_left in pixels."""
 
     fx: float
     fy: float

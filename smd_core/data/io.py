@@ -77,10 +77,8 @@ def uint16_to_uint8(images: Sequence[np.ndarray], image_bits: int = 0) -> list[n
 
 
 def as_bgr_u8(image: np.ndarray, *, image_bits: int = 0) -> np.ndarray:
-    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3).
-
-    uint16 images follow `uint16_to_uint8` (`image_bits`, 0 = auto from this image's peak).
-    """
+    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3). uint16 images follow
+    `uint16_to_uint8` (`image_bits`, 0 = auto from this image's peak)."""
     img = np.asarray(image)
     if img.dtype == np.uint16:
         img = uint16_to_uint8([img], image_bits)[0]

@@ -45,10 +45,8 @@ def random_crop_box(height: int, width: int, crop_h: int, crop_w: int, rng: np.r
 
 
 def crop(array: np.ndarray, y: int, x: int, h: int, w: int, fill: float = 0) -> np.ndarray:
-    """array[y:y+h, x:x+w] as a new contiguous array, padded with `fill` where the box leaves the array.
-
-    Works on memory maps without reading outside the box.
-    """
+    """array[y:y+h, x:x+w] as a new contiguous array, padded with `fill` where the box leaves the array. Works on memory
+    maps without reading outside the box."""
     H, W = array.shape[:2]
     out = np.full((h, w) + array.shape[2:], fill, dtype=array.dtype)
     y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)

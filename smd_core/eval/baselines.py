@@ -57,8 +57,7 @@ def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, con
     out: dict[str, tuple[np.ndarray, float]] = {}
     if "bm" in names:
         t0 = time.perf_counter()
-        bm = bm_disparity(left, right, max_disp)
-        out["bm"] = (bm, time.perf_counter() - t0)
+        out["bm"] = (bm_disparity(left, right, max_disp), time.perf_counter() - t0)
     if "sgbm" not in names and "sgbm_fill" not in names:
         return out
     t0 = time.perf_counter()
@@ -68,8 +67,7 @@ def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, con
         out["sgbm"] = (raw, t_sgbm)
     if "sgbm_fill" in names:
         t0 = time.perf_counter()
-        filled = fill_background(raw)
-        out["sgbm_fill"] = (filled, t_sgbm + time.perf_counter() - t0)
+        out["sgbm_fill"] = (fill_background(raw), t_sgbm + time.perf_counter() - t0)
     return out
 
 

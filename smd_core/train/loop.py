@@ -45,11 +45,8 @@ class TrainResult:
 
 def train(cfg: TrainConfig, *, resume: str | Path | None = None,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train `cfg.steps` optimizer steps (from scratch, `cfg.init`, or the checkpoint `resume`).
-
-    Launch under `torchrun` for several processes. Returns the final step and losses; rank 0 also
-    returns the last checkpoint's path.
-    """
+    """Train `cfg.steps` optimizer steps (from scratch, `cfg.init`, or the checkpoint `resume`). Launch under `torchrun`
+    for several processes. Returns the final step and losses; rank 0 also returns the last checkpoint's path."""
     rt = setup_runtime(cfg)
     saved_threads = torch.get_num_threads()
     saved_deterministic = torch.are_deterministic_algorithms_enabled()

@@ -246,10 +246,8 @@ class DecoderBlock(nn.Module):
 
 
 class DisparityRegression(nn.Module):
-    """Soft-argmin over `max_disp / divisor` bins spaced `divisor` pixels apart (buffer `disp` (1, n, 1, 1)).
-
-    Part of the published checkpoint layout; SMD-Nets regresses disparity with its head instead.
-    """
+    """Soft-argmin over `max_disp / divisor` bins spaced `divisor` pixels apart (buffer `disp` (1, n, 1, 1)). Part of
+    the published checkpoint layout; SMD-Nets regresses disparity with its head instead."""
 
     def __init__(self, max_disp: int, divisor: int) -> None:
         super().__init__()

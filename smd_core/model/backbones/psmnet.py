@@ -118,10 +118,8 @@ class FeatureExtraction(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """3D encoder-decoder over the cost volume: 1/4 -> 1/8 -> 1/16 -> 1/8 -> 1/4 (spatial and disparity).
-
-    Also returns its 1/8-resolution activations so the next hourglass can add them (PSMNet's stacking).
-    """
+    """3D encoder-decoder over the cost volume: 1/4 -> 1/8 -> 1/16 -> 1/8 -> 1/4 (spatial and disparity). Also returns
+    its 1/8-resolution activations so the next hourglass can add them (PSMNet's stacking)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
