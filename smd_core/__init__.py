@@ -26,16 +26,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "DensePrediction",
-    "ModelConfig",
-    "Prediction",
-    "Predictor",
-    "SMDNet",
-    "build_model",
-    "cpu_has_bfloat16",
-    "load_model",
-    "save_checkpoint",
-    "__version__",
+    "DensePrediction", "ModelConfig", "Prediction", "Predictor", "SMDNet", "build_model", "cpu_has_bfloat16",
+    "load_model", "save_checkpoint", "__version__",
 ]
 
 if TYPE_CHECKING:

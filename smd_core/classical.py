@@ -66,9 +66,7 @@ class SGBMConfig:
 
     def disparities_for(self, max_disp: int) -> int:
         """numDisparities used for a model whose range is [0, max_disp]."""
-        if self.num_disparities:
-            return self.num_disparities
-        return int(-(-int(max_disp) // 16) * 16)
+        return self.num_disparities or int(-(-int(max_disp) // 16) * 16)
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:
@@ -100,19 +98,11 @@ def _gray_pair(left: np.ndarray, right: np.ndarray, matcher: str) -> tuple[np.nd
 def make_matcher(config: SGBMConfig, num_disparities: int) -> cv2.StereoSGBM:
     """The cv2 matcher for `config` (gray input)."""
     area = config.block_size * config.block_size
-    return cv2.StereoSGBM_create(
-        minDisparity=config.min_disparity,
-        numDisparities=num_disparities,
-        blockSize=config.block_size,
-        P1=config.p1 or 8 * area,
-        P2=config.p2 or 32 * area,
-        disp12MaxDiff=config.disp12_max_diff,
-        preFilterCap=config.pre_filter_cap,
-        uniquenessRatio=config.uniqueness_ratio,
-        speckleWindowSize=config.speckle_window_size,
-        speckleRange=config.speckle_range,
-        mode=MODES[config.mode],
-    )
+    return cv2.StereoSGBM_create(minDisparity=config.min_disparity, numDisparities=num_disparities,
+                                 blockSize=config.block_size, P1=config.p1 or 8 * area, P2=config.p2 or 32 * area,
+                                 disp12MaxDiff=config.disp12_max_diff, preFilterCap=config.pre_filter_cap,
+                                 uniquenessRatio=config.uniqueness_ratio, speckleWindowSize=config.speckle_window_size,
+                                 speckleRange=config.speckle_range, mode=MODES[config.mode])
 
 
 @dataclasses.dataclass

@@ -93,9 +93,7 @@ def to_dict(obj: Any) -> Any:
         return {str(k): to_dict(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    return str(obj) if isinstance(obj, Path) else obj
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -109,17 +107,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None:
             return None
         return _coerce(args[0], value, where) if len(args) == 1 else value
-    if origin is tuple:
-        args = typing.get_args(tp)
+    if origin in (tuple, list):
         if isinstance(value, str) or not isinstance(value, Iterable):
             raise ValueError(f"{where}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        return tuple(_coerce(inner, v, where) for v in value)
-    if origin is list:
-        (inner,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, str) or not isinstance(value, Iterable):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(inner, v, where) for v in value]
+        inner = (typing.get_args(tp) or (Any,))[0]  # tuple[int, ...]: int
+        return origin(_coerce(inner, v, where) for v in value)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -139,10 +131,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, _where: str = "") -> T:
-    """Build dataclass `cls` from a mapping, coercing types; unknown keys raise ValueError naming them.
-
-    A class may define `upgrade_dict(data, where) -> dict` to map keys of earlier layouts onto its fields.
-    """
+    """Build dataclass `cls` from a mapping, coercing types; unknown keys raise ValueError naming them. A class may
+    define `upgrade_dict(data, where) -> dict` to map keys of earlier layouts onto its fields."""
     data = dict(data or {})
     upgrade = getattr(cls, "upgrade_dict", None)
     if callable(upgrade):

@@ -24,10 +24,8 @@ def scale_principal_point(c: float, scale: float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class StereoCamera:
-    """Intrinsics of the left rectified camera on a pixel grid of `width` x `height`, and the stereo baseline.
-
-    fx, fy, cx, cy: pixels. baseline: metres (> 0). doffs: cx_right - cx_left in pixels.
-    """
+    """Intrinsics of the left rectified camera on a pixel grid of `width` x `height`, and the stereo baseline. fx, fy,
+    cx, cy: pixels. baseline: metres (> 0). doffs: cx_right - cx_left in pixels."""
 
     fx: float
     fy: float
@@ -82,9 +80,8 @@ def _check_map(name: str, arr: np.ndarray, camera: StereoCamera | None = None) -
     return arr
 
 
-def disparity_to_depth(
-    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None, invalid: float = np.nan
-) -> np.ndarray:
+def disparity_to_depth(disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None,
+                       invalid: float = np.nan) -> np.ndarray:
     """Depth (metres) float32 (H, W) from disparity (H, W) px; `invalid` where d + doffs <= 0, non-finite,
     or `valid` (bool (H, W)) is False."""
     d = _check_map("disparity", disparity, camera).astype(np.float32, copy=False)
@@ -110,9 +107,8 @@ def depth_to_disparity(depth: np.ndarray, camera: StereoCamera, *, invalid: floa
     return disp
 
 
-def disparity_to_xyz(
-    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def disparity_to_xyz(disparity: np.ndarray, camera: StereoCamera, *,
+                     valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X, Y, Z) as three float32 (H, W) maps in metres, left optical frame (module docstring); NaN where
     invalid. Planar maps are cheap to compute; interleave them only once, where a message needs it."""
     z = disparity_to_depth(disparity, camera, valid=valid, invalid=np.nan)
@@ -123,16 +119,13 @@ def disparity_to_xyz(
     return z * xs, z * ys, z
 
 
-def disparity_to_points(
-    disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None
-) -> np.ndarray:
+def disparity_to_points(disparity: np.ndarray, camera: StereoCamera, *, valid: np.ndarray | None = None) -> np.ndarray:
     """`disparity_to_xyz` as float32 (H, W, 3) points."""
     return np.stack(disparity_to_xyz(disparity, camera, valid=valid), axis=-1)
 
 
-def disparity_bounds(
-    camera: StereoCamera, *, min_depth: float = 0.0, max_depth: float = math.inf, max_disparity: float = math.inf
-) -> tuple[float, float]:
+def disparity_bounds(camera: StereoCamera, *, min_depth: float = 0.0, max_depth: float = math.inf,
+                     max_disparity: float = math.inf) -> tuple[float, float]:
     """(lowest, highest) disparity whose depth lies in [min_depth, max_depth] and that is <= max_disparity;
     the lowest is never below the disparity at infinity (-doffs)."""
     if not (min_depth >= 0 and max_depth > 0 and max_depth >= min_depth):
@@ -142,15 +135,8 @@ def disparity_bounds(
     return low, min(high, float(max_disparity))
 
 
-def validity_mask(
-    disparity: np.ndarray,
-    camera: StereoCamera,
-    *,
-    uncertainty: np.ndarray | None = None,
-    max_uncertainty: float = 0.0,
-    min_depth: float = 0.0,
-    max_depth: float = math.inf,
-) -> np.ndarray:
+def validity_mask(disparity: np.ndarray, camera: StereoCamera, *, uncertainty: np.ndarray | None = None,
+                  max_uncertainty: float = 0.0, min_depth: float = 0.0, max_depth: float = math.inf) -> np.ndarray:
     """bool (H, W): finite disparity with positive depth inside [min_depth, max_depth] and, when
     `max_uncertainty` > 0, a finite `uncertainty` (H, W, px) <= max_uncertainty."""
     d = _check_map("disparity", disparity, camera)

@@ -76,11 +76,9 @@ def select_device(requested: str) -> torch.device:
 
 
 def resolve_checkpoint(value: str | Path | None, *, hint: str = "pass a checkpoint file") -> Path:
-    """The checkpoint file for a setting `value` ("" or None = the bundled model); FileNotFoundError if none.
-
-    `hint` ends the error messages with how to name a file in the caller's terms ("pass --checkpoint",
-    "set the `checkpoint` parameter to a file").
-    """
+    """The checkpoint file for a setting `value` ("" or None = the bundled model); FileNotFoundError if none. `hint`
+    ends the error messages with how to name a file in the caller's terms ("pass --checkpoint", "set the `checkpoint`
+    parameter to a file")."""
     if value is None or str(value) == "":
         try:
             weights = importlib.import_module("smd_core.weights")

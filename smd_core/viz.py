@@ -128,10 +128,8 @@ def legend(height: int, entries: Sequence[tuple[tuple[int, int, int], str]]) -> 
 
 def colorize_disparity(disparity: np.ndarray, vmin: float | None = None, vmax: float | None = None, *,
                        unit: str | None = None) -> np.ndarray:
-    """Disparity (H, W) px -> BGR; near (large disparity) is red/warm. Non-positive or NaN pixels are black.
-
-    unit: append a colour bar labelled with it (e.g. "px"), see `colorize`.
-    """
+    """Disparity (H, W) px -> BGR; near (large disparity) is red/warm. Non-positive or NaN pixels are black. unit:
+    append a colour bar labelled with it (e.g. "px"), see `colorize`."""
     d = np.where(np.asarray(disparity) > 0, disparity, np.nan)
     return colorize(d, vmin=0.0 if vmin is None else vmin, vmax=vmax, unit=unit)
 

@@ -144,7 +144,6 @@ def _frames(cfg: DataConfig) -> Any:
                                 max_disparity=cfg.max_disparity, render_options=options)
     if cfg.kind == "motorcycle":
         return MotorcycleDataset()
-    assert root is not None or cfg.kind == "list"
     if cfg.kind == "list":
         split = Path(cfg.split)
         # A relative list file is looked up in `root` first, so `data.root=DIR` alone selects DIR/train.txt

@@ -48,9 +48,8 @@ class AugmentConfig:
             raise ValueError(f"augment asymmetric must be in [0, 1), got {self.asymmetric}")
 
 
-def color_augment(
-    left: np.ndarray, right: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
-) -> tuple[np.ndarray, np.ndarray]:
+def color_augment(left: np.ndarray, right: np.ndarray, rng: np.random.Generator,
+                  cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Random gamma / brightness / per-channel gain for a pair of float32 (h, w, 3) 0..255 images."""
     if not cfg.color or rng.random() >= cfg.color_prob:
         return left, right
@@ -68,9 +67,8 @@ def color_augment(
     return out[0], out[1]
 
 
-def flip_lr_swap(
-    left: np.ndarray, right: np.ndarray, disp_left: np.ndarray, disp_right: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def flip_lr_swap(left: np.ndarray, right: np.ndarray, disp_left: np.ndarray,
+                 disp_right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Mirror a rectified pair and swap the views: (flip(right), flip(left), flip(disp_right), flip(disp_left))."""
     if disp_right is None:
         raise ValueError("a left-right flip needs the right view's disparity (disp_right is None)")
@@ -78,22 +76,15 @@ def flip_lr_swap(
             np.ascontiguousarray(disp_right[:, ::-1]), np.ascontiguousarray(disp_left[:, ::-1]))
 
 
-def flip_ud(
-    left: np.ndarray, right: np.ndarray, disp_left: np.ndarray, disp_right: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Flip both views and disparities upside down."""
+def flip_ud(left: np.ndarray, right: np.ndarray, disp_left: np.ndarray,
+            disp_right: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     return (np.ascontiguousarray(left[::-1]), np.ascontiguousarray(right[::-1]), np.ascontiguousarray(disp_left[::-1]),
             None if disp_right is None else np.ascontiguousarray(disp_right[::-1]))
 
 
-def augment_pair(
-    left: np.ndarray,
-    right: np.ndarray,
-    disp_left: np.ndarray,
-    disp_right: np.ndarray | None,
-    rng: np.random.Generator,
-    cfg: AugmentConfig,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def augment_pair(left: np.ndarray, right: np.ndarray, disp_left: np.ndarray, disp_right: np.ndarray | None,
+                 rng: np.random.Generator,
+                 cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Colour, then left-right flip with swap (only with `disp_right`), then up-down flip (reference order)."""
     if not cfg.enabled:
         return left, right, disp_left, disp_right

@@ -32,8 +32,6 @@ from smd_core.data.io import read_disparity, read_image
 
 @dataclasses.dataclass(frozen=True)
 class FrameEntry:
-    """Paths of one stereo frame."""
-
     left: Path
     right: Path
     disp_left: Path
@@ -185,8 +183,7 @@ class SceneFlowDataset(FrameDataset):
             d = Path(dirpath)
             if d.name != "left" or frames_dir not in d.parts:
                 continue
-            rel = d.relative_to(r)
-            if split and split not in rel.parts:
+            if split and split not in d.relative_to(r).parts:
                 continue
             parts = list(d.parts)
             k = len(parts) - 1 - parts[::-1].index(frames_dir)

@@ -38,9 +38,8 @@ def infer_raw_shape(num_bytes: int, channels: int = 3) -> tuple[int, int]:
     # H * W = pixels with W = 16 H / 9  ->  H = 3 * sqrt(pixels / 16).
     h = round(3 * math.sqrt(pixels / 16.0))
     if h <= 0 or h % 9 or h * (16 * h // 9) != pixels:
-        raise ValueError(
-            f"cannot infer the shape of a raw image with {pixels} pixels: not a 16:9 frame; pass raw_shape=(H, W)"
-        )
+        raise ValueError(f"cannot infer the shape of a raw image with {pixels} pixels: not a 16:9 frame; "
+                         "pass raw_shape=(H, W)")
     return h, 16 * h // 9
 
 
@@ -78,10 +77,8 @@ def uint16_to_uint8(images: Sequence[np.ndarray], image_bits: int = 0) -> list[n
 
 
 def as_bgr_u8(image: np.ndarray, *, image_bits: int = 0) -> np.ndarray:
-    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3).
-
-    uint16 images follow `uint16_to_uint8` (`image_bits`, 0 = auto from this image's peak).
-    """
+    """Any grey / BGR / BGRA image of uint8, uint16 or float (0..255) -> BGR uint8 (H, W, 3). uint16 images follow
+    `uint16_to_uint8` (`image_bits`, 0 = auto from this image's peak)."""
     img = np.asarray(image)
     if img.dtype == np.uint16:
         img = uint16_to_uint8([img], image_bits)[0]
@@ -225,21 +222,16 @@ def read_disparity(path: PathLike, *, mmap: bool = False, sanitize: bool = True)
     ext = p.suffix.lower()
     if ext == ".npy":
         d = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
-        if mmap:
-            if d.ndim == 3 and d.shape[2] == 1:
-                d = d[:, :, 0]
-            if d.ndim != 2:
-                raise ValueError(f"{p}: disparity must be (H, W), got {d.shape}")
-            return d
     elif ext == ".pfm":
         d = read_pfm(p)
     elif ext == ".png":
         d = read_kitti_disparity(p)
     else:
         raise ValueError(f"{p}: unsupported disparity format {ext!r}; expected one of {DISPARITY_EXTENSIONS}")
-    d = np.asarray(d)
     if d.ndim == 3 and d.shape[2] == 1:
         d = d[:, :, 0]
     if d.ndim != 2:
         raise ValueError(f"{p}: disparity must be (H, W), got {d.shape}")
+    if mmap and ext == ".npy":
+        return d
     return sanitize_disparity(d) if sanitize else d.astype(np.float32, copy=False)

@@ -45,10 +45,8 @@ def random_crop_box(height: int, width: int, crop_h: int, crop_w: int, rng: np.r
 
 
 def crop(array: np.ndarray, y: int, x: int, h: int, w: int, fill: float = 0) -> np.ndarray:
-    """array[y:y+h, x:x+w] as a new contiguous array, padded with `fill` where the box leaves the array.
-
-    Works on memory maps without reading outside the box.
-    """
+    """array[y:y+h, x:x+w] as a new contiguous array, padded with `fill` where the box leaves the array. Works on memory
+    maps without reading outside the box."""
     H, W = array.shape[:2]
     out = np.full((h, w) + array.shape[2:], fill, dtype=array.dtype)
     y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
@@ -80,15 +78,8 @@ def _choose(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     return np.concatenate([candidates, candidates[rng.integers(0, n, size=k - n)]])
 
 
-def sample_points(
-    labels: np.ndarray,
-    num_points: int,
-    rng: np.random.Generator,
-    *,
-    strategy: str = "random",
-    edge_threshold: float = 1.0,
-    dilation: int = 10,
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_points(labels: np.ndarray, num_points: int, rng: np.random.Generator, *, strategy: str = "random",
+                  edge_threshold: float = 1.0, dilation: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(points float32 (2, num_points) (x, y), labels float32 (num_points,)) on a label grid (H, W), 0 = invalid
     (module docstring). With no valid pixel the points are uniform and all labels 0."""
     grid = np.asarray(labels, dtype=np.float32)
@@ -111,10 +102,7 @@ def sample_points(
         edges = dilated_depth_edges(grid, edge_threshold, dilation).reshape(-1)
         on_edge = np.flatnonzero(valid & edges)
         off_edge = np.flatnonzero(valid & ~edges)
-        if off_edge.size == 0:
-            n_edge = num_points
-        else:
-            n_edge = min(num_points // 2, on_edge.size)
+        n_edge = num_points if off_edge.size == 0 else min(num_points // 2, on_edge.size)
         idx = np.concatenate([_choose(on_edge, n_edge, rng), _choose(off_edge, num_points - n_edge, rng)])
     iy, ix = np.divmod(idx, W)
     # Offsets in [-0.5, 0.5) keep the chosen pixel the nearest one; clipping keeps points on the grid.
@@ -123,12 +111,8 @@ def sample_points(
     return np.stack([x, y]).astype(np.float32), flat[idx].astype(np.float32)
 
 
-def make_training_sample(
-    frame: Mapping[str, Any],
-    cfg: SampleConfig,
-    augment: AugmentConfig | None,
-    rng: np.random.Generator,
-) -> dict[str, Any]:
+def make_training_sample(frame: Mapping[str, Any], cfg: SampleConfig, augment: AugmentConfig | None,
+                         rng: np.random.Generator) -> dict[str, Any]:
     """One training sample from a frame (module docstring); memory maps and unsanitised disparities (inf / NaN /
     negative = invalid) are read and cleaned only in the crop."""
     left_full, right_full = frame["left"], frame["right"]
@@ -161,10 +145,8 @@ def make_training_sample(
                                    edge_threshold=cfg.edge_threshold, dilation=cfg.dilation)
     sample: dict[str, Any] = {
         "left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
-        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
-        "points": torch.from_numpy(points),
-        "labels": torch.from_numpy(labels),
-        "output_size": torch.tensor([ch, cw], dtype=torch.int64),
+        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))), "points": torch.from_numpy(points),
+        "labels": torch.from_numpy(labels), "output_size": torch.tensor([ch, cw], dtype=torch.int64),
         "name": str(frame.get("name", "")),
     }
     if cfg.dense_labels:
@@ -188,7 +170,6 @@ class TrainingDataset(Dataset):
         return len(self.frames)
 
     def sample(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
-        """Item `index` drawn with an explicit Generator."""
         return make_training_sample(self.frames.frame(index, lazy=True), self.sample_config, self.augment_config, rng)
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -63,13 +63,11 @@ def _unreal_split(root: Path, split_file: Path, image_exts: Sequence[str]) -> li
             raise ValueError(f"{split_file}:{lineno}: expected 'Image0 Image1 Disp0 [Disp1]' paths, got {len(cols)}")
         left = _with_fallback(root / cols[0], image_exts)
         right = _with_fallback(root / cols[1], image_exts)
-        disp_l = root / cols[2]
-        if not disp_l.is_file():
-            raise FileNotFoundError(f"{split_file}:{lineno}: no such file {disp_l}")
-        disp_r = root / cols[3] if len(cols) == 4 else None
-        if disp_r is not None and not disp_r.is_file():
-            raise FileNotFoundError(f"{split_file}:{lineno}: no such file {disp_r}")
-        out.append((left, right, disp_l, disp_r))
+        disps = [root / c for c in cols[2:]]
+        for q in disps:
+            if not q.is_file():
+                raise FileNotFoundError(f"{split_file}:{lineno}: no such file {q}")
+        out.append((left, right, disps[0], disps[1] if len(disps) == 2 else None))
     return out
 
 
@@ -77,11 +75,8 @@ def _unreal_entries(root: Path, split_file: str | Path | None, image_exts: Seque
     if not root.is_dir():
         raise FileNotFoundError(f"UnrealStereo4K root not found: {root}")
     rows = _unreal_split(root, Path(split_file), image_exts) if split_file else _unreal_scan(root, image_exts)
-    entries = []
-    for left, right, disp_l, disp_r in rows:
-        name = f"{left.parent.parent.name}/{left.stem}"
-        entries.append(FrameEntry(left, right, disp_l, disp_r, name))
-    return entries
+    return [FrameEntry(left, right, disp_l, disp_r, f"{left.parent.parent.name}/{left.stem}")
+            for left, right, disp_l, disp_r in rows]
 
 
 class UnrealStereo4KDataset(FrameDataset):
@@ -96,15 +91,9 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def detect_disparity_scale(
-    left: np.ndarray,
-    right: np.ndarray,
-    disp: np.ndarray,
-    candidates: Sequence[float] = (1.0, 0.25),
-    *,
-    max_points: int = 50000,
-    seed: int = 0,
-) -> float:
+def detect_disparity_scale(left: np.ndarray, right: np.ndarray, disp: np.ndarray,
+                           candidates: Sequence[float] = (1.0, 0.25), *, max_points: int = 50000,
+                           seed: int = 0) -> float:
     """The factor s among `candidates` for which right(x - s * disp, y) best matches left(x, y): the median
     absolute grey-level difference (robust to occlusions) at up to `max_points` valid pixels whose match stays
     inside the image for every candidate; disp (H, W) on the images' grid, 0 = invalid."""
@@ -147,8 +136,10 @@ class UnrealStereo4KQuarterDataset(FrameDataset):
         if disparity_scale is not None and not disparity_scale > 0:
             raise ValueError(f"disparity_scale must be > 0, got {disparity_scale}")
         self.disparity_scale = disparity_scale
-        if self.disparity_scale is None:
-            self.disparity_scale = self._detect_scale()
+        if disparity_scale is None:
+            frame, ratio = self._load(0)
+            candidates = (1.0 / ratio, 1.0) if ratio > 1 else (1.0, 0.25)
+            self.disparity_scale = detect_disparity_scale(frame["left"], frame["right"], frame["disp_left"], candidates)
 
     def _load(self, index: int) -> tuple[dict[str, Any], int]:
         """Images, raw disparities resampled to the image grid, and the grid ratio k (disp width / image width)."""
@@ -173,11 +164,6 @@ class UnrealStereo4KQuarterDataset(FrameDataset):
             frame[key] = d
         frame["name"] = e.name
         return frame, ratio
-
-    def _detect_scale(self) -> float:
-        frame, ratio = self._load(0)
-        candidates = (1.0 / ratio, 1.0) if ratio > 1 else (1.0, 0.25)
-        return detect_disparity_scale(frame["left"], frame["right"], frame["disp_left"], candidates)
 
     def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
         frame, _ = self._load(index)

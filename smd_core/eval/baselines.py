@@ -50,11 +50,6 @@ def sgbm_config(overrides: Sequence[str] = ()) -> SGBMConfig:
     return from_dict(SGBMConfig, data, _where="--sgbm")
 
 
-def holes_as_errors(disparity: np.ndarray) -> np.ndarray:
-    """(H, W) disparity with NaN holes -> the same with holes at 0 (the all-pixel scoring of `sgbm`)."""
-    return np.where(np.isfinite(disparity), disparity, 0.0).astype(np.float32)
-
-
 def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, config: SGBMConfig,
                   max_disp: float) -> dict[str, tuple[np.ndarray, float]]:
     """name -> (disparity (H, W) float32 px, seconds) for one frame; SGBM runs once for both SGBM baselines
@@ -62,8 +57,7 @@ def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, con
     out: dict[str, tuple[np.ndarray, float]] = {}
     if "bm" in names:
         t0 = time.perf_counter()
-        bm = bm_disparity(left, right, max_disp)
-        out["bm"] = (bm, time.perf_counter() - t0)
+        out["bm"] = (bm_disparity(left, right, max_disp), time.perf_counter() - t0)
     if "sgbm" not in names and "sgbm_fill" not in names:
         return out
     t0 = time.perf_counter()
@@ -73,8 +67,7 @@ def run_baselines(names: Sequence[str], left: np.ndarray, right: np.ndarray, con
         out["sgbm"] = (raw, t_sgbm)
     if "sgbm_fill" in names:
         t0 = time.perf_counter()
-        filled = fill_background(raw)
-        out["sgbm_fill"] = (filled, t_sgbm + time.perf_counter() - t0)
+        out["sgbm_fill"] = (fill_background(raw), t_sgbm + time.perf_counter() - t0)
     return out
 
 
@@ -83,7 +76,8 @@ def holes_as_errors_metrics(disparity: np.ndarray, gt: np.ndarray, valid: np.nda
     """`metrics.compute_metrics` with every hole (NaN) of `disparity` an error, nesting `valid_pixels` (module
     docstring)."""
     matched = M.compute_metrics(disparity, gt, valid=valid, **metric_options)
-    row: dict[str, Any] = M.compute_metrics(holes_as_errors(disparity), gt, valid=valid, **metric_options)
+    holes_at_0 = np.where(np.isfinite(disparity), disparity, 0.0).astype(np.float32)
+    row: dict[str, Any] = M.compute_metrics(holes_at_0, gt, valid=valid, **metric_options)
     holes = M.valid_mask(gt, valid=valid) & ~np.isfinite(disparity)
     n_holes = int(np.count_nonzero(holes))
     n = row["n_valid"]

@@ -102,8 +102,7 @@ def pool_breakdown(rows: Sequence[Mapping[str, int]]) -> dict[str, float]:
     """Pooled `flying_breakdown` counts and shares (%): kept and near_anchor of the model's flying points,
     repaired and introduced relative to SGBM + fill's."""
     total = {k: sum(r[k] for r in rows) for k in BREAKDOWN_KEYS}
-    return {**{f"n_{k}": v for k, v in total.items()},
-            "kept_pct": _pct(total["kept"], total["model"]),
+    return {**{f"n_{k}": v for k, v in total.items()}, "kept_pct": _pct(total["kept"], total["model"]),
             "near_anchor_pct": _pct(total["near_anchor"], total["model"]),
             "repaired_pct": _pct(total["repaired"], total["fill"]),
             "introduced_pct": _pct(total["introduced"], total["fill"])}

@@ -44,10 +44,8 @@ def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
         if path.suffix.lower() in (".yaml", ".yml"):
             loaded = read_mapping(path, "data config")
             # A training config: evaluate on its validation data, else its training data; else a DataConfig.
-            if "data" in loaded or "val_data" in loaded:
-                section = loaded.get("val_data") or loaded.get("data")
-            else:
-                section = loaded
+            training = "data" in loaded or "val_data" in loaded
+            section = (loaded.get("val_data") or loaded.get("data")) if training else loaded
             if not isinstance(section, dict):
                 raise ValueError(f"{path}: the data section must be a mapping, got {section!r}")
             data = dict(section)
@@ -57,8 +55,7 @@ def parse_data_spec(spec: str, options: Sequence[str] = ()) -> Any:
             data = {"kind": "list", "split": str(path)}
         else:
             raise ValueError(f"cannot read --data {spec!r}: expected synthetic:SEED:N, motorcycle, a list file, a "
-                             "YAML file or "
-                             f"KIND:ROOT with KIND one of {DATASET_KINDS}")
+                             f"YAML file or KIND:ROOT with KIND one of {DATASET_KINDS}")
     apply_overrides(data, options)
     return from_dict(DataConfig, data)
 

@@ -38,15 +38,8 @@ import numpy as np
 from smd_core import metrics as M
 from smd_core.classical import SGBMConfig
 from smd_core.config import to_dict
+from smd_core.eval import curve
 from smd_core.eval.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
-from smd_core.eval.curve import (
-    curve_counts,
-    curve_picture,
-    flying_breakdown,
-    most_confident,
-    pool_breakdown,
-    pool_curve,
-)
 from smd_core.eval.report import overview_picture, write_frame_pictures
 from smd_core.infer.dense import DensePrediction
 from smd_core.viz import write_png
@@ -73,7 +66,7 @@ def _at_density_of(pred: DensePrediction, sparse: np.ndarray, gt: np.ndarray, *,
     disparity, uncertainty = (M.resize_disparity(a, gt.shape) for a in (pred.disparity, pred.uncertainty))
     scored = M.valid_mask(gt, max_disp=max_gt)
     fraction = float(np.isfinite(sparse)[scored].mean()) if scored.any() else 0.0
-    return score_frame(most_confident(disparity, uncertainty, fraction, scored), gt, max_disp=max_gt, **options)
+    return score_frame(curve.most_confident(disparity, uncertainty, fraction, scored), gt, max_disp=max_gt, **options)
 
 
 def _nanmean(values: Iterable[float]) -> float:
@@ -100,20 +93,15 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _frame_count(frames: Any) -> int | None:
+def _iterate(frames: Any) -> tuple[Iterable[Mapping[str, Any]], int | None]:
+    """(the frames, their count or None). Datasets with __getitem__/__len__ but no __iter__ iterate via the index
+    protocol anyway; being explicit avoids relying on IndexError to stop."""
     try:
-        return len(frames)
+        n = len(frames)
     except TypeError:
-        return None
-
-
-def _iterate(frames: Any) -> Iterable[Mapping[str, Any]]:
-    # Datasets with __getitem__/__len__ but no __iter__ iterate via the index protocol anyway; being explicit
-    # avoids relying on IndexError to stop.
-    n = _frame_count(frames)
-    if n is not None and hasattr(frames, "__getitem__") and not isinstance(frames, Mapping):
-        return (frames[i] for i in range(n))
-    return iter(frames)
+        return iter(frames), None
+    return ((frames[i] for i in range(n)) if hasattr(frames, "__getitem__") and not isinstance(frames, Mapping)
+            else iter(frames)), n
 
 
 def _as_predictor(model_or_predictor: SMDNet | Predictor | None) -> Predictor | None:
@@ -145,37 +133,12 @@ def _score_range(predictor: Predictor | None, input_scale: float, scale: float, 
     return model_range
 
 
-def _model_frame(predictor: Predictor, frame: Mapping[str, Any], name: str, gt: np.ndarray, *, first: bool,
-                 warmup: bool, scale: float, input_scale: float, max_gt: float,
-                 options: Mapping[str, Any]) -> tuple[dict[str, Any], DensePrediction]:
-    left, right = frame["left"], frame["right"]
-    if warmup and first:
-        predictor.predict(left, right, scale=scale, input_scale=input_scale)
-    t0 = time.perf_counter()
-    pred = predictor.predict(left, right, scale=scale, input_scale=input_scale)
-    elapsed = time.perf_counter() - t0
-    row = {"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options), "time_s": elapsed,
-           "encode_s": pred.timings.get("encode_s", math.nan), "query_s": pred.timings.get("query_s", math.nan)}
-    return row, pred
-
-
-def evaluate(
-    model_or_predictor: SMDNet | Predictor | None,
-    frames: Iterable[Mapping[str, Any]],
-    *,
-    scale: float = 1.0,
-    input_scale: float = 1.0,
-    out_dir: str | Path | None = None,
-    images: int = 8,
-    progress: bool = True,
-    warmup: bool = True,
-    metric_options: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
-    baselines: str | Sequence[str] = (),
-    sgbm: SGBMConfig | None = None,
-    max_disp: float | None = None,
-    max_uncertainty: float = 0.0,
-) -> dict[str, Any]:
+def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Mapping[str, Any]], *, scale: float = 1.0,
+             input_scale: float = 1.0, out_dir: str | Path | None = None, images: int = 8, progress: bool = True,
+             warmup: bool = True, metric_options: Mapping[str, Any] | None = None,
+             extra: Mapping[str, Any] | None = None, baselines: str | Sequence[str] = (),
+             sgbm: SGBMConfig | None = None, max_disp: float | None = None,
+             max_uncertainty: float = 0.0) -> dict[str, Any]:
     """Run the Predictor (and the baselines) over `frames` and score every frame; returns the report (also
     written when `out_dir`).
 
@@ -211,7 +174,8 @@ def evaluate(
     ranked = predictor is not None and predictor.model.config.output != "standard"
     base_rows: dict[str, list[dict[str, Any]]] = {b: [] for b in names}
     sheet_rows: list[list[list[np.ndarray]]] = []  # per frame: rows of overview tiles
-    bar = tqdm(_iterate(frames), total=_frame_count(frames), desc="eval", unit="frame", disable=not progress)
+    frame_iter, count = _iterate(frames)
+    bar = tqdm(frame_iter, total=count, desc="eval", unit="frame", disable=not progress)
     for index, frame in enumerate(bar):
         name = str(frame.get("name", f"frame_{index:06d}"))
         if "disp_left" not in frame or frame["disp_left"] is None:
@@ -222,10 +186,15 @@ def evaluate(
             raise ValueError(f"frame {name!r}: ground truth {gt.shape} and image {left.shape[:2]} differ in size")
         model = None
         if predictor is not None:
-            row, pred = _model_frame(predictor, frame, name, gt, first=index == 0, warmup=warmup, scale=scale,
-                                     input_scale=input_scale, max_gt=max_gt, options=options)
-            per_frame.append(row)
-            model = (pred, row)
+            if warmup and index == 0:
+                predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
+            t0 = time.perf_counter()
+            pred = predictor.predict(left, frame["right"], scale=scale, input_scale=input_scale)
+            elapsed = time.perf_counter() - t0
+            per_frame.append({"name": name, **score_frame(pred.disparity, gt, max_disp=max_gt, **options),
+                              "time_s": elapsed, "encode_s": pred.timings.get("encode_s", math.nan),
+                              "query_s": pred.timings.get("query_s", math.nan)})
+            model = (pred, per_frame[-1])
         done: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
         for b, (disp, seconds) in run_baselines(names, left, frame["right"], sgbm, max_gt).items():
             base_rows[b].append({"name": name, **score_baseline(b, disp, gt, max_disp=max_gt, **options),
@@ -237,8 +206,7 @@ def evaluate(
         if model is not None:
             _edge_rows(per_frame[-1], model[0], done, gt, max_gt=max_gt, ranked=ranked)
         for b in (b for b in SPARSE if b in done and model is not None and ranked):
-            per_frame[-1][f"at_{b}_density"] = _at_density_of(model[0], done[b][0], gt, max_gt=max_gt,
-                                                                options=options)
+            per_frame[-1][f"at_{b}_density"] = _at_density_of(model[0], done[b][0], gt, max_gt=max_gt, options=options)
         first_rows = per_frame or base_rows[names[0]]
         bar.set_postfix(epe=f"{_nanmean(f['epe'] for f in first_rows):.2f}",
                         bleed=f"{_nanmean(f['bleeding'] for f in first_rows):.1f}%")
@@ -249,11 +217,8 @@ def evaluate(
         raise ValueError("no frames to evaluate")
 
     report: dict[str, Any] = {
-        **dict(extra or {}),
-        "model_config": to_dict(predictor.model.config) if predictor is not None else None,
-        "scale": scale,
-        "input_scale": input_scale,
-        "max_disp_px": max_gt,
+        **dict(extra or {}), "model_config": to_dict(predictor.model.config) if predictor is not None else None,
+        "scale": scale, "input_scale": input_scale, "max_disp_px": max_gt,
         "device": str(predictor.device) if predictor is not None else "cpu",
         "metric_options": {**M.METRIC_OPTIONS, **options},
     }
@@ -265,17 +230,17 @@ def evaluate(
         for b in (b for b in SPARSE if b in names and ranked):
             report[f"summary_at_{b}_density"] = summarize([r[f"at_{b}_density"] for r in per_frame])
         if ranked:
-            report["density_curve"] = pool_curve([r["curve"] for r in per_frame])
+            report["density_curve"] = curve.pool_curve([r["curve"] for r in per_frame])
         if "sgbm_fill" in names:
-            report["flying_breakdown"] = pool_breakdown([r["breakdown"] for r in per_frame])
+            report["flying_breakdown"] = curve.pool_breakdown([r["breakdown"] for r in per_frame])
         report["per_frame"] = per_frame
     if names:
         report["baselines"] = {b: _baseline_report(b, rows, sgbm, max_gt) for b, rows in base_rows.items()}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if "density_curve" in report:
-            curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
-                          title=str((extra or {}).get("data", "")))
+            curve.curve_picture(report["density_curve"], curve_points(report), out / "flying_vs_density.png",
+                                title=str((extra or {}).get("data", "")))
         (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
         if sheet_rows:
             write_png(out / "overview.png", overview_picture(sheet_rows))
@@ -290,9 +255,9 @@ def _edge_rows(row: dict[str, Any], pred: DensePrediction, done: Mapping[str, tu
     scored = M.valid_mask(gt, max_disp=max_gt)
     disparity = M.resize_disparity(pred.disparity, gt.shape)
     if ranked:
-        row["curve"] = curve_counts(disparity, M.resize_disparity(pred.uncertainty, gt.shape), gt, scored=scored)
+        row["curve"] = curve.curve_counts(disparity, M.resize_disparity(pred.uncertainty, gt.shape), gt, scored=scored)
     if "sgbm_fill" in done:
-        row["breakdown"] = flying_breakdown(disparity, done["sgbm_fill"][0], gt, scored=scored)
+        row["breakdown"] = curve.flying_breakdown(disparity, done["sgbm_fill"][0], gt, scored=scored)
 
 
 def curve_points(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
@@ -332,6 +297,4 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return None if isinstance(value, float) and not math.isfinite(value) else value

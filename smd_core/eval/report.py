@@ -20,10 +20,6 @@ from smd_core.infer.dense import DensePrediction
 BLEEDING_LEGEND = (((0, 200, 255), "edge band"), ((0, 0, 255), "flying"))
 
 
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "frame"
-
-
 def bleeding_picture(pred: np.ndarray, gt: np.ndarray, left: np.ndarray | None, *, max_disp: float | None = None,
                      edge_threshold: float = M.EDGE_THRESHOLD_PX, band_radius: int = M.BAND_RADIUS,
                      tolerance: float = M.TOLERANCE_PX) -> np.ndarray:
@@ -90,7 +86,7 @@ def write_frame_pictures(out: Path, index: int, name: str, left: np.ndarray, gt:
                           baselines: Mapping[str, tuple[np.ndarray, Mapping[str, Any]]]) -> list[list[np.ndarray]]:
     """Write one frame's PNGs under out/images/; returns its overview block: rows of labelled tiles (the left
     image and the ground truth, then one row per method: disparity, error, bleeding, uncertainty)."""
-    stem = f"{index:04d}_{safe_name(name)}"
+    stem = f"{index:04d}_" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._") or "frame")
     runs: list[tuple[str, DensePrediction | np.ndarray, Mapping[str, Any]]] = []
     if model is not None:
         runs.append(("", *model))
@@ -140,13 +136,12 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
                      dict(report["summary_below_max_uncertainty"], timing={})))
     for name in SPARSE:
         if f"summary_at_{name}_density" in report:
-            rows.append((f"model (at {name.upper()}'s density)", dict(report[f"summary_at_{name}_density"],
-                                                                      timing={})))
+            rows.append((f"model (at {name.upper()}'s density)", dict(report[f"summary_at_{name}_density"], timing={})))
     for name, entry in (report.get("baselines") or {}).items():
         if name in SPARSE:
-            rows.append((f"{name} (holes = errors)", entry["summary"]))
-            valid = dict(entry["valid_pixels"], timing=entry["summary"].get("timing", {}))
-            rows.append((f"{name} (valid pixels)", valid))
+            timing = entry["summary"].get("timing", {})
+            rows += [(f"{name} (holes = errors)", entry["summary"]),
+                     (f"{name} (valid pixels)", dict(entry["valid_pixels"], timing=timing))]
         else:
             rows.append((name, entry["summary"]))
     return rows
@@ -158,19 +153,16 @@ def format_summary(report: Mapping[str, Any]) -> str:
     rows = _table_rows(report)
     if not rows:
         raise ValueError("the report has neither a model summary nor baselines")
-    heads = ["method", "EPE", "bad-1 %", "bad-2 %", "bad-3 %", "SEE", "bleeding %", "flying %", "density %",
-             "s/frame"]
+    heads = ["method", "EPE", "bad-1 %", "bad-2 %", "bad-3 %", "SEE", "bleeding %", "flying %", "density %", "s/frame"]
     body = []
     for method, summary in rows:
         m, t = summary["metrics"], summary.get("timing", {})
         body.append([method, f"{m['epe']:.3f}", f"{m['bad1']:.2f}", f"{m['bad2']:.2f}", f"{m['bad3']:.2f}",
                      f"{m['see']:.3f}", f"{m['bleeding']:.2f}", f"{m.get('flying', math.nan):.2f}",
-                     f"{m['density']:.1f}",
-                     f"{t.get('mean_s', math.nan):.3f}"])
+                     f"{m['density']:.1f}", f"{t.get('mean_s', math.nan):.3f}"])
     widths = [max(len(r[i]) for r in [heads, *body]) for i in range(len(heads))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:],
-                                                                                     strict=True)])
+        return "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)])
 
     return "\n".join([f"{rows[0][1]['frames']} frames", line(heads), *(line(r) for r in body)])

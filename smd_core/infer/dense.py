@@ -155,15 +155,8 @@ class DensePredictor:
         (W,) x rows ys (R,) (float32 px of `grid_size`), each float32 (R * W,) row-major."""
         raise NotImplementedError
 
-    def predict(
-        self,
-        left_bgr: np.ndarray,
-        right_bgr: np.ndarray,
-        *,
-        output_size: tuple[int, int] | None = None,
-        scale: float | None = None,
-        input_scale: float = 1.0,
-    ) -> DensePrediction:
+    def predict(self, left_bgr: np.ndarray, right_bgr: np.ndarray, *, output_size: tuple[int, int] | None = None,
+                scale: float | None = None, input_scale: float = 1.0) -> DensePrediction:
         """Dense prediction for one rectified pair.
 
         left_bgr, right_bgr: (H, W, 3) uint8 BGR (or (H, W) gray). The network sees them resized by
@@ -205,9 +198,8 @@ class DensePredictor:
         t2 = time.perf_counter()
         return self._assemble(maps, sx, {"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0})
 
-    def _query_dense(
-        self, features: Any, out_hw: tuple[int, int], y_offset: float, grid_size: tuple[float, float]
-    ) -> dict[str, np.ndarray]:
+    def _query_dense(self, features: Any, out_hw: tuple[int, int], y_offset: float,
+                     grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
         h_out, w_out = out_hw
         # Blocks of whole rows (or of one row's columns when a row alone exceeds chunk_points): at most
         # chunk_points queries each, on a grid so the features are sampled separably (SMDNet.query_grid).
@@ -237,10 +229,5 @@ class DensePredictor:
             if name in maps:
                 maps[name] *= max_disp * sx
         extra = {k: maps.get(k) for k in MIXTURE_FIELDS}
-        return DensePrediction(
-            disparity=maps["disparity"],
-            uncertainty=maps["uncertainty"],
-            disparity_scale=sx,
-            timings=timings,
-            **extra,
-        )
+        return DensePrediction(disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx,
+                               timings=timings, **extra)

@@ -92,10 +92,6 @@ def config_of(metadata: dict[str, Any], path: Path) -> ModelConfig:
     return from_dict(ModelConfig, metadata["model_config"], _where=f"{path}: model_config")
 
 
-def _name(provider: Any) -> str:
-    return provider[0] if isinstance(provider, tuple) else provider
-
-
 class OnnxModel:
     """An `smd export` file: its ModelConfig, metadata and encode / query sessions on the providers of `device`
     (`select_providers`). threads: intra-op threads on the CPU (0: one per core). spin: let waiting worker
@@ -148,7 +144,7 @@ class OnnxModel:
                   "query": extractor.extract_model(self.metadata["query_inputs"], self.query_outputs)}
         self.sessions = {k: ort.InferenceSession(g.SerializeToString(), options, providers=providers)
                          for k, g in graphs.items()}
-        self.requested = [_name(p) for p in providers]
+        self.requested = [p[0] if isinstance(p, tuple) else p for p in providers]
         self.providers: list[str] = self.sessions["encode"].get_providers()
         self.warnings = [warning] if warning else []
         if self.requested[0] not in self.providers:

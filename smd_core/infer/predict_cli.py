@@ -54,14 +54,11 @@ def run(args: argparse.Namespace) -> int:
                                backbone=args.backbone, output=args.output_repr)
     device, config = predictor.device, predictor.config
     left, right = read_image(args.left), read_image(args.right)
-    pred = predictor.predict(
-        left, right, output_size=tuple(args.size) if args.size else None, scale=args.scale, input_scale=args.input_scale
-    )
+    pred = predictor.predict(left, right, output_size=tuple(args.size) if args.size else None, scale=args.scale,
+                             input_scale=args.input_scale)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "disparity.npy", pred.disparity)
-    np.save(out / "uncertainty.npy", pred.uncertainty)
-    for name in ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1"):
+    for name in ("disparity", "uncertainty", "mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1"):
         value = getattr(pred, name)
         if value is not None:
             np.save(out / f"{name}.npy", value)
@@ -72,14 +69,9 @@ def run(args: argparse.Namespace) -> int:
     info = {
         "checkpoint": str(ckpt),
         "model": {"backbone": config.backbone, "output": config.output, "max_disp": config.max_disp},
-        "backend": backend,
-        "device": str(device),
-        "input_size": list(left.shape[:2]),
-        "output_size": list(pred.disparity.shape),
-        "disparity_units": "output-grid pixels",
-        "disparity_scale": pred.disparity_scale,
-        "uncertainty_floor_px": floor,
-        "timings_s": pred.timings,
+        "backend": backend, "device": str(device), "input_size": list(left.shape[:2]),
+        "output_size": list(pred.disparity.shape), "disparity_units": "output-grid pixels",
+        "disparity_scale": pred.disparity_scale, "uncertainty_floor_px": floor, "timings_s": pred.timings,
     }
     (out / "prediction.json").write_text(json.dumps(info, indent=2))
     h, w = pred.disparity.shape

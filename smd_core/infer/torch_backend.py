@@ -10,6 +10,7 @@ import torch
 
 from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig
 from smd_core.infer.dense import DensePredictor
+from smd_core.model.head import flatten_maps
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
 
@@ -32,16 +33,9 @@ class Predictor(DensePredictor):
 
     backend = "torch"
 
-    def __init__(
-        self,
-        model: SMDNet,
-        *,
-        device: str | torch.device | None = None,
-        chunk_points: int = CHUNK_POINTS,
-        pad_multiple: int | None = None,
-        autocast_dtype: torch.dtype | None = None,
-        uncertainty_kind: str = "edge",
-    ) -> None:
+    def __init__(self, model: SMDNet, *, device: str | torch.device | None = None, chunk_points: int = CHUNK_POINTS,
+                 pad_multiple: int | None = None, autocast_dtype: torch.dtype | None = None,
+                 uncertainty_kind: str = "edge") -> None:
         super().__init__(chunk_points=chunk_points, pad_multiple=pad_multiple or model.pad_multiple,
                          uncertainty_kind=uncertainty_kind)
         if autocast_dtype not in (None, torch.float16, torch.bfloat16):
@@ -74,7 +68,8 @@ class Predictor(DensePredictor):
 
     def _encode(self, pair: np.ndarray) -> Any:
         tensor = torch.from_numpy(pair).to(self.device).permute(0, 3, 1, 2).float()
-        return self.model.prepare(self.model.encode(tensor[0:1], tensor[1:2]))
+        # Channels-last copy of the maps, made once per encode for all the query blocks.
+        return flatten_maps(self.model.encode(tensor[0:1], tensor[1:2]))
 
     def _query_block(self, features: Any, xs: np.ndarray, ys: np.ndarray,
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:

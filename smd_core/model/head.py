@@ -107,10 +107,8 @@ def _nearest_index(g: Tensor, n: int) -> Tensor:
 
 
 def gather_nearest(flat: FlatMaps, grid: Tensor) -> Tensor:
-    """Nearest-neighbour sample of ONE channels-last map (B, h * w, A) at `grid` (B, 1, N, 2) -> (B, A, N).
-
-    For values that must never be blended across an edge (a residual backbone's disparities).
-    """
+    """Nearest-neighbour sample of ONE channels-last map (B, h * w, A) at `grid` (B, 1, N, 2) -> (B, A, N). For values
+    that must never be blended across an edge (a residual backbone's disparities)."""
     (m,), ((h, w),) = flat.maps, flat.sizes
     g = grid[:, 0]
     idx = _nearest_index(g[..., 1], h) * w + _nearest_index(g[..., 0], w)  # (B, N)

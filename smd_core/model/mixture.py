@@ -72,9 +72,8 @@ def select_mode(mu0: Tensor, mu1: Tensor, sigma0: Tensor, sigma1: Tensor, pi0: T
     return torch.where(pi0 / sigma0 > pi1 / sigma1, mu0, mu1)
 
 
-def activate(
-    raw: Tensor, output: str, max_disp: float, base: Tensor | None = None, *, anchor_range: float = 0.0
-) -> Prediction:
+def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = None, *,
+             anchor_range: float = 0.0) -> Prediction:
     """Raw head outputs (B, K, N) -> Prediction with fields (B, N).
 
     K = 5 (bimodal: mu0, mu1, sigma0, sigma1, pi0), 2 (unimodal: mu, b) or 1 (standard).
@@ -103,11 +102,10 @@ def activate(
         if base.dim() != 3 or base.shape[0] != raw.shape[0] or base.shape[2] != raw.shape[2]:
             raise ValueError(f"base must be (B, A, N) or (B, N) with B, N = {raw.shape[0]}, {raw.shape[2]}, "
                              f"got {tuple(base.shape)}")
-        anchors = base
 
         def disp(k: int) -> Tensor:
-            anchor = anchors[:, min(k, anchors.shape[1] - 1)]
-            if k >= 1 and anchors.shape[1] > 1 and anchor_range > 0:
+            anchor = base[:, min(k, base.shape[1] - 1)]
+            if k >= 1 and base.shape[1] > 1 and anchor_range > 0:
                 return (anchor + anchor_range * torch.tanh(raw[:, k])).clamp(0.0, max_disp)
             return (anchor + raw[:, k] * (RESIDUAL_SCALE * max_disp)).clamp(0.0, max_disp)
     if output == "standard":
@@ -167,10 +165,8 @@ def selection_loss(pred: Prediction, y: Tensor, *, max_disp: float, target: str 
     return bce * decisive.to(z.dtype)
 
 
-def loss(
-    pred: Prediction, target: Tensor, *, output: str, max_disp: float, selection_weight: float = 0.0,
-    selection_target: str = "closer",
-) -> Tensor:
+def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float, selection_weight: float = 0.0,
+         selection_target: str = "closer") -> Tensor:
     """Training loss (scalar) over the labels `target` (B, N) (network-input px) with 0 < target / max_disp <= 1,
     as in the reference: mixture NLL (bimodal), |mu - y| / b + log b (unimodal) or L1 (standard), in units of
     max_disp; plus COARSE_WEIGHT * L1 of `pred.coarse` when set and, for a bimodal head, selection_weight *
@@ -241,24 +237,11 @@ def uncertainty(pred: Prediction, *, max_disp: float, kind: str = "sigma") -> Te
         mean = pred.pi0 * mu0 + pred.pi1 * mu1
         second = pred.pi0 * (2 * pred.sigma0**2 + mu0**2) + pred.pi1 * (2 * pred.sigma1**2 + mu1**2)
         return torch.sqrt((second - mean**2).clamp_min(0.0)) * max_disp
-    return differential_entropy(
-        pred.mu0 / max_disp, pred.mu1 / max_disp, pred.sigma0, pred.sigma1, pred.pi0, pred.pi1
-    )
+    return differential_entropy(pred.mu0 / max_disp, pred.mu1 / max_disp, pred.sigma0, pred.sigma1, pred.pi0, pred.pi1)
 
 
-def differential_entropy(
-    mu0: Tensor,
-    mu1: Tensor,
-    sigma0: Tensor,
-    sigma1: Tensor,
-    pi0: Tensor,
-    pi1: Tensor,
-    *,
-    steps: int = 2000,
-    a: float = -1.0,
-    b: float = 2.0,
-    chunk: int = 4096,
-) -> Tensor:
+def differential_entropy(mu0: Tensor, mu1: Tensor, sigma0: Tensor, sigma1: Tensor, pi0: Tensor, pi1: Tensor, *,
+                         steps: int = 2000, a: float = -1.0, b: float = 2.0, chunk: int = 4096) -> Tensor:
     """Differential entropy -∫ f log f of the bimodal Laplacian mixture (mu in units of max_disp), broadcast.
 
     The reference's trapezoid rule (`steps` intervals over [a, b], integrand zeroed where f < 1e-6), except

@@ -21,17 +21,9 @@ from smd_core.config import BACKBONE_NAMES, OUTPUT_CHANNELS, Deployment, ModelCo
 from smd_core.files import atomic_write
 from smd_core.infer.confidence import CLOUD_FLOOR_FACTOR, PSEUDO_FLOOR_FACTOR, uncertainty_floor
 from smd_core.infer.dense import normalize_coords
+from smd_core.model import head as H
 from smd_core.model.backbones import build_backbone
-from smd_core.model.head import (
-    FlatMaps,
-    SMDHead,
-    flatten_maps,
-    gather_bilinear,
-    gather_grid,
-    gather_nearest,
-    gather_nearest_grid,
-    normalize_points,
-)
+from smd_core.model.head import FlatMaps, SMDHead
 from smd_core.model.mixture import Prediction, activate
 
 CHECKPOINT_FORMAT = "smd_ros"
@@ -71,7 +63,7 @@ class SMDNet(nn.Module):
         self.pad_multiple = int(getattr(self.stereo_network, "size_multiple", 64))
 
     def _split(self, features: list[Tensor] | FlatMaps) -> tuple[FlatMaps, FlatMaps | None]:
-        flat = features if isinstance(features, FlatMaps) else flatten_maps(features)
+        flat = features if isinstance(features, FlatMaps) else H.flatten_maps(features)
         if not self.residual:
             return flat, None
         return FlatMaps(flat.maps[:-1], flat.sizes[:-1]), FlatMaps(flat.maps[-1:], flat.sizes[-1:])
@@ -81,24 +73,17 @@ class SMDNet(nn.Module):
         `pad_multiple` always work) -> feature maps (B, C_i, h_i, w_i)."""
         return list(self.stereo_network(left, right))
 
-    def prepare(self, features: list[Tensor]) -> FlatMaps:
-        """Channels-last copy of the maps, made once per encode; pass it to `query` for many chunks."""
-        return flatten_maps(features)
-
-    def query_raw(
-        self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
-    ) -> tuple[Tensor, Tensor | None]:
+    def query_raw(self, features: list[Tensor] | FlatMaps, points: Tensor,
+                  output_size: tuple[float, float]) -> tuple[Tensor, Tensor | None]:
         """Raw head outputs (B, K, N) at `points` (B, 2, N), (x, y) pixels of an (H_out, W_out) grid, and the
         residual anchors (B, A, N) px there (None for non-residual backbones)."""
         head_maps, base_map = self._split(features)
-        grid = normalize_points(points, output_size)
-        sampled = gather_bilinear(head_maps, grid)  # (B, N, C)
-        base = None if base_map is None else gather_nearest(base_map, grid).float()
+        grid = H.normalize_points(points, output_size)
+        sampled = H.gather_bilinear(head_maps, grid)  # (B, N, C)
+        base = None if base_map is None else H.gather_nearest(base_map, grid).float()
         return self.mlp.forward_points(sampled).transpose(1, 2), base
 
-    def query(
-        self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]
-    ) -> Prediction:
+    def query(self, features: list[Tensor] | FlatMaps, points: Tensor, output_size: tuple[float, float]) -> Prediction:
         """Prediction (fields (B, N)) at `points` (B, 2, N) in an output grid `output_size` = (H_out, W_out)."""
         raw, base = self.query_raw(features, points, output_size)
         pred = activate(raw.float(), self.config.output, self.config.max_disp, base,
@@ -106,13 +91,12 @@ class SMDNet(nn.Module):
         coarse = getattr(self.stereo_network, "coarse_disparity", None)
         if self.training and coarse is not None and not isinstance(features, FlatMaps):
             # Backbones with their own disparity estimate get it supervised too (see mixture.loss).
-            grid = normalize_points(points, output_size)
-            pred.coarse = gather_bilinear(flatten_maps([coarse(features)]), grid)[..., 0].float()
+            grid = H.normalize_points(points, output_size)
+            pred.coarse = H.gather_bilinear(H.flatten_maps([coarse(features)]), grid)[..., 0].float()
         return pred
 
-    def query_grid(
-        self, features: list[Tensor] | FlatMaps, xs: Tensor, ys: Tensor, output_size: tuple[float, float]
-    ) -> Prediction:
+    def query_grid(self, features: list[Tensor] | FlatMaps, xs: Tensor, ys: Tensor,
+                   output_size: tuple[float, float]) -> Prediction:
         """`query` on the grid of columns xs (W,) x rows ys (R,) (pixels of `output_size`), fields (B, R * W)
         row-major; the dense path of `Predictor` (separable sampling, see `gather_grid`)."""
         return self.query_normalized(features, normalize_coords(xs, output_size[1]),
@@ -122,8 +106,8 @@ class SMDNet(nn.Module):
         """`query_grid` at normalized columns gx (W,) and rows gy (R,) in [-1, 1] (`dense.normalize_coords`):
         the query graph `smd export` writes."""
         head_maps, base_map = self._split(features)
-        raw = self.mlp.forward_points(gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
-        base = None if base_map is None else gather_nearest_grid(base_map, gx, gy).float()
+        raw = self.mlp.forward_points(H.gather_grid(head_maps, gx, gy, split=True)).transpose(1, 2)
+        base = None if base_map is None else H.gather_nearest_grid(base_map, gx, gy).float()
         return activate(raw.float(), self.config.output, self.config.max_disp, base,
                         anchor_range=self.config.anchor_range)
 
@@ -132,7 +116,6 @@ class SMDNet(nn.Module):
 
 
 def build_model(config: ModelConfig) -> SMDNet:
-    """A freshly initialised SMDNet for `config`."""
     return SMDNet(config)
 
 
@@ -144,11 +127,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     if not isinstance(net, SMDNet):
         raise TypeError(f"save_checkpoint needs an SMDNet, got {type(net).__name__}")
     payload = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model_config": to_dict(net.config),
-        "deployment": to_dict(net.deployment),
-        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": to_dict(net.config),
+        "deployment": to_dict(net.deployment), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         **extra,
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -195,9 +175,8 @@ def infer_config(state_dict: dict[str, Tensor], *, path: str | Path = "<state_di
         backbone = "hsmnet"
     else:
         raise ValueError(f"{path}: cannot tell the backbone from its keys (not PSMNet or HSMNet); pass backbone=")
-    convs = sorted(
-        (k for k in keys if k.startswith("mlp.conv") and k.endswith(".weight")), key=lambda k: int(k[8:].split(".")[0])
-    )
+    convs = sorted((k for k in keys if k.startswith("mlp.conv") and k.endswith(".weight")),
+                   key=lambda k: int(k[8:].split(".")[0]))
     if not convs:
         raise ValueError(f"{path}: no SMD head weights (mlp.conv*.weight) found")
     k_out = state_dict[convs[-1]].shape[0]
@@ -217,14 +196,8 @@ def _check_choice(name: str, value: str | None, choices: Iterable[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(options)} (or omitted: read from the file), got {value!r}")
 
 
-def load_model(
-    path: str | Path,
-    *,
-    backbone: str | None = None,
-    output: str | None = None,
-    max_disp: int | None = None,
-    device: str | torch.device = "cpu",
-) -> SMDNet:
+def load_model(path: str | Path, *, backbone: str | None = None, output: str | None = None, max_disp: int | None = None,
+               device: str | torch.device = "cpu") -> SMDNet:
     """Load a published SMD-Nets checkpoint or one of ours; returns the model in eval mode on `device`.
 
     backbone ("psmnet"/"hsmnet", case-insensitive), output ("standard"/"unimodal"/"bimodal") and max_disp
@@ -236,7 +209,7 @@ def load_model(
     sd = state_dict_of(data, path)
     backbone = backbone.lower() if backbone else None
     output = output.lower() if output else None
-    # Checked before the file is read: a typo gets the list of valid values, not a mismatch with the file.
+    # Checked before the file's own values: a typo gets the list of valid values, not a mismatch with the file.
     _check_choice("backbone", backbone, BACKBONE_NAMES)
     _check_choice("output", output, OUTPUT_CHANNELS)
     if data.get("format") == CHECKPOINT_FORMAT:
@@ -271,11 +244,8 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, Tensor], *, 
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    shapes = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and state_dict[k].shape != own[k].shape
-    ]
+    shapes = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         def head(items: list[str]) -> str:
             return ", ".join(items[:5]) + (f" ... (+{len(items) - 5})" if len(items) > 5 else "")

@@ -26,13 +26,8 @@ def get_rng_state(device: torch.device) -> dict[str, Any]:
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": str(np_state[0]),
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
+        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "python": {"version": int(py_state[0]), "internal": torch.tensor(py_state[1], dtype=torch.int64),
                    "gauss_next": py_state[2]},
     }
@@ -100,9 +95,7 @@ def remove_stale_temporaries(ckpt_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def load_init_weights(
-    model: SMDNet, path: str | Path, *, strict: bool = True, skip: Sequence[str] = ()
-) -> list[str]:
+def load_init_weights(model: SMDNet, path: str | Path, *, strict: bool = True, skip: Sequence[str] = ()) -> list[str]:
     """Copy weights from a published SMD-Nets checkpoint or one of ours into `model`; returns the names of the
     tensors that keep their fresh initialisation.
 
@@ -120,20 +113,15 @@ def load_init_weights(
     fresh = {k: v for k, v in own.items() if prefixes and k.startswith(prefixes)}
     # Checked like any other load, with the skipped tensors' fresh values standing in.
     sd = {**{k: v for k, v in sd.items() if not (prefixes and k.startswith(prefixes))}, **fresh}
-    return sorted(set(_load_state(model, sd, path=path, strict=strict)) | set(fresh))
-
-
-def _load_state(model: SMDNet, sd: dict[str, Tensor], *, path: Path, strict: bool) -> list[str]:
     if strict:
         load_state_dict_checked(model, sd, path=path)
-        return []
-    own = model.state_dict()
+        return sorted(fresh)
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     usable.update({k: widened(v, own[k]) for k, v in sd.items() if k in own and is_widening(v, own[k])})
     if not usable:
         raise ValueError(f"{path}: no tensor of the checkpoint matches the model by name and shape")
     model.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
+    return sorted((set(own) - set(usable)) | set(fresh))
 
 
 def is_widening(old: Tensor, new: Tensor) -> bool:

@@ -28,24 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue a run exactly: a step_*.pth file or a run/checkpoint folder (newest)")
 
 
-def resolve_config(config: Path | None, overrides: Sequence[str], init: str | None,
-                   resume: str | None) -> TrainConfig:
+def resolve_config(config: Path | None, overrides: Sequence[str], init: str | None, resume: str | None) -> TrainConfig:
     """The run's TrainConfig: the YAML (or, resuming without one, the checkpoint's) plus overrides."""
     from smd_core.model.network import read_checkpoint
     from smd_core.train.checkpoints import resolve_resume
     from smd_core.train.config import config_from_dict, load_config
 
-    if config is None and resume is None:
-        raise ValueError("--config is required (unless --resume names a checkpoint that carries its config)")
-    if config is None:
-        assert resume is not None
+    if config is not None:
+        cfg = load_config(config, overrides)
+    elif resume is not None:
         path = resolve_resume(resume)
         saved = read_checkpoint(path).get("train_config")
         if not isinstance(saved, dict):
             raise ValueError(f"{path}: no train_config stored; pass --config")
         cfg = config_from_dict(saved, overrides)
     else:
-        cfg = load_config(config, overrides)
+        raise ValueError("--config is required (unless --resume names a checkpoint that carries its config)")
     if init:
         if resume:
             raise ValueError("--init and --resume exclude each other (resume restores the weights)")

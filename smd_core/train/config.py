@@ -49,10 +49,8 @@ class OptimConfig:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"optim.betas must be two values in [0, 1), got {self.betas}")
         if self.weight_decay < 0 or self.min_lr < 0 or self.grad_clip < 0 or self.warmup_steps < 0:
-            raise ValueError(
-                "optim.weight_decay, min_lr, grad_clip and warmup_steps must be >= 0, got "
-                f"{self.weight_decay}, {self.min_lr}, {self.grad_clip}, {self.warmup_steps}"
-            )
+            raise ValueError("optim.weight_decay, min_lr, grad_clip and warmup_steps must be >= 0, got "
+                             f"{self.weight_decay}, {self.min_lr}, {self.grad_clip}, {self.warmup_steps}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"optim.gamma must be in (0, 1], got {self.gamma}")
         if any(m <= 0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):

@@ -77,12 +77,9 @@ def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
     for key in samples[0]:
         values = [s[key] for s in samples]
         if key in ("points", "labels"):
-            padded = []
-            for v in values:
-                t = torch.as_tensor(np.asarray(v), dtype=torch.float32)
-                pad = n - t.shape[-1]
-                padded.append(torch.nn.functional.pad(t, (0, pad)) if pad else t)
-            out[key] = torch.stack(padded)
+            tensors = [torch.as_tensor(np.asarray(v), dtype=torch.float32) for v in values]
+            out[key] = torch.stack([torch.nn.functional.pad(t, (0, n - t.shape[-1])) if n > t.shape[-1] else t
+                                    for t in tensors])
         elif isinstance(values[0], (Tensor, np.ndarray)):
             out[key] = torch.stack([torch.as_tensor(v) for v in values])
         elif isinstance(values[0], (int, float)):

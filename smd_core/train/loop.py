@@ -22,16 +22,7 @@ from smd_core.config import save_yaml, to_dict
 from smd_core.data import build_dataset
 from smd_core.model.mixture import loss as mixture_loss
 from smd_core.model.network import SMDNet, build_model, load_state_dict_checked, save_checkpoint
-from smd_core.train.checkpoints import (
-    checkpoint_path,
-    get_rng_state,
-    load_init_weights,
-    read_resume_state,
-    remove_stale_temporaries,
-    rotate_checkpoints,
-    seed_everything,
-    set_rng_state,
-)
+from smd_core.train import checkpoints as ckpt
 from smd_core.train.config import AMP_DTYPES, TrainConfig
 from smd_core.train.data import ResumableSampler, make_loader
 from smd_core.train.logger import Logger
@@ -54,11 +45,8 @@ class TrainResult:
 
 def train(cfg: TrainConfig, *, resume: str | Path | None = None,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train `cfg.steps` optimizer steps (from scratch, `cfg.init`, or the checkpoint `resume`).
-
-    Launch under `torchrun` for several processes. Returns the final step and losses; rank 0 also
-    returns the last checkpoint's path.
-    """
+    """Train `cfg.steps` optimizer steps (from scratch, `cfg.init`, or the checkpoint `resume`). Launch under `torchrun`
+    for several processes. Returns the final step and losses; rank 0 also returns the last checkpoint's path."""
     rt = setup_runtime(cfg)
     saved_threads = torch.get_num_threads()
     saved_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -101,22 +89,21 @@ class _Run:
     def _build_model(self, resume: str | Path | None) -> dict[str, Any] | None:
         """Seed, model, optimizer, scheduler, scaler; restored from `resume` when given."""
         cfg, rt = self.cfg, self.rt
-        seed_everything(cfg.seed)
+        ckpt.seed_everything(cfg.seed)
         self.model = build_model(cfg.model).to(self.device)
         resume_state: dict[str, Any] | None = None
         if resume is not None:
-            resume_path, resume_state = read_resume_state(resume)
+            resume_path, resume_state = ckpt.read_resume_state(resume)
             load_state_dict_checked(self.model, resume_state["state_dict"], path=resume_path)
         elif cfg.init:
-            skipped = load_init_weights(self.model, cfg.init, strict=cfg.init_strict, skip=cfg.init_skip)
+            skipped = ckpt.load_init_weights(self.model, cfg.init, strict=cfg.init_strict, skip=cfg.init_skip)
             if skipped and rt.is_main:
                 more = " ..." if len(skipped) > 8 else ""
                 print(f"smd train: --init {cfg.init}: {len(skipped)} tensors kept their fresh initialisation "
                       f"(init_skip, or name or shape differ): {', '.join(skipped[:8])}{more}")
 
         self.optimizer, self.scheduler = build_optimizer(self.model, cfg)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.step = 0
         if resume_state is not None:
             self.optimizer.load_state_dict(resume_state["optimizer"])
@@ -124,7 +111,7 @@ class _Run:
             if "scaler" in resume_state and self.scaler.is_enabled():
                 self.scaler.load_state_dict(resume_state["scaler"])
             self.step = int(resume_state["step"])
-            set_rng_state(resume_state["rng"], self.device)
+            ckpt.set_rng_state(resume_state["rng"], self.device)
 
         self.net: nn.Module = self.model
         if rt.distributed:
@@ -142,8 +129,7 @@ class _Run:
         if self.steps_per_epoch < 1:
             raise ValueError(f"the training set has {len(dataset)} samples: too few for "
                              f"batch_size={cfg.batch_size} on {rt.world_size} process(es)")
-        self.loader = make_loader(dataset, self.sampler, cfg.batch_size, cfg.num_workers,
-                                  self.device.type == "cuda")
+        self.loader = make_loader(dataset, self.sampler, cfg.batch_size, cfg.num_workers, self.device.type == "cuda")
         if resume_state is not None:
             saved = resume_state.get("data", {})
             if saved and (int(saved.get("steps_per_epoch", -1)) != self.steps_per_epoch
@@ -161,7 +147,7 @@ class _Run:
         self.logger = Logger(Path(cfg.log_dir), self.rt.is_main)
         if self.rt.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.ckpt_dir)
+            ckpt.remove_stale_temporaries(self.ckpt_dir)
             save_yaml(cfg, Path(cfg.log_dir) / "config.yaml")
 
     def save(self, at: int) -> Path | None:
@@ -170,19 +156,19 @@ class _Run:
             return None
         cfg = self.cfg
         path = save_checkpoint(
-            checkpoint_path(self.ckpt_dir, at), self.model, train_config=to_dict(cfg),
+            ckpt.checkpoint_path(self.ckpt_dir, at), self.model, train_config=to_dict(cfg),
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            step=at, rng=get_rng_state(self.device),
+            step=at, rng=ckpt.get_rng_state(self.device),
             data={"steps_per_epoch": self.steps_per_epoch, "world_size": self.rt.world_size,
                   "batch_size": cfg.batch_size, "seed": cfg.seed})
-        rotate_checkpoints(self.ckpt_dir, cfg.keep_last)
+        ckpt.rotate_checkpoints(self.ckpt_dir, cfg.keep_last)
         return path
 
     def optimizer_step(self, batch: Mapping[str, Any]) -> float:
         """Forward, loss, backward and one optimizer + scheduler step on `batch`; returns the loss."""
         cfg, mc = self.cfg, self.cfg.model
-        batch = _to_device(batch, self.device)
+        batch = {k: (v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}
         size = _output_size(batch)
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             pred = self.net(batch["left"], batch["right"], batch["points"], size)
@@ -226,8 +212,11 @@ class _Run:
             self.last_ckpt = self.save(step) or self.last_ckpt
 
     def run(self) -> TrainResult:
+        from tqdm import tqdm
+
         cfg = self.cfg
-        progress = _progress_bar(cfg, self.step, self.rt)
+        progress = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                        disable=not (cfg.progress and self.rt.is_main), file=sys.stderr)
         self.t_start = time.perf_counter()
         self.net.train()
         try:
@@ -257,19 +246,8 @@ class _Run:
                            model=self.model)
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}
-
-
 def _output_size(batch: Mapping[str, Any]) -> tuple[int, int]:
     size = batch["output_size"]
     if isinstance(size, Tensor):
         size = size.reshape(-1, 2)[0].tolist()
     return int(size[0]), int(size[1])
-
-
-def _progress_bar(cfg: TrainConfig, initial: int, rt: Runtime) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.steps, initial=initial, desc="train", unit="step", dynamic_ncols=True,
-                disable=not (cfg.progress and rt.is_main), file=sys.stderr)

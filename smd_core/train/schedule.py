@@ -24,9 +24,8 @@ def lr_factor(step: int, optim: OptimConfig, total_steps: int) -> float:
     return 1.0
 
 
-def build_optimizer(
-    model: nn.Module, cfg: TrainConfig
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build_optimizer(model: nn.Module,
+                    cfg: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """Adam (AdamW when weight_decay > 0) and a LambdaLR stepping once per optimizer step."""
     o = cfg.optim
     params = [p for p in model.parameters() if p.requires_grad]

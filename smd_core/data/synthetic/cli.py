@@ -9,7 +9,6 @@ from smd_core.data.synthetic.textures import TEXTURE_KINDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `smd synth`."""
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--num", type=int, required=True, help="number of stereo pairs")
     parser.add_argument("--height", type=int, default=480)
@@ -28,18 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`smd synth`: write the dataset; returns the exit status."""
     import torch
 
     from smd_core.data.synthetic.dataset import write_dataset
 
     torch.set_num_threads(1)
-    path = write_dataset(
-        args.out, args.num, seed=args.seed, height=args.height, width=args.width,
-        max_disparity=args.max_disparity, min_disparity=args.min_disparity, textures=tuple(args.textures),
-        shapes=tuple(args.shapes),
-        photometric=not args.no_photometric, list_name=args.list_name, preview=args.preview,
-        jobs=args.jobs,
-    )
+    path = write_dataset(args.out, args.num, seed=args.seed, height=args.height, width=args.width,
+                         max_disparity=args.max_disparity, min_disparity=args.min_disparity,
+                         textures=tuple(args.textures), shapes=tuple(args.shapes), photometric=not args.no_photometric,
+                         list_name=args.list_name, preview=args.preview, jobs=args.jobs)
     print(f"wrote {args.num} pairs; list file: {path}")
     return 0

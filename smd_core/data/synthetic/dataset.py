@@ -47,20 +47,9 @@ class SyntheticDataset(Dataset):
         return self.frame(index)
 
 
-def write_dataset(
-    out_dir: str | Path,
-    num: int,
-    *,
-    seed: int = 0,
-    height: int = 480,
-    width: int = 640,
-    max_disparity: float = 64.0,
-    list_name: str = "train.txt",
-    progress: bool = True,
-    preview: int = 4,
-    jobs: int = 1,
-    **render_options: Any,
-) -> Path:
+def write_dataset(out_dir: str | Path, num: int, *, seed: int = 0, height: int = 480, width: int = 640,
+                  max_disparity: float = 64.0, list_name: str = "train.txt", progress: bool = True, preview: int = 4,
+                  jobs: int = 1, **render_options: Any) -> Path:
     """Write `num` scenes as left/, right/ PNG, disp_left/, disp_right/ NPY (float32 px) and a list file.
 
     List lines are `left/000000.png right/000000.png disp_left/000000.npy disp_right/000000.npy`
@@ -108,8 +97,7 @@ def _write_scene(dataset: SyntheticDataset, out: Path, index: int) -> str:
 
 def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.ndarray]:
     return [
-        viz.label(frame["left"], "left"),
-        viz.label(frame["right"], "right"),
+        viz.label(frame["left"], "left"), viz.label(frame["right"], "right"),
         viz.label(viz.colorize_disparity(frame["disp_left"], vmin=0.0, vmax=max_disparity), "disp left"),
         viz.label(viz.colorize_disparity(frame["disp_right"], vmin=0.0, vmax=max_disparity), "disp right"),
     ]

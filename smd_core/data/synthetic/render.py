@@ -52,9 +52,7 @@ def _view_region(posed: Posed, view: str, H: int, W: int) -> tuple[int, int, int
         bx0, bx1 = min(xs), max(xs)
     x0, y0 = max(int(math.floor(bx0)), 0), max(int(math.floor(by0)), 0)
     x1, y1 = min(int(math.ceil(bx1)) + 1, W), min(int(math.ceil(by1)) + 1, H)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return x0, y0, x1, y1
+    return None if x0 >= x1 or y0 >= y1 else (x0, y0, x1, y1)
 
 
 def _render_view(posed_layers: list[Posed], H: int, W: int, view: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -164,24 +162,15 @@ def _render(layers: list[Layer], t: float, opt: SceneOptions, ph: _Photometric |
             rng: np.random.Generator) -> SyntheticFrame:
     """Frame `t` of the scene `layers`: both views, both disparities, occlusion and instance maps."""
     H, W = opt.height, opt.width
-    posed = [pose(layer, t) for layer in layers]
     # Back to front by disparity at the layer's reference point (the z-buffer settles the rest).
-    order = sorted(range(len(posed)), key=lambda i: (posed[i].layer.shape is not None,
-                                                      posed[i].a * posed[i].layer.ref[0]
-                                                      + posed[i].b * posed[i].layer.ref[1] + posed[i].c))
-    posed = [posed[i] for i in order]
+    posed = sorted((pose(layer, t) for layer in layers),
+                   key=lambda p: (p.layer.shape is not None, p.a * p.layer.ref[0] + p.b * p.layer.ref[1] + p.c))
     col_l, disp_l, ids_l = _render_view(posed, H, W, "left")
     col_r, disp_r, ids_r = _render_view(posed, H, W, "right")
     occ = _occlusion(disp_l, ids_l, disp_r, ids_r)
-    return SyntheticFrame(
-        left=_finish(col_l, ph, 0, rng),
-        right=_finish(col_r, ph, 1, rng),
-        disp_left=disp_l.astype(np.float32),
-        disp_right=disp_r.astype(np.float32),
-        occlusion_left=occ,
-        instance_left=ids_l,
-        instance_right=ids_r,
-    )
+    return SyntheticFrame(left=_finish(col_l, ph, 0, rng), right=_finish(col_r, ph, 1, rng),
+                          disp_left=disp_l.astype(np.float32), disp_right=disp_r.astype(np.float32), occlusion_left=occ,
+                          instance_left=ids_l, instance_right=ids_r)
 
 
 def generator(seed: int | np.random.SeedSequence | tuple[int, ...] | list[int]) -> np.random.Generator:
@@ -193,21 +182,11 @@ def generator(seed: int | np.random.SeedSequence | tuple[int, ...] | list[int]) 
     return np.random.default_rng(np.random.SeedSequence(int(seed)))
 
 
-def render_scene(
-    seed: int | tuple[int, ...] | list[int],
-    *,
-    height: int = 480,
-    width: int = 640,
-    max_disparity: float = 64.0,
-    min_disparity: float | None = None,
-    num_objects: int | None = None,
-    num_thin: int | None = None,
-    ground_plane: bool | None = None,
-    textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
-    max_slope: float = 0.15,
-    photometric: bool = True,
-    shapes: tuple[str, ...] | list[str] | str | None = None,
-) -> SyntheticFrame:
+def render_scene(seed: int | tuple[int, ...] | list[int], *, height: int = 480, width: int = 640,
+                 max_disparity: float = 64.0, min_disparity: float | None = None, num_objects: int | None = None,
+                 num_thin: int | None = None, ground_plane: bool | None = None,
+                 textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS, max_slope: float = 0.15,
+                 photometric: bool = True, shapes: tuple[str, ...] | list[str] | str | None = None) -> SyntheticFrame:
     """Render one random stereo pair; the same `seed` (an int or ints, e.g. (base_seed, index)) always gives
     the same arrays. Every disparity lies in [min_disparity (default 5 % of max), max_disparity]; num_objects
     (default 5..14, of `shapes`) and num_thin (poles, wires; default 1..4) are drawn when None, as is
@@ -221,16 +200,8 @@ def render_scene(
     return _render(layers, 0.0, opt, ph, rng)
 
 
-def render_sequence(
-    seed: int | tuple[int, ...] | list[int],
-    num_frames: int,
-    *,
-    height: int = 480,
-    width: int = 640,
-    max_disparity: float = 64.0,
-    speed: float = 1.0,
-    **options: Any,
-) -> Iterator[SyntheticFrame]:
+def render_sequence(seed: int | tuple[int, ...] | list[int], num_frames: int, *, height: int = 480, width: int = 640,
+                    max_disparity: float = 64.0, speed: float = 1.0, **options: Any) -> Iterator[SyntheticFrame]:
     """Frames of one scene whose objects move smoothly (constant velocity, disparity oscillating slowly).
 
     `speed` scales the motion (objects move about 0.3..2.5 px per frame at 480 px height when 1);

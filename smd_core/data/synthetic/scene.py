@@ -60,9 +60,8 @@ def pose(layer: Layer, t: float) -> Posed:
     return Posed(layer, (sx, sy), a, b, disp - a * rx - b * ry)
 
 
-def fit_slopes(
-    rng: np.random.Generator, centre: float, half_w: float, half_h: float, lo: float, hi: float, max_slope: float
-) -> tuple[float, float]:
+def fit_slopes(rng: np.random.Generator, centre: float, half_w: float, half_h: float, lo: float, hi: float,
+               max_slope: float) -> tuple[float, float]:
     """Random slopes (a, b) keeping centre +- (|a| half_w + |b| half_h) inside [lo, hi]."""
     a, b = rng.uniform(-max_slope, max_slope, size=2)
     if rng.random() < 0.35:  # plenty of fronto-parallel surfaces, as in man-made scenes
@@ -103,18 +102,10 @@ def _kinds(value: tuple[str, ...] | list[str] | str, allowed: tuple[str, ...], n
     return kinds
 
 
-def scene_options(
-    height: int,
-    width: int,
-    max_disparity: float,
-    min_disparity: float | None = None,
-    num_objects: int | None = None,
-    num_thin: int | None = None,
-    ground_plane: bool | None = None,
-    textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS,
-    max_slope: float = 0.15,
-    shapes: tuple[str, ...] | list[str] | str | None = None,
-) -> SceneOptions:
+def scene_options(height: int, width: int, max_disparity: float, min_disparity: float | None = None,
+                  num_objects: int | None = None, num_thin: int | None = None, ground_plane: bool | None = None,
+                  textures: tuple[str, ...] | list[str] | str = TEXTURE_KINDS, max_slope: float = 0.15,
+                  shapes: tuple[str, ...] | list[str] | str | None = None) -> SceneOptions:
     """Check the scene options of `render_scene` (clear ValueError naming the bad value) and fill defaults."""
     if int(height) < 8 or int(width) < 8:
         raise ValueError(f"height and width must be >= 8, got {height}x{width}")
@@ -187,8 +178,7 @@ def _motion(rng: np.random.Generator, opt: SceneOptions, motion: float, disp: fl
     return {
         "velocity": (speed * math.cos(ang), 0.5 * speed * math.sin(ang)),
         "disp_amp": min(room, 0.05 * (hi - lo) * motion) * rng.uniform(0.2, 1.0),
-        "disp_freq": rng.uniform(0.02, 0.1) * motion,
-        "disp_phase": rng.uniform(0, 2 * math.pi),
+        "disp_freq": rng.uniform(0.02, 0.1) * motion, "disp_phase": rng.uniform(0, 2 * math.pi),
     }
 
 

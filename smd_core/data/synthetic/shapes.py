@@ -14,8 +14,7 @@ import numpy as np
 
 # Foreground shapes and their relative frequency; the see-through ones (ring, wheel, fence, perforated)
 # show the background through holes, where matchers produce flying pixels.
-SHAPE_WEIGHTS = {"ellipse": 2.0, "box": 2.0, "polygon": 2.0, "ring": 1.2, "wheel": 0.8, "fence": 1.2,
-                 "perforated": 0.6}
+SHAPE_WEIGHTS = {"ellipse": 2.0, "box": 2.0, "polygon": 2.0, "ring": 1.2, "wheel": 0.8, "fence": 1.2, "perforated": 0.6}
 SHAPE_KINDS = tuple(SHAPE_WEIGHTS)
 # Thin structures (a few pixels wide at 480 px height).
 THIN_WEIGHTS = {"pole": 0.6, "wire": 0.4}
@@ -170,11 +169,15 @@ class Lattice(Shape):
         ex, ey = self.hw * c + self.hh * s, self.hw * s + self.hh * c
         return self.cx - ex, self.cy - ey, self.cx + ex, self.cy + ey
 
-    def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _local(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(u, v) and the rectangle's signed distance, all float32 like x and y."""
         c, s = np.float32(math.cos(self.theta)), np.float32(math.sin(self.theta))
         dx, dy = x - np.float32(self.cx), y - np.float32(self.cy)
         u, v = c * dx + s * dy, -s * dx + c * dy
-        rect = np.maximum(np.abs(u) - np.float32(self.hw), np.abs(v) - np.float32(self.hh))
+        return u, v, np.maximum(np.abs(u) - np.float32(self.hw), np.abs(v) - np.float32(self.hh))
+
+    def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        u, v, rect = self._local(x, y)
         pu = np.float32(self.pitch_u)
         bars = np.abs(u - pu * np.round(u / pu)) - np.float32(self.bar_u)
         if self.pitch_v > 0:
@@ -192,10 +195,7 @@ class Perforated(Lattice):
     hole: float = 0.0
 
     def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        c, s = np.float32(math.cos(self.theta)), np.float32(math.sin(self.theta))
-        dx, dy = x - np.float32(self.cx), y - np.float32(self.cy)
-        u, v = c * dx + s * dy, -s * dx + c * dy
-        rect = np.maximum(np.abs(u) - np.float32(self.hw), np.abs(v) - np.float32(self.hh))
+        u, v, rect = self._local(x, y)
         p = np.float32(self.pitch_u)
         du, dv = u - p * np.round(u / p), v - p * np.round(v / p)
         holes = np.sqrt(du * du + dv * dv) - np.float32(self.hole)

@@ -15,13 +15,10 @@ import numpy as np
 
 TEXTURE_KINDS = ("image", "pink", "wood", "fabric", "noise", "stripes", "gradient")
 # Relative frequency of each kind (renormalised over the kinds a caller allows).
-TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8,
-                   "gradient": 0.8}
+TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise": 1.0, "stripes": 0.8, "gradient": 0.8}
 # Images bundled with scikit-image (no download needed); used as texture crops.
-_SKIMAGE_TEXTURES = (
-    "astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins",
-    "moon", "page", "text", "clock", "hubble_deep_field", "immunohistochemistry", "cell",
-)
+_SKIMAGE_TEXTURES = ("astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins", "moon",
+                     "page", "text", "clock", "hubble_deep_field", "immunohistochemistry", "cell")
 _texture_cache: dict[str, np.ndarray] = {}
 # Gaussian sigma (texture pixels) applied to every texture.
 _TEXTURE_BLUR = 0.7
@@ -66,7 +63,6 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Multi-scale value noise with a random spectrum slope, coloured between two random colours."""
-    h, w = max(h, 2), max(w, 2)
     beta = rng.uniform(-0.1, 0.8)  # amplitude grows with the octave size by 2**(k * beta)
     field = np.zeros((h, w), np.float32)
     k, size = 0, 1
@@ -86,7 +82,6 @@ def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _gradient_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A linear or radial colour gradient: weakly textured surfaces (walls, sky, painted objects)."""
-    h, w = max(h, 2), max(w, 2)
     yy, xx = _grid(h, w)
     if rng.random() < 0.5:
         ang = rng.uniform(0, 2 * math.pi)
@@ -104,7 +99,6 @@ def _gradient_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _stripes_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Periodic stripes or checkers: repetitive patterns that make matching ambiguous."""
-    h, w = max(h, 2), max(w, 2)
     yy, xx = _grid(h, w)
     period = rng.uniform(4.0, 24.0)
     ang = rng.uniform(0, math.pi)
@@ -144,7 +138,6 @@ def _lerp(c0: np.ndarray, c1: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def _pink_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """1/f noise (the spectrum of natural images) in luminance, with a slower second field varying the hue."""
-    h, w = max(h, 2), max(w, 2)
     lum = _pink_field(rng, h, w, rng.uniform(0.8, 1.4))
     hue = _pink_field(rng, h, w, rng.uniform(1.3, 2.0))
     t = np.clip(0.5 + rng.uniform(0.15, 0.3) * lum, 0.0, 1.0)
@@ -166,7 +159,6 @@ def _wood_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def _wood_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Growth rings (distance to a far-off pith, warped by smooth noise) plus fine grain streaks along them."""
-    h, w = max(h, 2), max(w, 2)
     yy, xx = _grid(h, w)
     ang = rng.uniform(0, math.pi) if rng.random() < 0.3 else rng.uniform(-0.3, 0.3)
     c, s = np.float32(math.cos(ang)), np.float32(math.sin(ang))
@@ -191,7 +183,6 @@ def _wood_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _fabric_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Woven cloth: warp and weft threads in a plain or twill weave, per-thread tone and smooth folds."""
-    h, w = max(h, 2), max(w, 2)
     yy, xx = _grid(h, w)
     ang = rng.uniform(0, math.pi)
     c, s = np.float32(math.cos(ang)), np.float32(math.sin(ang))
@@ -213,11 +204,9 @@ def _fabric_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return tex.astype(np.float32)
 
 
-def make_texture(
-    rng: np.random.Generator, kind: str, h: int, w: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_texture(rng: np.random.Generator, kind: str, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(texture (th, tw, 3) float32, affine (2, 3) from layer-local pixels (origin = top-left of the region)
-    to texture pixels)."""
+    to texture pixels). Procedural makers get sides of at least 2 px."""
     if kind == "image":
         name = _SKIMAGE_TEXTURES[int(rng.integers(len(_SKIMAGE_TEXTURES)))]
         tex = _skimage_texture(name)

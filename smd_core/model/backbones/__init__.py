@@ -11,8 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 _REGISTRY = {
-    "psmnet": ("smd_core.model.backbones.psmnet", "PSMNet"),
-    "hsmnet": ("smd_core.model.backbones.hsmnet", "HSMNet"),
+    "psmnet": ("smd_core.model.backbones.psmnet", "PSMNet"), "hsmnet": ("smd_core.model.backbones.hsmnet", "HSMNet"),
     "light": ("smd_core.model.backbones.light", "LightStereo"),
     "sgbm_guided": ("smd_core.model.backbones.guided", "SGBMGuided"),
 }
@@ -57,8 +56,6 @@ def check_input_size(name: str, h: int, w: int, *, stride: int, multiple: int) -
         ranges = " or ".join(f"{t - stride + 1}..{t}" for t in sorted(tops))
         hints.append(f"{axis}={side} -> {ranges}")
     if hints:
-        raise ValueError(
-            f"{name} needs ceil(side / {stride}) to be a positive multiple of {multiple} for H and W (sides "
-            f"{period}k-{stride - 1} .. {period}k), got {h}x{w}; nearest accepted: {'; '.join(hints)} "
-            "(or pad the images)"
-        )
+        raise ValueError(f"{name} needs ceil(side / {stride}) to be a positive multiple of {multiple} for H and W "
+                         f"(sides {period}k-{stride - 1} .. {period}k), got {h}x{w}; nearest accepted: "
+                         f"{'; '.join(hints)} (or pad the images)")

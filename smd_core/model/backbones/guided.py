@@ -83,16 +83,9 @@ class SGBMGuided(nn.Module):
 
     residual = True
 
-    def __init__(
-        self,
-        *,
-        max_disp: int = 128,
-        sgbm: Mapping[str, Any] | None = None,
-        widths: Sequence[int] = (16, 32, 48, 64, 96),
-        features: Sequence[int] = (16, 8, 8),
-        full_res_width: int = 0,
-        cost_offsets: int = 0,
-    ) -> None:
+    def __init__(self, *, max_disp: int = 128, sgbm: Mapping[str, Any] | None = None,
+                 widths: Sequence[int] = (16, 32, 48, 64, 96), features: Sequence[int] = (16, 8, 8),
+                 full_res_width: int = 0, cost_offsets: int = 0) -> None:
         super().__init__()
         self.max_disp = int(max_disp)
         self.sgbm = from_dict(SGBMConfig, dict(sgbm or {}))

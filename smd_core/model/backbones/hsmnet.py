@@ -43,9 +43,8 @@ MATCHING_CHANNELS = 16
 class ConvBnLeaky(nn.Module):
     """Conv2d + BatchNorm2d + LeakyReLU(0.1) (`cbr_unit.0/1/2`); the BN is dropped when `with_bn` is False."""
 
-    def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, *, with_bn: bool = True
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, *,
+                 with_bn: bool = True) -> None:
         super().__init__()
         # Without BN the conv needs its own bias; with BN the BN's shift replaces it.
         layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=not with_bn)]
@@ -63,9 +62,8 @@ class ConvBn(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, padding: int) -> None:
         super().__init__()
-        self.cb_unit = nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False), nn.BatchNorm2d(out_ch)
-        )
+        self.cb_unit = nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
+                                     nn.BatchNorm2d(out_ch))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.cb_unit(x)
@@ -217,31 +215,17 @@ class DecoderBlock(nn.Module):
     the next finer level in the full HSMNet) exists only for the checkpoint layout; SMD-Nets never uses it.
     """
 
-    def __init__(
-        self,
-        num_convs: int,
-        in_ch: int,
-        channels: int,
-        *,
-        disparity_stride: int = 1,
-        up: bool = False,
-        pool: bool = False,
-    ) -> None:
+    def __init__(self, num_convs: int, in_ch: int, channels: int, *, disparity_stride: int = 1, up: bool = False,
+                 pool: bool = False) -> None:
         super().__init__()
         first = Residual3dBlock(in_ch, channels, (disparity_stride, 1, 1))
         self.convs = nn.Sequential(first, *[Residual3dBlock(channels, channels) for _ in range(num_convs - 1)])
-        self.classify = nn.Sequential(
-            conv_bn_3d(channels, channels, 3, (1, 1, 1), 1),
-            nn.ReLU(inplace=True),
-            nn.Sequential(nn.Conv3d(channels, 1, 3, padding=1, bias=True)),
-        )
+        self.classify = nn.Sequential(conv_bn_3d(channels, channels, 3, (1, 1, 1), 1), nn.ReLU(inplace=True),
+                                      nn.Sequential(nn.Conv3d(channels, 1, 3, padding=1, bias=True)))
         self.up: nn.Sequential | None = None
         if up:
-            self.up = nn.Sequential(
-                nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
-                conv_bn_3d(channels, channels // 2, 3, (1, 1, 1), 1),
-                nn.ReLU(inplace=True),
-            )
+            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="trilinear", align_corners=False),
+                                    conv_bn_3d(channels, channels // 2, 3, (1, 1, 1), 1), nn.ReLU(inplace=True))
         self.pool_convs: nn.ModuleList | None = None
         if pool:
             self.pool_convs = nn.ModuleList([conv_bn_3d(channels, channels, 1, (1, 1, 1), 0) for _ in range(4)])
@@ -262,10 +246,8 @@ class DecoderBlock(nn.Module):
 
 
 class DisparityRegression(nn.Module):
-    """Soft-argmin over `max_disp / divisor` bins spaced `divisor` pixels apart (buffer `disp` (1, n, 1, 1)).
-
-    Part of the published checkpoint layout; SMD-Nets regresses disparity with its head instead.
-    """
+    """Soft-argmin over `max_disp / divisor` bins spaced `divisor` pixels apart (buffer `disp` (1, n, 1, 1)). Part of
+    the published checkpoint layout; SMD-Nets regresses disparity with its head instead."""
 
     def __init__(self, max_disp: int, divisor: int) -> None:
         super().__init__()

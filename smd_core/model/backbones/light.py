@@ -47,11 +47,8 @@ _BGR_STD = (57.375, 57.12, 58.395)
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     """Conv (no bias: BatchNorm follows) + BatchNorm + ReLU, 'same' padding."""
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
-    )
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False),
+                         nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
 
 
 class LightResidualBlock(nn.Module):
@@ -60,9 +57,7 @@ class LightResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv1 = conv_bn_relu(channels, channels)
-        self.conv2 = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        )
+        self.conv2 = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.conv2(self.conv1(x)) + x)
@@ -149,16 +144,9 @@ class LightStereo(nn.Module):
     convolution, so a blend of two distributions stays a blend of their codes) to this many channels.
     """
 
-    def __init__(
-        self,
-        *,
-        max_disp: int = 192,
-        widths: Sequence[int] = (16, 32),
-        groups: int = 8,
-        agg_widths: Sequence[int] = (32, 48, 64),
-        image_features: Sequence[int] = (8, 8),
-        cost_channels: int = 16,
-    ) -> None:
+    def __init__(self, *, max_disp: int = 192, widths: Sequence[int] = (16, 32), groups: int = 8,
+                 agg_widths: Sequence[int] = (32, 48, 64), image_features: Sequence[int] = (8, 8),
+                 cost_channels: int = 16) -> None:
         super().__init__()
         if int(max_disp) <= 0 or int(max_disp) % COST_STRIDE:
             raise ValueError(f"max_disp must be a positive multiple of {COST_STRIDE}, got {max_disp}")

@@ -38,13 +38,10 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, dil
     )
 
 
-def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int | tuple[int, int, int],
-               padding: int) -> nn.Sequential:
+def conv_bn_3d(in_ch: int, out_ch: int, kernel: int, stride: int | tuple[int, int, int], padding: int) -> nn.Sequential:
     """3D convolution (no bias) + BatchNorm3d. Keys `0.weight`, `1.*`."""
-    return nn.Sequential(
-        nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
-        nn.BatchNorm3d(out_ch),
-    )
+    return nn.Sequential(nn.Conv3d(in_ch, out_ch, kernel, stride=stride, padding=padding, bias=False),
+                         nn.BatchNorm3d(out_ch))
 
 
 class PSMResidualBlock(nn.Module):
@@ -86,14 +83,8 @@ class FeatureExtraction(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.firstconv = nn.Sequential(
-            conv_bn(3, 32, 3, 2, 1),
-            nn.ReLU(inplace=True),
-            conv_bn(32, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            conv_bn(32, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
-        )
+        self.firstconv = nn.Sequential(conv_bn(3, 32, 3, 2, 1), nn.ReLU(inplace=True), conv_bn(32, 32, 3, 1, 1),
+                                       nn.ReLU(inplace=True), conv_bn(32, 32, 3, 1, 1), nn.ReLU(inplace=True))
         self.layer1 = self._stage(32, 32, blocks=3, stride=1, dilation=1)
         self.layer2 = self._stage(32, 64, blocks=16, stride=2, dilation=1)
         self.layer3 = self._stage(64, 128, blocks=3, stride=1, dilation=1)
@@ -102,11 +93,8 @@ class FeatureExtraction(nn.Module):
             branch = nn.Sequential(BlockAvgPool(size), conv_bn(128, 32, 1, 1, 0), nn.ReLU(inplace=True))
             self.add_module(f"branch{i}", branch)
         # 320 = layer2 (64) + layer4 (128) + four pyramid branches (4 x 32).
-        self.lastconv = nn.Sequential(
-            conv_bn(320, 128, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, FEATURE_WIDTH, 1, bias=False),
-        )
+        self.lastconv = nn.Sequential(conv_bn(320, 128, 3, 1, 1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(128, FEATURE_WIDTH, 1, bias=False))
 
     @staticmethod
     def _stage(in_ch: int, out_ch: int, *, blocks: int, stride: int, dilation: int) -> nn.Sequential:
@@ -130,10 +118,8 @@ class FeatureExtraction(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """3D encoder-decoder over the cost volume: 1/4 -> 1/8 -> 1/16 -> 1/8 -> 1/4 (spatial and disparity).
-
-    Also returns its 1/8-resolution activations so the next hourglass can add them (PSMNet's stacking).
-    """
+    """3D encoder-decoder over the cost volume: 1/4 -> 1/8 -> 1/16 -> 1/8 -> 1/4 (spatial and disparity). Also returns
+    its 1/8-resolution activations so the next hourglass can add them (PSMNet's stacking)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -142,9 +128,8 @@ class Hourglass(nn.Module):
         self.conv2 = conv_bn_3d(c2, c2, 3, 1, 1)
         self.conv3 = nn.Sequential(conv_bn_3d(c2, c2, 3, 2, 1), nn.ReLU(inplace=True))
         self.conv4 = nn.Sequential(conv_bn_3d(c2, c2, 3, 1, 1), nn.ReLU(inplace=True))
-        self.conv5 = nn.Sequential(
-            nn.ConvTranspose3d(c2, c2, 3, stride=2, padding=1, output_padding=1, bias=False), nn.BatchNorm3d(c2)
-        )
+        self.conv5 = nn.Sequential(nn.ConvTranspose3d(c2, c2, 3, stride=2, padding=1, output_padding=1, bias=False),
+                                   nn.BatchNorm3d(c2))
         self.conv6 = nn.Sequential(
             nn.ConvTranspose3d(c2, channels, 3, stride=2, padding=1, output_padding=1, bias=False),
             nn.BatchNorm3d(channels),
@@ -196,20 +181,15 @@ class PSMNet(nn.Module):
         self.feature_channels = FEATURE_WIDTH + self.num_disp
 
         self.feature_extraction = FeatureExtraction()
-        self.dres0 = nn.Sequential(
-            conv_bn_3d(2 * FEATURE_WIDTH, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
-            conv_bn_3d(32, 32, 3, 1, 1),
-            nn.ReLU(inplace=True),
-        )
+        self.dres0 = nn.Sequential(conv_bn_3d(2 * FEATURE_WIDTH, 32, 3, 1, 1), nn.ReLU(inplace=True),
+                                   conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True))
         self.dres1 = nn.Sequential(conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True), conv_bn_3d(32, 32, 3, 1, 1))
         self.dres2 = Hourglass(32)
         self.dres3 = Hourglass(32)
         self.dres4 = Hourglass(32)
         for i in (1, 2, 3):
-            classifier = nn.Sequential(
-                conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv3d(32, 1, 3, padding=1, bias=False)
-            )
+            classifier = nn.Sequential(conv_bn_3d(32, 32, 3, 1, 1), nn.ReLU(inplace=True),
+                                       nn.Conv3d(32, 1, 3, padding=1, bias=False))
             self.add_module(f"classif{i}", classifier)
         self.reset_parameters()
 
