@@ -1,6 +1,6 @@
 """`smd demo`: the real stereo node on the bundled recording, over real DDS, with pictures.
 
-1. starts `stereo_node` as its own process with the bundled `sgbm_guided` bimodal model (or `--checkpoint`) on a
+1. starts `stereo_node` as its own process with the bundled bimodal model (or `--checkpoint`) on a
    loopback-only Fast DDS profile and a private domain id (nothing leaves 127.0.0.1);
 2. warms it up on copies of the first frame stamped before the recording (`WARMUP_ANSWERS`), then plays the
    bundled rosbag2 recording (`smd_ros/data/sample_stereo`) into it as raw `sensor_msgs/Image`, no faster than

@@ -41,7 +41,7 @@ class NodeConfig:
     backend: str = _p("auto", "What runs the network: torch (checkpoints), onnxruntime (.onnx files; needs no torch) "
                       "or auto (by the model file's type: .onnx -> onnxruntime). Same outputs, topics, uncertainty "
                       "and cloud rule either way.", RELOAD, choices=BACKENDS)
-    backbone: str = _p("", "Backbone of a published checkpoint (psmnet, hsmnet, light); empty: inferred from the "
+    backbone: str = _p("", "Backbone of a published checkpoint (one of the choices); empty: inferred from the "
                        "checkpoint.", RELOAD, choices=("", *BACKBONE_NAMES))
     output: str = _p("", "Output representation of a published checkpoint (standard, unimodal, bimodal); empty: "
                      "inferred from the checkpoint.", RELOAD, choices=("", *OUTPUT_NAMES))
