@@ -25,10 +25,8 @@ _LAZY = {
     "save_checkpoint": "smd_core.model.network",
 }
 
-__all__ = [
-    "DensePrediction", "ModelConfig", "Prediction", "Predictor", "SMDNet", "build_model", "cpu_has_bfloat16",
-    "load_model", "save_checkpoint", "__version__",
-]
+__all__ = ["DensePrediction", "ModelConfig", "Prediction", "Predictor", "SMDNet", "build_model", "cpu_has_bfloat16",
+           "load_model", "save_checkpoint", "__version__"]
 
 if TYPE_CHECKING:
     from smd_core.config import ModelConfig

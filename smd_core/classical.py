@@ -107,13 +107,10 @@ def make_matcher(config: SGBMConfig, num_disparities: int) -> cv2.StereoSGBM:
 
 @dataclasses.dataclass
 class BMConfig:
-    """Parameters of `cv2.StereoBM` as `stereo_image_proc`'s disparity node sets them by default
-    (`stereo_algorithm` 0): prefilter_size 9, prefilter_cap 31, correlation_window_size 15, uniqueness 15,
-    speckle_size 100, speckle_range 4; texture threshold and pre-filter type stay OpenCV's (10, x-Sobel),
-    as that node never changes them. `num_disparities` 0 means "from the scored range" (the node's 64 is
-    a per-camera setting), rounded up to a multiple of 16. No left padding: the node leaves the leftmost
-    num_disparities columns empty.
-    """
+    """Parameters of `cv2.StereoBM` as `stereo_image_proc`'s disparity node sets them by default (`stereo_algorithm`
+    0; texture threshold and pre-filter type stay OpenCV's, as that node never changes them). `num_disparities` 0
+    means "from the scored range" (the node's 64 is a per-camera setting), rounded up to a multiple of 16. No left
+    padding: the node leaves the leftmost num_disparities columns empty."""
 
     block_size: int = 15
     num_disparities: int = 0
@@ -261,8 +258,7 @@ def guide_channels(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_
         disparities += [cv2.dilate(filled, kernel), cv2.erode(filled, kernel)]
     gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
     gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
-    photo = [photometric_error(gl, gr, disp) for disp in disparities]
-    channels = [*disparities, valid, *photo]
+    channels = [*disparities, valid, *(photometric_error(gl, gr, disp) for disp in disparities)]
     if cost_offsets:
         alt = alternative_candidate(filled, disparities[-2], disparities[-1])
         nl, nr = normalised(gl), normalised(gr)

@@ -61,13 +61,10 @@ class StereoCamera:
         if width < 1 or height < 1:
             raise ValueError(f"grid size must be positive, got {width}x{height}")
         sx, sy = width / self.width, height / self.height
-        return StereoCamera(
-            fx=self.fx * sx, fy=self.fy * sy,
-            cx=scale_principal_point(self.cx, sx), cy=scale_principal_point(self.cy, sy),
-            baseline=self.baseline, width=width, height=height,
-            # doffs is a difference of principal points: the -0.5 offsets cancel.
-            doffs=self.doffs * sx,
-        )
+        # doffs is a difference of principal points: the -0.5 offsets cancel.
+        return StereoCamera(fx=self.fx * sx, fy=self.fy * sy, cx=scale_principal_point(self.cx, sx),
+                            cy=scale_principal_point(self.cy, sy), baseline=self.baseline, width=width,
+                            height=height, doffs=self.doffs * sx)
 
 
 def _check_map(name: str, arr: np.ndarray, camera: StereoCamera | None = None) -> np.ndarray:

@@ -56,12 +56,10 @@ def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
 
 def _check(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated float arrays and the mask of pixels where both prediction and ground truth are valid."""
-    p = _as_2d("pred", pred)
-    g = _as_2d("gt", gt)
+    p, g = _as_2d("pred", pred), _as_2d("gt", gt)
     if p.shape != g.shape:
         raise ValueError(f"pred and gt differ in shape: {p.shape} vs {g.shape} (resize with resize_disparity)")
-    mask = valid_mask(g, valid=valid) & np.isfinite(p)
-    return p, g, mask
+    return p, g, valid_mask(g, valid=valid) & np.isfinite(p)
 
 
 def valid_mask(gt: np.ndarray, *, valid: np.ndarray | None = None, max_disp: float | None = None) -> np.ndarray:
@@ -181,8 +179,7 @@ def resize_disparity(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return p
     if p.size == 0:
         raise ValueError("cannot resize an empty prediction")
-    out = cv2.resize(p, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-    return out * np.float32(w / p.shape[1])
+    return cv2.resize(p, (w, h), interpolation=cv2.INTER_NEAREST_EXACT) * np.float32(w / p.shape[1])
 
 
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, *, valid: np.ndarray | None = None,

@@ -16,19 +16,6 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def _normalize(values: np.ndarray, vmin: float | None,
-               vmax: float | None) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(values scaled to 0..1, finite mask, vmin, vmax used); missing bounds are the 1st / 99th percentiles."""
-    v = np.asarray(values, dtype=np.float32)
-    valid = np.isfinite(v)
-    if vmin is None:
-        vmin = float(np.percentile(v[valid], 1)) if valid.any() else 0.0
-    if vmax is None:
-        vmax = float(np.percentile(v[valid], 99)) if valid.any() else 1.0
-    span = max(vmax - vmin, 1e-6)
-    return np.clip((np.where(valid, v, vmin) - vmin) / span, 0, 1), valid, float(vmin), float(vmax)
-
-
 def colorize(values: np.ndarray, *, vmin: float | None = None, vmax: float | None = None,
              colormap: int = cv2.COLORMAP_TURBO, invalid: tuple[int, int, int] = (0, 0, 0),
              unit: str | None = None, over: bool | None = None) -> np.ndarray:
@@ -38,14 +25,21 @@ def colorize(values: np.ndarray, *, vmin: float | None = None, vmax: float | Non
     (H, W + bar width, 3). `over`: its top tick reads "≥ vmax" (values above vmax share the top colour);
     None: when any value is above vmax.
     """
-    norm, valid, lo, hi = _normalize(values, vmin, vmax)
+    v = np.asarray(values, dtype=np.float32)
+    valid = np.isfinite(v)
+    if vmin is None:  # missing bounds: the 1st / 99th percentiles of the finite values
+        vmin = float(np.percentile(v[valid], 1)) if valid.any() else 0.0
+    if vmax is None:
+        vmax = float(np.percentile(v[valid], 99)) if valid.any() else 1.0
+    lo, hi = float(vmin), float(vmax)
+    norm = np.clip((np.where(valid, v, lo) - lo) / max(hi - lo, 1e-6), 0, 1)
     img = cv2.applyColorMap((norm * 255).astype(np.uint8), colormap)
     img[~valid] = invalid
     if unit is None:
         return img
     if over is None:
         with np.errstate(invalid="ignore"):
-            over = bool(np.any(np.asarray(values, np.float32)[valid] > hi))
+            over = bool(np.any(v[valid] > hi))
     return np.concatenate([img, colorbar(img.shape[0], lo, hi, colormap=colormap, unit=unit, over=over)], axis=1)
 
 
@@ -176,8 +170,7 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
 def text_tile(height: int, width: int, text: str, *, color: tuple[int, int, int] = (60, 60, 60)) -> np.ndarray:
     """(height, width, 3) BGR tile of one colour with `text` (lines split at "\n") centred: a placeholder that
     says why a picture is missing (e.g. a frame the node dropped)."""
-    out = np.empty((height, width, 3), np.uint8)
-    out[:] = color
+    out = np.full((height, width, 3), color, np.uint8)
     lines, scale, th, step = _lines(text, width)
     y0 = (height - step * len(lines)) // 2 + th
     for i, line in enumerate(lines):

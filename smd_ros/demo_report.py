@@ -149,20 +149,18 @@ def report(args: argparse.Namespace, frames: list[dict[str, Any]], sent: list[fl
     sgbm_means = means(base_rows["sgbm"])
     if sgbm_means:
         sgbm_means["valid_pixels"] = means([r["valid_pixels"] for r in base_rows["sgbm"]], (*METRIC_KEYS, "density"))
-    summary = {
-        "frames_in": len(frames), "frames_out": len(got), "frames_dropped": len(frames) - len(got),
-        "dropped_frames": sorted(set(range(len(frames))) - set(got)),
-        "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) if latencies else math.nan for q in (50, 95)},
-        "bimodal": means([r for r in rows if "epe" in r]) or dict.fromkeys(METRIC_KEYS, math.nan),
-        "standard": means(std_rows), "sgbm": sgbm_means, "sgbm_fill": means(base_rows["sgbm_fill"]),
-        "units": UNITS, "uncertainty_floor_px": floor,
-        "sgbm_settings": {"num_disparities": sgbm.disparities_for(int(max_disp)), "mode": sgbm.mode,
-                          "block_size": sgbm.block_size,
-                          "holes": "all-pixel figures count every hole as an error (smd_core.eval.baselines); "
-                                   "valid_pixels: on SGBM's matched pixels, density = its valid fraction"},
-        "cloud_comparison": clouds, "cloud_comparison_real": real_figures,
-        "wall_s": wall, "rate": rate, "bag": str(args.bag), "per_frame": rows,
-    }
+    summary = {"frames_in": len(frames), "frames_out": len(got), "frames_dropped": len(frames) - len(got),
+               "dropped_frames": sorted(set(range(len(frames))) - set(got)),
+               "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) if latencies else math.nan for q in (50, 95)},
+               "bimodal": means([r for r in rows if "epe" in r]) or dict.fromkeys(METRIC_KEYS, math.nan),
+               "standard": means(std_rows), "sgbm": sgbm_means, "sgbm_fill": means(base_rows["sgbm_fill"]),
+               "units": UNITS, "uncertainty_floor_px": floor,
+               "sgbm_settings": {"num_disparities": sgbm.disparities_for(int(max_disp)), "mode": sgbm.mode,
+                                 "block_size": sgbm.block_size,
+                                 "holes": "all-pixel figures count every hole as an error (smd_core.eval.baselines); "
+                                          "valid_pixels: on SGBM's matched pixels, density = its valid fraction"},
+               "cloud_comparison": clouds, "cloud_comparison_real": real_figures,
+               "wall_s": wall, "rate": rate, "bag": str(args.bag), "per_frame": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
 

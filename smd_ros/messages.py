@@ -87,8 +87,7 @@ def pack_rgb(bgr: np.ndarray) -> np.ndarray:
     if sys.byteorder == "little":
         # B, G, R, A bytes are the little-endian uint32 0xAARRGGBB: clear A.
         packed = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA).view(np.uint32)[..., 0]
-        packed &= np.uint32(0x00FFFFFF)
-        return packed.view(np.float32)
+        return (packed & np.uint32(0x00FFFFFF)).view(np.float32)
     b, g, r = (bgr[..., i].astype(np.uint32) for i in range(3))
     return ((r << 16) | (g << 8) | b).view(np.float32)
 
@@ -174,5 +173,4 @@ def stereo_outputs(header: Header, disparity: np.ndarray, uncertainty: np.ndarra
         points=cloud_msg(header, disparity, confident, camera, colors_bgr=colors, organized=organized),
         depth=image_msg(header, disparity_to_depth(disparity, camera, valid=confident)) if publish_depth else None,
         camera_info=camera_info_msg(header, left_info, camera) if left_info is not None else None,
-        valid_points=int(np.count_nonzero(confident)),
-    )
+        valid_points=int(np.count_nonzero(confident)))

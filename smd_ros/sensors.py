@@ -128,8 +128,7 @@ def _compressed_depth(msg: Any, name: str, fmt: str) -> np.ndarray:
     _, quant_a, quant_b = struct.unpack_from("<iff", data.tobytes()[:12])
     image = cv2.imdecode(data[12:], cv2.IMREAD_UNCHANGED)
     if image is None or image.dtype != np.uint16:
-        raise InputError("layout", f"{name}: could not decode compressedDepth PNG (format {fmt!r}, "
-                         f"{data.size} bytes)")
+        raise InputError("layout", f"{name}: could not decode compressedDepth PNG (format {fmt!r}, {data.size} bytes)")
     if fmt.split(";")[0].strip() != "32FC1":
         return image
     depth = np.full(image.shape, np.nan, np.float32)
@@ -160,9 +159,8 @@ def _camera_image(msg: Any, name: str) -> np.ndarray:
     return image
 
 
-def stereo_images(
-    left: Any, right: Any, *, image_bits: int = 0, names: tuple[str, str] = ("left image", "right image")
-) -> tuple[np.ndarray, np.ndarray]:
+def stereo_images(left: Any, right: Any, *, image_bits: int = 0,
+                  names: tuple[str, str] = ("left image", "right image")) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) camera messages as (H, W, 3) BGR uint8 arrays, validated; `names` label errors.
 
     16-bit images (mono16, 16-bit PNG) get one shift for both (`uint16_to_uint8(image_bits)`, the one 16-bit

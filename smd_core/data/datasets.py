@@ -59,11 +59,9 @@ class FrameDataset(Dataset):
 
     def frame(self, index: int, *, lazy: bool = False) -> dict[str, Any]:
         e = self.entries[index]
-        out: dict[str, Any] = {
-            "left": read_image(e.left, raw_shape=self.raw_shape, mmap=lazy),
-            "right": read_image(e.right, raw_shape=self.raw_shape, mmap=lazy),
-            "disp_left": read_disparity(e.disp_left, mmap=lazy, sanitize=not lazy),
-        }
+        out: dict[str, Any] = {"left": read_image(e.left, raw_shape=self.raw_shape, mmap=lazy),
+                               "right": read_image(e.right, raw_shape=self.raw_shape, mmap=lazy),
+                               "disp_left": read_disparity(e.disp_left, mmap=lazy, sanitize=not lazy)}
         if self.has_right_disparity:
             assert e.disp_right is not None
             out["disp_right"] = read_disparity(e.disp_right, mmap=lazy, sanitize=not lazy)

@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     no_model = args.checkpoint is not None and args.checkpoint.lower() == "none"
     if no_model and not baselines:
-        raise ValueError("--checkpoint none scores baselines only: give --baseline "
-                         f"({' | '.join(BASELINES)})")
+        raise ValueError(f"--checkpoint none scores baselines only: give --baseline ({' | '.join(BASELINES)})")
     if args.max_disp is not None and not no_model:
         raise ValueError(f"--max-disp {args.max_disp:g} applies only with --checkpoint none; with a model the "
                          "range is its max_disp")
@@ -85,18 +84,15 @@ def run(args: argparse.Namespace) -> int:
         predictor = Predictor(model, device=device, chunk_points=args.chunk_points)
     frames = load_frames(args.data, args.data_option)
     with torch.inference_mode():
-        report = evaluate(
-            predictor, frames, scale=args.scale, input_scale=args.input_scale, out_dir=args.out, images=args.images,
-            progress=not args.no_progress,
-            metric_options={"edge_threshold": args.edge_threshold, "band_radius": args.band_radius,
-                            "tolerance": args.tolerance},
-            extra={"checkpoint": str(checkpoint) if checkpoint else None, "data": args.data,
-                   "data_options": list(args.data_option)},
-            baselines=baselines, sgbm=sgbm, max_disp=max_disp, max_uncertainty=args.max_uncertainty,
-        )
+        report = evaluate(predictor, frames, scale=args.scale, input_scale=args.input_scale, out_dir=args.out,
+                          images=args.images, progress=not args.no_progress,
+                          metric_options={"edge_threshold": args.edge_threshold, "band_radius": args.band_radius,
+                                          "tolerance": args.tolerance},
+                          extra={"checkpoint": str(checkpoint) if checkpoint else None, "data": args.data,
+                                 "data_options": list(args.data_option)},
+                          baselines=baselines, sgbm=sgbm, max_disp=max_disp, max_uncertainty=args.max_uncertainty)
     print(format_summary(report))
-    edges = format_edges(report)
-    if edges:
+    if edges := format_edges(report):
         print(edges)
     if args.out:
         print(f"report: {Path(args.out) / 'report.json'}")

@@ -65,7 +65,6 @@ def load_predictor(path: str | Path, backend: str, *, device: str = "cpu", threa
         if overrides:
             raise ValueError(f"{path}: an ONNX file carries its own model config; {sorted(overrides)} apply to "
                              "checkpoints only")
-
         return OrtPredictor(path, device=device, threads=threads, fallback=fallback, hint=COMMAND_HINT, **kwargs)
     if backend != "torch":
         raise ValueError(f"backend must be torch or onnxruntime here, got {backend!r}")

@@ -66,13 +66,11 @@ def run(args: argparse.Namespace) -> int:
     floor = uncertainty_floor_px(config.output, config.max_disp, pred.disparity_scale)
     viz.write_png(out / "disparity.png", viz.colorize_disparity(pred.disparity, unit="px"))
     viz.write_png(out / "uncertainty.png", viz.colorize_uncertainty(pred.uncertainty, vmin=floor, unit="px"))
-    info = {
-        "checkpoint": str(ckpt),
-        "model": {"backbone": config.backbone, "output": config.output, "max_disp": config.max_disp},
-        "backend": backend, "device": str(device), "input_size": list(left.shape[:2]),
-        "output_size": list(pred.disparity.shape), "disparity_units": "output-grid pixels",
-        "disparity_scale": pred.disparity_scale, "uncertainty_floor_px": floor, "timings_s": pred.timings,
-    }
+    info = {"checkpoint": str(ckpt),
+            "model": {"backbone": config.backbone, "output": config.output, "max_disp": config.max_disp},
+            "backend": backend, "device": str(device), "input_size": list(left.shape[:2]),
+            "output_size": list(pred.disparity.shape), "disparity_units": "output-grid pixels",
+            "disparity_scale": pred.disparity_scale, "uncertainty_floor_px": floor, "timings_s": pred.timings}
     (out / "prediction.json").write_text(json.dumps(info, indent=2))
     h, w = pred.disparity.shape
     print(f"{ckpt.name}: {w}x{h} disparity {np.nanmin(pred.disparity):.2f}..{np.nanmax(pred.disparity):.2f} px "

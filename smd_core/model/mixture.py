@@ -114,10 +114,8 @@ def activate(raw: Tensor, output: str, max_disp: float, base: Tensor | None = No
         pred = Prediction(disparity=disp(0), sigma=act[:, 1])
     else:
         mu0, mu1 = disp(0), disp(1)
-        sigma0 = act[:, 2].clamp(SIGMA_EPS, 1.0)
-        sigma1 = act[:, 3].clamp(SIGMA_EPS, 1.0)
-        pi0 = act[:, 4]
-        pi1 = 1.0 - pi0
+        sigma0, sigma1 = act[:, 2].clamp(SIGMA_EPS, 1.0), act[:, 3].clamp(SIGMA_EPS, 1.0)
+        pi0, pi1 = act[:, 4], 1.0 - act[:, 4]
         pred = Prediction(select_mode(mu0, mu1, sigma0, sigma1, pi0, pi1), mu0, mu1, sigma0, sigma1, pi0, pi1)
     if base is not None and base.shape[1] >= 4:
         fg, bg = base[:, 2], base[:, 3]
@@ -187,8 +185,7 @@ def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float, sele
     elif output == "unimodal":
         if pred.sigma is None:
             raise ValueError("unimodal loss needs pred.sigma")
-        mu = pred.disparity / max_disp
-        per_point = (mu - y).abs() / pred.sigma + torch.log(pred.sigma)
+        per_point = (pred.disparity / max_disp - y).abs() / pred.sigma + torch.log(pred.sigma)
     elif output == "standard":
         per_point = (pred.disparity / max_disp - y).abs()
     else:

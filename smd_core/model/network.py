@@ -54,8 +54,7 @@ class SMDNet(nn.Module):
         self.config = config
         self.deployment = deployment or deployment_for(config)
         self.stereo_network = build_backbone(config.backbone, max_disp=config.max_disp, **config.backbone_options)
-        c = int(self.stereo_network.feature_channels)
-        self.mlp = SMDHead(c, config.head_widths, config.out_channels)
+        self.mlp = SMDHead(int(self.stereo_network.feature_channels), config.head_widths, config.out_channels)
         # Residual backbones return their own disparities (B, A, H, W) px as the last map: not a head input,
         # sampled nearest-neighbour, and the head's modes are offsets from them (`mixture.activate`).
         self.residual = bool(getattr(self.stereo_network, "residual", False))
@@ -126,11 +125,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
     net = model.module if hasattr(model, "module") else model
     if not isinstance(net, SMDNet):
         raise TypeError(f"save_checkpoint needs an SMDNet, got {type(net).__name__}")
-    payload = {
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": to_dict(net.config),
-        "deployment": to_dict(net.deployment), "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        **extra,
-    }
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": to_dict(net.config),
+               "deployment": to_dict(net.deployment), "state_dict": state, **extra}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -250,12 +247,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, Tensor], *, 
         def head(items: list[str]) -> str:
             return ", ".join(items[:5]) + (f" ... (+{len(items) - 5})" if len(items) > 5 else "")
 
-        parts = []
-        if missing:
-            parts.append(f"missing keys [{head(missing)}]")
-        if unexpected:
-            parts.append(f"unexpected keys [{head(unexpected)}]")
-        if shapes:
-            parts.append(f"shape mismatches [{head(shapes)}]")
+        problems = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        parts = [f"{what} [{head(items)}]" for what, items in problems if items]
         raise ValueError(f"{path}: checkpoint does not match the model: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)

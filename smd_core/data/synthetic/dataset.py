@@ -96,8 +96,6 @@ def _write_scene(dataset: SyntheticDataset, out: Path, index: int) -> str:
 
 
 def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.ndarray]:
-    return [
-        viz.label(frame["left"], "left"), viz.label(frame["right"], "right"),
-        viz.label(viz.colorize_disparity(frame["disp_left"], vmin=0.0, vmax=max_disparity), "disp left"),
-        viz.label(viz.colorize_disparity(frame["disp_right"], vmin=0.0, vmax=max_disparity), "disp right"),
-    ]
+    return [viz.label(frame["left"], "left"), viz.label(frame["right"], "right"),
+            viz.label(viz.colorize_disparity(frame["disp_left"], vmin=0.0, vmax=max_disparity), "disp left"),
+            viz.label(viz.colorize_disparity(frame["disp_right"], vmin=0.0, vmax=max_disparity), "disp right")]

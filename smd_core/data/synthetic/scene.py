@@ -139,11 +139,8 @@ def options_from(height: int, width: int, max_disparity: float,
 
 def background_disparity(layers: list[Layer], x: float, y: float) -> float:
     """Disparity of the nearest background plane (wall / ground) at left pixel (x, y)."""
-    return max(
-        layer.disp + layer.slope[0] * (x - layer.ref[0]) + layer.slope[1] * (y - layer.ref[1])
-        for layer in layers
-        if layer.shape is None
-    )
+    return max(layer.disp + layer.slope[0] * (x - layer.ref[0]) + layer.slope[1] * (y - layer.ref[1])
+               for layer in layers if layer.shape is None)
 
 
 def weighted_choice(rng: np.random.Generator, weights: Mapping[str, float]) -> str:
@@ -175,11 +172,9 @@ def _motion(rng: np.random.Generator, opt: SceneOptions, motion: float, disp: fl
     speed = motion * rng.uniform(0.3, 2.5) * min(opt.height, opt.width) / 480.0
     ang = rng.uniform(0, 2 * math.pi)
     room = max(min(disp - spread - lo, hi - disp - spread), 0.0)
-    return {
-        "velocity": (speed * math.cos(ang), 0.5 * speed * math.sin(ang)),
-        "disp_amp": min(room, 0.05 * (hi - lo) * motion) * rng.uniform(0.2, 1.0),
-        "disp_freq": rng.uniform(0.02, 0.1) * motion, "disp_phase": rng.uniform(0, 2 * math.pi),
-    }
+    return {"velocity": (speed * math.cos(ang), 0.5 * speed * math.sin(ang)),
+            "disp_amp": min(room, 0.05 * (hi - lo) * motion) * rng.uniform(0.2, 1.0),
+            "disp_freq": rng.uniform(0.02, 0.1) * motion, "disp_phase": rng.uniform(0, 2 * math.pi)}
 
 
 def _background(rng: np.random.Generator, opt: SceneOptions) -> list[Layer]:
