@@ -143,12 +143,11 @@ def make_training_sample(frame: Mapping[str, Any], cfg: SampleConfig, augment: A
         left, right, labels_grid, labels_right = augment_pair(left, right, labels_grid, labels_right, rng, augment)
     points, labels = sample_points(labels_grid, int(cfg.num_points), rng, strategy=cfg.strategy,
                                    edge_threshold=cfg.edge_threshold, dilation=cfg.dilation)
-    sample: dict[str, Any] = {
-        "left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
-        "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))), "points": torch.from_numpy(points),
-        "labels": torch.from_numpy(labels), "output_size": torch.tensor([ch, cw], dtype=torch.int64),
-        "name": str(frame.get("name", "")),
-    }
+    sample: dict[str, Any] = {"left": torch.from_numpy(np.ascontiguousarray(left.transpose(2, 0, 1))),
+                              "right": torch.from_numpy(np.ascontiguousarray(right.transpose(2, 0, 1))),
+                              "points": torch.from_numpy(points), "labels": torch.from_numpy(labels),
+                              "output_size": torch.tensor([ch, cw], dtype=torch.int64),
+                              "name": str(frame.get("name", ""))}
     if cfg.dense_labels:
         sample["disp"] = torch.from_numpy(np.ascontiguousarray(labels_grid, dtype=np.float32))
     return sample

@@ -216,12 +216,11 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
     if not per_frame and not any(base_rows.values()):
         raise ValueError("no frames to evaluate")
 
-    report: dict[str, Any] = {
-        **dict(extra or {}), "model_config": to_dict(predictor.model.config) if predictor is not None else None,
-        "scale": scale, "input_scale": input_scale, "max_disp_px": max_gt,
-        "device": str(predictor.device) if predictor is not None else "cpu",
-        "metric_options": {**M.METRIC_OPTIONS, **options},
-    }
+    report: dict[str, Any] = {**dict(extra or {}),
+                              "model_config": to_dict(predictor.model.config) if predictor is not None else None,
+                              "scale": scale, "input_scale": input_scale, "max_disp_px": max_gt,
+                              "device": str(predictor.device) if predictor is not None else "cpu",
+                              "metric_options": {**M.METRIC_OPTIONS, **options}}
     if predictor is not None:
         report["summary"] = summarize(per_frame)
         if max_uncertainty > 0:

@@ -196,7 +196,16 @@ class DensePredictor:
             maps = self._query_dense(features, (h_out, w_out), top * sy, grid_size)
             self._sync()
         t2 = time.perf_counter()
-        return self._assemble(maps, sx, {"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0})
+        # Disparity is horizontal: it scales with the output grid's width.
+        for name in ("disparity", "mu0", "mu1", "uncertainty"):
+            if name in maps:
+                maps[name] *= sx
+        for name in ("sigma0", "sigma1"):
+            if name in maps:
+                maps[name] *= float(self.config.max_disp) * sx
+        return DensePrediction(disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx,
+                               timings={"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0},
+                               **{k: maps.get(k) for k in MIXTURE_FIELDS})
 
     def _query_dense(self, features: Any, out_hw: tuple[int, int], y_offset: float,
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
@@ -218,16 +227,3 @@ class DensePredictor:
                         maps[name] = np.empty((h_out, w_out), dtype=np.float32)
                     maps[name][r0:r1, c0:c1] = value.reshape(r1 - r0, c1 - c0)
         return maps
-
-    def _assemble(self, maps: dict[str, np.ndarray], sx: float, timings: dict[str, float]) -> DensePrediction:
-        max_disp = float(self.config.max_disp)
-        # Disparity is horizontal: it scales with the output grid's width.
-        for name in ("disparity", "mu0", "mu1", "uncertainty"):
-            if name in maps:
-                maps[name] *= sx
-        for name in ("sigma0", "sigma1"):
-            if name in maps:
-                maps[name] *= max_disp * sx
-        extra = {k: maps.get(k) for k in MIXTURE_FIELDS}
-        return DensePrediction(disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx,
-                               timings=timings, **extra)

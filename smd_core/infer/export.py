@@ -151,14 +151,13 @@ def metadata(net: SMDNet, checkpoint: Path | None, encode: Any, query: Any,
     guide_params = list(inspect.signature(classical.guide_channels).parameters)[4:]
     guide_options = {p: getattr(net.stereo_network, p) for p in guide_params
                      if guide and hasattr(net.stereo_network, p)}
-    meta = {
-        "smd_format": ONNX_FORMAT, "smd_version": ONNX_VERSION, "model_config": to_dict(cfg),
-        "pad_multiple": net.pad_multiple, "guide_channels": guide, "guide_options": guide_options,
-        "encode_inputs": [i.name for i in encode.graph.input], "encode_outputs": [o.name for o in encode.graph.output],
-        "query_inputs": [i.name for i in query.graph.input], "query_outputs": [o.name for o in query.graph.output],
-        "image_size": list(image_size) if image_size else None, "checkpoint": ckpt,
-        "deployment": to_dict(net.deployment),
-    }
+    meta = {"smd_format": ONNX_FORMAT, "smd_version": ONNX_VERSION, "model_config": to_dict(cfg),
+            "pad_multiple": net.pad_multiple, "guide_channels": guide, "guide_options": guide_options,
+            "encode_inputs": [i.name for i in encode.graph.input],
+            "encode_outputs": [o.name for o in encode.graph.output],
+            "query_inputs": [i.name for i in query.graph.input], "query_outputs": [o.name for o in query.graph.output],
+            "image_size": list(image_size) if image_size else None, "checkpoint": ckpt,
+            "deployment": to_dict(net.deployment)}
     return {k: json.dumps(to_dict(v)) for k, v in meta.items()}
 
 

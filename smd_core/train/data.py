@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from smd_core.train.checkpoints import seed_everything
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """32-bit seed for one sample's augmentation; independent of workers, ranks and RNG state."""
@@ -57,9 +59,7 @@ class SeededDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (int(key), sample_seed(0, 0, int(key)))
         saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
         try:
-            random.seed(seed)
-            np.random.seed(seed)
-            torch.manual_seed(seed)
+            seed_everything(seed)
             return self.dataset[index]
         finally:
             random.setstate(saved[0])

@@ -169,9 +169,11 @@ class _Run:
         """Forward, loss, backward and one optimizer + scheduler step on `batch`; returns the loss."""
         cfg, mc = self.cfg, self.cfg.model
         batch = {k: (v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v) for k, v in batch.items()}
-        size = _output_size(batch)
+        size = batch["output_size"]
+        if isinstance(size, Tensor):
+            size = size.reshape(-1, 2)[0].tolist()
         with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            pred = self.net(batch["left"], batch["right"], batch["points"], size)
+            pred = self.net(batch["left"], batch["right"], batch["points"], (int(size[0]), int(size[1])))
         # The loss stays in float32: the NLL's log/exp are poorly conditioned in half precision.
         loss = mixture_loss(pred, batch["labels"].float(), output=mc.output, max_disp=mc.max_disp,
                             selection_weight=cfg.selection_weight, selection_target=cfg.selection_target)
@@ -245,9 +247,3 @@ class _Run:
                            losses=self.losses, checkpoint=self.last_ckpt, validation=self.validation,
                            model=self.model)
 
-
-def _output_size(batch: Mapping[str, Any]) -> tuple[int, int]:
-    size = batch["output_size"]
-    if isinstance(size, Tensor):
-        size = size.reshape(-1, 2)[0].tolist()
-    return int(size[0]), int(size[1])

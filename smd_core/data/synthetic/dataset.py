@@ -76,7 +76,10 @@ def write_dataset(out_dir: str | Path, num: int, *, seed: int = 0, height: int =
         lines = [f"left/{n}.png right/{n}.png disp_left/{n}.npy disp_right/{n}.npy"
                  for n in tqdm(names, total=num, desc="synth", unit="pair", disable=not progress)]
     for i in range(min(preview, num)):
-        sheet.extend(_preview_tiles(dataset.frame(i), max_disparity))
+        f = dataset.frame(i)
+        sheet += [viz.label(f["left"], "left"), viz.label(f["right"], "right"),
+                  *(viz.label(viz.colorize_disparity(f[k], vmin=0.0, vmax=max_disparity), k.replace("_", " "))
+                    for k in ("disp_left", "disp_right"))]
     list_path = out / list_name
     list_path.write_text("\n".join(lines) + "\n")
     if sheet:
@@ -94,8 +97,3 @@ def _write_scene(dataset: SyntheticDataset, out: Path, index: int) -> str:
     np.save(out / "disp_right" / f"{name}.npy", f["disp_right"])
     return name
 
-
-def _preview_tiles(frame: Mapping[str, Any], max_disparity: float) -> list[np.ndarray]:
-    return [viz.label(frame["left"], "left"), viz.label(frame["right"], "right"),
-            viz.label(viz.colorize_disparity(frame["disp_left"], vmin=0.0, vmax=max_disparity), "disp left"),
-            viz.label(viz.colorize_disparity(frame["disp_right"], vmin=0.0, vmax=max_disparity), "disp right")]
