@@ -1,7 +1,6 @@
 """The `smd` command's dispatcher: a subcommand is a module with `add_arguments(parser)` and `run(args) -> int`,
 registered by name with a one-line help (`CORE_COMMANDS`; the installed `smd`, `smd_ros.cli:main`, adds the ROS
-ones). Modules are imported only when named, and keep torch out of their top level, so `--help` stays fast.
-"""
+ones). Modules are imported only when named, and keep torch out of their top level, so `--help` stays fast."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """`smd demo`'s report: scores what the node published with `smd eval`'s code beside the standard (L1) head and
 the SGBM baselines, and writes `demo_out/`: per-frame pictures, the contact sheet, the cloud comparisons of one
-recorded frame and of the real Motorcycle scene (`smd_ros.demo_pictures`) and `summary.json`.
-"""
+recorded frame and of the real Motorcycle scene (`smd_ros.demo_pictures`) and `summary.json`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Arrays out as ROS messages (`stereo_outputs`: every output of one frame); no node, no I/O, nothing per pixel
-in Python. Messages in are `smd_ros.sensors`' job.
-"""
+in Python. Messages in are `smd_ros.sensors`' job."""
 
 from __future__ import annotations
 

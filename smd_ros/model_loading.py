@@ -29,10 +29,7 @@ def load(cfg: NodeConfig, log: Any) -> tuple[DensePredictor, int, str]:
     cv2.setNumThreads(threads)  # OpenCV (SGBM in the guided models) shares the same cores
     path, backend = resolve_model(cfg.checkpoint, cfg.backend, hint="set the `checkpoint` parameter to a file")
     t0 = time.monotonic()
-    if backend == "onnxruntime":
-        predictor, detail = _load_onnx(cfg, path, threads, log)
-    else:
-        predictor, detail = _load_torch(cfg, path, threads, log)
+    predictor, detail = (_load_onnx if backend == "onnxruntime" else _load_torch)(cfg, path, threads, log)
     mc = predictor.config
     log.info(f"model {path} loaded in {time.monotonic() - t0:.1f} s ({backend}): backbone {mc.backbone}, output "
              f"{mc.output}, max_disp {mc.max_disp}, device {predictor.device}{detail}")

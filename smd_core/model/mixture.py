@@ -1,8 +1,7 @@
 """Output representations of the SMD head (SMD-Nets Sec. 3.2-3.3): activations, mode selection, losses,
 uncertainty. As in the reference, disparities (`mu0`, `mu1`, `disparity`) are in pixels of the network input,
 Laplacian scales (`sigma0`, `sigma1`, `sigma`) in units of max_disp, clamped to [SIGMA_EPS, 1], and the
-weights are `pi0`, `pi1 = 1 - pi0`; every field is (B, N), one value per query point.
-"""
+weights are `pi0`, `pi1 = 1 - pi0`; every field is (B, N), one value per query point."""
 
 from __future__ import annotations
 

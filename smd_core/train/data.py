@@ -82,10 +82,8 @@ def collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
                                     for t in tensors])
         elif isinstance(values[0], (Tensor, np.ndarray)):
             out[key] = torch.stack([torch.as_tensor(v) for v in values])
-        elif isinstance(values[0], (int, float)):
-            out[key] = torch.tensor(values)
         else:
-            out[key] = values
+            out[key] = torch.tensor(values) if isinstance(values[0], (int, float)) else values
     return out
 
 

@@ -1,7 +1,6 @@
 """Backbone registry (modules imported on use). A backbone is an `nn.Module` `Cls(*, max_disp=..., **options)`
 with `feature_channels` (the SMD head's input width) and `forward(left, right)`: (B, 3, H, W) float BGR 0..255
--> feature maps (B, C_i, h_i, w_i) in the head's order; optional `size_multiple` (its input multiple).
-"""
+-> feature maps (B, C_i, h_i, w_i) in the head's order; optional `size_multiple` (its input multiple)."""
 
 from __future__ import annotations
 
