@@ -201,10 +201,7 @@ class OrtPredictor(DensePredictor):
         if not isinstance(model, OnnxModel):
             model = OnnxModel(model, device=device, threads=threads, spin=spin, fallback=fallback, hint=hint)
         super().__init__(chunk_points=chunk_points, pad_multiple=model.pad_multiple, uncertainty_kind=uncertainty_kind)
-        self.model = model
-        self.config = model.config
-        self.deployment = model.deployment
-        self.device = model.device
+        self.model, self.config, self.deployment, self.device = model, model.config, model.deployment, model.device
         fields = [o for o in model.query_outputs if not o.startswith("uncertainty_")]
         if f"uncertainty_{uncertainty_kind}" not in model.query_outputs:
             kinds = [o.removeprefix("uncertainty_") for o in model.query_outputs if o.startswith("uncertainty_")]

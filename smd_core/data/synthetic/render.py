@@ -177,9 +177,8 @@ def generator(seed: int | np.random.SeedSequence | tuple[int, ...] | list[int]) 
     """The scene's random generator: ints and int sequences (e.g. (base_seed, index)) via SeedSequence."""
     if isinstance(seed, np.random.SeedSequence):
         return np.random.default_rng(seed)
-    if isinstance(seed, (tuple, list)):
-        return np.random.default_rng(np.random.SeedSequence([int(s) for s in seed]))
-    return np.random.default_rng(np.random.SeedSequence(int(seed)))
+    entropy = [int(s) for s in seed] if isinstance(seed, (tuple, list)) else int(seed)
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 def render_scene(seed: int | tuple[int, ...] | list[int], *, height: int = 480, width: int = 640,
