@@ -139,8 +139,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, _where: str = "")
         data = upgrade(data, _where or cls.__name__)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
+    if unknown := sorted(set(data) - names):
         raise ValueError(f"{_where or cls.__name__}: unknown keys {unknown}; known keys are {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, f"{_where}.{k}" if _where else k) for k, v in data.items()}
     return cls(**kwargs)

@@ -39,8 +39,7 @@ class StereoCamera:
     def __post_init__(self) -> None:
         values = {"fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy, "baseline": self.baseline,
                   "doffs": self.doffs}
-        bad = {k: v for k, v in values.items() if not math.isfinite(float(v))}
-        if bad:
+        if bad := {k: v for k, v in values.items() if not math.isfinite(float(v))}:
             raise ValueError(f"camera parameters must be finite, got {bad}")
         if self.fx <= 0 or self.fy <= 0:
             raise ValueError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")

@@ -188,8 +188,7 @@ def parameter_descriptors() -> dict[str, Any]:
 
 def config_from_mapping(values: Mapping[str, Any]) -> NodeConfig:
     """NodeConfig from {name: value}; integers are accepted for float parameters; unknown names raise."""
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
+    if unknown := sorted(set(values) - set(FIELDS)):
         raise ValueError(f"unknown node parameters {unknown}; known: {sorted(FIELDS)}")
     return NodeConfig(**{name: float(value) if FIELDS[name].type == "float" and type(value) is int else value
                          for name, value in values.items()})

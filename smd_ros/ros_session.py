@@ -31,8 +31,7 @@ def profile_variables() -> tuple[str, ...]:
     no ROS_DISTRO); both where neither says (Kilted's rmw_fastrtps warns on every start that the old name is
     deprecated, so the exact one is set when it is known).
     """
-    distro = os.environ.get("ROS_DISTRO", "").strip().lower()
-    if distro:
+    if distro := os.environ.get("ROS_DISTRO", "").strip().lower():
         return (PROFILE_VARIABLES[1],) if distro in FAST_DDS_2_DISTROS else (PROFILE_VARIABLES[0],)
     from importlib import metadata
 

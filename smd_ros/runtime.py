@@ -24,8 +24,7 @@ def set_openmp_defaults(environ: MutableMapping[str, str] | None = None) -> str:
     """Write `WAIT_POLICY_ENV` into `environ` (default os.environ) unless the user set a wait policy; returns the
     start-up log's line saying what is in force and why."""
     env = os.environ if environ is None else environ
-    user = {k: env[k] for k in OPENMP_VARIABLES if k in env}
-    if user:
+    if user := {k: env[k] for k in OPENMP_VARIABLES if k in env}:
         return "OpenMP wait policy from the environment: " + ", ".join(f"{k}={v}" for k, v in user.items())
     if "torch" in sys.modules and environ is None:
         return ("OpenMP wait policy: libgomp's default (torch was loaded before smd_ros.stereo_node, too late to "

@@ -170,8 +170,7 @@ def stereo_images(left: Any, right: Any, *, image_bits: int = 0,
     if lim.shape[:2] != rim.shape[:2]:
         raise InputError("size_mismatch", f"{names[0]} is {lim.shape[1]}x{lim.shape[0]} but {names[1]} is "
                          f"{rim.shape[1]}x{rim.shape[0]}")
-    deep = [im for im in (lim, rim) if im.dtype == np.uint16]
-    if deep:
+    if deep := [im for im in (lim, rim) if im.dtype == np.uint16]:
         converted = iter(uint16_to_uint8(deep, image_bits))
         lim, rim = (next(converted) if im.dtype == np.uint16 else im for im in (lim, rim))
     return tuple(cv2.cvtColor(im, cv2.COLOR_GRAY2BGR) if im.ndim == 2 else np.ascontiguousarray(im)

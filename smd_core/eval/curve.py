@@ -58,8 +58,7 @@ def most_confident(disparity: np.ndarray, uncertainty: np.ndarray, fraction: flo
     keep = np.zeros(disparity.size, bool)
     if k:
         keep[idx[np.argsort(uncertainty.ravel()[idx], kind="stable")[:k]]] = True
-    keep = keep.reshape(disparity.shape)
-    return np.where(keep, disparity, np.nan).astype(np.float32)
+    return np.where(keep.reshape(disparity.shape), disparity, np.nan).astype(np.float32)
 
 
 def curve_counts(disparity: np.ndarray, uncertainty: np.ndarray, gt: np.ndarray, *, scored: np.ndarray,
@@ -111,13 +110,11 @@ def pool_breakdown(rows: Sequence[Mapping[str, int]]) -> dict[str, float]:
 def format_edges(report: Mapping[str, Any]) -> str:
     """Text of the report's density curve and breakdown (empty when it has neither)."""
     lines = []
-    curve = report.get("density_curve")
-    if curve:
+    if curve := report.get("density_curve"):
         lines.append("flying % / bad-2 % of the model's least uncertain pixels, by density:")
         lines += [f"  {d:5.1f} %: flying {f:5.2f}  bad-2 {b:5.2f}"
                   for d, f, b in zip(curve["density"], curve["flying"], curve["bad2"], strict=True)]
-    brk = report.get("flying_breakdown")
-    if brk:
+    if brk := report.get("flying_breakdown"):
         lines.append(f"flying points vs SGBM + fill: model {brk['n_model']}, SGBM + fill {brk['n_fill']}; of the "
                      f"model's: {brk['kept_pct']:.1f} % where SGBM + fill flies too, {brk['near_anchor_pct']:.1f} % "
                      f"within 1 px of it; SGBM + fill's repaired {brk['repaired_pct']:.1f} %, new ones "

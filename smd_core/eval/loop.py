@@ -81,14 +81,12 @@ def summarize(per_frame: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"frames": len(per_frame)}
     out["metrics"] = {k: _nanmean(f.get(k, math.nan) for f in per_frame) for k in M.METRIC_KEYS}
     out["pooled"] = M.pool(per_frame)
-    times = [f["time_s"] for f in per_frame if "time_s" in f]
-    if times:
+    if times := [f["time_s"] for f in per_frame if "time_s" in f]:
         mean = sum(times) / len(times)
         out["timing"] = {"mean_s": mean, "median_s": statistics.median(times), "min_s": min(times),
                          "fps": 1.0 / mean if mean > 0 else math.inf}
         for key in ("encode_s", "query_s"):
-            vals = [f[key] for f in per_frame if key in f]
-            if vals:
+            if vals := [f[key] for f in per_frame if key in f]:
                 out["timing"][key] = sum(vals) / len(vals)
     return out
 

@@ -106,8 +106,7 @@ def load_init_weights(model: SMDNet, path: str | Path, *, strict: bool = True, s
     path = Path(path)
     sd = state_dict_of(read_checkpoint(path), path)
     own = model.state_dict()
-    unknown = [p for p in skip if not any(k.startswith(p) for k in own)]
-    if unknown:
+    if unknown := [p for p in skip if not any(k.startswith(p) for k in own)]:
         raise ValueError(f"init_skip {unknown} names no parameter of the model (e.g. {sorted(own)[:3]})")
     prefixes = tuple(skip)
     fresh = {k: v for k, v in own.items() if prefixes and k.startswith(prefixes)}
@@ -142,8 +141,7 @@ def read_resume_state(resume: str | Path) -> tuple[Path, dict[str, Any]]:
     """(file, contents) of a resumable checkpoint; ValueError naming what a plain weights file lacks."""
     path = resolve_resume(resume)
     state = read_checkpoint(path)
-    missing = [k for k in RESUME_KEYS if k not in state]
-    if missing:
+    if missing := [k for k in RESUME_KEYS if k not in state]:
         raise ValueError(f"{path}: not a resumable training checkpoint (missing {missing}); "
                          "use --init to start from its weights instead")
     return path, state

@@ -116,8 +116,7 @@ class TrainConfig:
             raise ValueError(f"these settings must be positive (steps >= 0): {bad}")
         nonneg = {"num_workers": self.num_workers, "threads": self.threads, "val_every": self.val_every,
                   "val_samples": self.val_samples, "val_images": self.val_images, "seed": self.seed}
-        bad = {k: v for k, v in nonneg.items() if int(v) < 0}
-        if bad:
+        if bad := {k: v for k, v in nonneg.items() if int(v) < 0}:
             raise ValueError(f"these settings must be >= 0: {bad}")
         if not self.selection_weight >= 0:
             raise ValueError(f"selection_weight must be >= 0, got {self.selection_weight}")

@@ -131,8 +131,7 @@ def options_from(height: int, width: int, max_disparity: float,
     """(SceneOptions, photometric) of `render_scene`'s keyword options; ValueError naming unknown ones."""
     options = dict(options)
     photometric = bool(options.pop("photometric", True))
-    unknown = sorted(set(options) - set(SCENE_OPTION_NAMES))
-    if unknown:
+    if unknown := sorted(set(options) - set(SCENE_OPTION_NAMES)):
         raise ValueError(f"unknown options {unknown}; expected some of {SCENE_OPTION_NAMES} or photometric")
     return scene_options(height, width, max_disparity, **options), photometric
 
