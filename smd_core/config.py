@@ -141,8 +141,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, _where: str = "")
     names = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(data) - names):
         raise ValueError(f"{_where or cls.__name__}: unknown keys {unknown}; known keys are {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{_where}.{k}" if _where else k) for k, v in data.items()}
-    return cls(**kwargs)
+    return cls(**{k: _coerce(hints[k], v, f"{_where}.{k}" if _where else k) for k, v in data.items()})
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

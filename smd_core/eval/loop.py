@@ -55,8 +55,7 @@ def score_frame(pred: np.ndarray, gt: np.ndarray, *, max_disp: float | None = No
     above `max_disp` (ground-truth pixels) not scored."""
     gt = np.asarray(gt, dtype=np.float32)
     pred = M.resize_disparity(pred, gt.shape)
-    mask = M.valid_mask(gt, valid=valid, max_disp=max_disp)
-    return M.compute_metrics(pred, gt, valid=mask, **metric_options)
+    return M.compute_metrics(pred, gt, valid=M.valid_mask(gt, valid=valid, max_disp=max_disp), **metric_options)
 
 
 def _at_density_of(pred: DensePrediction, sparse: np.ndarray, gt: np.ndarray, *, max_gt: float,

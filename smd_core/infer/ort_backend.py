@@ -225,8 +225,7 @@ class OrtPredictor(DensePredictor):
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
         gx, gy = normalize_coords(xs, grid_size[1]), normalize_coords(ys, grid_size[0])
         values = self.model.query(features, gx, gy, self._outputs)
-        names = [*self._outputs[:-1], "uncertainty"]
-        return {name: value[0] for name, value in zip(names, values, strict=True)}
+        return {name: value[0] for name, value in zip([*self._outputs[:-1], "uncertainty"], values, strict=True)}
 
 
 def onnxruntime_version() -> str:

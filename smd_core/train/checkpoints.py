@@ -62,8 +62,7 @@ def list_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of the `step_XXXXXXXX.pth` files in `ckpt_dir`, oldest first."""
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return sorted(found)
+    return sorted((int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name)))
 
 
 def resolve_resume(path: str | Path) -> Path:

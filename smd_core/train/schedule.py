@@ -36,5 +36,4 @@ def build_optimizer(model: nn.Module,
     else:
         opt = torch.optim.Adam(params, lr=o.lr, betas=betas, eps=o.eps)
     # A closure over the config: the scheduler's state is just its step counter, so it resumes exactly.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, o, cfg.steps))
-    return opt, sched
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, o, cfg.steps))
