@@ -43,8 +43,7 @@ def _unreal_scan(root: Path, image_exts: Sequence[str]) -> list[_Row]:
     for scene in sorted(p for p in root.iterdir() if p.is_dir() and (p / "Image0").is_dir()):
         for left in sorted(f for f in (scene / "Image0").iterdir() if f.suffix.lower() in image_exts):
             right = _with_fallback(scene / "Image1" / left.name, image_exts)
-            disp_l = scene / "Disp0" / f"{left.stem}.npy"
-            disp_r = scene / "Disp1" / f"{left.stem}.npy"
+            disp_l, disp_r = (scene / folder / f"{left.stem}.npy" for folder in ("Disp0", "Disp1"))
             if not disp_l.is_file():
                 raise FileNotFoundError(f"UnrealStereo4K frame {left}: missing {disp_l}")
             out.append((left, right, disp_l, disp_r if disp_r.is_file() else None))
@@ -61,8 +60,7 @@ def _unreal_split(root: Path, split_file: Path, image_exts: Sequence[str]) -> li
             continue
         if len(cols) not in (3, 4):
             raise ValueError(f"{split_file}:{lineno}: expected 'Image0 Image1 Disp0 [Disp1]' paths, got {len(cols)}")
-        left = _with_fallback(root / cols[0], image_exts)
-        right = _with_fallback(root / cols[1], image_exts)
+        left, right = _with_fallback(root / cols[0], image_exts), _with_fallback(root / cols[1], image_exts)
         disps = [root / c for c in cols[2:]]
         for q in disps:
             if not q.is_file():

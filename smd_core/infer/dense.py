@@ -163,8 +163,7 @@ class DensePredictor:
         `input_scale`. The output grid is `output_size` = (H_out, W_out), or (H, W) * `scale`, or (H, W);
         any size works, not only integer factors of the input.
         """
-        left = as_bgr(left_bgr, "left image")
-        right = as_bgr(right_bgr, "right image")
+        left, right = as_bgr(left_bgr, "left image"), as_bgr(right_bgr, "right image")
         if left.shape != right.shape:
             raise ValueError(f"left and right images differ in size: {left.shape} vs {right.shape}")
         h, w = left.shape[:2]

@@ -87,8 +87,7 @@ def groupwise_correlation(left: Tensor, right: Tensor, num_disp: int, groups: in
     b, c, h, w = left.shape
     if c % groups:
         raise ValueError(f"feature channels {c} are not divisible by groups={groups}")
-    lg = left.view(b, groups, c // groups, h, w)
-    rg = right.view(b, groups, c // groups, h, w)
+    lg, rg = left.view(b, groups, c // groups, h, w), right.view(b, groups, c // groups, h, w)
     volume = left.new_zeros(b, groups, num_disp, h, w)
     for d in range(min(num_disp, w)):
         # A view of the volume, filled in place: no per-hypothesis tensors to concatenate afterwards.
