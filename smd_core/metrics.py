@@ -41,8 +41,7 @@ BAND_RADIUS = 3
 TOLERANCE_PX = 1.0
 METRIC_OPTIONS = {"edge_threshold": EDGE_THRESHOLD_PX, "see_radius": SEE_RADIUS, "band_radius": BAND_RADIUS,
                   "tolerance": TOLERANCE_PX}
-# A ground-truth jump larger than this (px) is a depth edge for the flying rate.
-FLYING_EDGE_PX = 2.0
+FLYING_EDGE_PX = 2.0  # a ground-truth jump larger than this (px) is a depth edge for the flying rate
 # The per-frame rates of `compute_metrics`, in report order.
 METRIC_KEYS = ("epe", "bad1", "bad2", "bad3", "see", "bleeding", "flying", "density")
 

@@ -10,8 +10,7 @@ from smd_core import metrics as M
 from smd_core.config import CHUNK_POINTS
 from smd_core.eval.baselines import BASELINES
 
-# The held-out synthetic scenes (`smd synth` training sets use other seeds).
-HELD_OUT_SEED = 9000
+HELD_OUT_SEED = 9000  # the held-out synthetic scenes (`smd synth` training sets use other seeds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,8 +24,7 @@ import numpy as np
 
 from smd_core import metrics as M
 
-# Densities (% of scored pixels) of the curve.
-DENSITIES = (100.0, 97.5, 95.0, 92.5, 90.0, 87.5, 85.0, 80.0, 75.0)
+DENSITIES = (100.0, 97.5, 95.0, 92.5, 90.0, 87.5, 85.0, 80.0, 75.0)  # densities (% of scored pixels) of the curve
 BREAKDOWN_KEYS = ("model", "fill", "kept", "introduced", "repaired", "near_anchor")
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import math
 
-# The reference clamps Laplacian scales to [1e-2, 1] (1e-3 is its Gaussian value).
-SIGMA_EPS = 1e-2
+SIGMA_EPS = 1e-2  # the reference clamps Laplacian scales to [1e-2, 1] (1e-3 is its Gaussian value)
 
 
 def uncertainty_floor(max_disp: float) -> float:

@@ -31,8 +31,7 @@ from smd_core.data.io import resize_image
 PIXEL_UNCERTAINTIES = ("edge", "peak", "sigma", "std")
 MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
 
-# Rows the head computes at once on the CPU: its widest activations (rows x 1024) stay cache-sized.
-QUERY_BLOCK = 16384
+QUERY_BLOCK = 16384  # rows the head computes at once on the CPU: its widest activations (rows x 1024) stay cache-sized
 
 A = TypeVar("A")  # np.ndarray or torch.Tensor
 # The most float32 maps of one output grid a prediction holds (disparity, uncertainty, mu0/1, sigma0/1, pi0/1).

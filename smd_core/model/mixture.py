@@ -14,8 +14,7 @@ from torch import Tensor
 from smd_core.config import OUTPUT_CHANNELS
 from smd_core.infer.confidence import SIGMA_EPS
 
-# Weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only).
-COARSE_WEIGHT = 1.0
+COARSE_WEIGHT = 1.0  # weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only)
 UNCERTAINTY_KINDS = ("edge", "peak", "sigma", "std", "entropy")
 # The "edge" uncertainty: where the backbone's local foreground and background surfaces (anchors 2 and 3) differ
 # by more than EDGE_JUMP_PX, a disparity that lies off both is between two surfaces (a flying point in the
@@ -23,8 +22,7 @@ UNCERTAINTY_KINDS = ("edge", "peak", "sigma", "std", "entropy")
 # "peak". Chosen on the held-out synthetic set (flying and bad-2 at equal density).
 EDGE_JUMP_PX = 2.0
 EDGE_GAP_WEIGHT = 2.0
-# Residual backbones: one unit of raw head output moves a mode by this fraction of max_disp.
-RESIDUAL_SCALE = 1.0 / 16.0
+RESIDUAL_SCALE = 1.0 / 16.0  # residual backbones: one unit of raw head output moves a mode by this fraction of max_disp
 # Selection loss (px): "closer" ignores points where the modes' errors differ by less than this; "right"
 # counts a mode within this of the label as right and uses only points where exactly one mode is.
 SELECTION_MARGIN_PX = 1.0

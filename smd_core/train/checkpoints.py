@@ -16,8 +16,7 @@ from torch import Tensor
 from smd_core.model.network import SMDNet, load_state_dict_checked, read_checkpoint, state_dict_of
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)\.pth$")
-# Entries `train` writes and `--resume` needs.
-RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "step", "rng")
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "step", "rng")  # entries `train` writes and `--resume` needs
 
 
 def get_rng_state(device: torch.device) -> dict[str, Any]:

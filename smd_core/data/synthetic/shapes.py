@@ -16,10 +16,8 @@ import numpy as np
 # show the background through holes, where matchers produce flying pixels.
 SHAPE_WEIGHTS = {"ellipse": 2.0, "box": 2.0, "polygon": 2.0, "ring": 1.2, "wheel": 0.8, "fence": 1.2, "perforated": 0.6}
 SHAPE_KINDS = tuple(SHAPE_WEIGHTS)
-# Thin structures (a few pixels wide at 480 px height).
-THIN_WEIGHTS = {"pole": 0.6, "wire": 0.4}
-# Shapes too thin for a photo crop to read as texture.
-THIN_SHAPES = ("pole", "wire", "wheel", "fence")
+THIN_WEIGHTS = {"pole": 0.6, "wire": 0.4}  # thin structures (a few pixels wide at 480 px height)
+THIN_SHAPES = ("pole", "wire", "wheel", "fence")  # shapes too thin for a photo crop to read as texture
 
 
 class Shape:

@@ -20,8 +20,7 @@ TEXTURE_WEIGHTS = {"image": 3.0, "pink": 2.0, "wood": 1.2, "fabric": 1.0, "noise
 _SKIMAGE_TEXTURES = ("astronaut", "brick", "camera", "coffee", "grass", "gravel", "rocket", "chelsea", "coins", "moon",
                      "page", "text", "clock", "hubble_deep_field", "immunohistochemistry", "cell")
 _texture_cache: dict[str, np.ndarray] = {}
-# Gaussian sigma (texture pixels) applied to every texture.
-_TEXTURE_BLUR = 0.7
+_TEXTURE_BLUR = 0.7  # Gaussian sigma (texture pixels) applied to every texture
 
 
 def _skimage_texture(name: str) -> np.ndarray:

@@ -35,10 +35,8 @@ from torch import Tensor, nn
 
 from smd_core.model.backbones import check_pair
 
-# Inputs must be multiples of this: the aggregation U-Net goes down to 1/16 resolution.
-SIZE_MULTIPLE = 16
-# Resolution of the cost volume relative to the input, and hence the spacing of its hypotheses in px.
-COST_STRIDE = 4
+SIZE_MULTIPLE = 16  # inputs must be multiples of this: the aggregation U-Net goes down to 1/16 resolution
+COST_STRIDE = 4  # resolution of the cost volume relative to the input, and hence the spacing of its hypotheses in px
 # Per-channel BGR mean / std of natural images on the 0..255 scale (ImageNet statistics, BGR order):
 # the network sees roughly zero-mean, unit-variance inputs without any preprocessing by the caller.
 _BGR_MEAN = (103.53, 116.28, 123.675)
