@@ -23,8 +23,7 @@ import numpy as np
 class AugmentConfig:
     """Augmentation switches and ranges (defaults: SMD-Nets lib/options.py); `DataConfig.augment` in YAML."""
 
-    # False: unaugmented samples, whatever the other settings.
-    enabled: bool = True
+    enabled: bool = True  # False: unaugmented samples, whatever the other settings
     color: bool = True
     color_prob: float = 0.5
     gamma: tuple[float, float] = (0.8, 1.1)

@@ -163,8 +163,7 @@ def read_pfm(path: PathLike) -> np.ndarray:
     dtype = np.dtype("<f4" if scale < 0 else ">f4")
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos).astype(np.float32)
     shape = (height, width, 3) if channels == 3 else (height, width)
-    # Rows are stored bottom-up.
-    return np.ascontiguousarray(np.flipud(arr.reshape(shape)))
+    return np.ascontiguousarray(np.flipud(arr.reshape(shape)))  # rows are stored bottom-up
 
 
 def write_pfm(path: PathLike, array: np.ndarray, *, scale: float = 1.0, little_endian: bool = True) -> None:
@@ -202,8 +201,7 @@ def write_kitti_disparity(path: PathLike, disp: np.ndarray) -> None:
     if d.ndim != 2:
         raise ValueError(f"disparity must be (H, W), got {d.shape}")
     q = np.clip(np.round(d * 256.0), 0, 65535).astype(np.uint16)
-    # A tiny positive disparity must not turn into the invalid marker.
-    q[(d > 0) & (q == 0)] = 1
+    q[(d > 0) & (q == 0)] = 1  # a tiny positive disparity must not turn into the invalid marker
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.suffix.lower() != ".png":

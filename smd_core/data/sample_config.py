@@ -15,17 +15,13 @@ class SampleConfig:
     crop_size: tuple[int, int] = (256, 512)
     # GT resolution / network-input resolution (SMD-Nets trains on UnrealStereo4K with 4: 4K GT, 960 px input).
     aspect_ratio: float = 1.0
-    # Query points per crop (SMD-Nets: 50000).
-    num_points: int = 10000
-    # "random" (uniform over valid pixels) or "dda" (half of the points on depth edges).
-    strategy: str = "dda"
+    num_points: int = 10000  # query points per crop (SMD-Nets: 50000)
+    strategy: str = "dda"  # "random" (uniform over valid pixels) or "dda" (half of the points on depth edges)
     # DDA: depth edges are disparity jumps > edge_threshold (network px), dilated by a dilation x dilation square.
     edge_threshold: float = 1.0
     dilation: int = 10
-    # Training samples also carry the dense label grid "disp" (crop_h, crop_w).
-    dense_labels: bool = False
-    # Crops without a single valid pixel are redrawn up to this many times.
-    crop_tries: int = 10
+    dense_labels: bool = False  # training samples also carry the dense label grid "disp" (crop_h, crop_w)
+    crop_tries: int = 10  # crops without a single valid pixel are redrawn up to this many times
 
     def __post_init__(self) -> None:
         crop = tuple(int(v) for v in self.crop_size)

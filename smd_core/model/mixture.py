@@ -171,8 +171,7 @@ def loss(pred: Prediction, target: Tensor, *, output: str, max_disp: float, sele
     y = target / max_disp
     valid = (y > 0) & (y <= 1)
     if not bool(valid.any()):
-        # Keep the graph connected so DDP and AMP scalers see every parameter.
-        return pred.disparity.sum() * 0.0
+        return pred.disparity.sum() * 0.0  # keep the graph connected so DDP and AMP scalers see every parameter
     if output == "bimodal":
         scaled = dataclasses.replace(pred, mu0=pred.mu0 / max_disp, mu1=pred.mu1 / max_disp)
         per_point = bimodal_nll(scaled, y)

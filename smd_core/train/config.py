@@ -27,18 +27,13 @@ class OptimConfig:
     lr: float = 1e-4
     betas: tuple[float, ...] = (0.9, 0.999)
     eps: float = 1e-8
-    # Decoupled (AdamW-style) when > 0; SMD-Nets used none.
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # decoupled (AdamW-style) when > 0; SMD-Nets used none
     schedule: str = "multistep"
-    # multistep: lr *= gamma at each of these steps.
-    milestones: tuple[int, ...] = ()
+    milestones: tuple[int, ...] = ()  # multistep: lr *= gamma at each of these steps
     gamma: float = 0.1
-    # cosine: decays from lr to min_lr over the steps after warm-up.
-    min_lr: float = 0.0
-    # Linear warm-up from 0 over this many steps (any schedule).
-    warmup_steps: int = 0
-    # Clip the global gradient norm to this value; 0 disables clipping.
-    grad_clip: float = 0.0
+    min_lr: float = 0.0  # cosine: decays from lr to min_lr over the steps after warm-up
+    warmup_steps: int = 0  # linear warm-up from 0 over this many steps (any schedule)
+    grad_clip: float = 0.0  # clip the global gradient norm to this value; 0 disables clipping
 
     def __post_init__(self) -> None:
         self.schedule = str(self.schedule).lower()
@@ -63,8 +58,7 @@ class TrainConfig:
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    # Validation set (deterministic samples); None disables validation.
-    val_data: DataConfig | None = None
+    val_data: DataConfig | None = None  # validation set (deterministic samples); None disables validation
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     steps: int = 1000
     # Bimodal heads: weight of `mixture.selection_loss` (trains the highest-density rule to pick the better
@@ -72,38 +66,29 @@ class TrainConfig:
     selection_weight: float = 0.0
     # Which mode the selection loss teaches the rule to pick: "closer" or "right" (`mixture.selection_loss`).
     selection_target: str = "closer"
-    # Per process: the global batch is batch_size * world_size.
-    batch_size: int = 4
+    batch_size: int = 4  # per process: the global batch is batch_size * world_size
     num_workers: int = 2
     # torch intra-op threads of each training process (0: torch's default); on a small shared CPU 1 thread plus
     # the DataLoader workers avoids oversubscribing the cores.
     threads: int = 0
-    # Mixed precision; CUDA only (ignored with a warning on the CPU).
-    amp: bool = False
+    amp: bool = False  # mixed precision; CUDA only (ignored with a warning on the CPU)
     amp_dtype: str = "float16"
-    # "auto" (CUDA when available), "cpu", "cuda", "cuda:1" (`smd_core.resolve.resolve_device`).
-    device: str = "auto"
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1" (`smd_core.resolve.resolve_device`)
     log_dir: str = "runs/smd"
-    # Default: <log_dir>/checkpoints.
-    ckpt_dir: str = ""
+    ckpt_dir: str = ""  # default: <log_dir>/checkpoints
     ckpt_every: int = 1000
     keep_last: int = 3
-    # Validation every this many steps (0: never) on at most val_samples samples.
-    val_every: int = 0
+    val_every: int = 0  # validation every this many steps (0: never) on at most val_samples samples
     val_samples: int = 8
-    # Dense images of this many validation samples go to TensorBoard.
-    val_images: int = 2
+    val_images: int = 2  # dense images of this many validation samples go to TensorBoard
     log_every: int = 20
     seed: int = 0
-    # Weights to start from: a published SMD-Nets checkpoint or one of ours.
-    init: str = ""
-    # False: load the matching tensors of `init` and report the rest (e.g. a new output head).
-    init_strict: bool = True
+    init: str = ""  # weights to start from: a published SMD-Nets checkpoint or one of ours
+    init_strict: bool = True  # False: load the matching tensors of `init` and report the rest (e.g. a new output head)
     # Parameter-name prefixes not copied from `init` (they keep their fresh initialisation), e.g. a head's
     # last layer ("mlp.conv2") when its outputs change meaning.
     init_skip: tuple[str, ...] = ()
-    # DDP option for backbones with parameters that do not reach the loss.
-    find_unused_parameters: bool = False
+    find_unused_parameters: bool = False  # DDP option for backbones with parameters that do not reach the loss
     # torch.use_deterministic_algorithms (needed for bit-exact resume on CUDA, not on the CPU).
     deterministic: bool = False
     progress: bool = True

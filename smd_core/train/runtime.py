@@ -19,8 +19,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    # True when setup_runtime started the process group (and so train() ends it).
-    owns_group: bool = False
+    owns_group: bool = False  # True when setup_runtime started the process group (and so train() ends it)
 
     @property
     def is_main(self) -> bool:

@@ -29,8 +29,7 @@ class Layer:
     disp: float
     slope: tuple[float, float]
     texture: np.ndarray
-    # Left-frame point (x, y) -> texture pixel: tex_affine @ (x - origin_x, y - origin_y, 1).
-    tex_affine: np.ndarray
+    tex_affine: np.ndarray  # left-frame point (x, y) -> texture pixel: tex_affine @ (x - origin_x, y - origin_y, 1)
     origin: tuple[float, float]
     shading: tuple[float, float]
     # Motion (sequences): translation velocity (px / frame) and a bounded disparity oscillation.

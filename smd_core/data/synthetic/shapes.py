@@ -36,8 +36,7 @@ class Ellipse(Shape):
     rx: float
     ry: float
     theta: float
-    # > 0: a ring whose hole is the same ellipse scaled by `hole`.
-    hole: float = 0.0
+    hole: float = 0.0  # > 0: a ring whose hole is the same ellipse scaled by `hole`
 
     def bounds(self) -> tuple[float, float, float, float]:
         c, s = math.cos(self.theta), math.sin(self.theta)
