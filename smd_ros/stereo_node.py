@@ -95,9 +95,8 @@ class StereoNode(Node):
         self._guard_logged: tuple[int, int] | None = None
         self.predictor, self.model_max_disp = self._load_model()
 
-        # sensor_data_qos:=false means ROS's default profile (reliable, keep last 10), the one most publishers use.
-        # Not the RMW's "system default": for a Fast DDS reader that is best effort, which would make the switch
-        # a no-op.
+        # sensor_data_qos:=false means ROS's default profile (reliable, keep last 10), the one most publishers use. Not
+        # the RMW's "system default": for a Fast DDS reader that is best effort, which would make the switch a no-op.
         sub_qos = qos.qos_profile_sensor_data if self.config.sensor_data_qos else qos.qos_profile_default
         self._pub_qos = output_qos(self.config.output_best_effort)
         self.pub_disparity = self.create_publisher(DisparityImage, "disparity", self._pub_qos)
