@@ -29,6 +29,7 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy import qos
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
@@ -41,6 +42,8 @@ from smd_ros.ros_libs import message_filters
 from smd_ros.ros_session import ros_session
 from smd_ros.sensors import InputError, stamp_ns
 from smd_ros.topics import inputs
+
+RCLError = rclpy_implementation.RCLError
 
 try:
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -347,6 +350,11 @@ def main(args: list[str] | None = None) -> int:
                 return 1
             try:
                 rclpy.spin(node)
+            except RCLError:
+                # Jazzy's executor can build its wait set just after Ctrl-C's handler shut the context down;
+                # that is a shutdown, not a failure.
+                if rclpy.ok():
+                    raise
             finally:
                 node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):

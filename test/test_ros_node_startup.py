@@ -162,3 +162,25 @@ def test_gpu_provider_requested_but_absent_falls_back_to_the_cpu(capfd):
     log = capfd.readouterr().err
     assert "has no CUDAExecutionProvider" in log and "running on the CPU" in log
     assert "guided_bimodal.onnx" in log and "ready: device cpu (CPUExecutionProvider)" in log
+
+
+@pytest.mark.parametrize("context_down", [True, False])
+def test_spin_error_is_a_shutdown_only_after_the_context_went_down(monkeypatch, context_down):
+    """Ctrl-C's handler can shut the context down while spin builds its wait set (seen on Jazzy): exit status 0.
+    The same error with the context still up is a real failure and propagates."""
+    import rclpy
+
+    from smd_ros import stereo_node
+
+    def spin(node, *args, **kwargs):
+        if context_down:
+            rclpy.try_shutdown()
+        raise stereo_node.RCLError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(rclpy, "spin", spin)
+    argv = node_command({"threads": 1, "checkpoint": str(NODE_CHECKPOINT)})[2:]
+    if context_down:
+        assert stereo_node.main(argv) == 0
+    else:
+        with pytest.raises(stereo_node.RCLError):
+            stereo_node.main(argv)
