@@ -169,12 +169,13 @@ def test_spin_error_is_a_shutdown_only_after_the_context_went_down(monkeypatch, 
     """Ctrl-C's handler can shut the context down while spin builds its wait set (seen on Jazzy): exit status 0.
     The same error with the context still up is a real failure and propagates."""
     import rclpy
+    from rclpy.utilities import try_shutdown
 
     from smd_ros import stereo_node
 
     def spin(node, *args, **kwargs):
         if context_down:
-            rclpy.try_shutdown()
+            try_shutdown()
         raise stereo_node.RCLError("failed to initialize wait set: the given context is not valid")
 
     monkeypatch.setattr(rclpy, "spin", spin)
