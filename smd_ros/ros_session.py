@@ -1,8 +1,8 @@
 """The one place where rclpy's start-up and shut-down differ between the ROS 2 distributions smd_ros runs on.
 
 - Kilted's `rclpy.init()` returns a context manager and Jazzy's returns None, so using it in a `with` statement
-  fails on Jazzy. `ros_session` uses only what both have (`rclpy.utilities.try_shutdown`), so the node, the demo, the tests and the benchmarks
-  start and stop rclpy the same way on both.
+  fails on Jazzy. `ros_session` uses only what both have (`rclpy.utilities.try_shutdown`), so the node, the
+  demo, the tests and the benchmarks start and stop rclpy the same way on both.
 - Fast DDS 2.x (Jazzy) reads its default XML profile from `FASTRTPS_DEFAULT_PROFILES_FILE` only, Fast DDS 3.x
   (Kilted) from `FASTDDS_DEFAULT_PROFILES_FILE` only (checked in both libraries' strings). Setting one of them
   leaves the other distribution silently on Fast DDS's defaults: `dds_profile_env` sets the right one.
