@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from smd_core.config import BACKBONE_NAMES, OUTPUT_NAMES
+from smd_core.config import BACKBONE_NAMES, CHUNK_POINTS, OUTPUT_NAMES
 from smd_core.infer.backend import BACKENDS
 from smd_core.infer.ort_backend import ORT_DEVICE_PATTERN
 from smd_core.resolve import DEVICE_PATTERN
@@ -73,7 +73,7 @@ class NodeConfig:
                             "SMD-Nets keeps the aspect ratio).", LIVE, lo=0.1, hi=2.0)
     output_scale: float = _p(1.0, "Output grid size relative to the input images (any float >= 1: super-resolved "
                              "disparity, uncertainty, depth and cloud).", LIVE, lo=1.0, hi=8.0)
-    chunk_points: int = _p(200_000, "Output pixels queried per network call; bounds memory whatever the output "
+    chunk_points: int = _p(CHUNK_POINTS, "Output pixels queried per network call; bounds memory whatever the output "
                            "size.", LIVE, lo=1_000, hi=50_000_000)
     image_bits: int = _p(0, "Significant bits of 16-bit camera images (mono16, 16-bit PNG): 9..16 shifts them to 8 "
                          "bits by image_bits - 8 (12 for a 12-bit sensor); 0: auto, the smallest shift that fits the "
