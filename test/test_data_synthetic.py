@@ -273,6 +273,14 @@ def test_write_dataset_and_cli(tmp_path) -> None:
     assert not (tmp_path / "cli" / "preview.png").exists()
     d = np.load(tmp_path / "cli" / "disp_left" / "000001.npy")
     assert d.shape == (32, 48) and d.max() <= 8.0 + 1e-4
+    # --objects / --thin fix the layer counts: with none, only the wall (and a ground plane) are left.
+    args = parser.parse_args(["--out", str(tmp_path / "bare"), "--num", "1", "--height", "32", "--width", "48",
+                              "--seed", "3", "--max-disparity", "8", "--objects", "0", "--thin", "0", "--preview", "0"])
+    assert synth_cli.run(args) == 0
+    bare = np.load(tmp_path / "bare" / "disp_left" / "000000.npy")
+    assert np.array_equal(bare, render_scene((3, 0), height=32, width=48, max_disparity=8, num_objects=0,
+                                             num_thin=0).disp_left)
+    assert not np.array_equal(bare, render_scene((3, 0), height=32, width=48, max_disparity=8).disp_left)
 
 
 @pytest.mark.parametrize("kind", ["ring", "wheel", "fence", "perforated"])
