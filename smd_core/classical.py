@@ -217,18 +217,21 @@ def normalised(gray: np.ndarray) -> np.ndarray:
     return np.clip((gray - mean) / (np.sqrt(var) + 0.02), -3.0, 3.0)
 
 
-def matching_costs(nl: np.ndarray, nr: np.ndarray, anchor: np.ndarray, offsets: int) -> np.ndarray:
+def matching_costs(nl: np.ndarray, nr: np.ndarray, anchor: np.ndarray, offsets: int,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """Matching cost of `anchor` + d for d in -offsets..offsets px: (2 offsets + 1, H, W) float32.
 
     nl, nr: (H, W) `normalised` left and right gray; anchor (H, W) px. Cost: mean over a 3x3 window of
     |nl - nr at x - anchor - d| (bilinear, border replicated), about 0..3. A window this small keeps
     evidence for either side of a depth edge where SGBM's block blends them, so the network can move a
-    smeared anchor by a few pixels on the images' own evidence.
+    smeared anchor by a few pixels on the images' own evidence. Written into `out` when given.
     """
     xs = np.arange(anchor.shape[1], dtype=np.float32)[None, :] - anchor
-    out = np.empty((2 * offsets + 1, *anchor.shape), np.float32)
+    out = np.empty((2 * offsets + 1, *anchor.shape), np.float32) if out is None else out
+    diff = np.empty_like(nl)
     for i, d in enumerate(range(-offsets, offsets + 1)):
-        out[i] = cv2.blur(np.abs(nl - _sample_rows(nr, xs - np.float32(d))), (_COST_WINDOW, _COST_WINDOW))
+        np.subtract(nl, _sample_rows(nr, xs - np.float32(d)), out=diff)
+        cv2.blur(np.abs(diff, out=diff), (_COST_WINDOW, _COST_WINDOW), dst=out[i])
     return out
 
 
@@ -249,26 +252,37 @@ def guide_channels(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_
     alternative (the wide window's candidate farther from it).
     """
     d = sgbm_disparity(left, right, config, max_disp)
-    valid = np.isfinite(d).astype(np.float32)
-    filled = fill_background(d)
-    disparities = [filled]
-    for window in CANDIDATE_WINDOWS:
+    # Every channel is written into its slice of one array: no concatenation copy of the whole stack.
+    n = GUIDE_DISPARITIES
+    out = np.empty((guide_channel_count(cost_offsets), *d.shape), np.float32)
+    disparities = out[:n]
+    disparities[0] = fill_background(d)
+    filled = disparities[0]
+    for i, window in enumerate(CANDIDATE_WINDOWS):
         kernel = np.ones(window, np.uint8)
         # Outside the image the window is ignored (OpenCV's default morphology border), like a -inf padding.
-        disparities += [cv2.dilate(filled, kernel), cv2.erode(filled, kernel)]
+        cv2.dilate(filled, kernel, dst=disparities[1 + 2 * i])
+        cv2.erode(filled, kernel, dst=disparities[2 + 2 * i])
+    np.isfinite(d, out=out[n])
     gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
     gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
-    channels = [*disparities, valid, *(photometric_error(gl, gr, disp) for disp in disparities)]
+    for i in range(n):
+        photometric_error(gl, gr, disparities[i], out=out[n + 1 + i])
     if cost_offsets:
         alt = alternative_candidate(filled, disparities[-2], disparities[-1])
         nl, nr = normalised(gl), normalised(gr)
-        channels += [matching_costs(nl, nr, anchor, cost_offsets) for anchor in (filled, alt)]
-    return np.concatenate([c if c.ndim == 3 else c[None] for c in channels])
+        k = 2 * cost_offsets + 1
+        for j, anchor in enumerate((filled, alt)):
+            matching_costs(nl, nr, anchor, cost_offsets, out=out[2 * n + 1 + j * k : 2 * n + 1 + (j + 1) * k])
+    return out
 
 
-def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
-    """|left - right sampled at x - disparity|; all (H, W) float32."""
-    return np.abs(left - _sample_rows(right, np.arange(disparity.shape[1], dtype=np.float32)[None, :] - disparity))
+def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """|left - right sampled at x - disparity|; all (H, W) float32 (written into `out` when given)."""
+    out = np.subtract(left, _sample_rows(right, np.arange(disparity.shape[1], dtype=np.float32)[None, :] - disparity),
+                      out=out)
+    return np.abs(out, out=out)
 
 
 def _sample_rows(image: np.ndarray, xs: np.ndarray) -> np.ndarray:

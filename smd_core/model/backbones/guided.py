@@ -44,8 +44,9 @@ def sgbm_guide(left: Tensor, right: Tensor, config: SGBMConfig, max_disp: int, c
     def to_u8(t: Tensor) -> np.ndarray:
         return t.detach().clamp(0, 255).to("cpu", torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
-    out = np.stack([guide_channels(to_u8(lb), to_u8(rb), config, max_disp, cost_offsets)
-                    for lb, rb in zip(left, right, strict=True)])
+    frames = [guide_channels(to_u8(lb), to_u8(rb), config, max_disp, cost_offsets)
+              for lb, rb in zip(left, right, strict=True)]
+    out = frames[0][None] if len(frames) == 1 else np.stack(frames)  # one frame (inference): no copy
     return torch.from_numpy(out).to(device=left.device, dtype=left.dtype)
 
 
