@@ -14,7 +14,14 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOf
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from smd_core.geometry import StereoCamera, disparity_bounds, disparity_to_depth, disparity_to_xyz, validity_mask
+from smd_core.geometry import (
+    StereoCamera,
+    disparity_bounds,
+    disparity_to_depth,
+    disparity_to_xyz,
+    remove_speckles,
+    validity_mask,
+)
 from smd_ros.sensors import ENCODINGS, EncodingError
 
 CLOUD_FIELDS_XYZ = [PointField(name=axis, offset=4 * i, datatype=PointField.FLOAT32, count=1)
@@ -143,16 +150,18 @@ class StereoOutputs:
 
 def stereo_outputs(header: Header, disparity: np.ndarray, uncertainty: np.ndarray, camera: StereoCamera, *,
                    max_disparity: float, left_bgr: np.ndarray | None = None, left_info: CameraInfo | None = None,
-                   max_uncertainty: float = 0.0, mask_disparity_by_uncertainty: bool = False, min_depth: float = 0.0,
-                   max_depth: float = math.inf, organized: bool = True, publish_depth: bool = False) -> StereoOutputs:
+                   max_uncertainty: float = 0.0, speckle_size: int = 0, speckle_range: float = 0.0,
+                   mask_disparity_by_uncertainty: bool = False, min_depth: float = 0.0, max_depth: float = math.inf,
+                   organized: bool = True, publish_depth: bool = False) -> StereoOutputs:
     """Every output message of one frame from the dense maps on `camera`'s grid.
 
     disparity, uncertainty: float32 (H, W) in output-grid px (the selected mode and its standard deviation).
     left_bgr: the left image (any size; resized to the grid) to colour the cloud, or None for x, y, z only.
     left_info: the input left CameraInfo; given, a CameraInfo for the grid is included (for outputs whose size
     differs from the input). Validity: finite disparity in front of the camera, inside the depth range; the
-    cloud and depth also drop pixels above `max_uncertainty` (> 0), the disparity only with
-    `mask_disparity_by_uncertainty`.
+    cloud and depth also drop pixels above `max_uncertainty` (> 0), then the speckles left among them
+    (`geometry.remove_speckles`: regions of at most `speckle_size` pixels, `speckle_range` px), the disparity
+    only with `mask_disparity_by_uncertainty`.
     """
     geometric = validity_mask(disparity, camera, min_depth=min_depth, max_depth=max_depth)
     if max_uncertainty > 0:
@@ -160,6 +169,7 @@ def stereo_outputs(header: Header, disparity: np.ndarray, uncertainty: np.ndarra
             confident = geometric & np.isfinite(uncertainty) & (uncertainty <= max_uncertainty)
     else:
         confident = geometric
+    confident = remove_speckles(disparity, confident, max_size=speckle_size, max_diff=speckle_range)
     disp_valid = confident if mask_disparity_by_uncertainty else geometric
     h, w = disparity.shape
     colors = left_bgr

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from smd_core.config import BACKBONE_NAMES, CHUNK_POINTS, OUTPUT_NAMES
+from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE
 from smd_core.infer.backend import BACKENDS
 from smd_core.infer.ort_backend import ORT_DEVICE_PATTERN
 from smd_core.resolve import DEVICE_PATTERN
@@ -86,8 +87,14 @@ class NodeConfig:
     max_uncertainty: float = _p(-1.0, "Pixels whose uncertainty (output px, see uncertainty_kind) exceeds this are "
                                 "left out of the cloud (and the depth). -1: auto, the threshold stored in the "
                                 "checkpoint, times the output scale; 0: keep every point.", LIVE, lo=-1.0, hi=1000.0)
-    mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty invalid in the "
-                                             "published disparity.", LIVE)
+    speckle_size: int = _p(SPECKLE_SIZE, "Then drop the speckles among the cloud's points: connected regions of "
+                           "at most this many output pixels whose disparity differs from all around them by more "
+                           "than speckle_range (stereo_image_proc's filter, its default size); 0: off.", LIVE,
+                           lo=0, hi=1_000_000)
+    speckle_range: float = _p(SPECKLE_RANGE_PX, "Largest disparity step (output px) between neighbours of one "
+                              "speckle region.", LIVE, lo=0.0, hi=100.0)
+    mask_disparity_by_uncertainty: bool = _p(False, "Also mark pixels above max_uncertainty (and the speckles) "
+                                             "invalid in the published disparity.", LIVE)
     min_depth: float = _p(0.0, "Nearest valid depth in metres (0: no limit).", LIVE, lo=0.0, hi=10_000.0)
     max_depth: float = _p(0.0, "Farthest valid depth in metres (0: no limit).", LIVE, lo=0.0, hi=10_000.0)
     # Outputs: live.

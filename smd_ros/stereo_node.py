@@ -306,7 +306,8 @@ class StereoNode(Node):
         out = messages.stereo_outputs(
             header, pred.disparity, pred.uncertainty, camera, max_disparity=self.model_max_disp * pred.disparity_scale,
             left_bgr=left if cfg.use_color else None, left_info=frame.left_info if resized else None,
-            max_uncertainty=max_uncertainty, mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
+            max_uncertainty=max_uncertainty, speckle_size=cfg.speckle_size, speckle_range=cfg.speckle_range,
+            mask_disparity_by_uncertainty=cfg.mask_disparity_by_uncertainty,
             min_depth=cfg.depth_range[0], max_depth=cfg.depth_range[1], organized=cfg.organized_cloud,
             publish_depth=cfg.publish_depth)
         self.pub_disparity.publish(out.disparity)

@@ -14,6 +14,7 @@ from smd_core import ModelConfig, Predictor, build_model, save_checkpoint
 from smd_core.eval.data import load_frames, parse_data_spec
 from smd_core.eval.loop import evaluate, score_frame, summarize
 from smd_core.eval.report import format_summary
+from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE, remove_speckles
 from smd_core.infer.dense import DensePrediction
 
 TINY = ModelConfig(backbone="light", output="bimodal", max_disp=32, head_widths=(8,),
@@ -369,12 +370,19 @@ def test_max_uncertainty_row_keeps_what_the_node_keeps(tiny_model) -> None:
     assert "summary_below_max_uncertainty" not in dense
     pred = Predictor(tiny_model).predict(frames[0]["left"], frames[0]["right"])
     threshold = float(np.median(pred.uncertainty))
+    # The node's cloud: below the threshold, less its speckles (default speckle_size / speckle_range).
     report = evaluate(tiny_model, frames, progress=False, images=0, max_uncertainty=threshold)
     row = report["per_frame"][0]["below_max_uncertainty"]
-    want = score_frame(np.where(pred.uncertainty <= threshold, pred.disparity, np.nan), frames[0]["disp_left"],
-                       max_disp=report["max_disp_px"])
+    below = pred.uncertainty <= threshold
+    kept = remove_speckles(pred.disparity, below)
+    assert kept.sum() < below.sum()  # this model's cloud has speckles to drop
+    want = score_frame(np.where(kept, pred.disparity, np.nan), frames[0]["disp_left"], max_disp=report["max_disp_px"])
     assert row["density"] == pytest.approx(want["density"]) and 0 < row["density"] < 100
     assert row["epe"] == pytest.approx(want["epe"])
+    assert report["speckles"] == {"size": SPECKLE_SIZE, "range": SPECKLE_RANGE_PX}
+    plain = evaluate(tiny_model, frames, progress=False, images=0, max_uncertainty=threshold, speckle_size=0)
+    want = score_frame(np.where(below, pred.disparity, np.nan), frames[0]["disp_left"], max_disp=report["max_disp_px"])
+    assert plain["per_frame"][0]["below_max_uncertainty"]["density"] == pytest.approx(want["density"])
     assert f"model (uncertainty <= {threshold:g} px)" in format_summary(report)
     with pytest.raises(ValueError, match="max_uncertainty"):
         evaluate(tiny_model, frames, progress=False, max_uncertainty=-1.0)

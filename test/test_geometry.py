@@ -15,6 +15,7 @@ from smd_core.geometry import (
     disparity_to_depth,
     disparity_to_points,
     disparity_to_xyz,
+    remove_speckles,
     scale_principal_point,
     validity_mask,
 )
@@ -147,6 +148,31 @@ def test_validity_by_depth_range_and_uncertainty():
     assert validity_mask(disp, CAM, max_uncertainty=0.0).sum() == 20
     with pytest.raises(ValueError, match="uncertainty map"):
         validity_mask(disp, CAM, max_uncertainty=1.0)
+
+
+def test_remove_speckles_drops_small_islands_unlike_their_surroundings():
+    disp = np.full((40, 60), 10.0, np.float32)
+    disp[5:8, 5:8] = 30.0  # a 9-pixel island: a piece of neither surface
+    disp[20:35, 20:40] = 30.0  # a 300-pixel surface: kept
+    disp[5:8, 40:43] = 11.5  # within the range of its surroundings: part of the wall, kept
+    disp[0, 59] = np.nan
+    valid = np.isfinite(disp)
+    kept = remove_speckles(disp, valid, max_size=100, max_diff=2.0)
+    assert not kept[5:8, 5:8].any() and kept[20:35, 20:40].all() and kept[5:8, 40:43].all()
+    assert not kept[0, 59] and kept.sum() == valid.sum() - 9
+    # A tighter range splits the 1.5 px step off: that island goes too; max_size 0 is off.
+    assert not remove_speckles(disp, valid, max_size=100, max_diff=1.0)[5:8, 40:43].any()
+    np.testing.assert_array_equal(remove_speckles(disp, valid, max_size=0), valid)
+    # Pixels already invalid do not join or bridge regions; large disparities keep sub-pixel steps apart.
+    holes = valid.copy()
+    holes[4:9, 4:9] = False
+    holes[5:8, 5:8] = True
+    assert not remove_speckles(disp, holes, max_size=100)[5:8, 5:8].any()
+    assert not remove_speckles(disp * 300, valid, max_size=100, max_diff=600.0)[5:8, 5:8].any()
+    with pytest.raises(ValueError, match="max_size"):
+        remove_speckles(disp, valid, max_size=-1)
+    with pytest.raises(ValueError, match="differ in shape"):
+        remove_speckles(disp, valid[1:])
 
 
 def test_disparity_bounds():

@@ -309,6 +309,18 @@ def test_stereo_outputs_masks():
                                   **kw)
     disp_img = np.frombuffer(out.disparity.image.data, np.float32).reshape(4, 6)
     assert (disp_img[:, 1] < 0).all() and out.depth is None and out.camera_info is not None
+    # Speckles leave the cloud (and with mask_disparity_by_uncertainty the disparity): a 2-pixel island of 40 px
+    # among 10 px.
+    flat = np.full((4, 6), 10.0, np.float32)
+    flat[1, 2:4] = 40.0
+    low = np.full((4, 6), 0.1, np.float32)
+    out = messages.stereo_outputs(header(1.0), flat, low, CAM, speckle_size=4, speckle_range=2.0, **kw)
+    assert out.valid_points == 22 and np.isnan(organized_points(out.points, ["z"])["z"][1, 2:4]).all()
+    disp_img = np.frombuffer(out.disparity.image.data, np.float32).reshape(4, 6)
+    assert (disp_img[1, 2:4] == 40.0).all()
+    out = messages.stereo_outputs(header(1.0), flat, low, CAM, speckle_size=4, speckle_range=2.0,
+                                  mask_disparity_by_uncertainty=True, **kw)
+    assert (np.frombuffer(out.disparity.image.data, np.float32).reshape(4, 6)[1, 2:4] < 0).all()
     # Colours are resized to the grid when the image has another size.
     big = np.repeat(np.repeat(BGR, 2, 0), 2, 1)
     out = messages.stereo_outputs(header(1.0), disp, unc, CAM, left_bgr=big, max_disparity=64.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 from smd_core import metrics as M
 from smd_core.config import CHUNK_POINTS
 from smd_core.eval.baselines import BASELINES
+from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE
 
 HELD_OUT_SEED = 9000  # the held-out synthetic scenes (`smd synth` training sets use other seeds)
 
@@ -46,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bleeding: distance (px) to either side")
     parser.add_argument("--max-uncertainty", type=float, default=0.0, metavar="PX",
                         help="also score the model on its pixels with uncertainty <= PX (output px), what the node's "
-                             "max_uncertainty keeps in its cloud (default 0: off)")
+                             "max_uncertainty keeps in its cloud (default 0: off), less its speckles:")
+    parser.add_argument("--speckle-size", type=int, default=SPECKLE_SIZE, metavar="PX",
+                        help="with --max-uncertainty: drop regions of at most PX output pixels unlike all around "
+                             "them, as the node's speckle_size (0: off)")
+    parser.add_argument("--speckle-range", type=float, default=SPECKLE_RANGE_PX, metavar="PX",
+                        help="largest disparity step within one speckle region, as the node's speckle_range")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -89,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                                           "tolerance": args.tolerance},
                           extra={"checkpoint": str(checkpoint) if checkpoint else None, "data": args.data,
                                  "data_options": list(args.data_option)},
-                          baselines=baselines, sgbm=sgbm, max_disp=max_disp, max_uncertainty=args.max_uncertainty)
+                          baselines=baselines, sgbm=sgbm, max_disp=max_disp, max_uncertainty=args.max_uncertainty,
+                          speckle_size=args.speckle_size, speckle_range=args.speckle_range)
     print(format_summary(report))
     if edges := format_edges(report):
         print(edges)

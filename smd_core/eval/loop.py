@@ -12,8 +12,8 @@ search that range (`smd_core.eval.baselines`).
 
 Equal density. With a sparse baseline (`bm`, `sgbm`) a mixture model is also scored on as many of its own
 pixels per frame as that matcher matched, its least uncertain ones (`curve.most_confident`):
-`summary_at_sgbm_density`. `--max-uncertainty PX` scores it on the pixels a fixed node setting keeps:
-`summary_below_max_uncertainty`.
+`summary_at_sgbm_density`. `--max-uncertainty PX` scores it on the pixels a fixed node setting keeps (below
+the threshold, then without speckles as the node's `speckle_size` / `speckle_range`): `summary_below_max_uncertainty`.
 
 Report (returned, and `DIR/report.json` with `--out DIR`): the settings and `extra`, the model's `summary`
 (`summarize`: frame means as SMD-Nets reports them, frames where a metric is undefined skipped; `pooled`,
@@ -41,6 +41,7 @@ from smd_core.config import to_dict
 from smd_core.eval import curve
 from smd_core.eval.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
 from smd_core.eval.report import overview_picture, write_frame_pictures
+from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE, remove_speckles
 from smd_core.infer.dense import DensePrediction
 from smd_core.viz import write_png
 
@@ -135,7 +136,8 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
              warmup: bool = True, metric_options: Mapping[str, Any] | None = None,
              extra: Mapping[str, Any] | None = None, baselines: str | Sequence[str] = (),
              sgbm: SGBMConfig | None = None, max_disp: float | None = None,
-             max_uncertainty: float = 0.0) -> dict[str, Any]:
+             max_uncertainty: float = 0.0, speckle_size: int = SPECKLE_SIZE,
+             speckle_range: float = SPECKLE_RANGE_PX) -> dict[str, Any]:
     """Run the Predictor (and the baselines) over `frames` and score every frame; returns the report (also
     written when `out_dir`).
 
@@ -147,7 +149,8 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
     extra: entries copied into the report (e.g. checkpoint path, data spec).
     baselines: names of `baselines.BASELINES` (or comma lists); `sgbm`: their `SGBMConfig`.
     max_disp: the scored range in image pixels; only without a model (with one: its max_disp / input_scale).
-    max_uncertainty: > 0: also score the model on its pixels whose uncertainty is at most this (output px).
+    max_uncertainty: > 0: also score the model on its pixels whose uncertainty is at most this (output px), less
+    the speckles among them (`geometry.remove_speckles` with speckle_size px and speckle_range px; 0: none).
     """
     from tqdm import tqdm
 
@@ -198,7 +201,10 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
                                  "time_s": seconds})
             done[b] = (disp, base_rows[b][-1])
         if model is not None and max_uncertainty > 0:
-            kept = np.where(model[0].uncertainty <= max_uncertainty, model[0].disparity, np.nan)
+            disparity = model[0].disparity
+            keep = remove_speckles(disparity, model[0].uncertainty <= max_uncertainty, max_size=speckle_size,
+                                   max_diff=speckle_range)
+            kept = np.where(keep, disparity, np.nan)
             per_frame[-1]["below_max_uncertainty"] = score_frame(kept, gt, max_disp=max_gt, **options)
         if model is not None:
             _edge_rows(per_frame[-1], model[0], done, gt, max_gt=max_gt, ranked=ranked)
@@ -222,6 +228,7 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
         report["summary"] = summarize(per_frame)
         if max_uncertainty > 0:
             report["max_uncertainty"] = max_uncertainty
+            report["speckles"] = {"size": speckle_size, "range": speckle_range}
             report["summary_below_max_uncertainty"] = summarize([r["below_max_uncertainty"] for r in per_frame])
         for b in (b for b in SPARSE if b in names and ranked):
             report[f"summary_at_{b}_density"] = summarize([r[f"at_{b}_density"] for r in per_frame])
