@@ -70,16 +70,22 @@ class Deployment:
         `cpu_precision` auto).
     pseudo_max_uncertainty: the default pseudo-label threshold (px of the network input); 0: the model has no
         uncertainty to select labels by.
+    speckle_size: > 0: the dense disparity's speckles, regions of at most this many network-input pixels unlike
+        all around them, are refilled from the background side (`infer.dense.fill_speckles`); 0: off.
     """
 
     cloud_max_uncertainty: float = 0.0
     cpu_bfloat16: bool = False
     pseudo_max_uncertainty: float = 0.0
+    speckle_size: int = 0
 
     def __post_init__(self) -> None:
         self.cloud_max_uncertainty = float(self.cloud_max_uncertainty)
         self.pseudo_max_uncertainty = float(self.pseudo_max_uncertainty)
         self.cpu_bfloat16 = bool(self.cpu_bfloat16)
+        self.speckle_size = int(self.speckle_size)
+        if self.speckle_size < 0:
+            raise ValueError(f"deployment speckle_size must be >= 0 px, got {self.speckle_size}")
         if not (self.cloud_max_uncertainty >= 0 and self.pseudo_max_uncertainty >= 0):
             raise ValueError(f"deployment thresholds must be >= 0 px, got cloud {self.cloud_max_uncertainty} and "
                              f"pseudo-labels {self.pseudo_max_uncertainty}")

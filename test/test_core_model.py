@@ -10,7 +10,9 @@ from torch import nn
 
 import smd_core
 from smd_core.config import ModelConfig
-from smd_core.infer.dense import normalize_coords
+from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE
+from smd_core.infer.confidence import EDGE_GAP_WEIGHT
+from smd_core.infer.dense import fill_speckles, normalize_coords
 from smd_core.infer.torch_backend import Predictor
 from smd_core.model import backbones
 from smd_core.model.head import SMDHead, flatten_maps, gather_bilinear, gather_grid, normalize_points
@@ -244,6 +246,7 @@ def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) 
     floor = uncertainty_floor(128)
     assert auto.cloud_max_uncertainty == pytest.approx(CLOUD_FLOOR_FACTOR * floor) and auto.cpu_bfloat16
     assert auto.pseudo_max_uncertainty == pytest.approx(PSEUDO_FLOOR_FACTOR * floor)
+    assert auto.speckle_size == SPECKLE_SIZE
     published = deployment_for(ModelConfig(backbone="psmnet", output="bimodal", max_disp=256))
     assert published == Deployment(0.0, False, PSEUDO_FLOOR_FACTOR * uncertainty_floor(256))
     l1 = deployment_for(ModelConfig(backbone="sgbm_guided", output="standard", max_disp=128))
@@ -261,3 +264,40 @@ def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) 
     torch.save(data, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="bad.pth: invalid deployment: deployment thresholds must be >= 0"):
         load_model(tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="speckle_size must be >= 0 px, got -1"):
+        Deployment(speckle_size=-1)
+
+
+def test_fill_speckles_refills_islands_from_the_background_and_marks_them_uncertain() -> None:
+    disp = np.full((30, 40), 10.0, np.float32)
+    disp[:, 20:] = 30.0  # foreground on the right: the island sits on the background's side of the edge
+    disp[10:13, 14:17] = 22.0  # a 9-pixel island of neither surface
+    unc = np.full((30, 40), 1.0, np.float32)
+    filled, u = fill_speckles(disp, unc, max_size=20, max_diff=2.0)
+    assert (filled[10:13, 14:17] == 10.0).all() and np.array_equal(np.delete(filled, np.s_[10:13], 0),
+                                                                   np.delete(disp, np.s_[10:13], 0))
+    np.testing.assert_allclose(u[10:13, 14:17], 1.0 + EDGE_GAP_WEIGHT * 12.0)
+    assert (u[disp == filled] == 1.0).all()
+    # Nothing to refill: the very arrays come back.
+    clean = np.full((30, 40), 10.0, np.float32)
+    out = fill_speckles(clean, unc, max_size=20, max_diff=2.0)
+    assert out[0] is clean and out[1] is unc
+
+
+def test_predictor_refills_speckles_as_its_deployment_says() -> None:
+    from smd_core.config import Deployment
+    from smd_core.eval.data import load_frames
+    from smd_core.weights import default_checkpoint
+
+    model = load_model(default_checkpoint())
+    frame = load_frames("motorcycle")[0]
+    left, right = frame["left"][150:310, 200:456], frame["right"][150:310, 200:456]  # the front wheel's spokes
+    model.deployment = Deployment(speckle_size=0)
+    raw = Predictor(model).predict(left, right, scale=2.0)
+    model.deployment = Deployment(speckle_size=SPECKLE_SIZE)
+    refilled = Predictor(model).predict(left, right, scale=2.0)
+    # Sizes count network-input pixels: x4 on a grid twice as fine; steps scale with the disparity.
+    want = fill_speckles(raw.disparity, raw.uncertainty, max_size=4 * SPECKLE_SIZE, max_diff=2 * SPECKLE_RANGE_PX)
+    assert not np.array_equal(want[0], raw.disparity)
+    np.testing.assert_array_equal(refilled.disparity, want[0])
+    np.testing.assert_array_equal(refilled.uncertainty, want[1])

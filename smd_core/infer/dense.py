@@ -24,8 +24,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from smd_core.classical import fill_background
 from smd_core.config import Deployment, ModelConfig
 from smd_core.data.io import resize_image
+from smd_core.geometry import SPECKLE_RANGE_PX, remove_speckles
+from smd_core.infer.confidence import EDGE_GAP_WEIGHT
 
 # `mixture.uncertainty` kinds in pixels (what the Predictor scales to the output grid).
 PIXEL_UNCERTAINTIES = ("edge", "peak", "sigma", "std")
@@ -82,6 +85,20 @@ class DensePrediction:
     pi0: np.ndarray | None = None
     pi1: np.ndarray | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def fill_speckles(disparity: np.ndarray, uncertainty: np.ndarray, *, max_size: int,
+                  max_diff: float) -> tuple[np.ndarray, np.ndarray]:
+    """(disparity, uncertainty) (H, W) px with the disparity's speckles (`geometry.remove_speckles`: regions of at
+    most `max_size` pixels unlike all around them) refilled row-wise from the background side
+    (`classical.fill_background`, SGBM + fill's rule) and their uncertainty raised by EDGE_GAP_WEIGHT x the change:
+    at a depth edge such an island is mostly a piece of neither surface, and what replaces it is a guess."""
+    valid = np.isfinite(disparity)
+    speckles = valid & ~remove_speckles(disparity, valid, max_size=max_size, max_diff=max_diff)
+    if not speckles.any():
+        return disparity, uncertainty
+    filled = np.where(valid, fill_background(np.where(speckles, np.nan, disparity)), disparity)
+    return filled, uncertainty + np.float32(EDGE_GAP_WEIGHT) * np.abs(filled - disparity)
 
 
 def normalize_coords(coords: A, size: float) -> A:
@@ -201,7 +218,12 @@ class DensePredictor:
         for name in ("sigma0", "sigma1"):
             if name in maps:
                 maps[name] *= float(self.config.max_disp) * sx
-        return DensePrediction(disparity=maps["disparity"], uncertainty=maps["uncertainty"], disparity_scale=sx,
+        disparity, uncertainty = maps["disparity"], maps["uncertainty"]
+        if self.deployment.speckle_size:
+            disparity, uncertainty = fill_speckles(disparity, uncertainty,
+                                                   max_size=round(self.deployment.speckle_size * sx * sy),
+                                                   max_diff=SPECKLE_RANGE_PX * sx)
+        return DensePrediction(disparity=disparity, uncertainty=uncertainty, disparity_scale=sx,
                                timings={"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0},
                                **{k: maps.get(k) for k in MIXTURE_FIELDS})
 

@@ -12,16 +12,15 @@ import torch
 from torch import Tensor
 
 from smd_core.config import OUTPUT_CHANNELS
-from smd_core.infer.confidence import SIGMA_EPS
+from smd_core.infer.confidence import EDGE_GAP_WEIGHT, SIGMA_EPS
 
 COARSE_WEIGHT = 1.0  # weight of the L1 term on a backbone's own disparity (`Prediction.coarse`, light backbone only)
 UNCERTAINTY_KINDS = ("edge", "peak", "sigma", "std", "entropy")
 # The "edge" uncertainty: where the backbone's local foreground and background surfaces (anchors 2 and 3) differ
 # by more than EDGE_JUMP_PX, a disparity that lies off both is between two surfaces (a flying point in the
 # making); its distance to the nearer one (`Prediction.surface_gap`, px) counts EDGE_GAP_WEIGHT times on top of
-# "peak". Chosen on the held-out synthetic set (flying and bad-2 at equal density).
+# "peak" (`infer.confidence`).
 EDGE_JUMP_PX = 2.0
-EDGE_GAP_WEIGHT = 2.0
 RESIDUAL_SCALE = 1.0 / 16.0  # residual backbones: one unit of raw head output moves a mode by this fraction of max_disp
 # Selection loss (px): "closer" ignores points where the modes' errors differ by less than this; "right"
 # counts a mode within this of the label as right and uses only points where exactly one mode is.

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from smd_core.config import BACKBONE_NAMES, OUTPUT_CHANNELS, Deployment, ModelConfig, from_dict, to_dict
 from smd_core.files import atomic_write
+from smd_core.geometry import SPECKLE_SIZE
 from smd_core.infer.confidence import CLOUD_FLOOR_FACTOR, PSEUDO_FLOOR_FACTOR, uncertainty_floor
 from smd_core.infer.dense import normalize_coords
 from smd_core.model import head as H
@@ -37,12 +38,14 @@ def deployment_for(config: ModelConfig) -> Deployment:
     without one: SGBM-guided mixture models keep the points within CLOUD_FLOOR_FACTOR x their uncertainty floor
     and run bfloat16 on the CPU; the published models keep every point (their uncertainty on images unlike
     their training data can exceed any threshold everywhere); every mixture head has a pseudo-label threshold of
-    PSEUDO_FLOOR_FACTOR x its floor."""
+    PSEUDO_FLOOR_FACTOR x its floor; SGBM-guided models refill their dense disparity's speckles (the published
+    ones give their outputs unchanged)."""
     mixture = config.output != "standard"
     guided = config.backbone == "sgbm_guided"
     floor = uncertainty_floor(config.max_disp)
     return Deployment(cloud_max_uncertainty=CLOUD_FLOOR_FACTOR * floor if guided and mixture else 0.0,
-                      cpu_bfloat16=guided, pseudo_max_uncertainty=PSEUDO_FLOOR_FACTOR * floor if mixture else 0.0)
+                      cpu_bfloat16=guided, pseudo_max_uncertainty=PSEUDO_FLOOR_FACTOR * floor if mixture else 0.0,
+                      speckle_size=SPECKLE_SIZE if guided else 0)
 
 
 class SMDNet(nn.Module):
