@@ -27,7 +27,7 @@ from smd_core.eval.data import load_frames
 from smd_core.eval.loop import evaluate
 from smd_core.infer.export import export, is_guided
 from smd_core.metrics import METRIC_KEYS as KEYS
-from smd_core.model.network import load_model, read_checkpoint, save_checkpoint
+from smd_core.model.network import deployment_for, load_model, read_checkpoint, save_checkpoint
 from smd_core.train.checkpoints import list_checkpoints
 from smd_core.weights import WEIGHTS_DIR
 
@@ -65,6 +65,7 @@ def ship(run: Path, name: str, copy: bool) -> tuple[Path, dict]:
     out = path
     if copy:
         model = load_model(path)
+        model.deployment = deployment_for(model.config)  # today's deployment defaults, whatever the file had
         out = save_checkpoint(WEIGHTS_DIR / name, model, train_config=tc, step=int(step),
                               stages=info["stages"], source=info["source"])
         if is_guided(model):  # the onnxruntime backend's copy (a runtime install runs it): from this very file
@@ -256,7 +257,8 @@ jumps over 2 px, the share more than 1 px from the ground truth and from both si
 (`metrics.flying_map`); BM is `stereo_image_proc`'s default matcher; BM's and SGBM's holes count as errors
 except in their "valid pixels" rows; "at BM's / SGBM's density": a model on its least uncertain pixels, as
 many per frame as that matcher matched; "node's cloud": the pixels the node keeps by default,
-`max_uncertainty` -1, its threshold in the row's name, a point on the curve below):
+`max_uncertainty` -1, its threshold in the row's name, less the speckles among them (`speckle_size` 100,
+`speckle_range` 2 px: `geometry.remove_speckles`)):
 
 {markdown_table(rows)}
 
