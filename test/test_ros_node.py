@@ -92,7 +92,8 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     from stereo_msgs.msg import DisparityImage
 
     import smd_core
-    from smd_core.geometry import StereoCamera, disparity_to_points
+    from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE, StereoCamera, disparity_to_points, remove_speckles
+    from smd_core.infer.dense import fill_speckles
     from smd_ros import runtime
     from smd_ros.messages import pack_rgb
 
@@ -127,7 +128,8 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
     pts = organized_points(cloud)
     camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W, height=H)
-    kept = valid & (unc <= runtime.cloud_max_uncertainty(-1.0, model.deployment.cloud_max_uncertainty, 1.0))
+    confident = valid & (unc <= runtime.cloud_max_uncertainty(-1.0, model.deployment.cloud_max_uncertainty, 1.0))
+    kept = remove_speckles(disp, confident, max_size=SPECKLE_SIZE, max_diff=SPECKLE_RANGE_PX)  # the defaults
     assert 0 < kept.mean() < valid.mean(), kept.mean()
     want = disparity_to_points(disp, camera, valid=kept)
     got = np.dstack([pts["x"], pts["y"], pts["z"]])
@@ -135,8 +137,12 @@ def test_outputs_match_predictor_and_geometry(stereo, frame):
     assert np.isnan(got[~kept]).all()
     np.testing.assert_array_equal(pts["rgb"], pack_rgb(frame.left))
 
-    # The disparity is the mode with the highest density pi / sigma, never the mixture mean.
+    # The disparity is the mode with the highest density pi / sigma, never the mixture mean (its speckles
+    # refilled as the checkpoint's deployment says).
     mode = np.where(pred.pi0 / pred.sigma0 > pred.pi1 / pred.sigma1, pred.mu0, pred.mu1)
+    if model.deployment.speckle_size:
+        mode = fill_speckles(mode, pred.uncertainty, max_size=model.deployment.speckle_size,
+                             max_diff=SPECKLE_RANGE_PX)[0]
     np.testing.assert_allclose(disp[valid], mode[valid], rtol=1e-4, atol=1e-3)
 
     # Inputs use the sensor-data QoS (best effort), passed explicitly to message_filters.Subscriber.

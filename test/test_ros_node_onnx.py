@@ -37,7 +37,7 @@ def as_array(img) -> np.ndarray:
 def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
     from smd_core import weights
     from smd_core.data.synthetic.render import render_scene
-    from smd_core.geometry import StereoCamera, disparity_to_points
+    from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE, StereoCamera, disparity_to_points, remove_speckles
     from smd_core.infer.ort_backend import OrtPredictor
 
     scene = render_scene(4, height=H, width=W, max_disparity=24.0)
@@ -55,10 +55,13 @@ def test_onnxruntime_node_outputs_match_the_predictor(torch_free_env, tmp_path):
     np.testing.assert_allclose(disp, pred.disparity, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(unc, pred.uncertainty, rtol=1e-5, atol=1e-4)
     assert out["disparity"].max_disparity == pytest.approx(128 * 1.5)
-    # The cloud rule: auto keeps the pixels within the model's deployment threshold (output px), as on torch.
+    # The cloud rule: auto keeps the pixels within the model's deployment threshold (output px), less the
+    # speckles among them (the node's default speckle_size and speckle_range, output px), as on torch.
     pts = organized_points(out["points2"])
     in_cloud = np.isfinite(pts["z"])
-    np.testing.assert_array_equal(in_cloud, (disp > 0) & (unc <= predictor.deployment.cloud_max_uncertainty * 1.5))
+    confident = (disp > 0) & (unc <= predictor.deployment.cloud_max_uncertainty * 1.5)
+    np.testing.assert_array_equal(in_cloud, remove_speckles(disp, confident, max_size=SPECKLE_SIZE,
+                                                            max_diff=SPECKLE_RANGE_PX))
     assert 0.3 < in_cloud.mean() < 1.0
     camera = StereoCamera(fx=FX, fy=FX, cx=(W - 1) / 2, cy=(H - 1) / 2, baseline=BASELINE, width=W,
                           height=H).scaled(w, h)
