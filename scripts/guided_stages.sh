@@ -1,6 +1,34 @@
 # Sourced by scripts/train_guided.sh (CPU) and scripts/train_gpu.sh (one CUDA GPU): the configs and the later
 # stages of the bundled SGBM-guided models, one definition for both recipes.
 # shellcheck disable=SC2034  # read by the scripts that source this file
+
+# synth_set DIR NUM SEED MAX_DISPARITY [smd synth options]: render DIR once (SMD_JOBS processes; DRY_RUN=1 prints).
+synth_set() {
+  local dir=$1 num=$2 seed=$3 maxd=$4
+  shift 4
+  [ -f "$dir/train.txt" ] && return 0
+  local -a cmd=(smd synth --out "$dir" --num "$num" --height 480 --width 640 --seed "$seed" --max-disparity "$maxd"
+                --jobs "${SMD_JOBS:-1}" "$@")
+  if [ "${DRY_RUN:-0}" = 1 ]; then echo "${cmd[*]}"; else "${cmd[@]}"; fi
+}
+
+# join_lists OUT DIR...: one list file OUT of the DIRs' train.txt, paths relative to OUT's folder (DIRs inside it).
+join_lists() {
+  local out=$1 dir
+  shift
+  [ "${DRY_RUN:-0}" = 1 ] && return 0
+  for dir in "$@"; do sed "s#\([^ ]*\)#${dir#"$(dirname "$out")"/}/\1#g" "$dir/train.txt"; done > "$out"
+}
+
+# render_guided_data DATA: the training scenes, once (seeds 1000 and 2000; the held-out set is seed 9000):
+# $DATA/synth_guided/train.txt lists 600 scenes with disparities up to 64 px and 200 up to 120 px.
+render_guided_data() {
+  local data=$1
+  synth_set "$data/synth_guided/d64" 600 1000 64
+  synth_set "$data/synth_guided/d128" 200 2000 120
+  join_lists "$data/synth_guided/train.txt" "$data/synth_guided/d64" "$data/synth_guided/d128"
+}
+
 declare -A CONFIG=([guided_synthetic]=configs/guided_synthetic.yaml
                    [guided_synthetic_standard]=configs/guided_synthetic_standard.yaml)
 # The default (bimodal) model then trains on alone: stage 3 bounds its second mode to the alternative

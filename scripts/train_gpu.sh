@@ -21,13 +21,8 @@ RUNS=${SMD_RUNS:-runs_gpu}
 BATCH=${GPU_BATCH:-16}
 JOBS=${SMD_JOBS:-$(nproc)}
 WORKERS=${SMD_WORKERS:-8}
-if [ ! -f "$DATA/synth_guided/train.txt" ] && [ "$DRY" != 1 ]; then
-  smd synth --out "$DATA/synth_guided/d64" --num 600 --height 480 --width 640 --seed 1000 --max-disparity 64 --jobs "$JOBS"
-  smd synth --out "$DATA/synth_guided/d128" --num 200 --height 480 --width 640 --seed 2000 --max-disparity 120 --jobs "$JOBS"
-  for part in d64 d128; do sed "s#\([^ ]*\)#$part/\1#g" "$DATA/synth_guided/$part/train.txt"; done \
-    > "$DATA/synth_guided/train.txt"
-fi
 . scripts/guided_stages.sh
+SMD_JOBS=$JOBS render_guided_data "$DATA"
 SPLIT="$DATA/synth_guided/train.txt"
 
 # stage RUN CONFIG FROM STEPS LR key=value...: one stage (FROM: a checkpoint folder to --init from, or "-").

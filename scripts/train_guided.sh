@@ -13,12 +13,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE2_STEPS=${2:-2000}
 . scripts/two_stage.sh   # the venv, DATA, RUNS, STEPS (first argument), extra
-# 600 scenes with disparities up to 64 px and 200 up to 128 px (the model's whole range).
-if [ ! -f "$DATA/synth_guided/train.txt" ]; then
-  smd synth --out "$DATA/synth_guided/d64" --num 600 --height 480 --width 640 --seed 1000 --max-disparity 64
-  smd synth --out "$DATA/synth_guided/d128" --num 200 --height 480 --width 640 --seed 2000 --max-disparity 120
-  for part in d64 d128; do sed "s#\([^ ]*\)#$part/\1#g" "$DATA/synth_guided/$part/train.txt"; done \
-    > "$DATA/synth_guided/train.txt"
-fi
 . scripts/guided_stages.sh
+render_guided_data "$DATA"
 train_two_stages guided "$DATA/synth_guided/train.txt"
