@@ -250,7 +250,7 @@ def test_deployment_is_stored_in_the_checkpoint_and_defaults_by_model(tmp_path) 
     published = deployment_for(ModelConfig(backbone="psmnet", output="bimodal", max_disp=256))
     assert published == Deployment(0.0, False, PSEUDO_FLOOR_FACTOR * uncertainty_floor(256))
     l1 = deployment_for(ModelConfig(backbone="sgbm_guided", output="standard", max_disp=128))
-    assert l1.pseudo_max_uncertainty == 0 == l1.cloud_max_uncertainty
+    assert l1.pseudo_max_uncertainty == 0 == l1.cloud_max_uncertainty == l1.speckle_size
     # What a checkpoint stores is what loads, whatever the rule says.
     own = Deployment(cloud_max_uncertainty=5.0, cpu_bfloat16=False, pseudo_max_uncertainty=2.0)
     path = save_checkpoint(tmp_path / "m.pth", SMDNet(guided, own))

@@ -38,14 +38,14 @@ def deployment_for(config: ModelConfig) -> Deployment:
     without one: SGBM-guided mixture models keep the points within CLOUD_FLOOR_FACTOR x their uncertainty floor
     and run bfloat16 on the CPU; the published models keep every point (their uncertainty on images unlike
     their training data can exceed any threshold everywhere); every mixture head has a pseudo-label threshold of
-    PSEUDO_FLOOR_FACTOR x its floor; SGBM-guided models refill their dense disparity's speckles (the published
-    ones give their outputs unchanged)."""
+    PSEUDO_FLOOR_FACTOR x its floor; SGBM-guided mixture models refill their dense disparity's speckles (the
+    published ones and L1 heads give their outputs unchanged)."""
     mixture = config.output != "standard"
     guided = config.backbone == "sgbm_guided"
     floor = uncertainty_floor(config.max_disp)
     return Deployment(cloud_max_uncertainty=CLOUD_FLOOR_FACTOR * floor if guided and mixture else 0.0,
                       cpu_bfloat16=guided, pseudo_max_uncertainty=PSEUDO_FLOOR_FACTOR * floor if mixture else 0.0,
-                      speckle_size=SPECKLE_SIZE if guided else 0)
+                      speckle_size=SPECKLE_SIZE if guided and mixture else 0)
 
 
 class SMDNet(nn.Module):
