@@ -175,3 +175,13 @@ def remove_speckles(disparity: np.ndarray, valid: np.ndarray, *, max_size: int =
     cv2.filterSpeckles(fixed, -1, int(max_size), int(round(max_diff * unit)))
     return valid & (fixed >= 0)
 
+
+def cloud_mask(disparity: np.ndarray, uncertainty: np.ndarray, valid: np.ndarray, *, max_uncertainty: float,
+               speckle_size: int = SPECKLE_SIZE, speckle_range: float = SPECKLE_RANGE_PX) -> np.ndarray:
+    """The node's cloud rule, (H, W) bool: the `valid` pixels whose `uncertainty` (px) is finite and at most
+    `max_uncertainty` (0: every valid pixel), less the speckles among them (`remove_speckles`)."""
+    keep = valid
+    if max_uncertainty > 0:
+        with np.errstate(invalid="ignore"):
+            keep = valid & np.isfinite(uncertainty) & (uncertainty <= max_uncertainty)
+    return remove_speckles(disparity, keep, max_size=speckle_size, max_diff=speckle_range)

@@ -16,10 +16,10 @@ from stereo_msgs.msg import DisparityImage
 
 from smd_core.geometry import (
     StereoCamera,
+    cloud_mask,
     disparity_bounds,
     disparity_to_depth,
     disparity_to_xyz,
-    remove_speckles,
     validity_mask,
 )
 from smd_ros.sensors import ENCODINGS, EncodingError
@@ -160,16 +160,12 @@ def stereo_outputs(header: Header, disparity: np.ndarray, uncertainty: np.ndarra
     left_info: the input left CameraInfo; given, a CameraInfo for the grid is included (for outputs whose size
     differs from the input). Validity: finite disparity in front of the camera, inside the depth range; the
     cloud and depth also drop pixels above `max_uncertainty` (> 0), then the speckles left among them
-    (`geometry.remove_speckles`: regions of at most `speckle_size` pixels, `speckle_range` px), the disparity
+    (`geometry.cloud_mask`: regions of at most `speckle_size` pixels, `speckle_range` px), the disparity
     only with `mask_disparity_by_uncertainty`.
     """
     geometric = validity_mask(disparity, camera, min_depth=min_depth, max_depth=max_depth)
-    if max_uncertainty > 0:
-        with np.errstate(invalid="ignore"):
-            confident = geometric & np.isfinite(uncertainty) & (uncertainty <= max_uncertainty)
-    else:
-        confident = geometric
-    confident = remove_speckles(disparity, confident, max_size=speckle_size, max_diff=speckle_range)
+    confident = cloud_mask(disparity, uncertainty, geometric, max_uncertainty=max_uncertainty,
+                           speckle_size=speckle_size, speckle_range=speckle_range)
     disp_valid = confident if mask_disparity_by_uncertainty else geometric
     h, w = disparity.shape
     colors = left_bgr

@@ -41,7 +41,7 @@ from smd_core.config import to_dict
 from smd_core.eval import curve
 from smd_core.eval.baselines import SPARSE, parse_baselines, run_baselines, score_baseline
 from smd_core.eval.report import overview_picture, write_frame_pictures
-from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE, remove_speckles
+from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE, cloud_mask
 from smd_core.infer.dense import DensePrediction
 from smd_core.viz import write_png
 
@@ -150,7 +150,7 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
     baselines: names of `baselines.BASELINES` (or comma lists); `sgbm`: their `SGBMConfig`.
     max_disp: the scored range in image pixels; only without a model (with one: its max_disp / input_scale).
     max_uncertainty: > 0: also score the model on its pixels whose uncertainty is at most this (output px), less
-    the speckles among them (`geometry.remove_speckles` with speckle_size px and speckle_range px; 0: none).
+    the speckles among them (`geometry.cloud_mask` with speckle_size px and speckle_range px; 0: none).
     """
     from tqdm import tqdm
 
@@ -202,8 +202,8 @@ def evaluate(model_or_predictor: SMDNet | Predictor | None, frames: Iterable[Map
             done[b] = (disp, base_rows[b][-1])
         if model is not None and max_uncertainty > 0:
             disparity = model[0].disparity
-            keep = remove_speckles(disparity, model[0].uncertainty <= max_uncertainty, max_size=speckle_size,
-                                   max_diff=speckle_range)
+            keep = cloud_mask(disparity, model[0].uncertainty, np.isfinite(disparity), max_uncertainty=max_uncertainty,
+                              speckle_size=speckle_size, speckle_range=speckle_range)
             kept = np.where(keep, disparity, np.nan)
             per_frame[-1]["below_max_uncertainty"] = score_frame(kept, gt, max_disp=max_gt, **options)
         if model is not None:
