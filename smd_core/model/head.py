@@ -12,7 +12,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from smd_core.infer.dense import QUERY_BLOCK, normalize_coords
+from smd_core.infer.dense import normalize_coords, query_block
 
 
 def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor:
@@ -163,8 +163,9 @@ class SMDHead(nn.Module):
         parts = [features] if isinstance(features, Tensor) else list(features)
         b, n = parts[0].shape[:2]
         rows = [p.reshape(b * n, p.shape[-1]) for p in parts]
-        if not torch.is_grad_enabled() and b * n > QUERY_BLOCK:
-            out = [self._forward_rows([r[i : i + QUERY_BLOCK] for r in rows]) for i in range(0, b * n, QUERY_BLOCK)]
+        block = query_block(sum(self.widths[1:]))
+        if not torch.is_grad_enabled() and b * n > block:
+            out = [self._forward_rows([r[i : i + block] for r in rows]) for i in range(0, b * n, block)]
             return torch.cat(out, dim=0).view(b, n, -1)
         return self._forward_rows(rows).view(b, n, -1)
 
@@ -177,12 +178,14 @@ class SMDHead(nn.Module):
         dtype = rows[0].dtype
         w_feat = torch.cat([layers[0].weight[:, :, 0]] + [conv.weight[:, -c:, 0] for conv in layers[1:]], dim=0)
         skip = torch.cat([conv.bias for conv in layers]).to(dtype)
+        inplace = not torch.is_grad_enabled()
         start = 0
-        for r in rows:
-            skip = torch.addmm(skip, r, w_feat[:, start : start + r.shape[1]].t().to(dtype))
+        for i, r in enumerate(rows):
+            w = w_feat[:, start : start + r.shape[1]].t().to(dtype)
+            # Accumulated in place after the first part (each out-of-place addmm copies its input).
+            skip = skip.addmm_(r, w) if inplace and i else torch.addmm(skip, r, w)
             start += r.shape[1]
         parts = torch.split(skip, self.widths[1:], dim=1)
-        inplace = not torch.is_grad_enabled()
         y = torch.sin_(parts[0].contiguous()) if inplace else torch.sin(parts[0])
         for i in range(1, len(layers)):
             hid = layers[i].weight.shape[1] - c

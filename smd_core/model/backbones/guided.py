@@ -129,10 +129,27 @@ class SGBMGuided(nn.Module):
 
     def guide_from(self, left: Tensor, sg: Tensor) -> tuple[Tensor, Tensor]:
         """`guide` from the SGBM channels `sg` (B, guide_channels - 3, H, W) already computed (`sgbm_guide`)."""
-        x = torch.cat([(left - self.mean) / self.std, sg * self.guide_scale.to(sg.dtype)], dim=1)
         d = GUIDE_DISPARITIES
         filled, fg, bg = sg[:, :1], sg[:, d - 2 : d - 1], sg[:, d - 1 : d]
-        return x, torch.cat([filled, alternative(filled, fg, bg), sg[:, 1:3]], dim=1)
+        return self._unet_input(left, sg), torch.cat([filled, alternative(filled, fg, bg), sg[:, 1:3]], dim=1)
+
+    def _unet_input(self, left: Tensor, sg: Tensor) -> Tensor:
+        """The normalised left image and the scaled SGBM channels (B, guide_channels, H, W)."""
+        scale = self.guide_scale.to(sg.dtype)
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+            # The exporters do not follow writes into views of an empty tensor.
+            return torch.cat([(left - self.mean) / self.std, sg * scale], dim=1)
+        # One channels-last array, written in place: oneDNN's convolutions run on that layout without reordering,
+        # and the head's maps come out of it channels-last (`head.flatten_maps` then copies nothing). Under
+        # autocast it is written in the autocast dtype, which every convolution would otherwise cast it to.
+        b, _, h, w = sg.shape
+        kind = sg.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else sg.dtype
+        x = torch.empty((b, self.guide_channels, h, w), dtype=dtype, device=sg.device,
+                        memory_format=torch.channels_last)
+        torch.div(left - self.mean, self.std, out=x[:, :3])
+        torch.mul(sg, scale, out=x[:, 3:])
+        return x
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
         check_pair(left, right)
