@@ -10,9 +10,15 @@ Disparity is in input pixels, float32 (H, W); holes (pixels a matcher rejects) a
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import cv2
 import numpy as np
+
+T = TypeVar("T")
 
 MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "hh": cv2.STEREO_SGBM_MODE_HH,
          "3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY, "hh4": cv2.STEREO_SGBM_MODE_HH4}
@@ -250,11 +256,15 @@ def guide_channels(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_
     each `CANDIDATE_WINDOWS` window), validity, each disparity's photometric error |left - right warped by
     it|, and with `cost_offsets` k > 0 the `matching_costs` around the filled disparity and around the
     alternative (the wide window's candidate farther from it).
+
+    After SGBM, half of the work runs on a helper thread when OpenCV may use more than one (`cv2.setNumThreads`;
+    the node sets it to its `threads`): every channel is written into its own slice, so the result is the same.
     """
     d = sgbm_disparity(left, right, config, max_disp)
     # Every channel is written into its slice of one array: no concatenation copy of the whole stack.
     n = GUIDE_DISPARITIES
     out = np.empty((guide_channel_count(cost_offsets), *d.shape), np.float32)
+    grays = _start(lambda: _grays(left, right, normalise=bool(cost_offsets)))
     disparities = out[:n]
     disparities[0] = fill_background(d)
     filled = disparities[0]
@@ -264,17 +274,49 @@ def guide_channels(left: np.ndarray, right: np.ndarray, config: SGBMConfig, max_
         cv2.dilate(filled, kernel, dst=disparities[1 + 2 * i])
         cv2.erode(filled, kernel, dst=disparities[2 + 2 * i])
     np.isfinite(d, out=out[n])
-    gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
-    gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
-    for i in range(n):
-        photometric_error(gl, gr, disparities[i], out=out[n + 1 + i])
+    gl, gr, nl, nr = grays()
+    k = 2 * cost_offsets + 1
+    costs = out[2 * n + 1 :]
+
+    def photometric(indices: range) -> None:
+        for i in indices:
+            photometric_error(gl, gr, disparities[i], out=out[n + 1 + i])
+
+    def helper_part() -> None:
+        photometric(range(n // 2))
+        if cost_offsets:
+            matching_costs(nl, nr, filled, cost_offsets, out=costs[:k])
+
+    helper = _start(helper_part)
+    photometric(range(n // 2, n))
     if cost_offsets:
         alt = alternative_candidate(filled, disparities[-2], disparities[-1])
-        nl, nr = normalised(gl), normalised(gr)
-        k = 2 * cost_offsets + 1
-        for j, anchor in enumerate((filled, alt)):
-            matching_costs(nl, nr, anchor, cost_offsets, out=out[2 * n + 1 + j * k : 2 * n + 1 + (j + 1) * k])
+        matching_costs(nl, nr, alt, cost_offsets, out=costs[k:])
+    helper()
     return out
+
+
+def _grays(left: np.ndarray, right: np.ndarray, *, normalise: bool
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Gray 0..1 of a BGR pair and, with `normalise`, their `normalised` versions."""
+    gl = cv2.transform(left.astype(np.float32), _GRAY) / 255.0
+    gr = cv2.transform(right.astype(np.float32), _GRAY) / 255.0
+    return (gl, gr, normalised(gl), normalised(gr)) if normalise else (gl, gr, None, None)
+
+
+_helper: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _start(work: Callable[[], T]) -> Callable[[], T]:
+    """Start `work` on the guide's helper thread and return a function that waits for its result; where OpenCV is
+    held to one thread, `work` runs when its result is asked for."""
+    global _helper
+    if cv2.getNumThreads() < 2:
+        return work
+    if _helper is None or _helper[0] != os.getpid():  # a forked child has the pool object but not its thread
+        _helper = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="smd-guide"))
+    future: Future[T] = _helper[1].submit(work)
+    return future.result
 
 
 def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray,

@@ -4,6 +4,8 @@ modes with a nearest-neighbour base, every output size, and a short training run
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from smd_core import Predictor, load_model
+from smd_core import Predictor, classical, load_model
 from smd_core.classical import CANDIDATE_WINDOWS, SGBMConfig, fill_background, photometric_error, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
 from smd_core.data.synthetic.render import render_scene
@@ -60,6 +62,55 @@ def test_guide_marks_holes_and_fills_from_the_background(frame) -> None:
     np.testing.assert_allclose(guide[0, 3].numpy(), fill_background(raw) / 32, rtol=1e-6)
     fg, bg = guide[0, 4].numpy() * 32, guide[0, 5].numpy() * 32  # the window's max / min candidates
     assert (fg >= filled[0, 0].numpy()).all() and (bg <= filled[0, 0].numpy()).all() and (fg > bg).any()
+
+
+def test_guide_channels_on_the_helper_thread_equal_one_thread(frame) -> None:
+    """classical.guide_channels splits its work with a helper thread when OpenCV may use two: same channels."""
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        one = classical.guide_channels(frame.left, frame.right, SGBMConfig(), 32, cost_offsets=2)
+        cv2.setNumThreads(2)
+        two = classical.guide_channels(frame.left, frame.right, SGBMConfig(), 32, cost_offsets=2)
+    finally:
+        cv2.setNumThreads(threads)
+    assert classical._helper is not None and classical._helper[0] == os.getpid()
+    np.testing.assert_array_equal(one, two)
+    assert one.shape == (classical.guide_channel_count(2), *frame.left.shape[:2])
+
+
+def test_guide_channels_in_a_forked_child(frame) -> None:
+    """A child forked after the helper thread started (a data-loader worker) starts its own helper."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        expected = classical.guide_channels(frame.left, frame.right, SGBMConfig(), 32, cost_offsets=1)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got, own_helper = pool.apply_async(_guide_in_child, (frame.left, frame.right)).get(timeout=60)
+    finally:
+        cv2.setNumThreads(threads)
+    np.testing.assert_array_equal(expected, got)
+    assert own_helper
+
+
+def _guide_in_child(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, bool]:
+    guide = classical.guide_channels(left, right, SGBMConfig(), 32, cost_offsets=1)
+    return guide, classical._helper is not None and classical._helper[0] == os.getpid()
+
+
+def test_unet_input_is_channels_last_in_the_autocast_dtype(frame) -> None:
+    net = tiny_model().stereo_network
+    left, right = tensors(frame)
+    plain, _ = net.guide(left, right)
+    assert plain.dtype == torch.float32 and plain.is_contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast, _ = net.guide(left, right)
+    assert cast.dtype == torch.bfloat16 and cast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cast.float(), plain.to(torch.bfloat16).float(), rtol=0, atol=0)
+    sg = classical.guide_channels(frame.left, frame.right, net.sgbm, 32)
+    expected = np.concatenate([(frame.left.transpose(2, 0, 1) - net.mean[0].numpy()) / net.std[0].numpy(),
+                               sg * net.guide_scale[0].numpy()])
+    np.testing.assert_allclose(plain[0].numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_photometric_error_vanishes_at_the_true_disparity() -> None:
