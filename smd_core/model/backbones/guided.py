@@ -139,17 +139,16 @@ class SGBMGuided(nn.Module):
         if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
             # The exporters do not follow writes into views of an empty tensor.
             return torch.cat([(left - self.mean) / self.std, sg * scale], dim=1)
-        # One channels-last array, written in place: oneDNN's convolutions run on that layout without reordering,
-        # and the head's maps come out of it channels-last (`head.flatten_maps` then copies nothing). Under
-        # autocast it is written in the autocast dtype, which every convolution would otherwise cast it to.
+        # Written in place in the autocast dtype (which every convolution would otherwise cast it to), then made
+        # channels-last: oneDNN's convolutions run on that layout without reordering, and the head's maps come out
+        # of it channels-last (`head.flatten_maps` then copies nothing).
         b, _, h, w = sg.shape
         kind = sg.device.type
         dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else sg.dtype
-        x = torch.empty((b, self.guide_channels, h, w), dtype=dtype, device=sg.device,
-                        memory_format=torch.channels_last)
+        x = torch.empty((b, self.guide_channels, h, w), dtype=dtype, device=sg.device)
         torch.div(left - self.mean, self.std, out=x[:, :3])
         torch.mul(sg, scale, out=x[:, 3:])
-        return x
+        return x.contiguous(memory_format=torch.channels_last)
 
     def forward(self, left: Tensor, right: Tensor) -> list[Tensor]:
         check_pair(left, right)
