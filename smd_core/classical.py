@@ -10,13 +10,13 @@ Disparity is in input pixels, float32 (H, W); holes (pixels a matcher rejects) a
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import cv2
 import numpy as np
+
+from smd_core.threads import pool
 
 T = TypeVar("T")
 
@@ -304,19 +304,12 @@ def _grays(left: np.ndarray, right: np.ndarray, *, normalise: bool
     return (gl, gr, normalised(gl), normalised(gr)) if normalise else (gl, gr, None, None)
 
 
-_helper: tuple[int, ThreadPoolExecutor] | None = None
-
-
 def _start(work: Callable[[], T]) -> Callable[[], T]:
     """Start `work` on the guide's helper thread and return a function that waits for its result; where OpenCV is
     held to one thread, `work` runs when its result is asked for."""
-    global _helper
     if cv2.getNumThreads() < 2:
         return work
-    if _helper is None or _helper[0] != os.getpid():  # a forked child has the pool object but not its thread
-        _helper = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="smd-guide"))
-    future: Future[T] = _helper[1].submit(work)
-    return future.result
+    return pool("guide", 1).submit(work).result
 
 
 def photometric_error(left: np.ndarray, right: np.ndarray, disparity: np.ndarray,

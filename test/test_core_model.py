@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -9,11 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import smd_core
-from smd_core.config import ModelConfig
+from smd_core.config import Deployment, ModelConfig
 from smd_core.geometry import SPECKLE_RANGE_PX, SPECKLE_SIZE
 from smd_core.infer.confidence import EDGE_GAP_WEIGHT
-from smd_core.infer.dense import fill_speckles, normalize_coords
-from smd_core.infer.torch_backend import Predictor
+from smd_core.infer.dense import DensePredictor, fill_speckles, normalize_coords
+from smd_core.infer.torch_backend import Predictor, single_threaded_workers
 from smd_core.model import backbones
 from smd_core.model.head import SMDHead, flatten_maps, gather_bilinear, gather_grid, normalize_points
 from smd_core.model.network import SMDNet, load_model, save_checkpoint
@@ -169,6 +171,65 @@ def test_predictor_matches_pointwise_query_and_is_chunk_invariant(tiny):
         pts = torch.tensor(np.stack([xs.ravel(), ys.ravel()]), dtype=torch.float32)[None]
         ref = model.query(feats, pts, (128, 128)).disparity[0].numpy().reshape(128, 128)
     assert np.allclose(a.disparity / 2.0, ref, atol=1e-3)
+
+
+def test_row_blocks_on_single_threaded_workers_equal_one_thread(tiny):
+    """With 2 torch threads on the CPU the row blocks run concurrently on 2 single-threaded workers: the same
+    maps as one thread; the caller's thread count, and the count threads started later take, stay as they were."""
+    model = SMDNet(tiny).eval()
+    left, right = pair(64, 96)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        predictor = Predictor(model, chunk_points=1000)
+        assert predictor._query_workers() == 1
+        one = predictor.predict(left, right, scale=1.5)
+        torch.set_num_threads(2)
+        assert predictor._query_workers() == 2
+        two = predictor.predict(left, right, scale=1.5)
+        assert torch.get_num_threads() == 2
+        later: list[int] = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [2]
+        workers = single_threaded_workers(2)
+        assert set(workers.map(lambda _: torch.get_num_threads(), range(4))) == {1}
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(two.disparity, one.disparity, atol=1e-4)
+    np.testing.assert_allclose(two.uncertainty, one.uncertainty, atol=1e-4)
+
+
+class _Blocks(DensePredictor):
+    """A backend that records its blocks (and answers each pixel with its row)."""
+
+    config = ModelConfig(max_disp=64)
+    deployment = Deployment()
+
+    def __init__(self, workers: int, chunk_points: int) -> None:
+        super().__init__(chunk_points=chunk_points, pad_multiple=1, uncertainty_kind="edge")
+        self.workers, self.blocks = workers, []
+
+    def _query_workers(self) -> int:
+        return self.workers
+
+    def _encode(self, pair):
+        return None
+
+    def _query_block(self, features, xs, ys, grid_size):
+        self.blocks.append((int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1))
+        rows = np.repeat(ys, len(xs)).astype(np.float32)
+        return {"disparity": rows, "uncertainty": np.zeros_like(rows)}
+
+
+@pytest.mark.parametrize(("workers", "chunk_points", "rows"), [(1, 250, [25] * 4), (3, 250, [17] * 5 + [15]),
+                                                               (2, 10_000, [50, 50]), (2, 5, [1] * 100)])
+def test_row_blocks_are_balanced_over_the_workers(workers, chunk_points, rows):
+    backend = _Blocks(workers, chunk_points)
+    pred = backend.predict(*pair(100, 10))
+    assert [r1 - r0 for r0, r1, c0, _ in backend.blocks if c0 == 0] == rows
+    np.testing.assert_array_equal(pred.disparity, np.repeat(np.arange(100, dtype=np.float32)[:, None], 10, 1))
 
 
 def test_predictor_padding_matches_reference_depad(tiny):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from smd_core import Predictor, classical, load_model
+from smd_core import Predictor, classical, load_model, threads
 from smd_core.classical import CANDIDATE_WINDOWS, SGBMConfig, fill_background, photometric_error, sgbm_disparity
 from smd_core.config import ModelConfig, from_dict
 from smd_core.data.synthetic.render import render_scene
@@ -66,36 +66,36 @@ def test_guide_marks_holes_and_fills_from_the_background(frame) -> None:
 
 def test_guide_channels_on_the_helper_thread_equal_one_thread(frame) -> None:
     """classical.guide_channels splits its work with a helper thread when OpenCV may use two: same channels."""
-    threads = cv2.getNumThreads()
+    opencv_threads = cv2.getNumThreads()
     try:
         cv2.setNumThreads(1)
         one = classical.guide_channels(frame.left, frame.right, SGBMConfig(), 32, cost_offsets=2)
         cv2.setNumThreads(2)
         two = classical.guide_channels(frame.left, frame.right, SGBMConfig(), 32, cost_offsets=2)
     finally:
-        cv2.setNumThreads(threads)
-    assert classical._helper is not None and classical._helper[0] == os.getpid()
+        cv2.setNumThreads(opencv_threads)
+    assert threads._pools["guide"][0] == os.getpid()  # the helper ran in this process
     np.testing.assert_array_equal(one, two)
     assert one.shape == (classical.guide_channel_count(2), *frame.left.shape[:2])
 
 
 def test_guide_channels_in_a_forked_child(frame) -> None:
     """A child forked after the helper thread started (a data-loader worker) starts its own helper."""
-    threads = cv2.getNumThreads()
+    opencv_threads = cv2.getNumThreads()
     cv2.setNumThreads(2)
     try:
         expected = classical.guide_channels(frame.left, frame.right, SGBMConfig(), 32, cost_offsets=1)
         with multiprocessing.get_context("fork").Pool(1) as pool:
             got, own_helper = pool.apply_async(_guide_in_child, (frame.left, frame.right)).get(timeout=60)
     finally:
-        cv2.setNumThreads(threads)
+        cv2.setNumThreads(opencv_threads)
     np.testing.assert_array_equal(expected, got)
     assert own_helper
 
 
 def _guide_in_child(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, bool]:
     guide = classical.guide_channels(left, right, SGBMConfig(), 32, cost_offsets=1)
-    return guide, classical._helper is not None and classical._helper[0] == os.getpid()
+    return guide, threads._pools["guide"][0] == os.getpid()
 
 
 def test_unet_input_is_channels_last_in_the_autocast_dtype(frame) -> None:

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -48,6 +49,7 @@ def query_block(skip_width: int) -> int:
     return max(QUERY_BLOCK, QUERY_VALUES // skip_width)
 
 A = TypeVar("A")  # np.ndarray or torch.Tensor
+Block = tuple[int, int, int, int]  # output rows r0:r1, columns c0:c1
 # The most float32 maps of one output grid a prediction holds (disparity, uncertainty, mu0/1, sigma0/1, pi0/1).
 OUTPUT_MAPS = 2 + len(MIXTURE_FIELDS)
 
@@ -238,6 +240,15 @@ class DensePredictor:
                                timings={"encode_s": t1 - t0, "query_s": t2 - t1, "total_s": t2 - t0},
                                **{k: maps.get(k) for k in MIXTURE_FIELDS})
 
+    def _query_workers(self) -> int:
+        """Row blocks the backend queries at once (`_map_blocks`); 1: one after another."""
+        return 1
+
+    def _map_blocks(self, run: Callable[[Block], dict[str, np.ndarray]],
+                    blocks: list[Block]) -> Iterable[dict[str, np.ndarray]]:
+        """`run` on every block, results in order (a backend may run them concurrently, `_query_workers` at once)."""
+        return map(run, blocks)
+
     def _query_dense(self, features: Any, out_hw: tuple[int, int], y_offset: float,
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:
         h_out, w_out = out_hw
@@ -246,15 +257,22 @@ class DensePredictor:
         block = self._block_points()
         cols = min(w_out, block)
         rows = max(1, block // w_out)
+        workers = self._query_workers()
+        if workers > 1 and cols == w_out:
+            # Equal blocks, as many as the workers or a multiple of them, so that none waits for another.
+            count = math.ceil(math.ceil(h_out / rows) / workers) * workers
+            rows = math.ceil(h_out / count)
+        blocks = [(r0, min(h_out, r0 + rows), c0, min(w_out, c0 + cols))
+                  for r0 in range(0, h_out, rows) for c0 in range(0, w_out, cols)]
+
+        def run(b: Block) -> dict[str, np.ndarray]:
+            ys = np.arange(b[0], b[1], dtype=np.float32) + np.float32(y_offset)
+            return self._query_block(features, np.arange(b[2], b[3], dtype=np.float32), ys, grid_size)
+
         maps: dict[str, np.ndarray] = {}
-        for r0 in range(0, h_out, rows):
-            r1 = min(h_out, r0 + rows)
-            ys = np.arange(r0, r1, dtype=np.float32) + np.float32(y_offset)
-            for c0 in range(0, w_out, cols):
-                c1 = min(w_out, c0 + cols)
-                xs = np.arange(c0, c1, dtype=np.float32)
-                for name, value in self._query_block(features, xs, ys, grid_size).items():
-                    if name not in maps:
-                        maps[name] = np.empty((h_out, w_out), dtype=np.float32)
-                    maps[name][r0:r1, c0:c1] = value.reshape(r1 - r0, c1 - c0)
+        for (r0, r1, c0, c1), values in zip(blocks, self._map_blocks(run, blocks), strict=True):
+            for name, value in values.items():
+                if name not in maps:
+                    maps[name] = np.empty((h_out, w_out), dtype=np.float32)
+                maps[name][r0:r1, c0:c1] = value.reshape(r1 - r0, c1 - c0)
         return maps

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 
+from smd_core import threads
 from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig
-from smd_core.infer.dense import DensePredictor
+from smd_core.infer.dense import Block, DensePredictor
 from smd_core.model.head import flatten_maps
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
@@ -21,6 +24,27 @@ def cpu_has_bfloat16() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN or without this query
         return False
+
+
+def _one_torch_thread() -> None:
+    torch.get_num_threads()  # a thread's first call sets its OpenMP count from the global one: done before ours
+    torch.set_num_threads(1)
+
+
+_query_pool: ThreadPoolExecutor | None = None
+
+
+def single_threaded_workers(workers: int) -> ThreadPoolExecutor:
+    """This process's `workers` threads on which torch runs single-threaded (the torch backend's query blocks).
+    The caller's own torch threads are as they were."""
+    global _query_pool
+    caller = torch.get_num_threads()
+    executor = threads.pool("query", workers, initializer=_one_torch_thread)
+    if executor is not _query_pool:
+        # torch.set_num_threads in the new workers also set the global count that threads started later take.
+        torch.set_num_threads(caller)
+        _query_pool = executor
+    return executor
 
 
 class Predictor(DensePredictor):
@@ -65,6 +89,23 @@ class Predictor(DensePredictor):
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _query_workers(self) -> int:
+        # On the CPU the row blocks run concurrently, one per torch thread, each single-threaded: the head's many
+        # small ops then need no OpenMP fork and join each, which costs about as much as they do.
+        return torch.get_num_threads() if self.device.type == "cpu" else 1
+
+    def _map_blocks(self, run: Callable[[Block], dict[str, np.ndarray]],
+                    blocks: list[Block]) -> Iterable[dict[str, np.ndarray]]:
+        workers = self._query_workers()
+        if workers == 1 or len(blocks) == 1:
+            return map(run, blocks)
+
+        def in_context(block: Block) -> dict[str, np.ndarray]:
+            with self._context():  # inference mode and autocast are per thread
+                return run(block)
+
+        return single_threaded_workers(workers).map(in_context, blocks)
 
     def _encode(self, pair: np.ndarray) -> Any:
         tensor = torch.from_numpy(pair).to(self.device).permute(0, 3, 1, 2).float()
