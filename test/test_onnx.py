@@ -89,6 +89,17 @@ def test_uncertainty_kinds_and_standard_head_match_torch(frames):
     assert (np.abs(a.disparity - b.disparity) <= DISP_TOL_PX).mean() >= AGREEMENT
 
 
+def test_concurrent_query_blocks_equal_one_thread(frames):
+    """threads=2 on the CPU: a single-threaded query session, two blocks at once; the same maps as one thread."""
+    left, right = frames[-1]
+    one, two = (OrtPredictor(weights.default_onnx(), threads=n) for n in (1, 2))
+    assert (one.model.query_workers, two.model.query_workers) == (1, 2)
+    assert OnnxModel(weights.default_onnx(), threads=0).query_workers == 1  # onnxruntime's own threads
+    a, b = one.predict(left, right, scale=1.25), two.predict(left, right, scale=1.25)
+    for name in ("disparity", "uncertainty", "mu0", "mu1", "pi0"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), atol=1e-5, err_msg=name)
+
+
 def test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints():
     total = 0
     for pt, onnx_path in ((weights.default_checkpoint(), weights.default_onnx()),

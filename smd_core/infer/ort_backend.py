@@ -15,15 +15,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from smd_core import classical
+from smd_core import classical, threads
 from smd_core.classical import SGBMConfig
 from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig, from_dict
-from smd_core.infer.dense import QUERY_BLOCK, DensePredictor, normalize_coords
+from smd_core.infer.dense import QUERY_BLOCK, Block, DensePredictor, normalize_coords
 from smd_core.resolve import NODE_FALLBACK_HINT
 
 ONNX_FORMAT = "smd_ros.onnx"  # the `smd_format` metadata `smd export` writes
@@ -94,8 +95,9 @@ def config_of(metadata: dict[str, Any], path: Path) -> ModelConfig:
 
 class OnnxModel:
     """An `smd export` file: its ModelConfig, metadata and encode / query sessions on the providers of `device`
-    (`select_providers`). threads: intra-op threads on the CPU (0: one per core). spin: let waiting worker
-    threads spin (onnxruntime's default; False makes them sleep, as the node's OpenMP policy does for torch)."""
+    (`select_providers`). threads: intra-op threads on the CPU (0: onnxruntime's choice, one per core; n > 1 also
+    runs n query blocks at once, `query_workers`). spin: let waiting worker threads spin (onnxruntime's default;
+    False makes them sleep, as the node's OpenMP policy does for torch)."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int = 0, spin: bool = False,
                  fallback: bool = True, hint: str = NODE_FALLBACK_HINT) -> None:
@@ -134,17 +136,25 @@ class OnnxModel:
         available = ort.get_available_providers()
         providers, warning = select_providers(device, available, fallback=fallback, hint=hint,
                                               cache_dir=self.path.parent / f".{self.path.stem}.trt")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        options.log_severity_level = 3  # onnxruntime's own fallback messages: we say it in one line below
+        self.requested = [p[0] if isinstance(p, tuple) else p for p in providers]
+        # On the CPU with several threads the query blocks run concurrently, one per thread, on a single-threaded
+        # query session (as the torch backend's): onnxruntime spreads the query graph's small ops poorly.
+        self.query_workers = int(threads) if self.requested[0] == CPU and threads > 1 else 1
+
+        def options(intra_op_threads: int) -> Any:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = intra_op_threads
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            opts.log_severity_level = 3  # onnxruntime's own fallback messages: we say it in one line below
+            return opts
+
         extractor = onnx.utils.Extractor(model)
         graphs = {"encode": extractor.extract_model(self.encode_inputs, self.encode_outputs),
                   "query": extractor.extract_model(self.metadata["query_inputs"], self.query_outputs)}
-        self.sessions = {k: ort.InferenceSession(g.SerializeToString(), options, providers=providers)
+        intra_op = {"encode": int(threads), "query": 1 if self.query_workers > 1 else int(threads)}
+        self.sessions = {k: ort.InferenceSession(g.SerializeToString(), options(intra_op[k]), providers=providers)
                          for k, g in graphs.items()}
-        self.requested = [p[0] if isinstance(p, tuple) else p for p in providers]
         self.providers: list[str] = self.sessions["encode"].get_providers()
         self.warnings = [warning] if warning else []
         if self.requested[0] not in self.providers:
@@ -213,6 +223,16 @@ class OrtPredictor(DensePredictor):
         # Cache-sized blocks on the CPU (as `SMDHead.forward_points` blocks its rows); they also keep onnxruntime's
         # memory arena, which holds on to the largest block's working set, small.
         return min(self.chunk_points, QUERY_BLOCK) if self.model.device_type == "cpu" else self.chunk_points
+
+    def _query_workers(self) -> int:
+        return self.model.query_workers
+
+    def _map_blocks(self, run: Callable[[Block], dict[str, np.ndarray]],
+                    blocks: list[Block]) -> Iterable[dict[str, np.ndarray]]:
+        workers = self._query_workers()
+        if workers == 1 or len(blocks) == 1:
+            return map(run, blocks)
+        return threads.pool("ort-query", workers).map(run, blocks)
 
     def _encode(self, pair: np.ndarray) -> Any:
         if self.model.image_size is not None and tuple(pair.shape[1:3]) != self.model.image_size:
