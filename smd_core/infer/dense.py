@@ -35,18 +35,7 @@ from smd_core.infer.confidence import EDGE_GAP_WEIGHT
 PIXEL_UNCERTAINTIES = ("edge", "peak", "sigma", "std")
 MIXTURE_FIELDS = ("mu0", "mu1", "sigma0", "sigma1", "pi0", "pi1")
 
-QUERY_BLOCK = 16384  # the fewest rows the head computes at once on the CPU
-# The most values of the head's stacked skip activations (rows x the sum of its widths after the first) per block
-# on the CPU: big enough that a narrow head runs few large ops (each wakes the thread pool), small enough that a
-# wide one (the published 1024-wide heads) stays at QUERY_BLOCK rows.
-QUERY_VALUES = 2**23
-
-
-def query_block(skip_width: int) -> int:
-    """Head rows computed at once on the CPU for a head whose stacked skip activations are `skip_width` wide."""
-    if skip_width < 1:
-        raise ValueError(f"skip_width must be >= 1, got {skip_width}")
-    return max(QUERY_BLOCK, QUERY_VALUES // skip_width)
+QUERY_BLOCK = 16384  # rows the head computes at once on the CPU: its widest activations (rows x 1024) stay cache-sized
 
 A = TypeVar("A")  # np.ndarray or torch.Tensor
 Block = tuple[int, int, int, int]  # output rows r0:r1, columns c0:c1

@@ -12,7 +12,7 @@ import dataclasses
 import torch
 from torch import Tensor, nn
 
-from smd_core.infer.dense import normalize_coords, query_block
+from smd_core.infer.dense import QUERY_BLOCK, normalize_coords
 
 
 def normalize_points(points: Tensor, output_size: tuple[float, float]) -> Tensor:
@@ -163,9 +163,8 @@ class SMDHead(nn.Module):
         parts = [features] if isinstance(features, Tensor) else list(features)
         b, n = parts[0].shape[:2]
         rows = [p.reshape(b * n, p.shape[-1]) for p in parts]
-        block = query_block(sum(self.widths[1:]))
-        if not torch.is_grad_enabled() and b * n > block:
-            out = [self._forward_rows([r[i : i + block] for r in rows]) for i in range(0, b * n, block)]
+        if not torch.is_grad_enabled() and b * n > QUERY_BLOCK:
+            out = [self._forward_rows([r[i : i + QUERY_BLOCK] for r in rows]) for i in range(0, b * n, QUERY_BLOCK)]
             return torch.cat(out, dim=0).view(b, n, -1)
         return self._forward_rows(rows).view(b, n, -1)
 
