@@ -21,10 +21,12 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
 
+from smd_core import threads
 from smd_core.classical import fill_background
 from smd_core.config import Deployment, ModelConfig
 from smd_core.data.io import resize_image
@@ -233,10 +235,22 @@ class DensePredictor:
         """Row blocks the backend queries at once (`_map_blocks`); 1: one after another."""
         return 1
 
+    def _block_workers(self, workers: int) -> ThreadPoolExecutor:
+        """The threads on which `workers` row blocks run at once."""
+        return threads.pool(f"{self.backend}-query", workers)
+
     def _map_blocks(self, run: Callable[[Block], dict[str, np.ndarray]],
                     blocks: list[Block]) -> Iterable[dict[str, np.ndarray]]:
-        """`run` on every block, results in order (a backend may run them concurrently, `_query_workers` at once)."""
-        return map(run, blocks)
+        """`run` on every block, results in order: `_query_workers` blocks at once on `_block_workers`."""
+        workers = self._query_workers()
+        if workers == 1 or len(blocks) == 1:
+            return map(run, blocks)
+
+        def in_worker(block: Block) -> dict[str, np.ndarray]:
+            with self._context():  # per thread (torch: inference mode and autocast)
+                return run(block)
+
+        return self._block_workers(workers).map(in_worker, blocks)
 
     def _query_dense(self, features: Any, out_hw: tuple[int, int], y_offset: float,
                      grid_size: tuple[float, float]) -> dict[str, np.ndarray]:

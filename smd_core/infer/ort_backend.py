@@ -15,16 +15,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from smd_core import classical, threads
+from smd_core import classical
 from smd_core.classical import SGBMConfig
 from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig, from_dict
-from smd_core.infer.dense import QUERY_BLOCK, Block, DensePredictor, normalize_coords
+from smd_core.infer.dense import QUERY_BLOCK, DensePredictor, normalize_coords
 from smd_core.resolve import NODE_FALLBACK_HINT
 
 ONNX_FORMAT = "smd_ros.onnx"  # the `smd_format` metadata `smd export` writes
@@ -226,13 +225,6 @@ class OrtPredictor(DensePredictor):
 
     def _query_workers(self) -> int:
         return self.model.query_workers
-
-    def _map_blocks(self, run: Callable[[Block], dict[str, np.ndarray]],
-                    blocks: list[Block]) -> Iterable[dict[str, np.ndarray]]:
-        workers = self._query_workers()
-        if workers == 1 or len(blocks) == 1:
-            return map(run, blocks)
-        return threads.pool("ort-query", workers).map(run, blocks)
 
     def _encode(self, pair: np.ndarray) -> Any:
         if self.model.image_size is not None and tuple(pair.shape[1:3]) != self.model.image_size:

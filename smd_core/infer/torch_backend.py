@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,7 +11,7 @@ import torch
 
 from smd_core import threads
 from smd_core.config import CHUNK_POINTS, Deployment, ModelConfig
-from smd_core.infer.dense import Block, DensePredictor
+from smd_core.infer.dense import DensePredictor
 from smd_core.model.head import flatten_maps
 from smd_core.model.mixture import uncertainty
 from smd_core.model.network import SMDNet
@@ -95,17 +94,8 @@ class Predictor(DensePredictor):
         # small ops then need no OpenMP fork and join each, which costs about as much as they do.
         return torch.get_num_threads() if self.device.type == "cpu" else 1
 
-    def _map_blocks(self, run: Callable[[Block], dict[str, np.ndarray]],
-                    blocks: list[Block]) -> Iterable[dict[str, np.ndarray]]:
-        workers = self._query_workers()
-        if workers == 1 or len(blocks) == 1:
-            return map(run, blocks)
-
-        def in_context(block: Block) -> dict[str, np.ndarray]:
-            with self._context():  # inference mode and autocast are per thread
-                return run(block)
-
-        return single_threaded_workers(workers).map(in_context, blocks)
+    def _block_workers(self, workers: int) -> ThreadPoolExecutor:
+        return single_threaded_workers(workers)
 
     def _encode(self, pair: np.ndarray) -> Any:
         tensor = torch.from_numpy(pair).to(self.device).permute(0, 3, 1, 2).float()
