@@ -66,8 +66,10 @@ class NodeConfig:
                                "holds all the weight and more where the other mode shares it, so it also ranks the "
                                "pixels whose b sits at its floor; sigma: that mode's standard deviation alone; std: "
                                "the whole mixture's.", RELOAD, choices=("edge", "peak", "sigma", "std"))
-    threads: int = _p(0, "CPU threads of the network (torch) and of OpenCV (SGBM); 0: one per core this process "
-                      "may use (the OpenMP wait policy is chosen for a shared CPU: see smd_ros.runtime).", RELOAD,
+    threads: int = _p(0, "CPU threads of the network (torch or onnxruntime; on the CPU also the output's row blocks "
+                      "queried at once) and of OpenCV (SGBM; above 1 the guide channels take a helper thread); 0: one "
+                      "per core this process may use (the OpenMP wait policy is chosen for a shared CPU: see "
+                      "smd_ros.runtime).", RELOAD,
                       lo=0, hi=256)
     # Inference: live.
     input_scale: float = _p(1.0, "Resize factor applied to the images before the network (< 1 is faster; "
