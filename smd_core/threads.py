@@ -1,7 +1,7 @@
 """Helper threads shared by a process (no torch here): one pool per name, made anew in a forked child.
 
-The guide channels (`classical`) and the torch backend's query blocks (`infer.torch_backend`) split their work
-with a few long-lived threads instead of starting threads per frame.
+The guide channels (`classical`) and the backends' concurrent query blocks (`infer.dense.DensePredictor`) split
+their work with a few long-lived threads instead of starting threads per frame.
 """
 
 from __future__ import annotations
