@@ -142,12 +142,17 @@ def validity_mask(disparity: np.ndarray, camera: StereoCamera, *, uncertainty: n
     with np.errstate(invalid="ignore"):
         # d + doffs > 0 keeps points in front of the camera even when max_depth is infinite.
         ok = np.isfinite(d) & (denom > 0) & (d >= low) & (d <= high)
-        if max_uncertainty > 0:
-            if uncertainty is None:
-                raise ValueError("max_uncertainty > 0 needs an uncertainty map")
-            u = _check_map("uncertainty", uncertainty, camera)
-            ok &= np.isfinite(u) & (u <= max_uncertainty)
+    if max_uncertainty > 0:
+        if uncertainty is None:
+            raise ValueError("max_uncertainty > 0 needs an uncertainty map")
+        ok &= confident(_check_map("uncertainty", uncertainty, camera), max_uncertainty)
     return ok
+
+
+def confident(uncertainty: np.ndarray, max_uncertainty: float) -> np.ndarray:
+    """bool, the shape of `uncertainty` (px): finite and at most `max_uncertainty` (the cloud's threshold rule)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(uncertainty) & (uncertainty <= max_uncertainty)
 
 
 # The cloud's speckle filter (`remove_speckles`): stereo_image_proc's default region size; a range tighter than
@@ -180,8 +185,5 @@ def cloud_mask(disparity: np.ndarray, uncertainty: np.ndarray, valid: np.ndarray
                speckle_size: int = SPECKLE_SIZE, speckle_range: float = SPECKLE_RANGE_PX) -> np.ndarray:
     """The node's cloud rule, (H, W) bool: the `valid` pixels whose `uncertainty` (px) is finite and at most
     `max_uncertainty` (0: every valid pixel), less the speckles among them (`remove_speckles`)."""
-    keep = valid
-    if max_uncertainty > 0:
-        with np.errstate(invalid="ignore"):
-            keep = valid & np.isfinite(uncertainty) & (uncertainty <= max_uncertainty)
+    keep = valid & confident(uncertainty, max_uncertainty) if max_uncertainty > 0 else valid
     return remove_speckles(disparity, keep, max_size=speckle_size, max_diff=speckle_range)

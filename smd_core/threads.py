@@ -15,10 +15,12 @@ _pools: dict[str, tuple[int, int, ThreadPoolExecutor]] = {}  # name -> (pid, wor
 _lock = threading.Lock()
 
 
-def pool(name: str, workers: int, *, initializer: Callable[[], None] | None = None) -> ThreadPoolExecutor:
+def pool(name: str, workers: int, *, initializer: Callable[[], None] | None = None,
+         started: Callable[[], None] | None = None) -> ThreadPoolExecutor:
     """This process's pool `name` of `workers` threads, every one of them started (and through `initializer`) before
-    it is returned. A forked child has its parent's pool objects but not their threads, so it gets a new pool; so
-    does a call with another number of workers (the old pool finishes its work and ends)."""
+    it is returned; `started` then runs in the caller, once per new pool. A forked child has its parent's pool
+    objects but not their threads, so it gets a new pool; so does a call with another number of workers (the old
+    pool finishes its work and ends)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     with _lock:
@@ -30,8 +32,10 @@ def pool(name: str, workers: int, *, initializer: Callable[[], None] | None = No
             known[2].shutdown(wait=False)
         executor = ThreadPoolExecutor(workers, thread_name_prefix=f"smd-{name}", initializer=initializer)
         # One task per worker that waits for all the others: every thread starts (and runs `initializer`) now.
-        started = threading.Barrier(workers)
-        for future in [executor.submit(started.wait) for _ in range(workers)]:
+        barrier = threading.Barrier(workers)
+        for future in [executor.submit(barrier.wait) for _ in range(workers)]:
             future.result()
+        if started is not None:
+            started()
         _pools[name] = (pid, workers, executor)
         return executor

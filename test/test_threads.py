@@ -13,11 +13,14 @@ from smd_core import threads
 
 def test_every_worker_is_initialized_before_the_pool_is_returned() -> None:
     seen: list[int] = []
-    executor = threads.pool("test-init", 3, initializer=lambda: seen.append(threading.get_ident()))
-    assert len(set(seen)) == 3  # three threads, each initialized once, all before any work
-    assert threads.pool("test-init", 3) is executor  # the same pool for the same name and size
+    executor = threads.pool("test-init", 3, initializer=lambda: seen.append(threading.get_ident()),
+                            started=lambda: seen.append(-len(seen)))
+    assert len(set(seen[:3])) == 3  # three threads, each initialized once, all before any work
+    assert seen[3:] == [-3]  # then `started`, once, in the caller
+    assert threads.pool("test-init", 3, started=lambda: seen.append(0)) is executor  # the same pool
+    assert len(seen) == 4
     idents = {executor.submit(threading.get_ident).result() for _ in range(20)}
-    assert idents <= set(seen)
+    assert idents <= set(seen[:3])
 
 
 def test_another_size_replaces_the_pool() -> None:

@@ -30,20 +30,13 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-_query_pool: ThreadPoolExecutor | None = None
-
-
 def single_threaded_workers(workers: int) -> ThreadPoolExecutor:
     """This process's `workers` threads on which torch runs single-threaded (the torch backend's query blocks).
     The caller's own torch threads are as they were."""
-    global _query_pool
     caller = torch.get_num_threads()
-    executor = threads.pool("query", workers, initializer=_one_torch_thread)
-    if executor is not _query_pool:
-        # torch.set_num_threads in the new workers also set the global count that threads started later take.
-        torch.set_num_threads(caller)
-        _query_pool = executor
-    return executor
+    # torch.set_num_threads in the new workers also set the global count that threads started later take.
+    return threads.pool("query", workers, initializer=_one_torch_thread,
+                        started=lambda: torch.set_num_threads(caller))
 
 
 class Predictor(DensePredictor):
