@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from smd_core.classical import SGBMConfig
 from smd_core.eval.baselines import BASELINES
+from smd_core.eval.calibrate import calibrate_cloud_threshold
 from smd_core.eval.cli import HELD_OUT_SEED
 from smd_core.eval.curve import format_edges
 from smd_core.eval.data import load_frames
@@ -47,9 +51,11 @@ NETWORK = {
 }
 
 
-def ship(run: Path, name: str, copy: bool) -> tuple[Path, dict]:
+def ship(run: Path, name: str, copy: bool, frames: Iterable[Mapping[str, Any]] = ()) -> tuple[Path, dict]:
     """Slim copy of `run`'s newest checkpoint (or of `run` itself, a checkpoint file, e.g. a shipped model
-    to re-evaluate) as WEIGHTS_DIR/name, with its training stages stored in it; returns (path, info)."""
+    to re-evaluate) as WEIGHTS_DIR/name, with its training stages stored in it and, for a model with a cloud
+    threshold, that threshold calibrated on `frames` (held-out frames with ground truth,
+    `calibrate_cloud_threshold`); returns (path, info)."""
     if run.is_file():
         step, path = int(read_checkpoint(run).get("step", 0)), run
     else:
@@ -66,6 +72,10 @@ def ship(run: Path, name: str, copy: bool) -> tuple[Path, dict]:
     if copy:
         model = load_model(path)
         model.deployment = deployment_for(model.config)  # today's deployment defaults, whatever the file had
+        if model.deployment.cloud_max_uncertainty > 0:
+            cal = calibrate_cloud_threshold(model, frames)
+            model.deployment = replace(model.deployment, cloud_max_uncertainty=cal.max_uncertainty)
+            info["calibration"] = asdict(cal)
         out = save_checkpoint(WEIGHTS_DIR / name, model, train_config=tc, step=int(step),
                               stages=info["stages"], source=info["source"])
         if is_guided(model):  # the onnxruntime backend's copy (a runtime install runs it): from this very file
@@ -129,7 +139,7 @@ def main() -> int:
     results: dict[str, dict] = {}
     models: dict[str, torch.nn.Module] = {}
     for label, run in runs.items():
-        path, info = ship(run, f"{fam}_{label}.pt", not args.no_ship)
+        path, info = ship(run, f"{fam}_{label}.pt", not args.no_ship, load_frames(frames))
         models[f"{fam} {label}"] = model = load_model(path)
         sgbm = getattr(model.stereo_network, "sgbm", SGBMConfig())
         # SGBM beside every model (for its rows at SGBM's density); its own rows once, after the default's.
@@ -210,6 +220,16 @@ def recipe_steps(stage_list: list[dict]) -> str:
     return ", then ".join(parts[:1] + [p.replace(" steps", " steps from those weights", 1) for p in parts[1:]])
 
 
+def calibration_text(cal: dict | None) -> str:
+    """The card's sentence on the default's calibrated cloud threshold ('' without one)."""
+    if not cal:
+        return ""
+    return (f". The default's threshold, {cal['max_uncertainty']:.2f} px, is {cal['factor']:g} x its uncertainty "
+            f"floor, calibrated when shipped (`smd_core.eval.calibrate`): the smallest multiple whose cloud keeps "
+            f"at least SGBM's density on these {cal['frames']} frames ({cal['density']:.2f} % vs "
+            f"{cal['sgbm_density']:.2f} %)")
+
+
 def markdown_table(rows: dict[str, dict]) -> str:
     header = "| method | " + " | ".join(KEYS) + " | time s |\n|---|" + "---|" * (len(KEYS) + 1)
     return header + "\n" + "\n".join(f"| {name} | " + " | ".join(_fmt(r.get(k)) for k in (*KEYS, "time_s"))
@@ -258,7 +278,7 @@ jumps over 2 px, the share more than 1 px from the ground truth and from both si
 except in their "valid pixels" rows; "at BM's / SGBM's density": a model on its least uncertain pixels, as
 many per frame as that matcher matched; "node's cloud": the pixels the node keeps by default,
 `max_uncertainty` -1, its threshold in the row's name, less the speckles among them (`speckle_size` 100,
-`speckle_range` 2 px: `geometry.remove_speckles`)):
+`speckle_range` 2 px: `geometry.remove_speckles`)){calibration_text(results["bimodal"].get("calibration"))}:
 
 {markdown_table(rows)}
 

@@ -80,3 +80,26 @@ def test_missing_init_and_cycles(ship_models, tmp_path: Path) -> None:
     assert len(ship_models.stages(read_checkpoint(path))) == 2
     with pytest.raises(FileNotFoundError, match="no checkpoints"):
         ship_models.ship(tmp_path / "empty", "e.pt", False)
+
+
+@pytest.mark.skipif(not (REPO / "smd_core" / "weights" / "guided_bimodal.pt").is_file(), reason="no bundled model")
+def test_a_guided_mixture_model_ships_with_its_cloud_threshold_calibrated(ship_models, tmp_path: Path) -> None:
+    """The threshold stored in the copy is the calibration's, not the fixed default's, and the card says it."""
+    from smd_core.eval.calibrate import FACTORS
+    from smd_core.eval.data import load_frames
+    from smd_core.infer.confidence import uncertainty_floor
+    from smd_core.model.network import load_model
+
+    frames = load_frames("synthetic:9000:1", ["height=120", "width=200"])
+    bundled = REPO / "smd_core" / "weights" / "guided_bimodal.pt"
+    out, info = ship_models.ship(bundled, "g.pt", True, frames)
+    cal = info["calibration"]
+    assert cal["frames"] == 1 and cal["factor"] in FACTORS and cal["density"] >= cal["sgbm_density"] > 0
+    model = load_model(out)
+    floor = uncertainty_floor(model.config.max_disp)
+    assert model.deployment.cloud_max_uncertainty == pytest.approx(cal["factor"] * floor)
+    assert "calibrated when shipped" in ship_models.calibration_text(cal)
+    assert ship_models.calibration_text(None) == ""
+    # A model without a cloud threshold (the tiny light model has none) is shipped without a calibration.
+    _run(tmp_path, "light", 3, {"steps": 3, "optim": {"lr": 1e-3}})
+    assert "calibration" not in ship_models.ship(tmp_path / "light", "l.pt", True, frames)[1]

@@ -19,9 +19,9 @@ def uncertainty_floor(max_disp: float) -> float:
     return math.sqrt(2.0) * SIGMA_EPS * float(max_disp)
 
 
-# Deployment defaults (`network.deployment_for`): the node's cloud threshold is this times the floor, chosen on
-# the held-out synthetic set to keep about as many points as SGBM does with the default "edge" uncertainty (the
-# model card's "node's cloud" rows); pseudo-labels keep a mode at the floor only with pi >= 1 /
-# PSEUDO_FLOOR_FACTOR, where the model has all but settled which surface it sees.
+# Deployment defaults (`network.deployment_for`): the node's cloud threshold is this times the floor for a file
+# without its own; a shipped model stores its own, calibrated to keep SGBM's density on the held-out synthetic
+# set (`smd_core.eval.calibrate`; the model card's "node's cloud" rows); pseudo-labels keep a mode at the floor
+# only with pi >= 1 / PSEUDO_FLOOR_FACTOR, where the model has all but settled which surface it sees.
 CLOUD_FLOOR_FACTOR = 2.25
 PSEUDO_FLOOR_FACTOR = 1.1
