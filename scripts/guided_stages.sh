@@ -40,13 +40,15 @@ declare -A CONFIG=([guided_synthetic]=configs/guided_synthetic.yaml
 # around both anchors (model.backbone_options.cost_offsets; the first layers are widened with zeros, so it
 # starts exactly where stage 5 ended). Stage "select" weighs the selection loss 3x at a third of the peak lr:
 # about half of the flying points left had their other mode on a true surface (a selection error, not an
-# anchor error).
+# anchor error). Stage "edges" puts the edge half of the query points within 2 px of the jumps
+# (data.sample.dilation=4, was 10), where the flying points are counted.
 BIMODAL_STAGES=(
   "stage3 8000 init_skip=[mlp.conv2] model.anchor_range=4 selection_weight=1.0 optim.lr=5e-4"
   "stage4 5000 init_strict=false model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 optim.lr=5e-4 seed=2"
   "stage5 2500 model.backbone_options.full_res_width=16 model.anchor_range=1 selection_weight=1.0 selection_target=right optim.lr=3e-4 optim.warmup_steps=50 seed=3"
   "costs 10000 init_strict=false model.backbone_options.full_res_width=16 model.backbone_options.cost_offsets=3 model.anchor_range=1 selection_weight=1.0 selection_target=right optim.lr=3e-4 optim.warmup_steps=100 seed=4"
   "select 5000 model.backbone_options.full_res_width=16 model.backbone_options.cost_offsets=3 model.anchor_range=1 selection_weight=3.0 selection_target=right optim.lr=1e-4 optim.warmup_steps=100 seed=11"
+  "edges 9000 model.backbone_options.full_res_width=16 model.backbone_options.cost_offsets=3 model.anchor_range=1 selection_weight=3.0 selection_target=right data.sample.dilation=4 optim.lr=1e-4 optim.warmup_steps=100 seed=21"
 )
 # The standard (L1) head gets the same architecture change (the full-resolution branch's hidden layer) and
 # 8000 more steps, so that the two heads compare with like budgets (15,500 vs 8,000 steps after stage 2; the

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from smd_core.classical import SGBMConfig
+from smd_core.data.sample_config import SampleConfig
 from smd_core.eval.baselines import BASELINES
 from smd_core.eval.calibrate import calibrate_cloud_threshold
 from smd_core.eval.cli import HELD_OUT_SEED
@@ -102,6 +103,9 @@ def stages(ckpt: dict, path: Path | None = None, seen: frozenset[str] = frozense
     changes.update({k: v for k, v in tc.get("model", {}).items() if k == "anchor_range" and v})
     options = tc.get("model", {}).get("backbone_options", {})
     changes.update({k: options[k] for k in ("full_res_width", "cost_offsets") if options.get(k)})
+    sample = tc.get("data", {}).get("sample", {})
+    if sample.get("dilation", SampleConfig.dilation) != SampleConfig.dilation:  # a narrower edge band
+        changes["dilation"] = sample["dilation"]
     out = [{"steps": tc.get("steps"), "lr": tc.get("optim", {}).get("lr"), "changes": changes}]
     if init and not Path(init).is_file():
         out = [{"missing": str(init)}] + out

@@ -38,11 +38,12 @@ def _run(root: Path, name: str, step: int, tc: dict) -> Path:
 def test_stages_follow_init_and_are_stored_in_the_shipped_copy(ship_models, tmp_path: Path) -> None:
     first = _run(tmp_path, "stage1", 30, {"steps": 30, "optim": {"lr": 1e-3}})
     _run(tmp_path, "stage2", 20, {"steps": 20, "optim": {"lr": 5e-4}, "init": str(first), "selection_weight": 1.0,
-                                  "selection_target": "right", "model": {"anchor_range": 1.0}})
+                                  "selection_target": "right", "model": {"anchor_range": 1.0},
+                                  "data": {"sample": {"dilation": 4}}})
     out, info = ship_models.ship(tmp_path / "stage2", "m.pt", True)
     want = [{"steps": 30, "lr": 1e-3, "changes": {}},
             {"steps": 20, "lr": 5e-4, "changes": {"selection_weight": 1.0, "selection_target": "right",
-                                                  "anchor_range": 1.0}}]
+                                                  "anchor_range": 1.0, "dilation": 4}}]
     assert info["stages"] == want and info["step"] == 20 and read_checkpoint(out)["stages"] == want
     # The earlier runs gone (a fresh checkout), the shipped file still knows its recipe; shipping it again
     # (a file instead of a run folder) keeps it, its weights and its step.
