@@ -383,7 +383,7 @@ def test_max_uncertainty_row_keeps_what_the_node_keeps(tiny_model) -> None:
     plain = evaluate(tiny_model, frames, progress=False, images=0, max_uncertainty=threshold, speckle_size=0)
     want = score_frame(np.where(below, pred.disparity, np.nan), frames[0]["disp_left"], max_disp=report["max_disp_px"])
     assert plain["per_frame"][0]["below_max_uncertainty"]["density"] == pytest.approx(want["density"])
-    assert f"model (uncertainty <= {threshold:g} px)" in format_summary(report)
+    assert f"model (uncertainty <= {threshold:.2f} px)" in format_summary(report)
     with pytest.raises(ValueError, match="max_uncertainty"):
         evaluate(tiny_model, frames, progress=False, max_uncertainty=-1.0)
 

@@ -273,7 +273,7 @@ def curve_points(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     for name, entry in (report.get("baselines") or {}).items():
         points[name.upper().replace("_FILL", " + fill")] = point(entry.get("valid_pixels", entry["summary"]))
     if "summary_below_max_uncertainty" in report:
-        points[f"model, uncertainty <= {report['max_uncertainty']:g} px"] = point(
+        points[f"model, uncertainty <= {report['max_uncertainty']:.2f} px"] = point(
             report["summary_below_max_uncertainty"])
     return points
 

@@ -132,7 +132,7 @@ def _table_rows(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]
     if "summary" in report:
         rows.append(("model", report["summary"]))
     if "summary_below_max_uncertainty" in report:
-        rows.append((f"model (uncertainty <= {report['max_uncertainty']:g} px)",
+        rows.append((f"model (uncertainty <= {report['max_uncertainty']:.2f} px)",
                      dict(report["summary_below_max_uncertainty"], timing={})))
     for name in SPARSE:
         if f"summary_at_{name}_density" in report:
